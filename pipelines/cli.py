@@ -1,0 +1,69 @@
+"""The ``hopchain`` command: every stage runs from here, with or without Airflow.
+
+Each command group lives in its own module exposing ``register(subparsers)``; modules import
+heavy libraries (torch, pandas, GX) only inside their handlers, so ``hopchain --help`` is fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+# Modules that contribute sub-commands (each has ``register(subparsers)``).
+COMMAND_MODULES = [
+    "pipelines.stack.cli",
+    "pipelines.ingest.cli",
+    "pipelines.detect.cli",
+    "pipelines.segment.cli",
+    "pipelines.questions.cli",
+    "pipelines.annotation.cli",
+    "pipelines.release.cli",
+    "expectations.cli",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hopchain", description="HopChain multi-hop visual reasoning data platform"
+    )
+    parser.add_argument("--params", default=None, help="params.yaml to use (default: the repository's)")
+    parser.add_argument("--profile", default=None, help="profile from params.yaml (demo, gpu, ...)")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as err:
+            if err.name == name:  # command group not built yet
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    from pipelines.config import ConfigError
+    from pipelines.stack.process import StackError
+
+    try:
+        return int(args.handler(args) or 0)
+    except (ConfigError, StackError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,249 @@
+"""One validated configuration object for the whole platform.
+
+``params.yaml`` holds every knob. Its top level is the *base* configuration plus a
+``profiles`` mapping (``demo``, ``gpu``, ...) whose entries are deep-merged over the base
+when a profile is selected. Unknown keys are refused everywhere (``extra="forbid"``) and the
+error names the offending key path.
+
+Secrets never live here: credentials come from the environment (``HOPCHAIN_S3_*``,
+``HOPCHAIN_LS_*``) or from Airflow connections. See :mod:`pipelines.secrets`.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_PARAMS = REPO_ROOT / "params.yaml"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PortsConfig(_Model):
+    """TCP ports of the local stack; every service binds 127.0.0.1 only."""
+
+    s3: int = 8333
+    s3_master: int = 9333
+    s3_volume: int = 8088
+    s3_filer: int = 8888
+    s3_admin: int = 23646
+    label_studio: int = 8081
+    airflow: int = 8080
+
+
+class StackConfig(_Model):
+    """The embedded local stack (SeaweedFS S3 + Label Studio + Airflow)."""
+
+    home: str = ".stack"
+    ports: PortsConfig = PortsConfig()
+    buckets: list[str] = ["hopchain", "hopchain-dvc"]
+    airflow_parallelism: int = Field(4, ge=1, le=64)
+    gpu_slots: int = Field(1, ge=1)
+    airflow_admin: str = "admin"
+    label_studio_admin: str = "admin@hopchain.local"
+    s3_memory_limit_mb: int = 512
+
+
+class StoreConfig(_Model):
+    """Where run artifacts go: ``runs/<run_id>/<stage>/shard-NNNNN.parquet`` in ``bucket``."""
+
+    bucket: str = "hopchain"
+    runs_prefix: str = "runs"
+    inputs_prefix: str = "inputs"
+
+
+class IngestConfig(_Model):
+    shard_size: int = Field(200, ge=1, le=5000)
+    max_pixels: int = Field(89_478_485, ge=1)  # Pillow's own bomb limit
+    max_bytes: int = Field(50 * 1024 * 1024, ge=1)
+    extensions: list[str] = [".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"]
+
+
+class ModelRef(_Model):
+    """A production checkpoint is configuration: a model id or a local path, never code."""
+
+    model: str = ""
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+    batch_size: int = Field(4, ge=1)
+
+
+class OpenAIEndpoint(_Model):
+    base_url: str = ""
+    model: str = ""
+    timeout_s: float = Field(60.0, gt=0)
+    max_retries: int = Field(3, ge=0)
+    concurrency: int = Field(8, ge=1)
+
+
+class DetectConfig(_Model):
+    backend: Literal["qwen3vl", "openai", "annotations"] = "annotations"
+    qwen3vl: ModelRef = ModelRef()
+    openai: OpenAIEndpoint = OpenAIEndpoint()
+    max_new_tokens: int = Field(512, ge=1)
+    boxes: bool = True
+    max_categories: int = Field(20, ge=1)
+
+
+class SegmentConfig(_Model):
+    backend: Literal["sam3", "sam2", "sam2_hf", "annotations"] = "annotations"
+    sam3: ModelRef = ModelRef()
+    sam2: ModelRef = ModelRef()
+    sam2_config: str = "configs/sam2.1/sam2.1_hiera_l.yaml"
+    score_threshold: float = Field(0.5, ge=0, le=1)
+    mask_threshold: float = Field(0.5, ge=0, le=1)
+    min_area: int = Field(32, ge=0)
+    dedup_iou: float = Field(0.7, gt=0, le=1)
+
+
+class DifficultyConfig(_Model):
+    enabled: bool = False
+    k: int = Field(8, ge=1)
+    temperature: float = Field(1.0, ge=0)
+    drop_at_pass_rate: float = Field(0.75, ge=0, le=1)  # 6/8
+
+
+class QuestionsConfig(_Model):
+    writer: Literal["program", "vlm"] = "program"
+    seed: int = 0
+    per_image: int = Field(6, ge=1)
+    min_hops: int = Field(3, ge=3, le=6)
+    max_hops: int = Field(6, ge=3, le=6)
+    min_score: float = Field(0.5, ge=0, le=1)
+    min_area: int = Field(32, ge=0)
+    max_count: int = Field(15, ge=1)
+    max_answer_share: float = Field(0.35, gt=0, le=1)
+    variants: list[Literal["full", "half", "single"]] = ["full"]
+    difficulty: DifficultyConfig = DifficultyConfig()
+    vlm_prompt_version: str = "v1"
+
+
+class SimulatedAnnotators(_Model):
+    """Demo/test only: accounts that answer through the real Label Studio API."""
+
+    enabled: bool = False
+    count: int = Field(4, ge=1)
+    error_rate: float = Field(0.05, ge=0, le=1)
+    seed: int = 0
+
+
+class AnnotationConfig(_Model):
+    project_title: str = "HopChain verification"
+    annotators_required: int = Field(4, ge=1)
+    import_batch_size: int = Field(500, ge=1)
+    deadline_minutes: float = Field(24 * 60, gt=0)
+    poll_interval_s: float = Field(30.0, gt=0)
+    simulated: SimulatedAnnotators = SimulatedAnnotators()
+
+
+class ValidationConfig(_Model):
+    """Severity per expectation (``critical`` blocks downstream, ``warning`` only reports)."""
+
+    default_severity: Literal["critical", "warning"] = "critical"
+    severity: dict[str, Literal["critical", "warning"]] = {}
+    max_answer_share: float = Field(0.35, gt=0, le=1)
+    min_category_count: int = Field(0, ge=0)
+    max_category_share: float = Field(1.0, gt=0, le=1)
+
+
+class ReleaseConfig(_Model):
+    name: str = "hopchain"
+    rows_per_shard: int = Field(2000, ge=1)
+    eval_fraction: float = Field(0.1, ge=0, lt=1)
+    registry_url: str = ""  # default: <stack home>/registry.git (a local bare repository)
+    dvc_remote_bucket: str = "hopchain-dvc"
+    dvc_remote_prefix: str = "releases"
+    push_timeout_s: float = Field(30.0, gt=0)
+
+
+class Params(_Model):
+    """The root configuration object (``params.yaml``)."""
+
+    profile: str = "base"
+    stack: StackConfig = StackConfig()
+    store: StoreConfig = StoreConfig()
+    ingest: IngestConfig = IngestConfig()
+    detect: DetectConfig = DetectConfig()
+    segment: SegmentConfig = SegmentConfig()
+    questions: QuestionsConfig = QuestionsConfig()
+    annotation: AnnotationConfig = AnnotationConfig()
+    validation: ValidationConfig = ValidationConfig()
+    release: ReleaseConfig = ReleaseConfig()
+
+    @field_validator("questions")
+    @classmethod
+    def _hop_range(cls, v: QuestionsConfig) -> QuestionsConfig:
+        if v.min_hops > v.max_hops:
+            raise ValueError("questions.min_hops must be <= questions.max_hops")
+        return v
+
+
+class ConfigError(ValueError):
+    """params.yaml is invalid; the message names every offending key path."""
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _format_errors(err: ValidationError, source: str) -> str:
+    lines = [f"invalid configuration in {source}:"]
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"])
+        msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
+        lines.append(f"  {loc}: {msg}")
+    return "\n".join(lines)
+
+
+def params_from_dict(raw: dict[str, Any], profile: str | None = None, source: str = "<dict>") -> Params:
+    """Validate a raw mapping (``params.yaml`` layout) and apply ``profile`` if given."""
+    raw = dict(raw or {})
+    profiles = raw.pop("profiles", {}) or {}
+    if not isinstance(profiles, dict):
+        raise ConfigError(f"invalid configuration in {source}:\n  profiles: must be a mapping")
+    merged = raw
+    if profile and profile != "base":
+        if profile not in profiles:
+            known = ", ".join(sorted(profiles)) or "none"
+            raise ConfigError(f"unknown profile {profile!r} in {source} (known: {known})")
+        merged = _deep_merge(raw, profiles[profile] or {})
+        merged["profile"] = profile
+    try:
+        return Params.model_validate(merged)
+    except ValidationError as err:
+        raise ConfigError(_format_errors(err, source)) from None
+
+
+def load_params(path: str | Path | None = None, profile: str | None = None) -> Params:
+    """Load ``params.yaml`` (default: the repository's), selecting ``profile``.
+
+    ``profile`` defaults to the ``HOPCHAIN_PROFILE`` environment variable, else the base.
+    """
+    path = Path(path or os.environ.get("HOPCHAIN_PARAMS", DEFAULT_PARAMS))
+    profile = profile or os.environ.get("HOPCHAIN_PROFILE") or None
+    with open(path, encoding="utf-8") as fh:
+        raw = yaml.safe_load(fh) or {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"invalid configuration in {path}: top level must be a mapping")
+    return params_from_dict(raw, profile, source=str(path))
+
+
+def profile_names(path: str | Path | None = None) -> list[str]:
+    path = Path(path or DEFAULT_PARAMS)
+    with open(path, encoding="utf-8") as fh:
+        raw = yaml.safe_load(fh) or {}
+    return sorted((raw.get("profiles") or {}).keys())

@@ -1,0 +1,194 @@
+"""Data contracts between stages, as Arrow schemas (the column names are the contract).
+
+Units and conventions, stated once:
+
+* ``image_id`` is the sha256 hex digest of the image file's bytes.
+* ``bbox`` is ``[x, y, w, h]`` in pixels, COCO convention (x, y = top-left corner).
+* ``mask_rle`` is a COCO *compressed* RLE ``counts`` string (pycocotools), column-major,
+  for a mask of ``mask_height`` x ``mask_width`` pixels; ``area`` is the mask's pixel count.
+* ``answer`` columns hold canonical decimal strings (``"3"``, ``"2.5"``): see
+  :func:`canonical_number`.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import tempfile
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+MANIFEST = pa.schema(
+    [
+        ("image_id", pa.string()),
+        ("uri", pa.string()),
+        ("width", pa.int32()),
+        ("height", pa.int32()),
+        ("format", pa.string()),
+        ("shard", pa.int32()),
+    ]
+)
+
+QUARANTINE = pa.schema([("uri", pa.string()), ("reason", pa.string())])
+
+INSTANCES = pa.schema(
+    [
+        ("image_id", pa.string()),
+        ("instance_id", pa.int32()),
+        ("category", pa.string()),
+        ("bbox", pa.list_(pa.float64(), 4)),
+        ("area", pa.int64()),
+        ("score", pa.float64()),
+        ("mask_rle", pa.string()),
+        ("mask_height", pa.int32()),
+        ("mask_width", pa.int32()),
+        ("source", pa.string()),
+    ]
+)
+
+DETECTIONS = pa.schema(
+    [
+        ("image_id", pa.string()),
+        ("category", pa.string()),
+        ("bbox", pa.list_(pa.float64(), 4)),  # may be null when the detector gives categories only
+        ("score", pa.float64()),
+        ("source", pa.string()),
+    ]
+)
+
+REJECTS = pa.schema(
+    [
+        ("stage", pa.string()),
+        ("item_id", pa.string()),
+        ("reason", pa.string()),
+        ("raw", pa.string()),
+    ]
+)
+
+QUESTIONS = pa.schema(
+    [
+        ("question_id", pa.string()),
+        ("image_id", pa.string()),
+        ("question", pa.string()),
+        ("answer", pa.string()),
+        ("num_hops", pa.int32()),
+        ("hops", pa.string()),  # JSON list of hop objects
+        ("generator", pa.string()),
+        ("variant", pa.string()),
+    ]
+)
+
+ANNOTATIONS = pa.schema(
+    [
+        ("question_id", pa.string()),
+        ("annotator", pa.string()),
+        ("answer", pa.string()),
+        ("answerable", pa.bool_()),
+        ("submitted_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+
+CONSENSUS = pa.schema(
+    [
+        ("question_id", pa.string()),
+        ("status", pa.string()),
+        ("answers", pa.list_(pa.string())),
+        ("agreed_answer", pa.string()),
+        ("matches_generated", pa.bool_()),
+        ("reason", pa.string()),
+    ]
+)
+
+SCHEMAS: dict[str, pa.Schema] = {
+    "manifest": MANIFEST,
+    "quarantine": QUARANTINE,
+    "instances": INSTANCES,
+    "detections": DETECTIONS,
+    "rejects": REJECTS,
+    "questions": QUESTIONS,
+    "annotations": ANNOTATIONS,
+    "consensus": CONSENSUS,
+}
+
+
+def canonical_number(value: Any) -> str:
+    """Normalise a numeric answer to its canonical decimal string.
+
+    ``3``, ``"3.0"``, ``" 3 "``, ``"+3"`` → ``"3"``; ``2.50`` → ``"2.5"``; ``-0`` → ``"0"``.
+    Raises ``ValueError`` for anything that is not a finite number (including booleans).
+    """
+    if isinstance(value, bool) or value is None:
+        raise ValueError(f"not a number: {value!r}")
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"not a finite number: {value!r}")
+        text = repr(value)
+    else:
+        text = str(value).strip().replace(",", "") if isinstance(value, str) else str(value)
+    try:
+        d = Decimal(text)
+    except InvalidOperation:
+        raise ValueError(f"not a number: {value!r}") from None
+    if not d.is_finite():
+        raise ValueError(f"not a finite number: {value!r}")
+    if d == 0:
+        return "0"
+    d = d.normalize()
+    sign, digits, exp = d.as_tuple()
+    if exp >= 0:
+        return ("-" if sign else "") + "".join(map(str, digits)) + "0" * exp
+    return format(d, "f")
+
+
+def empty_table(name: str) -> pa.Table:
+    return SCHEMAS[name].empty_table()
+
+
+def to_table(rows: list[dict[str, Any]], name: str) -> pa.Table:
+    """Rows (dicts) → an Arrow table with the contract's schema (extra keys refused)."""
+    schema = SCHEMAS[name]
+    if rows:
+        extra = set().union(*(r.keys() for r in rows)) - set(schema.names)
+        if extra:
+            raise ValueError(f"{name}: unknown columns {sorted(extra)}")
+    return pa.Table.from_pylist(rows, schema=schema)
+
+
+def conform(table: pa.Table, name: str) -> pa.Table:
+    """Cast/reorder ``table`` to the contract; missing columns are an error."""
+    schema = SCHEMAS[name]
+    missing = [n for n in schema.names if n not in table.column_names]
+    if missing:
+        raise ValueError(f"{name}: missing columns {missing}")
+    return table.select(schema.names).cast(schema)
+
+
+def parquet_bytes(table: pa.Table) -> bytes:
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="zstd")
+    return buf.getvalue()
+
+
+def write_parquet_atomic(table: pa.Table, path: str | Path) -> Path:
+    """Write Parquet to a temporary file beside ``path`` and rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(parquet_bytes(table))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_parquet(path: str | Path, name: str | None = None) -> pa.Table:
+    table = pq.read_table(path)
+    return conform(table, name) if name else table

@@ -1,0 +1,200 @@
+"""Managed background processes: started in their own session, recorded by pid, stopped by pid.
+
+A pid file holds ``{"pid", "create_time", "cmd"}``; the process-creation time guards against
+pid reuse, so a stale pid file never makes us signal an unrelated program. Stopping sends
+SIGTERM (or SIGINT) to the process *group* we created (whose id is the recorded pid), waits, and
+escalates to SIGKILL. Nothing is ever looked up or killed by name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+
+class StackError(RuntimeError):
+    """A clear, user-facing failure of the local stack (busy port, failed health check, ...)."""
+
+
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    """True when something already listens on (or holds) ``host:port``."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return True
+    # Also refuse a port bound on the wildcard address by another program.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(0.2)
+        return s.connect_ex((host, port)) == 0
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(check: Callable[[], bool], timeout_s: float, interval_s: float = 0.5, what: str = "") -> None:
+    deadline = time.monotonic() + timeout_s
+    last_exc: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except Exception as exc:  # health probes raise while a server is still starting
+            last_exc = exc
+        time.sleep(interval_s)
+    detail = f" (last error: {last_exc})" if last_exc else ""
+    raise StackError(f"timed out after {timeout_s:.0f}s waiting for {what or 'condition'}{detail}")
+
+
+@dataclass
+class ManagedProcess:
+    """One long-running process of the stack, tracked through ``<home>/run/<name>.pid``."""
+
+    name: str
+    home: Path
+    stop_signal: int = signal.SIGTERM
+
+    @property
+    def pid_file(self) -> Path:
+        return self.home / "run" / f"{self.name}.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.home / "logs" / f"{self.name}.log"
+
+    def _record(self) -> dict | None:
+        try:
+            return json.loads(self.pid_file.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+
+    def process(self) -> psutil.Process | None:
+        """The live process this pid file names, or None (stale files are ignored)."""
+        rec = self._record()
+        if not rec:
+            return None
+        try:
+            proc = psutil.Process(int(rec["pid"]))
+            if abs(proc.create_time() - float(rec["create_time"])) > 1.0:
+                return None  # pid reused by an unrelated program
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                return None
+            return proc
+        except (psutil.NoSuchProcess, psutil.AccessDenied, KeyError, ValueError):
+            return None
+
+    @property
+    def pid(self) -> int | None:
+        proc = self.process()
+        return proc.pid if proc else None
+
+    def running(self) -> bool:
+        return self.process() is not None
+
+    def start(self, cmd: list[str], env: Mapping[str, str], cwd: Path | None = None) -> int:
+        if self.running():
+            raise StackError(f"{self.name} is already running (pid {self.pid})")
+        self.pid_file.parent.mkdir(parents=True, exist_ok=True)
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_file, "ab")
+        try:
+            proc = subprocess.Popen(
+                cmd,
+                env=dict(env),
+                cwd=str(cwd) if cwd else None,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # own process group: pgid == pid, so we stop the whole tree
+            )
+        finally:
+            log.close()
+        create_time = psutil.Process(proc.pid).create_time()
+        tmp = self.pid_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"pid": proc.pid, "create_time": create_time, "cmd": cmd[:3]}))
+        os.replace(tmp, self.pid_file)
+        return proc.pid
+
+    def exited_early(self) -> str | None:
+        """If the process died, the tail of its log (for a clear error)."""
+        if self.running():
+            return None
+        try:
+            tail = self.log_file.read_text(errors="replace").splitlines()[-15:]
+        except FileNotFoundError:
+            tail = []
+        return "\n".join(tail)
+
+    def stop(self, timeout_s: float = 30.0) -> bool:
+        """Stop the process group by recorded pid. Returns True if something was stopped."""
+        proc = self.process()
+        if proc is None:
+            self.pid_file.unlink(missing_ok=True)
+            return False
+        pid = proc.pid
+        members = _group_members(pid)
+        try:
+            os.killpg(pid, self.stop_signal)
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            proc.send_signal(self.stop_signal)
+        _, alive = psutil.wait_procs(members, timeout=timeout_s)
+        if alive:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            for p in alive:  # children that left the group are still ours: kill them by pid
+                try:
+                    p.kill()
+                except psutil.NoSuchProcess:
+                    pass
+            psutil.wait_procs(alive, timeout=10)
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
+
+def _group_members(pid: int) -> list[psutil.Process]:
+    """The recorded process and all its descendants (they share its process group)."""
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def listening_ports(pids: Iterable[int]) -> list[tuple[int, str, int]]:
+    """(pid, ip, port) of every listening TCP socket owned by ``pids`` or their descendants."""
+    out: list[tuple[int, str, int]] = []
+    seen: set[int] = set()
+    for pid in pids:
+        try:
+            procs = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+        except psutil.NoSuchProcess:
+            continue
+        for p in procs:
+            if p.pid in seen:
+                continue
+            seen.add(p.pid)
+            try:
+                conns = p.net_connections(kind="inet")
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+            for c in conns:
+                if c.status == psutil.CONN_LISTEN:
+                    out.append((p.pid, c.laddr.ip, c.laddr.port))
+    return out

@@ -1,0 +1,472 @@
+"""The three services of the local stack: SeaweedFS (S3), Label Studio and Airflow 3.
+
+Each service knows its ports, how to start its processes, how to check its health, and where its
+credentials are. All bind 127.0.0.1; all state lives under the stack home (git-ignored).
+Credential files are written with mode 0600 and never printed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from pipelines.config import Params
+from pipelines.stack.process import ManagedProcess, StackError, port_in_use, wait_until
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(sys.executable).parent
+
+
+def write_secret_file(path: Path, data: dict[str, Any]) -> None:
+    """Write JSON with mode 0600 (created that way, never world-readable even briefly)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(data, fh, indent=2)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+
+
+def read_secret_file(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text())
+
+
+def _token(nbytes: int = 24) -> str:
+    return secrets.token_urlsafe(nbytes)
+
+
+def _hex(nbytes: int = 20) -> str:
+    return secrets.token_hex(nbytes)
+
+
+def base_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "LABEL_STUDIO"))}
+    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
+    env.setdefault("OMP_NUM_THREADS", "1")
+    env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
+    return env
+
+
+@dataclass
+class Service:
+    """Base class: a named service with processes, ports and a health check."""
+
+    params: Params
+    home: Path
+    name: str = ""
+    processes: list[ManagedProcess] = field(default_factory=list)
+
+    def ports(self) -> dict[str, int]:
+        raise NotImplementedError
+
+    def url(self) -> str:
+        raise NotImplementedError
+
+    def credentials_file(self) -> Path:
+        return self.home / "credentials" / f"{self.name}.json"
+
+    def running(self) -> bool:
+        return any(p.running() for p in self.processes)
+
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.processes if p.pid]
+
+    def check_ports(self) -> None:
+        for what, port in self.ports().items():
+            if port_in_use(port):
+                raise StackError(
+                    f"port {port} ({self.name} {what}) on 127.0.0.1 is already in use by another "
+                    f"program; free it or choose another port in params.yaml (stack.ports) "
+                    f"or with HOPCHAIN_PORT_* variables"
+                )
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def wait_healthy(self, timeout_s: float) -> None:
+        def check() -> bool:
+            for p in self.processes:
+                tail = p.exited_early()
+                if tail is not None:
+                    raise StackError(f"{self.name}: process {p.name} exited during start-up:\n{tail}")
+            return self.healthy()
+
+        try:
+            wait_until(check, timeout_s, 0.5, what=f"{self.name} to become healthy")
+        except StackError as err:
+            raise StackError(f"{err}\n(see logs in {self.home / 'logs'})") from None
+
+    def healthy(self) -> bool:
+        raise NotImplementedError
+
+    def stop(self) -> list[str]:
+        stopped = []
+        for p in reversed(self.processes):
+            if p.stop():
+                stopped.append(p.name)
+        return stopped
+
+
+# ------------------------------------------------------------------------------------------------
+class SeaweedS3(Service):
+    """SeaweedFS ``weed mini`` (master + volume + filer + S3 in one process) with credentials."""
+
+    def __init__(self, params: Params, home: Path):
+        super().__init__(params, home, "s3")
+        self.processes = [ManagedProcess("seaweedfs", home)]
+        self.data_dir = home / "seaweedfs"
+
+    def ports(self) -> dict[str, int]:
+        p = self.params.stack.ports
+        out = {"s3": p.s3, "master": p.s3_master, "volume": p.s3_volume, "filer": p.s3_filer,
+               "admin": p.s3_admin}
+        # gRPC ports are HTTP port + 10000 (the admin's workers dial that too).
+        out.update({f"{k} grpc": v + 10000 for k, v in list(out.items())})
+        return out
+
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.params.stack.ports.s3}"
+
+    def credentials(self) -> dict[str, str]:
+        f = self.credentials_file()
+        if f.exists():
+            return read_secret_file(f)
+        creds = {
+            "endpoint": self.url(),
+            "access_key": "hc" + _hex(9),
+            "secret_key": _token(30),
+            "region": "us-east-1",
+        }
+        write_secret_file(f, creds)
+        return creds
+
+    def start(self) -> None:
+        creds = self.credentials()
+        if creds["endpoint"] != self.url():  # ports changed since the credentials were made
+            creds["endpoint"] = self.url()
+            write_secret_file(self.credentials_file(), creds)
+        s3_config = self.home / "seaweedfs-s3.json"
+        write_secret_file(
+            s3_config,
+            {
+                "identities": [
+                    {
+                        "name": "hopchain",
+                        "credentials": [{"accessKey": creds["access_key"], "secretKey": creds["secret_key"]}],
+                        "actions": ["Admin", "Read", "List", "Tagging", "Write"],
+                    }
+                ]
+            },
+        )
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        (self.data_dir / "mini.options").unlink(missing_ok=True)  # weed remembers old flags there
+        p = self.params.stack.ports
+        logdir = self.home / "logs" / "seaweedfs"
+        logdir.mkdir(parents=True, exist_ok=True)
+        cmd = [
+            str(VENV_BIN / "weed"), f"-logdir={logdir}", "mini",
+            f"-dir={self.data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+            f"-master.port={p.s3_master}", f"-master.port.grpc={p.s3_master + 10000}",
+            f"-volume.port={p.s3_volume}", f"-volume.port.grpc={p.s3_volume + 10000}",
+            f"-filer.port={p.s3_filer}", f"-filer.port.grpc={p.s3_filer + 10000}",
+            f"-s3.port={p.s3}", f"-s3.port.grpc={p.s3 + 10000}",
+            f"-admin.port={p.s3_admin}",
+            "-s3.port.iceberg=0", "-s3.port.lance=0", "-webdav=false",
+            "-master.telemetry=false", f"-s3.config={s3_config}",
+        ]
+        env = base_env()
+        env["GOMEMLIMIT"] = f"{self.params.stack.s3_memory_limit_mb}MiB"
+        self.processes[0].start(cmd, env, cwd=self.home)
+
+    def client(self) -> Any:
+        from minio import Minio
+
+        creds = self.credentials()
+        return Minio(f"127.0.0.1:{self.params.stack.ports.s3}", access_key=creds["access_key"],
+                     secret_key=creds["secret_key"], secure=False, region="us-east-1")
+
+    def healthy(self) -> bool:
+        try:
+            self.client().list_buckets()
+            return True
+        except Exception:
+            return False
+
+    def ensure_buckets(self, timeout_s: float = 30.0) -> None:
+        client = self.client()
+        for bucket in self.params.stack.buckets:
+            def made(b: str = bucket) -> bool:
+                if not client.bucket_exists(b):
+                    client.make_bucket(b)
+                return client.bucket_exists(b)
+
+            wait_until(made, timeout_s, 0.5, what=f"bucket {bucket}")
+
+    def anonymous_refused(self) -> bool:
+        r = httpx.get(f"{self.url()}/{self.params.stack.buckets[0]}", timeout=5)
+        return r.status_code in (401, 403)
+
+
+# ------------------------------------------------------------------------------------------------
+def label_studio_bin() -> Path:
+    """The Label Studio server lives in its own virtual environment (``.venv-ls``)."""
+    override = os.environ.get("HOPCHAIN_LABEL_STUDIO_BIN")
+    if override:
+        return Path(override)
+    return REPO_ROOT / ".venv-ls" / "bin" / "label-studio"
+
+
+class LabelStudio(Service):
+    """Label Studio 1.23 (open-source) on SQLite, no outbound calls, admin + token preset."""
+
+    def __init__(self, params: Params, home: Path):
+        super().__init__(params, home, "labelstudio")
+        self.processes = [ManagedProcess("labelstudio", home)]
+        self.data_dir = home / "labelstudio"
+
+    def ports(self) -> dict[str, int]:
+        return {"http": self.params.stack.ports.label_studio}
+
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.params.stack.ports.label_studio}"
+
+    def credentials(self) -> dict[str, str]:
+        f = self.credentials_file()
+        if f.exists():
+            creds = read_secret_file(f)
+            if creds.get("url") != self.url():
+                creds["url"] = self.url()
+                write_secret_file(f, creds)
+            return creds
+        creds = {
+            "url": self.url(),
+            "username": self.params.stack.label_studio_admin,
+            "password": _token(18),
+            "token": _hex(20),  # legacy API token: "Authorization: Token <token>"
+        }
+        write_secret_file(f, creds)
+        return creds
+
+    def env(self) -> dict[str, str]:
+        creds = self.credentials()
+        env = base_env()
+        (self.data_dir / "home").mkdir(parents=True, exist_ok=True)
+        env.update(
+            {
+                "HOME": str(self.data_dir / "home"),
+                "LABEL_STUDIO_BASE_DATA_DIR": str(self.data_dir),
+                "COLLECT_ANALYTICS": "false",
+                "LATEST_VERSION_CHECK": "false",
+                "SENTRY_DSN": "",
+                "FRONTEND_SENTRY_DSN": "",
+                "LABEL_STUDIO_USERNAME": creds["username"],
+                "LABEL_STUDIO_PASSWORD": creds["password"],
+                "LABEL_STUDIO_USER_TOKEN": creds["token"],
+                "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",
+                "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": "true",
+                "DISABLE_SIGNUP_WITHOUT_LINK": "true",
+                "LABEL_STUDIO_HOST": self.url(),
+                "DJANGO_DB": "sqlite",
+                "LOG_LEVEL": "WARNING",
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        return env
+
+    def start(self) -> None:
+        binary = label_studio_bin()
+        if not binary.exists():
+            raise StackError(f"Label Studio is not installed at {binary}; run `make setup`")
+        cmd = [
+            str(binary), "start", "--no-browser", "--internal-host", "127.0.0.1",
+            "--port", str(self.params.stack.ports.label_studio), "--data-dir", str(self.data_dir),
+            "--log-level", "WARNING",
+        ]
+        self.processes[0].start(cmd, self.env(), cwd=self.data_dir)
+
+    def healthy(self) -> bool:
+        creds = self.credentials()
+        r = httpx.get(f"{self.url()}/api/current-user/whoami",
+                      headers={"Authorization": f"Token {creds['token']}"}, timeout=5)
+        return r.status_code == 200
+
+
+# ------------------------------------------------------------------------------------------------
+AIRFLOW_COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+
+
+class Airflow(Service):
+    """Airflow 3.3: api-server, scheduler, dag-processor, triggerer; SQLite; LocalExecutor."""
+
+    def __init__(self, params: Params, home: Path):
+        super().__init__(params, home, "airflow")
+        self.airflow_home = home / "airflow"
+        self.processes = [ManagedProcess(f"airflow-{c}", home) for c in AIRFLOW_COMPONENTS]
+
+    def ports(self) -> dict[str, int]:
+        return {"api-server": self.params.stack.ports.airflow}
+
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.params.stack.ports.airflow}"
+
+    def credentials(self) -> dict[str, str]:
+        f = self.credentials_file()
+        if f.exists():
+            creds = read_secret_file(f)
+            if creds.get("url") != self.url():
+                creds["url"] = self.url()
+                write_secret_file(f, creds)
+            return creds
+        creds = {
+            "url": self.url(),
+            "username": self.params.stack.airflow_admin,
+            "password": _token(18),
+            "jwt_secret": _token(32),
+            "api_secret_key": _token(32),
+            "fernet_key": _fernet_key(),
+        }
+        write_secret_file(f, creds)
+        return creds
+
+    def env(self) -> dict[str, str]:
+        creds = self.credentials()
+        a = self.airflow_home
+        port = self.params.stack.ports.airflow
+        users = f"{creds['username']}:admin"
+        pw_file = a / "simple_auth_manager_passwords.json"
+        write_secret_file(pw_file, {creds["username"]: creds["password"]})
+        env = base_env()
+        env.update(
+            {
+                "AIRFLOW_HOME": str(a),
+                "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
+                "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
+                "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+                "AIRFLOW__CORE__PARALLELISM": str(self.params.stack.airflow_parallelism),
+                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                "AIRFLOW__CORE__FERNET_KEY": creds["fernet_key"],
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": users,
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(pw_file),
+                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+                "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{a / 'airflow.db'}",
+                "AIRFLOW__API__HOST": "127.0.0.1",
+                "AIRFLOW__API__PORT": str(port),
+                "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
+                "AIRFLOW__API__WORKERS": "1",
+                "AIRFLOW__API__SECRET_KEY": creds["api_secret_key"],
+                "AIRFLOW__API_AUTH__JWT_SECRET": creds["jwt_secret"],
+                "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+                "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
+                "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+                "HOPCHAIN_HOME": str(self.home),
+                "HOPCHAIN_PARAMS": os.environ.get("HOPCHAIN_PARAMS", str(REPO_ROOT / "params.yaml")),
+            }
+        )
+        if os.environ.get("HOPCHAIN_PROFILE"):
+            env["HOPCHAIN_PROFILE"] = os.environ["HOPCHAIN_PROFILE"]
+        return env
+
+    def _cli(self, *args: str, timeout_s: float = 300) -> str:
+        proc = subprocess.run(
+            [str(VENV_BIN / "airflow"), *args], env=self.env(), capture_output=True, text=True,
+            timeout=timeout_s, cwd=self.airflow_home,
+        )
+        if proc.returncode != 0:
+            raise StackError(f"`airflow {' '.join(args[:2])}` failed:\n{proc.stderr[-3000:]}")
+        return proc.stdout
+
+    def provision(self, s3: dict[str, str], ls: dict[str, str]) -> None:
+        """DB migration, the ``gpu`` pool and the connections to the S3 server and Label Studio."""
+        self.airflow_home.mkdir(parents=True, exist_ok=True)
+        self._cli("db", "migrate")
+        pools = self.airflow_home / "pools.json"
+        pools.write_text(json.dumps({"gpu": {"slots": self.params.stack.gpu_slots,
+                                             "description": "GPU stages (slots = GPUs)",
+                                             "include_deferred": False}}))
+        self._cli("pools", "import", str(pools))
+        conns = self.airflow_home / "connections.json"
+        write_secret_file(conns, airflow_connections(s3, ls))
+        try:
+            self._cli("connections", "import", "--overwrite", str(conns))
+        finally:
+            conns.unlink(missing_ok=True)
+
+    def start(self) -> None:
+        env = self.env()
+        args = {
+            "api-server": ["api-server", "--host", "127.0.0.1", "--port", str(self.params.stack.ports.airflow),
+                           "--workers", "1"],
+            "scheduler": ["scheduler", "--skip-serve-logs"],
+            "dag-processor": ["dag-processor"],
+            "triggerer": ["triggerer", "--skip-serve-logs"],
+        }
+        for comp, proc in zip(AIRFLOW_COMPONENTS, self.processes):
+            proc.start([str(VENV_BIN / "airflow"), *args[comp]], env, cwd=self.airflow_home)
+
+    def token(self) -> str:
+        creds = self.credentials()
+        r = httpx.post(f"{self.url()}/auth/token",
+                       json={"username": creds["username"], "password": creds["password"]}, timeout=10)
+        r.raise_for_status()
+        return str(r.json()["access_token"])
+
+    def healthy(self) -> bool:
+        r = httpx.get(f"{self.url()}/api/v2/monitor/health", timeout=5)
+        if r.status_code != 200:
+            return False
+        h = r.json()
+        sched = (h.get("scheduler") or {}).get("status")
+        trig = (h.get("triggerer") or {}).get("status")
+        dagp = (h.get("dag_processor") or {}).get("status")
+        return h.get("metadatabase", {}).get("status") == "healthy" and sched == "healthy" \
+            and trig == "healthy" and dagp in ("healthy", None)
+
+    def component_health(self) -> dict[str, str]:
+        try:
+            h = httpx.get(f"{self.url()}/api/v2/monitor/health", timeout=5).json()
+        except Exception as exc:
+            return {"api-server": f"unreachable ({type(exc).__name__})"}
+        return {k: str((v or {}).get("status")) for k, v in h.items() if isinstance(v, dict)}
+
+
+def _fernet_key() -> str:
+    import base64
+
+    return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+
+
+def airflow_connections(s3: dict[str, str], ls: dict[str, str]) -> dict[str, Any]:
+    """The Airflow connections of the platform, from the generated (or production) credentials."""
+    s3_host, s3_port = s3["endpoint"].split("://", 1)[-1].rsplit(":", 1)
+    ls_host, ls_port = ls["url"].split("://", 1)[-1].rsplit(":", 1)
+    return {
+        "hopchain_s3": {
+            "conn_type": "hopchain_s3",
+            "description": "Object store of the HopChain platform (S3 API)",
+            "host": s3_host,
+            "port": int(s3_port),
+            "login": s3["access_key"],
+            "password": s3["secret_key"],
+            "extra": json.dumps({"secure": s3["endpoint"].startswith("https"),
+                                 "region": s3.get("region", "us-east-1")}),
+        },
+        "hopchain_label_studio": {
+            "conn_type": "label_studio",
+            "description": "Label Studio of the HopChain platform",
+            "host": ls["url"].split("://", 1)[0] + "://" + ls_host,
+            "port": int(ls_port),
+            "password": ls["token"],
+            "extra": json.dumps({"token_type": "legacy"}),
+        },
+    }

@@ -1,0 +1,197 @@
+"""Object store access (S3 API via the minio SDK: SeaweedFS locally, MinIO in production).
+
+Keys are always built with :func:`safe_key`, so a user-supplied file name can never escape the
+prefix it is placed under. A single ``put_object`` is atomic on S3 (readers see the old object
+or the complete new one, never a partial one), so a retried task simply overwrites its own keys.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import posixpath
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipelines.contracts import conform, parquet_bytes
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._\-/=+@]")
+
+
+class KeyError_(ValueError):
+    """A key that would escape its prefix or is otherwise unusable."""
+
+
+def safe_key(prefix: str, *parts: str) -> str:
+    """Join ``parts`` under ``prefix`` so the result cannot leave ``prefix``.
+
+    Backslashes become slashes, ``.``/``..``/empty segments are dropped, and characters outside
+    a conservative set are replaced by ``_``. Raises :class:`KeyError_` if nothing is left.
+    """
+    segments: list[str] = []
+    for part in parts:
+        for seg in str(part).replace("\\", "/").split("/"):
+            seg = _UNSAFE.sub("_", seg.strip())
+            if seg in ("", ".", ".."):
+                continue
+            segments.append(seg)
+    if not segments:
+        raise KeyError_(f"empty object key from {parts!r}")
+    prefix = prefix.strip("/")
+    key = posixpath.join(prefix, *segments) if prefix else posixpath.join(*segments)
+    if prefix and not key.startswith(prefix + "/"):
+        raise KeyError_(f"key {key!r} escapes prefix {prefix!r}")
+    return key
+
+
+@dataclass(frozen=True)
+class S3Credentials:
+    """Endpoint + keys. ``repr`` never shows the secret."""
+
+    endpoint: str  # host:port or http(s)://host:port
+    access_key: str
+    secret_key: str
+    region: str = "us-east-1"
+
+    def __repr__(self) -> str:  # keep secrets out of logs
+        return f"S3Credentials(endpoint={self.endpoint!r}, access_key={self.access_key!r}, secret_key='***')"
+
+    @property
+    def url(self) -> str:
+        return self.endpoint if "://" in self.endpoint else f"http://{self.endpoint}"
+
+    @property
+    def hostport(self) -> str:
+        return urlparse(self.url).netloc
+
+    @property
+    def secure(self) -> bool:
+        return urlparse(self.url).scheme == "https"
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> S3Credentials | None:
+        """``HOPCHAIN_S3_ENDPOINT`` / ``HOPCHAIN_S3_ACCESS_KEY`` / ``HOPCHAIN_S3_SECRET_KEY``."""
+        env = dict(os.environ if env is None else env)
+        endpoint = env.get("HOPCHAIN_S3_ENDPOINT")
+        if not endpoint:
+            return None
+        return cls(endpoint, env.get("HOPCHAIN_S3_ACCESS_KEY", ""), env.get("HOPCHAIN_S3_SECRET_KEY", ""))
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> S3Credentials:
+        data = json.loads(Path(path).read_text())
+        return cls(data["endpoint"], data["access_key"], data["secret_key"], data.get("region", "us-east-1"))
+
+
+class ObjectStore:
+    """A bucket on an S3-compatible server. Cheap to construct; connects lazily."""
+
+    def __init__(self, creds: S3Credentials, bucket: str, *, timeout_s: float = 30.0, retries: int = 3):
+        self.creds = creds
+        self.bucket = bucket
+        self._timeout_s = timeout_s
+        self._retries = retries
+        self._client: Any = None
+
+    def __repr__(self) -> str:
+        return f"ObjectStore({self.creds.url}, bucket={self.bucket!r})"
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            import urllib3
+            from minio import Minio
+
+            http = urllib3.PoolManager(
+                timeout=urllib3.Timeout(connect=min(5.0, self._timeout_s), read=self._timeout_s),
+                retries=urllib3.Retry(
+                    total=self._retries, backoff_factor=0.3, status_forcelist=[500, 502, 503, 504]
+                ),
+                maxsize=16,
+            )
+            self._client = Minio(
+                self.creds.hostport,
+                access_key=self.creds.access_key,
+                secret_key=self.creds.secret_key,
+                secure=self.creds.secure,
+                region=self.creds.region,
+                http_client=http,
+            )
+        return self._client
+
+    # -- bytes ---------------------------------------------------------------------------------
+    def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> str:
+        self.client.put_object(self.bucket, key, io.BytesIO(data), len(data), content_type=content_type)
+        return key
+
+    def get_bytes(self, key: str) -> bytes:
+        resp = self.client.get_object(self.bucket, key)
+        try:
+            return resp.read()
+        finally:
+            resp.close()
+            resp.release_conn()
+
+    def exists(self, key: str) -> bool:
+        from minio.error import S3Error
+
+        try:
+            self.client.stat_object(self.bucket, key)
+            return True
+        except S3Error as err:
+            if err.code in ("NoSuchKey", "NoSuchObject", "NotFound"):
+                return False
+            raise
+
+    def list(self, prefix: str, recursive: bool = True) -> Iterator[str]:
+        for obj in self.client.list_objects(self.bucket, prefix=prefix, recursive=recursive):
+            if not obj.is_dir:
+                yield obj.object_name
+
+    def delete_prefix(self, prefix: str) -> int:
+        from minio.deleteobjects import DeleteObject
+
+        keys = [DeleteObject(k) for k in self.list(prefix)]
+        errors = list(self.client.remove_objects(self.bucket, keys)) if keys else []
+        if errors:
+            raise RuntimeError(f"failed to delete {len(errors)} objects under {prefix!r}: {errors[0]}")
+        return len(keys)
+
+    def presigned_get(self, key: str, expires_s: int = 7 * 24 * 3600) -> str:
+        from datetime import timedelta
+
+        return self.client.presigned_get_object(self.bucket, key, expires=timedelta(seconds=expires_s))
+
+    # -- json / parquet ------------------------------------------------------------------------
+    def put_json(self, key: str, obj: Any) -> str:
+        return self.put_bytes(key, json.dumps(obj, indent=2, sort_keys=True).encode(), "application/json")
+
+    def get_json(self, key: str) -> Any:
+        return json.loads(self.get_bytes(key))
+
+    def put_table(self, key: str, table: pa.Table, contract: str | None = None) -> str:
+        if contract:
+            table = conform(table, contract)
+        return self.put_bytes(key, parquet_bytes(table), "application/vnd.apache.parquet")
+
+    def get_table(self, key: str, contract: str | None = None) -> pa.Table:
+        table = pq.read_table(io.BytesIO(self.get_bytes(key)))
+        return conform(table, contract) if contract else table
+
+    def ensure_bucket(self) -> None:
+        if not self.client.bucket_exists(self.bucket):
+            self.client.make_bucket(self.bucket)
+
+
+def run_key(runs_prefix: str, run_id: str, stage: str, shard: int | None = None, name: str | None = None) -> str:
+    """``runs/<run_id>/<stage>/shard-NNNNN.parquet`` (or ``.../<name>``)."""
+    leaf = name if name is not None else f"shard-{int(shard or 0):05d}.parquet"
+    return safe_key(runs_prefix, run_id, stage, leaf)
