@@ -49,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
-    logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    for noisy in ("great_expectations", "httpx", "urllib3", "botocore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2

@@ -45,7 +45,7 @@ class StackConfig(_Model):
     home: str = ".stack"
     ports: PortsConfig = PortsConfig()
     buckets: list[str] = ["hopchain", "hopchain-dvc"]
-    airflow_parallelism: int = Field(4, ge=1, le=64)
+    airflow_parallelism: int = Field(2, ge=1, le=64)
     gpu_slots: int = Field(1, ge=1)
     airflow_admin: str = "admin"
     label_studio_admin: str = "admin@hopchain.local"
@@ -155,13 +155,20 @@ class ValidationConfig(_Model):
 
 
 class ReleaseConfig(_Model):
+    """Dataset releases (``pipelines/release``, ``dvc.yaml``); see docs/releases.md."""
+
     name: str = "hopchain"
     rows_per_shard: int = Field(2000, ge=1)
+    max_shards: int = Field(256, ge=1)  # per split: rows_per_shard grows rather than exceed it
+    images_per_pack: int = Field(1000, ge=1)  # images per Parquet pack in the inputs snapshot
     eval_fraction: float = Field(0.1, ge=0, lt=1)
+    split_salt: str = "hopchain-split-v1"  # changing it reshuffles which images are eval
     registry_url: str = ""  # default: <stack home>/registry.git (a local bare repository)
     dvc_remote_bucket: str = "hopchain-dvc"
     dvc_remote_prefix: str = "releases"
     push_timeout_s: float = Field(30.0, gt=0)
+    push_jobs: int = Field(8, ge=1)
+    repro_timeout_s: float = Field(1800.0, gt=0)
 
 
 class Params(_Model):

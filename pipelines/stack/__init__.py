@@ -105,12 +105,14 @@ class LocalStack:
         log(f"stack up in {time.monotonic() - t0:.0f}s; credentials in {self.home / 'credentials'}")
 
     def down(self, log=print) -> list[str]:
+        from concurrent.futures import ThreadPoolExecutor
+
         stopped: list[str] = []
-        for svc in reversed(self.services):
-            names = svc.stop()
-            stopped.extend(names)
-            if names:
-                log(f"stopped {', '.join(names)}")
+        with ThreadPoolExecutor(max_workers=len(self.services)) as pool:
+            for names in pool.map(lambda svc: svc.stop(), self.services):
+                stopped.extend(names)
+                if names:
+                    log(f"stopped {', '.join(names)}")
         if not stopped:
             log("nothing was running")
         return stopped

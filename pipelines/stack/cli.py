@@ -46,17 +46,18 @@ def _status(args: argparse.Namespace) -> int:
 
 def _print_status(stack) -> bool:
     from rich.console import Console
-    from rich.table import Table
 
-    table = Table(title=f"HopChain local stack ({stack.home})")
-    for col in ("service", "state", "url", "pids", "credentials (mode 0600)", "detail"):
-        table.add_column(col)
+    console = Console(highlight=False, soft_wrap=True)
+    console.print(f"[bold]HopChain local stack[/] (state in {stack.home})")
     all_ok = True
     for st in stack.status():
         state = "[green]healthy[/]" if st.healthy else ("[yellow]unhealthy[/]" if st.running else "[red]stopped[/]")
         all_ok &= st.healthy
-        table.add_row(st.name, state, st.url, ",".join(map(str, st.pids)) or "-", st.credentials, st.detail)
-    Console().print(table)
+        console.print(f"  {st.name:<12} {state:<20} {st.url}")
+        console.print(f"  {'':<12} pids: {','.join(map(str, st.pids)) or '-'}")
+        if st.detail:
+            console.print(f"  {'':<12} {st.detail}")
+        console.print(f"  {'':<12} credentials: {st.credentials} (mode 0600)")
     return all_ok
 
 

@@ -146,13 +146,18 @@ class ManagedProcess:
             return False
         pid = proc.pid
         members = _group_members(pid)
+        # Signal the leader first so it can shut its own children down in order; then the group.
         try:
-            os.killpg(pid, self.stop_signal)
-        except ProcessLookupError:
-            pass
-        except PermissionError:
             proc.send_signal(self.stop_signal)
-        _, alive = psutil.wait_procs(members, timeout=timeout_s)
+        except psutil.NoSuchProcess:
+            pass
+        _, alive = psutil.wait_procs(members, timeout=timeout_s / 2)
+        if alive:
+            try:
+                os.killpg(pid, self.stop_signal)
+            except (ProcessLookupError, PermissionError):
+                pass
+            _, alive = psutil.wait_procs(alive, timeout=timeout_s / 2)
         if alive:
             try:
                 os.killpg(pid, signal.SIGKILL)

@@ -110,11 +110,12 @@ class Service:
         raise NotImplementedError
 
     def stop(self) -> list[str]:
-        stopped = []
-        for p in reversed(self.processes):
-            if p.stop():
-                stopped.append(p.name)
-        return stopped
+        """Stop every process of the service concurrently (each by its recorded pid)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=max(1, len(self.processes))) as pool:
+            results = list(pool.map(lambda p: p.stop(), self.processes))
+        return [p.name for p, stopped in zip(self.processes, results) if stopped]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -191,9 +192,12 @@ class SeaweedS3(Service):
     def client(self) -> Any:
         from minio import Minio
 
+        import urllib3
+
         creds = self.credentials()
+        http = urllib3.PoolManager(timeout=urllib3.Timeout(connect=2, read=10), retries=urllib3.Retry(0))
         return Minio(f"127.0.0.1:{self.params.stack.ports.s3}", access_key=creds["access_key"],
-                     secret_key=creds["secret_key"], secure=False, region="us-east-1")
+                     secret_key=creds["secret_key"], secure=False, region="us-east-1", http_client=http)
 
     def healthy(self) -> bool:
         try:

@@ -1,0 +1,37 @@
+# HopChain data platform. Two commands do everything on a fresh machine:
+#   make demo   set up if needed, start the local stack, run a nightly build through the real Airflow scheduler
+#   make test   set up if needed, run the whole test suite
+.PHONY: setup up down status demo test test-fast bench clean-stack help
+
+PY := .venv/bin/python
+HOPCHAIN := .venv/bin/hopchain
+
+help:
+	@echo "make demo | make test | make setup | make up | make down | make status | make bench"
+
+setup:
+	@./scripts/setup.sh
+
+up: setup
+	@$(HOPCHAIN) stack up
+
+down:
+	@if [ -x $(HOPCHAIN) ]; then $(HOPCHAIN) stack down; fi
+
+status:
+	@$(HOPCHAIN) stack status
+
+demo: setup
+	@$(HOPCHAIN) --profile demo demo
+
+test: setup
+	@OMP_NUM_THREADS=1 $(PY) -m pytest -q
+
+test-fast: setup
+	@OMP_NUM_THREADS=1 $(PY) -m pytest -q -m "unit"
+
+bench: setup
+	@$(PY) bench/run_all.py
+
+clean-stack: down
+	rm -rf .stack

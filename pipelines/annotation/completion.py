@@ -1,0 +1,106 @@
+"""Completion of tasks, decided from the annotations themselves (pure functions, no I/O).
+
+Label Studio's stored counters (``total_annotations``, ``is_labeled``) can be wrong under
+concurrent submissions, so a task is *complete* when its non-cancelled annotations have at least
+``required`` distinct ``completed_by`` users. These helpers are shared by the synchronous client
+and the asynchronous Airflow trigger, so both count the same way.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def batch_filter(batch: str) -> str:
+    """A Data Manager ``query`` (JSON text) selecting the tasks whose ``data.batch`` equals ``batch``."""
+    return json.dumps(
+        {
+            "filters": {
+                "conjunction": "and",
+                "items": [
+                    {"filter": "filter:tasks:data.batch", "operator": "equal", "type": "String", "value": batch}
+                ],
+            }
+        }
+    )
+
+
+def tasks_page_params(
+    project_id: int, page: int, page_size: int, batch: str | None = None, fields: str = "all"
+) -> dict[str, str | int]:
+    """Query parameters of ``GET /api/tasks`` for one page (1-based) of a project's tasks.
+
+    ``fields="all"`` includes each task's annotations (with ``completed_by``, ``was_cancelled``,
+    ``lead_time``); ``"task_only"`` returns task data only (cheaper).
+    """
+    params: dict[str, str | int] = {"project": project_id, "page": page, "page_size": page_size, "fields": fields}
+    if batch is not None:
+        params["query"] = batch_filter(batch)
+    return params
+
+
+def distinct_annotators(task: Mapping[str, Any]) -> set[int]:
+    """Users with at least one non-cancelled annotation on ``task`` (from ``completed_by``)."""
+    users: set[int] = set()
+    for ann in task.get("annotations") or []:
+        if ann.get("was_cancelled"):
+            continue
+        user = ann.get("completed_by")
+        if isinstance(user, dict):  # some endpoints expand the user object
+            user = user.get("id")
+        if user is not None:
+            users.add(int(user))
+    return users
+
+
+@dataclass
+class CompletionSummary:
+    """Where a batch stands: ``complete`` tasks have ``required`` distinct annotators."""
+
+    required: int
+    total: int = 0
+    complete: int = 0
+    annotators_per_task: dict[str, int] = field(default_factory=dict)  # question_id -> distinct users
+    counter_mismatches: int = 0  # tasks whose stored total_annotations disagrees with the count
+
+    @property
+    def incomplete(self) -> int:
+        return self.total - self.complete
+
+    @property
+    def all_complete(self) -> bool:
+        return self.total > 0 and self.complete == self.total
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready counts (what the trigger puts in its event)."""
+        return {
+            "required": self.required,
+            "total": self.total,
+            "complete": self.complete,
+            "incomplete": self.incomplete,
+            "counter_mismatches": self.counter_mismatches,
+        }
+
+
+def summarize_completion(tasks: Iterable[Mapping[str, Any]], required: int = 4) -> CompletionSummary:
+    """Count complete tasks among ``tasks`` (as returned with ``fields=all``)."""
+    summary = CompletionSummary(required=required)
+    for task in tasks:
+        users = distinct_annotators(task)
+        qid = str((task.get("data") or {}).get("question_id", task.get("id")))
+        summary.total += 1
+        summary.annotators_per_task[qid] = len(users)
+        if len(users) >= required:
+            summary.complete += 1
+        stored = task.get("total_annotations")
+        non_cancelled = sum(1 for a in task.get("annotations") or [] if not a.get("was_cancelled"))
+        if stored is not None and int(stored) != non_cancelled:
+            summary.counter_mismatches += 1
+    return summary
+
+
+def pages_needed(total: int, page_size: int) -> int:
+    return max(1, -(-int(total) // page_size))

@@ -1,0 +1,228 @@
+"""Unanimous four-way consensus (DESIGN.md "Acceptance rule"), pure and fast.
+
+Per question, valid annotations are ordered by ``submitted_at`` (then annotation id):
+
+* a second (third, ...) annotation by the same annotator is ignored and reported;
+* only the first ``required`` (4) distinct annotators count; later ones are ignored and reported;
+* fewer than ``required`` counted → ``pending``;
+* all ``required`` answerable with equal canonical answers → ``accepted`` (``agreed_answer`` is it);
+* otherwise ``rejected`` with the reason: ``not answerable`` (any annotator said so), else
+  ``ambiguous`` (any said so), else ``disagreement``.
+
+``matches_generated`` is True only for accepted questions whose agreed answer equals the
+generator's answer (after :func:`~pipelines.contracts.canonical_number`).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pyarrow as pa
+
+from pipelines.annotation.labeling import AMBIGUOUS, ANSWERABLE, NOT_ANSWERABLE, VERDICTS
+from pipelines.annotation.validate import AnnotationRecord, Reject, parse_time
+from pipelines.contracts import canonical_number, to_table
+
+ACCEPTED, REJECTED, PENDING = "accepted", "rejected", "pending"
+
+ANNOTATOR_STATS = pa.schema(
+    [
+        ("annotator", pa.string()),
+        ("counted", pa.int64()),  # annotations that entered consensus
+        ("ignored", pa.int64()),  # duplicates / beyond the required distinct annotators
+        ("compared", pa.int64()),  # counted on questions that have a reference vote
+        ("agreed", pa.int64()),
+        ("agreement", pa.float64()),  # agreed / compared (null when nothing compared)
+        ("median_lead_time_s", pa.float64()),
+        ("mean_lead_time_s", pa.float64()),
+    ]
+)
+
+
+def _vote(rec: AnnotationRecord) -> str:
+    """What an annotator said: the canonical answer, or the verdict when not answerable."""
+    return rec.answer if rec.verdict == ANSWERABLE and rec.answer is not None else rec.verdict
+
+
+@dataclass
+class ConsensusResult:
+    """Consensus rows (CONSENSUS contract), the counted annotations, ignored ones, annotator stats."""
+
+    consensus: list[dict[str, Any]]
+    counted: list[AnnotationRecord]
+    ignored: list[Reject]
+    stats: list[dict[str, Any]]
+    references: dict[str, str] = field(default_factory=dict)  # question_id -> majority vote
+
+    def consensus_table(self) -> pa.Table:
+        return to_table(self.consensus, "consensus")
+
+    def annotations_table(self) -> pa.Table:
+        """The counted annotations as the ANNOTATIONS contract."""
+        return to_table([r.contract_row() for r in self.counted], "annotations")
+
+    def stats_table(self) -> pa.Table:
+        return pa.Table.from_pylist(self.stats, schema=ANNOTATOR_STATS)
+
+    def status_counts(self) -> dict[str, int]:
+        c = Counter(row["status"] for row in self.consensus)
+        return {s: c.get(s, 0) for s in (ACCEPTED, REJECTED, PENDING)}
+
+
+def _order_key(rec: AnnotationRecord) -> tuple[datetime, int]:
+    return (rec.submitted_at, rec.annotation_id if rec.annotation_id is not None else 0)
+
+
+def _generated(value: Any) -> str | None:
+    try:
+        return canonical_number(value)
+    except ValueError:
+        return None
+
+
+def decide(
+    records: Iterable[AnnotationRecord],
+    generated_answers: Mapping[str, Any],
+    required: int = 4,
+) -> ConsensusResult:
+    """Decide every question of ``generated_answers`` (question_id → generated answer).
+
+    Annotations of questions not in ``generated_answers`` are ignored and reported.
+    """
+    by_question: dict[str, list[AnnotationRecord]] = defaultdict(list)
+    ignored: list[Reject] = []
+    for rec in records:
+        if rec.question_id not in generated_answers:
+            ignored.append(_reject(rec, "annotation of an unknown question"))
+            continue
+        by_question[rec.question_id].append(rec)
+
+    rows: list[dict[str, Any]] = []
+    counted_all: list[AnnotationRecord] = []
+    references: dict[str, str] = {}
+    for qid, generated in generated_answers.items():
+        counted: list[AnnotationRecord] = []
+        annotators: set[str] = set()
+        for rec in sorted(by_question.get(qid, []), key=_order_key):
+            if rec.annotator in annotators:
+                ignored.append(_reject(rec, "second annotation by the same annotator ignored"))
+            elif len(counted) >= required:
+                ignored.append(_reject(rec, f"annotator beyond the first {required} distinct ignored"))
+            else:
+                annotators.add(rec.annotator)
+                counted.append(rec)
+        counted_all += counted
+        answers = [r.answer for r in counted]
+        votes = Counter(_vote(r) for r in counted)
+        if votes:
+            top, n = votes.most_common(1)[0]
+            if n * 2 > len(counted):
+                references[qid] = top
+        row: dict[str, Any] = {
+            "question_id": qid, "answers": answers, "agreed_answer": None, "matches_generated": False,
+        }
+        if len(counted) < required:
+            row.update(status=PENDING, reason=f"{len(counted)} of {required} annotators so far")
+        elif len(votes) == 1 and counted[0].verdict == ANSWERABLE:
+            agreed = counted[0].answer
+            row.update(status=ACCEPTED, reason="unanimous", agreed_answer=agreed,
+                       matches_generated=agreed == _generated(generated))
+        else:
+            n_not = sum(r.verdict == NOT_ANSWERABLE for r in counted)
+            n_amb = sum(r.verdict == AMBIGUOUS for r in counted)
+            if n_not:
+                reason = f"not answerable ({n_not} of {required})"
+            elif n_amb:
+                reason = f"ambiguous ({n_amb} of {required})"
+            else:
+                split = " vs ".join(str(c) for _, c in votes.most_common())
+                reason = f"disagreement ({split}: {', '.join(sorted(votes))})"
+            row.update(status=REJECTED, reason=reason)
+        rows.append(row)
+    return ConsensusResult(rows, counted_all, ignored, annotator_stats(counted_all, ignored, references), references)
+
+
+def _reject(rec: AnnotationRecord, reason: str) -> Reject:
+    item = f"{rec.question_id}/annotation-{rec.annotation_id}" if rec.annotation_id is not None \
+        else f"{rec.question_id}/{rec.annotator}"
+    raw = json.dumps({"question_id": rec.question_id, "annotator": rec.annotator, "answer": rec.answer,
+                      "verdict": rec.verdict, "submitted_at": rec.submitted_at.isoformat(),
+                      "annotation_id": rec.annotation_id, "task_id": rec.task_id}, sort_keys=True)
+    return Reject(item, reason, raw)
+
+
+def annotator_stats(
+    counted: list[AnnotationRecord], ignored: list[Reject], references: Mapping[str, str]
+) -> list[dict[str, Any]]:
+    """Per annotator: agreement of their vote with the question's majority vote (the consensus
+    answer when accepted; a >50 % vote otherwise, e.g. the 3 of a 3-vs-1) and answer time."""
+    per: dict[str, list[AnnotationRecord]] = defaultdict(list)
+    for rec in counted:
+        per[rec.annotator].append(rec)
+    ignored_per: Counter[str] = Counter()
+    for rej in ignored:
+        ignored_per[json.loads(rej.raw).get("annotator", "")] += 1
+    out = []
+    for name in sorted(set(per) | {a for a in ignored_per if a}):
+        recs = per.get(name, [])
+        compared = [r for r in recs if r.question_id in references]
+        agreed = sum(_vote(r) == references[r.question_id] for r in compared)
+        times = [r.lead_time_s for r in recs if r.lead_time_s is not None]
+        out.append({
+            "annotator": name,
+            "counted": len(recs),
+            "ignored": ignored_per.get(name, 0),
+            "compared": len(compared),
+            "agreed": agreed,
+            "agreement": agreed / len(compared) if compared else None,
+            "median_lead_time_s": statistics.median(times) if times else None,
+            "mean_lead_time_s": statistics.fmean(times) if times else None,
+        })
+    return out
+
+
+def records_from_table(table: pa.Table) -> tuple[list[AnnotationRecord], list[Reject]]:
+    """Rows of an annotations table (ANNOTATIONS contract columns) → records + rejects.
+
+    Optional extra columns are used when present: ``verdict`` (one of the labeling verdicts,
+    distinguishing ``ambiguous`` from ``not answerable``), ``lead_time_s`` and ``annotation_id``.
+    """
+    missing = {"question_id", "annotator", "answer", "answerable", "submitted_at"} - set(table.column_names)
+    if missing:
+        raise ValueError(f"annotations table lacks columns {sorted(missing)}")
+    records: list[AnnotationRecord] = []
+    rejects: list[Reject] = []
+    for i, row in enumerate(table.to_pylist()):
+        item = f"{row.get('question_id')}/row-{i}"
+        raw = json.dumps(row, sort_keys=True, default=str)
+        try:
+            if not row["question_id"] or not row["annotator"]:
+                raise ValueError("missing question_id or annotator")
+            verdict = row.get("verdict") or (ANSWERABLE if row["answerable"] else NOT_ANSWERABLE)
+            if verdict not in VERDICTS:
+                raise ValueError(f"invalid verdict {verdict!r}")
+            answer = None
+            if verdict == ANSWERABLE:
+                if row["answer"] is None or str(row["answer"]).strip() == "":
+                    raise ValueError("answerable without an answer")
+                try:
+                    answer = canonical_number(row["answer"])
+                except ValueError:
+                    raise ValueError(f"non-numeric answer {row['answer']!r}") from None
+            submitted = parse_time(row["submitted_at"]) if row["submitted_at"] is not None \
+                else datetime(1970, 1, 1, tzinfo=UTC)
+            lead = row.get("lead_time_s")
+            ann_id = row.get("annotation_id")
+            records.append(AnnotationRecord(
+                str(row["question_id"]), str(row["annotator"]), answer, verdict, submitted,
+                float(lead) if lead is not None else None, "", int(ann_id) if ann_id is not None else i,
+            ))
+        except (ValueError, TypeError) as err:
+            rejects.append(Reject(item, str(err), raw))
+    return records, rejects

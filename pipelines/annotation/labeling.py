@@ -1,0 +1,66 @@
+"""The labeling interface and project settings of the verification project.
+
+Annotators see the image as it is (no instance overlays: they solve the question themselves),
+the question text, and give a numeric ``answer``, a verdict ``answerable`` (one of
+:data:`VERDICTS`) and an optional ``comment``. These three ``from_name`` values are the only
+fields an annotation may contain (:mod:`pipelines.annotation.validate` refuses any other).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+ANSWER_FIELD = "answer"
+VERDICT_FIELD = "answerable"
+COMMENT_FIELD = "comment"
+KNOWN_FIELDS = frozenset({ANSWER_FIELD, VERDICT_FIELD, COMMENT_FIELD})
+
+ANSWERABLE = "answerable"
+NOT_ANSWERABLE = "not answerable"
+AMBIGUOUS = "ambiguous"
+VERDICTS = (ANSWERABLE, NOT_ANSWERABLE, AMBIGUOUS)
+
+LABEL_CONFIG = f"""<View>
+  <Image name="image" value="$image" zoom="true" zoomControl="true"/>
+  <Header value="$question"/>
+  <Number name="{ANSWER_FIELD}" toName="image" step="any"/>
+  <Choices name="{VERDICT_FIELD}" toName="image" choice="single-radio" required="true" showInline="true">
+    <Choice value="{ANSWERABLE}"/>
+    <Choice value="{NOT_ANSWERABLE}"/>
+    <Choice value="{AMBIGUOUS}"/>
+  </Choices>
+  <TextArea name="{COMMENT_FIELD}" toName="image" rows="2" maxSubmissions="1"
+            placeholder="Optional: why is it not answerable or ambiguous?"/>
+</View>
+"""
+
+INSTRUCTIONS = (
+    "<p>Answer the question about the image with <b>one number</b>. Work it out yourself from the "
+    "image; nothing is highlighted on purpose. If the question cannot be answered from the image, "
+    "choose <i>not answerable</i>; if it has more than one reasonable answer, choose "
+    "<i>ambiguous</i>, and say why in the comment.</p>"
+)
+
+
+def project_settings(title: str, annotators_required: int = 4) -> dict[str, Any]:
+    """The project payload (POST/PATCH ``/api/projects``) that bootstrap enforces.
+
+    ``maximum_annotations`` with ``overlap_cohort_percentage=100`` makes the ``/next`` labeling
+    stream hand every task to exactly ``annotators_required`` users; skipping and seeing other
+    users' results (history, collaborators' predictions) are off so answers stay independent.
+    """
+    return {
+        "title": title,
+        "label_config": LABEL_CONFIG,
+        "expert_instruction": INSTRUCTIONS,
+        "show_instruction": True,
+        "maximum_annotations": annotators_required,
+        "overlap_cohort_percentage": 100,
+        "show_skip_button": False,
+        "show_annotation_history": False,
+        "show_collab_predictions": False,
+        "show_ground_truth_first": False,
+        "enable_empty_annotation": False,
+        "sampling": "Uniform sampling",
+        "is_published": True,
+    }

@@ -1,0 +1,188 @@
+"""Validation of raw Label Studio annotations into typed records (rejects are data).
+
+An annotation's ``result`` may only hold the fields of the labeling config
+(:data:`~pipelines.annotation.labeling.KNOWN_FIELDS`): a numeric ``answer``, one ``answerable``
+verdict and an optional ``comment``. Label Studio's API accepts anything, so everything is
+checked here; every refused annotation becomes a reject row (``REJECTS`` contract, stage
+``annotation``) with its reason and the raw JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from pipelines.annotation.labeling import (
+    ANSWER_FIELD,
+    ANSWERABLE,
+    COMMENT_FIELD,
+    KNOWN_FIELDS,
+    VERDICT_FIELD,
+    VERDICTS,
+)
+from pipelines.contracts import canonical_number
+
+STAGE = "annotation"
+
+
+@dataclass(frozen=True)
+class AnnotationRecord:
+    """One valid annotation. ``answer`` is canonical (``"3"``) when ``verdict == "answerable"``,
+    else None; ``lead_time_s`` is the annotator's time on the task in seconds (None if unknown)."""
+
+    question_id: str
+    annotator: str
+    answer: str | None
+    verdict: str
+    submitted_at: datetime
+    lead_time_s: float | None = None
+    comment: str = ""
+    annotation_id: int | None = None
+    task_id: int | None = None
+
+    @property
+    def answerable(self) -> bool:
+        return self.verdict == ANSWERABLE
+
+    def contract_row(self) -> dict[str, Any]:
+        """A row of the ANNOTATIONS contract."""
+        return {
+            "question_id": self.question_id,
+            "annotator": self.annotator,
+            "answer": self.answer,
+            "answerable": self.answerable,
+            "submitted_at": self.submitted_at,
+        }
+
+
+@dataclass(frozen=True)
+class Reject:
+    """A refused or ignored annotation (a row of the REJECTS contract)."""
+
+    item_id: str
+    reason: str
+    raw: str
+
+    def contract_row(self) -> dict[str, Any]:
+        return {"stage": STAGE, "item_id": self.item_id, "reason": self.reason, "raw": self.raw}
+
+
+class InvalidAnnotation(ValueError):
+    """An annotation that breaks the labeling contract (the message is the reject reason)."""
+
+
+def parse_time(value: Any) -> datetime:
+    """ISO-8601 text (``...Z`` allowed) or datetime → aware UTC datetime."""
+    if isinstance(value, datetime):
+        dt = value
+    else:
+        dt = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+
+
+def parse_result(result: Any) -> tuple[str | None, str, str]:
+    """``result`` list → ``(canonical answer or None, verdict, comment)``; raises InvalidAnnotation."""
+    if not isinstance(result, list):
+        raise InvalidAnnotation(f"malformed result: expected a list, got {type(result).__name__}")
+    seen: dict[str, Any] = {}
+    for region in result:
+        if not isinstance(region, Mapping):
+            raise InvalidAnnotation("malformed result: region is not an object")
+        name = region.get("from_name")
+        if name not in KNOWN_FIELDS:
+            raise InvalidAnnotation(f"unknown field {name!r}")
+        if name in seen:
+            raise InvalidAnnotation(f"field {name!r} given twice")
+        seen[name] = region.get("value") or {}
+    raw_answer: Any = None
+    if ANSWER_FIELD in seen:
+        value = seen[ANSWER_FIELD]
+        raw_answer = value.get("number", value.get("text")) if isinstance(value, Mapping) else value
+        if isinstance(raw_answer, list):
+            raw_answer = raw_answer[0] if len(raw_answer) == 1 else raw_answer
+    verdict: str | None = None
+    if VERDICT_FIELD in seen:
+        choices = seen[VERDICT_FIELD].get("choices") if isinstance(seen[VERDICT_FIELD], Mapping) else None
+        if not isinstance(choices, list) or len(choices) != 1 or choices[0] not in VERDICTS:
+            raise InvalidAnnotation(f"invalid verdict {choices!r} (expected one of {list(VERDICTS)})")
+        verdict = choices[0]
+    comment = ""
+    if COMMENT_FIELD in seen:
+        text = seen[COMMENT_FIELD].get("text") if isinstance(seen[COMMENT_FIELD], Mapping) else None
+        comment = " ".join(map(str, text)) if isinstance(text, list) else str(text or "")
+    answer: str | None = None
+    if raw_answer is not None and raw_answer != "":
+        try:
+            answer = canonical_number(raw_answer)
+        except ValueError:
+            raise InvalidAnnotation(f"non-numeric answer {raw_answer!r}") from None
+    if verdict is None:
+        if answer is None:
+            raise InvalidAnnotation("empty annotation: no answer and no verdict")
+        verdict = ANSWERABLE
+    if verdict == ANSWERABLE and answer is None:
+        raise InvalidAnnotation("verdict 'answerable' without a numeric answer")
+    if verdict != ANSWERABLE:
+        answer = None
+    return answer, verdict, comment
+
+
+def _user_id(ann: Mapping[str, Any]) -> int | None:
+    user = ann.get("completed_by")
+    if isinstance(user, Mapping):
+        user = user.get("id")
+    return int(user) if user is not None else None
+
+
+def validate_task_annotations(
+    tasks: Iterable[Mapping[str, Any]], annotator_names: Mapping[int, str] | None = None
+) -> tuple[list[AnnotationRecord], list[Reject]]:
+    """Every annotation of ``tasks`` (Label Studio task JSON with ``annotations``) → records + rejects.
+
+    Cancelled (skipped) annotations are ignored and reported. ``annotator_names`` maps user ids
+    to names (emails); unknown ids become ``user-<id>``. Per-question rules (one answer per
+    annotator, first four distinct annotators) are applied later by consensus.
+    """
+    names = dict(annotator_names or {})
+    records: list[AnnotationRecord] = []
+    rejects: list[Reject] = []
+    for task in tasks:
+        data = task.get("data") or {}
+        qid = str(data.get("question_id", f"task-{task.get('id')}"))
+        for ann in task.get("annotations") or []:
+            item = f"{qid}/annotation-{ann.get('id')}"
+            raw = json.dumps(ann, sort_keys=True, default=str)
+            user = _user_id(ann)
+            if user is None:
+                rejects.append(Reject(item, "annotation without completed_by", raw))
+                continue
+            if ann.get("was_cancelled"):
+                rejects.append(Reject(item, "cancelled (skipped) annotation ignored", raw))
+                continue
+            try:
+                answer, verdict, comment = parse_result(ann.get("result"))
+                submitted = parse_time(ann.get("created_at"))
+            except InvalidAnnotation as err:
+                rejects.append(Reject(item, str(err), raw))
+                continue
+            except ValueError as err:
+                rejects.append(Reject(item, f"bad created_at: {err}", raw))
+                continue
+            lead = ann.get("lead_time")
+            records.append(
+                AnnotationRecord(
+                    question_id=qid,
+                    annotator=names.get(user, f"user-{user}"),
+                    answer=answer,
+                    verdict=verdict,
+                    submitted_at=submitted,
+                    lead_time_s=float(lead) if isinstance(lead, (int, float)) else None,
+                    comment=comment,
+                    annotation_id=int(ann["id"]) if ann.get("id") is not None else None,
+                    task_id=int(task["id"]) if task.get("id") is not None else None,
+                )
+            )
+    return records, rejects

@@ -1,0 +1,131 @@
+"""Where images come from: a local folder or an S3 prefix (``s3://bucket/prefix``).
+
+A *uri* is either an absolute local path or ``s3://bucket/key``. Listing is sorted, so shard
+assignment (:func:`assign_shards`) is deterministic: Airflow maps over ``range(num_shards)`` and
+each task recomputes the same listing and takes its own slice.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pipelines.store import ObjectStore, S3Credentials
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+log = logging.getLogger(__name__)
+
+
+def parse_s3_uri(uri: str) -> tuple[str, str]:
+    """``s3://bucket/key`` → ``(bucket, key)``."""
+    if not uri.startswith("s3://"):
+        raise ValueError(f"not an s3 uri: {uri!r}")
+    bucket, _, key = uri[5:].partition("/")
+    if not bucket:
+        raise ValueError(f"s3 uri without bucket: {uri!r}")
+    return bucket, key
+
+
+class ImageSource:
+    """Reads image bytes by uri; S3 access goes through :class:`ObjectStore` (minio SDK).
+
+    ``creds`` defaults to ``HOPCHAIN_S3_*`` from the environment, needed only for ``s3://`` uris.
+    """
+
+    def __init__(self, creds: S3Credentials | None = None):
+        self._creds = creds
+        self._stores: dict[str, ObjectStore] = {}
+
+    def _store(self, bucket: str) -> ObjectStore:
+        if bucket not in self._stores:
+            creds = self._creds or S3Credentials.from_env()
+            if creds is None:
+                raise RuntimeError("s3:// input needs credentials: set HOPCHAIN_S3_ENDPOINT/_ACCESS_KEY/_SECRET_KEY")
+            self._stores[bucket] = ObjectStore(creds, bucket)
+        return self._stores[bucket]
+
+    def list(self, source: str, extensions: Sequence[str]) -> list[str]:
+        """All uris under ``source`` whose name ends with one of ``extensions`` (case-insensitive),
+        sorted. Other files are skipped (and counted in the log), not quarantined."""
+        exts = tuple(e.lower() for e in extensions)
+        if source.startswith("s3://"):
+            bucket, prefix = parse_s3_uri(source)
+            names = [f"s3://{bucket}/{k}" for k in self._store(bucket).list(prefix)]
+        else:
+            root = Path(source).resolve()
+            if not root.is_dir():
+                raise FileNotFoundError(f"image folder not found: {source}")
+            names = [str(p) for p in root.rglob("*") if p.is_file()]
+        kept = sorted(n for n in names if n.lower().endswith(exts))
+        if len(kept) != len(names):
+            log.info("listing %s: %d files skipped (extension not in %s)", source, len(names) - len(kept), exts)
+        return kept
+
+    def read(self, uri: str) -> bytes:
+        if uri.startswith("s3://"):
+            bucket, key = parse_s3_uri(uri)
+            return self._store(bucket).get_bytes(key)
+        with open(os.fspath(uri), "rb") as fh:
+            return fh.read()
+
+
+def num_shards(num_items: int, shard_size: int) -> int:
+    """How many shards ``num_items`` make at ``shard_size`` per shard (0 items → 0 shards)."""
+    if shard_size < 1:
+        raise ValueError("shard_size must be >= 1")
+    return -(-num_items // shard_size)
+
+
+def assign_shards(uris: Sequence[str], shard_size: int) -> list[list[str]]:
+    """Deterministic sharding: sort, then consecutive slices of ``shard_size``.
+
+    Shard ``i`` holds ``sorted(uris)[i*shard_size:(i+1)*shard_size]``.
+    """
+    ordered = sorted(uris)
+    return [ordered[i : i + shard_size] for i in range(0, len(ordered), shard_size)]
+
+
+def shard_path(out: str, stage: str, shard: int) -> str:
+    """``<out>/<stage>/shard-NNNNN.parquet`` — the same layout locally and under ``s3://``."""
+    return f"{out.rstrip('/')}/{stage}/shard-{int(shard):05d}.parquet"
+
+
+def save_table(
+    table: pa.Table, out: str, stage: str, shard: int, contract: str, source: ImageSource | None = None
+) -> str:
+    """Write one shard of a stage atomically (local rename, or one S3 PUT) and return its uri."""
+    from pipelines.contracts import conform, write_parquet_atomic
+
+    target = shard_path(out, stage, shard)
+    table = conform(table, contract)
+    if target.startswith("s3://"):
+        bucket, key = parse_s3_uri(target)
+        (source or ImageSource())._store(bucket).put_table(key, table, contract)
+    else:
+        write_parquet_atomic(table, target)
+    return target
+
+
+def load_tables(out: str, stage: str, contract: str, source: ImageSource | None = None) -> pa.Table:
+    """Concatenate every ``<out>/<stage>/shard-*.parquet`` (sorted by shard) into one table."""
+    import pyarrow as pa
+
+    from pipelines.contracts import conform, empty_table, read_parquet
+
+    base = f"{out.rstrip('/')}/{stage}"
+    if base.startswith("s3://"):
+        bucket, prefix = parse_s3_uri(base)
+        store = (source or ImageSource())._store(bucket)
+        keys = sorted(k for k in store.list(prefix + "/") if k.endswith(".parquet"))
+        tables = [store.get_table(k, contract) for k in keys]
+    else:
+        files = sorted(Path(base).glob("shard-*.parquet"))
+        tables = [read_parquet(f, contract) for f in files]
+    if not tables:
+        return empty_table(contract)
+    return conform(pa.concat_tables(tables), contract)

@@ -1,0 +1,341 @@
+"""Release assembly, pure: accepted questions + instances + image bytes → release records.
+
+Conventions, stated once:
+
+* The **inputs snapshot** is a folder (``inputs/`` in the registry working copy, DVC-tracked) with
+  the contract tables ``consensus.parquet``, ``questions.parquet``, ``instances.parquet``,
+  ``manifest.parquet``, the image bytes packed in ``images/images-NNNNN.parquet``
+  (:data:`IMAGE_PACK`, sorted by ``image_id``), ``rejects.parquet`` (what the snapshot refused) and
+  ``provenance.json`` (source URIs and run ids).
+* A question is released when its consensus ``status`` is ``accepted``; the released ``answer`` is
+  the human ``agreed_answer`` (canonical decimal string), never the generator's answer.
+* The split is by **image**: ``eval`` iff ``sha256(salt + image_id)`` read as a fraction of 2**256
+  is below ``eval_fraction``. Every question of an image lands in the same split, so no image is in
+  both; the assignment of an image never depends on the other images in the release.
+* Every accepted question that cannot be released is returned as a reject row
+  (``contracts.REJECTS``: stage ``release``) with its reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipelines.contracts import canonical_number, read_parquet
+
+Split = Literal["train", "eval"]
+SPLITS: tuple[Split, ...] = ("train", "eval")
+
+INPUT_TABLES = ("consensus", "questions", "instances", "manifest")
+IMAGES_DIR = "images"
+REJECTS_FILE = "rejects.parquet"
+PROVENANCE_FILE = "provenance.json"
+
+#: Image bytes in the inputs snapshot; ``image_id`` is the sha256 hex of ``bytes``.
+IMAGE_PACK = pa.schema(
+    [
+        ("image_id", pa.string()),
+        ("format", pa.string()),
+        ("width", pa.int32()),
+        ("height", pa.int32()),
+        ("bytes", pa.binary()),
+    ]
+)
+
+#: One released question per row. ``image`` is the Hugging Face ``Image`` feature layout.
+SHARD_SCHEMA = pa.schema(
+    [
+        ("question_id", pa.string()),
+        ("image_id", pa.string()),
+        ("image", pa.struct([("bytes", pa.binary()), ("path", pa.string())])),
+        ("width", pa.int32()),
+        ("height", pa.int32()),
+        ("question", pa.string()),
+        ("answer", pa.string()),
+        ("answer_value", pa.float64()),
+        ("num_hops", pa.int32()),
+        ("hops", pa.string()),
+        ("variant", pa.string()),
+        ("generator", pa.string()),
+    ]
+)
+
+
+def _value(dtype: str) -> dict[str, str]:
+    return {"dtype": dtype, "_type": "Value"}
+
+
+#: ``datasets`` reads these features from the Parquet schema metadata key ``huggingface``, so
+#: ``load_dataset("parquet", ...)`` decodes ``image`` to a PIL image.
+HF_FEATURES: dict[str, Any] = {
+    "question_id": _value("string"),
+    "image_id": _value("string"),
+    "image": {"_type": "Image"},
+    "width": _value("int32"),
+    "height": _value("int32"),
+    "question": _value("string"),
+    "answer": _value("string"),
+    "answer_value": _value("float64"),
+    "num_hops": _value("int32"),
+    "hops": _value("string"),
+    "variant": _value("string"),
+    "generator": _value("string"),
+}
+
+
+def shard_schema() -> pa.Schema:
+    """:data:`SHARD_SCHEMA` with the ``huggingface`` features metadata attached."""
+    meta = {b"huggingface": json.dumps({"info": {"features": HF_FEATURES}}, sort_keys=True).encode()}
+    return SHARD_SCHEMA.with_metadata(meta)
+
+
+def split_of(image_id: str, salt: str, eval_fraction: float) -> Split:
+    """The split of an image: stable, independent of every other image (see module doc)."""
+    digest = hashlib.sha256((salt + image_id).encode()).digest()
+    return "eval" if int.from_bytes(digest, "big") / 2.0**256 < eval_fraction else "train"
+
+
+@dataclass(frozen=True)
+class ReleaseRow:
+    """A released question without its image bytes (those come from the packs)."""
+
+    question_id: str
+    image_id: str
+    split: Split
+    width: int
+    height: int
+    format: str
+    question: str
+    answer: str  # canonical decimal string: the human consensus answer
+    answer_value: float
+    num_hops: int
+    hops: str  # JSON list of hop objects
+    variant: str
+    generator: str
+
+    @property
+    def image_name(self) -> str:
+        return image_file_name(self.image_id, self.format)
+
+
+def image_file_name(image_id: str, fmt: str) -> str:
+    ext = {"jpeg": "jpg"}.get((fmt or "").lower(), (fmt or "bin").lower())
+    return f"{image_id}.{ext}"
+
+
+def reject(item_id: str, reason: str, raw: Any = None) -> dict[str, Any]:
+    """A ``contracts.REJECTS`` row of the release stage."""
+    return {"stage": "release", "item_id": item_id, "reason": reason,
+            "raw": None if raw is None else json.dumps(raw, sort_keys=True, default=str)}
+
+
+def select_rows(
+    consensus: pa.Table,
+    questions: pa.Table,
+    manifest: pa.Table,
+    available_images: set[str],
+    *,
+    salt: str,
+    eval_fraction: float,
+) -> tuple[list[ReleaseRow], list[dict[str, Any]]]:
+    """Accepted questions that can be released, sorted by (split, image_id, question_id).
+
+    Returns ``(rows, rejects)``; every accepted question is in exactly one of the two.
+    """
+    qs: dict[str, dict[str, Any]] = {}
+    for q in questions.to_pylist():
+        qs.setdefault(q["question_id"], q)  # question ids are deterministic: a repeat is the same
+    images = {m["image_id"]: m for m in manifest.to_pylist()}
+    rows: list[ReleaseRow] = []
+    rejects: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for c in consensus.to_pylist():
+        if c["status"] != "accepted":
+            continue
+        qid = c["question_id"]
+        if qid in seen:
+            rejects.append(reject(qid, "duplicate accepted consensus row"))
+            continue
+        seen.add(qid)
+        q = qs.get(qid)
+        if q is None:
+            rejects.append(reject(qid, "accepted question missing from the questions table"))
+            continue
+        try:
+            answer = canonical_number(c["agreed_answer"])
+        except ValueError:
+            rejects.append(reject(qid, "agreed_answer is not a number", c["agreed_answer"]))
+            continue
+        m = images.get(q["image_id"])
+        if m is None:
+            rejects.append(reject(qid, "image missing from the manifest", q["image_id"]))
+            continue
+        if q["image_id"] not in available_images:
+            rejects.append(reject(qid, "image bytes unavailable in the snapshot", q["image_id"]))
+            continue
+        rows.append(
+            ReleaseRow(
+                question_id=qid, image_id=q["image_id"],
+                split=split_of(q["image_id"], salt, eval_fraction),
+                width=int(m["width"]), height=int(m["height"]), format=str(m["format"] or ""),
+                question=q["question"], answer=answer, answer_value=float(answer),
+                num_hops=int(q["num_hops"]), hops=q["hops"], variant=q["variant"] or "full",
+                generator=q["generator"] or "",
+            )
+        )
+    rows.sort(key=lambda r: (SPLITS.index(r.split), r.image_id, r.question_id))
+    return rows, rejects
+
+
+def plan_shards(n_rows: int, rows_per_shard: int, max_shards: int) -> list[tuple[int, int]]:
+    """``[start, end)`` row ranges: ``rows_per_shard`` each, grown so there are ≤ ``max_shards``."""
+    if n_rows == 0:
+        return []
+    per = max(rows_per_shard, math.ceil(n_rows / max_shards))
+    return [(s, min(s + per, n_rows)) for s in range(0, n_rows, per)]
+
+
+def shard_name(split: Split, index: int, count: int) -> str:
+    """``data/<split>-NNNNN-of-NNNNN.parquet`` (the ``datasets`` naming convention)."""
+    return f"data/{split}-{index:05d}-of-{count:05d}.parquet"
+
+
+class ImagePacks:
+    """Read access to the packed image bytes of a snapshot, keeping at most two packs in memory."""
+
+    def __init__(self, folder: Path, cache_packs: int = 2):
+        self.files = sorted(Path(folder).glob("images-*.parquet"))
+        self._where: dict[str, tuple[int, int]] = {}
+        for i, f in enumerate(self.files):
+            ids = pq.read_table(f, columns=["image_id"]).column("image_id").to_pylist()
+            for j, image_id in enumerate(ids):
+                self._where.setdefault(image_id, (i, j))
+        self._cache: OrderedDict[int, list[bytes]] = OrderedDict()
+        self._cache_packs = cache_packs
+
+    def ids(self) -> set[str]:
+        return set(self._where)
+
+    def _pack(self, i: int) -> list[bytes]:
+        if i in self._cache:
+            self._cache.move_to_end(i)
+            return self._cache[i]
+        data = pq.read_table(self.files[i], columns=["bytes"]).column("bytes").to_pylist()
+        self._cache[i] = data
+        while len(self._cache) > self._cache_packs:
+            self._cache.popitem(last=False)
+        return data
+
+    def get(self, image_id: str) -> bytes:
+        i, j = self._where[image_id]
+        return self._pack(i)[j]
+
+
+def shard_table(rows: Sequence[ReleaseRow], images: ImagePacks) -> pa.Table:
+    """The Parquet table of one shard (image bytes included)."""
+    cols: dict[str, list[Any]] = {name: [] for name in SHARD_SCHEMA.names}
+    for r in rows:
+        cols["question_id"].append(r.question_id)
+        cols["image_id"].append(r.image_id)
+        cols["image"].append({"bytes": images.get(r.image_id), "path": r.image_name})
+        cols["width"].append(r.width)
+        cols["height"].append(r.height)
+        cols["question"].append(r.question)
+        cols["answer"].append(r.answer)
+        cols["answer_value"].append(r.answer_value)
+        cols["num_hops"].append(r.num_hops)
+        cols["hops"].append(r.hops)
+        cols["variant"].append(r.variant)
+        cols["generator"].append(r.generator)
+    return pa.table(cols, schema=shard_schema())
+
+
+def numeric_answer(answer: str) -> int | float:
+    """A canonical decimal string as a JSON number (int when integral)."""
+    return float(answer) if "." in answer else int(answer)
+
+
+def chat_record(row: ReleaseRow, shard: str, index: int) -> dict[str, Any]:
+    """One RL record: the image reference, the question as a user turn, the numeric answer.
+
+    ``image`` is ``"<shard path>#<row index>"`` relative to the release folder; ``image_id`` is the
+    sha256 of the image bytes stored there (and the COCO ``hopchain_image_id``).
+    """
+    return {
+        "id": row.question_id,
+        "image": f"{shard}#{index}",
+        "image_id": row.image_id,
+        "messages": [
+            {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": row.question}]}
+        ],
+        "answer": numeric_answer(row.answer),
+        "answer_text": row.answer,
+        "num_hops": row.num_hops,
+        "variant": row.variant,
+    }
+
+
+def category_ids(instances: Iterable[dict[str, Any]]) -> dict[str, int]:
+    """COCO category ids: 1.. in sorted category-name order."""
+    return {name: i + 1 for i, name in enumerate(sorted({r["category"] for r in instances}))}
+
+
+def coco_instances(
+    rows: Sequence[ReleaseRow], instances: Sequence[dict[str, Any]], categories: dict[str, int]
+) -> dict[str, Any]:
+    """A COCO instances file for the images of ``rows`` (and only those).
+
+    Image ids are 1.. in ``image_id`` order; ``segmentation`` is the compressed RLE of the
+    instances contract (``{"size": [h, w], "counts": ...}``), ``bbox`` is ``[x, y, w, h]`` pixels.
+    """
+    images: dict[str, ReleaseRow] = {}
+    for r in rows:
+        images.setdefault(r.image_id, r)
+    order = sorted(images)
+    coco_id = {image_id: i + 1 for i, image_id in enumerate(order)}
+    by_image: dict[str, list[dict[str, Any]]] = {}
+    for inst in instances:
+        if inst["image_id"] in coco_id:
+            by_image.setdefault(inst["image_id"], []).append(inst)
+    annotations = []
+    for image_id in order:
+        for inst in sorted(by_image.get(image_id, []), key=lambda r: r["instance_id"]):
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": coco_id[image_id],
+                    "category_id": categories[inst["category"]],
+                    "bbox": [float(v) for v in inst["bbox"]],
+                    "area": int(inst["area"]),
+                    "iscrowd": 0,
+                    "segmentation": {"size": [int(inst["mask_height"]), int(inst["mask_width"])],
+                                     "counts": inst["mask_rle"]},
+                    "score": float(inst["score"]),
+                    "hopchain_instance_id": int(inst["instance_id"]),
+                    "source": inst["source"],
+                }
+            )
+    return {
+        "info": {"description": "HopChain release instances"},
+        "images": [
+            {"id": coco_id[i], "file_name": images[i].image_name, "width": images[i].width,
+             "height": images[i].height, "hopchain_image_id": i}
+            for i in order
+        ],
+        "categories": [{"id": cid, "name": name, "supercategory": ""} for name, cid in categories.items()],
+        "annotations": annotations,
+    }
+
+
+def read_input_table(inputs: Path, name: str) -> pa.Table:
+    """A contract table of the snapshot, conformed to its schema."""
+    return read_parquet(Path(inputs) / f"{name}.parquet", name)

@@ -1,0 +1,1 @@
+"""HopChain Airflow ui."""

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Idempotent set-up of everything the platform needs on a fresh machine:
+#   .venv      the platform (Airflow, DVC, GX, torch, transformers, sam2, ...) from requirements/lock.txt
+#   .venv-ls   the Label Studio server, in its own environment (requirements/labelstudio.lock)
+#   Debian     chromium (browser tests), redis-server (Celery scale-out test), docker-compose (compose checks)
+# Each part is skipped when its stamp matches the lock file it was built from, so a second run takes ~1 s.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+
+stamp_of() { cat "$@" | sha256sum | cut -c1-16; }
+
+need_apt=()
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+command -v docker-compose >/dev/null 2>&1 || need_apt+=(docker-compose)
+if ((${#need_apt[@]})); then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "==> installing Debian packages: ${need_apt[*]}"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}") >/tmp/hopchain-apt.log 2>&1 \
+      || echo "warning: apt-get install failed (see /tmp/hopchain-apt.log); tests needing ${need_apt[*]} will be skipped with a reason"
+  else
+    echo "note: ${need_apt[*]} missing and apt-get not usable; tests needing them are skipped with a reason"
+  fi
+fi
+
+install_ls() {
+  local want; want=$(stamp_of requirements/labelstudio.lock)
+  if [ -f .venv-ls/.stamp ] && [ "$(cat .venv-ls/.stamp)" = "$want" ]; then return; fi
+  echo "==> Label Studio environment (.venv-ls)"
+  rm -rf .venv-ls
+  $PY -m venv .venv-ls
+  .venv-ls/bin/pip install -q --upgrade pip
+  .venv-ls/bin/pip install -q -r requirements/labelstudio.lock
+  echo "$want" > .venv-ls/.stamp
+}
+
+install_main() {
+  local want; want=$(stamp_of requirements/lock.txt pyproject.toml)
+  if [ -f .venv/.stamp ] && [ "$(cat .venv/.stamp)" = "$want" ]; then return; fi
+  echo "==> platform environment (.venv)"
+  [ -x .venv/bin/python ] || $PY -m venv .venv
+  .venv/bin/pip install -q --upgrade pip wheel setuptools
+  .venv/bin/pip install -q -r requirements/lock.txt
+  # sam2 1.1.0 is an sdist: build it against the installed torch, without its CUDA extension.
+  SAM2_BUILD_CUDA=0 .venv/bin/pip install -q --no-build-isolation --no-deps sam2==1.1.0
+  .venv/bin/pip install -q --no-deps -e .
+  echo "$want" > .venv/.stamp
+}
+
+# The two environments install in parallel (each is mostly waiting on I/O).
+install_ls > /tmp/hopchain-setup-ls.log 2>&1 &
+ls_pid=$!
+install_main
+if ! wait "$ls_pid"; then
+  echo "Label Studio environment failed:"; tail -20 /tmp/hopchain-setup-ls.log; exit 1
+fi
+cat /tmp/hopchain-setup-ls.log
+echo "==> set-up complete"

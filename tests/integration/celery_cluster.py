@@ -1,0 +1,318 @@
+"""Test helpers for the Celery scale-out: Debian's redis-server and Airflow on the CeleryExecutor.
+
+Nothing is installed at test time. :class:`RedisServer` runs ``/usr/bin/redis-server`` (Debian
+package ``redis-server``) on a free 127.0.0.1 port with its own config file, no persistence and no
+daemonising; it is stopped by the pid we recorded. :class:`CeleryAirflow` is the local stack's
+:class:`~pipelines.stack.services.Airflow` service switched to the CeleryExecutor, plus one Celery
+worker per queue (``default`` and ``gpu``), each with ``--concurrency 1`` and its own Celery node
+name. The task instance ``hostname`` of a task is the name of the worker that ran it (each worker
+process gets its own ``[core] hostname_callable``), so a test can assert task placement.
+
+Usage (a scale-out test)::
+
+    with RedisServer(tmp_path / "redis") as redis:
+        cluster = CeleryAirflow.for_test(tmp_path / "airflow", redis.url, dags_folder=...)
+        cluster.provision(s3_creds, ls_creds)          # db migrate, gpu pool, connections
+        cluster.start()                                # api-server, scheduler, dag-processor, workers
+        try:
+            cluster.wait_healthy(180)
+            run_id = cluster.trigger("my_dag")
+            cluster.wait_for_run("my_dag", run_id, 240)
+            placements = cluster.task_hostnames("my_dag", run_id)  # {task_id: "worker-gpu", ...}
+        finally:
+            cluster.stop()
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from pipelines.config import Params, load_params
+from pipelines.stack.process import ManagedProcess, StackError, free_port, port_in_use, wait_until
+from pipelines.stack.services import REPO_ROOT, VENV_BIN, Airflow, base_env
+
+REDIS_SERVER = Path("/usr/bin/redis-server")
+CELERY_QUEUES: tuple[str, ...] = ("default", "gpu")
+
+# Imported by each Celery worker's task processes through [core] hostname_callable: the task
+# instance's ``hostname`` becomes the worker's name instead of the (shared) machine name.
+_HOSTNAME_MODULE = '''"""Written by tests/integration/celery_cluster.py: the TI hostname is the worker's name."""
+import os
+
+
+def worker_hostname() -> str:
+    return os.environ["HOPCHAIN_CELERY_WORKER_NAME"]
+'''
+
+
+def redis_available() -> bool:
+    return REDIS_SERVER.exists()
+
+
+@dataclass
+class RedisServer:
+    """Debian's ``redis-server`` on 127.0.0.1:<free port>, no persistence, stopped by pid."""
+
+    home: Path
+    port: int = 0
+    process: ManagedProcess = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.home = Path(self.home)
+        self.port = self.port or free_port()
+        self.process = ManagedProcess("redis", self.home)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def config_file(self) -> Path:
+        conf = self.home / "redis.conf"
+        conf.write_text(
+            "\n".join(
+                [
+                    "bind 127.0.0.1",
+                    f"port {self.port}",
+                    "protected-mode yes",
+                    "daemonize no",
+                    'save ""',
+                    "appendonly no",
+                    f"dir {self.home}",
+                    "loglevel warning",
+                    "databases 4",
+                    "",
+                ]
+            )
+        )
+        return conf
+
+    def start(self, timeout_s: float = 20.0) -> None:
+        if not redis_available():
+            raise StackError(f"{REDIS_SERVER} is missing: apt-get install redis-server")
+        if port_in_use(self.port):
+            raise StackError(f"port {self.port} on 127.0.0.1 is already in use")
+        self.home.mkdir(parents=True, exist_ok=True)
+        # Flags repeat the config file's safety settings so nothing else can widen them.
+        cmd = [str(REDIS_SERVER), str(self.config_file()), "--bind", "127.0.0.1", "--port", str(self.port),
+               "--save", "", "--daemonize", "no"]
+        self.process.start(cmd, base_env(), cwd=self.home)
+        wait_until(self.ping, timeout_s, 0.1, what=f"redis-server on 127.0.0.1:{self.port}")
+
+    def ping(self) -> bool:
+        tail = self.process.exited_early()
+        if tail is not None:
+            raise StackError(f"redis-server exited during start-up:\n{tail}")
+        import redis
+
+        return bool(redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=1).ping())
+
+    def stop(self) -> bool:
+        return self.process.stop(timeout_s=10)
+
+    def __enter__(self) -> RedisServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class CeleryAirflow(Airflow):
+    """The local Airflow service on the CeleryExecutor with one worker per queue.
+
+    Components: api-server (tasks reach the execution API there), scheduler, dag-processor,
+    triggerer (only with ``triggerer=True``) and ``airflow celery worker --queues Q --concurrency 1
+    --celery-hostname worker-Q@<host> --skip-serve-logs`` for every queue in ``queues``.
+    Broker: ``broker_url`` (Redis); result backend: ``db+sqlite:///<home>/celery-results.db``.
+    """
+
+    def __init__(self, params: Params, home: Path, broker_url: str, *, dags_folder: Path | None = None,
+                 queues: tuple[str, ...] = CELERY_QUEUES, triggerer: bool = False):
+        super().__init__(params, home)
+        self.broker_url = broker_url
+        self.dags_folder = Path(dags_folder) if dags_folder else REPO_ROOT / "dags"
+        self.queues = queues
+        self.components = ["api-server", "scheduler", "dag-processor"] + (["triggerer"] if triggerer else [])
+        self.processes = [ManagedProcess(f"airflow-{c}", home) for c in self.components]
+        self.workers = {q: ManagedProcess(f"celery-worker-{q}", home) for q in queues}
+        self.processes += list(self.workers.values())
+
+    @classmethod
+    def for_test(cls, home: Path, broker_url: str, **kwargs: Any) -> CeleryAirflow:
+        """The repository's params.yaml (``HOPCHAIN_PROFILE`` honoured) with a free api-server port."""
+        params = load_params(REPO_ROOT / "params.yaml")
+        ports = params.stack.ports.model_copy(update={"airflow": free_port()})
+        params = params.model_copy(update={"stack": params.stack.model_copy(update={"ports": ports})})
+        return cls(params, Path(home), broker_url, **kwargs)
+
+    @property
+    def result_backend(self) -> str:
+        return f"db+sqlite:///{self.airflow_home / 'celery-results.db'}"
+
+    def env(self) -> dict[str, str]:
+        env = super().env()
+        env.update(
+            {
+                "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+                "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
+                "AIRFLOW__CELERY__BROKER_URL": self.broker_url,
+                "AIRFLOW__CELERY__RESULT_BACKEND": self.result_backend,
+                "AIRFLOW__CELERY__WORKER_CONCURRENCY": "1",
+                "AIRFLOW__OPERATORS__DEFAULT_QUEUE": "default",
+                "AIRFLOW__CELERY__WORKER_ENABLE_REMOTE_CONTROL": "True",
+                "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+                "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+            }
+        )
+        return env
+
+    def worker_env(self, queue: str) -> dict[str, str]:
+        env = self.env()
+        env["HOPCHAIN_CELERY_WORKER_NAME"] = f"worker-{queue}"
+        env["AIRFLOW__CORE__HOSTNAME_CALLABLE"] = "hopchain_celery_hostname.worker_hostname"
+        extra = str(self.airflow_home / "pythonpath")
+        env["PYTHONPATH"] = f"{extra}:{env['PYTHONPATH']}" if env.get("PYTHONPATH") else extra
+        return env
+
+    def start(self) -> None:
+        self.airflow_home.mkdir(parents=True, exist_ok=True)
+        pythonpath = self.airflow_home / "pythonpath"
+        pythonpath.mkdir(exist_ok=True)
+        (pythonpath / "hopchain_celery_hostname.py").write_text(_HOSTNAME_MODULE)
+        env = self.env()
+        port = str(self.params.stack.ports.airflow)
+        args = {
+            "api-server": ["api-server", "--host", "127.0.0.1", "--port", port, "--workers", "1"],
+            "scheduler": ["scheduler", "--skip-serve-logs"],
+            "dag-processor": ["dag-processor"],
+            "triggerer": ["triggerer", "--skip-serve-logs"],
+        }
+        airflow = str(VENV_BIN / "airflow")
+        for comp, proc in zip(self.components, self.processes):
+            proc.start([airflow, *args[comp]], env, cwd=self.airflow_home)
+        for queue, proc in self.workers.items():
+            proc.start(
+                [airflow, "celery", "worker", "--queues", queue, "--concurrency", "1",
+                 "--celery-hostname", f"worker-{queue}@%h", "--skip-serve-logs"],
+                self.worker_env(queue), cwd=self.airflow_home,
+            )
+
+    def healthy(self) -> bool:
+        r = httpx.get(f"{self.url()}/api/v2/monitor/health", timeout=5)
+        if r.status_code != 200:
+            return False
+        h = r.json()
+        ok = h.get("metadatabase", {}).get("status") == "healthy" and \
+            (h.get("scheduler") or {}).get("status") == "healthy"
+        return ok and self.workers_ready()
+
+    def workers_ready(self) -> bool:
+        """Every worker answers a Celery ping on the broker (the provider's own Celery app)."""
+        names = {f"worker-{q}@" for q in self.queues}
+        from celery import Celery
+
+        app = Celery(broker=self.broker_url)
+        try:
+            replies = app.control.ping(timeout=1.0) or []
+        finally:
+            app.close()
+        seen = {name.split("@", 1)[0] + "@" for reply in replies for name in reply}
+        return names <= seen
+
+    def stop(self, timeout_s: float = 30.0) -> list[str]:
+        # Workers first (a warm shutdown finishes the running task), then the rest.
+        stopped = [p.name for p in self.workers.values() if p.stop(timeout_s)]
+        stopped += [p.name for p in self.processes if p not in self.workers.values() and p.stop(timeout_s)]
+        return stopped
+
+    # -- driving a DAG through the REST API -------------------------------------------------------
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token()}"}
+
+    def wait_for_dag(self, dag_id: str, timeout_s: float = 120.0) -> None:
+        """Until the dag-processor has serialised ``dag_id`` (then unpause it)."""
+        headers = self._headers()
+
+        def parsed() -> bool:
+            r = httpx.get(f"{self.url()}/api/v2/dags/{dag_id}", headers=headers, timeout=10)
+            return r.status_code == 200
+
+        wait_until(parsed, timeout_s, 1.0, what=f"DAG {dag_id} to be parsed")
+        r = httpx.patch(f"{self.url()}/api/v2/dags/{dag_id}", headers=headers, json={"is_paused": False},
+                        timeout=10)
+        r.raise_for_status()
+
+    def trigger(self, dag_id: str, conf: dict[str, Any] | None = None, timeout_s: float = 120.0) -> str:
+        """Unpause and trigger ``dag_id``; returns the run id."""
+        self.wait_for_dag(dag_id, timeout_s)
+        r = httpx.post(f"{self.url()}/api/v2/dags/{dag_id}/dagRuns", headers=self._headers(),
+                       json={"logical_date": None, "conf": conf or {}}, timeout=10)
+        r.raise_for_status()
+        return str(r.json()["dag_run_id"])
+
+    def wait_for_run(self, dag_id: str, run_id: str, timeout_s: float = 300.0) -> str:
+        """Until the run is ``success`` or ``failed``; returns that state (raises on timeout)."""
+        headers = self._headers()
+        state: dict[str, str] = {}
+
+        def done() -> bool:
+            r = httpx.get(f"{self.url()}/api/v2/dags/{dag_id}/dagRuns/{run_id}", headers=headers, timeout=10)
+            r.raise_for_status()
+            state["v"] = r.json()["state"]
+            return state["v"] in ("success", "failed")
+
+        wait_until(done, timeout_s, 1.0, what=f"run {run_id} of {dag_id} to finish")
+        return state["v"]
+
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+        """Task instances of a run (REST API), including mapped ones: task_id, map_index, state,
+        queue, pool, hostname."""
+        r = httpx.get(f"{self.url()}/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances",
+                      headers=self._headers(), params={"limit": 1000}, timeout=10)
+        r.raise_for_status()
+        return list(r.json()["task_instances"])
+
+    def task_hostnames(self, dag_id: str, run_id: str) -> dict[str, str]:
+        """``{task_id or task_id[map_index]: hostname}`` for every task instance of the run."""
+        out: dict[str, str] = {}
+        for ti in self.task_instances(dag_id, run_id):
+            key = ti["task_id"] if ti.get("map_index", -1) in (-1, None) else f"{ti['task_id']}[{ti['map_index']}]"
+            out[key] = ti.get("hostname") or ""
+        return out
+
+    def worker_log(self, queue: str) -> str:
+        return self.workers[queue].log_file.read_text(errors="replace")
+
+    def celery_results(self) -> list[tuple[str, str]]:
+        """(celery task id, status) rows of the SQLite result backend (evidence it was used)."""
+        db = self.airflow_home / "celery-results.db"
+        if not db.exists():
+            return []
+        with sqlite3.connect(db) as conn:
+            return list(conn.execute("SELECT task_id, status FROM celery_taskmeta"))
+
+
+def logs_tail(home: Path, lines: int = 40) -> str:
+    """The last lines of every component log under ``home/logs`` (for assertion messages)."""
+    out = []
+    for f in sorted((Path(home) / "logs").glob("*.log")):
+        tail = f.read_text(errors="replace").splitlines()[-lines:]
+        out.append(f"--- {f.name}\n" + "\n".join(tail))
+    return "\n".join(out)
+
+
+def copy_dag(src: Path, dags_folder: Path) -> Path:
+    dags_folder.mkdir(parents=True, exist_ok=True)
+    return Path(shutil.copy(src, dags_folder / src.name))
+
+
+def dump(obj: Any) -> str:
+    return json.dumps(obj, indent=1, sort_keys=True, default=str)

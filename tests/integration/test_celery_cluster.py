@@ -1,0 +1,78 @@
+"""Smoke test of the Celery scale-out helpers: a task on queue ``gpu`` runs on the gpu worker only.
+
+Real processes: Debian's redis-server (broker), Airflow 3 api-server + scheduler + dag-processor on
+the CeleryExecutor (SQLite metadata DB, SQLite Celery result backend) and two Celery workers, one
+per queue. Skipped with a reason when redis-server or the Celery provider is not installed.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from celery_cluster import CeleryAirflow, RedisServer, dump, logs_tail, redis_available
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+DAG = textwrap.dedent(
+    '''
+    """Two tasks: one on the gpu queue, one on the default queue."""
+    import pendulum
+    from airflow.sdk import dag, task
+
+
+    @dag(dag_id="celery_smoke", schedule=None, start_date=pendulum.datetime(2026, 1, 1), catchup=False)
+    def celery_smoke():
+        @task(queue="gpu", pool="gpu")
+        def on_gpu() -> str:
+            import socket
+            return socket.gethostname()
+
+        @task
+        def on_default(x: str) -> str:
+            return x
+
+        on_default(on_gpu())
+
+
+    celery_smoke()
+    '''
+)
+
+
+def _celery_provider_installed() -> bool:
+    try:
+        import airflow.providers.celery  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not redis_available(), reason="Debian package redis-server is not installed")
+@pytest.mark.skipif(not _celery_provider_installed(), reason="apache-airflow-providers-celery is not installed")
+@pytest.mark.timeout(420)
+def test_each_task_runs_on_the_worker_of_its_queue(tmp_path: Path) -> None:
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    (dags / "celery_smoke.py").write_text(DAG)
+    with RedisServer(tmp_path / "redis") as redis:
+        cluster = CeleryAirflow.for_test(tmp_path / "stack", redis.url, dags_folder=dags)
+        dummy_s3 = {"endpoint": "http://127.0.0.1:9", "access_key": "unused", "secret_key": "unused"}
+        dummy_ls = {"url": "http://127.0.0.1:9", "token": "unused"}
+        cluster.provision(dummy_s3, dummy_ls)  # db migrate, the gpu pool, the connections
+        cluster.start()
+        try:
+            cluster.wait_healthy(240)
+            run_id = cluster.trigger("celery_smoke", timeout_s=120)
+            state = cluster.wait_for_run("celery_smoke", run_id, 240)
+            tis = cluster.task_instances("celery_smoke", run_id)
+            detail = dump(tis) + "\n" + logs_tail(cluster.home)
+            assert state == "success", detail
+            placed = {ti["task_id"]: (ti["queue"], ti["hostname"]) for ti in tis}
+            assert placed == {"on_gpu": ("gpu", "worker-gpu"), "on_default": ("default", "worker-default")}, detail
+            # The Celery result backend (SQLite) recorded both tasks.
+            assert [status for _, status in cluster.celery_results()].count("SUCCESS") == 2, detail
+        finally:
+            cluster.stop()
