@@ -98,6 +98,9 @@ class SegmentConfig(_Model):
     sam3: ModelRef = ModelRef()
     sam2: ModelRef = ModelRef()
     sam2_config: str = "configs/sam2.1/sam2.1_hiera_l.yaml"
+    sam2_overrides: list[str] = []  # extra hydra overrides for sam2's build_sam2 (tests shrink the model)
+    sam2_hf: ModelRef = ModelRef()  # transformers Sam2Model folder (backend sam2_hf)
+    prompt_batch: int = Field(16, ge=1)  # sam3: text prompts per forward pass (one image)
     score_threshold: float = Field(0.5, ge=0, le=1)
     mask_threshold: float = Field(0.5, ge=0, le=1)
     min_area: int = Field(32, ge=0)
@@ -145,13 +148,26 @@ class AnnotationConfig(_Model):
 
 
 class ValidationConfig(_Model):
-    """Severity per expectation (``critical`` blocks downstream, ``warning`` only reports)."""
+    """Data validation at stage boundaries (``expectations/``).
+
+    ``severity`` maps a stable expectation name (``questions.num_hops_range``) to ``critical``
+    (fails the task, blocks downstream) or ``warning`` (reported only); unnamed ones get
+    ``default_severity``. Shares are fractions of rows (0..1). Distribution expectations only
+    apply to batches of at least ``distribution_min_rows`` rows (they are reported as skipped
+    otherwise).
+    """
 
     default_severity: Literal["critical", "warning"] = "critical"
     severity: dict[str, Literal["critical", "warning"]] = {}
     max_answer_share: float = Field(0.35, gt=0, le=1)
     min_category_count: int = Field(0, ge=0)
     max_category_share: float = Field(1.0, gt=0, le=1)
+    max_hop_length_share: float = Field(0.6, gt=0, le=1)  # of `full` questions, per hop length
+    min_hops_full: int = Field(3, ge=1)
+    min_hops_ablation: int = Field(1, ge=1)  # `half` / `single` variants
+    max_hops: int = Field(6, ge=1)
+    distribution_min_rows: int = Field(50, ge=1)
+    partial_unexpected_count: int = Field(20, ge=1, le=1000)  # example rows kept per failure
 
 
 class ReleaseConfig(_Model):

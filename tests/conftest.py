@@ -113,3 +113,27 @@ def label_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
         yield svc
     finally:
         svc.stop()
+
+
+@pytest.fixture(scope="session")
+def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+    """The whole local stack (S3 + Label Studio + Airflow) on free ports in a temporary home.
+
+    Started once per session with the ``demo`` profile and stopped (by pid) at the end.
+    """
+    from pipelines.stack import LocalStack
+
+    home = tmp_path_factory.mktemp("stackhome")
+    params = params_with_ports(free_ports(), profile="demo")
+    stack = LocalStack(params, home=home)
+    old = os.environ.get("HOPCHAIN_PROFILE")
+    os.environ["HOPCHAIN_PROFILE"] = "demo"
+    try:
+        stack.up(log=lambda *_: None)
+        yield stack
+    finally:
+        stack.down(log=lambda *_: None)
+        if old is None:
+            os.environ.pop("HOPCHAIN_PROFILE", None)
+        else:
+            os.environ["HOPCHAIN_PROFILE"] = old

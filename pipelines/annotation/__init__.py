@@ -21,3 +21,4 @@ project and are decided by a later pull — nothing is lost.
 
 Nothing here imports Airflow; the Airflow side (hook, deferrable trigger) lives in
 ``plugins/hopchain_airflow``.
+"""

@@ -189,3 +189,21 @@ class LabelStudioClient:
         if lead_time_s is not None:
             body["lead_time"] = lead_time_s
         return self.json("POST", f"/api/tasks/{task_id}/annotations/", json=body)
+
+
+def base_url_from_parts(host: str, port: int | None = None, schema: str | None = None) -> str:
+    """Connection parts → base URL: ``("http://127.0.0.1", 8081)`` → ``http://127.0.0.1:8081``.
+
+    ``host`` may carry the scheme (``https://ls.example.org``); otherwise ``schema`` or ``http``.
+    A path on ``host`` (Label Studio behind a prefix) is kept.
+    """
+    host = (host or "").strip().rstrip("/")
+    if not host:
+        raise ValueError("Label Studio connection has no host")
+    if "://" not in host:
+        host = f"{schema or 'http'}://{host}"
+    scheme, rest = host.split("://", 1)
+    netloc, slash, path = rest.partition("/")
+    if port and ":" not in netloc:
+        netloc = f"{netloc}:{int(port)}"
+    return f"{scheme}://{netloc}{slash}{path}".rstrip("/")

@@ -72,7 +72,8 @@ class CompletionSummary:
 
     @property
     def all_complete(self) -> bool:
-        return self.total > 0 and self.complete == self.total
+        """True when every task is complete (an empty batch has nothing to wait for)."""
+        return self.complete == self.total
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready counts (what the trigger puts in its event)."""

@@ -164,9 +164,9 @@ class _Renderer:
                 "add": (f"What is {a} plus {b}?", f"Add {a} and {b}. What is the total?"),
                 "sub": (f"What is {a} minus {b}?", f"Subtract {b} from {a}. What is the result?"),
                 "max": (f"Which is greater, {a} or {b}? Answer with that number.",
-                        f"What is the larger of these two: {a}, or {b}?"),
+                        f"Take the larger of {a} and {b}. What is it?"),
                 "min": (f"Which is smaller, {a} or {b}? Answer with that number.",
-                        f"What is the smaller of these two: {a}, or {b}?"),
+                        f"Take the smaller of {a} and {b}. What is it?"),
             }[fn]
             return self.pick(forms)
         raise ValueError(f"last hop ({h.op}) does not yield a number")

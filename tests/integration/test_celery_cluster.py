@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from pipelines.stack.process import wait_until
+
 from celery_cluster import CeleryAirflow, RedisServer, dump, logs_tail, redis_available
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -72,7 +74,8 @@ def test_each_task_runs_on_the_worker_of_its_queue(tmp_path: Path) -> None:
             assert state == "success", detail
             placed = {ti["task_id"]: (ti["queue"], ti["hostname"]) for ti in tis}
             assert placed == {"on_gpu": ("gpu", "worker-gpu"), "on_default": ("default", "worker-default")}, detail
-            # The Celery result backend (SQLite) recorded both tasks.
-            assert [status for _, status in cluster.celery_results()].count("SUCCESS") == 2, detail
+            # The Celery result backend (SQLite) records both tasks (a moment after the TI states).
+            wait_until(lambda: [s for _, s in cluster.celery_results()].count("SUCCESS") == 2, 30, 0.5,
+                       what="both Celery results to be SUCCESS")
         finally:
             cluster.stop()

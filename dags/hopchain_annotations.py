@@ -1,0 +1,70 @@
+"""hopchain_annotations — wait for four-way answers in Label Studio, pull, decide consensus, validate."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import dag, task
+from hopchain_airflow.assets import CONSENSUS, QUESTIONS_BATCH
+from hopchain_airflow.operators.annotation import AnnotationWaitOperator
+
+DOC = """
+### HopChain annotation wait and consensus
+Scheduled whenever `hopchain_nightly` pushes a batch (the `hopchain_questions_batch` Asset), and safe to run by hand.
+
+1. **open_batches** — every batch still open (including items left *pending* by an earlier run).
+2. **simulate** — demo profile only: simulated annotators answer through the real Label Studio API.
+3. **wait** — deferrable: the `AnnotationCompleteTrigger` polls Label Studio (distinct annotators per task) until
+   every task has four answers or the batch deadline passes; it holds no worker slot while waiting.
+4. **decide** — pulls annotations, validates each one (rejects are kept with reasons), decides unanimous consensus,
+   runs the Great Expectations suites, and closes what is decided; pending items stay open for the next run.
+"""
+
+
+@dag(
+    dag_id="hopchain_annotations",
+    schedule=[QUESTIONS_BATCH],
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    default_args={"owner": "data-ops", "retries": 2, "retry_delay": timedelta(seconds=15),
+                  "retry_exponential_backoff": True, "execution_timeout": timedelta(hours=1)},
+    tags=["hopchain", "annotation", "label-studio"],
+    doc_md=DOC,
+)
+def hopchain_annotations():
+    @task
+    def open_batches(**context) -> dict:
+        from hopchain_airflow.runtime import flow_for
+
+        return flow_for(context).open_batches()
+
+    @task(execution_timeout=timedelta(minutes=30))
+    def simulate(batches: dict, **context) -> dict:
+        """Demo only: simulated annotators (skipped unless the profile enables them)."""
+        from airflow.sdk.exceptions import AirflowSkipException
+        from hopchain_airflow.runtime import flow_for
+
+        flow = flow_for(context)
+        if not flow.params.annotation.simulated.enabled:
+            raise AirflowSkipException("simulated annotators are disabled in this profile")
+        return flow.simulate_annotators(batches)
+
+    @task(outlets=[CONSENSUS], trigger_rule="none_failed")
+    def decide(batches: dict, wait_event: dict | None = None, **context) -> dict:
+        from hopchain_airflow.runtime import flow_for
+
+        result = flow_for(context).decide(batches)
+        context["outlet_events"][CONSENSUS].extra = result
+        return result
+
+    batches = open_batches()
+    wait = AnnotationWaitOperator(task_id="wait", batches=batches, execution_timeout=timedelta(days=2))
+    sim = simulate(batches)
+    batches >> [sim, wait]
+    decided = decide(batches, wait.output)
+    sim >> decided
+
+
+hopchain_annotations()

@@ -1,0 +1,118 @@
+"""hopchain_nightly — ingest → (detect → segment → questions → validate) per shard → push to Label Studio.
+
+DAG files only wire tasks: logic lives in ``pipelines.flow`` (imported inside each task) and the
+Airflow pieces in ``plugins/hopchain_airflow``.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import Param, dag, task, task_group
+from hopchain_airflow.assets import QUESTIONS_BATCH
+
+DEFAULTS = {
+    "owner": "data-ops",
+    "retries": 2,
+    "retry_delay": timedelta(seconds=20),
+    "retry_exponential_backoff": True,
+    "max_retry_delay": timedelta(minutes=10),
+    "execution_timeout": timedelta(hours=2),
+}
+
+DOC = """
+### HopChain nightly build
+Turns the images under **input_prefix** (in the platform bucket) into multi-hop questions and pushes them to
+Label Studio for four-way verification.
+
+1. **ingest** — hash, decode, quarantine bad files, write the sharded manifest (`runs/<run_id>/manifest/`).
+2. per shard (mapped task group; GPU tasks run in the `gpu` pool and on the `gpu` queue):
+   **detect** (VLM categories/boxes) → **segment** (SAM3/SAM2 masks) → **questions** (hop programs) →
+   **validate** (Great Expectations; a critical failure stops the shard before the push).
+3. **push** — the shard's questions go to Label Studio as one batch; the `hopchain_questions_batch` Asset is
+   updated, which schedules `hopchain_annotations`.
+
+Params are validated; `profile` selects a block of `params.yaml` (`demo` on a CPU, `gpu` in production).
+"""
+
+
+@dag(
+    dag_id="hopchain_nightly",
+    schedule="0 2 * * *",
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULTS,
+    tags=["hopchain", "nightly", "gpu"],
+    doc_md=DOC,
+    params={
+        "input_prefix": Param("inputs/demo", type="string", minLength=1, description="prefix of the input images"),
+        "profile": Param("", type="string", description="params.yaml profile (empty: HOPCHAIN_PROFILE or base)"),
+        "shard_size": Param(0, type="integer", minimum=0, maximum=5000, description="images per shard (0: params)"),
+        "max_images": Param(0, type="integer", minimum=0, description="stop after this many images (0: all)"),
+    },
+)
+def hopchain_nightly():
+    @task(execution_timeout=timedelta(minutes=30))
+    def ingest(**context) -> list[int]:
+        """List the inputs, write the manifest and quarantine shards; returns the shard numbers."""
+        from hopchain_airflow.runtime import flow_for
+
+        return flow_for(context).ingest(
+            context["params"]["input_prefix"], context["params"]["shard_size"], context["params"]["max_images"]
+        )
+
+    @task_group(group_id="shard")
+    def process_shard(shard: int):
+        @task(pool="gpu", queue="gpu")
+        def detect(shard: int, **context) -> int:
+            from hopchain_airflow.runtime import flow_for
+
+            flow_for(context).detect(shard)
+            return shard
+
+        @task(pool="gpu", queue="gpu")
+        def segment(shard: int, **context) -> int:
+            from hopchain_airflow.runtime import flow_for
+
+            flow_for(context).segment(shard)
+            return shard
+
+        @task
+        def questions(shard: int, **context) -> int:
+            from hopchain_airflow.runtime import flow_for
+
+            flow_for(context).questions(shard)
+            return shard
+
+        @task(retries=0)
+        def validate(shard: int, **context) -> int:
+            """Great Expectations on manifest, instances and questions; critical failures stop here."""
+            from hopchain_airflow.runtime import flow_for
+
+            flow_for(context).validate_shard(shard)
+            return shard
+
+        @task(outlets=[QUESTIONS_BATCH])
+        def push(shard: int, **context) -> dict:
+            from hopchain_airflow.runtime import flow_for
+
+            batch = flow_for(context).push(shard)
+            context["outlet_events"][QUESTIONS_BATCH].extra = batch
+            return batch
+
+        return push(validate(questions(segment(detect(shard)))))
+
+    @task(trigger_rule="all_done")
+    def summary(**context) -> dict:
+        """Counts per stage for this run (also written to runs/<run_id>/summary.json)."""
+        from hopchain_airflow.runtime import flow_for
+
+        return flow_for(context).summary()
+
+    pushed = process_shard.expand(shard=ingest())
+    pushed >> summary()
+
+
+hopchain_nightly()

@@ -1,0 +1,91 @@
+"""Custom Great Expectations expectations for what GX has no expectation for.
+
+Imported only inside functions (it imports great_expectations at module level, which is slow):
+:func:`expectations.runner.validate` imports it before building a suite. Defining the classes
+registers their metrics with GX (GX's own custom-expectation mechanism: a metric provider with a
+``condition_partial`` per execution engine plus an ``Expectation`` subclass naming the metric).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, ClassVar, Literal
+
+logging.getLogger("great_expectations").setLevel(logging.WARNING)
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from great_expectations.execution_engine import PandasExecutionEngine  # noqa: E402
+from great_expectations.expectations.expectation import MulticolumnMapExpectation  # noqa: E402
+from great_expectations.expectations.metrics.map_metric_provider import (  # noqa: E402
+    MulticolumnMapMetricProvider,
+)
+from great_expectations.expectations.metrics.map_metric_provider.multicolumn_condition_partial import (  # noqa: E402,E501
+    multicolumn_condition_partial,
+)
+
+
+def rle_matches_declared(counts: Any, height: Any, width: Any, area: Any) -> bool:
+    """True when ``counts`` is a COCO compressed RLE of a ``height`` x ``width`` mask with ``area`` pixels.
+
+    Decoding with pycocotools and re-encoding must give back the same ``counts`` string: a string
+    whose runs do not add up to ``height * width`` pixels (truncated, corrupt, or made for another
+    size) re-encodes differently. Anything unparsable is ``False``, never an exception.
+    """
+    from pycocotools import mask as mask_utils
+
+    if not isinstance(counts, str) or not counts:
+        return False
+    try:
+        h, w, a = int(height), int(width), int(area)
+    except (TypeError, ValueError):
+        return False
+    if h <= 0 or w <= 0:
+        return False
+    rle = {"size": [h, w], "counts": counts.encode("ascii", errors="replace")}
+    try:
+        decoded = mask_utils.decode(rle)
+        again = mask_utils.encode(np.asfortranarray(decoded))
+    except (ValueError, TypeError, OverflowError) as err:  # pycocotools raises on unparsable input
+        logging.getLogger(__name__).debug("RLE does not decode: %s", err)
+        return False
+    return decoded.shape == (h, w) and again["counts"] == rle["counts"] and int(decoded.sum()) == a
+
+
+class RleMasksMatchDeclared(MulticolumnMapMetricProvider):
+    """Row-wise metric: ``column_list`` = [mask_rle, mask_height, mask_width, area]."""
+
+    condition_metric_name = "hopchain.rle_masks.match_declared"
+    condition_domain_keys = (
+        "batch_id",
+        "table",
+        "column_list",
+        "row_condition",
+        "condition_parser",
+        "ignore_row_if",
+    )
+    condition_value_keys = ()
+
+    @multicolumn_condition_partial(engine=PandasExecutionEngine)
+    def _pandas(cls, column_list: pd.DataFrame, **kwargs: Any) -> pd.Series:
+        ok = [rle_matches_declared(*row) for row in column_list.itertuples(index=False, name=None)]
+        return pd.Series(ok, index=column_list.index, dtype=bool)
+
+
+class ExpectRleMasksToDecodeToDeclaredSizeAndArea(MulticolumnMapExpectation):
+    """Expect every COCO compressed RLE mask to decode to its declared size and pixel area.
+
+    ``column_list`` is ``[counts, height, width, area]`` in that order (the instances contract:
+    ``["mask_rle", "mask_height", "mask_width", "area"]``). Decoding uses pycocotools.
+    """
+
+    map_metric: ClassVar[str] = "hopchain.rle_masks.match_declared"
+    success_keys: ClassVar[tuple[str, ...]] = ("mostly",)
+    args_keys: ClassVar[tuple[str, ...]] = ("column_list",)
+    ignore_row_if: Literal["all_values_are_missing", "any_value_is_missing", "never"] = "never"
+    library_metadata: ClassVar[dict[str, Any]] = {
+        "maturity": "experimental",
+        "tags": ["hopchain", "coco", "rle"],
+        "contributors": ["hopchain"],
+        "requirements": ["pycocotools"],
+    }

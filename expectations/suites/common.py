@@ -1,0 +1,130 @@
+"""Building blocks shared by the suites: contract schema checks, reason columns, shares."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from expectations.checks import Check, Family, Reference
+
+# The strings pipelines.contracts.canonical_number returns, and only those: no sign on zero, no
+# leading zeros, no trailing fractional zeros, no exponent, no "+", no spaces. A property test
+# (tests/unit/expectations/test_canonical_regex.py) checks it against canonical_number itself.
+CANONICAL_DECIMAL = r"^(?!-0$)-?(?:0|[1-9][0-9]*)(?:\.[0-9]*[1-9])?$"
+SHA256_HEX = r"^[0-9a-f]{64}$"
+
+
+def pandas_dtype_name(arrow_type: pa.DataType) -> str:
+    """The pandas dtype name a column of ``arrow_type`` has after :func:`expectations.runner.to_frame`.
+
+    Integers and booleans keep their NumPy dtype only when the column has no nulls (a null turns
+    an int column into ``float64``): a null in such a column therefore fails its type check too.
+    """
+    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
+        return "str"
+    if pa.types.is_timestamp(arrow_type):
+        tz = f", {arrow_type.tz}" if arrow_type.tz else ""
+        return f"datetime64[{arrow_type.unit}{tz}]"
+    if pa.types.is_list(arrow_type) or pa.types.is_fixed_size_list(arrow_type) or pa.types.is_struct(arrow_type):
+        return "object"
+    return np.dtype(arrow_type.to_pandas_dtype()).name  # int32, int64, float64, bool
+
+
+def schema_checks(suite: str, schema: pa.Schema, nullable: Iterable[str] = ()) -> list[Check]:
+    """``<suite>.columns`` (every contract column present), ``<suite>.type_<col>`` per column and
+    ``<suite>.not_null_<col>`` per non-nullable column."""
+    nullable = set(nullable)
+    names = list(schema.names)
+    checks = [
+        Check(
+            f"{suite}.columns",
+            "schema",
+            f"the {suite} contract's columns are all present: {', '.join(names)}",
+            lambda gxe, _c, names=names: gxe.ExpectTableColumnsToMatchSet(column_set=names, exact_match=False),
+        )
+    ]
+    for f in schema:
+        dtype = pandas_dtype_name(f.type)
+        checks.append(
+            Check(
+                f"{suite}.type_{f.name}",
+                "schema",
+                f"column {f.name} has type {f.type} (pandas {dtype})",
+                lambda gxe, _c, col=f.name, dtype=dtype: gxe.ExpectColumnTypeToBe(column=col, type_=dtype),
+            )
+        )
+        if f.name not in nullable:
+            checks.append(
+                Check(
+                    f"{suite}.not_null_{f.name}",
+                    "schema",
+                    f"column {f.name} has no nulls",
+                    lambda gxe, _c, col=f.name: gxe.ExpectColumnValuesToNotBeNull(column=col),
+                )
+            )
+    return checks
+
+
+def null_check(
+    name: str,
+    family: Family,
+    description: str,
+    column: str,
+    requires: Iterable[Reference] = (),
+    min_rows: int = 0,
+) -> Check:
+    """A check on a computed reason column: every row's reason must be null."""
+    return Check(
+        name,
+        family,
+        description,
+        lambda gxe, _c: gxe.ExpectColumnValuesToBeNull(column=column),
+        frozenset(requires),
+        min_rows,
+    )
+
+
+def reasons(bad: np.ndarray | pd.Series, text: pd.Series | str, index: pd.Index) -> pd.Series:
+    """An object column: ``text`` where ``bad`` is true, ``None`` elsewhere (the "good" value)."""
+    bad = np.asarray(bad, dtype=bool)
+    out = pd.Series(None, index=index, dtype=object)
+    if bad.any():
+        if isinstance(text, str):
+            out[bad] = text
+        else:
+            out[bad] = np.asarray(text, dtype=object)[bad]
+    return out
+
+
+def share_reasons(values: pd.Series, max_share: float, what: str, mask: pd.Series | None = None) -> pd.Series:
+    """Reason for every row whose value (among rows where ``mask``) exceeds ``max_share`` of them."""
+    index = values.index
+    considered = values if mask is None else values[mask]
+    n = len(considered)
+    out = pd.Series(None, index=index, dtype=object)
+    if n == 0:
+        return out
+    shares = considered.value_counts(normalize=True, dropna=True)
+    over = shares[shares > max_share]
+    if over.empty:
+        return out
+    text = {v: f"{what} {v!r} is {s:.1%} of {n} rows (max {max_share:.0%})" for v, s in over.items()}
+    hit = considered.map(text)
+    out.loc[hit.index] = hit.astype(object).where(hit.notna(), None)
+    return out
+
+
+def join_reasons(*columns: pd.Series) -> pd.Series:
+    """Row-wise ``"; "``-join of several reason columns (``None`` when all are ``None``)."""
+    frame = pd.concat(columns, axis=1)
+    bad = frame.notna().any(axis=1).to_numpy()
+    out = pd.Series(None, index=frame.index, dtype=object)
+    if bad.any():
+        out[bad] = [
+            "; ".join(str(v) for v in row if v is not None and v == v)
+            for row in frame[bad].itertuples(index=False, name=None)
+        ]
+    return out

@@ -1,0 +1,95 @@
+"""``hopchain annotators add EMAIL`` and ``hopchain consensus --annotations --questions --out``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("annotators", help="manage Label Studio annotator accounts")
+    asub = p.add_subparsers(dest="annotators_command", metavar="ACTION", required=True)
+    add = asub.add_parser("add", help="create an annotator account (no prompts) and print how to log in")
+    add.add_argument("email")
+    add.add_argument("--password-env", metavar="VAR",
+                     help="take the password from this environment variable (default: generate one)")
+    add.set_defaults(handler=_annotators_add)
+
+    c = sub.add_parser("consensus", help="decide four-way consensus from an annotations table (no Airflow)")
+    c.add_argument("--annotations", required=True, type=Path,
+                   help="Parquet with the annotations contract columns (+ optional verdict, lead_time_s)")
+    c.add_argument("--questions", required=True, type=Path, help="Parquet with the questions contract")
+    c.add_argument("--out", required=True, type=Path, help="consensus Parquet to write (atomically)")
+    c.add_argument("--rejects", type=Path, help="rejects Parquet (default: <out stem>.rejects.parquet)")
+    c.add_argument("--stats", type=Path, help="annotator stats Parquet (default: <out stem>.annotators.parquet)")
+    c.add_argument("--required", type=int, default=None, help="annotators per question (default: params)")
+    c.set_defaults(handler=_consensus)
+
+
+def label_studio_credentials(args: argparse.Namespace):
+    """``HOPCHAIN_LS_URL`` + ``HOPCHAIN_LS_TOKEN``, else the local stack's credentials file."""
+    from pipelines.annotation.client import LabelStudioCredentials
+    from pipelines.config import load_params
+    from pipelines.stack import LocalStack
+    from pipelines.stack.services import read_secret_file
+
+    if os.environ.get("HOPCHAIN_LS_URL") and os.environ.get("HOPCHAIN_LS_TOKEN"):
+        return LabelStudioCredentials(os.environ["HOPCHAIN_LS_URL"].rstrip("/"), os.environ["HOPCHAIN_LS_TOKEN"])
+    stack = LocalStack(load_params(args.params, args.profile))
+    f = stack.labelstudio.credentials_file()
+    if not f.exists():
+        raise SystemExit("error: no Label Studio credentials: set HOPCHAIN_LS_URL and HOPCHAIN_LS_TOKEN "
+                         "or start the local stack (hopchain stack up)")
+    data = read_secret_file(f)
+    data["url"] = stack.labelstudio.url()
+    return LabelStudioCredentials.from_mapping(data)
+
+
+def _annotators_add(args: argparse.Namespace) -> int:
+    from pipelines.annotation.annotators import AnnotatorExists, add_annotator
+    from pipelines.annotation.client import LabelStudioClient, LabelStudioError
+
+    password = None
+    if args.password_env:
+        password = os.environ.get(args.password_env)
+        if not password:
+            print(f"error: environment variable {args.password_env} is empty", file=sys.stderr)
+            return 2
+    with LabelStudioClient.from_credentials(label_studio_credentials(args)) as admin:
+        try:
+            account = add_annotator(admin, args.email, password)
+        except AnnotatorExists as err:
+            print(f"error: {err}; they log in at {admin.url}/user/login/ with their password "
+                  f"(an admin can reset it: label-studio reset_password --username {args.email})", file=sys.stderr)
+            return 3
+        except LabelStudioError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+    print(account.instructions())
+    return 0
+
+
+def _consensus(args: argparse.Namespace) -> int:
+    from pipelines.annotation.consensus import decide, records_from_table
+    from pipelines.config import load_params
+    from pipelines.contracts import read_parquet, to_table, write_parquet_atomic
+
+    required = args.required or load_params(args.params, args.profile).annotation.annotators_required
+    questions = read_parquet(args.questions, "questions")
+    annotations = read_parquet(args.annotations)
+    records, invalid = records_from_table(annotations)
+    generated = dict(zip(questions.column("question_id").to_pylist(), questions.column("answer").to_pylist()))
+    result = decide(records, generated, required)
+    rejects = invalid + result.ignored
+    out: Path = args.out
+    write_parquet_atomic(result.consensus_table(), out)
+    write_parquet_atomic(to_table([r.contract_row() for r in rejects], "rejects"),
+                         args.rejects or out.with_name(out.stem + ".rejects.parquet"))
+    write_parquet_atomic(result.stats_table(), args.stats or out.with_name(out.stem + ".annotators.parquet"))
+    print(json.dumps({**result.status_counts(), "annotations": annotations.num_rows,
+                      "counted": len(result.counted), "rejected": len(invalid), "ignored": len(result.ignored),
+                      "out": str(out)}))
+    return 0

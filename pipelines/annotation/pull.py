@@ -1,0 +1,120 @@
+"""Pull annotations from Label Studio, validate them, decide consensus.
+
+Outputs (run-scoped, written atomically by :func:`save_results`):
+``annotations`` (ANNOTATIONS contract: the counted annotations), ``annotations_detail`` (the same
+plus ``verdict``, ``lead_time_s``, ``annotation_id``, ``task_id`` — what ``hopchain consensus``
+reads back losslessly), ``consensus`` (CONSENSUS contract), ``rejects`` (REJECTS contract: invalid,
+cancelled and ignored annotations with their reasons) and ``annotator_stats``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+
+from pipelines.annotation.client import LabelStudioClient
+from pipelines.annotation.consensus import ConsensusResult, decide
+from pipelines.annotation.validate import AnnotationRecord, Reject, validate_task_annotations
+from pipelines.contracts import ANNOTATIONS, to_table
+
+log = logging.getLogger(__name__)
+
+DETAIL = pa.schema(
+    list(ANNOTATIONS)
+    + [
+        pa.field("verdict", pa.string()),
+        pa.field("lead_time_s", pa.float64()),
+        pa.field("annotation_id", pa.int64()),
+        pa.field("task_id", pa.int64()),
+    ]
+)
+
+
+def detail_table(records: Iterable[AnnotationRecord]) -> pa.Table:
+    rows = [
+        {**r.contract_row(), "verdict": r.verdict, "lead_time_s": r.lead_time_s,
+         "annotation_id": r.annotation_id, "task_id": r.task_id}
+        for r in records
+    ]
+    return pa.Table.from_pylist(rows, schema=DETAIL)
+
+
+@dataclass
+class PullResult:
+    consensus: ConsensusResult
+    invalid: list[Reject]  # refused by validation (cancelled, unknown field, non-numeric, ...)
+    tasks_seen: int
+
+    @property
+    def rejects(self) -> list[Reject]:
+        return self.invalid + self.consensus.ignored
+
+    def tables(self) -> dict[str, pa.Table]:
+        return {
+            "annotations": self.consensus.annotations_table(),
+            "annotations_detail": detail_table(self.consensus.counted),
+            "consensus": self.consensus.consensus_table(),
+            "rejects": to_table([r.contract_row() for r in self.rejects], "rejects"),
+            "annotator_stats": self.consensus.stats_table(),
+        }
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            **self.consensus.status_counts(),
+            "tasks_seen": self.tasks_seen,
+            "annotations_counted": len(self.consensus.counted),
+            "annotations_rejected": len(self.invalid),
+            "annotations_ignored": len(self.consensus.ignored),
+        }
+
+
+def annotator_names(client: LabelStudioClient) -> dict[int, str]:
+    """Label Studio user id → email (the ``annotator`` value of the contract)."""
+    return {int(u["id"]): str(u.get("email") or u.get("username") or f"user-{u['id']}") for u in client.users()}
+
+
+def decide_tasks(
+    tasks: Iterable[Mapping[str, Any]], generated_answers: Mapping[str, Any], required: int = 4,
+    names: Mapping[int, str] | None = None,
+) -> PullResult:
+    """Validate the annotations of ``tasks`` and decide the questions of ``generated_answers``.
+
+    Tasks of questions outside ``generated_answers`` are skipped (they belong to other batches).
+    """
+    wanted = [t for t in tasks if str((t.get("data") or {}).get("question_id")) in generated_answers]
+    records, invalid = validate_task_annotations(wanted, names)
+    result = decide(records, generated_answers, required)
+    return PullResult(result, invalid, len(wanted))
+
+
+def pull_and_decide(
+    client: LabelStudioClient, project_id: int, questions: Iterable[Mapping[str, Any]],
+    required: int = 4, batch: str | None = None,
+) -> PullResult:
+    """Fetch the project's tasks (of one ``batch``, or all) and decide the given questions.
+
+    ``questions`` are QUESTIONS-contract rows (``question_id``, ``answer``). Fetching the whole
+    project (``batch=None``) also finds questions pushed by an earlier batch.
+    """
+    generated = {str(q["question_id"]): q.get("answer") for q in questions}
+    tasks = client.iter_tasks(project_id, batch=batch, fields="all")
+    result = decide_tasks(tasks, generated, required, annotator_names(client))
+    log.info("consensus for project %s: %s", project_id, result.summary())
+    return result
+
+
+def save_results(store: Any, runs_prefix: str, run_id: str, result: PullResult) -> dict[str, str]:
+    """Write every output table to ``runs/<run_id>/annotation/<name>.parquet`` (one PUT each, atomic)."""
+    from pipelines.store import run_key
+
+    contracts = {"annotations": "annotations", "consensus": "consensus", "rejects": "rejects"}
+    keys = {}
+    for name, table in result.tables().items():
+        key = run_key(runs_prefix, run_id, "annotation", name=f"{name}.parquet")
+        store.put_table(key, table, contracts.get(name))
+        keys[name] = key
+    return keys

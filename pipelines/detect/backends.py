@@ -1,0 +1,242 @@
+"""VLM backends implementing :class:`pipelines.vlm.VLMBackend`.
+
+* :class:`Qwen3VLBackend` — transformers ``Qwen3VLForConditionalGeneration`` + the official
+  ``AutoProcessor``, in-process; batched with left padding; bf16 on CUDA (float32 on CPU) unless
+  the :class:`~pipelines.config.ModelRef` says otherwise; the model is loaded once in ``setup()``.
+* :class:`OpenAIBackend` — an OpenAI-compatible ``/v1/chat/completions`` endpoint (how vLLM and
+  SGLang serve large Qwen3-VL checkpoints), images sent inline as base64 ``data:`` URLs, with a
+  per-request timeout, retries with backoff (the ``openai`` client's, on connection errors, 408,
+  409, 429 and 5xx) and at most ``concurrency`` requests in flight. A request that still fails
+  raises :class:`VLMRequestError`: that is an infrastructure failure, so the task fails and is
+  retried (idempotently), rather than producing a reject row.
+
+Both return, for each request, ``num_samples`` completions in request order.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import logging
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from pipelines.config import DetectConfig, ModelRef, OpenAIEndpoint
+from pipelines.vlm import VLMBackend, VLMRequest
+
+log = logging.getLogger(__name__)
+
+
+class VLMRequestError(RuntimeError):
+    """A request that failed after all retries (endpoint down, timeouts, 4xx)."""
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` → ``cuda`` when a GPU is visible, else ``cpu``; anything else as given."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def resolve_dtype(dtype: str, device: str) -> Any:
+    """``auto`` → bfloat16 on CUDA, float32 elsewhere; otherwise the named torch dtype."""
+    import torch
+
+    if dtype == "auto":
+        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+    return {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[dtype]
+
+
+def _messages(request: VLMRequest) -> list[dict[str, Any]]:
+    messages: list[dict[str, Any]] = []
+    if request.system:
+        messages.append({"role": "system", "content": [{"type": "text", "text": request.system}]})
+    messages.append({"role": "user", "content": [{"type": "image"}, {"type": "text", "text": request.prompt}]})
+    return messages
+
+
+class Qwen3VLBackend:
+    """In-process Qwen3-VL. ``Qwen3VLBackend(ModelRef(model=path_or_id, device="cpu"))``.
+
+    ``ref.batch_size`` requests go through one ``generate`` call (left padding); ``ref.model`` is
+    a local folder or a hub id already in the local cache (nothing is downloaded in tests/CI).
+    """
+
+    def __init__(self, ref: ModelRef):
+        if not ref.model:
+            raise ValueError("Qwen3VLBackend needs ModelRef.model (a local path or model id)")
+        self.ref = ref
+        self.name = f"qwen3vl:{ref.model}"
+        self.model: Any = None
+        self.processor: Any = None
+        self.device = ""
+
+    def setup(self) -> None:
+        if self.model is not None:
+            return
+        from transformers import AutoProcessor, Qwen3VLForConditionalGeneration
+
+        self.device = resolve_device(self.ref.device)
+        dtype = resolve_dtype(self.ref.dtype, self.device)
+        self.processor = AutoProcessor.from_pretrained(self.ref.model)
+        self.processor.tokenizer.padding_side = "left"
+        self.model = Qwen3VLForConditionalGeneration.from_pretrained(self.ref.model, dtype=dtype)
+        self.model.to(self.device).eval()
+        log.info("loaded %s on %s (%s)", self.ref.model, self.device, dtype)
+
+    def teardown(self) -> None:
+        self.model = None
+        self.processor = None
+        if self.device.startswith("cuda"):
+            import torch
+
+            torch.cuda.empty_cache()
+
+    def generate(
+        self,
+        requests: list[VLMRequest],
+        *,
+        max_new_tokens: int = 512,
+        temperature: float = 0.0,
+        num_samples: int = 1,
+    ) -> list[list[str]]:
+        if self.model is None:
+            raise RuntimeError("Qwen3VLBackend.setup() was not called")
+        out: list[list[str]] = []
+        for start in range(0, len(requests), self.ref.batch_size):
+            out.extend(self._generate_batch(requests[start : start + self.ref.batch_size],
+                                            max_new_tokens, temperature, num_samples))
+        return out
+
+    def _generate_batch(
+        self, batch: Sequence[VLMRequest], max_new_tokens: int, temperature: float, num_samples: int
+    ) -> list[list[str]]:
+        import torch
+
+        texts = [
+            self.processor.apply_chat_template(_messages(r), tokenize=False, add_generation_prompt=True)
+            for r in batch
+        ]
+        inputs = self.processor(
+            text=texts, images=[r.image.convert("RGB") for r in batch], padding=True, return_tensors="pt"
+        ).to(self.device)
+        sampling: dict[str, Any] = {"do_sample": False}
+        if temperature > 0:
+            sampling = {"do_sample": True, "temperature": temperature}
+        with torch.inference_mode():
+            generated = self.model.generate(
+                **inputs, max_new_tokens=max_new_tokens, num_return_sequences=num_samples, **sampling
+            )
+        new_tokens = generated[:, inputs["input_ids"].shape[1] :]
+        decoded = self.processor.batch_decode(new_tokens, skip_special_tokens=True)
+        return [decoded[i * num_samples : (i + 1) * num_samples] for i in range(len(batch))]
+
+
+def encode_image_data_url(image: Any, fmt: str = "JPEG", quality: int = 95) -> str:
+    """An RGB PIL image → ``data:image/jpeg;base64,...`` (PNG when ``fmt="PNG"``)."""
+    buf = io.BytesIO()
+    if fmt.upper() == "PNG":
+        image.convert("RGB").save(buf, "PNG")
+        mime = "image/png"
+    else:
+        image.convert("RGB").save(buf, "JPEG", quality=quality)
+        mime = "image/jpeg"
+    return f"data:{mime};base64,{base64.b64encode(buf.getvalue()).decode('ascii')}"
+
+
+class OpenAIBackend:
+    """An OpenAI-compatible chat endpoint with image input.
+
+    The API key comes from ``HOPCHAIN_VLM_API_KEY`` (or ``OPENAI_API_KEY``), never from params;
+    local vLLM/SGLang servers usually accept any key.
+    """
+
+    def __init__(self, endpoint: OpenAIEndpoint, *, api_key: str | None = None, image_format: str = "JPEG"):
+        if not endpoint.base_url or not endpoint.model:
+            raise ValueError("OpenAIBackend needs detect.openai.base_url and detect.openai.model")
+        self.endpoint = endpoint
+        self.name = f"openai:{endpoint.model}"
+        self._api_key = api_key
+        self._image_format = image_format
+        self._client: Any = None
+        self._pool: ThreadPoolExecutor | None = None
+
+    def setup(self) -> None:
+        if self._client is not None:
+            return
+        from openai import OpenAI
+
+        key = self._api_key or os.environ.get("HOPCHAIN_VLM_API_KEY") or os.environ.get("OPENAI_API_KEY") or "none"
+        self._client = OpenAI(
+            base_url=self.endpoint.base_url,
+            api_key=key,
+            timeout=self.endpoint.timeout_s,
+            max_retries=self.endpoint.max_retries,
+        )
+        self._pool = ThreadPoolExecutor(max_workers=self.endpoint.concurrency, thread_name_prefix="vlm")
+
+    def teardown(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def _one(self, request: VLMRequest, max_new_tokens: int, temperature: float, num_samples: int) -> list[str]:
+        import openai
+
+        messages: list[dict[str, Any]] = []
+        if request.system:
+            messages.append({"role": "system", "content": request.system})
+        messages.append(
+            {
+                "role": "user",
+                "content": [
+                    {"type": "image_url",
+                     "image_url": {"url": encode_image_data_url(request.image, self._image_format)}},
+                    {"type": "text", "text": request.prompt},
+                ],
+            }
+        )
+        try:
+            resp = self._client.chat.completions.create(
+                model=self.endpoint.model,
+                messages=messages,
+                max_tokens=max_new_tokens,
+                temperature=temperature,
+                n=num_samples,
+            )
+        except openai.OpenAIError as err:
+            raise VLMRequestError(f"{self.name}: {type(err).__name__}: {err}") from err
+        choices = sorted(resp.choices, key=lambda c: c.index)
+        texts = [c.message.content or "" for c in choices]
+        if len(texts) != num_samples:
+            raise VLMRequestError(f"{self.name}: asked for {num_samples} samples, got {len(texts)}")
+        return texts
+
+    def generate(
+        self,
+        requests: list[VLMRequest],
+        *,
+        max_new_tokens: int = 512,
+        temperature: float = 0.0,
+        num_samples: int = 1,
+    ) -> list[list[str]]:
+        if self._pool is None:
+            raise RuntimeError("OpenAIBackend.setup() was not called")
+        futures = [self._pool.submit(self._one, r, max_new_tokens, temperature, num_samples) for r in requests]
+        return [f.result() for f in futures]
+
+
+def make_vlm_backend(config: DetectConfig) -> VLMBackend:
+    """The backend named by ``config.backend`` (``qwen3vl`` or ``openai``)."""
+    if config.backend == "qwen3vl":
+        return Qwen3VLBackend(config.qwen3vl)
+    if config.backend == "openai":
+        return OpenAIBackend(config.openai)
+    raise ValueError(f"detect.backend {config.backend!r} has no VLM (the annotations backend skips detect)")

@@ -1,0 +1,83 @@
+"""Difficulty calibration: a solver model answers each question ``k`` times; the pass rate is stored
+in ``pass_rate`` and questions at or above ``drop_at_pass_rate`` (too easy) are dropped, each
+with a REJECTS row. A completion counts as correct when the number it gives (``Answer: <n>`` on
+its last such line, else its last number) equals the stored answer after
+:func:`~pipelines.contracts.canonical_number`; a completion without a number counts as wrong.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+
+from PIL import Image
+
+from pipelines.contracts import canonical_number
+from pipelines.questions.generator import Question
+from pipelines.questions.prompts import load_prompt
+from pipelines.questions.writer import reject_row
+from pipelines.vlm import VLMBackend, VLMRequest
+
+_ANSWER = re.compile(r"answer\s*[:=]\s*\**\s*(-?\d+(?:\.\d+)?)", re.IGNORECASE)
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+
+
+def solver_answer(text: str) -> str | None:
+    """The canonical number a solver completion gives, or ``None``."""
+    hits = _ANSWER.findall(text or "") or _NUMBER.findall(text or "")
+    if not hits:
+        return None
+    try:
+        return canonical_number(hits[-1])
+    except ValueError:
+        return None
+
+
+def calibrate(
+    questions: Sequence[Question],
+    image_of: Callable[[str], Image.Image],
+    solver: VLMBackend,
+    *,
+    k: int = 8,
+    temperature: float = 1.0,
+    drop_at_pass_rate: float = 0.75,
+    prompt_version: str = "v1",
+    batch_size: int = 8,
+    max_new_tokens: int = 256,
+) -> tuple[list[Question], list[dict[str, str]]]:
+    """(kept questions with ``pass_rate`` set, reject rows for the too-easy and the unscorable).
+
+    ``image_of(image_id)`` returns the plain RGB image (no marks: the solver sees what a human sees).
+    A solver failure on a batch keeps those questions with ``pass_rate`` null and records a reject
+    row per question with reason ``solver_error`` (the questions are not silently dropped).
+    """
+    template = load_prompt(prompt_version, "solver")
+    kept: list[Question] = []
+    rejects: list[dict[str, str]] = []
+    for start in range(0, len(questions), batch_size):
+        batch = list(questions[start : start + batch_size])
+        try:
+            reqs = [VLMRequest(image_of(q.image_id), template.substitute(question=q.question)) for q in batch]
+            outs = solver.generate(reqs, max_new_tokens=max_new_tokens, temperature=temperature, num_samples=k)
+            if len(outs) != len(batch):
+                raise RuntimeError(f"solver returned {len(outs)} results for {len(batch)} requests")
+        except Exception as err:  # noqa: BLE001 - recorded per question, questions kept unscored
+            for q in batch:
+                rejects.append(reject_row(q.question_id, f"solver_error: {type(err).__name__}: {err}"))
+                kept.append(q)
+            continue
+        for q, texts in zip(batch, outs, strict=True):
+            correct = sum(solver_answer(t) == q.answer for t in texts)
+            rate = correct / max(len(texts), 1)
+            if rate >= drop_at_pass_rate:
+                rejects.append(
+                    reject_row(
+                        q.question_id,
+                        f"too_easy: pass rate {correct}/{len(texts)} >= {drop_at_pass_rate:g}",
+                        "\n---\n".join(texts),
+                    )
+                )
+            else:
+                kept.append(replace(q, pass_rate=rate))
+    return kept, rejects

@@ -1,0 +1,86 @@
+"""Leakage checks: the text must not give away a value, and every hop must need the image.
+
+``check_text`` refuses a question whose text contains (as digits or as an English number word)
+the answer or any intermediate value — a count, a rank, an arithmetic result, the size of any set
+hop, or an instance id — and any reference to the set-of-mark numbers (``#3``, ``mark 3``,
+``object 3``, ``instance 3``, ``id 3``), which a human or solver never sees. It also refuses text that
+does not name every category the program uses (the text would not describe the program).
+
+``check_needs_image`` refuses programs whose hops can be answered without looking: ``rank`` of an
+instance by the same key that ``extreme`` used to pick it from the same set (always 1 or n),
+``arith`` of a hop with itself, and repeated identical hops.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from pipelines.contracts import canonical_number
+from pipelines.questions.program import Hop, LeakageError, canonical_program
+from pipelines.questions.templates import plural
+
+_WORDS = (
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
+    "sixteen seventeen eighteen nineteen twenty"
+).split()
+_NUMBER_RE = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?")
+_WORD_RE = re.compile(r"\b(" + "|".join(_WORDS) + r")\b", re.IGNORECASE)
+_MARK_RE = re.compile(r"(#\s*\d+|\b(?:mark|marker|object|instance|id|label|region|box)\s*#?\s*\d+)", re.IGNORECASE)
+
+
+def numbers_in_text(text: str) -> set[str]:
+    """Canonical numbers written in ``text`` as digits or as number words (zero..twenty)."""
+    found = {canonical_number(m.group(0)) for m in _NUMBER_RE.finditer(text)}
+    found |= {str(_WORDS.index(m.group(1).lower())) for m in _WORD_RE.finditer(text)}
+    return found
+
+
+def secret_values(hops: Sequence[Hop]) -> set[str]:
+    """Every value a question must not state: numbers, set sizes and instance ids of all hops."""
+    out: set[str] = set()
+    for h in hops:
+        v = h.value
+        if isinstance(v, list):
+            out.add(str(len(v)))
+            out.update(str(int(x)) for x in v)
+        elif v is not None:
+            out.add(canonical_number(v))
+    return out
+
+
+def check_text(text: str, hops: Sequence[Hop]) -> None:
+    """Raise :class:`LeakageError` if ``text`` leaks a value or does not name the program's categories.
+
+    ``hops`` must be executed (values filled)."""
+    mark = _MARK_RE.search(text)
+    if mark:
+        raise LeakageError("mark_reference", f"text refers to a set-of-mark label {mark.group(0)!r}")
+    leaked = numbers_in_text(text) & secret_values(hops)
+    if leaked:
+        answer = canonical_number(hops[-1].value)
+        what = "answer" if answer in leaked else "intermediate value"
+        raise LeakageError(f"{what.replace(' ', '_')}_in_text", f"text states {sorted(leaked)}")
+    low = text.lower()
+    for i, h in enumerate(hops):
+        cat = h.args.get("category")
+        if cat and cat.lower() not in low and plural(cat).lower() not in low:
+            raise LeakageError("category_not_in_text", f"text never names {cat!r}", i)
+
+
+def check_needs_image(hops: Sequence[Hop]) -> None:
+    """Raise :class:`LeakageError` if a hop's value follows from the program alone."""
+    seen: dict[str, int] = {}
+    for i, h in enumerate(hops):
+        key = canonical_program([Hop(h.op, h.args, h.inputs)])
+        if key in seen:
+            raise LeakageError("repeated_hop", f"hop {i} repeats hop {seen[key]}", i)
+        seen[key] = i
+        if h.op == "arith" and h.inputs[0] == h.inputs[1]:
+            raise LeakageError("arith_self", "arithmetic of a hop with itself", i)
+        if h.op == "rank":
+            x, s = hops[h.inputs[0]], h.inputs[1]
+            if x.op == "extreme" and x.inputs[0] == s and x.args["key"] == h.args["key"]:
+                raise LeakageError(
+                    "rank_of_extreme", f"rank by {h.args['key']} of the {h.args['key']}-extreme of the same set", i
+                )

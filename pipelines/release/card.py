@@ -1,0 +1,276 @@
+"""The ``card`` stage of ``dvc.yaml``: release metrics and the dataset card.
+
+``python -m pipelines.release.card --params params.yaml --inputs inputs --release release
+--out card --metrics metrics.json``
+
+* ``metrics.json`` (DVC metrics, committed to git): counts, ``acceptance_rate`` (accepted /
+  decided, decided = accepted + rejected), ``generator_precision`` (share of accepted questions
+  whose generated answer equals the human consensus: ``matches_generated``), mean hop count, and
+  ``pass_rate_mean`` when the questions carry a ``pass_rate`` column (difficulty calibration).
+* ``card/README.md`` plus PNG plots (matplotlib, Agg): hop-length histogram, answer histogram,
+  category frequencies, agreement statistics; model versions and source run ids from the inputs.
+
+Both are deterministic for the same inputs (PNG metadata carries no timestamp or version).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from pipelines.config import ReleaseConfig
+from pipelines.release.assemble import PROVENANCE_FILE, REJECTS_FILE, SPLITS, read_input_table
+from pipelines.release.build import _write_text_atomic, read_release_config
+
+PLOTS = ("hop_lengths.png", "answers.png", "categories.png", "agreement.png")
+
+
+def _released_rows(release: Path, index: dict[str, Any]) -> list[dict[str, Any]]:
+    cols = ["question_id", "image_id", "answer", "num_hops", "variant", "generator"]
+    rows: list[dict[str, Any]] = []
+    for split in SPLITS:
+        for shard in index["splits"].get(split, {}).get("shards", []):
+            for r in pq.read_table(release / shard, columns=cols).to_pylist():
+                rows.append({**r, "split": split})
+    return rows
+
+
+def _rate(num: int, den: int) -> float:
+    return round(num / den, 6) if den else 0.0
+
+
+def compute_metrics(inputs: Path, release: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(metrics, details)``: ``metrics`` is ``metrics.json``; ``details`` feeds the card."""
+    index = json.loads((release / "index.json").read_text())
+    consensus = read_input_table(inputs, "consensus").to_pylist()
+    questions_raw = pq.read_table(inputs / "questions.parquet")
+    instances = read_input_table(inputs, "instances").to_pylist()
+    rows = _released_rows(release, index)
+    status = Counter(c["status"] for c in consensus)
+    accepted = [c for c in consensus if c["status"] == "accepted"]
+    decided = status["accepted"] + status["rejected"]
+    matches = sum(1 for c in accepted if c["matches_generated"])
+    released_images = {r["image_id"] for r in rows}
+    rel_instances = [i for i in instances if i["image_id"] in released_images]
+    dropped = Counter(r["reason"] for r in pq.read_table(release / REJECTS_FILE).to_pylist())
+    snap_rejects = inputs / REJECTS_FILE
+    if snap_rejects.exists():
+        dropped.update(f"snapshot: {r['reason']}" for r in pq.read_table(snap_rejects).to_pylist())
+    splits = index["splits"]
+    metrics: dict[str, Any] = {
+        "questions_generated": questions_raw.num_rows,
+        "consensus": {"accepted": status["accepted"], "rejected": status["rejected"],
+                      "pending": status["pending"], "total": len(consensus)},
+        "acceptance_rate": _rate(status["accepted"], decided),
+        "generator_precision": _rate(matches, len(accepted)),
+        "released": {
+            "questions": len(rows),
+            "images": len(released_images),
+            "instances": len(rel_instances),
+            "categories": index["categories"],
+            "shards": sum(len(s["shards"]) for s in splits.values()),
+            **{f"{s}_questions": splits[s]["questions"] for s in SPLITS},
+            **{f"{s}_images": splits[s]["images"] for s in SPLITS},
+        },
+        "dropped": sum(dropped.values()),
+        "mean_hops": round(sum(r["num_hops"] for r in rows) / len(rows), 6) if rows else 0.0,
+    }
+    if "pass_rate" in questions_raw.column_names:
+        ids = {r["question_id"] for r in rows}
+        rates = [q["pass_rate"] for q in questions_raw.select(["question_id", "pass_rate"]).to_pylist()
+                 if q["question_id"] in ids and q["pass_rate"] is not None]
+        if rates:
+            metrics["pass_rate_mean"] = round(sum(rates) / len(rates), 6)
+    distinct_answers = Counter(len(set(c["answers"] or [])) for c in consensus if c["status"] != "pending")
+    provenance = json.loads((inputs / PROVENANCE_FILE).read_text()) if (inputs / PROVENANCE_FILE).exists() else {}
+    details = {
+        "index": index,
+        "rows": rows,
+        "categories": Counter(i["category"] for i in rel_instances),
+        "reject_reasons": Counter(c["reason"] or "(none)" for c in consensus if c["status"] == "rejected"),
+        "distinct_answers": distinct_answers,
+        "dropped": dropped,
+        "generators": Counter(r["generator"] for r in rows),
+        "instance_sources": Counter(i["source"] for i in rel_instances),
+        "provenance": provenance,
+    }
+    return metrics, details
+
+
+def _bar(path: Path, labels: list[str], values: list[int], title: str, xlabel: str, horizontal: bool = False) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5 if not horizontal else max(2.5, 0.25 * len(labels) + 1)))
+    if horizontal:
+        ax.barh(labels[::-1], values[::-1], color="#4c72b0")
+        ax.set_xlabel("count")
+        ax.set_ylabel(xlabel)
+    else:
+        ax.bar(labels, values, color="#4c72b0")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("count")
+        if len(labels) > 12:
+            ax.tick_params(axis="x", labelrotation=90)
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, format="png", dpi=80, metadata={"Software": None})
+    plt.close(fig)
+
+
+def _plots(out: Path, details: dict[str, Any], metrics: dict[str, Any]) -> None:
+    rows = details["rows"]
+    hops = Counter(r["num_hops"] for r in rows)
+    keys = list(range(3, 7)) + sorted(k for k in hops if not 3 <= k <= 6)
+    _bar(out / "hop_lengths.png", [str(k) for k in keys], [hops[k] for k in keys],
+         "Hop-length histogram (released questions)", "hops")
+    answers = Counter(r["answer"] for r in rows)
+    top = sorted(answers, key=lambda a: (float(a), a))[:40]
+    _bar(out / "answers.png", top, [answers[a] for a in top], "Answer histogram", "answer")
+    cats = details["categories"].most_common(30)
+    _bar(out / "categories.png", [c for c, _ in cats], [n for _, n in cats],
+         "Category frequencies (instances in released images)", "category", horizontal=True)
+    c = metrics["consensus"]
+    da = details["distinct_answers"]
+    labels = ["accepted", "rejected", "pending"] + [f"{k} distinct" for k in sorted(da)]
+    values = [c["accepted"], c["rejected"], c["pending"]] + [da[k] for k in sorted(da)]
+    _bar(out / "agreement.png", labels, values, "Agreement: status and distinct answers per question", "")
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(v) for v in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def render_card(cfg: ReleaseConfig, metrics: dict[str, Any], details: dict[str, Any]) -> str:
+    """The Markdown dataset card (YAML front matter in the Hugging Face card layout)."""
+    splits = details["index"]["splits"]
+    present = [s for s in SPLITS if splits[s]["shards"]]
+    front = ["---", f"pretty_name: {cfg.name}", "configs:", "- config_name: default", "  data_files:"]
+    front += [f"  - split: {s}\n    path: release/data/{s}-*.parquet" for s in present]
+    front += ["---", ""]
+    rel, con = metrics["released"], metrics["consensus"]
+    prov = details["provenance"]
+    parts = [
+        f"# {cfg.name} — multi-hop visual reasoning dataset",
+        "",
+        "Questions chain 3–6 hops over the instances of one image and end in one number. Only questions "
+        "that four annotators answered identically are released; the released answer is that human "
+        "consensus.",
+        "",
+        "## Contents",
+        _table(["", "train", "eval", "total"], [
+            ["questions", rel["train_questions"], rel["eval_questions"], rel["questions"]],
+            ["images", rel["train_images"], rel["eval_images"], rel["images"]],
+        ]),
+        "",
+        f"Instances in released images: {rel['instances']}; categories: {rel['categories']}; "
+        f"Parquet shards: {rel['shards']}; mean hops: {metrics['mean_hops']}.",
+        "The split is by image (no image is in both splits).",
+        "",
+        "## Agreement statistics",
+        _table(["status", "questions"], [[k, con[k]] for k in ("accepted", "rejected", "pending", "total")]),
+        "",
+        f"Acceptance rate (accepted / decided): **{metrics['acceptance_rate']:.3f}**. "
+        f"Generator precision (generated answer = human consensus, over accepted): "
+        f"**{metrics['generator_precision']:.3f}**."
+        + (f" Mean reference-model pass rate: {metrics['pass_rate_mean']:.3f}." if "pass_rate_mean" in metrics else ""),
+        "",
+        _table(["distinct answers per decided question", "questions"],
+               sorted(details["distinct_answers"].items())) if details["distinct_answers"] else "",
+        "",
+        _table(["rejection reason", "questions"], details["reject_reasons"].most_common())
+        if details["reject_reasons"] else "No rejected questions.",
+        "",
+        "![agreement](agreement.png)",
+        "",
+        "## Hop lengths",
+        "![hop lengths](hop_lengths.png)",
+        "",
+        "## Answers",
+        "![answers](answers.png)",
+        "",
+        "## Categories",
+        "![categories](categories.png)",
+        "",
+        "## Model versions",
+        _table(["question generator", "released questions"], sorted(details["generators"].items())),
+        "",
+        _table(["instance source", "instances"], sorted(details["instance_sources"].items())),
+        "",
+        "## Source runs",
+        ("Run ids: " + ", ".join(f"`{r}`" for r in prov.get("run_ids", []))) if prov.get("run_ids")
+        else "Run ids: none recorded.",
+        "",
+        _table(["input", "source"], sorted(prov.get("sources", {}).items())) if prov.get("sources") else "",
+        "",
+        "## Dropped",
+        _table(["reason", "questions"], details["dropped"].most_common()) if details["dropped"]
+        else "No accepted question was dropped.",
+        "",
+        "## Files",
+        "- `release/data/<split>-NNNNN-of-NNNNN.parquet`: one row per question with the image bytes "
+        "(`image` = {bytes, path}), `question`, `answer` (canonical decimal string), `answer_value`, "
+        "`num_hops`, `hops` (JSON hop program), `variant`, `generator`.",
+        "- `release/coco/instances_<split>.json`: COCO instances (compressed RLE masks) of the split's images.",
+        "- `release/chat/<split>.jsonl`: chat records for RL (`image` = `<shard>#<row>`, `messages`, numeric `answer`).",
+        "- `metrics.json`: the numbers above (`dvc metrics diff` compares releases).",
+        "",
+        "## Usage",
+        "```bash",
+        "git clone <registry> && cd <registry> && git checkout <tag>",
+        "AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=... dvc pull",
+        "```",
+        "```python",
+        "import datasets",
+        'ds = datasets.load_dataset("parquet", data_files={'
+        + ", ".join(f'"{s}": "release/data/{s}-*.parquet"' for s in present) + "})",
+        "```",
+        "",
+    ]
+    return "\n".join(front + parts)
+
+
+def write_card(inputs: Path, release: Path, out: Path, metrics_file: Path, cfg: ReleaseConfig) -> dict[str, Any]:
+    """Write ``metrics_file`` and the card folder ``out`` (replaced atomically); returns the metrics."""
+    metrics, details = compute_metrics(Path(inputs), Path(release))
+    out = Path(out)
+    tmp = out.with_name(f".{out.name}.building")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    _plots(tmp, details, metrics)
+    _write_text_atomic(tmp / "README.md", render_card(cfg, metrics, details))
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.replace(out)
+    _write_text_atomic(Path(metrics_file), json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    return metrics
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipelines.release.card", description=__doc__.split("\n")[0])
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--inputs", default="inputs")
+    parser.add_argument("--release", default="release")
+    parser.add_argument("--out", default="card")
+    parser.add_argument("--metrics", default="metrics.json")
+    args = parser.parse_args(argv)
+    metrics = write_card(Path(args.inputs), Path(args.release), Path(args.out), Path(args.metrics),
+                         read_release_config(args.params))
+    print(f"card written to {args.out}: {metrics['released']['questions']} questions released")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

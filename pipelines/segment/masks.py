@@ -1,0 +1,89 @@
+"""Binary masks ↔ COCO compressed RLE (pycocotools), and duplicate suppression by mask IoU.
+
+Conventions, stated once: a mask is a ``bool``/``uint8`` array of shape ``(H, W)`` (row-major
+numpy); its RLE is pycocotools' column-major compressed ``counts`` string for ``size = [H, W]``;
+``area`` is the number of foreground pixels; ``bbox`` is ``[x, y, w, h]`` in pixels, the tight box
+of the foreground pixels (``x + w`` is one past the right-most foreground column).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from pycocotools import mask as mask_utils
+
+
+@dataclass(frozen=True)
+class EncodedMask:
+    counts: str
+    height: int
+    width: int
+    area: int
+    bbox: tuple[float, float, float, float]  # x, y, w, h pixels
+
+    @property
+    def rle(self) -> dict:
+        return {"size": [self.height, self.width], "counts": self.counts.encode("ascii")}
+
+
+def encode_mask(mask: np.ndarray) -> EncodedMask:
+    """Encode one ``(H, W)`` mask. Area and bbox come from the mask itself."""
+    if mask.ndim != 2:
+        raise ValueError(f"mask must be 2-D (H, W), got shape {mask.shape}")
+    m = np.asfortranarray(mask.astype(np.uint8, copy=False))
+    rle = mask_utils.encode(m)
+    return _from_rle(rle)
+
+
+def encode_masks(masks: np.ndarray) -> list[EncodedMask]:
+    """Encode a stack ``(N, H, W)`` in one pycocotools call."""
+    if masks.ndim != 3:
+        raise ValueError(f"masks must be (N, H, W), got shape {masks.shape}")
+    if masks.shape[0] == 0:
+        return []
+    m = np.asfortranarray(masks.transpose(1, 2, 0).astype(np.uint8, copy=False))
+    return [_from_rle(r) for r in mask_utils.encode(m)]
+
+
+def _from_rle(rle: dict) -> EncodedMask:
+    h, w = (int(v) for v in rle["size"])
+    area = int(mask_utils.area(rle))
+    x, y, bw, bh = (float(v) for v in mask_utils.toBbox(rle))
+    counts = rle["counts"].decode("ascii") if isinstance(rle["counts"], bytes) else rle["counts"]
+    return EncodedMask(counts=counts, height=h, width=w, area=area, bbox=(x, y, bw, bh))
+
+
+def rle_from_counts(counts: str, height: int, width: int) -> dict:
+    return {"size": [int(height), int(width)], "counts": counts.encode("ascii")}
+
+
+def decode_rle(counts: str, height: int, width: int) -> np.ndarray:
+    """``counts`` string → ``(H, W)`` uint8 mask."""
+    return mask_utils.decode(rle_from_counts(counts, height, width))
+
+
+def polygons_to_rle(polygons: Sequence[Sequence[float]], height: int, width: int) -> EncodedMask:
+    """COCO polygon list (``[[x1, y1, x2, y2, ...], ...]``, pixel coordinates) → merged RLE."""
+    rles = mask_utils.frPyObjects([list(map(float, p)) for p in polygons], height, width)
+    return _from_rle(mask_utils.merge(rles))
+
+
+def suppress_duplicates(encoded: Sequence[EncodedMask], scores: Sequence[float], iou_threshold: float) -> list[int]:
+    """Greedy non-maximum suppression on masks: indices kept, highest score first.
+
+    A mask whose IoU with an already kept mask is >= ``iou_threshold`` is dropped, whatever its
+    category (two prompts that found the same pixels found one instance).
+    """
+    if not encoded:
+        return []
+    order = sorted(range(len(encoded)), key=lambda i: (-float(scores[i]), i))
+    rles = [encoded[i].rle for i in order]
+    iou = mask_utils.iou(rles, rles, [0] * len(rles))
+    iou = np.asarray(iou, dtype=np.float64).reshape(len(rles), len(rles))
+    kept: list[int] = []
+    for pos in range(len(order)):
+        if all(iou[pos, k] < iou_threshold for k in kept):
+            kept.append(pos)
+    return [order[p] for p in kept]

@@ -1,0 +1,1 @@
+"""Test and bench support: tiny real-architecture models built offline (no downloads)."""

@@ -1,0 +1,57 @@
+"""params.yaml → one validated Params object; unknown keys refused with their path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipelines.config import ConfigError, Params, load_params, params_from_dict, profile_names
+
+pytestmark = pytest.mark.unit
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_repository_params_and_every_profile_validate() -> None:
+    base = load_params(REPO / "params.yaml")
+    assert isinstance(base, Params) and base.profile == "base"
+    names = profile_names(REPO / "params.yaml")
+    assert {"demo", "gpu"} <= set(names)
+    for name in names:
+        p = load_params(REPO / "params.yaml", name)
+        assert p.profile == name
+
+
+def test_profile_is_deep_merged_over_base() -> None:
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    gpu = params_from_dict(raw, "gpu")
+    assert gpu.detect.backend == "qwen3vl" and gpu.segment.backend == "sam3"
+    # keys the profile does not mention keep their base values
+    assert gpu.segment.min_area == 32 and gpu.questions.min_score == 0.5
+    demo = params_from_dict(raw, "demo")
+    assert demo.annotation.simulated.enabled and not gpu.annotation.simulated.enabled
+
+
+def test_unknown_key_is_refused_naming_its_path(tmp_path: Path) -> None:
+    f = tmp_path / "params.yaml"
+    f.write_text("questions:\n  per_imgae: 3\n")
+    with pytest.raises(ConfigError) as err:
+        load_params(f)
+    assert "questions.per_imgae: unknown key" in str(err.value)
+    assert str(f) in str(err.value)
+
+
+def test_invalid_value_and_unknown_profile_are_clear(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"questions.min_hops"):
+        params_from_dict({"questions": {"min_hops": 2}})
+    with pytest.raises(ConfigError, match="unknown profile 'nope'"):
+        params_from_dict({"profiles": {"demo": {}}}, "nope")
+    with pytest.raises(ConfigError, match="min_hops must be <= "):
+        params_from_dict({"questions": {"min_hops": 6, "max_hops": 3}})
+
+
+def test_params_hold_no_secret_fields() -> None:
+    text = (REPO / "params.yaml").read_text().lower()
+    for word in ("password:", "secret_key:", "token:", "access_key:"):
+        assert word not in text
