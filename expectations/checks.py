@@ -45,6 +45,7 @@ class Check:
     expect: Callable[[Any, Any], Any]
     requires: frozenset[Reference] = frozenset()
     min_rows: int = 0
+    computed: str | None = None  # the ``_chk_*`` column this check reads, if any
 
 
 @dataclass(frozen=True)

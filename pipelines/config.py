@@ -127,6 +127,7 @@ class QuestionsConfig(_Model):
     variants: list[Literal["full", "half", "single"]] = ["full"]
     difficulty: DifficultyConfig = DifficultyConfig()
     vlm_prompt_version: str = "v1"
+    vlm_samples_per_image: int = Field(4, ge=1)  # writer completions asked per image
 
 
 class SimulatedAnnotators(_Model):

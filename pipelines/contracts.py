@@ -80,6 +80,7 @@ QUESTIONS = pa.schema(
         ("hops", pa.string()),  # JSON list of hop objects
         ("generator", pa.string()),
         ("variant", pa.string()),
+        ("pass_rate", pa.float64()),  # nullable: solver pass rate (0..1) when difficulty calibration ran
     ]
 )
 

@@ -106,6 +106,8 @@ class DeploymentSettings(BaseModel):
                 )
         if self.s3_secret_key is not None and len(self.s3_secret_key.get_secret_value()) < 8:
             raise ValueError("HOPCHAIN_S3_SECRET_KEY must have at least 8 characters (MinIO's minimum)")
+        if self.ls_token is not None and not 20 <= len(self.ls_token.get_secret_value()) <= 40:
+            raise ValueError("HOPCHAIN_LS_TOKEN must have 20 to 40 characters (Label Studio stores at most 40)")
         return self
 
     # -- construction ----------------------------------------------------------------------------

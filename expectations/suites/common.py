@@ -84,6 +84,7 @@ def null_check(
         lambda gxe, _c: gxe.ExpectColumnValuesToBeNull(column=column),
         frozenset(requires),
         min_rows,
+        computed=column,
     )
 
 

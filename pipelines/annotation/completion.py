@@ -64,7 +64,7 @@ class CompletionSummary:
     total: int = 0
     complete: int = 0
     annotators_per_task: dict[str, int] = field(default_factory=dict)  # question_id -> distinct users
-    counter_mismatches: int = 0  # tasks whose stored total_annotations disagrees with the count
+    counter_mismatches: int = 0  # tasks whose stored total_annotations / is_labeled disagree with the count
 
     @property
     def incomplete(self) -> int:
@@ -98,7 +98,10 @@ def summarize_completion(tasks: Iterable[Mapping[str, Any]], required: int = 4) 
             summary.complete += 1
         stored = task.get("total_annotations")
         non_cancelled = sum(1 for a in task.get("annotations") or [] if not a.get("was_cancelled"))
-        if stored is not None and int(stored) != non_cancelled:
+        labeled = task.get("is_labeled")
+        if (stored is not None and int(stored) != non_cancelled) or (
+            labeled is not None and bool(labeled) != (len(users) >= required)
+        ):
             summary.counter_mismatches += 1
     return summary
 

@@ -93,7 +93,7 @@ class _Renderer:
         letter = LETTERS[len(self.letter)]
         self.letter[i] = letter
         self.steps.append(
-            self.pick(("Let {L} be {p}.", "Call {p} {L}.", "Find {p}; call it {L}.")).format(L=letter, p=phrase)
+            self.pick(("Let {L} be {p}.", "Find {p}; call it {L}.", "Take {p} and call it {L}.")).format(L=letter, p=phrase)
         )
         return letter
 

@@ -1,0 +1,173 @@
+"""The questions stage: contract tables in (instances + manifest), contract tables out
+(questions + rejects). Used by the ``hopchain questions`` command and the Airflow tasks.
+
+Every image is accounted for: it yields questions or a REJECTS row saying why not; every refused
+instance, model output, balanced-out or too-easy question is a REJECTS row with its reason.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import pyarrow as pa
+from PIL import Image
+
+from pipelines.config import QuestionsConfig
+from pipelines.contracts import to_table
+from pipelines.questions.generator import Question, generate, select_balanced
+from pipelines.questions.program import Margins
+from pipelines.questions.scene import Scene, scenes_from_tables
+from pipelines.questions.variants import derive_variants
+from pipelines.questions.writer import STAGE, reject_row
+from pipelines.vlm import VLMBackend
+
+log = logging.getLogger(__name__)
+
+ImageLoader = Callable[[dict[str, Any]], Image.Image]
+
+
+def load_local_image(manifest_row: dict[str, Any]) -> Image.Image:
+    """Open a manifest image from a local path or ``file://`` URI (RGB)."""
+    uri = manifest_row["uri"]
+    parsed = urlparse(uri)
+    path = Path(parsed.path) if parsed.scheme == "file" else Path(uri)
+    if parsed.scheme not in ("", "file") or not path.is_file():
+        raise FileNotFoundError(f"image not available locally: {uri}")
+    with Image.open(path) as im:
+        return im.convert("RGB")
+
+
+@dataclass
+class StageResult:
+    questions: pa.Table
+    rejects: pa.Table
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+def run_questions(
+    instances: pa.Table,
+    manifest: pa.Table,
+    cfg: QuestionsConfig,
+    *,
+    writer_backend: VLMBackend | None = None,
+    solver_backend: VLMBackend | None = None,
+    image_loader: ImageLoader = load_local_image,
+) -> StageResult:
+    """Questions for every image of ``manifest`` (see the module docstring).
+
+    ``cfg.writer == "vlm"`` needs ``writer_backend``; ``cfg.difficulty.enabled`` needs
+    ``solver_backend`` (both already ``setup()``). Deterministic for the program writer.
+    """
+    margins = Margins(max_count=cfg.max_count)
+    scenes, scene_rejects = scenes_from_tables(instances, manifest, min_score=cfg.min_score, min_area=cfg.min_area)
+    rejects = [reject_row(r.item_id, r.reason, r.raw) for r in scene_rejects]
+    by_id = {s.image_id: s for s in scenes}
+    stats: dict[str, Any] = {"images": len(scenes), "instances_left_out": len(scene_rejects)}
+
+    if cfg.writer == "program":
+        res = generate(
+            scenes, seed=cfg.seed, per_image=cfg.per_image, min_hops=cfg.min_hops, max_hops=cfg.max_hops,
+            max_share=cfg.max_answer_share, margins=margins,
+        )
+        full, dropped = res.questions, res.balanced_out
+        stats["generator"] = {k: v for k, v in vars(res.stats).items() if k != "reasons"}
+        stats["generator"]["reasons"] = dict(res.stats.reasons)
+    else:
+        if writer_backend is None:
+            raise ValueError("questions.writer is 'vlm' but no writer backend was given")
+        full, dropped, writer_rejects = _vlm_questions(scenes, instances, manifest, cfg, writer_backend, margins, image_loader)
+        rejects += writer_rejects
+    rejects += [reject_row(q.question_id, f"answer_balance: answer {q.answer} over the {cfg.max_answer_share:g} share cap")
+                for q in dropped]
+
+    variants, missing = derive_variants(full, by_id, [v for v in cfg.variants if v != "full"], margins)
+    kept_variants: list[Question] = []
+    for v in sorted({q.variant for q in variants}):
+        group = [q for q in variants if q.variant == v]
+        sel, out = select_balanced(_by_image(group, scenes), cfg.per_image, cfg.max_answer_share)
+        kept_variants += sel
+        rejects += [reject_row(q.question_id, f"answer_balance: {v} answer {q.answer} over the share cap") for q in out]
+    stats["variants_not_derivable"] = missing
+    questions = (full if "full" in cfg.variants else []) + kept_variants
+
+    if cfg.difficulty.enabled:
+        if solver_backend is None:
+            raise ValueError("questions.difficulty.enabled but no solver backend was given")
+        from pipelines.questions.difficulty import calibrate
+
+        rows = {r["image_id"]: r for r in manifest.to_pylist()}
+        cache: dict[str, Image.Image] = {}
+
+        def image_of(image_id: str) -> Image.Image:
+            if image_id not in cache:
+                cache[image_id] = image_loader(rows[image_id])
+            return cache[image_id]
+
+        d = cfg.difficulty
+        questions, too_easy = calibrate(
+            questions, image_of, solver_backend, k=d.k, temperature=d.temperature,
+            drop_at_pass_rate=d.drop_at_pass_rate, prompt_version=cfg.vlm_prompt_version,
+        )
+        rejects += too_easy
+
+    with_q = Counter(q.image_id for q in questions)
+    for s in scenes:
+        if not with_q[s.image_id]:
+            rejects.append(reject_row(s.image_id, f"no_question: no verified question for a scene of {s.n} instances"))
+    stats.update(
+        questions=len(questions),
+        by_variant=dict(Counter(q.variant for q in questions)),
+        by_num_hops=dict(sorted(Counter(q.num_hops for q in questions if q.variant == "full").items())),
+        by_family=dict(Counter(q.family for q in questions if q.variant == "full")),
+        rejects=dict(Counter(r["reason"].split(":")[0] for r in rejects)),
+    )
+    return StageResult(to_table([q.to_row() for q in questions], "questions"), to_table(rejects, "rejects"), stats)
+
+
+def _by_image(questions: list[Question], scenes: list[Scene]) -> list[list[Question]]:
+    groups: dict[str, list[Question]] = {s.image_id: [] for s in scenes}
+    for q in questions:
+        groups[q.image_id].append(q)
+    return list(groups.values())
+
+
+def _vlm_questions(
+    scenes: list[Scene], instances: pa.Table, manifest: pa.Table, cfg: QuestionsConfig,
+    backend: VLMBackend, margins: Margins, image_loader: ImageLoader,
+) -> tuple[list[Question], list[Question], list[dict[str, str]]]:
+    from pycocotools import mask as mask_utils
+
+    from pipelines.questions.writer import VLMQuestionWriter, WriterItem
+
+    rows = {r["image_id"]: r for r in manifest.to_pylist()}
+    masks: dict[str, dict[int, Any]] = {}
+    for r in instances.to_pylist():
+        rle = {"size": [r["mask_height"], r["mask_width"]], "counts": r["mask_rle"].encode("ascii")}
+        try:
+            masks.setdefault(r["image_id"], {})[r["instance_id"]] = mask_utils.decode(rle)
+        except Exception as err:  # noqa: BLE001 - already rejected by the scene builder; no mark drawn
+            log.debug("mask of %s#%s not drawable: %s", r["image_id"], r["instance_id"], err)
+    items, rejects = [], []
+    for s in scenes:
+        if s.n < 2:
+            rejects.append(reject_row(s.image_id, f"too_few_instances: {s.n} in the scene"))
+            continue
+        try:
+            image = image_loader(rows[s.image_id])
+        except (OSError, ValueError) as err:
+            rejects.append(reject_row(s.image_id, f"image_unavailable: {err}"))
+            continue
+        items.append(WriterItem(s, image, masks.get(s.image_id, {})))
+    writer = VLMQuestionWriter(
+        backend, prompt_version=cfg.vlm_prompt_version, margins=margins, min_hops=cfg.min_hops, max_hops=cfg.max_hops,
+        samples_per_image=cfg.vlm_samples_per_image,
+    )
+    written, writer_rejects = writer.write(items)
+    selected, dropped = select_balanced(_by_image(written, scenes), cfg.per_image, cfg.max_answer_share)
+    return selected, dropped, rejects + writer_rejects

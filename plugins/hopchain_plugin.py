@@ -1,0 +1,25 @@
+"""Registers the HopChain Airflow plugin: the status page (FastAPI app + a UI nav entry)."""
+
+from __future__ import annotations
+
+from airflow.plugins_manager import AirflowPlugin
+
+
+class HopChainPlugin(AirflowPlugin):
+    name = "hopchain"
+
+    @property
+    def fastapi_apps(self):  # built lazily so the dag-processor and scheduler never import FastAPI routes
+        from hopchain_airflow.ui.app import create_app
+
+        return [{"app": create_app(), "url_prefix": "/hopchain", "name": "HopChain status"}]
+
+    external_views = [
+        {
+            "name": "HopChain",
+            "href": "/hopchain/",
+            "destination": "nav",
+            "category": "browse",
+            "url_route": "hopchain",
+        }
+    ]

@@ -1,0 +1,150 @@
+"""Dataset releases against the real S3 server: publish, consumer pull, two releases, secrets.
+
+Every test uses its own DVC remote prefix in the shared ``hopchain-dvc`` bucket and its own
+registry (a local bare git repository under a temporary folder).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from pipelines.release.dvc import DVC_BIN, tool_env
+from pipelines.release.registry import publish, verify_checkout
+from pipelines.release.snapshot import ReleaseSources
+from pipelines.release.synthetic import make_inputs
+from tests.conftest import REPO_ROOT, params_with_ports
+
+pytestmark = pytest.mark.integration
+
+DAY = dt.date(2026, 5, 4)
+
+
+def _params(s3_server, prefix: str, **release):
+    base = params_with_ports(s3_server.params.stack.ports)
+    rel = base.release.model_copy(update={"dvc_remote_prefix": prefix, "rows_per_shard": 4,
+                                          "eval_fraction": 0.3, **release})
+    return base.model_copy(update={"release": rel})
+
+
+def _upload_images(object_store, inputs, run: str) -> str:
+    """Put the images in the object store and point a manifest copy at s3:// uris."""
+    import pyarrow as pa
+
+    table = pq.read_table(inputs.manifest)
+    uris = []
+    for uri in table.column("uri").to_pylist():
+        key = f"inputs/{run}/{Path(uri).name}"
+        object_store.put_bytes(key, Path(uri).read_bytes(), "image/jpeg")
+        uris.append(f"s3://{object_store.bucket}/{key}")
+    table = table.set_column(table.schema.get_field_index("uri"), "uri", pa.array(uris, pa.string()))
+    out = inputs.manifest.with_name("manifest-s3.parquet")
+    pq.write_table(table, out)
+    return str(out)
+
+
+def _consumer_env(s3_creds) -> dict[str, str]:
+    env = tool_env(s3_creds)
+    env["HF_DATASETS_OFFLINE"] = "1"
+    return env
+
+
+def _run(args, cwd, env, timeout=120) -> subprocess.CompletedProcess:
+    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, f"{args[:3]} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
+    return proc
+
+
+def _clone_and_pull(registry: Path, tag: str, dest: Path, env: dict[str, str]) -> Path:
+    _run(["git", "clone", "--quiet", str(registry), str(dest)], None, env)
+    _run(["git", "-c", "advice.detachedHead=false", "checkout", "--quiet", tag], dest, env)
+    _run([str(DVC_BIN), "pull"], dest, env)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def registry_setup(tmp_path_factory, s3_server, s3_creds):
+    root = tmp_path_factory.mktemp("registry")
+    return {"root": root, "registry": root / "registry.git", "workdir": root / "work",
+            "prefix": f"releases-{uuid.uuid4().hex[:8]}"}
+
+
+@pytest.fixture(scope="module")
+def first_release(registry_setup, s3_server, s3_creds, tmp_path_factory):
+    """The first release, published through the `hopchain release` command line."""
+    from pipelines.store import ObjectStore
+
+    inputs = make_inputs(tmp_path_factory.mktemp("inputs1"), n_images=10, questions_per_image=3, seed=1)
+    manifest = _upload_images(ObjectStore(s3_creds, "hopchain"), inputs, "r1")
+    params = _params(s3_server, registry_setup["prefix"])
+    params_file = registry_setup["root"] / "params.yaml"
+    import yaml
+
+    raw = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+    raw["release"] = params.release.model_dump()
+    params_file.write_text(yaml.safe_dump(raw))
+    env = dict(os.environ, HOPCHAIN_S3_ENDPOINT=s3_creds.url, HOPCHAIN_S3_ACCESS_KEY=s3_creds.access_key,
+               HOPCHAIN_S3_SECRET_KEY=s3_creds.secret_key, OMP_NUM_THREADS="1")
+    env.pop("HOPCHAIN_PROFILE", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "--params", str(params_file), "release",
+         "--consensus", str(inputs.consensus), "--questions", str(inputs.questions),
+         "--instances", str(inputs.instances), "--manifest", manifest, "--images-from", "s3",
+         "--registry", str(registry_setup["registry"]), "--workdir", str(registry_setup["workdir"]),
+         "--date", DAY.isoformat(), "--run-id", "manual-1"],
+        capture_output=True, text=True, timeout=300, env=env, cwd=REPO_ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    tag = proc.stdout.strip().splitlines()[-1]
+    assert s3_creds.secret_key not in proc.stdout + proc.stderr
+    return {"tag": tag, "inputs": inputs, "params": params, "stderr": proc.stderr}
+
+
+def test_consumer_clones_pulls_and_loads_the_release(first_release, registry_setup, s3_creds, tmp_path):
+    tag, inputs = first_release["tag"], first_release["inputs"]
+    assert tag == "v2026.05.04"
+    env = _consumer_env(s3_creds)
+    wc = _clone_and_pull(registry_setup["registry"], tag, tmp_path / "consumer", env)
+    assert verify_checkout(wc) > 0
+    status = _run([str(DVC_BIN), "status", "--json"], wc, env)
+    assert json.loads(status.stdout or "{}") == {}
+
+    import datasets
+
+    index = json.loads((wc / "release" / "index.json").read_text())
+    files = {s: str(wc / "release" / "data" / f"{s}-*.parquet") for s in ("train", "eval")
+             if index["splits"][s]["shards"]}
+    ds = datasets.load_dataset("parquet", data_files=files, cache_dir=str(tmp_path / "hf"))
+    consensus = {r["question_id"]: r for r in pq.read_table(inputs.consensus).to_pylist()}
+    rows = [r for split in ds.values() for r in split]
+    assert len(rows) == inputs.accepted
+    for r in rows:
+        assert r["image"].size == (r["width"], r["height"])
+        r["image"].load()  # decodes
+        assert r["question"].startswith("How many")
+        assert consensus[r["question_id"]]["status"] == "accepted"
+        assert r["answer"] == consensus[r["question_id"]]["agreed_answer"]  # the human answer
+    train_images = set(ds["train"]["image_id"]) if "train" in ds else set()
+    eval_images = set(ds["eval"]["image_id"]) if "eval" in ds else set()
+    assert not train_images & eval_images
+
+    coco = json.loads((wc / "release" / "coco" / "instances_train.json").read_text())
+    assert {i["hopchain_image_id"] for i in coco["images"]} == train_images
+    assert (wc / "card" / "README.md").read_text().count(".png") >= 4
+    metrics = json.loads((wc / "metrics.json").read_text())
+    assert metrics["released"]["questions"] == inputs.accepted
+    assert "manual-1" in (wc / "card" / "README.md").read_text()
+
+    out = tmp_path / "got.jsonl"
+    _run([str(DVC_BIN), "get", str(registry_setup["registry"]), "release/chat/train.jsonl", "--rev", tag,
+          "-o", str(out)], tmp_path, env)
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    assert len(lines) == len(ds["train"]) and all(isinstance(x["answer"], (int, float)) for x in lines)

@@ -1,0 +1,45 @@
+"""Completion counts distinct completed_by in the annotations, not Label Studio's counters."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pipelines.annotation.completion import batch_filter, distinct_annotators, summarize_completion, tasks_page_params
+
+pytestmark = pytest.mark.unit
+
+
+def task(qid, users, cancelled=(), stored=None):
+    anns = [{"completed_by": u, "was_cancelled": False} for u in users]
+    anns += [{"completed_by": u, "was_cancelled": True} for u in cancelled]
+    return {"data": {"question_id": qid}, "annotations": anns,
+            "total_annotations": len(users) if stored is None else stored}
+
+
+def test_distinct_users_ignore_duplicates_and_cancelled():
+    assert distinct_annotators(task("q", [1, 1, 2], cancelled=[3])) == {1, 2}
+    assert distinct_annotators({"annotations": [{"completed_by": {"id": 5}}]}) == {5}
+
+
+def test_summary_trusts_annotations_over_counters():
+    tasks = [
+        task("done", [1, 2, 3, 4], stored=2),  # counter wrong low: still complete
+        task("dup", [1, 1, 2, 3], stored=4),  # counter says 4 but only 3 distinct users
+        task("cancel", [1, 2, 3], cancelled=[4]),
+        {**task("labeled", [1, 2]), "is_labeled": True},  # LS says labeled with 2 of 4
+    ]
+    s = summarize_completion(tasks, 4)
+    assert (s.total, s.complete, s.incomplete) == (4, 1, 3)
+    assert s.annotators_per_task == {"done": 4, "dup": 3, "cancel": 3, "labeled": 2}
+    assert s.counter_mismatches == 2 and not s.all_complete
+    assert summarize_completion([], 4).all_complete  # nothing to wait for
+    assert json.loads(json.dumps(s.as_dict()))["incomplete"] == 3
+
+
+def test_batch_query():
+    params = tasks_page_params(3, 2, 100, "run-1")
+    assert params["project"] == 3 and params["page"] == 2 and params["fields"] == "all"
+    item = json.loads(batch_filter("run-1"))["filters"]["items"][0]
+    assert item["filter"] == "filter:tasks:data.batch" and item["value"] == "run-1"
