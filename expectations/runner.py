@@ -23,6 +23,7 @@ import json
 import logging
 import mimetypes
 import os
+import shutil
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -360,8 +361,8 @@ def validate(
     tmp_docs = None
     docs_dir: Path | None = None
     if out_path is not None:
-        docs_dir = out_path / "datadocs" / suite / (label or "")
-        docs_dir = docs_dir.resolve()
+        docs_dir = (out_path / "datadocs" / suite / (label or "")).resolve()
+        shutil.rmtree(docs_dir, ignore_errors=True)  # one run's site: a rerun replaces it
     elif store is not None:
         tmp_docs = tempfile.TemporaryDirectory(prefix="hopchain-datadocs-")
         docs_dir = Path(tmp_docs.name)

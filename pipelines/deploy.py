@@ -30,7 +30,8 @@ environment; a missing secret is reported by name, never guessed. The Airflow co
 here are exactly those of the local stack (:func:`pipelines.stack.services.airflow_connections`):
 ``hopchain_s3`` and ``hopchain_label_studio``.
 
-``python -m pipelines.deploy check docker/.env`` validates an env file (prints no secret).
+``python -m pipelines.deploy check [docker/.env]`` validates an env file or the environment
+(prints no secret).
 """
 
 from __future__ import annotations
@@ -263,15 +264,24 @@ def read_env_file(path: str | Path) -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m pipelines.deploy check ENV_FILE``: validate and print a non-secret summary."""
+    """``python -m pipelines.deploy check [ENV_FILE]``: validate the settings (of ``ENV_FILE``, else
+    of this process's environment) against params.yaml and print a summary without secrets.
+
+    Exit status: 0 valid and complete, 1 invalid, 2 usage, 3 valid but secrets missing.
+    """
+    import os
+
     argv = list(sys.argv[1:] if argv is None else argv)
-    if len(argv) != 2 or argv[0] != "check":
-        print("usage: python -m pipelines.deploy check ENV_FILE", file=sys.stderr)
+    if not 1 <= len(argv) <= 2 or argv[0] != "check":
+        print("usage: python -m pipelines.deploy check [ENV_FILE]", file=sys.stderr)
         return 2
     try:
-        settings = DeploymentSettings.from_env_file(argv[1])
+        if len(argv) == 2:
+            settings = DeploymentSettings.from_env_file(argv[1])
+        else:
+            settings = DeploymentSettings.from_env(os.environ)
         params = settings.params()
-    except ConfigError as err:
+    except (ConfigError, OSError) as err:
         print(err, file=sys.stderr)
         return 1
     for key, value in settings.summary().items():

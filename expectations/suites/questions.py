@@ -29,6 +29,7 @@ HOP_KINDS = frozenset({"perception", "instance_chain"})
 VARIANTS = ("full", "half", "single")
 SPLITS = ("train", "eval")
 RELEASE_SCHEMA = pa.schema([*QUESTIONS, ("split", pa.string())])
+NULLABLE = [n for n in ("pass_rate",) if n in QUESTIONS.names]  # set only when difficulty calibration ran
 
 try:  # orjson (an Airflow dependency) parses hop programs ~3x faster than json
     from orjson import JSONDecodeError as _JSONError
@@ -60,6 +61,9 @@ def question_checks(params: Params, s: str = "questions") -> list[Check]:
                   row_condition='variant!="full"', condition_parser="pandas")),
         Check(f"{s}.answer_canonical", "range", "answer is a canonical decimal string (\"3\", \"2.5\")",
               lambda gxe, _c: gxe.ExpectColumnValuesToMatchRegex(column="answer", regex=CANONICAL_DECIMAL)),
+        *([Check(f"{s}.pass_rate_range", "range", "pass_rate (when set) is within 0..1",
+                 lambda gxe, _c: gxe.ExpectColumnValuesToBeBetween(column="pass_rate", min_value=0, max_value=1))]
+          if "pass_rate" in QUESTIONS.names else []),
         Check(f"{s}.question_text_present", "range", "question text is not empty",
               lambda gxe, _c: gxe.ExpectColumnValueLengthsToBeBetween(column="question", min_value=1)),
         null_check(f"{s}.hops_well_formed", "schema",
@@ -81,13 +85,13 @@ def question_checks(params: Params, s: str = "questions") -> list[Check]:
 
 
 def questions_checks(params: Params) -> list[Check]:
-    return [*schema_checks("questions", QUESTIONS), *question_checks(params, "questions")]
+    return [*schema_checks("questions", QUESTIONS, nullable=NULLABLE), *question_checks(params, "questions")]
 
 
 def release_checks(params: Params) -> list[Check]:
     s = "release"
     return [
-        *schema_checks(s, RELEASE_SCHEMA),
+        *schema_checks(s, RELEASE_SCHEMA, nullable=NULLABLE),
         *question_checks(params, s),
         Check(f"{s}.split_known", "range", "split is train or eval",
               lambda gxe, _c: gxe.ExpectColumnValuesToBeInSet(column="split", value_set=list(SPLITS))),

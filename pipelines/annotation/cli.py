@@ -90,6 +90,7 @@ def _consensus(args: argparse.Namespace) -> int:
                          args.rejects or out.with_name(out.stem + ".rejects.parquet"))
     write_parquet_atomic(result.stats_table(), args.stats or out.with_name(out.stem + ".annotators.parquet"))
     print(json.dumps({**result.status_counts(), "annotations": annotations.num_rows,
-                      "counted": len(result.counted), "rejected": len(invalid), "ignored": len(result.ignored),
+                      "annotations_counted": len(result.counted), "annotations_rejected": len(invalid),
+                      "annotations_ignored": len(result.ignored),
                       "out": str(out)}))
     return 0

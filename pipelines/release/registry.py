@@ -154,7 +154,7 @@ def tracked_outputs(wc: Path) -> list[TrackedOut]:
     for stage in (lock or {}).get("stages", {}).values():
         for o in stage.get("outs", []):
             outs.append(TrackedOut(o["path"], o["md5"], cached.get(o["path"], True)))
-    for f in sorted(wc.glob("*.dvc")):
+    for f in sorted(p for p in wc.glob("*.dvc") if p.is_file()):
         for o in (yaml.safe_load(f.read_text()) or {}).get("outs", []):
             outs.append(TrackedOut(o["path"], o["md5"], o.get("cache", True)))
     return outs

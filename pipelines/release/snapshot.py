@@ -43,8 +43,6 @@ from pipelines.release.assemble import (
 from pipelines.store import ObjectStore, S3Credentials
 
 _RUN_ID = re.compile(r"(?:^|/)runs/([^/]+)/")
-#: Optional columns kept beside the contract columns (difficulty calibration).
-EXTRA_COLUMNS = {"questions": ("pass_rate",)}
 
 
 class SnapshotError(RuntimeError):
@@ -134,9 +132,6 @@ def _read_contract(reader: SourceReader, name: str, src: str) -> pa.Table:
         table = conform(raw, name)
     except (ValueError, pa.ArrowInvalid) as err:
         raise SnapshotError(f"{name} table at {src} does not match the contract: {err}") from None
-    for extra in EXTRA_COLUMNS.get(name, ()):
-        if extra in raw.column_names:
-            table = table.append_column(extra, raw.column(extra).cast(pa.float64()))
     return table
 
 

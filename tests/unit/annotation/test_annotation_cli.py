@@ -46,7 +46,7 @@ def test_consensus_command(tmp_path, capsys):
                    "na": ("rejected", "not answerable"), "pend": ("pending", "1 of 4 annotators so far"),
                    "bad": ("pending", "3 of 4 annotators so far")}
     rejects = read_parquet(tmp_path / "consensus.rejects.parquet", "rejects").to_pylist()
-    assert [(r["item_id"], r["reason"]) for r in rejects] == [("bad/row-12", "non-numeric answer 'five'")]
+    assert [(r["item_id"], r["reason"]) for r in rejects] == [("bad/row-3", "non-numeric answer 'five'")]
     stats = pa.parquet.read_table(tmp_path / "consensus.annotators.parquet").to_pylist()
     assert {s["annotator"] for s in stats} == {"a0", "a1", "a2", "a3"}
 

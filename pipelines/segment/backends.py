@@ -1,0 +1,268 @@
+"""Segmentation backends: one interface, three model families.
+
+* :class:`Sam3Backend` — transformers ``Sam3Model`` + ``Sam3Processor``: one **text** prompt per
+  category; the image is encoded once (``get_vision_features``) and its prompts run in batches of
+  ``SegmentConfig.prompt_batch`` against those shared features; masks from the official
+  ``post_process_instance_segmentation``.
+* :class:`Sam2Backend` — the ``sam2`` package's ``SAM2ImagePredictor`` with **box** prompts (the
+  detector's boxes), images batched with ``set_image_batch`` / ``predict_batch``.
+* :class:`Sam2HFBackend` — transformers ``Sam2Model`` + ``Sam2Processor`` with box prompts,
+  ``post_process_masks``.
+
+Conventions: images are RGB PIL images; prompt boxes are ``[x, y, w, h]`` pixels (COCO) and are
+converted to XYXY pixels for the models; every returned mask is a ``bool`` array ``(H, W)`` at
+the image's own resolution. ``mask_threshold`` is a probability for every backend (SAM2 works on
+logits, so it is converted with the logit function).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+from PIL import Image
+
+from pipelines.config import ModelRef, SegmentConfig
+from pipelines.detect.backends import resolve_device, resolve_dtype
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """What to segment: a category name, and for box-prompted backends its ``[x, y, w, h]`` box."""
+
+    category: str
+    box: tuple[float, float, float, float] | None = None
+
+
+@dataclass
+class RawInstance:
+    category: str
+    score: float
+    mask: np.ndarray  # bool (H, W)
+
+
+@runtime_checkable
+class SegmentBackend(Protocol):
+    name: str
+    needs_boxes: bool
+
+    def setup(self) -> None: ...
+
+    def segment(self, images: Sequence[Image.Image], prompts: Sequence[Sequence[Prompt]]) -> list[list[RawInstance]]:
+        """For each image, the instances its prompts produced (before thresholds/dedup by the stage)."""
+        ...
+
+    def teardown(self) -> None: ...
+
+
+def _logit(p: float) -> float:
+    p = min(max(p, 1e-6), 1 - 1e-6)
+    return math.log(p / (1 - p))
+
+
+def _xyxy(box: tuple[float, float, float, float]) -> list[float]:
+    x, y, w, h = box
+    return [x, y, x + w, y + h]
+
+
+class Sam3Backend:
+    needs_boxes = False
+
+    def __init__(self, ref: ModelRef, *, score_threshold: float = 0.5, mask_threshold: float = 0.5,
+                 prompt_batch: int = 16):
+        if not ref.model:
+            raise ValueError("Sam3Backend needs segment.sam3.model (a local path or model id)")
+        self.ref = ref
+        self.name = f"sam3:{ref.model}"
+        self.score_threshold = score_threshold
+        self.mask_threshold = mask_threshold
+        self.prompt_batch = prompt_batch
+        self.model: Any = None
+        self.processor: Any = None
+        self.device = ""
+        self.dtype: Any = None
+
+    def setup(self) -> None:
+        if self.model is not None:
+            return
+        from transformers import Sam3Model, Sam3Processor
+
+        self.device = resolve_device(self.ref.device)
+        self.dtype = resolve_dtype(self.ref.dtype, self.device)
+        self.processor = Sam3Processor.from_pretrained(self.ref.model)
+        self.model = Sam3Model.from_pretrained(self.ref.model, dtype=self.dtype).to(self.device).eval()
+
+    def teardown(self) -> None:
+        self.model = None
+        self.processor = None
+
+    def segment(self, images: Sequence[Image.Image], prompts: Sequence[Sequence[Prompt]]) -> list[list[RawInstance]]:
+        import torch
+        from transformers.models.sam3.modeling_sam3 import Sam3VisionEncoderOutput
+
+        if self.model is None:
+            raise RuntimeError("Sam3Backend.setup() was not called")
+        results: list[list[RawInstance]] = [[] for _ in images]
+        for start in range(0, len(images), self.ref.batch_size):
+            chunk = list(range(start, min(start + self.ref.batch_size, len(images))))
+            pixel = self.processor(images=[images[i] for i in chunk], return_tensors="pt")
+            with torch.inference_mode():
+                vision = self.model.get_vision_features(pixel_values=pixel.pixel_values.to(self.device, self.dtype))
+            for row, i in enumerate(chunk):
+                categories = list(dict.fromkeys(p.category for p in prompts[i]))
+                h, w = images[i].height, images[i].width
+                for p0 in range(0, len(categories), self.prompt_batch):
+                    names = categories[p0 : p0 + self.prompt_batch]
+                    n = len(names)
+                    shared = Sam3VisionEncoderOutput(
+                        fpn_hidden_states=tuple(f[row : row + 1].expand(n, -1, -1, -1) for f in vision.fpn_hidden_states),
+                        fpn_position_encoding=tuple(
+                            f[row : row + 1].expand(n, -1, -1, -1) for f in vision.fpn_position_encoding
+                        ),
+                    )
+                    text = self.processor(text=names, return_tensors="pt").to(self.device)
+                    with torch.inference_mode():
+                        out = self.model(vision_embeds=shared, input_ids=text.input_ids, attention_mask=text.attention_mask)
+                    post = self.processor.post_process_instance_segmentation(
+                        out, threshold=self.score_threshold, mask_threshold=self.mask_threshold,
+                        target_sizes=[(h, w)] * n,
+                    )
+                    for name, res in zip(names, post, strict=True):
+                        masks = res["masks"].bool().cpu().numpy()
+                        scores = res["scores"].float().cpu().numpy()
+                        results[i].extend(RawInstance(name, float(s), m) for m, s in zip(masks, scores, strict=True))
+        return results
+
+
+class Sam2Backend:
+    """The ``sam2`` package. ``ref.model`` is a ``{"model": state_dict}`` checkpoint path."""
+
+    needs_boxes = True
+
+    def __init__(self, ref: ModelRef, config_name: str, overrides: Sequence[str] = (), *, mask_threshold: float = 0.5):
+        if not ref.model:
+            raise ValueError("Sam2Backend needs segment.sam2.model (a checkpoint path)")
+        self.ref = ref
+        self.config_name = config_name
+        self.overrides = list(overrides)
+        self.mask_threshold = mask_threshold
+        self.name = f"sam2:{ref.model}"
+        self.predictor: Any = None
+        self.device = ""
+        self.dtype: Any = None
+
+    def setup(self) -> None:
+        if self.predictor is not None:
+            return
+        from sam2.build_sam import build_sam2
+        from sam2.sam2_image_predictor import SAM2ImagePredictor
+
+        self.device = resolve_device(self.ref.device)
+        self.dtype = resolve_dtype(self.ref.dtype, self.device)
+        model = build_sam2(self.config_name, ckpt_path=self.ref.model, device=self.device,
+                           hydra_overrides_extra=self.overrides)
+        self.predictor = SAM2ImagePredictor(model, mask_threshold=_logit(self.mask_threshold))
+
+    def teardown(self) -> None:
+        self.predictor = None
+
+    def segment(self, images: Sequence[Image.Image], prompts: Sequence[Sequence[Prompt]]) -> list[list[RawInstance]]:
+        import torch
+
+        if self.predictor is None:
+            raise RuntimeError("Sam2Backend.setup() was not called")
+        results: list[list[RawInstance]] = [[] for _ in images]
+        todo = [i for i in range(len(images)) if any(p.box is not None for p in prompts[i])]
+        autocast = torch.autocast(self.device.split(":")[0], dtype=self.dtype,
+                                  enabled=self.device.startswith("cuda") and self.dtype != torch.float32)
+        for start in range(0, len(todo), self.ref.batch_size):
+            chunk = todo[start : start + self.ref.batch_size]
+            boxed = [[p for p in prompts[i] if p.box is not None] for i in chunk]
+            with torch.inference_mode(), autocast:
+                self.predictor.set_image_batch([np.asarray(images[i].convert("RGB")) for i in chunk])
+                masks, scores, _ = self.predictor.predict_batch(
+                    box_batch=[np.array([_xyxy(p.box) for p in ps], dtype=np.float32) for ps in boxed],
+                    multimask_output=False,
+                )
+            for i, ps, m, s in zip(chunk, boxed, masks, scores, strict=True):
+                h, w = images[i].height, images[i].width
+                m = np.asarray(m).reshape(len(ps), h, w) > 0  # predictor already thresholded
+                s = np.asarray(s, dtype=np.float64).reshape(len(ps))
+                results[i].extend(RawInstance(p.category, float(sc), mk) for p, mk, sc in zip(ps, m, s, strict=True))
+        return results
+
+
+class Sam2HFBackend:
+    """transformers ``Sam2Model`` with box prompts."""
+
+    needs_boxes = True
+
+    def __init__(self, ref: ModelRef, *, mask_threshold: float = 0.5):
+        if not ref.model:
+            raise ValueError("Sam2HFBackend needs segment.sam2_hf.model (a local path or model id)")
+        self.ref = ref
+        self.mask_threshold = mask_threshold
+        self.name = f"sam2_hf:{ref.model}"
+        self.model: Any = None
+        self.processor: Any = None
+        self.device = ""
+        self.dtype: Any = None
+
+    def setup(self) -> None:
+        if self.model is not None:
+            return
+        from transformers import Sam2Model, Sam2Processor
+
+        self.device = resolve_device(self.ref.device)
+        self.dtype = resolve_dtype(self.ref.dtype, self.device)
+        self.processor = Sam2Processor.from_pretrained(self.ref.model)
+        self.model = Sam2Model.from_pretrained(self.ref.model, dtype=self.dtype).to(self.device).eval()
+
+    def teardown(self) -> None:
+        self.model = None
+        self.processor = None
+
+    def segment(self, images: Sequence[Image.Image], prompts: Sequence[Sequence[Prompt]]) -> list[list[RawInstance]]:
+        import torch
+
+        if self.model is None:
+            raise RuntimeError("Sam2HFBackend.setup() was not called")
+        results: list[list[RawInstance]] = [[] for _ in images]
+        todo = [i for i in range(len(images)) if any(p.box is not None for p in prompts[i])]
+        for start in range(0, len(todo), self.ref.batch_size):
+            chunk = todo[start : start + self.ref.batch_size]
+            boxed = [[p for p in prompts[i] if p.box is not None] for i in chunk]
+            inputs = self.processor(
+                images=[images[i] for i in chunk],
+                input_boxes=[[_xyxy(p.box) for p in ps] for ps in boxed],
+                return_tensors="pt",
+            ).to(self.device)
+            inputs["pixel_values"] = inputs["pixel_values"].to(self.dtype)
+            with torch.inference_mode():
+                out = self.model(**inputs, multimask_output=False)
+            masks = self.processor.post_process_masks(
+                out.pred_masks.float().cpu(), inputs["original_sizes"].cpu(), mask_threshold=_logit(self.mask_threshold)
+            )
+            scores = out.iou_scores.float().cpu().numpy()
+            for row, (i, ps) in enumerate(zip(chunk, boxed, strict=True)):
+                m = masks[row][: len(ps), 0].numpy().astype(bool)
+                s = scores[row, : len(ps), 0]
+                results[i].extend(RawInstance(p.category, float(sc), mk) for p, mk, sc in zip(ps, m, s, strict=True))
+        return results
+
+
+def make_segment_backend(config: SegmentConfig) -> SegmentBackend:
+    if config.backend == "sam3":
+        return Sam3Backend(config.sam3, score_threshold=config.score_threshold,
+                           mask_threshold=config.mask_threshold, prompt_batch=config.prompt_batch)
+    if config.backend == "sam2":
+        return Sam2Backend(config.sam2, config.sam2_config, config.sam2_overrides, mask_threshold=config.mask_threshold)
+    if config.backend == "sam2_hf":
+        return Sam2HFBackend(config.sam2_hf, mask_threshold=config.mask_threshold)
+    raise ValueError(f"segment.backend {config.backend!r} is not a model (use `hopchain import-coco`)")

@@ -1,0 +1,117 @@
+"""The segment stage: images + detections → instances (COCO RLE masks) + reject rows.
+
+Per image: prompts from its detections (SAM3: one text prompt per distinct category; SAM2: one
+box prompt per detection), the backend's masks, then — in this order — the score threshold
+(``segment.score_threshold``), RLE encoding (pycocotools), the minimum area
+(``segment.min_area`` pixels), and suppression of duplicates across prompts by mask IoU
+(``segment.dedup_iou``, highest score kept). ``instance_id`` is 1..n per image in descending score
+order; ``bbox`` and ``area`` are computed from the encoded mask, so they always agree with it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+from pipelines.config import SegmentConfig
+from pipelines.contracts import to_table
+from pipelines.detect.stage import ImageItem
+from pipelines.segment.backends import Prompt, SegmentBackend, make_segment_backend
+from pipelines.segment.masks import encode_masks, suppress_duplicates
+
+log = logging.getLogger(__name__)
+
+@dataclass
+class SegmentResult:
+    instances: pa.Table
+    rejects: pa.Table
+    counts: dict[str, int] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds: model, encode, total
+
+def prompts_from_detections(detections: pa.Table, needs_boxes: bool) -> tuple[dict[str, list[Prompt]], list[dict]]:
+    """Group detections by image into prompts; box-less detections for a box backend are rejects."""
+    prompts: dict[str, list[Prompt]] = defaultdict(list)
+    rejects: list[dict] = []
+    for row in detections.to_pylist():
+        box = tuple(row["bbox"]) if row["bbox"] is not None else None
+        if needs_boxes and box is None:
+            rejects.append({"stage": "segment", "item_id": row["image_id"],
+                            "reason": f"box-prompted backend got a detection without a box: {row['category']}",
+                            "raw": row["category"]})
+            continue
+        prompts[row["image_id"]].append(Prompt(row["category"], box))
+    return prompts, rejects
+
+class SegmentStage:
+    name = "segment"
+
+    def __init__(self, config: SegmentConfig, backend: SegmentBackend | None = None):
+        self.config = config
+        self._backend = backend
+
+    @property
+    def backend(self) -> SegmentBackend:
+        if self._backend is None:
+            raise RuntimeError("SegmentStage.setup() was not called")
+        return self._backend
+
+    def setup(self) -> None:
+        if self._backend is None:
+            self._backend = make_segment_backend(self.config)
+        self._backend.setup()
+
+    def teardown(self) -> None:
+        if self._backend is not None:
+            self._backend.teardown()
+
+    def process(self, items: Sequence[ImageItem], detections: pa.Table) -> SegmentResult:
+        t0 = time.perf_counter()
+        prompts, rejects = prompts_from_detections(detections, self.backend.needs_boxes)
+        per_image = [prompts.get(item.image_id, []) for item in items]
+        raw = self.backend.segment([i.image for i in items], per_image)
+        t_model = time.perf_counter() - t0
+        cfg = self.config
+        rows: list[dict] = []
+        counts = {"images": len(items), "raw": 0, "below_score": 0, "below_area": 0, "duplicates": 0}
+        t_encode = 0.0
+        for item, found in zip(items, raw, strict=True):
+            counts["raw"] += len(found)
+            kept = [r for r in found if r.score >= cfg.score_threshold]
+            counts["below_score"] += len(found) - len(kept)
+            if not kept:
+                continue
+            t1 = time.perf_counter()
+
+            encoded = encode_masks(np.stack([r.mask for r in kept]))
+            t_encode += time.perf_counter() - t1
+            big = [k for k, e in enumerate(encoded) if e.area >= cfg.min_area]
+            counts["below_area"] += len(kept) - len(big)
+            order = suppress_duplicates([encoded[k] for k in big], [kept[k].score for k in big], cfg.dedup_iou)
+            counts["duplicates"] += len(big) - len(order)
+            for instance_id, pos in enumerate(order, start=1):
+                k = big[pos]
+                enc = encoded[k]
+                rows.append(
+                    {
+                        "image_id": item.image_id,
+                        "instance_id": instance_id,
+                        "category": kept[k].category,
+                        "bbox": list(enc.bbox),
+                        "area": enc.area,
+                        "score": min(max(float(kept[k].score), 0.0), 1.0),
+                        "mask_rle": enc.counts,
+                        "mask_height": enc.height,
+                        "mask_width": enc.width,
+                        "source": self.backend.name,
+                    }
+                )
+        counts["instances"] = len(rows)
+        counts["rejected"] = len(rejects)
+        timings = {"model_s": t_model, "encode_s": t_encode, "total_s": time.perf_counter() - t0}
+        log.info("segment: %s", counts)
+        return SegmentResult(to_table(rows, "instances"), to_table(rejects, "rejects"), counts, timings)
