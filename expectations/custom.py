@@ -13,7 +13,6 @@ from typing import Any, ClassVar, Literal
 
 logging.getLogger("great_expectations").setLevel(logging.WARNING)
 
-import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from great_expectations.execution_engine import PandasExecutionEngine  # noqa: E402
 from great_expectations.expectations.expectation import MulticolumnMapExpectation  # noqa: E402
@@ -24,32 +23,7 @@ from great_expectations.expectations.metrics.map_metric_provider.multicolumn_con
     multicolumn_condition_partial,
 )
 
-
-def rle_matches_declared(counts: Any, height: Any, width: Any, area: Any) -> bool:
-    """True when ``counts`` is a COCO compressed RLE of a ``height`` x ``width`` mask with ``area`` pixels.
-
-    Decoding with pycocotools and re-encoding must give back the same ``counts`` string: a string
-    whose runs do not add up to ``height * width`` pixels (truncated, corrupt, or made for another
-    size) re-encodes differently. Anything unparsable is ``False``, never an exception.
-    """
-    from pycocotools import mask as mask_utils
-
-    if not isinstance(counts, str) or not counts:
-        return False
-    try:
-        h, w, a = int(height), int(width), int(area)
-    except (TypeError, ValueError):
-        return False
-    if h <= 0 or w <= 0:
-        return False
-    rle = {"size": [h, w], "counts": counts.encode("ascii", errors="replace")}
-    try:
-        decoded = mask_utils.decode(rle)
-        again = mask_utils.encode(np.asfortranarray(decoded))
-    except (ValueError, TypeError, OverflowError) as err:  # pycocotools raises on unparsable input
-        logging.getLogger(__name__).debug("RLE does not decode: %s", err)
-        return False
-    return decoded.shape == (h, w) and again["counts"] == rle["counts"] and int(decoded.sum()) == a
+from expectations.suites.common import rle_matches_declared  # noqa: E402
 
 
 class RleMasksMatchDeclared(MulticolumnMapMetricProvider):

@@ -163,7 +163,17 @@ def to_frame(data: TableLike) -> pd.DataFrame:
             return data.reset_index(drop=True)
     if not isinstance(data, pa.Table):
         raise TypeError(f"cannot validate a {type(data).__name__}: give an Arrow table, a DataFrame or a path")
-    return data.to_pandas()
+    return data.to_pandas(types_mapper=_nullable_dtypes().get)
+
+
+def _nullable_dtypes() -> dict[Any, Any]:
+    """Arrow → pandas for integers and booleans: pandas' nullable dtypes (``Int32``, ``boolean``), so a
+    nullable contract column keeps its type when it holds nulls (NumPy would give float/object)."""
+    import pandas as pd
+    import pyarrow as pa
+
+    return {pa.int8(): pd.Int8Dtype(), pa.int16(): pd.Int16Dtype(), pa.int32(): pd.Int32Dtype(),
+            pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}
 
 
 def severity_of(name: str, params: Params) -> Severity:
@@ -403,3 +413,34 @@ def validate(
     if raise_on_critical and not report.success:
         raise ValidationFailed(report)
     return report
+
+
+def validate_keys(
+    store: ObjectStore,
+    suite: str,
+    data_keys: str | list[str],
+    *,
+    params: Params,
+    reference_keys: dict[str, str | list[str]] | None = None,
+    run_id: str,
+    label: str | None = None,
+    raise_on_critical: bool = True,
+) -> ValidationReport:
+    """:func:`validate` on Parquet objects of ``store`` (several keys, e.g. shards, are concatenated).
+
+    ``reference_keys`` maps a reference name (``manifest``, ``instances``, ``questions``,
+    ``annotations``) to its key(s). Results and Data Docs go to the same store.
+    """
+    import pyarrow as pa
+
+    def load(keys: str | list[str]) -> pa.Table:
+        keys = [keys] if isinstance(keys, str) else list(keys)
+        tables = [store.get_table(k) for k in keys]
+        return pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
+
+    unknown = sorted(set(reference_keys or {}) - set(REFERENCES))
+    if unknown:
+        raise ValueError(f"unknown reference tables {unknown} (known: {', '.join(REFERENCES)})")
+    refs = References(**{name: load(keys) for name, keys in (reference_keys or {}).items()})
+    return validate(suite, load(data_keys), params=params, refs=refs, run_id=run_id, label=label,
+                    store=store, raise_on_critical=raise_on_critical)

@@ -128,6 +128,7 @@ class QuestionsConfig(_Model):
     difficulty: DifficultyConfig = DifficultyConfig()
     vlm_prompt_version: str = "v1"
     vlm_samples_per_image: int = Field(4, ge=1)  # writer completions asked per image
+    vlm_max_new_tokens: int = Field(768, ge=1)  # per writer completion
 
 
 class SimulatedAnnotators(_Model):
@@ -145,6 +146,8 @@ class AnnotationConfig(_Model):
     import_batch_size: int = Field(500, ge=1)
     deadline_minutes: float = Field(24 * 60, gt=0)
     poll_interval_s: float = Field(30.0, gt=0)
+    # Lifetime of the presigned image URLs in the tasks (S3 caps presigned URLs at 7 days).
+    image_url_expiry_s: int = Field(7 * 24 * 3600, ge=60, le=7 * 24 * 3600)
     simulated: SimulatedAnnotators = SimulatedAnnotators()
 
 

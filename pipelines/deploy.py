@@ -108,7 +108,8 @@ class DeploymentSettings(BaseModel):
         if self.s3_secret_key is not None and len(self.s3_secret_key.get_secret_value()) < 8:
             raise ValueError("HOPCHAIN_S3_SECRET_KEY must have at least 8 characters (MinIO's minimum)")
         if self.ls_token is not None and not 20 <= len(self.ls_token.get_secret_value()) <= 40:
-            raise ValueError("HOPCHAIN_LS_TOKEN must have 20 to 40 characters (Label Studio stores at most 40)")
+            raise ValueError("HOPCHAIN_LS_TOKEN must have 20 to 40 characters "
+                             "(Label Studio stores at most 40)")
         return self
 
     # -- construction ----------------------------------------------------------------------------
@@ -140,7 +141,8 @@ class DeploymentSettings(BaseModel):
             raise ConfigError("\n".join(lines)) from None
 
     @classmethod
-    def from_env_file(cls, path: str | Path, overrides: Mapping[str, str] | None = None) -> DeploymentSettings:
+    def from_env_file(cls, path: str | Path,
+                      overrides: Mapping[str, str] | None = None) -> DeploymentSettings:
         """Read a compose-style ``.env`` file (``KEY=VALUE`` lines), then ``overrides`` on top."""
         env = read_env_file(path)
         env.update(overrides or {})
@@ -221,7 +223,7 @@ class DeploymentSettings(BaseModel):
         return airflow_connections(self.s3_credentials_dict(), self.label_studio_credentials_dict())
 
     def env_exports(self) -> dict[str, str]:
-        """What the pipeline code reads (``HOPCHAIN_S3_ENDPOINT``, ``HOPCHAIN_LS_URL``, ...); secrets included."""
+        """What the stage code reads (``HOPCHAIN_S3_ENDPOINT``, ``HOPCHAIN_LS_URL``, ...); has secrets."""
         s3 = self.s3_credentials_dict()
         return {
             "HOPCHAIN_PARAMS": str(self.params_path), "HOPCHAIN_PROFILE": self.profile,

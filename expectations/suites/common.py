@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -15,14 +17,13 @@ from expectations.checks import Check, Family, Reference
 # (tests/unit/expectations/test_canonical_regex.py) checks it against canonical_number itself.
 CANONICAL_DECIMAL = r"^(?!-0$)-?(?:0|[1-9][0-9]*)(?:\.[0-9]*[1-9])?$"
 SHA256_HEX = r"^[0-9a-f]{64}$"
+log = logging.getLogger(__name__)
 
 
 def pandas_dtype_name(arrow_type: pa.DataType) -> str:
-    """The pandas dtype name a column of ``arrow_type`` has after :func:`expectations.runner.to_frame`.
-
-    Integers and booleans keep their NumPy dtype only when the column has no nulls (a null turns
-    an int column into ``float64``): a null in such a column therefore fails its type check too.
-    """
+    """The pandas dtype name a column of ``arrow_type`` has after :func:`expectations.runner.to_frame`:
+    ``str``, ``Int32``/``Int64`` and ``boolean`` (nullable), ``float64``, ``datetime64[us, UTC]``,
+    ``object`` for lists."""
     if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
         return "str"
     if pa.types.is_timestamp(arrow_type):
@@ -30,7 +31,11 @@ def pandas_dtype_name(arrow_type: pa.DataType) -> str:
         return f"datetime64[{arrow_type.unit}{tz}]"
     if pa.types.is_list(arrow_type) or pa.types.is_fixed_size_list(arrow_type) or pa.types.is_struct(arrow_type):
         return "object"
-    return np.dtype(arrow_type.to_pandas_dtype()).name  # int32, int64, float64, bool
+    if pa.types.is_boolean(arrow_type):
+        return "boolean"
+    if pa.types.is_signed_integer(arrow_type):
+        return f"Int{arrow_type.bit_width}"
+    return np.dtype(arrow_type.to_pandas_dtype()).name  # float64, ...
 
 
 def schema_checks(suite: str, schema: pa.Schema, nullable: Iterable[str] = ()) -> list[Check]:
@@ -129,3 +134,30 @@ def join_reasons(*columns: pd.Series) -> pd.Series:
             for row in frame[bad].itertuples(index=False, name=None)
         ]
     return out
+
+
+def rle_matches_declared(counts: Any, height: Any, width: Any, area: Any) -> bool:
+    """True when ``counts`` is a COCO compressed RLE of a ``height`` x ``width`` mask with ``area`` pixels.
+
+    Decoding with pycocotools and re-encoding must give back the same ``counts`` string: a string
+    whose runs do not add up to ``height * width`` pixels (truncated, corrupt, or made for another
+    size) re-encodes differently. Anything unparsable is ``False``, never an exception.
+    """
+    from pycocotools import mask as mask_utils
+
+    if not isinstance(counts, str) or not counts:
+        return False
+    try:
+        h, w, a = int(height), int(width), int(area)
+    except (TypeError, ValueError):
+        return False
+    if h <= 0 or w <= 0:
+        return False
+    rle = {"size": [h, w], "counts": counts.encode("ascii", errors="replace")}
+    try:
+        decoded = mask_utils.decode(rle)
+        again = mask_utils.encode(np.asfortranarray(decoded))
+    except (ValueError, TypeError, OverflowError) as err:  # pycocotools raises on unparsable input
+        log.debug("RLE does not decode: %s", err)
+        return False
+    return decoded.shape == (h, w) and again["counts"] == rle["counts"] and int(decoded.sum()) == a

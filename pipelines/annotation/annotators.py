@@ -33,13 +33,14 @@ class AnnotatorAccount:
     def __repr__(self) -> str:
         return f"AnnotatorAccount(email={self.email!r}, login_url={self.login_url!r}, password='***')"
 
-    def instructions(self) -> str:
+    def instructions(self, project_title: str = "HopChain verification") -> str:
+        """What to tell the new annotator (contains the password: print it, never log it)."""
         return (
             f"Annotator account created.\n"
             f"  log in at : {self.login_url}\n"
             f"  email     : {self.email}\n"
             f"  password  : {self.password}   (shown once; change it under Account & Settings)\n"
-            f"Open the project 'HopChain verification' and press 'Label All Tasks'. Guide: docs/annotators.md"
+            f"Open the project '{project_title}' and press 'Label All Tasks'. Guide: docs/annotators.md"
         )
 
 
@@ -59,7 +60,8 @@ def _form_post(http: httpx.Client, path: str, data: dict[str, str]) -> httpx.Res
         raise LabelStudioError(f"GET {path.split('?')[0]} -> HTTP {page.status_code}", page.status_code)
     csrf = http.cookies.get("csrftoken") or ""
     return http.post(
-        path, data={**data, "csrfmiddlewaretoken": csrf},
+        path,
+        data={**data, "csrfmiddlewaretoken": csrf},
         headers={"Referer": f"{http.base_url}{path.split('?')[0]}", "X-CSRFToken": csrf},
     )
 
@@ -79,7 +81,8 @@ def add_annotator(admin: LabelStudioClient, email: str, password: str | None = N
         resp = _form_post(http, f"/user/signup/?token={token}", {"email": email, "password": password})
         if resp.status_code != 302:
             raise LabelStudioError(
-                f"sign-up of {email} refused (HTTP {resp.status_code}): {_form_errors(resp.text)}", resp.status_code
+                f"sign-up of {email} refused (HTTP {resp.status_code}): {_form_errors(resp.text)}",
+                resp.status_code,
             )
         me = http.get("/api/current-user/whoami")
         user_id = int(me.json()["id"]) if me.status_code == 200 else None
@@ -94,7 +97,9 @@ def user_token(url: str, email: str, password: str) -> str:
             raise LabelStudioError(f"login of {email} refused (HTTP {resp.status_code})", resp.status_code)
         tok = http.get("/api/current-user/token")
         if tok.status_code != 200:
-            raise LabelStudioError(f"token of {email}: HTTP {tok.status_code}: {tok.text[:200]}", tok.status_code)
+            raise LabelStudioError(
+                f"token of {email}: HTTP {tok.status_code}: {tok.text[:200]}", tok.status_code
+            )
         return str(tok.json()["token"])
 
 

@@ -14,17 +14,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     asub = p.add_subparsers(dest="annotators_command", metavar="ACTION", required=True)
     add = asub.add_parser("add", help="create an annotator account (no prompts) and print how to log in")
     add.add_argument("email")
-    add.add_argument("--password-env", metavar="VAR",
-                     help="take the password from this environment variable (default: generate one)")
+    add.add_argument(
+        "--password-env",
+        metavar="VAR",
+        help="take the password from this environment variable (default: generate one)",
+    )
     add.set_defaults(handler=_annotators_add)
 
     c = sub.add_parser("consensus", help="decide four-way consensus from an annotations table (no Airflow)")
-    c.add_argument("--annotations", required=True, type=Path,
-                   help="Parquet with the annotations contract columns (+ optional verdict, lead_time_s)")
+    c.add_argument(
+        "--annotations",
+        required=True,
+        type=Path,
+        help="Parquet with the annotations contract columns (+ optional verdict, lead_time_s)",
+    )
     c.add_argument("--questions", required=True, type=Path, help="Parquet with the questions contract")
     c.add_argument("--out", required=True, type=Path, help="consensus Parquet to write (atomically)")
     c.add_argument("--rejects", type=Path, help="rejects Parquet (default: <out stem>.rejects.parquet)")
-    c.add_argument("--stats", type=Path, help="annotator stats Parquet (default: <out stem>.annotators.parquet)")
+    c.add_argument(
+        "--stats", type=Path, help="annotator stats Parquet (default: <out stem>.annotators.parquet)"
+    )
     c.add_argument("--required", type=int, default=None, help="annotators per question (default: params)")
     c.set_defaults(handler=_consensus)
 
@@ -37,12 +46,16 @@ def label_studio_credentials(args: argparse.Namespace):
     from pipelines.stack.services import read_secret_file
 
     if os.environ.get("HOPCHAIN_LS_URL") and os.environ.get("HOPCHAIN_LS_TOKEN"):
-        return LabelStudioCredentials(os.environ["HOPCHAIN_LS_URL"].rstrip("/"), os.environ["HOPCHAIN_LS_TOKEN"])
+        return LabelStudioCredentials(
+            os.environ["HOPCHAIN_LS_URL"].rstrip("/"), os.environ["HOPCHAIN_LS_TOKEN"]
+        )
     stack = LocalStack(load_params(args.params, args.profile))
     f = stack.labelstudio.credentials_file()
     if not f.exists():
-        raise SystemExit("error: no Label Studio credentials: set HOPCHAIN_LS_URL and HOPCHAIN_LS_TOKEN "
-                         "or start the local stack (hopchain stack up)")
+        raise SystemExit(
+            "error: no Label Studio credentials: set HOPCHAIN_LS_URL and HOPCHAIN_LS_TOKEN "
+            "or start the local stack (hopchain stack up)"
+        )
     data = read_secret_file(f)
     data["url"] = stack.labelstudio.url()
     return LabelStudioCredentials.from_mapping(data)
@@ -62,13 +75,19 @@ def _annotators_add(args: argparse.Namespace) -> int:
         try:
             account = add_annotator(admin, args.email, password)
         except AnnotatorExists as err:
-            print(f"error: {err}; they log in at {admin.url}/user/login/ with their password "
-                  f"(an admin can reset it: label-studio reset_password --username {args.email})", file=sys.stderr)
+            print(
+                f"error: {err}; they log in at {admin.url}/user/login/ with their password (an admin "
+                f"resets it on the Label Studio host: label-studio reset_password --username "
+                f"{args.email} --password NEW --data-dir <stack home>/labelstudio)",
+                file=sys.stderr,
+            )
             return 3
         except LabelStudioError as err:
             print(f"error: {err}", file=sys.stderr)
             return 1
-    print(account.instructions())
+    from pipelines.config import load_params
+
+    print(account.instructions(load_params(args.params, args.profile).annotation.project_title))
     return 0
 
 
@@ -86,11 +105,21 @@ def _consensus(args: argparse.Namespace) -> int:
     rejects = invalid + result.ignored
     out: Path = args.out
     write_parquet_atomic(result.consensus_table(), out)
-    write_parquet_atomic(to_table([r.contract_row() for r in rejects], "rejects"),
-                         args.rejects or out.with_name(out.stem + ".rejects.parquet"))
+    write_parquet_atomic(
+        to_table([r.contract_row() for r in rejects], "rejects"),
+        args.rejects or out.with_name(out.stem + ".rejects.parquet"),
+    )
     write_parquet_atomic(result.stats_table(), args.stats or out.with_name(out.stem + ".annotators.parquet"))
-    print(json.dumps({**result.status_counts(), "annotations": annotations.num_rows,
-                      "annotations_counted": len(result.counted), "annotations_rejected": len(invalid),
-                      "annotations_ignored": len(result.ignored),
-                      "out": str(out)}))
+    print(
+        json.dumps(
+            {
+                **result.status_counts(),
+                "annotations": annotations.num_rows,
+                "annotations_counted": len(result.counted),
+                "annotations_rejected": len(invalid),
+                "annotations_ignored": len(result.ignored),
+                "out": str(out),
+            }
+        )
+    )
     return 0

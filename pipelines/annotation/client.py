@@ -158,7 +158,9 @@ class LabelStudioClient:
         """
         page, seen = 1, 0
         while True:
-            data = self.json("GET", "/api/tasks", params=tasks_page_params(project_id, page, page_size, batch, fields))
+            data = self.json(
+                "GET", "/api/tasks", params=tasks_page_params(project_id, page, page_size, batch, fields)
+            )
             tasks = data.get("tasks", []) if isinstance(data, dict) else data
             yield from tasks
             seen += len(tasks)
@@ -176,12 +178,17 @@ class LabelStudioClient:
         if resp.status_code == 404:
             return None
         if resp.status_code >= 400:
-            raise LabelStudioError(f"GET next -> HTTP {resp.status_code}: {resp.text[:300]}", resp.status_code)
+            raise LabelStudioError(
+                f"GET next -> HTTP {resp.status_code}: {resp.text[:300]}", resp.status_code
+            )
         return resp.json()
 
     # -- annotations ----------------------------------------------------------------------------
     def create_annotation(
-        self, task_id: int, result: list[dict[str, Any]], lead_time_s: float | None = None,
+        self,
+        task_id: int,
+        result: list[dict[str, Any]],
+        lead_time_s: float | None = None,
         was_cancelled: bool = False,
     ) -> dict[str, Any]:
         """Submit an annotation as the token's user (Label Studio validates almost nothing)."""

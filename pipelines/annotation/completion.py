@@ -21,7 +21,12 @@ def batch_filter(batch: str) -> str:
             "filters": {
                 "conjunction": "and",
                 "items": [
-                    {"filter": "filter:tasks:data.batch", "operator": "equal", "type": "String", "value": batch}
+                    {
+                        "filter": "filter:tasks:data.batch",
+                        "operator": "equal",
+                        "type": "String",
+                        "value": batch,
+                    }
                 ],
             }
         }
@@ -36,7 +41,12 @@ def tasks_page_params(
     ``fields="all"`` includes each task's annotations (with ``completed_by``, ``was_cancelled``,
     ``lead_time``); ``"task_only"`` returns task data only (cheaper).
     """
-    params: dict[str, str | int] = {"project": project_id, "page": page, "page_size": page_size, "fields": fields}
+    params: dict[str, str | int] = {
+        "project": project_id,
+        "page": page,
+        "page_size": page_size,
+        "fields": fields,
+    }
     if batch is not None:
         params["query"] = batch_filter(batch)
     return params

@@ -125,14 +125,21 @@ def decide(
             if n * 2 > len(counted):
                 references[qid] = top
         row: dict[str, Any] = {
-            "question_id": qid, "answers": answers, "agreed_answer": None, "matches_generated": False,
+            "question_id": qid,
+            "answers": answers,
+            "agreed_answer": None,
+            "matches_generated": False,
         }
         if len(counted) < required:
             row.update(status=PENDING, reason=f"{len(counted)} of {required} annotators so far")
         elif len(votes) == 1 and counted[0].verdict == ANSWERABLE:
             agreed = counted[0].answer
-            row.update(status=ACCEPTED, reason="unanimous", agreed_answer=agreed,
-                       matches_generated=agreed == _generated(generated))
+            row.update(
+                status=ACCEPTED,
+                reason="unanimous",
+                agreed_answer=agreed,
+                matches_generated=agreed == _generated(generated),
+            )
         else:
             n_not = sum(r.verdict == NOT_ANSWERABLE for r in counted)
             n_amb = sum(r.verdict == AMBIGUOUS for r in counted)
@@ -145,15 +152,29 @@ def decide(
                 reason = f"disagreement ({split}: {', '.join(sorted(votes))})"
             row.update(status=REJECTED, reason=reason)
         rows.append(row)
-    return ConsensusResult(rows, counted_all, ignored, annotator_stats(counted_all, ignored, references), references)
+    return ConsensusResult(
+        rows, counted_all, ignored, annotator_stats(counted_all, ignored, references), references
+    )
 
 
 def _reject(rec: AnnotationRecord, reason: str) -> Reject:
-    item = f"{rec.question_id}/annotation-{rec.annotation_id}" if rec.annotation_id is not None \
+    item = (
+        f"{rec.question_id}/annotation-{rec.annotation_id}"
+        if rec.annotation_id is not None
         else f"{rec.question_id}/{rec.annotator}"
-    raw = json.dumps({"question_id": rec.question_id, "annotator": rec.annotator, "answer": rec.answer,
-                      "verdict": rec.verdict, "submitted_at": rec.submitted_at.isoformat(),
-                      "annotation_id": rec.annotation_id, "task_id": rec.task_id}, sort_keys=True)
+    )
+    raw = json.dumps(
+        {
+            "question_id": rec.question_id,
+            "annotator": rec.annotator,
+            "answer": rec.answer,
+            "verdict": rec.verdict,
+            "submitted_at": rec.submitted_at.isoformat(),
+            "annotation_id": rec.annotation_id,
+            "task_id": rec.task_id,
+        },
+        sort_keys=True,
+    )
     return Reject(item, reason, raw)
 
 
@@ -174,16 +195,18 @@ def annotator_stats(
         compared = [r for r in recs if r.question_id in references]
         agreed = sum(_vote(r) == references[r.question_id] for r in compared)
         times = [r.lead_time_s for r in recs if r.lead_time_s is not None]
-        out.append({
-            "annotator": name,
-            "counted": len(recs),
-            "ignored": ignored_per.get(name, 0),
-            "compared": len(compared),
-            "agreed": agreed,
-            "agreement": agreed / len(compared) if compared else None,
-            "median_lead_time_s": statistics.median(times) if times else None,
-            "mean_lead_time_s": statistics.fmean(times) if times else None,
-        })
+        out.append(
+            {
+                "annotator": name,
+                "counted": len(recs),
+                "ignored": ignored_per.get(name, 0),
+                "compared": len(compared),
+                "agreed": agreed,
+                "agreement": agreed / len(compared) if compared else None,
+                "median_lead_time_s": statistics.median(times) if times else None,
+                "mean_lead_time_s": statistics.fmean(times) if times else None,
+            }
+        )
     return out
 
 
@@ -215,14 +238,25 @@ def records_from_table(table: pa.Table) -> tuple[list[AnnotationRecord], list[Re
                     answer = canonical_number(row["answer"])
                 except ValueError:
                     raise ValueError(f"non-numeric answer {row['answer']!r}") from None
-            submitted = parse_time(row["submitted_at"]) if row["submitted_at"] is not None \
+            submitted = (
+                parse_time(row["submitted_at"])
+                if row["submitted_at"] is not None
                 else datetime(1970, 1, 1, tzinfo=UTC)
+            )
             lead = row.get("lead_time_s")
             ann_id = row.get("annotation_id")
-            records.append(AnnotationRecord(
-                str(row["question_id"]), str(row["annotator"]), answer, verdict, submitted,
-                float(lead) if lead is not None else None, "", int(ann_id) if ann_id is not None else i,
-            ))
+            records.append(
+                AnnotationRecord(
+                    str(row["question_id"]),
+                    str(row["annotator"]),
+                    answer,
+                    verdict,
+                    submitted,
+                    float(lead) if lead is not None else None,
+                    "",
+                    int(ann_id) if ann_id is not None else i,
+                )
+            )
         except (ValueError, TypeError) as err:
             rejects.append(Reject(item, str(err), raw))
     return records, rejects

@@ -12,8 +12,14 @@ log = logging.getLogger(__name__)
 
 # Settings whose drift bootstrap repairs (the label config is compared whitespace-insensitively).
 _ENFORCED = (
-    "maximum_annotations", "overlap_cohort_percentage", "show_skip_button", "show_annotation_history",
-    "show_collab_predictions", "show_ground_truth_first", "enable_empty_annotation", "is_published",
+    "maximum_annotations",
+    "overlap_cohort_percentage",
+    "show_skip_button",
+    "show_annotation_history",
+    "show_collab_predictions",
+    "show_ground_truth_first",
+    "enable_empty_annotation",
+    "is_published",
 )
 
 

@@ -36,8 +36,13 @@ DETAIL = pa.schema(
 
 def detail_table(records: Iterable[AnnotationRecord]) -> pa.Table:
     rows = [
-        {**r.contract_row(), "verdict": r.verdict, "lead_time_s": r.lead_time_s,
-         "annotation_id": r.annotation_id, "task_id": r.task_id}
+        {
+            **r.contract_row(),
+            "verdict": r.verdict,
+            "lead_time_s": r.lead_time_s,
+            "annotation_id": r.annotation_id,
+            "task_id": r.task_id,
+        }
         for r in records
     ]
     return pa.Table.from_pylist(rows, schema=DETAIL)
@@ -74,11 +79,15 @@ class PullResult:
 
 def annotator_names(client: LabelStudioClient) -> dict[int, str]:
     """Label Studio user id → email (the ``annotator`` value of the contract)."""
-    return {int(u["id"]): str(u.get("email") or u.get("username") or f"user-{u['id']}") for u in client.users()}
+    return {
+        int(u["id"]): str(u.get("email") or u.get("username") or f"user-{u['id']}") for u in client.users()
+    }
 
 
 def decide_tasks(
-    tasks: Iterable[Mapping[str, Any]], generated_answers: Mapping[str, Any], required: int = 4,
+    tasks: Iterable[Mapping[str, Any]],
+    generated_answers: Mapping[str, Any],
+    required: int = 4,
     names: Mapping[int, str] | None = None,
 ) -> PullResult:
     """Validate the annotations of ``tasks`` and decide the questions of ``generated_answers``.
@@ -92,8 +101,11 @@ def decide_tasks(
 
 
 def pull_and_decide(
-    client: LabelStudioClient, project_id: int, questions: Iterable[Mapping[str, Any]],
-    required: int = 4, batch: str | None = None,
+    client: LabelStudioClient,
+    project_id: int,
+    questions: Iterable[Mapping[str, Any]],
+    required: int = 4,
+    batch: str | None = None,
 ) -> PullResult:
     """Fetch the project's tasks (of one ``batch``, or all) and decide the given questions.
 

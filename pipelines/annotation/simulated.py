@@ -41,12 +41,18 @@ def simulated_email(index: int) -> str:
     return f"simulated-annotator-{index}@{SIMULATED_DOMAIN}"
 
 
-def answer_result(answer: Any = None, verdict: str = ANSWERABLE, extra: list[dict] | None = None) -> list[dict]:
+def answer_result(
+    answer: Any = None, verdict: str = ANSWERABLE, extra: list[dict] | None = None
+) -> list[dict]:
     """An annotation ``result`` in the project's labeling config (also used by tests)."""
     result: list[dict[str, Any]] = []
     if answer is not None:
-        result.append({"from_name": ANSWER_FIELD, "to_name": "image", "type": "number", "value": {"number": answer}})
-    result.append({"from_name": VERDICT_FIELD, "to_name": "image", "type": "choices", "value": {"choices": [verdict]}})
+        result.append(
+            {"from_name": ANSWER_FIELD, "to_name": "image", "type": "number", "value": {"number": answer}}
+        )
+    result.append(
+        {"from_name": VERDICT_FIELD, "to_name": "image", "type": "choices", "value": {"choices": [verdict]}}
+    )
     return result + list(extra or [])
 
 
@@ -68,8 +74,14 @@ class SimulatedAnnotator:
         number: Any = int(value) if value.is_integer() else value
         return number, ANSWERABLE, lead
 
-    def work(self, project_id: int, truths: Mapping[str, Any], error_rate: float, seed: int,
-             max_tasks: int | None = None) -> int:
+    def work(
+        self,
+        project_id: int,
+        truths: Mapping[str, Any],
+        error_rate: float,
+        seed: int,
+        max_tasks: int | None = None,
+    ) -> int:
         """Answer tasks from the labeling stream until it has none left; returns how many."""
         done = 0
         while max_tasks is None or done < max_tasks:
@@ -100,15 +112,23 @@ def simulated_annotators(admin: LabelStudioClient, admin_token: str, count: int)
             add_annotator(admin, email, password)
         except AnnotatorExists:
             pass  # reused: its password is derived, not stored
-        out.append(SimulatedAnnotator(email, LabelStudioClient(admin.url, user_token(admin.url, email, password))))
+        out.append(
+            SimulatedAnnotator(email, LabelStudioClient(admin.url, user_token(admin.url, email, password)))
+        )
     return out
 
 
 def run_simulation(
-    annotators: list[SimulatedAnnotator], project_id: int, truths: Mapping[str, Any],
-    error_rate: float = 0.05, seed: int = 0, max_tasks: int | None = None,
+    annotators: list[SimulatedAnnotator],
+    project_id: int,
+    truths: Mapping[str, Any],
+    error_rate: float = 0.05,
+    seed: int = 0,
+    max_tasks: int | None = None,
 ) -> dict[str, int]:
     """All simulated annotators work in parallel (one thread each); returns tasks done per email."""
     with ThreadPoolExecutor(max_workers=max(1, len(annotators))) as pool:
-        futures = {a.email: pool.submit(a.work, project_id, truths, error_rate, seed, max_tasks) for a in annotators}
+        futures = {
+            a.email: pool.submit(a.work, project_id, truths, error_rate, seed, max_tasks) for a in annotators
+        }
         return {email: f.result() for email, f in futures.items()}

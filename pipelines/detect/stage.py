@@ -16,13 +16,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import pyarrow as pa
-from PIL import Image
-
 from pipelines.config import DetectConfig
 from pipelines.contracts import to_table
 from pipelines.detect.parser import ParsedAnswer, parse_grounding
+from pipelines.ingest.decode import ImageItem
 from pipelines.vlm import VLMBackend, VLMRequest
 
+__all__ = ["DetectResult", "DetectStage", "ImageItem"]
 log = logging.getLogger(__name__)
 
 GROUNDING_PROMPT = (
@@ -38,14 +38,6 @@ REPAIR_PROMPT = (
     "Your previous answer could not be parsed as JSON:\n{answer}\n\n"
     "Answer again with only the JSON list, in the same format, and nothing else."
 )
-
-
-@dataclass(frozen=True)
-class ImageItem:
-    """An image ready for a model: ``image`` is the RGB decode of the manifest's image."""
-
-    image_id: str
-    image: Image.Image
 
 
 @dataclass

@@ -63,6 +63,15 @@ class DecodedImage:
         return self.image.height
 
 
+@dataclass(frozen=True)
+class ImageItem:
+    """An image ready for a model: ``image`` is the RGB :func:`decode_image` of the manifest's
+    file, so its pixel grid is the one the manifest's width/height describe."""
+
+    image_id: str
+    image: Image.Image
+
+
 def _to_rgb(im: Image.Image) -> Image.Image:
     mode = im.mode
     if mode == "RGB":

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pipelines.ingest.decode import ImageItem
 from pipelines.store import ObjectStore, S3Credentials
 
 if TYPE_CHECKING:
@@ -41,7 +42,7 @@ class ImageSource:
         self._creds = creds
         self._stores: dict[str, ObjectStore] = {}
 
-    def _store(self, bucket: str) -> ObjectStore:
+    def store(self, bucket: str) -> ObjectStore:
         if bucket not in self._stores:
             creds = self._creds or S3Credentials.from_env()
             if creds is None:
@@ -55,7 +56,7 @@ class ImageSource:
         exts = tuple(e.lower() for e in extensions)
         if source.startswith("s3://"):
             bucket, prefix = parse_s3_uri(source)
-            names = [f"s3://{bucket}/{k}" for k in self._store(bucket).list(prefix)]
+            names = [f"s3://{bucket}/{k}" for k in self.store(bucket).list(prefix)]
         else:
             root = Path(source).resolve()
             if not root.is_dir():
@@ -69,7 +70,7 @@ class ImageSource:
     def read(self, uri: str) -> bytes:
         if uri.startswith("s3://"):
             bucket, key = parse_s3_uri(uri)
-            return self._store(bucket).get_bytes(key)
+            return self.store(bucket).get_bytes(key)
         with open(os.fspath(uri), "rb") as fh:
             return fh.read()
 
@@ -105,7 +106,7 @@ def save_table(
     table = conform(table, contract)
     if target.startswith("s3://"):
         bucket, key = parse_s3_uri(target)
-        (source or ImageSource())._store(bucket).put_table(key, table, contract)
+        (source or ImageSource()).store(bucket).put_table(key, table, contract)
     else:
         write_parquet_atomic(table, target)
     return target
@@ -120,7 +121,7 @@ def load_tables(out: str, stage: str, contract: str, source: ImageSource | None 
     base = f"{out.rstrip('/')}/{stage}"
     if base.startswith("s3://"):
         bucket, prefix = parse_s3_uri(base)
-        store = (source or ImageSource())._store(bucket)
+        store = (source or ImageSource()).store(bucket)
         keys = sorted(k for k in store.list(prefix + "/") if k.endswith(".parquet"))
         tables = [store.get_table(k, contract) for k in keys]
     else:
@@ -129,3 +130,28 @@ def load_tables(out: str, stage: str, contract: str, source: ImageSource | None 
     if not tables:
         return empty_table(contract)
     return conform(pa.concat_tables(tables), contract)
+
+
+def load_images(
+    manifest: pa.Table, max_pixels: int, source: ImageSource | None = None, stage: str = "load"
+) -> tuple[list[ImageItem], list[dict]]:
+    """Decode every manifest image (as ingest did) → ImageItems, and reject rows for images
+    that can no longer be read or decoded (changed or deleted since ingest)."""
+    from pipelines.ingest.decode import ImageRefused, decode_image
+
+    source = source or ImageSource()
+    items: list[ImageItem] = []
+    rejects: list[dict] = []
+    for row in manifest.to_pylist():
+        try:
+            decoded = decode_image(source.read(row["uri"]), max_pixels=max_pixels)
+        except (OSError, ImageRefused) as err:
+            rejects.append({"stage": stage, "item_id": row["image_id"], "reason": f"image not loadable: {err}",
+                            "raw": row["uri"]})
+            continue
+        if (decoded.width, decoded.height) != (row["width"], row["height"]):
+            rejects.append({"stage": stage, "item_id": row["image_id"], "raw": row["uri"],
+                            "reason": f"image changed since ingest: {decoded.width}x{decoded.height}"})
+            continue
+        items.append(ImageItem(row["image_id"], decoded.image))
+    return items, rejects

@@ -17,9 +17,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="questions Parquet file to write (atomically)")
     p.add_argument("--rejects", default=None, help="rejects Parquet file (default: <out>.rejects.parquet)")
     p.add_argument("--seed", type=int, default=None, help="generator seed (default: questions.seed)")
-    p.add_argument("--per-image", type=int, default=None, help="questions per image (default: questions.per_image)")
     p.add_argument(
-        "--variants", default=None, help="comma-separated variants: full,half,single (default: questions.variants)"
+        "--per-image", type=int, default=None, help="questions per image (default: questions.per_image)"
+    )
+    p.add_argument(
+        "--variants",
+        default=None,
+        help="comma-separated variants: full,half,single (default: questions.variants)",
     )
     p.set_defaults(handler=_questions)
 
@@ -48,9 +52,15 @@ def _questions(args: argparse.Namespace) -> int:
             "the `hopchain questions` command runs the program writer without models; the VLM writer and "
             "difficulty calibration run in the GPU pipeline (questions.writer=program, difficulty.enabled=false here)"
         )
-    result = run_questions(read_parquet(args.instances, "instances"), read_parquet(args.manifest, "manifest"), cfg)
+    result = run_questions(
+        read_parquet(args.instances, "instances"), read_parquet(args.manifest, "manifest"), cfg
+    )
     out = write_parquet_atomic(result.questions, args.out)
-    rejects = Path(args.rejects) if args.rejects else out.with_name(out.name.removesuffix(".parquet") + ".rejects.parquet")
+    rejects = (
+        Path(args.rejects)
+        if args.rejects
+        else out.with_name(out.name.removesuffix(".parquet") + ".rejects.parquet")
+    )
     write_parquet_atomic(result.rejects, rejects)
     print(json.dumps({"questions": str(out), "rejects": str(rejects), **result.stats}, indent=2, default=str))
     return 0

@@ -59,7 +59,9 @@ def calibrate(
         batch = list(questions[start : start + batch_size])
         try:
             reqs = [VLMRequest(image_of(q.image_id), template.substitute(question=q.question)) for q in batch]
-            outs = solver.generate(reqs, max_new_tokens=max_new_tokens, temperature=temperature, num_samples=k)
+            outs = solver.generate(
+                reqs, max_new_tokens=max_new_tokens, temperature=temperature, num_samples=k
+            )
             if len(outs) != len(batch):
                 raise RuntimeError(f"solver returned {len(outs)} results for {len(batch)} requests")
         except Exception as err:  # noqa: BLE001 - recorded per question, questions kept unscored

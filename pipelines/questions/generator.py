@@ -25,7 +25,7 @@ import itertools
 import random
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from pipelines.questions import program as P
@@ -92,7 +92,9 @@ def make_question(
     image_id: str, hops: Sequence[Hop], text: str, *, generator: str = GENERATOR_NAME, variant: str = "full"
 ) -> Question:
     """A :class:`Question` from executed hops (answer and id derived, never given)."""
-    return Question(P.question_id(image_id, hops), image_id, text, P.answer_of(hops), tuple(hops), generator, variant)
+    return Question(
+        P.question_id(image_id, hops), image_id, text, P.answer_of(hops), tuple(hops), generator, variant
+    )
 
 
 @dataclass
@@ -260,9 +262,10 @@ class _Builder:
             return None
         kinds = P.hop_kinds(self.hops)
         out = []
+        ids = self.scene.ids
         for h, r, k in zip(self.hops, self.res, kinds, strict=True):
-            v = r if isinstance(r, (int, float)) else self.scene.ids_of(r.tolist())
-            out.append(replace(h, kind=k, value=v))
+            v = r if isinstance(r, (int, float)) else sorted(ids[r].tolist())
+            out.append(Hop(h.op, h.args, h.inputs, k, v))
         return out
 
 
@@ -299,7 +302,7 @@ def scene_candidates(
                 by_family.setdefault(fam, []).append(n)
     families = sorted(by_family)
     out: list[Question] = []
-    seen_prog: set[str] = set()
+    seen_prog: set[tuple] = set()
     seen_text: set[str] = set()
     for _ in range(n_wanted * max_attempts_factor):
         if len(out) >= n_wanted:
@@ -313,7 +316,7 @@ def scene_candidates(
             stats.failed_plans += 1
             continue
         stats.built += 1
-        canon = P.canonical_program(hops)
+        canon = tuple(P.hop_key(h) for h in hops)
         if canon in seen_prog:
             stats.duplicates += 1
             continue
@@ -351,7 +354,10 @@ def answer_cap(counts: Counter, max_share: float) -> int | None:
 
 
 def select_balanced(
-    per_image: Sequence[list[Question]], cap_per_image: int, max_share: float, stats: GenerationStats | None = None
+    per_image: Sequence[list[Question]],
+    cap_per_image: int,
+    max_share: float,
+    stats: GenerationStats | None = None,
 ) -> tuple[list[Question], list[Question]]:
     """Pick up to ``cap_per_image`` questions per image so that no answer value exceeds
     ``max_share`` of the batch whenever that is attainable.
@@ -393,8 +399,10 @@ def select_balanced(
         for i, pool in enumerate(spare):
             keep: list[Question] = []
             for q in pool:
-                if len(chosen[i]) < cap_per_image and counts[q.answer] + 1 <= max_share * (total + 1) and (
-                    max(counts.values(), default=0) <= max_share * (total + 1)
+                if (
+                    len(chosen[i]) < cap_per_image
+                    and counts[q.answer] + 1 <= max_share * (total + 1)
+                    and (max(counts.values(), default=0) <= max_share * (total + 1))
                 ):
                     chosen[i].append(q)
                     counts[q.answer] += 1
@@ -426,13 +434,19 @@ def generate(
     max_hops: int = 6,
     max_share: float = 0.35,
     margins: Margins = P.DEFAULT_MARGINS,
-    oversample: int = 3,
+    oversample: int = 2,
 ) -> GenerationResult:
     """Full-variant questions for a batch of scenes (deterministic for a given batch and seed)."""
     stats = GenerationStats(images=len(scenes))
     per = [
         scene_candidates(
-            s, per_image * oversample, seed=seed, min_hops=min_hops, max_hops=max_hops, margins=margins, stats=stats
+            s,
+            per_image * oversample,
+            seed=seed,
+            min_hops=min_hops,
+            max_hops=max_hops,
+            margins=margins,
+            stats=stats,
         )
         for s in scenes
     ]
@@ -449,9 +463,9 @@ def answer_shares(questions: Iterable[Question]) -> dict[str, float]:
 
 __all__ = [
     "GENERATOR_NAME",
+    "PLANS",
     "GenerationResult",
     "GenerationStats",
-    "PLANS",
     "Question",
     "answer_cap",
     "answer_shares",

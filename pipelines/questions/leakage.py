@@ -17,16 +17,37 @@ import re
 from collections.abc import Sequence
 
 from pipelines.contracts import canonical_number
-from pipelines.questions.program import Hop, LeakageError, canonical_program
+from pipelines.questions.program import Hop, LeakageError, hop_key
 from pipelines.questions.templates import plural
 
-_WORDS = (
-    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
-    "sixteen seventeen eighteen nineteen twenty"
-).split()
+_WORDS = [
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+    "seventeen",
+    "eighteen",
+    "nineteen",
+    "twenty",
+]
 _NUMBER_RE = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?")
 _WORD_RE = re.compile(r"\b(" + "|".join(_WORDS) + r")\b", re.IGNORECASE)
-_MARK_RE = re.compile(r"(#\s*\d+|\b(?:mark|marker|object|instance|id|label|region|box)\s*#?\s*\d+)", re.IGNORECASE)
+_MARK_RE = re.compile(
+    r"(#\s*\d+|\b(?:mark|marker|object|instance|id|label|region|box)\s*#?\s*\d+)", re.IGNORECASE
+)
 
 
 def numbers_in_text(text: str) -> set[str]:
@@ -70,9 +91,9 @@ def check_text(text: str, hops: Sequence[Hop]) -> None:
 
 def check_needs_image(hops: Sequence[Hop]) -> None:
     """Raise :class:`LeakageError` if a hop's value follows from the program alone."""
-    seen: dict[str, int] = {}
+    seen: dict[tuple, int] = {}
     for i, h in enumerate(hops):
-        key = canonical_program([Hop(h.op, h.args, h.inputs)])
+        key = hop_key(h)
         if key in seen:
             raise LeakageError("repeated_hop", f"hop {i} repeats hop {seen[key]}", i)
         seen[key] = i
@@ -82,5 +103,7 @@ def check_needs_image(hops: Sequence[Hop]) -> None:
             x, s = hops[h.inputs[0]], h.inputs[1]
             if x.op == "extreme" and x.inputs[0] == s and x.args["key"] == h.args["key"]:
                 raise LeakageError(
-                    "rank_of_extreme", f"rank by {h.args['key']} of the {h.args['key']}-extreme of the same set", i
+                    "rank_of_extreme",
+                    f"rank by {h.args['key']} of the {h.args['key']}-extreme of the same set",
+                    i,
                 )

@@ -120,7 +120,13 @@ class Hop:
     value: Value | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"op": self.op, "args": dict(self.args), "inputs": list(self.inputs), "kind": self.kind, "value": self.value}
+        return {
+            "op": self.op,
+            "args": dict(self.args),
+            "inputs": list(self.inputs),
+            "kind": self.kind,
+            "value": self.value,
+        }
 
 
 def program_from_json(data: str | Sequence[Any]) -> list[Hop]:
@@ -140,10 +146,20 @@ def program_from_json(data: str | Sequence[Any]) -> list[Hop]:
         inputs = h.get("inputs") or []
         if not isinstance(args, dict):
             raise ArgumentError("bad_args", f"args must be an object: {args!r}", i)
-        if not isinstance(inputs, list) or not all(isinstance(x, int) and not isinstance(x, bool) for x in inputs):
+        if not isinstance(inputs, list) or not all(
+            isinstance(x, int) and not isinstance(x, bool) for x in inputs
+        ):
             raise ArgumentError("bad_inputs", f"inputs must be a list of hop indices: {inputs!r}", i)
         kind = h.get("kind", "perception")
-        hops.append(Hop(h["op"], dict(args), tuple(inputs), kind if kind in ("perception", "instance_chain") else "perception", h.get("value")))
+        hops.append(
+            Hop(
+                h["op"],
+                dict(args),
+                tuple(inputs),
+                kind if kind in ("perception", "instance_chain") else "perception",
+                h.get("value"),
+            )
+        )
     return hops
 
 
@@ -155,8 +171,15 @@ def program_to_json(hops: Sequence[Hop]) -> str:
 def canonical_program(hops: Sequence[Hop]) -> str:
     """Canonical JSON of what the program *is* (op, args, inputs): values and kinds excluded."""
     return json.dumps(
-        [{"op": h.op, "args": h.args, "inputs": list(h.inputs)} for h in hops], separators=(",", ":"), sort_keys=True
+        [{"op": h.op, "args": h.args, "inputs": list(h.inputs)} for h in hops],
+        separators=(",", ":"),
+        sort_keys=True,
     )
+
+
+def hop_key(h: Hop) -> tuple:
+    """A hashable identity of one hop (op, args, inputs) — cheaper than JSON for dedupe."""
+    return (h.op, tuple(sorted(h.args.items())), tuple(h.inputs))
 
 
 def question_id(image_id: str, hops: Sequence[Hop]) -> str:
@@ -194,21 +217,29 @@ def check_structure(hops: Sequence[Hop], min_hops: int = 3, max_hops: int = 6) -
                 raise StructureError("input_not_earlier", f"input {src} of hop {i}", i)
             got = output_type(hops[src])
             if got != want:
-                raise ArgumentError("input_type", f"{h.op} input {j} must be a {want}, hop {src} yields a {got}", i)
+                raise ArgumentError(
+                    "input_type", f"{h.op} input {j} must be a {want}, hop {src} yields a {got}", i
+                )
             consumed[src] = True
         _check_args(h, allowed, i)
     for i in range(n - 1):
         if not consumed[i]:
             raise StructureError("dangling_hop", f"hop {i} ({hops[i].op}) is used by no later hop", i)
     if output_type(hops[-1]) != "number":
-        raise StructureError("last_not_number", f"last hop {hops[-1].op} yields a {output_type(hops[-1])}", n - 1)
+        raise StructureError(
+            "last_not_number", f"last hop {hops[-1].op} yields a {output_type(hops[-1])}", n - 1
+        )
 
 
 def _check_args(h: Hop, allowed: tuple[str, ...], i: int) -> None:
     extra = set(h.args) - set(allowed)
     missing = set(allowed) - set(h.args)
     if extra or missing:
-        raise ArgumentError("args", f"{h.op} args must be {sorted(allowed)}; missing {sorted(missing)}, unknown {sorted(extra)}", i)
+        raise ArgumentError(
+            "args",
+            f"{h.op} args must be {sorted(allowed)}; missing {sorted(missing)}, unknown {sorted(extra)}",
+            i,
+        )
     a = h.args
     choices = {"key": KEYS, "order": ORDERS, "relation": RELATIONS, "fn": ARITH_FNS}
     for name, options in choices.items():
@@ -266,9 +297,7 @@ def op_extreme(scene: Scene, s: np.ndarray, key: str, order: str, m: Margins) ->
     idx = np.argsort(-v if order == "max" else v, kind="stable")
     w, r = v[idx[0]], v[idx[1]]
     if not _ranked_gap_ok(key, order, float(w), float(r), scene, m):
-        raise MarginError(
-            f"extreme_{key}", f"{order} {key}: winner {w:.2f} vs runner-up {r:.2f} too close"
-        )
+        raise MarginError(f"extreme_{key}", f"{order} {key}: winner {w:.2f} vs runner-up {r:.2f} too close")
     return s[idx[:1]]
 
 
@@ -277,7 +306,11 @@ def op_relate(scene: Scene, a: np.ndarray, relation: str, category: str, m: Marg
     cand = scene.by_category.get(category, _EMPTY)
     cand = cand[cand != pa]
     if relation in ("left_of", "right_of"):
-        coord, bound, size = scene.cx[cand], (scene.x0 if relation == "left_of" else scene.x1)[pa], scene.width
+        coord, bound, size = (
+            scene.cx[cand],
+            (scene.x0 if relation == "left_of" else scene.x1)[pa],
+            scene.width,
+        )
     else:
         coord, bound, size = scene.cy[cand], (scene.y0 if relation == "above" else scene.y1)[pa], scene.height
     if cand.shape[0]:
@@ -388,7 +421,11 @@ def _run_hop(h: Hop, results: list[Any], scene: Scene, m: Margins) -> Any:
 def answer_of(hops: Sequence[Hop]) -> str:
     """The canonical answer string of an executed program (its last hop's value)."""
     v = hops[-1].value
-    if not isinstance(v, (int, float)) or isinstance(v, bool) or (isinstance(v, float) and not math.isfinite(v)):
+    if (
+        not isinstance(v, (int, float))
+        or isinstance(v, bool)
+        or (isinstance(v, float) and not math.isfinite(v))
+    ):
         raise StructureError("last_not_number", f"last value {v!r}")
     return canonical_number(v)
 

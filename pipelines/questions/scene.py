@@ -147,6 +147,8 @@ def mask_stats(rles: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray, np.n
     cy = np.full(n, np.nan)
     for i, rle in enumerate(rles):
         m = mask_utils.decode(rle)  # (h, w) uint8, Fortran order
+        if m.size and m.max() > 1:  # pycocotools decodes corrupt counts into garbage instead of failing
+            raise ValueError("corrupt RLE counts")
         cols = m.sum(axis=0, dtype=np.int64)
         rows = m.sum(axis=1, dtype=np.int64)
         a = int(cols.sum())
@@ -211,31 +213,30 @@ def scenes_from_tables(
             seen.add(r["instance_id"])
             kept.append(r)
             rles.append(
-                {"size": [int(r["mask_height"]), int(r["mask_width"])], "counts": r["mask_rle"].encode("ascii")}
+                {
+                    "size": [int(r["mask_height"]), int(r["mask_width"])],
+                    "counts": r["mask_rle"].encode("ascii"),
+                }
             )
-        area = np.zeros(0)
-        cx = cy = area
+        area = np.zeros(len(kept))
+        cx = np.full(len(kept), np.nan)
+        cy = np.full(len(kept), np.nan)
         good: list[int] = []
-        if kept:
+        for i, rle in enumerate(rles):
             try:
-                area, cx, cy = mask_stats(rles)
-            except Exception as err:  # one bad RLE: decode one by one to blame the right instance
-                area, cx, cy = np.zeros(len(kept)), np.full(len(kept), np.nan), np.full(len(kept), np.nan)
-                for i, rle in enumerate(rles):
-                    try:
-                        a, x, y = mask_stats([rle])
-                        area[i], cx[i], cy[i] = a[0], x[0], y[0]
-                    except Exception as one:  # noqa: BLE001 - kept as a reject with its reason
-                        area[i] = -1
-                        rejects.append(
-                            SceneReject(f"{iid}#{kept[i]['instance_id']}", f"bad_mask: {one}", str(err))
-                        )
+                a, x, y = mask_stats([rle])
+                area[i], cx[i], cy[i] = a[0], x[0], y[0]
+            except Exception as err:  # noqa: BLE001 - an undecodable mask is kept as a reject with its reason
+                area[i] = -1
+                rejects.append(SceneReject(f"{iid}#{kept[i]['instance_id']}", f"bad_mask: {err}"))
         for i, r in enumerate(kept):
             if area[i] < 0:
                 continue
             if area[i] < max(min_area, 1):
                 rejects.append(
-                    SceneReject(f"{iid}#{r['instance_id']}", f"small_area: {int(area[i])} < {max(min_area, 1)}")
+                    SceneReject(
+                        f"{iid}#{r['instance_id']}", f"small_area: {int(area[i])} < {max(min_area, 1)}"
+                    )
                 )
                 continue
             good.append(i)

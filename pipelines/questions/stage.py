@@ -24,7 +24,7 @@ from pipelines.questions.generator import Question, generate, select_balanced
 from pipelines.questions.program import Margins
 from pipelines.questions.scene import Scene, scenes_from_tables
 from pipelines.questions.variants import derive_variants
-from pipelines.questions.writer import STAGE, reject_row
+from pipelines.questions.writer import reject_row
 from pipelines.vlm import VLMBackend
 
 log = logging.getLogger(__name__)
@@ -65,15 +65,22 @@ def run_questions(
     ``solver_backend`` (both already ``setup()``). Deterministic for the program writer.
     """
     margins = Margins(max_count=cfg.max_count)
-    scenes, scene_rejects = scenes_from_tables(instances, manifest, min_score=cfg.min_score, min_area=cfg.min_area)
+    scenes, scene_rejects = scenes_from_tables(
+        instances, manifest, min_score=cfg.min_score, min_area=cfg.min_area
+    )
     rejects = [reject_row(r.item_id, r.reason, r.raw) for r in scene_rejects]
     by_id = {s.image_id: s for s in scenes}
     stats: dict[str, Any] = {"images": len(scenes), "instances_left_out": len(scene_rejects)}
 
     if cfg.writer == "program":
         res = generate(
-            scenes, seed=cfg.seed, per_image=cfg.per_image, min_hops=cfg.min_hops, max_hops=cfg.max_hops,
-            max_share=cfg.max_answer_share, margins=margins,
+            scenes,
+            seed=cfg.seed,
+            per_image=cfg.per_image,
+            min_hops=cfg.min_hops,
+            max_hops=cfg.max_hops,
+            max_share=cfg.max_answer_share,
+            margins=margins,
         )
         full, dropped = res.questions, res.balanced_out
         stats["generator"] = {k: v for k, v in vars(res.stats).items() if k != "reasons"}
@@ -81,10 +88,16 @@ def run_questions(
     else:
         if writer_backend is None:
             raise ValueError("questions.writer is 'vlm' but no writer backend was given")
-        full, dropped, writer_rejects = _vlm_questions(scenes, instances, manifest, cfg, writer_backend, margins, image_loader)
+        full, dropped, writer_rejects = _vlm_questions(
+            scenes, instances, manifest, cfg, writer_backend, margins, image_loader
+        )
         rejects += writer_rejects
-    rejects += [reject_row(q.question_id, f"answer_balance: answer {q.answer} over the {cfg.max_answer_share:g} share cap")
-                for q in dropped]
+    rejects += [
+        reject_row(
+            q.question_id, f"answer_balance: answer {q.answer} over the {cfg.max_answer_share:g} share cap"
+        )
+        for q in dropped
+    ]
 
     variants, missing = derive_variants(full, by_id, [v for v in cfg.variants if v != "full"], margins)
     kept_variants: list[Question] = []
@@ -92,7 +105,10 @@ def run_questions(
         group = [q for q in variants if q.variant == v]
         sel, out = select_balanced(_by_image(group, scenes), cfg.per_image, cfg.max_answer_share)
         kept_variants += sel
-        rejects += [reject_row(q.question_id, f"answer_balance: {v} answer {q.answer} over the share cap") for q in out]
+        rejects += [
+            reject_row(q.question_id, f"answer_balance: {v} answer {q.answer} over the share cap")
+            for q in out
+        ]
     stats["variants_not_derivable"] = missing
     questions = (full if "full" in cfg.variants else []) + kept_variants
 
@@ -111,15 +127,22 @@ def run_questions(
 
         d = cfg.difficulty
         questions, too_easy = calibrate(
-            questions, image_of, solver_backend, k=d.k, temperature=d.temperature,
-            drop_at_pass_rate=d.drop_at_pass_rate, prompt_version=cfg.vlm_prompt_version,
+            questions,
+            image_of,
+            solver_backend,
+            k=d.k,
+            temperature=d.temperature,
+            drop_at_pass_rate=d.drop_at_pass_rate,
+            prompt_version=cfg.vlm_prompt_version,
         )
         rejects += too_easy
 
     with_q = Counter(q.image_id for q in questions)
     for s in scenes:
         if not with_q[s.image_id]:
-            rejects.append(reject_row(s.image_id, f"no_question: no verified question for a scene of {s.n} instances"))
+            rejects.append(
+                reject_row(s.image_id, f"no_question: no verified question for a scene of {s.n} instances")
+            )
     stats.update(
         questions=len(questions),
         by_variant=dict(Counter(q.variant for q in questions)),
@@ -127,7 +150,9 @@ def run_questions(
         by_family=dict(Counter(q.family for q in questions if q.variant == "full")),
         rejects=dict(Counter(r["reason"].split(":")[0] for r in rejects)),
     )
-    return StageResult(to_table([q.to_row() for q in questions], "questions"), to_table(rejects, "rejects"), stats)
+    return StageResult(
+        to_table([q.to_row() for q in questions], "questions"), to_table(rejects, "rejects"), stats
+    )
 
 
 def _by_image(questions: list[Question], scenes: list[Scene]) -> list[list[Question]]:
@@ -138,8 +163,13 @@ def _by_image(questions: list[Question], scenes: list[Scene]) -> list[list[Quest
 
 
 def _vlm_questions(
-    scenes: list[Scene], instances: pa.Table, manifest: pa.Table, cfg: QuestionsConfig,
-    backend: VLMBackend, margins: Margins, image_loader: ImageLoader,
+    scenes: list[Scene],
+    instances: pa.Table,
+    manifest: pa.Table,
+    cfg: QuestionsConfig,
+    backend: VLMBackend,
+    margins: Margins,
+    image_loader: ImageLoader,
 ) -> tuple[list[Question], list[Question], list[dict[str, str]]]:
     from pycocotools import mask as mask_utils
 
@@ -165,8 +195,13 @@ def _vlm_questions(
             continue
         items.append(WriterItem(s, image, masks.get(s.image_id, {})))
     writer = VLMQuestionWriter(
-        backend, prompt_version=cfg.vlm_prompt_version, margins=margins, min_hops=cfg.min_hops, max_hops=cfg.max_hops,
+        backend,
+        prompt_version=cfg.vlm_prompt_version,
+        margins=margins,
+        min_hops=cfg.min_hops,
+        max_hops=cfg.max_hops,
         samples_per_image=cfg.vlm_samples_per_image,
+        max_new_tokens=cfg.vlm_max_new_tokens,
     )
     written, writer_rejects = writer.write(items)
     selected, dropped = select_balanced(_by_image(written, scenes), cfg.per_image, cfg.max_answer_share)

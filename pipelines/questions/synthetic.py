@@ -17,8 +17,22 @@ import numpy as np
 from pipelines.questions.scene import Scene
 
 VOCAB = (
-    "cup", "bottle", "dog", "person", "chair", "car", "book", "apple", "bird", "traffic light",
-    "bus", "knife", "bench", "umbrella", "clock", "potted plant",
+    "cup",
+    "bottle",
+    "dog",
+    "person",
+    "chair",
+    "car",
+    "book",
+    "apple",
+    "bird",
+    "traffic light",
+    "bus",
+    "knife",
+    "bench",
+    "umbrella",
+    "clock",
+    "potted plant",
 )
 
 

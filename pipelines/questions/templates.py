@@ -15,10 +15,26 @@ from collections.abc import Sequence
 from pipelines.questions.program import Hop
 
 _IRREGULAR = {
-    "person": "people", "man": "men", "woman": "women", "child": "children", "mouse": "mice",
-    "foot": "feet", "tooth": "teeth", "goose": "geese", "sheep": "sheep", "fish": "fish", "deer": "deer",
-    "knife": "knives", "leaf": "leaves", "shelf": "shelves", "scissors": "scissors", "glasses": "glasses",
-    "skis": "skis", "bus": "buses", "tv": "tvs", "potted plant": "potted plants",
+    "person": "people",
+    "man": "men",
+    "woman": "women",
+    "child": "children",
+    "mouse": "mice",
+    "foot": "feet",
+    "tooth": "teeth",
+    "goose": "geese",
+    "sheep": "sheep",
+    "fish": "fish",
+    "deer": "deer",
+    "knife": "knives",
+    "leaf": "leaves",
+    "shelf": "shelves",
+    "scissors": "scissors",
+    "glasses": "glasses",
+    "skis": "skis",
+    "bus": "buses",
+    "tv": "tvs",
+    "potted plant": "potted plants",
 }
 
 
@@ -93,7 +109,9 @@ class _Renderer:
         letter = LETTERS[len(self.letter)]
         self.letter[i] = letter
         self.steps.append(
-            self.pick(("Let {L} be {p}.", "Find {p}; call it {L}.", "Take {p} and call it {L}.")).format(L=letter, p=phrase)
+            self.pick(("Let {L} be {p}.", "Find {p}; call it {L}.", "Take {p} and call it {L}.")).format(
+                L=letter, p=phrase
+            )
         )
         return letter
 
@@ -136,8 +154,12 @@ class _Renderer:
             return f"the position of {self.inst(h.inputs[0])} among {self.set_phrase(h.inputs[1])} ({order})"
         if h.op == "arith":
             a, b = self.number_noun(h.inputs[0]), self.number_noun(h.inputs[1])
-            return {"add": f"the sum of {a} and {b}", "sub": f"{a} minus {b}",
-                    "max": f"the larger of {a} and {b}", "min": f"the smaller of {a} and {b}"}[h.args["fn"]]
+            return {
+                "add": f"the sum of {a} and {b}",
+                "sub": f"{a} minus {b}",
+                "max": f"the larger of {a} and {b}",
+                "min": f"the smaller of {a} and {b}",
+            }[h.args["fn"]]
         raise ValueError(f"hop {i} ({h.op}) does not yield a number")
 
     def question(self, i: int) -> str:
@@ -146,27 +168,45 @@ class _Renderer:
             src = self.hops[h.inputs[0]]
             if src.op == "find":
                 cat = plural(src.args["category"])
-                return self.pick((f"How many {cat} are there in the image?", f"How many {cat} can you see?",
-                                  f"Count the {cat}. How many are there?"))
+                return self.pick(
+                    (
+                        f"How many {cat} are there in the image?",
+                        f"How many {cat} can you see?",
+                        f"Count the {cat}. How many are there?",
+                    )
+                )
             rel = self.pick(RELATION[src.args["relation"]])
             cat, anchor = plural(src.args["category"]), self.inst(src.inputs[0])
-            return self.pick((f"How many {cat} are {rel} {anchor}?", f"Count the {cat} that are {rel} {anchor}.",
-                              f"What is the number of {cat} {rel} {anchor}?"))
+            return self.pick(
+                (
+                    f"How many {cat} are {rel} {anchor}?",
+                    f"Count the {cat} that are {rel} {anchor}.",
+                    f"What is the number of {cat} {rel} {anchor}?",
+                )
+            )
         if h.op == "rank":
             order = RANK_ORDER[(h.args["key"], h.args["order"])]
             x, s = self.inst(h.inputs[0]), self.set_phrase(h.inputs[1])
-            return self.pick((f"{order.capitalize()}, what position does {x} hold among {s}?",
-                              f"Among {s}, {order}, at which position is {x}?"))
+            return self.pick(
+                (
+                    f"{order.capitalize()}, what position does {x} hold among {s}?",
+                    f"Among {s}, {order}, at which position is {x}?",
+                )
+            )
         if h.op == "arith":
             a, b = self.number_noun(h.inputs[0]), self.number_noun(h.inputs[1])
             fn = h.args["fn"]
             forms = {
                 "add": (f"What is {a} plus {b}?", f"Add {a} and {b}. What is the total?"),
                 "sub": (f"What is {a} minus {b}?", f"Subtract {b} from {a}. What is the result?"),
-                "max": (f"Which is greater, {a} or {b}? Answer with that number.",
-                        f"Take the larger of {a} and {b}. What is it?"),
-                "min": (f"Which is smaller, {a} or {b}? Answer with that number.",
-                        f"Take the smaller of {a} and {b}. What is it?"),
+                "max": (
+                    f"Which is greater, {a} or {b}? Answer with that number.",
+                    f"Take the larger of {a} and {b}. What is it?",
+                ),
+                "min": (
+                    f"Which is smaller, {a} or {b}? Answer with that number.",
+                    f"Take the smaller of {a} and {b}. What is it?",
+                ),
             }[fn]
             return self.pick(forms)
         raise ValueError(f"last hop ({h.op}) does not yield a number")

@@ -85,7 +85,10 @@ def single_variant(full: Question, scene: Scene, margins: Margins = P.DEFAULT_MA
 
 
 def derive_variants(
-    questions: Sequence[Question], scenes: dict[str, Scene], variants: Sequence[str], margins: Margins = P.DEFAULT_MARGINS
+    questions: Sequence[Question],
+    scenes: dict[str, Scene],
+    variants: Sequence[str],
+    margins: Margins = P.DEFAULT_MARGINS,
 ) -> tuple[list[Question], int]:
     """Variants (besides ``full``) of every full question; duplicates (same question_id) are kept
     once. Returns (variant questions, number that could not be derived)."""

@@ -42,12 +42,24 @@ class ParseError(ProgramError):
 # ------------------------------------------------------------------------------ set-of-mark image
 
 _PALETTE = [
-    (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
-    (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128), (220, 190, 255),
+    (230, 25, 75),
+    (60, 180, 75),
+    (255, 225, 25),
+    (0, 130, 200),
+    (245, 130, 48),
+    (145, 30, 180),
+    (70, 240, 240),
+    (240, 50, 230),
+    (210, 245, 60),
+    (250, 190, 212),
+    (0, 128, 128),
+    (220, 190, 255),
 ]
 
 
-def set_of_mark_image(image: Image.Image, scene: Scene, masks: dict[int, np.ndarray], alpha: float = 0.45) -> Image.Image:
+def set_of_mark_image(
+    image: Image.Image, scene: Scene, masks: dict[int, np.ndarray], alpha: float = 0.45
+) -> Image.Image:
     """The image with every scene instance's mask tinted, outlined, and labelled with its id at
     its centroid (set-of-mark prompting). ``masks`` maps instance id -> (height, width) mask."""
     base = image.convert("RGB")
@@ -61,7 +73,10 @@ def set_of_mark_image(image: Image.Image, scene: Scene, masks: dict[int, np.ndar
         sel = m.astype(bool)
         arr[sel] = (1 - alpha) * arr[sel] + alpha * colour
         edge = sel & ~(
-            np.pad(sel, 1)[2:, 1:-1] & np.pad(sel, 1)[:-2, 1:-1] & np.pad(sel, 1)[1:-1, 2:] & np.pad(sel, 1)[1:-1, :-2]
+            np.pad(sel, 1)[2:, 1:-1]
+            & np.pad(sel, 1)[:-2, 1:-1]
+            & np.pad(sel, 1)[1:-1, 2:]
+            & np.pad(sel, 1)[1:-1, :-2]
         )
         arr[edge] = colour
     out = Image.fromarray(arr.clip(0, 255).astype(np.uint8))
@@ -122,7 +137,9 @@ def parse_writer_output(text: str) -> dict[str, Any]:
     candidates: list[dict[str, Any]] = []
     for chunk in chunks:
         for variant in (chunk, _TRAILING_COMMA.sub(r"\1", chunk)):
-            candidates = [o for o in _json_objects(variant) if "question" in o or "hops" in o or "program" in o]
+            candidates = [
+                o for o in _json_objects(variant) if "question" in o or "hops" in o or "program" in o
+            ]
             if candidates:
                 break
         if candidates:
@@ -205,6 +222,7 @@ class VLMQuestionWriter:
         self.min_hops, self.max_hops = min_hops, max_hops
         self.batch_size = batch_size
         self.generator = f"vlm:{backend.name}:prompt-{prompt_version}"
+        self.request_prompt_marker = "Answer with JSON only"  # a line every writer prompt version keeps
 
     def request(self, item: WriterItem) -> VLMRequest:
         """The chat turn for one image: the set-of-mark image and the filled writer prompt."""
@@ -235,7 +253,10 @@ class VLMQuestionWriter:
                 if len(outputs) != len(batch):
                     raise RuntimeError(f"backend returned {len(outputs)} results for {len(batch)} requests")
             except Exception as err:  # noqa: BLE001 - the whole batch becomes reject rows, with the error
-                rejects += [reject_row(it.scene.image_id, f"backend_error: {type(err).__name__}: {err}") for it in batch]
+                rejects += [
+                    reject_row(it.scene.image_id, f"backend_error: {type(err).__name__}: {err}")
+                    for it in batch
+                ]
                 continue
             for item, texts in zip(batch, outputs, strict=True):
                 q, r = self.check_outputs(item.scene, texts)
@@ -243,7 +264,9 @@ class VLMQuestionWriter:
                 rejects += r
         return questions, rejects
 
-    def check_outputs(self, scene: Scene, texts: Sequence[str]) -> tuple[list[Question], list[dict[str, str]]]:
+    def check_outputs(
+        self, scene: Scene, texts: Sequence[str]
+    ) -> tuple[list[Question], list[dict[str, str]]]:
         """Parse and verify the completions for one scene (deduplicated by program and by text)."""
         out: list[Question] = []
         rejects: list[dict[str, str]] = []

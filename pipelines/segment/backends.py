@@ -44,7 +44,7 @@ class Prompt:
 class RawInstance:
     category: str
     score: float
-    mask: np.ndarray  # bool (H, W)
+    mask: Any  # bool (H, W): numpy array or torch tensor (possibly on the GPU; encoded there)
 
 
 @runtime_checkable
@@ -134,7 +134,7 @@ class Sam3Backend:
                         target_sizes=[(h, w)] * n,
                     )
                     for name, res in zip(names, post, strict=True):
-                        masks = res["masks"].bool().cpu().numpy()
+                        masks = res["masks"].bool()  # stays on the device until RLE encoding
                         scores = res["scores"].float().cpu().numpy()
                         results[i].extend(RawInstance(name, float(s), m) for m, s in zip(masks, scores, strict=True))
         return results
@@ -238,9 +238,12 @@ class Sam2HFBackend:
         for start in range(0, len(todo), self.ref.batch_size):
             chunk = todo[start : start + self.ref.batch_size]
             boxed = [[p for p in prompts[i] if p.box is not None] for i in chunk]
+            # the processor cannot pad ragged box lists: repeat each image's last box, drop extras after
+            most = max(len(ps) for ps in boxed)
+            box_lists = [[_xyxy(p.box) for p in ps] + [_xyxy(ps[-1].box)] * (most - len(ps)) for ps in boxed]
             inputs = self.processor(
                 images=[images[i] for i in chunk],
-                input_boxes=[[_xyxy(p.box) for p in ps] for ps in boxed],
+                input_boxes=box_lists,
                 return_tensors="pt",
             ).to(self.device)
             inputs["pixel_values"] = inputs["pixel_values"].to(self.dtype)
@@ -251,7 +254,7 @@ class Sam2HFBackend:
             )
             scores = out.iou_scores.float().cpu().numpy()
             for row, (i, ps) in enumerate(zip(chunk, boxed, strict=True)):
-                m = masks[row][: len(ps), 0].numpy().astype(bool)
+                m = masks[row][: len(ps), 0].bool()
                 s = scores[row, : len(ps), 0]
                 results[i].extend(RawInstance(p.category, float(sc), mk) for p, mk, sc in zip(ps, m, s, strict=True))
         return results

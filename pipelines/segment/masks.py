@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from pycocotools import mask as mask_utils
@@ -34,20 +35,32 @@ def encode_mask(mask: np.ndarray) -> EncodedMask:
         raise ValueError(f"mask must be 2-D (H, W), got shape {mask.shape}")
     m = np.asfortranarray(mask.astype(np.uint8, copy=False))
     rle = mask_utils.encode(m)
-    return _from_rle(rle)
+    return from_rle(rle)
 
 
-def encode_masks(masks: np.ndarray) -> list[EncodedMask]:
-    """Encode a stack ``(N, H, W)`` in one pycocotools call."""
+def encode_masks(masks: Any) -> list[EncodedMask]:
+    """Encode a stack ``(N, H, W)`` (numpy or torch, bool/uint8) in one pycocotools call.
+
+    pycocotools wants column-major ``(H, W, N)``, which is exactly the memory of a C-contiguous
+    ``(N, W, H)`` array; so the transpose is done where the masks live (on the GPU for torch
+    tensors, where it is nearly free) before the host copy, and the view handed to pycocotools
+    needs no further copy.
+    """
     if masks.ndim != 3:
-        raise ValueError(f"masks must be (N, H, W), got shape {masks.shape}")
+        raise ValueError(f"masks must be (N, H, W), got shape {tuple(masks.shape)}")
     if masks.shape[0] == 0:
         return []
-    m = np.asfortranarray(masks.transpose(1, 2, 0).astype(np.uint8, copy=False))
-    return [_from_rle(r) for r in mask_utils.encode(m)]
+    if hasattr(masks, "permute"):  # torch.Tensor
+        nwh = masks.transpose(1, 2).contiguous().cpu().numpy()
+    else:
+        nwh = np.ascontiguousarray(np.asarray(masks).transpose(0, 2, 1))
+    if nwh.dtype != np.uint8:
+        nwh = nwh.view(np.uint8) if nwh.dtype == np.bool_ else (nwh != 0).view(np.uint8)
+    return [from_rle(r) for r in mask_utils.encode(nwh.transpose(2, 1, 0))]
 
 
-def _from_rle(rle: dict) -> EncodedMask:
+def from_rle(rle: dict) -> EncodedMask:
+    """A pycocotools RLE dict (``counts`` bytes or str) → EncodedMask (area, bbox from pycocotools)."""
     h, w = (int(v) for v in rle["size"])
     area = int(mask_utils.area(rle))
     x, y, bw, bh = (float(v) for v in mask_utils.toBbox(rle))
@@ -67,7 +80,7 @@ def decode_rle(counts: str, height: int, width: int) -> np.ndarray:
 def polygons_to_rle(polygons: Sequence[Sequence[float]], height: int, width: int) -> EncodedMask:
     """COCO polygon list (``[[x1, y1, x2, y2, ...], ...]``, pixel coordinates) → merged RLE."""
     rles = mask_utils.frPyObjects([list(map(float, p)) for p in polygons], height, width)
-    return _from_rle(mask_utils.merge(rles))
+    return from_rle(mask_utils.merge(rles))
 
 
 def suppress_duplicates(encoded: Sequence[EncodedMask], scores: Sequence[float], iou_threshold: float) -> list[int]:

@@ -16,6 +16,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import pyarrow as pa
 
 from pipelines.config import SegmentConfig
@@ -26,12 +27,14 @@ from pipelines.segment.masks import encode_masks, suppress_duplicates
 
 log = logging.getLogger(__name__)
 
+
 @dataclass
 class SegmentResult:
     instances: pa.Table
     rejects: pa.Table
     counts: dict[str, int] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)  # seconds: model, encode, total
+
 
 def prompts_from_detections(detections: pa.Table, needs_boxes: bool) -> tuple[dict[str, list[Prompt]], list[dict]]:
     """Group detections by image into prompts; box-less detections for a box backend are rejects."""
@@ -46,6 +49,16 @@ def prompts_from_detections(detections: pa.Table, needs_boxes: bool) -> tuple[di
             continue
         prompts[row["image_id"]].append(Prompt(row["category"], box))
     return prompts, rejects
+
+
+def _stack(masks: list) -> object:
+    """Stack (H, W) masks into (N, H, W), keeping torch tensors on their device."""
+    if hasattr(masks[0], "permute"):
+        import torch
+
+        return torch.stack(masks)
+    return np.stack(masks)
+
 
 class SegmentStage:
     name = "segment"
@@ -87,7 +100,7 @@ class SegmentStage:
                 continue
             t1 = time.perf_counter()
 
-            encoded = encode_masks(np.stack([r.mask for r in kept]))
+            encoded = encode_masks(_stack([r.mask for r in kept]))
             t_encode += time.perf_counter() - t1
             big = [k for k, e in enumerate(encoded) if e.area >= cfg.min_area]
             counts["below_area"] += len(kept) - len(big)

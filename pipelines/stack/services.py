@@ -377,8 +377,11 @@ class Airflow(Service):
                 "HOPCHAIN_PARAMS": os.environ.get("HOPCHAIN_PARAMS", str(REPO_ROOT / "params.yaml")),
             }
         )
-        if os.environ.get("HOPCHAIN_PROFILE"):
-            env["HOPCHAIN_PROFILE"] = os.environ["HOPCHAIN_PROFILE"]
+        # Tasks read params.yaml with the profile the stack was started with.
+        if self.params.profile != "base":
+            env["HOPCHAIN_PROFILE"] = self.params.profile
+        else:
+            env.pop("HOPCHAIN_PROFILE", None)
         return env
 
     def _cli(self, *args: str, timeout_s: float = 300) -> str:

@@ -195,7 +195,7 @@ def build_qwen3vl(
         tie_word_embeddings=False,
     )
     with torch.device(device):
-        model = Qwen3VLForConditionalGeneration._from_config(config, torch_dtype=_dtype(dtype)).eval()
+        model = Qwen3VLForConditionalGeneration._from_config(config, dtype=_dtype(dtype)).eval()
     model.generation_config.eos_token_id = [ids["<|im_end|>"], tokenizer.eos_token_id]
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.do_sample = False
@@ -232,7 +232,13 @@ def build_sam3(
     special = dict(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                    pad_token_id=tokenizer.pad_token_id)
     if full_size:
-        config = Sam3Config(text_config={"model_type": "clip_text_model", **special})
+        # Sam3Config's own text defaults (CLIP-L-sized), restated because passing any text_config dict
+        # replaces them with CLIPTextConfig's smaller defaults
+        config = Sam3Config(text_config={
+            "model_type": "clip_text_model", "vocab_size": 49408, "hidden_size": 1024, "intermediate_size": 4096,
+            "projection_dim": 512, "num_hidden_layers": 24, "num_attention_heads": 16,
+            "max_position_embeddings": 32, "hidden_act": "gelu", **special,
+        })
         image_processor = Sam3ImageProcessor()
     else:
         config = Sam3Config(
@@ -258,7 +264,7 @@ def build_sam3(
         )
         image_processor = Sam3ImageProcessor(size={"height": 224, "width": 224}, mask_size={"height": 64, "width": 64})
     with torch.device(device):
-        model = Sam3Model._from_config(config, torch_dtype=_dtype(dtype)).eval()
+        model = Sam3Model._from_config(config, dtype=_dtype(dtype)).eval()
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     Sam3Processor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(out)
@@ -301,7 +307,7 @@ def build_sam2_hf(
         )
         image_processor = Sam2ImageProcessor(size={"height": 128, "width": 128}, mask_size={"height": 32, "width": 32})
     with torch.device(device):
-        model = Sam2Model._from_config(config, torch_dtype=_dtype(dtype)).eval()
+        model = Sam2Model._from_config(config, dtype=_dtype(dtype)).eval()
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     Sam2Processor(image_processor=image_processor).save_pretrained(out)

@@ -8,19 +8,18 @@ worker per queue (``default`` and ``gpu``), each with ``--concurrency 1`` and it
 name. The task instance ``hostname`` of a task is the name of the worker that ran it (each worker
 process gets its own ``[core] hostname_callable``), so a test can assert task placement.
 
-Usage (a scale-out test)::
+Usage (a scale-out test; ``s3_server``/``label_studio`` are the session fixtures of conftest)::
 
-    with RedisServer(tmp_path / "redis") as redis:
-        cluster = CeleryAirflow.for_test(tmp_path / "airflow", redis.url, dags_folder=...)
-        cluster.provision(s3_creds, ls_creds)          # db migrate, gpu pool, connections
-        cluster.start()                                # api-server, scheduler, dag-processor, workers
-        try:
-            cluster.wait_healthy(180)
-            run_id = cluster.trigger("my_dag")
-            cluster.wait_for_run("my_dag", run_id, 240)
-            placements = cluster.task_hostnames("my_dag", run_id)  # {task_id: "worker-gpu", ...}
-        finally:
-            cluster.stop()
+    from celery_cluster import celery_cluster
+
+    with celery_cluster(tmp_path, s3_server.credentials(), label_studio.credentials(),
+                        triggerer=True) as cluster:          # the repository's dags/
+        run_id = cluster.trigger("hopchain_nightly", conf={"input_prefix": "inputs/demo"})
+        assert cluster.wait_for_run("hopchain_nightly", run_id, 600) == "success"
+        assert cluster.hostnames_by_queue("hopchain_nightly", run_id) == {
+            "gpu": {"worker-gpu"}, "default": {"worker-default"}}
+
+Worker processes run with ``HOPCHAIN_PROFILE`` from the test's environment (see ``for_test``).
 """
 
 from __future__ import annotations
@@ -28,7 +27,8 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
-import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,7 +44,7 @@ CELERY_QUEUES: tuple[str, ...] = ("default", "gpu")
 
 # Imported by each Celery worker's task processes through [core] hostname_callable: the task
 # instance's ``hostname`` becomes the worker's name instead of the (shared) machine name.
-_HOSTNAME_MODULE = '''"""Written by tests/integration/celery_cluster.py: the TI hostname is the worker's name."""
+_HOSTNAME_MODULE = '''"""Written by tests/integration/celery_cluster.py: TI hostname = worker name."""
 import os
 
 
@@ -284,8 +284,21 @@ class CeleryAirflow(Airflow):
         """``{task_id or task_id[map_index]: hostname}`` for every task instance of the run."""
         out: dict[str, str] = {}
         for ti in self.task_instances(dag_id, run_id):
-            key = ti["task_id"] if ti.get("map_index", -1) in (-1, None) else f"{ti['task_id']}[{ti['map_index']}]"
+            mapped = ti.get("map_index", -1) not in (-1, None)
+            key = f"{ti['task_id']}[{ti['map_index']}]" if mapped else ti["task_id"]
             out[key] = ti.get("hostname") or ""
+        return out
+
+    def hostnames_by_queue(self, dag_id: str, run_id: str) -> dict[str, set[str]]:
+        """``{queue: {hostname, ...}}`` over the run's task instances that ran (hostname set).
+
+        The scale-out assertion "every GPU task on the gpu worker and nothing else there" is
+        ``hostnames_by_queue(...) == {"gpu": {"worker-gpu"}, "default": {"worker-default"}}``.
+        """
+        out: dict[str, set[str]] = {}
+        for ti in self.task_instances(dag_id, run_id):
+            if ti.get("hostname"):
+                out.setdefault(ti["queue"], set()).add(ti["hostname"])
         return out
 
     def worker_log(self, queue: str) -> str:
@@ -298,6 +311,30 @@ class CeleryAirflow(Airflow):
             return []
         with sqlite3.connect(db) as conn:
             return list(conn.execute("SELECT task_id, status FROM celery_taskmeta"))
+
+
+@contextmanager
+def celery_cluster(tmp_path: Path, s3: dict[str, str], ls: dict[str, str], *, dags_folder: Path | None = None,
+                   triggerer: bool = False, timeout_s: float = 240.0) -> Iterator[CeleryAirflow]:
+    """Redis + a provisioned, started, healthy :class:`CeleryAirflow`; everything stopped by pid after.
+
+    ``s3``/``ls`` are the local stack's credential dicts (``s3_server.credentials()``,
+    ``label_studio.credentials()``): they become the ``hopchain_s3``/``hopchain_label_studio``
+    connections. ``dags_folder`` defaults to the repository's ``dags/``.
+    """
+    with RedisServer(tmp_path / "redis") as redis:
+        cluster = CeleryAirflow.for_test(tmp_path / "stack", redis.url, dags_folder=dags_folder,
+                                         triggerer=triggerer)
+        cluster.provision(s3, ls)
+        cluster.start()
+        try:
+            try:
+                cluster.wait_healthy(timeout_s)
+            except StackError as err:
+                raise StackError(f"{err}\n{logs_tail(cluster.home)}") from None
+            yield cluster
+        finally:
+            cluster.stop()
 
 
 def logs_tail(home: Path, lines: int = 40) -> str:

@@ -14,7 +14,7 @@ import pytest
 
 from pipelines.stack.process import wait_until
 
-from celery_cluster import CeleryAirflow, RedisServer, dump, logs_tail, redis_available
+from celery_cluster import celery_cluster, dump, logs_tail, redis_available
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -53,29 +53,32 @@ def _celery_provider_installed() -> bool:
 
 
 @pytest.mark.skipif(not redis_available(), reason="Debian package redis-server is not installed")
-@pytest.mark.skipif(not _celery_provider_installed(), reason="apache-airflow-providers-celery is not installed")
+@pytest.mark.skipif(not _celery_provider_installed(),
+                    reason="apache-airflow-providers-celery is not installed")
 @pytest.mark.timeout(420)
 def test_each_task_runs_on_the_worker_of_its_queue(tmp_path: Path) -> None:
     dags = tmp_path / "dags"
     dags.mkdir()
     (dags / "celery_smoke.py").write_text(DAG)
-    with RedisServer(tmp_path / "redis") as redis:
-        cluster = CeleryAirflow.for_test(tmp_path / "stack", redis.url, dags_folder=dags)
-        dummy_s3 = {"endpoint": "http://127.0.0.1:9", "access_key": "unused", "secret_key": "unused"}
-        dummy_ls = {"url": "http://127.0.0.1:9", "token": "unused"}
-        cluster.provision(dummy_s3, dummy_ls)  # db migrate, the gpu pool, the connections
-        cluster.start()
-        try:
-            cluster.wait_healthy(240)
-            run_id = cluster.trigger("celery_smoke", timeout_s=120)
-            state = cluster.wait_for_run("celery_smoke", run_id, 240)
-            tis = cluster.task_instances("celery_smoke", run_id)
-            detail = dump(tis) + "\n" + logs_tail(cluster.home)
-            assert state == "success", detail
-            placed = {ti["task_id"]: (ti["queue"], ti["hostname"]) for ti in tis}
-            assert placed == {"on_gpu": ("gpu", "worker-gpu"), "on_default": ("default", "worker-default")}, detail
-            # The Celery result backend (SQLite) records both tasks (a moment after the TI states).
-            wait_until(lambda: [s for _, s in cluster.celery_results()].count("SUCCESS") == 2, 30, 0.5,
-                       what="both Celery results to be SUCCESS")
-        finally:
-            cluster.stop()
+    dummy_s3 = {"endpoint": "http://127.0.0.1:9", "access_key": "unused", "secret_key": "unused"}
+    dummy_ls = {"url": "http://127.0.0.1:9", "token": "unused"}
+    with celery_cluster(tmp_path, dummy_s3, dummy_ls, dags_folder=dags) as cluster:
+        run_id = cluster.trigger("celery_smoke", timeout_s=120)
+        state = cluster.wait_for_run("celery_smoke", run_id, 240)
+        tis = cluster.task_instances("celery_smoke", run_id)
+        detail = dump(tis) + "\n" + logs_tail(cluster.home)
+        assert state == "success", detail
+        placed = {ti["task_id"]: (ti["queue"], ti["hostname"]) for ti in tis}
+        assert placed == {"on_gpu": ("gpu", "worker-gpu"),
+                          "on_default": ("default", "worker-default")}, detail
+        assert cluster.hostnames_by_queue("celery_smoke", run_id) == {
+            "gpu": {"worker-gpu"}, "default": {"worker-default"}}
+        # Each worker's own log shows it received exactly its task.
+        gpu_log = cluster.worker_log("gpu")
+        assert "task_id='on_gpu'" in gpu_log and "task_id='on_default'" not in gpu_log
+        assert "task_id='on_default'" in cluster.worker_log("default")
+        # The Celery result backend (SQLite) records both tasks (a moment after the TI states).
+        wait_until(lambda: [s for _, s in cluster.celery_results()].count("SUCCESS") == 2, 30, 0.5,
+                   what="both Celery results to be SUCCESS")
+    # Everything was stopped by pid: no process of the cluster is left.
+    assert not cluster.running()

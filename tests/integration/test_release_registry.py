@@ -143,8 +143,74 @@ def test_consumer_clones_pulls_and_loads_the_release(first_release, registry_set
     assert metrics["released"]["questions"] == inputs.accepted
     assert "manual-1" in (wc / "card" / "README.md").read_text()
 
+    # `dvc repro` at the tag rebuilds byte-identical outputs from the DVC-tracked inputs snapshot.
+    _run([str(DVC_BIN), "repro", "--force"], wc, env, timeout=300)
+    assert json.loads(_run([str(DVC_BIN), "status", "--json"], wc, env).stdout or "{}") == {}
+    assert _run(["git", "status", "--porcelain"], wc, env).stdout.strip() == ""
+
     out = tmp_path / "got.jsonl"
     _run([str(DVC_BIN), "get", str(registry_setup["registry"]), "release/chat/train.jsonl", "--rev", tag,
           "-o", str(out)], tmp_path, env)
     lines = [json.loads(x) for x in out.read_text().splitlines()]
     assert len(lines) == len(ds["train"]) and all(isinstance(x["answer"], (int, float)) for x in lines)
+
+
+def test_second_release_same_day_shows_metrics_diff_and_first_tag_still_pulls(
+        first_release, registry_setup, s3_server, s3_creds, tmp_path):
+    env = _consumer_env(s3_creds)
+    # What the first tag holds, before anything else is released.
+    before = _clone_and_pull(registry_setup["registry"], first_release["tag"], tmp_path / "before", env)
+    lock_before = (before / "dvc.lock").read_text()
+    rows_before = sum(pq.read_metadata(f).num_rows for f in (before / "release" / "data").glob("*.parquet"))
+
+    inputs = make_inputs(tmp_path / "inputs2", n_images=14, questions_per_image=3, seed=2)
+    result = publish(
+        first_release["params"],
+        ReleaseSources(str(inputs.consensus), str(inputs.questions), str(inputs.instances), str(inputs.manifest),
+                       images_from=str(inputs.images)),
+        creds=s3_creds, workdir=registry_setup["workdir"], registry_url=str(registry_setup["registry"]), day=DAY,
+    )
+    assert result.tag == "v2026.05.04.2"
+    assert f"Metrics diff against {first_release['tag']}" in result.notes
+    assert "released.questions" in result.notes  # the `dvc metrics diff --md` table
+    assert str(inputs.accepted) in result.notes
+    tag_message = _run(["git", "tag", "-l", "--format=%(contents)", result.tag], registry_setup["registry"], env).stdout
+    assert "released.questions" in tag_message
+
+    first = _clone_and_pull(registry_setup["registry"], first_release["tag"], tmp_path / "first", env)
+    assert (first / "dvc.lock").read_text() == lock_before
+    verify_checkout(first)
+    rows = sum(pq.read_metadata(f).num_rows for f in (first / "release" / "data").glob("*.parquet"))
+    assert rows == rows_before == first_release["inputs"].accepted
+
+    second = _clone_and_pull(registry_setup["registry"], result.tag, tmp_path / "second", env)
+    verify_checkout(second)
+    rows2 = sum(pq.read_metadata(f).num_rows for f in (second / "release" / "data").glob("*.parquet"))
+    assert rows2 == inputs.accepted
+
+
+def test_republishing_unchanged_inputs_returns_the_existing_tag(first_release, registry_setup, s3_creds):
+    inputs = first_release["inputs"]
+    # Same tables and image bytes, read from local files this time: the snapshot differs only in
+    # provenance, so this is a new release; publishing it twice makes the second one a no-op.
+    sources = ReleaseSources(str(inputs.consensus), str(inputs.questions), str(inputs.instances),
+                             str(inputs.manifest), images_from=str(inputs.images))
+    kw = dict(creds=s3_creds, workdir=registry_setup["workdir"], registry_url=str(registry_setup["registry"]),
+              day=DAY + dt.timedelta(days=1))
+    a = publish(first_release["params"], sources, **kw)
+    b = publish(first_release["params"], sources, **kw)
+    assert a.tag == "v2026.05.05" and not a.reused
+    assert b.reused and b.tag == a.tag and b.pushed_files == 0
+
+
+def test_no_committed_file_in_any_revision_holds_the_s3_secret(first_release, registry_setup, s3_creds):
+    registry = registry_setup["registry"]
+    blobs = subprocess.run(["git", "cat-file", "--batch-all-objects", "--batch"], cwd=registry,
+                           capture_output=True, timeout=60, check=True).stdout
+    assert len(blobs) > 10_000  # the registry really holds the releases' files
+    assert b"dvc.lock" in blobs and b"endpointurl" in blobs
+    assert s3_creds.secret_key.encode() not in blobs
+    assert s3_creds.access_key.encode() not in blobs
+    refs = subprocess.run(["git", "for-each-ref", "--format=%(refname) %(contents)"], cwd=registry,
+                          capture_output=True, text=True, timeout=60, check=True).stdout
+    assert s3_creds.secret_key not in refs

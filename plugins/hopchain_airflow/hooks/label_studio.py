@@ -47,6 +47,10 @@ class LabelStudioHook(BaseHook):
         creds, extra = self.credentials_from_connection(self.get_connection(self.label_studio_conn_id))
         return LabelStudioClient.from_credentials(creds, timeout_s=float(extra.get("timeout_s", 60.0)))
 
+    def get_client(self) -> LabelStudioClient:
+        """Alias of :meth:`get_conn` (the name the runtime uses)."""
+        return self.get_conn()
+
     def test_connection(self) -> tuple[bool, str]:
         """Used by the UI's "Test" button: whoami with the token."""
         try:

@@ -90,7 +90,8 @@ class AnnotationCompleteTrigger(BaseTrigger):
         page = 1
         while True:
             resp = await http.get(
-                "/api/tasks", params=tasks_page_params(self.project_id, page, self.page_size, self.batch, "all")
+                "/api/tasks",
+                params=tasks_page_params(self.project_id, page, self.page_size, self.batch, "all"),
             )
             resp.raise_for_status()
             data = resp.json()
@@ -101,16 +102,31 @@ class AnnotationCompleteTrigger(BaseTrigger):
             page += 1
         return summarize_completion(tasks, self.required)
 
-    def _event(self, status: str, summary: CompletionSummary | None, polls: int, errors: int,
-               last_error: str | None) -> TriggerEvent:
-        counts = summary.as_dict() if summary else {
-            "required": self.required, "total": None, "complete": None, "incomplete": None,
-            "counter_mismatches": None,
-        }
-        return TriggerEvent({
-            "status": status, "project_id": self.project_id, "batch": self.batch, **counts,
-            "polls": polls, "errors": errors, "last_error": last_error,
-        })
+    def _event(
+        self, status: str, summary: CompletionSummary | None, polls: int, errors: int, last_error: str | None
+    ) -> TriggerEvent:
+        counts = (
+            summary.as_dict()
+            if summary
+            else {
+                "required": self.required,
+                "total": None,
+                "complete": None,
+                "incomplete": None,
+                "counter_mismatches": None,
+            }
+        )
+        return TriggerEvent(
+            {
+                "status": status,
+                "project_id": self.project_id,
+                "batch": self.batch,
+                **counts,
+                "polls": polls,
+                "errors": errors,
+                "last_error": last_error,
+            }
+        )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         deadline = _parse_deadline(self.deadline)
@@ -124,18 +140,27 @@ class AnnotationCompleteTrigger(BaseTrigger):
                 try:
                     summary = await self.poll_once(http)
                     polls += 1
-                    self.log.info("batch %s of project %s: %d/%d complete", self.batch, self.project_id,
-                                  summary.complete, summary.total)
+                    self.log.info(
+                        "batch %s of project %s: %d/%d complete",
+                        self.batch,
+                        self.project_id,
+                        summary.complete,
+                        summary.total,
+                    )
                 except httpx.HTTPStatusError as err:
                     if err.response.status_code < 500:
                         raise  # a wrong token or project does not heal by waiting
                     errors += 1
                     last_error = f"HTTP {err.response.status_code}"
-                    self.log.warning("Label Studio answered %s; polling on until %s", last_error, self.deadline)
+                    self.log.warning(
+                        "Label Studio answered %s; polling on until %s", last_error, self.deadline
+                    )
                 except (httpx.TransportError, ValueError) as err:  # down, restarting, or garbled body
                     errors += 1
                     last_error = f"{type(err).__name__}: {err}"
-                    self.log.warning("Label Studio unreachable (%s); polling on until %s", last_error, self.deadline)
+                    self.log.warning(
+                        "Label Studio unreachable (%s); polling on until %s", last_error, self.deadline
+                    )
                 if summary is not None and summary.all_complete:
                     yield self._event("complete", summary, polls, errors, last_error)
                     return

@@ -20,18 +20,30 @@ pytestmark = pytest.mark.unit
 def test_hook_builds_client_from_connection(monkeypatch):
     from hopchain_airflow.hooks.label_studio import LabelStudioHook
 
-    monkeypatch.setenv("AIRFLOW_CONN_HOPCHAIN_LABEL_STUDIO", json.dumps(
-        {"conn_type": "label_studio", "host": "http://127.0.0.1", "port": 8081, "password": "secret-token",
-         "extra": {"timeout_s": 7}}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_HOPCHAIN_LABEL_STUDIO",
+        json.dumps(
+            {
+                "conn_type": "label_studio",
+                "host": "http://127.0.0.1",
+                "port": 8081,
+                "password": "secret-token",
+                "extra": {"timeout_s": 7},
+            }
+        ),
+    )
     hook = LabelStudioHook()
     assert hook.default_conn_name == "hopchain_label_studio" and hook.conn_type == "label_studio"
     client = hook.get_conn()
     assert client.url == "http://127.0.0.1:8081"
     assert client.http.headers["Authorization"] == "Token secret-token"
     assert client.http.timeout.read == 7
+    assert hook.get_client().url == client.url
     assert "secret-token" not in repr(hook.credentials())
     behaviour = LabelStudioHook.get_ui_field_behaviour()
-    assert "login" in behaviour["hidden_fields"] and behaviour["relabeling"]["password"].startswith("API token")
+    assert "login" in behaviour["hidden_fields"] and behaviour["relabeling"]["password"].startswith(
+        "API token"
+    )
     assert isinstance(LabelStudioHook.get_connection_form_widgets(), dict)
 
 
@@ -51,8 +63,9 @@ def test_trigger_serialize_round_trip():
     from hopchain_airflow.triggers.annotation import AnnotationCompleteTrigger
 
     deadline = (datetime.now(UTC) + timedelta(hours=2)).isoformat()
-    trig = AnnotationCompleteTrigger(project_id=3, batch="run-1", deadline=deadline, poll_interval_s=5,
-                                     conn_id="hopchain_label_studio")
+    trig = AnnotationCompleteTrigger(
+        project_id=3, batch="run-1", deadline=deadline, poll_interval_s=5, conn_id="hopchain_label_studio"
+    )
     classpath, kwargs = trig.serialize()
     assert json.loads(json.dumps(kwargs)) == kwargs  # plain JSON
     module, _, name = classpath.rpartition(".")
@@ -78,8 +91,9 @@ def test_trigger_reaches_deadline_while_label_studio_is_down():
     from pipelines.stack.process import free_port
 
     deadline = (datetime.now(UTC) + timedelta(seconds=0.6)).isoformat()
-    trig = AnnotationCompleteTrigger(1, "b", deadline, poll_interval_s=0.1,
-                                     base_url=f"http://127.0.0.1:{free_port()}", token="t")
+    trig = AnnotationCompleteTrigger(
+        1, "b", deadline, poll_interval_s=0.1, base_url=f"http://127.0.0.1:{free_port()}", token="t"
+    )
 
     async def first_event():
         async for event in trig.run():

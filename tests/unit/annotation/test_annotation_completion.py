@@ -6,7 +6,12 @@ import json
 
 import pytest
 
-from pipelines.annotation.completion import batch_filter, distinct_annotators, summarize_completion, tasks_page_params
+from pipelines.annotation.completion import (
+    batch_filter,
+    distinct_annotators,
+    summarize_completion,
+    tasks_page_params,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -14,8 +19,11 @@ pytestmark = pytest.mark.unit
 def task(qid, users, cancelled=(), stored=None):
     anns = [{"completed_by": u, "was_cancelled": False} for u in users]
     anns += [{"completed_by": u, "was_cancelled": True} for u in cancelled]
-    return {"data": {"question_id": qid}, "annotations": anns,
-            "total_annotations": len(users) if stored is None else stored}
+    return {
+        "data": {"question_id": qid},
+        "annotations": anns,
+        "total_annotations": len(users) if stored is None else stored,
+    }
 
 
 def test_distinct_users_ignore_duplicates_and_cancelled():

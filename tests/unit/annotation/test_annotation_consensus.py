@@ -15,8 +15,15 @@ pytestmark = pytest.mark.unit
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def rec(qid: str, who: str, answer: str | None, verdict: str = ANSWERABLE, minute: int = 0,
-        lead: float | None = 10.0, ann_id: int | None = None) -> AnnotationRecord:
+def rec(
+    qid: str,
+    who: str,
+    answer: str | None,
+    verdict: str = ANSWERABLE,
+    minute: int = 0,
+    lead: float | None = 10.0,
+    ann_id: int | None = None,
+) -> AnnotationRecord:
     return AnnotationRecord(qid, who, answer, verdict, T0 + timedelta(minutes=minute), lead, "", ann_id)
 
 
@@ -77,8 +84,10 @@ def test_second_answer_by_same_annotator_and_fifth_annotator_are_ignored_and_rep
     res = decide(records, {"q": "3"})
     assert by_id(res)["q"]["status"] == "accepted"
     reasons = sorted(r.reason for r in res.ignored)
-    assert reasons == ["annotator beyond the first 4 distinct ignored",
-                       "second annotation by the same annotator ignored"]
+    assert reasons == [
+        "annotator beyond the first 4 distinct ignored",
+        "second annotation by the same annotator ignored",
+    ]
     assert {r.item_id for r in res.ignored} == {"q/annotation-10", "q/annotation-11"}
 
 
@@ -108,9 +117,16 @@ def test_unknown_question_reported():
 
 def test_annotator_stats_agreement_and_lead_time():
     records = four("q1", ["3"] * 4) + four("q2", ["2", "2", "2", "7"])
-    records = [r if r.annotator != "a3" else AnnotationRecord(r.question_id, r.annotator, r.answer, r.verdict,
-                                                              r.submitted_at, 30.0, "", r.annotation_id)
-               for r in records]
+    records = [
+        (
+            r
+            if r.annotator != "a3"
+            else AnnotationRecord(
+                r.question_id, r.annotator, r.answer, r.verdict, r.submitted_at, 30.0, "", r.annotation_id
+            )
+        )
+        for r in records
+    ]
     res = decide(records, {"q1": "3", "q2": "2"})
     stats = {s["annotator"]: s for s in res.stats}
     assert stats["a0"]["agreement"] == 1.0 and stats["a0"]["compared"] == 2
@@ -120,9 +136,11 @@ def test_annotator_stats_agreement_and_lead_time():
 
 
 def test_tables_conform_to_contracts():
-    res = decide(four("q", ["3"] * 4) + four("p", ["1", None, "1", "1"],
-                                             [ANSWERABLE, NOT_ANSWERABLE, ANSWERABLE, ANSWERABLE]),
-                 {"q": "3", "p": "1"})
+    res = decide(
+        four("q", ["3"] * 4)
+        + four("p", ["1", None, "1", "1"], [ANSWERABLE, NOT_ANSWERABLE, ANSWERABLE, ANSWERABLE]),
+        {"q": "3", "p": "1"},
+    )
     assert res.consensus_table().num_rows == 2
     ann = res.annotations_table()
     assert ann.num_rows == 8 and ann.column("answerable").to_pylist().count(False) == 1

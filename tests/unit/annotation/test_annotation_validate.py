@@ -11,8 +11,14 @@ pytestmark = pytest.mark.unit
 
 
 def ann(result, user=1, ann_id=1, cancelled=False, lead=5.0):
-    return {"id": ann_id, "result": result, "completed_by": user, "was_cancelled": cancelled,
-            "created_at": "2026-01-01T00:00:00.123Z", "lead_time": lead}
+    return {
+        "id": ann_id,
+        "result": result,
+        "completed_by": user,
+        "was_cancelled": cancelled,
+        "created_at": "2026-01-01T00:00:00.123Z",
+        "lead_time": lead,
+    }
 
 
 def task(qid, *anns):
@@ -47,20 +53,26 @@ def test_invalid_results_are_refused_with_reason(result, reason):
 
 
 def test_not_answerable_drops_any_number_and_keeps_comment():
-    result = answer_result(5, verdict="not answerable",
-                           extra=[{"from_name": "comment", "value": {"text": ["no dogs visible"]}}])
+    result = answer_result(
+        5, verdict="not answerable", extra=[{"from_name": "comment", "value": {"text": ["no dogs visible"]}}]
+    )
     assert parse_result(result) == (None, "not answerable", "no dogs visible")
 
 
 def test_validate_tasks_records_and_rejects():
-    tasks = [task("q1",
-                  ann(answer_result(3), user=1, ann_id=1),
-                  ann(answer_result("x"), user=2, ann_id=2),
-                  ann(answer_result(3), user=3, ann_id=3, cancelled=True),
-                  ann(answer_result(3), user=None, ann_id=4))]
+    tasks = [
+        task(
+            "q1",
+            ann(answer_result(3), user=1, ann_id=1),
+            ann(answer_result("x"), user=2, ann_id=2),
+            ann(answer_result(3), user=3, ann_id=3, cancelled=True),
+            ann(answer_result(3), user=None, ann_id=4),
+        )
+    ]
     records, rejects = validate_task_annotations(tasks, {1: "ann@example.com"})
     assert [(r.question_id, r.annotator, r.answer, r.lead_time_s, r.task_id) for r in records] == [
-        ("q1", "ann@example.com", "3", 5.0, 7)]
+        ("q1", "ann@example.com", "3", 5.0, 7)
+    ]
     assert records[0].submitted_at.tzinfo is not None
     assert {r.item_id: r.reason for r in rejects} == {
         "q1/annotation-2": "non-numeric answer 'x'",

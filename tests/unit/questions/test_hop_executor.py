@@ -26,8 +26,15 @@ W = H = 100  # margins: axis gap 3 px, relate gap 2 px
 def scene(*inst: tuple, w: int = W, h: int = H) -> Scene:
     """inst = (id, category, (x, y, w, h), area, cx, cy)."""
     return Scene.from_arrays(
-        "img", w, h, [i[0] for i in inst], [i[1] for i in inst], [i[2] for i in inst],
-        [i[3] for i in inst], [i[4] for i in inst], [i[5] for i in inst],
+        "img",
+        w,
+        h,
+        [i[0] for i in inst],
+        [i[1] for i in inst],
+        [i[2] for i in inst],
+        [i[3] for i in inst],
+        [i[4] for i in inst],
+        [i[5] for i in inst],
     )
 
 
@@ -39,9 +46,9 @@ def inst(iid: int, cat: str, cx: float, cy: float, area: float = 50.0, box: tupl
     return (iid, cat, box or box_at(cx, cy), area, cx, cy)
 
 
-F = lambda c: Hop("find", {"category": c})  # noqa: E731
-EXT = lambda k, o, i=0: Hop("extreme", {"key": k, "order": o}, (i,))  # noqa: E731
-CNT = lambda i: Hop("count", {}, (i,))  # noqa: E731
+F = lambda c: Hop("find", {"category": c})
+EXT = lambda k, o, i=0: Hop("extreme", {"key": k, "order": o}, (i,))
+CNT = lambda i: Hop("count", {}, (i,))
 
 
 def probe(i: int) -> list[Hop]:
@@ -57,7 +64,12 @@ def values(hops: list[Hop], sc: Scene) -> list:
 
 
 def test_find_count_and_extreme_by_each_key() -> None:
-    sc = scene(inst(3, "cup", 10, 50, 200), inst(1, "cup", 50, 10, 100), inst(2, "cup", 90, 90, 60), inst(7, "dog", 50, 50))
+    sc = scene(
+        inst(3, "cup", 10, 50, 200),
+        inst(1, "cup", 50, 10, 100),
+        inst(2, "cup", 90, 90, 60),
+        inst(7, "dog", 50, 50),
+    )
     assert values([F("cup"), CNT(0)], sc) == [[1, 2, 3], 3]
     assert values([F("cup"), EXT("area", "max"), *probe(1)], sc)[1] == [3]
     assert values([F("cup"), EXT("area", "min"), *probe(1)], sc)[1] == [2]
@@ -71,10 +83,16 @@ def test_find_count_and_extreme_by_each_key() -> None:
 def test_relate_uses_centroids_against_box_edges() -> None:
     # anchor box x 40..60, y 40..60; centroid of the anchor is irrelevant to the relation
     anchor = (1, "cup", (40, 40, 20, 20), 400, 50, 50)
-    sc = scene(anchor, inst(2, "dog", 20, 50), inst(3, "dog", 80, 50), inst(4, "dog", 50, 20),
-               inst(5, "dog", 50, 80), inst(6, "dog", 45, 45))  # 6 is inside the box: in no relation
+    sc = scene(
+        anchor,
+        inst(2, "dog", 20, 50),
+        inst(3, "dog", 80, 50),
+        inst(4, "dog", 50, 20),
+        inst(5, "dog", 50, 80),
+        inst(6, "dog", 45, 45),
+    )  # 6 is inside the box: in no relation
     base = [F("cup"), EXT("area", "max")]
-    rel = lambda r: values([*base, Hop("relate", {"relation": r, "category": "dog"}, (1,)), CNT(2)], sc)  # noqa: E731
+    rel = lambda r: values([*base, Hop("relate", {"relation": r, "category": "dog"}, (1,)), CNT(2)], sc)
     assert rel("left_of")[2:] == [[2], 1]
     assert rel("right_of")[2:] == [[3], 1]
     assert rel("above")[2:] == [[4], 1]
@@ -83,14 +101,29 @@ def test_relate_uses_centroids_against_box_edges() -> None:
 
 def test_relate_excludes_the_anchor_itself() -> None:
     sc = scene(inst(1, "cup", 50, 50, 300), inst(2, "cup", 10, 50, 100))
-    v = values([F("cup"), EXT("area", "max"), Hop("relate", {"relation": "left_of", "category": "cup"}, (1,)), CNT(2)], sc)
+    v = values(
+        [
+            F("cup"),
+            EXT("area", "max"),
+            Hop("relate", {"relation": "left_of", "category": "cup"}, (1,)),
+            CNT(2),
+        ],
+        sc,
+    )
     assert v[2:] == [[2], 1]
 
 
 def test_nearest_picks_smallest_centroid_distance_and_never_itself() -> None:
-    sc = scene(inst(1, "cup", 50, 50, 300), inst(2, "cup", 70, 50), inst(3, "dog", 60, 50), inst(4, "dog", 10, 10))
-    hops = [F("cup"), EXT("area", "max"), Hop("nearest", {"category": "cup"}, (1,)),
-            Hop("relate", {"relation": "right_of", "category": "dog"}, (2,)), CNT(3)]
+    sc = scene(
+        inst(1, "cup", 50, 50, 300), inst(2, "cup", 70, 50), inst(3, "dog", 60, 50), inst(4, "dog", 10, 10)
+    )
+    hops = [
+        F("cup"),
+        EXT("area", "max"),
+        Hop("nearest", {"category": "cup"}, (1,)),
+        Hop("relate", {"relation": "right_of", "category": "dog"}, (2,)),
+        CNT(3),
+    ]
     assert values(hops, sc)[2] == [2]
     hops[2] = Hop("nearest", {"category": "dog"}, (1,))
     hops[3] = Hop("relate", {"relation": "left_of", "category": "dog"}, (2,))
@@ -100,12 +133,17 @@ def test_nearest_picks_smallest_centroid_distance_and_never_itself() -> None:
 def test_rank_and_arith() -> None:
     sc = scene(inst(1, "cup", 10, 50, 100), inst(2, "cup", 40, 50, 300), inst(3, "cup", 70, 50, 150))
     base = [F("cup"), EXT("area", "max")]
-    rank = lambda k, o: values([*base, Hop("rank", {"key": k, "order": o}, (1, 0))], sc)[-1]  # noqa: E731
+    rank = lambda k, o: values([*base, Hop("rank", {"key": k, "order": o}, (1, 0))], sc)[-1]
     assert rank("cx", "min") == 2 and rank("cx", "max") == 2
     sc2 = scene(inst(1, "cup", 10, 50, 100), inst(2, "cup", 40, 50, 300), inst(3, "cup", 30, 50, 150))
     assert values([*base, Hop("rank", {"key": "cx", "order": "min"}, (1, 0))], sc2)[-1] == 3
     for fn, want in (("add", 5), ("sub", 1), ("max", 3), ("min", 2)):
-        hops = [*base, Hop("rank", {"key": "cx", "order": "min"}, (1, 0)), CNT(0), Hop("arith", {"fn": fn}, (3, 2))]
+        hops = [
+            *base,
+            Hop("rank", {"key": "cx", "order": "min"}, (1, 0)),
+            CNT(0),
+            Hop("arith", {"fn": fn}, (3, 2)),
+        ]
         assert values(hops, sc)[-1] == want, fn
 
 
@@ -139,24 +177,58 @@ def test_extreme_cy_needs_3_percent_of_height(gap: float, ok: bool) -> None:
 
 @pytest.mark.parametrize(("second", "ok"), [(12.0, True), (11.9, False)])
 def test_nearest_runner_up_needs_1_2_times_the_distance(second: float, ok: bool) -> None:
-    sc = scene(inst(1, "cup", 50, 50, 300), inst(2, "cup", 10, 10), inst(3, "dog", 60, 50), inst(4, "dog", 50, 50 + second),
-               inst(5, "bird", 90, 90))
-    hops = [F("cup"), EXT("area", "max"), Hop("nearest", {"category": "dog"}, (1,)),
-            Hop("relate", {"relation": "left_of", "category": "bird"}, (2,)), CNT(3)]
+    sc = scene(
+        inst(1, "cup", 50, 50, 300),
+        inst(2, "cup", 10, 10),
+        inst(3, "dog", 60, 50),
+        inst(4, "dog", 50, 50 + second),
+        inst(5, "bird", 90, 90),
+    )
+    hops = [
+        F("cup"),
+        EXT("area", "max"),
+        Hop("nearest", {"category": "dog"}, (1,)),
+        Hop("relate", {"relation": "left_of", "category": "bird"}, (2,)),
+        CNT(3),
+    ]
     _expect(hops, sc, ok, "margin.nearest_ratio")
 
 
-@pytest.mark.parametrize(("relation", "coord", "ok"), [
-    ("left_of", (38.0, 50), True), ("left_of", (38.1, 50), False), ("left_of", (41.9, 50), False),
-    ("right_of", (62.0, 50), True), ("right_of", (61.9, 50), False), ("right_of", (58.1, 50), False),
-    ("above", (50, 36.0), True), ("above", (50, 36.1), False),
-    ("below", (50, 64.0), True), ("below", (50, 63.9), False),
-])
+@pytest.mark.parametrize(
+    ("relation", "coord", "ok"),
+    [
+        ("left_of", (38.0, 50), True),
+        ("left_of", (38.1, 50), False),
+        ("left_of", (41.9, 50), False),
+        ("right_of", (62.0, 50), True),
+        ("right_of", (61.9, 50), False),
+        ("right_of", (58.1, 50), False),
+        ("above", (50, 36.0), True),
+        ("above", (50, 36.1), False),
+        ("below", (50, 64.0), True),
+        ("below", (50, 63.9), False),
+    ],
+)
 def test_relate_no_candidate_within_2_percent_of_the_boundary(relation: str, coord: tuple, ok: bool) -> None:
     # box x 40..60 (width 100 -> 2 px), y 40..60 (height 200 -> 4 px); candidates inside count too
-    sc = scene((1, "cup", (40, 40, 20, 20), 400, 50, 50), inst(2, "dog", *coord), inst(3, "dog", 5, 150), w=100, h=200)
-    _expect([F("cup"), EXT("area", "max"), Hop("relate", {"relation": relation, "category": "dog"}, (1,)), CNT(2)],
-            sc, ok, "margin.relate_boundary")
+    sc = scene(
+        (1, "cup", (40, 40, 20, 20), 400, 50, 50),
+        inst(2, "dog", *coord),
+        inst(3, "dog", 5, 150),
+        w=100,
+        h=200,
+    )
+    _expect(
+        [
+            F("cup"),
+            EXT("area", "max"),
+            Hop("relate", {"relation": relation, "category": "dog"}, (1,)),
+            CNT(2),
+        ],
+        sc,
+        ok,
+        "margin.relate_boundary",
+    )
 
 
 @pytest.mark.parametrize(("n", "ok"), [(15, True), (16, False)])
@@ -168,13 +240,23 @@ def test_counts_stay_at_most_15(n: int, ok: bool) -> None:
 @pytest.mark.parametrize(("gap", "ok"), [(3.0, True), (2.9, False)])
 def test_rank_needs_the_margin_to_every_other_member(gap: float, ok: bool) -> None:
     sc = scene(inst(1, "cup", 50, 10, 400), inst(2, "cup", 50 + gap, 80), inst(3, "cup", 10, 50))
-    _expect([F("cup"), EXT("area", "max"), Hop("rank", {"key": "cx", "order": "min"}, (1, 0))], sc, ok, "margin.rank_cx")
+    _expect(
+        [F("cup"), EXT("area", "max"), Hop("rank", {"key": "cx", "order": "min"}, (1, 0))],
+        sc,
+        ok,
+        "margin.rank_cx",
+    )
 
 
 def test_single_member_extreme_and_single_candidate_nearest_have_no_runner_up() -> None:
     sc = scene(inst(1, "cup", 50, 50), inst(2, "dog", 52, 50), inst(3, "bird", 10, 50))
-    hops = [F("cup"), EXT("area", "max"), Hop("nearest", {"category": "dog"}, (1,)),
-            Hop("relate", {"relation": "left_of", "category": "bird"}, (2,)), CNT(3)]
+    hops = [
+        F("cup"),
+        EXT("area", "max"),
+        Hop("nearest", {"category": "dog"}, (1,)),
+        Hop("relate", {"relation": "left_of", "category": "bird"}, (2,)),
+        CNT(3),
+    ]
     assert values(hops, sc)[-3:] == [[2], [3], 1]
 
 
@@ -196,24 +278,41 @@ def test_execution_errors_name_the_hop() -> None:
         execute([F("dog"), EXT("area", "max"), Hop("rank", {"key": "cx", "order": "min"}, (1, 0))], sc)
     assert err.value.reason == "execution.empty_set" and err.value.hop == 1
     with pytest.raises(ExecutionError, match="no_candidate"):
-        execute([F("cup"), EXT("area", "max"), Hop("nearest", {"category": "dog"}, (1,)),
-                 Hop("relate", {"relation": "above", "category": "cup"}, (2,)), CNT(3)], sc)
+        execute(
+            [
+                F("cup"),
+                EXT("area", "max"),
+                Hop("nearest", {"category": "dog"}, (1,)),
+                Hop("relate", {"relation": "above", "category": "cup"}, (2,)),
+                CNT(3),
+            ],
+            sc,
+        )
 
 
-@pytest.mark.parametrize(("hops", "reason"), [
-    ([F("cup"), CNT(0)], "structure.num_hops"),
-    ([Hop("count", {}, (0,)), EXT("area", "max"), CNT(0)], "structure.first_hop_has_inputs"),
-    ([F("cup"), F("dog"), CNT(0)], "structure.no_inputs"),
-    ([F("cup"), EXT("area", "max"), CNT(0)], "structure.dangling_hop"),
-    ([F("cup"), EXT("area", "max"), Hop("nearest", {"category": "cup"}, (1,))], "structure.last_not_number"),
-    ([F("cup"), Hop("extreme", {"key": "area", "order": "max"}, (2,)), CNT(0)], "structure.input_not_earlier"),
-    ([F("cup"), EXT("area", "max"), CNT(1)], "args.input_type"),
-    ([F("cup"), Hop("teleport", {}, (0,)), CNT(0)], "args.unknown_op"),
-    ([F("cup"), Hop("extreme", {"key": "weight", "order": "max"}, (0,)), CNT(0)], "args.bad_key"),
-    ([F("cup"), Hop("extreme", {"key": "area"}, (0,)), CNT(0)], "args.args"),
-    ([F(""), CNT(0), Hop("arith", {"fn": "add"}, (1, 1))], "args.bad_category"),
-    ([F("cup"), CNT(0), Hop("arith", {"fn": "add"}, (1,))], "args.arity"),
-])
+@pytest.mark.parametrize(
+    ("hops", "reason"),
+    [
+        ([F("cup"), CNT(0)], "structure.num_hops"),
+        ([Hop("count", {}, (0,)), EXT("area", "max"), CNT(0)], "structure.first_hop_has_inputs"),
+        ([F("cup"), F("dog"), CNT(0)], "structure.no_inputs"),
+        ([F("cup"), EXT("area", "max"), CNT(0)], "structure.dangling_hop"),
+        (
+            [F("cup"), EXT("area", "max"), Hop("nearest", {"category": "cup"}, (1,))],
+            "structure.last_not_number",
+        ),
+        (
+            [F("cup"), Hop("extreme", {"key": "area", "order": "max"}, (2,)), CNT(0)],
+            "structure.input_not_earlier",
+        ),
+        ([F("cup"), EXT("area", "max"), CNT(1)], "args.input_type"),
+        ([F("cup"), Hop("teleport", {}, (0,)), CNT(0)], "args.unknown_op"),
+        ([F("cup"), Hop("extreme", {"key": "weight", "order": "max"}, (0,)), CNT(0)], "args.bad_key"),
+        ([F("cup"), Hop("extreme", {"key": "area"}, (0,)), CNT(0)], "args.args"),
+        ([F(""), CNT(0), Hop("arith", {"fn": "add"}, (1, 1))], "args.bad_category"),
+        ([F("cup"), CNT(0), Hop("arith", {"fn": "add"}, (1,))], "args.arity"),
+    ],
+)
 def test_structure_rules(hops: list[Hop], reason: str) -> None:
     sc = scene(inst(1, "cup", 50, 50), inst(2, "cup", 10, 10, 10))
     with pytest.raises((StructureError, ArgumentError)) as err:
@@ -223,8 +322,14 @@ def test_structure_rules(hops: list[Hop], reason: str) -> None:
 
 def test_six_hops_allowed_seven_refused() -> None:
     sc = scene(inst(1, "cup", 50, 50, 300), inst(2, "cup", 10, 10, 10))
-    six = [F("cup"), EXT("area", "max"), Hop("rank", {"key": "cx", "order": "min"}, (1, 0)), CNT(0),
-           Hop("arith", {"fn": "add"}, (2, 3)), Hop("arith", {"fn": "sub"}, (4, 3))]
+    six = [
+        F("cup"),
+        EXT("area", "max"),
+        Hop("rank", {"key": "cx", "order": "min"}, (1, 0)),
+        CNT(0),
+        Hop("arith", {"fn": "add"}, (2, 3)),
+        Hop("arith", {"fn": "sub"}, (4, 3)),
+    ]
     assert execute(six, sc)[-1].value == 2
     with pytest.raises(StructureError, match="num_hops"):
         execute([*six, Hop("arith", {"fn": "max"}, (5, 2))], sc)
@@ -232,7 +337,12 @@ def test_six_hops_allowed_seven_refused() -> None:
 
 def test_verify_reproduces_values_and_refuses_a_wrong_answer_or_value() -> None:
     sc = scene(inst(1, "cup", 50, 50, 300), inst(2, "cup", 10, 50, 10), inst(3, "dog", 80, 50))
-    hops = [F("cup"), EXT("area", "max"), Hop("relate", {"relation": "right_of", "category": "dog"}, (1,)), CNT(2)]
+    hops = [
+        F("cup"),
+        EXT("area", "max"),
+        Hop("relate", {"relation": "right_of", "category": "dog"}, (1,)),
+        CNT(2),
+    ]
     done = execute(hops, sc)
     assert verify(program_from_json(program_to_json(done)), sc, "1.0")[-1].value == 1
     with pytest.raises(ExecutionError, match="answer_mismatch"):
@@ -243,13 +353,29 @@ def test_verify_reproduces_values_and_refuses_a_wrong_answer_or_value() -> None:
 
 
 def test_kinds_and_question_id() -> None:
-    sc = scene(inst(1, "cup", 50, 50, 300), inst(2, "cup", 10, 50, 10), inst(3, "dog", 80, 50, 200),
-               inst(4, "dog", 80, 20, 50), inst(5, "bird", 90, 90))
-    hops = [F("cup"), EXT("area", "max"), Hop("relate", {"relation": "right_of", "category": "dog"}, (1,)),
-            EXT("area", "max", 2), *probe(3)]
+    sc = scene(
+        inst(1, "cup", 50, 50, 300),
+        inst(2, "cup", 10, 50, 10),
+        inst(3, "dog", 80, 50, 200),
+        inst(4, "dog", 80, 20, 50),
+        inst(5, "bird", 90, 90),
+    )
+    hops = [
+        F("cup"),
+        EXT("area", "max"),
+        Hop("relate", {"relation": "right_of", "category": "dog"}, (1,)),
+        EXT("area", "max", 2),
+        *probe(3),
+    ]
     done = execute(hops, sc)
-    assert [h.kind for h in done] == ["perception", "perception", "instance_chain", "instance_chain",
-                                      "perception", "perception"]
+    assert [h.kind for h in done] == [
+        "perception",
+        "perception",
+        "instance_chain",
+        "instance_chain",
+        "perception",
+        "perception",
+    ]
     assert done[3].value == [3]
     assert done[-1].value == 0
     assert question_id("img", done) == question_id("img", hops)  # values/kinds do not change the id

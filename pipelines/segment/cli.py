@@ -1,0 +1,95 @@
+"""``hopchain segment``, ``hopchain import-coco`` and ``hopchain export-coco``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("segment", help="instance segmentation (SAM3 text prompts / SAM2 box prompts)")
+    p.add_argument("--root", required=True, help="run root holding manifest/ and detections/")
+    p.add_argument("--shard", type=int, default=None, help="process only this shard (default: all)")
+    p.set_defaults(handler=_segment)
+
+    c = sub.add_parser("import-coco", help="COCO instance annotations + images → manifest + instances")
+    c.add_argument("--coco", required=True, help="COCO instances JSON (polygon or RLE segmentations)")
+    c.add_argument("--images", required=True, help="folder the JSON's file_name entries are relative to")
+    c.add_argument("--out", required=True, help="run root to write manifest/, instances/, quarantine/ into")
+    c.set_defaults(handler=_import_coco)
+
+    e = sub.add_parser("export-coco", help="manifest + instances of a run root → COCO instances JSON")
+    e.add_argument("--root", required=True)
+    e.add_argument("--coco", required=True, help="output JSON path")
+    e.set_defaults(handler=_export_coco)
+
+
+def _segment(args: argparse.Namespace) -> int:
+    import pyarrow as pa
+
+    from pipelines.config import load_params
+    from pipelines.contracts import to_table
+    from pipelines.detect.cli import read_shard, shard_numbers
+    from pipelines.ingest.sources import ImageSource, load_images, save_table
+    from pipelines.segment.stage import SegmentStage
+
+    params = load_params(args.params, args.profile)
+    shards = shard_numbers(args.root, "manifest") if args.shard is None else [args.shard]
+    source = ImageSource()
+    stage = SegmentStage(params.segment)
+    stage.setup()
+    totals: dict[str, float] = {}
+    try:
+        for shard in shards:
+            manifest = read_shard(args.root, "manifest", shard, "manifest")
+            detections = read_shard(args.root, "detections", shard, "detections")
+            items, load_rejects = load_images(manifest, params.ingest.max_pixels, source, stage="segment")
+            res = stage.process(items, detections)
+            save_table(res.instances, args.root, "instances", shard, "instances", source)
+            save_table(pa.concat_tables([to_table(load_rejects, "rejects"), res.rejects]), args.root,
+                       "segment_rejects", shard, "rejects", source)
+            for k, v in {**res.counts, **res.timings}.items():
+                totals[k] = totals.get(k, 0) + v
+    finally:
+        stage.teardown()
+    print(json.dumps({"shards": shards, **totals}))
+    return 0
+
+
+def _import_coco(args: argparse.Namespace) -> int:
+    import pyarrow.compute as pc
+
+    from pipelines.config import load_params
+    from pipelines.ingest.sources import save_table
+    from pipelines.segment.annotations import import_coco
+
+    params = load_params(args.params, args.profile)
+    res = import_coco(args.coco, args.images, shard_size=params.ingest.shard_size,
+                      max_pixels=params.ingest.max_pixels)
+    shards = sorted(set(res.manifest.column("shard").to_pylist())) or [0]
+    for shard in shards:
+        manifest = res.manifest.filter(pc.equal(res.manifest["shard"], shard))
+        instances = res.instances.filter(pc.is_in(res.instances["image_id"], value_set=manifest["image_id"]))
+        save_table(manifest, args.out, "manifest", shard, "manifest")
+        save_table(instances, args.out, "instances", shard, "instances")
+    # refusals are not tied to a shard of accepted images: they go with shard 0
+    save_table(res.quarantine, args.out, "quarantine", 0, "quarantine")
+    save_table(res.rejects, args.out, "segment_rejects", 0, "rejects")
+    print(json.dumps({"shards": shards, **res.counts}))
+    return 0
+
+
+def _export_coco(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from pipelines.ingest.sources import load_tables
+    from pipelines.segment.annotations import export_coco
+
+    coco = export_coco(load_tables(args.root, "manifest", "manifest"), load_tables(args.root, "instances", "instances"))
+    out = Path(args.coco)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(out.suffix + ".tmp")
+    tmp.write_text(json.dumps(coco))
+    tmp.replace(out)
+    print(json.dumps({"images": len(coco["images"]), "annotations": len(coco["annotations"])}))
+    return 0

@@ -1,0 +1,256 @@
+"""Four-way verification against a real Label Studio 1.23 (session fixture ``label_studio``).
+
+Each test works in its own project, so the tests are independent of each other's tasks.
+"""
+
+from __future__ import annotations
+
+import io
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+
+from pipelines.annotation.annotators import AnnotatorExists, add_annotator, user_token
+from pipelines.annotation.client import LabelStudioClient, LabelStudioCredentials
+from pipelines.annotation.labeling import AMBIGUOUS, NOT_ANSWERABLE
+from pipelines.annotation.project import ensure_project
+from pipelines.annotation.pull import pull_and_decide
+from pipelines.annotation.push import presigned_image_urls, push_questions
+from pipelines.annotation.simulated import answer_result, run_simulation, simulated_annotators
+
+pytestmark = pytest.mark.integration
+
+
+def questions(n: int, prefix: str, answers: list[str] | None = None) -> list[dict]:
+    return [
+        {
+            "question_id": f"{prefix}-{i:03d}",
+            "image_id": f"img{i % 3}",
+            "question": f"How many things #{i}?",
+            "answer": (answers[i] if answers else str(i % 7)),
+        }
+        for i in range(n)
+    ]
+
+
+def fake_url(image_id: str) -> str:
+    return f"http://127.0.0.1:9/{image_id}.png"
+
+
+@pytest.fixture(scope="module")
+def admin(label_studio):
+    creds = LabelStudioCredentials.from_mapping(label_studio.credentials())
+    with LabelStudioClient.from_credentials(creds) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def people(admin):
+    """Five annotator accounts created like `hopchain annotators add`, each with its own token."""
+    out = []
+    tag = uuid.uuid4().hex[:6]
+    for i in range(5):
+        account = add_annotator(admin, f"annotator{i}-{tag}@example.org")
+        token = user_token(admin.url, account.email, account.password)
+        out.append((account, LabelStudioClient(admin.url, token)))
+    yield out
+    for _, client in out:
+        client.close()
+
+
+def project(admin: LabelStudioClient) -> int:
+    return int(ensure_project(admin, f"verify-{uuid.uuid4().hex[:8]}")["id"])
+
+
+def test_bootstrap_is_idempotent_and_enforces_settings(admin):
+    title = f"verify-{uuid.uuid4().hex[:8]}"
+    first = ensure_project(admin, title)
+    admin.update_project(first["id"], {"maximum_annotations": 1, "show_skip_button": True})  # drift
+    second = ensure_project(admin, title)
+    assert second["id"] == first["id"]
+    assert [p["id"] for p in [admin.find_project(title)]] == [first["id"]]
+    got = admin.get_project(first["id"])
+    assert got["maximum_annotations"] == 4 and got["overlap_cohort_percentage"] == 100
+    assert got["show_skip_button"] is False and got["show_annotation_history"] is False
+    for tag in (
+        '<Image name="image"',
+        '<Number name="answer"',
+        '<Choices name="answerable"',
+        "not answerable",
+        "ambiguous",
+        '<TextArea name="comment"',
+        "$question",
+    ):
+        assert tag in got["label_config"]
+
+
+def test_push_50_twice_creates_no_duplicates_and_images_are_presigned(admin, object_store):
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8), (200, 10, 10)).save(buf, format="PNG")
+    prefix = f"tests/annotation/{uuid.uuid4().hex[:8]}"
+    uris = {}
+    for i in range(3):
+        key = object_store.put_bytes(f"{prefix}/img{i}.png", buf.getvalue(), "image/png")
+        uris[f"img{i}"] = f"s3://{object_store.bucket}/{key}"
+    pid = project(admin)
+    qs = questions(50, "push")
+    url_of = presigned_image_urls(object_store, uris, expires_s=3600)
+    first = push_questions(admin, pid, qs, url_of, batch="run-1", batch_size=20)
+    assert (first.created, first.already_present, first.requests) == (50, 0, 3)
+    again = push_questions(admin, pid, qs + qs[:5], url_of, batch="run-2", batch_size=20)
+    assert (again.created, again.already_present, again.duplicates_in_input, again.requests) == (0, 50, 5, 0)
+    tasks = list(admin.iter_tasks(pid, fields="task_only", page_size=7))  # several pages
+    assert sorted(t["data"]["question_id"] for t in tasks) == sorted(q["question_id"] for q in qs)
+    assert len(list(admin.iter_tasks(pid, batch="run-1"))) == 50
+    assert list(admin.iter_tasks(pid, batch="run-2")) == []
+    image = tasks[0]["data"]["image"]
+    assert image.startswith(object_store.creds.url) and "X-Amz-Signature" in image
+    assert "answer" not in tasks[0]["data"]  # annotators never see the generated answer
+    assert httpx.get(image, timeout=10).content == buf.getvalue()  # the URL Label Studio shows works
+    with pytest.raises(ValueError, match="not an object in bucket"):
+        presigned_image_urls(object_store, {"x": "file:///etc/passwd"})("x")
+
+
+def test_parallel_annotators_consensus_with_wrong_counters(admin, people):
+    pid = project(admin)
+    qs = questions(6, "mix", answers=["3", "4", "2", "5", "1", "6"])
+    push_questions(admin, pid, qs, fake_url, batch="b")
+    task_of = {t["data"]["question_id"]: int(t["id"]) for t in admin.iter_tasks(pid, fields="task_only")}
+    # what each of the four annotators answers, per question
+    plan = {
+        "mix-000": [3, "3.0", " 3 ", 3],  # unanimous after normalisation
+        "mix-001": [4, 4, 4, 4],  # unanimous
+        "mix-002": [2, 2, 2, 7],  # 3 vs 1
+        "mix-003": [5, 9, 5, 5],  # 3 vs 1
+        "mix-004": [1, 1, (None, NOT_ANSWERABLE), 1],  # not answerable
+        "mix-005": [6, (None, AMBIGUOUS), 6, 6],  # ambiguous
+    }
+
+    def annotate(k: int) -> int:
+        _, client = people[k]
+        for qid, answers in plan.items():
+            a = answers[k]
+            answer, verdict = a if isinstance(a, tuple) else (a, "answerable")
+            client.create_annotation(task_of[qid], answer_result(answer, verdict), lead_time_s=10.0 + k)
+        return len(plan)
+
+    with ThreadPoolExecutor(4) as pool:  # four annotators submit in parallel
+        assert list(pool.map(annotate, range(4))) == [6] * 4
+    # Label Studio's API does not enforce the limits: a fifth annotator and a second answer are stored
+    fifth = people[4][1].create_annotation(task_of["mix-001"], answer_result(9))
+    second = people[0][1].create_annotation(task_of["mix-002"], answer_result(7))
+    # and its stored counters can be wrong: make them wrong on purpose
+    for qid in ("mix-000", "mix-003"):
+        admin.request(
+            "PATCH", f"/api/tasks/{task_of[qid]}", json={"is_labeled": False, "total_annotations": 0}
+        )
+    assert admin.get_task(task_of["mix-000"])["total_annotations"] == 0
+
+    result = pull_and_decide(admin, pid, qs)
+    rows = {r["question_id"]: r for r in result.consensus.consensus}
+    assert {q: (r["status"], r["reason"].split(" (")[0]) for q, r in rows.items()} == {
+        "mix-000": ("accepted", "unanimous"),
+        "mix-001": ("accepted", "unanimous"),
+        "mix-002": ("rejected", "disagreement"),
+        "mix-003": ("rejected", "disagreement"),
+        "mix-004": ("rejected", "not answerable"),
+        "mix-005": ("rejected", "ambiguous"),
+    }
+    assert rows["mix-000"]["agreed_answer"] == "3" and rows["mix-000"]["matches_generated"] is True
+    assert rows["mix-002"]["reason"] == "disagreement (3 vs 1: 2, 7)"
+    ignored = {r.item_id: r.reason for r in result.consensus.ignored}
+    assert ignored == {
+        f"mix-001/annotation-{fifth['id']}": "annotator beyond the first 4 distinct ignored",
+        f"mix-002/annotation-{second['id']}": "second annotation by the same annotator ignored",
+    }
+    tables = result.tables()
+    assert tables["annotations"].num_rows == 24 and tables["rejects"].num_rows == 2
+    assert set(tables["annotations"].column("annotator").to_pylist()) == {p[0].email for p in people[:4]}
+    stats = {s["annotator"]: s for s in result.consensus.stats}
+    a3 = stats[people[3][0].email]  # answered 7 on the 3-vs-1 of mix-002
+    assert a3["compared"] == 6 and a3["agreed"] == 5 and a3["median_lead_time_s"] == 13.0
+
+
+def test_bad_annotations_are_rejected_and_the_rest_decided(admin, people):
+    pid = project(admin)
+    qs = questions(3, "bad", answers=["2", "2", "2"])
+    push_questions(admin, pid, qs, fake_url, batch="b")
+    task_of = {t["data"]["question_id"]: int(t["id"]) for t in admin.iter_tasks(pid, fields="task_only")}
+    for k in range(4):
+        client = people[k][1]
+        for qid in task_of:
+            result = answer_result(2)
+            if qid == "bad-000" and k == 0:
+                result = answer_result("two")
+            if qid == "bad-001" and k == 1:
+                result = answer_result(
+                    2,
+                    extra=[
+                        {
+                            "from_name": "bbox",
+                            "to_name": "image",
+                            "type": "rectangle",
+                            "value": {"x": 1, "y": 1, "width": 2, "height": 2},
+                        }
+                    ],
+                )
+            client.create_annotation(task_of[qid], result)
+    client.create_annotation(task_of["bad-002"], answer_result(2), was_cancelled=True)
+    result = pull_and_decide(admin, pid, qs)
+    reasons = sorted(r.reason for r in result.invalid)
+    assert reasons == [
+        "cancelled (skipped) annotation ignored",
+        "non-numeric answer 'two'",
+        "unknown field 'bbox'",
+    ]
+    status = {r["question_id"]: r["status"] for r in result.consensus.consensus}
+    assert status == {"bad-000": "pending", "bad-001": "pending", "bad-002": "accepted"}
+    rejects = result.tables()["rejects"].to_pylist()
+    assert len(rejects) == 3 and all(r["stage"] == "annotation" and r["raw"] for r in rejects)
+
+
+def test_simulated_annotators_through_the_labeling_stream(admin, label_studio):
+    """Five simulated accounts work the /next stream: each task gets exactly four annotators."""
+    pid = project(admin)
+    qs = questions(5, "sim")
+    push_questions(admin, pid, qs, fake_url, batch="b")
+    token = label_studio.credentials()["token"]
+    sims = simulated_annotators(admin, token, 5)
+    assert sims[0].email.startswith("simulated-annotator-")
+    done = run_simulation(sims, pid, {q["question_id"]: q["answer"] for q in qs}, error_rate=0.0, seed=3)
+    assert sum(done.values()) == 20  # 5 tasks x 4: the stream refuses a fifth annotator
+    result = pull_and_decide(admin, pid, qs)
+    assert result.consensus.status_counts() == {"accepted": 5, "rejected": 0, "pending": 0}
+    assert all(r["matches_generated"] for r in result.consensus.consensus)
+    with pytest.raises(AnnotatorExists):  # reusing an email never overwrites an account
+        add_annotator(admin, sims[0].email)
+    again = simulated_annotators(admin, token, 1)  # accounts are reused across runs
+    assert again[0].email == sims[0].email
+
+
+def test_annotators_add_command_creates_an_account_that_can_log_in(admin, label_studio, monkeypatch, capsys):
+    from pipelines.cli import main
+
+    creds = label_studio.credentials()
+    monkeypatch.setenv("HOPCHAIN_LS_URL", creds["url"])
+    monkeypatch.setenv("HOPCHAIN_LS_TOKEN", creds["token"])
+    email = f"new-{uuid.uuid4().hex[:6]}@example.org"
+    assert main(["annotators", "add", email]) == 0
+    out = capsys.readouterr().out
+    lines = {
+        line.split(":", 1)[0].strip(): line.split(":", 1)[1].strip()
+        for line in out.splitlines()
+        if " : " in line
+    }
+    assert lines["log in at"] == f"{creds['url']}/user/login/" and lines["email"] == email
+    password = lines["password"].split()[0]
+    token = user_token(creds["url"], email, password)  # the printed password really logs in
+    with LabelStudioClient(creds["url"], token) as me:
+        assert me.whoami()["email"] == email
+    assert email in {u["email"] for u in admin.users()}  # a member of the organisation
+    assert main(["annotators", "add", email]) == 3  # exists: refused, password untouched
+    assert "already exists" in capsys.readouterr().err
