@@ -5,6 +5,8 @@
 
 PY := .venv/bin/python
 HOPCHAIN := .venv/bin/hopchain
+# The local stack runs the demo profile unless told otherwise (PROFILE=base make up).
+PROFILE ?= demo
 
 help:
 	@echo "make demo | make test | make setup | make up | make down | make status | make bench"
@@ -13,7 +15,7 @@ setup:
 	@./scripts/setup.sh
 
 up: setup
-	@$(HOPCHAIN) stack up
+	@$(HOPCHAIN) --profile $(PROFILE) stack up
 
 down:
 	@if [ -x $(HOPCHAIN) ]; then $(HOPCHAIN) stack down; fi
@@ -22,7 +24,7 @@ status:
 	@$(HOPCHAIN) stack status
 
 demo: setup
-	@$(HOPCHAIN) --profile demo demo
+	@$(HOPCHAIN) --profile $(PROFILE) demo
 
 test: setup
 	@OMP_NUM_THREADS=1 $(PY) -m pytest -q

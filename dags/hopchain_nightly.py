@@ -47,7 +47,8 @@ Params are validated; `profile` selects a block of `params.yaml` (`demo` on a CP
     tags=["hopchain", "nightly", "gpu"],
     doc_md=DOC,
     params={
-        "input_prefix": Param("inputs/demo", type="string", minLength=1, description="prefix of the input images"),
+        "input_prefix": Param("incoming", type="string", minLength=1,
+                              description="folder under inputs/ in the platform bucket holding the images"),
         "profile": Param("", type="string", description="params.yaml profile (empty: HOPCHAIN_PROFILE or base)"),
         "shard_size": Param(0, type="integer", minimum=0, maximum=5000, description="images per shard (0: params)"),
         "max_images": Param(0, type="integer", minimum=0, description="stop after this many images (0: all)"),
@@ -94,13 +95,11 @@ def hopchain_nightly():
             flow_for(context).validate_shard(shard)
             return shard
 
-        @task(outlets=[QUESTIONS_BATCH])
+        @task
         def push(shard: int, **context) -> dict:
             from hopchain_airflow.runtime import flow_for
 
-            batch = flow_for(context).push(shard)
-            context["outlet_events"][QUESTIONS_BATCH].extra = batch
-            return batch
+            return flow_for(context).push(shard)
 
         return push(validate(questions(segment(detect(shard)))))
 
@@ -111,8 +110,22 @@ def hopchain_nightly():
 
         return flow_for(context).summary()
 
+    @task(trigger_rule="all_done", outlets=[QUESTIONS_BATCH])
+    def announce(**context) -> dict:
+        """One Asset event per run for the batches it pushed (skipped when it pushed none)."""
+        from airflow.sdk.exceptions import AirflowSkipException
+        from hopchain_airflow.runtime import flow_for
+
+        batches = flow_for(context).pushed_batches()
+        if not batches:
+            raise AirflowSkipException("no batch was pushed in this run")
+        extra = {"run_id": context["run_id"], "batches": [b["batch_id"] for b in batches],
+                 "questions": sum(int(b["questions"]) for b in batches)}
+        context["outlet_events"][QUESTIONS_BATCH].extra = extra
+        return extra
+
     pushed = process_shard.expand(shard=ingest())
-    pushed >> summary()
+    pushed >> summary() >> announce()
 
 
 hopchain_nightly()

@@ -116,8 +116,11 @@ class Flow:
         uris = source.list(uri, cfg.extensions)
         if max_images:
             uris = uris[: int(max_images)]
-        if not uris:
-            raise FileNotFoundError(f"no input images under {uri}")
+        if not uris:  # a night with nothing new is not an error
+            self.store.put_json(run_key(self.runs, self.run_id, "ingest", name="plan.json"),
+                                {"input": uri, "shards": [], "images": 0, "listed": 0})
+            log.info("ingest %s: no input images", uri)
+            return []
         stage = IngestStage(cfg, source)
         stage.setup()
         results = [stage.process(shard, chunk) for shard, chunk in enumerate(assign_shards(uris, cfg.shard_size))]
@@ -376,6 +379,10 @@ class Flow:
         self.store.put_json(ledger_key, record)
         return record
 
+    def pushed_batches(self) -> list[dict[str, Any]]:
+        """Open batches this run pushed to Label Studio."""
+        return [b for b in read_batches(self.store) if b.get("run_id") == self.run_id and b.get("status") == "open"]
+
     # -- annotation DAG ------------------------------------------------------------------------
     def open_batches(self) -> dict[str, Any]:
         batches = [b for b in read_batches(self.store) if b.get("status") == "open"]
@@ -387,14 +394,18 @@ class Flow:
 
         sim = self.params.annotation.simulated
         done: dict[str, int] = {}
+        # The labeling stream hands out tasks of every batch of a project, so the simulated
+        # annotators get the answers of all open batches of that project at once.
+        truths_by_project: dict[int, dict[str, Any]] = {}
+        for b in batches.get("batches", []):
+            truths = truths_by_project.setdefault(int(b["project_id"]), {})
+            for q in self.store.get_table(b["questions_key"], "questions").to_pylist():
+                truths[q["question_id"]] = q["answer"]
         with self.label_studio() as client:
-            annotators = simulated_annotators(client, client._token, sim.count)
+            annotators = simulated_annotators(client, client.token, sim.count)
             try:
-                for b in batches.get("batches", []):
-                    truths = {q["question_id"]: q["answer"]
-                              for q in self.store.get_table(b["questions_key"], "questions").to_pylist()}
-                    for email, n in run_simulation(annotators, int(b["project_id"]), truths, sim.error_rate,
-                                                   sim.seed).items():
+                for project_id, truths in truths_by_project.items():
+                    for email, n in run_simulation(annotators, project_id, truths, sim.error_rate, sim.seed).items():
                         done[email] = done.get(email, 0) + n
             finally:
                 for a in annotators:

@@ -28,7 +28,7 @@ fi
 install_ls() {
   local want; want=$(stamp_of requirements/labelstudio.lock)
   if [ -f .venv-ls/.stamp ] && [ "$(cat .venv-ls/.stamp)" = "$want" ]; then return; fi
-  echo "==> Label Studio environment (.venv-ls)"
+  echo "==> Label Studio environment (.venv-ls; log in /tmp/hopchain-setup-ls.log)"
   rm -rf .venv-ls
   $PY -m venv .venv-ls
   .venv-ls/bin/pip install -q --upgrade pip
@@ -39,13 +39,15 @@ install_ls() {
 install_main() {
   local want; want=$(stamp_of requirements/lock.txt pyproject.toml)
   if [ -f .venv/.stamp ] && [ "$(cat .venv/.stamp)" = "$want" ]; then return; fi
-  echo "==> platform environment (.venv)"
-  [ -x .venv/bin/python ] || $PY -m venv .venv
-  .venv/bin/pip install -q --upgrade pip wheel setuptools
-  .venv/bin/pip install -q -r requirements/lock.txt
-  # sam2 1.1.0 is an sdist: build it against the installed torch, without its CUDA extension.
-  SAM2_BUILD_CUDA=0 .venv/bin/pip install -q --no-build-isolation --no-deps sam2==1.1.0
-  .venv/bin/pip install -q --no-deps -e .
+  echo "==> platform environment (.venv; log in /tmp/hopchain-setup-main.log)"
+  {
+    [ -x .venv/bin/python ] || $PY -m venv .venv
+    .venv/bin/pip install -q --upgrade pip wheel setuptools
+    .venv/bin/pip install -q -r requirements/lock.txt
+    # sam2 1.1.0 is an sdist: build it against the installed torch, without its CUDA extension.
+    SAM2_BUILD_CUDA=0 .venv/bin/pip install -q --no-build-isolation --no-deps sam2==1.1.0
+    .venv/bin/pip install -q --no-deps -e .
+  } > /tmp/hopchain-setup-main.log 2>&1 || { echo "platform environment failed:"; tail -30 /tmp/hopchain-setup-main.log; exit 1; }
   echo "$want" > .venv/.stamp
 }
 
@@ -56,5 +58,5 @@ install_main
 if ! wait "$ls_pid"; then
   echo "Label Studio environment failed:"; tail -20 /tmp/hopchain-setup-ls.log; exit 1
 fi
-cat /tmp/hopchain-setup-ls.log
+grep -v "is ignored: it is neither" /tmp/hopchain-setup-ls.log || true
 echo "==> set-up complete"

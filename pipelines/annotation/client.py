@@ -60,6 +60,10 @@ class LabelStudioClient:
         self._retries = retries
         self._http: httpx.Client | None = None
 
+    @property
+    def token(self) -> str:
+        return self._token
+
     @classmethod
     def from_credentials(cls, creds: LabelStudioCredentials, **kw: Any) -> LabelStudioClient:
         return cls(creds.url, creds.token, **kw)

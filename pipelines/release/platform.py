@@ -1,0 +1,161 @@
+"""The release as the platform runs it: every batch decided so far → one cumulative DVC release.
+
+A release is the dataset as of now: all accepted questions of every decided batch (a batch
+decided again after a carry-over replaces its earlier decision). The tables of those batches are
+gathered from the object store into one snapshot, :func:`pipelines.release.registry.publish`
+builds, pushes, verifies and tags it, and the ledger gets ``releases/<tag>.json`` plus the
+dataset card under ``releases/<tag>/`` (linked from the Airflow plugin page).
+"""
+
+from __future__ import annotations
+
+import logging
+import mimetypes
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipelines.config import Params
+from pipelines.contracts import conform
+from pipelines.store import ObjectStore, run_key, safe_key
+
+log = logging.getLogger(__name__)
+
+
+class NothingToRelease(RuntimeError):
+    """No batch has been decided yet."""
+
+
+def gather_tables(store: ObjectStore, runs_prefix: str) -> tuple[dict[str, pa.Table], list[str]]:
+    """Consensus, questions, instances and manifest of every decided batch, and their run ids."""
+    from pipelines.flow import read_batches
+
+    parts: dict[str, list[pa.Table]] = {"consensus": [], "questions": [], "instances": [], "manifest": []}
+    run_ids: set[str] = set()
+    for batch in read_batches(store):
+        key = safe_key("consensus", batch["batch_id"], "consensus.parquet")
+        if not batch.get("questions") or not store.exists(key):
+            continue
+        run_id, shard = batch["run_id"], int(batch["shard"])
+        parts["consensus"].append(store.get_table(key, "consensus"))
+        parts["questions"].append(store.get_table(batch["questions_key"], "questions"))
+        parts["instances"].append(store.get_table(run_key(runs_prefix, run_id, "instances", shard), "instances"))
+        parts["manifest"].append(store.get_table(run_key(runs_prefix, run_id, "manifest", shard), "manifest"))
+        run_ids.add(run_id)
+    if not parts["consensus"]:
+        raise NothingToRelease("no decided batch yet: nothing to release")
+    tables = {}
+    for name, tabs in parts.items():
+        t = pa.concat_tables([conform(x, name) for x in tabs])
+        # the same image (or question) can come from several runs: keep one row per id
+        ids = {"consensus": ["question_id"], "questions": ["question_id"], "manifest": ["image_id"],
+               "instances": ["image_id", "instance_id"]}[name]
+        tables[name] = _dedupe(t, ids)
+    return tables, sorted(run_ids)
+
+
+def _dedupe(table: pa.Table, keys: list[str]) -> pa.Table:
+    seen: set[tuple] = set()
+    keep = []
+    cols = [table[k].to_pylist() for k in keys]
+    for i, key in enumerate(zip(*cols)):
+        if key not in seen:
+            seen.add(key)
+            keep.append(i)
+    return table.take(pa.array(keep, type=pa.int64())) if len(keep) != len(table) else table
+
+
+def release_from_store(params: Params, store: ObjectStore, run_id: str, home: Path | None = None) -> dict[str, Any]:
+    """Publish the cumulative release; returns the ledger record (tag, counts, card key)."""
+    from pipelines.release.registry import default_registry_url, publish
+    from pipelines.release.snapshot import ReleaseSources
+    from pipelines.stack import stack_home
+
+    home = home or stack_home(params)
+    tables, run_ids = gather_tables(store, params.store.runs_prefix)
+    with tempfile.TemporaryDirectory(prefix="hopchain-release-") as tmp:
+        paths = {}
+        for name, table in tables.items():
+            paths[name] = str(Path(tmp) / f"{name}.parquet")
+            pq.write_table(table, paths[name])
+        sources = ReleaseSources(paths["consensus"], paths["questions"], paths["instances"], paths["manifest"],
+                                 images_from=None, run_ids=tuple(run_ids))
+        registry = default_registry_url(params, home)
+        workdir = home / "release" / params.release.name
+        result = publish(params, sources, creds=store.creds, workdir=workdir, registry_url=registry,
+                         progress=lambda m: log.info("release: %s", m))
+    card_key = _upload_card(store, workdir / "checkout", result.tag)
+    released = result.metrics.get("released", {})
+    record = {
+        "tag": result.tag,
+        "registry": registry,
+        "commit": result.commit,
+        "questions": released.get("questions"),
+        "images": released.get("images"),
+        "metrics": result.metrics,
+        "card": card_key,
+        "run_ids": run_ids,
+        "released_by": run_id,
+        "reused": result.reused,
+        "pushed_files": result.pushed_files,
+        "released_at": datetime.now(UTC).isoformat(),
+    }
+    store.put_json(safe_key("releases", f"{result.tag}.json"), record)
+    return record
+
+
+def _upload_card(store: ObjectStore, wc: Path, tag: str) -> str | None:
+    """Copy the dataset card (Markdown rendered to a small HTML page + its plots) to ``releases/<tag>/``."""
+    card_dir = wc / "card"
+    if not card_dir.is_dir():
+        return None
+    md_files = sorted(card_dir.glob("*.md"))
+    for f in sorted(card_dir.rglob("*")):
+        if f.is_file():
+            store.put_bytes(safe_key("releases", tag, "card", str(f.relative_to(card_dir))), f.read_bytes(),
+                            mimetypes.guess_type(f.name)[0] or "application/octet-stream")
+    if not md_files:
+        return None
+    page = _markdown_page(md_files[0].read_text(), tag)
+    key = safe_key("releases", tag, "card", "index.html")
+    store.put_bytes(key, page.encode(), "text/html")
+    return key
+
+
+def _markdown_page(md: str, tag: str) -> str:
+    """Minimal Markdown → HTML for the card (headings, images, tables, paragraphs)."""
+    import html
+    import re
+
+    out, in_table = [], False
+    for line in md.splitlines():
+        if line.startswith("|"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            if all(set(c) <= set("-: ") for c in cells):
+                continue
+            if not in_table:
+                out.append("<table>")
+                in_table = True
+            out.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+            continue
+        if in_table:
+            out.append("</table>")
+            in_table = False
+        img = re.match(r"!\[(.*?)\]\((.*?)\)", line.strip())
+        if img:
+            out.append(f"<p><img alt='{html.escape(img.group(1))}' src='{html.escape(img.group(2))}' "
+                       "style='max-width:640px'></p>")
+        elif line.startswith("#"):
+            level = min(len(line) - len(line.lstrip("#")), 4)
+            out.append(f"<h{level}>{html.escape(line.lstrip('#').strip())}</h{level}>")
+        elif line.strip():
+            out.append(f"<p>{html.escape(line)}</p>")
+    if in_table:
+        out.append("</table>")
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(tag)}</title>"
+            "<style>body{font-family:system-ui,sans-serif;margin:1.5rem}td{padding:.2rem .6rem;"
+            "border-bottom:1px solid #eee}</style></head><body>" + "\n".join(out) + "</body></html>")
