@@ -23,12 +23,13 @@ DEMO_INPUT = "demo"
 
 
 class Progress:
-    def __init__(self) -> None:
+    def __init__(self, quiet: bool = False) -> None:
         self.t0 = time.monotonic()
         self._last = ""
+        self.quiet = quiet
 
     def __call__(self, msg: str, force: bool = False) -> None:
-        if msg != self._last or force:
+        if (msg != self._last or force) and not self.quiet:
             print(f"[{time.monotonic() - self.t0:6.0f}s] {msg}", flush=True)
             self._last = msg
 
@@ -70,9 +71,10 @@ def _failed_tasks(api: AirflowAPI, dag_id: str, run_id: str) -> list[str]:
             if ti.get("state") in ("failed", "upstream_failed")]
 
 
-def run_demo(params: Params, timeout_s: float = 840.0, images: int = 24) -> dict[str, Any]:
-    progress = Progress()
-    stack = LocalStack(params)
+def run_demo(params: Params, timeout_s: float = 840.0, images: int = 24, stack: LocalStack | None = None,
+             quiet: bool = False) -> dict[str, Any]:
+    progress = Progress(quiet)
+    stack = stack or LocalStack(params)
     if stack.running_services():
         bad = [s.name for s in stack.status() if not s.healthy]
         if bad:
@@ -126,8 +128,10 @@ def run_demo(params: Params, timeout_s: float = 840.0, images: int = 24) -> dict
         "label_studio": stack.labelstudio.url(),
         "s3": stack.s3.url(),
         "elapsed_s": round(time.monotonic() - progress.t0, 1),
+        "nightly_run_id": run_id,
     }
-    _print_result(result, stack)
+    if not quiet:
+        _print_result(result, stack)
     return result
 
 

@@ -137,3 +137,12 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
             os.environ.pop("HOPCHAIN_PROFILE", None)
         else:
             os.environ["HOPCHAIN_PROFILE"] = old
+
+
+@pytest.fixture(scope="session")
+def demo_release(local_stack) -> dict:
+    """The demo run once through the real scheduler on ``local_stack``: returns the release record
+    (``tag``, ``registry``, ``nightly_run_id``, URLs)."""
+    from pipelines.demo import run_demo
+
+    return run_demo(local_stack.params, timeout_s=900, images=12, stack=local_stack, quiet=True)

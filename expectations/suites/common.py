@@ -153,6 +153,10 @@ def rle_matches_declared(counts: Any, height: Any, width: Any, area: Any) -> boo
         return False
     if h <= 0 or w <= 0:
         return False
+    from pipelines.segment.masks import rle_is_valid
+
+    if not rle_is_valid(counts.encode("ascii", errors="replace"), h, w):  # pycocotools would read garbage
+        return False
     rle = {"size": [h, w], "counts": counts.encode("ascii", errors="replace")}
     try:
         decoded = mask_utils.decode(rle)

@@ -145,10 +145,13 @@ def mask_stats(rles: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray, np.n
     area = np.zeros(n)
     cx = np.full(n, np.nan)
     cy = np.full(n, np.nan)
+    from pipelines.segment.masks import rle_is_valid
+
     for i, rle in enumerate(rles):
-        m = mask_utils.decode(rle)  # (h, w) uint8, Fortran order
-        if m.size and m.max() > 1:  # pycocotools decodes corrupt counts into garbage instead of failing
+        h, w = rle["size"]
+        if not rle_is_valid(rle["counts"], h, w):  # pycocotools decodes corrupt counts into garbage
             raise ValueError("corrupt RLE counts")
+        m = mask_utils.decode(rle)  # (h, w) uint8, Fortran order
         cols = m.sum(axis=0, dtype=np.int64)
         rows = m.sum(axis=1, dtype=np.int64)
         a = int(cols.sum())

@@ -100,3 +100,43 @@ def suppress_duplicates(encoded: Sequence[EncodedMask], scores: Sequence[float],
         if all(iou[pos, k] < iou_threshold for k in kept):
             kept.append(pos)
     return [order[p] for p in kept]
+
+
+def rle_run_lengths(counts: str | bytes) -> list[int]:
+    """Run lengths of a COCO compressed RLE ``counts`` string (the format of pycocotools'
+    ``rleFrString``). Raises ValueError on a truncated or malformed string.
+
+    pycocotools itself does not validate: it decodes a corrupt string into arbitrary (even
+    non-deterministic) pixels, so every mask read from outside is checked with this first.
+    """
+    s = counts.encode("ascii") if isinstance(counts, str) else bytes(counts)
+    runs: list[int] = []
+    p = 0
+    while p < len(s):
+        x = k = 0
+        more = True
+        while more:
+            if p >= len(s):
+                raise ValueError("truncated RLE counts")
+            c = s[p] - 48
+            if not 0 <= c < 64:
+                raise ValueError(f"invalid character {chr(s[p])!r} in RLE counts")
+            x |= (c & 0x1F) << (5 * k)
+            more = bool(c & 0x20)
+            p += 1
+            k += 1
+            if not more and (c & 0x10):
+                x |= -1 << (5 * k)
+        if len(runs) > 2:
+            x += runs[-2]
+        runs.append(x)
+    return runs
+
+
+def rle_is_valid(counts: str | bytes, height: int, width: int) -> bool:
+    """True when ``counts`` is a well-formed RLE of exactly ``height`` x ``width`` pixels."""
+    try:
+        runs = rle_run_lengths(counts)
+    except ValueError:
+        return False
+    return all(r >= 0 for r in runs) and sum(runs) == height * width
