@@ -132,14 +132,20 @@ def main() -> int:
             ("detect (annotations)", lambda: flow.detect(0)),
             ("segment (annotations)", lambda: flow.segment(0)),
             ("questions (program)", lambda: flow.questions(0)),
+            ("import GX (once/process)", _import_gx),
             ("validate (GX, 4 suites)", lambda: flow.validate_shard(0)),
         ]
         for name, fn in stages:
             t = time.perf_counter()
             with PeakRSS() as peak:
-                out = fn()
+                try:
+                    out = fn()
+                except Exception as err:  # reported in the table and by the exit status, not hidden
+                    out = f"FAILED: {type(err).__name__}: {err}"[:200]
+                    result["failed"] = True
             secs = time.perf_counter() - t
-            rows.append({"stage": name, "seconds": secs, "images_per_s": args.images / secs,
+            rows.append({"stage": name, "seconds": secs,
+                         "images_per_s": None if name.startswith("import") else args.images / secs,
                          "peak_rss_mb": peak.peak / MB, "max_rss_so_far_mb": max_rss_mb(),
                          "output": _brief(out)})
             print(f"  {name}: {secs:.1f} s, peak {peak.peak / MB:.0f} MB", flush=True)
@@ -155,9 +161,10 @@ def main() -> int:
           f"{args.images} images ({result['input_mb']} MB), profile {args.profile}, one process")
     print(f"{'stage':<26}{'seconds':>9}{'images/s':>10}{'peak RSS MB':>13}{'ru_maxrss MB':>14}  output")
     for r in rows:
-        print(f"{r['stage']:<26}{r['seconds']:>9.1f}{r['images_per_s']:>10.1f}{r['peak_rss_mb']:>13.0f}"
+        ips = "-" if r["images_per_s"] is None else f"{r['images_per_s']:.1f}"
+        print(f"{r['stage']:<26}{r['seconds']:>9.1f}{ips:>10}{r['peak_rss_mb']:>13.0f}"
               f"{r['max_rss_so_far_mb']:>14.0f}  {r['output']}")
-    ok = result["peak_rss_mb"] < TARGET_MB
+    ok = result["peak_rss_mb"] < TARGET_MB and not result.get("failed")
     print(f"{'all stages':<26}{result['total_s']:>9.1f}{args.images / result['total_s']:>10.1f}"
           f"{result['peak_rss_mb']:>13.0f}")
     print(f"peak RSS {result['peak_rss_mb']:.0f} MB vs the {TARGET_MB} MB target: "
@@ -166,6 +173,13 @@ def main() -> int:
     if args.json:
         args.json.write_text(json.dumps(result, indent=2, default=str))
     return 0 if ok else 1
+
+
+def _import_gx() -> str:
+    from expectations import runner
+
+    runner._import_gx()
+    return "great_expectations imported"
 
 
 def _brief(out: Any) -> str:

@@ -413,17 +413,26 @@ class Flow:
         return {"tasks_done": done}
 
     def decide(self, batches: dict[str, Any]) -> dict[str, Any]:
-        """Pull, validate and decide every open batch; pending items stay open for the next run."""
-        from pipelines.annotation.pull import pull_and_decide
+        """Pull, validate and decide every open batch; pending items stay open for the next run.
+
+        Each project's tasks are fetched once: a question pushed again by a later run (same
+        ``question_id``) keeps its original task, so batches are decided from the whole project.
+        """
+        from pipelines.annotation.pull import annotator_names, decide_tasks
 
         cfg = self.params.annotation
         totals = {"accepted": 0, "rejected": 0, "pending": 0, "annotations_rejected": 0}
         decided = []
+        tasks_by_project: dict[int, list[dict[str, Any]]] = {}
         with self.label_studio() as client:
+            names = annotator_names(client)
             for b in batches.get("batches", []):
+                project_id = int(b["project_id"])
+                if project_id not in tasks_by_project:
+                    tasks_by_project[project_id] = list(client.iter_tasks(project_id, fields="all"))
                 questions = self.store.get_table(b["questions_key"], "questions")
-                result = pull_and_decide(client, int(b["project_id"]), questions.to_pylist(),
-                                         cfg.annotators_required, batch=b["batch_id"])
+                generated = {q["question_id"]: q["answer"] for q in questions.to_pylist()}
+                result = decide_tasks(tasks_by_project[project_id], generated, cfg.annotators_required, names)
                 keys = {}
                 for name, table in result.tables().items():
                     key = safe_key("consensus", b["batch_id"], f"{name}.parquet")

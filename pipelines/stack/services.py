@@ -12,6 +12,7 @@ import os
 import secrets
 import subprocess
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -199,14 +200,35 @@ class SeaweedS3(Service):
         return Minio(f"127.0.0.1:{self.params.stack.ports.s3}", access_key=creds["access_key"],
                      secret_key=creds["secret_key"], secure=False, region="us-east-1", http_client=http)
 
+    # A tiny object written by ensure_buckets. After a crash, `weed mini` answers S3 listings at once
+    # but object reads fail with HTTP 500 for a few seconds (until the volume server has reported its
+    # volumes to the master), so health means "a stored object can be read back".
+    PROBE_KEY = ".health/probe"
+
     def healthy(self) -> bool:
+        from minio.error import S3Error
+
         try:
-            self.client().list_buckets()
-            return True
+            client = self.client()
+            client.list_buckets()
+            bucket = self.params.stack.buckets[0]
+            if not client.bucket_exists(bucket):
+                return True  # a fresh server: nothing stored yet
+            try:
+                resp = client.get_object(bucket, self.PROBE_KEY)
+            except S3Error as err:
+                return err.code in ("NoSuchKey", "NoSuchObject", "NotFound")  # stored before the probe existed
+            try:
+                return resp.read() == b"ok"
+            finally:
+                resp.close()
+                resp.release_conn()
         except Exception:
             return False
 
     def ensure_buckets(self, timeout_s: float = 30.0) -> None:
+        import io
+
         client = self.client()
         for bucket in self.params.stack.buckets:
             def made(b: str = bucket) -> bool:
@@ -215,6 +237,7 @@ class SeaweedS3(Service):
                 return client.bucket_exists(b)
 
             wait_until(made, timeout_s, 0.5, what=f"bucket {bucket}")
+        client.put_object(self.params.stack.buckets[0], self.PROBE_KEY, io.BytesIO(b"ok"), 2)
 
     def anonymous_refused(self) -> bool:
         r = httpx.get(f"{self.url()}/{self.params.stack.buckets[0]}", timeout=5)
@@ -409,8 +432,7 @@ class Airflow(Service):
         finally:
             conns.unlink(missing_ok=True)
 
-    def start(self) -> None:
-        env = self.env()
+    def _command(self, component: str) -> list[str]:
         args = {
             "api-server": ["api-server", "--host", "127.0.0.1", "--port", str(self.params.stack.ports.airflow),
                            "--workers", "1"],
@@ -418,8 +440,29 @@ class Airflow(Service):
             "dag-processor": ["dag-processor"],
             "triggerer": ["triggerer", "--skip-serve-logs"],
         }
-        for comp, proc in zip(AIRFLOW_COMPONENTS, self.processes):
-            proc.start([str(VENV_BIN / "airflow"), *args[comp]], env, cwd=self.airflow_home)
+        return [str(VENV_BIN / "airflow"), *args[component]]
+
+    def process(self, component: str) -> ManagedProcess:
+        """The managed process of one component (``api-server``, ``scheduler``, ...)."""
+        if component not in AIRFLOW_COMPONENTS:
+            raise ValueError(f"unknown Airflow component {component!r} (known: {', '.join(AIRFLOW_COMPONENTS)})")
+        return self.processes[AIRFLOW_COMPONENTS.index(component)]
+
+    def start(self, components: Iterable[str] = AIRFLOW_COMPONENTS) -> None:
+        """Start the given components (all by default); each must not be running already."""
+        env = self.env()
+        for comp in components:
+            self.process(comp).start(self._command(comp), env, cwd=self.airflow_home)
+
+    def restart(self, components: Iterable[str], timeout_s: float = 120.0) -> None:
+        """Stop the given components (by recorded pid; a dead one is just started) and start them
+        again, then wait until Airflow reports every component healthy. State lives in the
+        metadata database, so deferred tasks and running DAG runs carry on."""
+        components = list(components)
+        for comp in components:
+            self.process(comp).stop()
+        self.start(components)
+        self.wait_healthy(timeout_s)
 
     def token(self) -> str:
         creds = self.credentials()

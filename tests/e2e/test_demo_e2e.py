@@ -38,7 +38,7 @@ def test_demo_releases_a_tag_that_a_trainer_can_pull(local_stack, demo_release, 
     _run(["git", "clone", "--quiet", registry, str(clone)], tmp_path, env)
     _run(["git", "checkout", "--quiet", tag], clone, env)
     _run([str(VENV_BIN / "dvc"), "pull"], clone, env, timeout=600)
-    _run([sys.executable, "-m", "pipelines.cli", "release", "verify", str(clone)], clone, env)
+    _run([str(VENV_BIN / "hopchain"), "release", "verify", str(clone)], clone, env)
     train = sorted((clone / "release" / "data").glob("train-*.parquet"))
     assert train, "no train shards pulled"
 

@@ -1,0 +1,117 @@
+"""Issue 9 acceptance 5 / issue 11: the scheduler and the triggerer crash (SIGKILL) while
+``hopchain_annotations`` waits deferred for Label Studio; started again, the run resumes and completes.
+
+The batch is pushed into a Label Studio project of its own, and the run is triggered with the base
+profile (simulated annotators off), so nothing answers until the test's annotators do — after the
+restart, through the real Label Studio API. ``hopchain_release`` is paused meanwhile and the test's
+ledger records are removed afterwards, so the shared stack's releases are not touched.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from pipelines.annotation.simulated import run_simulation, simulated_annotators
+from pipelines.config import load_params
+from pipelines.flow import Flow
+from pipelines.store import safe_key
+from tests.integration.faults import (
+    airflow_api,
+    dags_paused,
+    kill_group,
+    ls_client,
+    stack_store,
+    task_instance,
+    wait_for,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+DAG = "hopchain_annotations"
+
+
+def _push_own_batch(stack, run_id: str, title: str) -> tuple[Flow, dict, dict[str, str]]:
+    """ingest → detect → segment → questions → push of 4 demo images into project ``title``."""
+    params = load_params(None, "demo")
+    params = params.model_copy(update={"annotation": params.annotation.model_copy(update={"project_title": title})})
+    flow = Flow(params, stack_store(stack), run_id, label_studio=lambda: ls_client(stack.labelstudio))
+    shards = flow.ingest("demo", max_images=4)
+    assert shards == [0]
+    flow.detect(0)
+    flow.segment(0)
+    flow.questions(0)
+    batch = flow.push(0)
+    assert batch["questions"] > 0 and batch["created_tasks"] == batch["questions"], batch
+    truths = {q["question_id"]: q["answer"] for q in flow.get("questions", 0).to_pylist()}
+    return flow, batch, truths
+
+
+def test_scheduler_and_triggerer_crash_during_the_deferred_wait_and_the_run_resumes(local_stack, demo_release):
+    api = airflow_api(local_stack)
+    store = stack_store(local_stack)
+    tag = uuid.uuid4().hex[:8]
+    flow, batch, truths = _push_own_batch(local_stack, f"faults_restart_{tag}", f"HopChain fault test {tag}")
+    project_id = int(batch["project_id"])
+    airflow = local_stack.airflow
+    try:
+        with dags_paused(api, ["hopchain_release"]):
+            run_id = api.trigger(DAG, conf={"profile": "base"})["dag_run_id"]
+
+            def deferred() -> dict | None:
+                ti = task_instance(api, DAG, run_id, "wait")
+                return ti if ti and ti["state"] == "deferred" else None
+
+            ti = wait_for(deferred, 180, "the wait task to defer")
+            old_triggerer_job = (ti.get("triggerer_job") or {}).get("id")
+            sim = task_instance(api, DAG, run_id, "simulate")
+            assert sim and sim["state"] == "skipped", sim  # nobody answers but the test
+
+            killed = {c: kill_group(airflow.process(c)) for c in ("scheduler", "triggerer")}
+            assert api.dag_run(DAG, run_id)["state"] == "running"
+            assert task_instance(api, DAG, run_id, "wait")["state"] == "deferred"
+
+            airflow.start(["scheduler", "triggerer"])
+            airflow.wait_healthy(120)
+            assert {c: airflow.process(c).pid for c in killed}.items().isdisjoint(killed.items())
+
+            def picked_up_by_new_triggerer() -> bool:
+                t = task_instance(api, DAG, run_id, "wait")
+                job = (t or {}).get("triggerer_job") or {}
+                return t["state"] == "deferred" and job.get("id") not in (None, old_triggerer_job)
+
+            # a crashed triggerer's triggers move on once its heartbeat is stale (~30 s)
+            wait_for(picked_up_by_new_triggerer, 120, "the restarted triggerer to take over the trigger", 2)
+
+            with ls_client(local_stack.labelstudio) as admin:
+                annotators = simulated_annotators(admin, admin.token, 4)
+                try:
+                    done = run_simulation(annotators, project_id, truths, error_rate=0.0, seed=11)
+                finally:
+                    for a in annotators:
+                        a.client.close()
+            assert all(n == len(truths) for n in done.values()), done
+
+            result = api.wait_for_run(DAG, run_id, 240, interval_s=3)
+            states = {t["task_id"]: t["state"] for t in api.task_instances(DAG, run_id)}
+            assert result["state"] == "success", states
+            wait_ti = task_instance(api, DAG, run_id, "wait")
+            assert wait_ti["try_number"] == 1  # resumed from the deferral, not failed and retried
+            assert states["decide"] == "success"
+
+        decided = store.get_json(safe_key("consensus", f"{batch['batch_id']}.json"))
+        assert decided["accepted"] == len(truths) and decided["pending"] == 0, decided
+        ledger = store.get_json(safe_key("batches", f"{batch['batch_id']}.json"))
+        assert ledger["status"] == "closed"
+    finally:
+        # keep the shared stack as it was: this batch must not enter later releases
+        store.delete_prefix(safe_key("consensus", batch["batch_id"]) + "/")
+        for key in (safe_key("consensus", f"{batch['batch_id']}.json"), safe_key("batches", f"{batch['batch_id']}.json")):
+            store.client.remove_object(store.bucket, key)
+        with ls_client(local_stack.labelstudio) as admin:
+            admin.request("DELETE", f"/api/projects/{project_id}")
+        for comp in ("scheduler", "triggerer"):
+            if not airflow.process(comp).running():
+                airflow.start([comp])
+        airflow.wait_healthy(120)
