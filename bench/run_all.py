@@ -52,17 +52,18 @@ class Bench:
 
 BENCHES = [
     Bench("questions", "Question engine: images/s vs instances per image (one core)",
-          ["bench/questions.py", "--sizes", "5,10,20,40,80", "--images", "100", "--repeats", "2",
+          ["bench/questions.py", "--sizes", "5,10,20,40,80", "--images", "200", "--repeats", "3",
            "--decode", "50"], 300),
     Bench("validation", "Validation: GX questions suite on 1,000,000 rows",
           ["bench/validation.py", "--rows", "1000000", "--images", "50000"], 420),
     Bench("perception", "Perception: images/s per backend (tiny random-weight models on CPU)",
-          ["bench/perception.py", "--images", "4", "--size", "640x480", "--repeats", "1"], 420),
+          ["bench/perception.py", "--images", "8", "--size", "640x480", "--repeats", "2"], 420),
     Bench("annotation", "Annotation: Label Studio push (batched vs per task) and consensus",
           ["bench/annotation.py", "--batched", "1000", "--single", "100", "--batch-size", "500",
            "--annotations", "10000"], 420),
     Bench("release", "Release: DVC push vs plain boto3 (same objects, same concurrency)",
-          ["bench/release.py", "--images", "1000", "--questions-per-image", "5", "--sizes", "160x120,640x480"],
+          ["bench/release.py", "--images", "2000", "--questions-per-image", "5",
+           "--sizes", "160x120,320x240,640x480"],
           600),
     Bench("worker_memory", "CPU stage worker on one 500-image shard (one process)",
           ["bench/worker_memory.py", "--images", "500"], 600, json_out=True),
@@ -185,7 +186,7 @@ def rows_perception(b: Bench) -> list[Row]:
         enc = re.search(r"([\d.]+)%", rest)
         out.append((f"perception ({stage})", f"{backend} on {dev}, {dt}, batch {bsz}",
                     f"{float(ips):.2f} images/s ({float(ms):.0f} ms/image)",
-                    "RLE encode < 5% of segment time" if enc else "-",
+                    "RLE encode < 5% of segment time (full-size models)" if enc else "-",
                     f"encode {enc.group(1)}%" if enc else "-"))
     return out
 
@@ -213,12 +214,17 @@ def rows_release(b: Bench) -> list[Row]:
         ratio = re.search(r"ratio dvc push / boto3 \(target <= 2\)\s+([\d.]+)", block)
         objs = re.search(r"objects pushed \(release \+ inputs snapshot\)\s+(\d+)", block)
         whole = re.search(r"whole release \(snapshot -> tag\)\s+([\d.]+) s", block)
+        fixed = re.search(r"of which fixed cost \(no-op dvc push\)\s+([\d.]+) s", block)
         if not (size and push and boto and ratio):
             continue
         what = f"{size.group(1)} images, {objs.group(1) if objs else '?'} objects, {mb.group(1) if mb else '?'} MB"
         out.append(("release", f"dvc push ({what})", f"{push.group(2)} MB/s ({push.group(1)} s)",
                     f"boto3 {boto.group(2)} MB/s ({boto.group(1)} s); target ratio <= 2",
                     f"{ratio.group(1)}x the boto3 time"))
+        if fixed:
+            net = float(push.group(1)) - float(fixed.group(1))
+            out.append(("release", f"dvc push less its fixed per-command cost of {fixed.group(1)} s ({size.group(1)})",
+                        f"{net:.2f} s", f"boto3 {boto.group(1)} s", f"{net / float(boto.group(1)):.2f}x"))
         if whole:
             out.append(("release", f"whole release, snapshot -> tag ({size.group(1)})", f"{whole.group(1)} s", "-", "-"))
     return out
@@ -247,7 +253,7 @@ def rows_demo(b: Bench) -> list[Row]:
     ]
     for dag_id, r in d["dags"].items():
         out.append(("demo", f"{dag_id} run wall time", f"{r['wall_s']:.0f} s" if r["wall_s"] else "-",
-                    f"{r['tasks']} task instances", r["state"]))
+                    f"{r['tasks']} task instance(s)", r["state"]))
     out.append(("demo", f"start-up + demo ({d['images']} images -> release {d.get('tag')})", f"{d['total_s']:.0f} s",
                 "target < 15 min (900 s)", f"{d['total_s'] / 900:.2f} of target"))
     out.append(("demo", "idle memory of the whole stack (PSS)", f"{d['idle_total_pss_mb']:.0f} MB",
@@ -259,6 +265,26 @@ PARSERS: dict[str, Callable[[Bench], list[Row]]] = {
     "questions": rows_questions, "validation": rows_validation, "perception": rows_perception,
     "annotation": rows_annotation, "release": rows_release, "worker_memory": rows_worker, "demo": rows_demo,
 }
+
+
+NOTES = [
+    "* **Perception on this machine** uses tiny random-weight models of the real architectures (Qwen3-VL, "
+    "SAM3, SAM2 in the sam2 package and in transformers) on CPU: the figures measure the code path (batching, "
+    "processors, parsing, RLE encoding), not the real model cost, so the RLE-encode share is only meaningful "
+    "with full-size models (`bench/perception.py --full-size` on a GPU). `openai*` is an in-process fake "
+    "OpenAI-compatible server: client overhead only.",
+    "* **DVC push vs boto3**: every `dvc push` pays a fixed ~1 s (interpreter start, s3fs import, repository "
+    "index), measured as a no-op push. With small releases that fixed cost dominates the ratio; the row "
+    "*less its fixed per-command cost* shows the transfer itself.",
+    "* **Demo memory per stage**: *task RSS* is the forked process that runs the stage code; the LocalExecutor "
+    "worker that supervises it is a long-lived process (~150 MB) counted in *+ supervisor*. The deferred "
+    "`wait` task is shown before it defers; while deferred it costs nothing but a trigger in the triggerer.",
+    "* **Idle memory** is PSS (shared pages split between the processes that map them) of every process of the "
+    "stack and all their children, read once the stack has been up for 15 s; RSS is shown beside it and "
+    "over-counts pages shared between Airflow's components.",
+    "* **Demo wall time** starts from a fresh stack home (database migrations included) but with the virtual "
+    "environments already installed; `make setup` on a fresh machine adds the one-off installs.",
+]
 
 
 def _md_row(cells: list[str] | tuple[str, ...]) -> str:
@@ -286,11 +312,15 @@ def targets_table(by: dict[str, Bench]) -> list[str]:
             lines.append(_md_row(["validate 1,000,000 question rows in under 60 s", f"{secs:.1f} s",
                                   "OK" if secs < 60 else "OVER"]))
     if rel:
-        for r in rows_release(rel):
-            m = re.match(r"([\d.]+)x", r[4])
+        rrows = rows_release(rel)
+        for i, r in enumerate(rrows):
+            m = re.match(r"([\d.]+)x the boto3 time", r[4])
             if m:
-                lines.append(_md_row([f"dvc push <= 2x plain boto3 ({r[1][10:-1]})", f"{m.group(1)}x",
-                                      "OK" if float(m.group(1)) <= 2 else "OVER"]))
+                net = next((x[4] for x in rrows[i + 1:i + 2] if "less its fixed" in x[1]), None)
+                status = "OK" if float(m.group(1)) <= 2 else "OVER"
+                if status == "OVER" and net:
+                    status += f" (fixed per-command cost; {net} without it)"
+                lines.append(_md_row([f"dvc push <= 2x plain boto3 ({r[1][10:-1]})", f"{m.group(1)}x", status]))
     q = by.get("questions")
     if q:
         m = re.search(r"^\s*20\s+([\d.]+)", q.output, re.M)
@@ -352,7 +382,7 @@ def write_report(benches: list[Bench], out: Path, started: datetime, total_s: fl
         lines.append(_md_row(["**whole stack**", f"**{d['idle_total_pss_mb']:.0f}**", f"{d['idle_total_rss_mb']:.0f}", ""]))
         lines.append("")
         lines.append(f"Peak RSS of the whole stack during the demo (2 s samples): {d['stack_peak_rss_mb']:.0f} MB.")
-    lines += ["", "## Raw output of each bench", ""]
+    lines += ["", "## Notes", "", *NOTES, "", "## Raw output of each bench", ""]
     for b in benches:
         lines += [f"### {b.title}", "", f"`.venv/bin/python {' '.join(b.args)}` — exit {b.rc}, {b.seconds:.0f} s", "",
                   "```text", _clean(b.output), "```", ""]

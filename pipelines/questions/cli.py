@@ -45,16 +45,22 @@ def _questions(args: argparse.Namespace) -> int:
     if args.variants:
         update["variants"] = [v.strip() for v in args.variants.split(",") if v.strip()]
     cfg = params.questions.model_validate({**params.questions.model_dump(), **update})
-    if cfg.writer != "program" or cfg.difficulty.enabled:
-        from pipelines.config import ConfigError
+    backend = None
+    if cfg.writer == "vlm" or cfg.difficulty.enabled:
+        # The VLM writer and the difficulty solver use the detect stage's VLM backend
+        # (in-process Qwen3-VL or an OpenAI-compatible endpoint), loaded once here.
+        from pipelines.detect.backends import make_vlm_backend
 
-        raise ConfigError(
-            "the `hopchain questions` command runs the program writer without models; the VLM writer and "
-            "difficulty calibration run in the GPU pipeline (questions.writer=program, difficulty.enabled=false here)"
+        backend = make_vlm_backend(params.detect)
+        backend.setup()
+    try:
+        result = run_questions(
+            read_parquet(args.instances, "instances"), read_parquet(args.manifest, "manifest"), cfg,
+            writer_backend=backend, solver_backend=backend,
         )
-    result = run_questions(
-        read_parquet(args.instances, "instances"), read_parquet(args.manifest, "manifest"), cfg
-    )
+    finally:
+        if backend is not None:
+            backend.teardown()
     out = write_parquet_atomic(result.questions, args.out)
     rejects = (
         Path(args.rejects)

@@ -50,7 +50,7 @@ def test_browser_logs_in_and_sees_the_dag_grid_and_the_release(demo_release, loc
         page.wait_for("!!document.querySelector('input[name=\"password\"]')", 60, what="the login form")
         assert "/auth/login" in page.url()
         assert not [c for c in page.cookies() if c["name"] == "_token"]
-        page.screenshot(tmp_path / "00-login.png")
+        login = page.screenshot(tmp_path / "00-login.png")
         page.type_into('input[name="username"]', creds["username"])
         page.type_into('input[name="password"]', creds["password"])
         page.wait_for("!document.querySelector('button[type=\"submit\"]').disabled", 10, what="Sign in enabled")
@@ -92,6 +92,6 @@ def test_browser_logs_in_and_sees_the_dag_grid_and_the_release(demo_release, loc
         status = page.evaluate("fetch('/hopchain/api/status').then(r => r.json())")
         assert tag in [r.get("tag") for r in status["releases"]], status["releases"]
 
-    for shot in (grid, run, plugin, embedded):
+    for shot in (login, grid, run, plugin, embedded):
         assert _is_png(shot), shot
         print(f"screenshot: {shot}")
