@@ -172,7 +172,7 @@ class Flow:
     # -- annotations backend (COCO instances shipped with the images) --------------------------
     def _coco_instances(self, manifest: pa.Table) -> tuple[pa.Table, pa.Table]:
         """Instances of the shard's images from ``<input>/instances.json`` (matched by file name)."""
-        from pipelines.segment.annotations import segmentation_to_mask
+        from pipelines.segment.annotations import image_instances
 
         from pipelines.detect.parser import normalize_label
 
@@ -200,30 +200,10 @@ class Flow:
                                 "reason": f"annotated size {im['width']}x{im['height']} != image "
                                           f"{m['width']}x{m['height']}", "raw": m["uri"]})
                 continue
-            next_id = 1
-            for a in sorted(anns.get(im["id"], []), key=lambda a: a.get("id", 0)):
-                category = cats.get(a.get("category_id"), "")
-                reason = None
-                if a.get("iscrowd", 0):
-                    reason = "crowd region (iscrowd=1) is not an instance"
-                elif not category:
-                    reason = f"unknown category_id {a.get('category_id')!r}"
-                else:
-                    try:
-                        enc = segmentation_to_mask(a.get("segmentation"), m["height"], m["width"])
-                        if enc.area == 0:
-                            reason = "empty mask"
-                    except (ValueError, TypeError) as err:
-                        reason = f"invalid segmentation: {err}"
-                if reason:
-                    rejects.append({"stage": "annotations", "item_id": str(a.get("id")), "reason": reason,
-                                    "raw": json.dumps(a)[:2000]})
-                    continue
-                rows.append({"image_id": m["image_id"], "instance_id": next_id, "category": category,
-                             "bbox": list(enc.bbox), "area": enc.area, "score": float(a.get("score", 1.0)),
-                             "mask_rle": enc.counts, "mask_height": enc.height, "mask_width": enc.width,
-                             "source": "annotations:instances.json"})
-                next_id += 1
+            got, bad = image_instances(anns.get(im["id"], []), cats, m["image_id"], m["height"], m["width"],
+                                       "annotations:instances.json")
+            rows += got
+            rejects += bad
         return to_table(rows, "instances"), to_table(rejects, "rejects")
 
     # -- detect / segment ----------------------------------------------------------------------

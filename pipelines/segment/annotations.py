@@ -67,6 +67,42 @@ def segmentation_to_mask(segmentation: Any, height: int, width: int) -> EncodedM
     raise ValueError(f"unsupported segmentation: {type(segmentation).__name__}")
 
 
+def image_instances(
+    annotations: list[dict[str, Any]], categories: dict[Any, str], image_id: str, height: int, width: int,
+    source: str,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """One image's COCO annotations → INSTANCES rows (ids 1..n in annotation-id order) and REJECTS rows.
+
+    Crowd regions, unknown categories, invalid or empty segmentations are rejects with their reason.
+    """
+    rows: list[dict[str, Any]] = []
+    rejects: list[dict[str, Any]] = []
+    for ann in sorted(annotations, key=lambda a: a.get("id", 0)):
+        reason = None
+        category = categories.get(ann.get("category_id"), "")
+        if ann.get("iscrowd", 0):
+            reason = "crowd region (iscrowd=1) is not an instance"
+        elif not category:
+            reason = f"unknown category_id {ann.get('category_id')!r}"
+        else:
+            try:
+                enc = segmentation_to_mask(ann.get("segmentation"), height, width)
+                if enc.area == 0:
+                    reason = "empty mask"
+            except (ValueError, TypeError) as err:
+                reason = f"invalid segmentation: {err}"
+        if reason:
+            rejects.append({"stage": "annotations", "item_id": str(ann.get("id")), "reason": reason,
+                            "raw": json.dumps(ann)[:2000]})
+            continue
+        rows.append({
+            "image_id": image_id, "instance_id": len(rows) + 1, "category": category, "bbox": list(enc.bbox),
+            "area": enc.area, "score": float(ann.get("score", 1.0)), "mask_rle": enc.counts,
+            "mask_height": enc.height, "mask_width": enc.width, "source": source,
+        })
+    return rows, rejects
+
+
 def import_coco(
     coco_path: str | Path, images_dir: str | Path, *, shard_size: int = 200, max_pixels: int = 89_478_485,
     source: str | None = None,
@@ -116,31 +152,10 @@ def import_coco(
         seen[image_id] = uri
         manifest.append({"image_id": image_id, "uri": uri, "width": decoded.width, "height": decoded.height,
                          "format": decoded.format, "shard": index // shard_size})
-        next_id = 1
-        for ann in sorted(anns_by_image.get(im["id"], []), key=lambda a: a.get("id", 0)):
-            reason = None
-            category = categories.get(ann.get("category_id"), "")
-            if ann.get("iscrowd", 0):
-                reason = "crowd region (iscrowd=1) is not an instance"
-            elif not category:
-                reason = f"unknown category_id {ann.get('category_id')!r}"
-            else:
-                try:
-                    enc = segmentation_to_mask(ann.get("segmentation"), decoded.height, decoded.width)
-                    if enc.area == 0:
-                        reason = "empty mask"
-                except (ValueError, TypeError) as err:
-                    reason = f"invalid segmentation: {err}"
-            if reason:
-                rejects.append({"stage": "annotations", "item_id": str(ann.get("id")), "reason": reason,
-                                "raw": json.dumps(ann)[:2000]})
-                continue
-            instances.append({
-                "image_id": image_id, "instance_id": next_id, "category": category, "bbox": list(enc.bbox),
-                "area": enc.area, "score": float(ann.get("score", 1.0)), "mask_rle": enc.counts,
-                "mask_height": enc.height, "mask_width": enc.width, "source": source,
-            })
-            next_id += 1
+        rows, bad = image_instances(anns_by_image.get(im["id"], []), categories, image_id, decoded.height,
+                                    decoded.width, source)
+        instances += rows
+        rejects += bad
     counts = {"images": len(manifest), "instances": len(instances), "quarantined": len(quarantine),
               "rejected": len(rejects)}
     log.info("import-coco %s: %s", coco_path, counts)

@@ -76,6 +76,19 @@ class Service:
     def credentials_file(self) -> Path:
         return self.home / "credentials" / f"{self.name}.json"
 
+    def _credentials(self, generate) -> dict[str, str]:
+        """The service's credential file (mode 0600), generated on first use; ``url`` follows the ports."""
+        f = self.credentials_file()
+        if f.exists():
+            creds = read_secret_file(f)
+            if creds.get("url") != self.url():
+                creds["url"] = self.url()
+                write_secret_file(f, creds)
+            return creds
+        creds = {"url": self.url(), **generate()}
+        write_secret_file(f, creds)
+        return creds
+
     def running(self) -> bool:
         return any(p.running() for p in self.processes)
 
@@ -217,7 +230,8 @@ class SeaweedS3(Service):
             try:
                 resp = client.get_object(bucket, self.PROBE_KEY)
             except S3Error as err:
-                return err.code in ("NoSuchKey", "NoSuchObject", "NotFound")  # stored before the probe existed
+                # no probe yet: data stored before the probe existed (or none at all)
+                return err.code in ("NoSuchKey", "NoSuchObject", "NotFound")
             try:
                 return resp.read() == b"ok"
             finally:
@@ -268,21 +282,11 @@ class LabelStudio(Service):
         return f"http://127.0.0.1:{self.params.stack.ports.label_studio}"
 
     def credentials(self) -> dict[str, str]:
-        f = self.credentials_file()
-        if f.exists():
-            creds = read_secret_file(f)
-            if creds.get("url") != self.url():
-                creds["url"] = self.url()
-                write_secret_file(f, creds)
-            return creds
-        creds = {
-            "url": self.url(),
+        return self._credentials(lambda: {
             "username": self.params.stack.label_studio_admin,
             "password": _token(18),
             "token": _hex(20),  # legacy API token: "Authorization: Token <token>"
-        }
-        write_secret_file(f, creds)
-        return creds
+        })
 
     def env(self) -> dict[str, str]:
         creds = self.credentials()
@@ -347,23 +351,13 @@ class Airflow(Service):
         return f"http://127.0.0.1:{self.params.stack.ports.airflow}"
 
     def credentials(self) -> dict[str, str]:
-        f = self.credentials_file()
-        if f.exists():
-            creds = read_secret_file(f)
-            if creds.get("url") != self.url():
-                creds["url"] = self.url()
-                write_secret_file(f, creds)
-            return creds
-        creds = {
-            "url": self.url(),
+        return self._credentials(lambda: {
             "username": self.params.stack.airflow_admin,
             "password": _token(18),
             "jwt_secret": _token(32),
             "api_secret_key": _token(32),
             "fernet_key": _fernet_key(),
-        }
-        write_secret_file(f, creds)
-        return creds
+        })
 
     def env(self) -> dict[str, str]:
         creds = self.credentials()
@@ -434,8 +428,8 @@ class Airflow(Service):
 
     def _command(self, component: str) -> list[str]:
         args = {
-            "api-server": ["api-server", "--host", "127.0.0.1", "--port", str(self.params.stack.ports.airflow),
-                           "--workers", "1"],
+            "api-server": ["api-server", "--host", "127.0.0.1", "--port",
+                           str(self.params.stack.ports.airflow), "--workers", "1"],
             "scheduler": ["scheduler", "--skip-serve-logs"],
             "dag-processor": ["dag-processor"],
             "triggerer": ["triggerer", "--skip-serve-logs"],
@@ -445,7 +439,8 @@ class Airflow(Service):
     def process(self, component: str) -> ManagedProcess:
         """The managed process of one component (``api-server``, ``scheduler``, ...)."""
         if component not in AIRFLOW_COMPONENTS:
-            raise ValueError(f"unknown Airflow component {component!r} (known: {', '.join(AIRFLOW_COMPONENTS)})")
+            known = ", ".join(AIRFLOW_COMPONENTS)
+            raise ValueError(f"unknown Airflow component {component!r} (known: {known})")
         return self.processes[AIRFLOW_COMPONENTS.index(component)]
 
     def start(self, components: Iterable[str] = AIRFLOW_COMPONENTS) -> None:

@@ -106,7 +106,8 @@ def wait_for(check: Callable[[], Any], timeout_s: float, what: str, interval_s: 
         time.sleep(interval_s)
 
 
-def task_instance(api: AirflowAPI, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> dict | None:
+def task_instance(api: AirflowAPI, dag_id: str, run_id: str, task_id: str,
+                  map_index: int = -1) -> dict | None:
     for ti in api.task_instances(dag_id, run_id):
         if ti["task_id"] == task_id and int(ti.get("map_index", -1)) == map_index:
             return ti

@@ -58,7 +58,8 @@ def test_task_killed_mid_shard_is_retried_and_its_outputs_are_byte_identical(loc
     try:
         with dags_paused(api, ["hopchain_annotations", "hopchain_release"]):
             run_id = api.trigger(DAG, conf={"input_prefix": "demo", "profile": "demo"})["dag_run_id"]
-            victim = wait_for(lambda: task_instance(api, DAG, run_id, *VICTIM), 120, f"{VICTIM} to be created", 1)
+            victim = wait_for(lambda: task_instance(api, DAG, run_id, *VICTIM), 120,
+                              f"{VICTIM} to be created", 1)
             ti_id = victim["id"]
 
             deadline = time.monotonic() + 180

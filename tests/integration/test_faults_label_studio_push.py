@@ -66,7 +66,8 @@ def test_label_studio_down_during_push_then_the_retry_leaves_no_duplicates(label
     with pytest.raises(httpx.ConnectError, match="[Cc]onnection refused"):
         failing.push(0)
     assert dying.imports == 3 and not label_studio.running()
-    assert not store.exists(safe_key("batches", f"{batch_id_for(flow.run_id, 0)}.json"))  # not recorded as pushed
+    # a failed push is not recorded as pushed
+    assert not store.exists(safe_key("batches", f"{batch_id_for(flow.run_id, 0)}.json"))
 
     label_studio.start()
     label_studio.wait_healthy(120)

@@ -35,7 +35,8 @@ DAG = "hopchain_annotations"
 def _push_own_batch(stack, run_id: str, title: str) -> tuple[Flow, dict, dict[str, str]]:
     """ingest → detect → segment → questions → push of 4 demo images into project ``title``."""
     params = load_params(None, "demo")
-    params = params.model_copy(update={"annotation": params.annotation.model_copy(update={"project_title": title})})
+    annotation = params.annotation.model_copy(update={"project_title": title})
+    params = params.model_copy(update={"annotation": annotation})
     flow = Flow(params, stack_store(stack), run_id, label_studio=lambda: ls_client(stack.labelstudio))
     shards = flow.ingest("demo", max_images=4)
     assert shards == [0]
@@ -48,7 +49,8 @@ def _push_own_batch(stack, run_id: str, title: str) -> tuple[Flow, dict, dict[st
     return flow, batch, truths
 
 
-def test_scheduler_and_triggerer_crash_during_the_deferred_wait_and_the_run_resumes(local_stack, demo_release):
+def test_scheduler_and_triggerer_crash_during_the_deferred_wait_and_the_run_resumes(
+        local_stack, demo_release) -> None:
     api = airflow_api(local_stack)
     store = stack_store(local_stack)
     tag = uuid.uuid4().hex[:8]
@@ -72,8 +74,7 @@ def test_scheduler_and_triggerer_crash_during_the_deferred_wait_and_the_run_resu
             assert api.dag_run(DAG, run_id)["state"] == "running"
             assert task_instance(api, DAG, run_id, "wait")["state"] == "deferred"
 
-            airflow.start(["scheduler", "triggerer"])
-            airflow.wait_healthy(120)
+            airflow.restart(["scheduler", "triggerer"])  # starts the dead ones, waits until healthy
             assert {c: airflow.process(c).pid for c in killed}.items().isdisjoint(killed.items())
 
             def picked_up_by_new_triggerer() -> bool:
@@ -107,7 +108,8 @@ def test_scheduler_and_triggerer_crash_during_the_deferred_wait_and_the_run_resu
     finally:
         # keep the shared stack as it was: this batch must not enter later releases
         store.delete_prefix(safe_key("consensus", batch["batch_id"]) + "/")
-        for key in (safe_key("consensus", f"{batch['batch_id']}.json"), safe_key("batches", f"{batch['batch_id']}.json")):
+        for key in (safe_key("consensus", f"{batch['batch_id']}.json"),
+                    safe_key("batches", f"{batch['batch_id']}.json")):
             store.client.remove_object(store.bucket, key)
         with ls_client(local_stack.labelstudio) as admin:
             admin.request("DELETE", f"/api/projects/{project_id}")

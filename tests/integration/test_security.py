@@ -47,7 +47,8 @@ def test_plugin_api_and_pages_refuse_unauthenticated_requests(local_stack, demo_
     base = demo_release["plugin_page"].rstrip("/")
     paths = ["/api/status", "/", "/docs/releases/x/card/index.html"]
     # a token signed with another key, as someone without the stack's JWT secret would make it
-    forged = jwt.encode({"sub": "admin", "role": "admin", "iat": int(time.time()), "exp": int(time.time()) + 600},
+    now = int(time.time())
+    forged = jwt.encode({"sub": "admin", "role": "admin", "iat": now, "exp": now + 600},
                         "not-the-stack-secret-" * 4, algorithm="HS512")
     for path in paths:
         assert httpx.get(base + path, timeout=30).status_code == 401, path
@@ -90,7 +91,8 @@ def test_no_credential_in_any_git_tracked_file(local_stack, demo_release) -> Non
                 secrets[f"{f.name} {k}"] = data[k]
     files = [f for f in _tracked_files() if f.is_file()]
     assert len(files) > 50
-    leaks = {str(f.relative_to(REPO_ROOT)): found for f in files if (found := _found(secrets, f.read_bytes()))}
+    leaks = {str(f.relative_to(REPO_ROOT)): found for f in files
+             if (found := _found(secrets, f.read_bytes()))}
     assert not leaks, leaks
     assert not any(f.is_relative_to(REPO_ROOT / ".stack") for f in files)
 
@@ -129,7 +131,8 @@ def test_a_name_that_is_only_traversal_is_refused(name: str) -> None:
         safe_key("inputs", name)
 
 
-def test_ingest_of_hostile_file_names_stays_inside_the_input_prefix(local_stack, demo_release, tmp_path) -> None:
+def test_ingest_of_hostile_file_names_stays_inside_the_input_prefix(
+        local_stack, demo_release, tmp_path) -> None:
     """A local folder with files named like paths is uploaded the way ``seed_samples`` does it,
     then ingested; a run's ``input_prefix`` of ``../..`` cannot reach outside ``inputs/``."""
     store = stack_store(local_stack)
