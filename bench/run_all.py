@@ -273,7 +273,7 @@ NOTES = [
     "processors, parsing, RLE encoding), not the real model cost, so the RLE-encode share is only meaningful "
     "with full-size models (`bench/perception.py --full-size` on a GPU). `openai*` is an in-process fake "
     "OpenAI-compatible server: client overhead only.",
-    "* **DVC push vs boto3**: every `dvc push` pays a fixed ~1 s (interpreter start, s3fs import, repository "
+    "* **DVC push vs boto3**: every `dvc push` pays a fixed 1-2 s (interpreter start, s3fs import, repository "
     "index), measured as a no-op push. With small releases that fixed cost dominates the ratio; the row "
     "*less its fixed per-command cost* shows the transfer itself.",
     "* **Demo memory per stage**: *task RSS* is the forked process that runs the stage code; the LocalExecutor "
