@@ -22,6 +22,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from _machine import cpu_model  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 from pipelines.annotation.client import LabelStudioClient  # noqa: E402
 from pipelines.annotation.consensus import decide  # noqa: E402
@@ -31,14 +32,6 @@ from pipelines.annotation.simulated import answer_result  # noqa: E402
 from pipelines.annotation.validate import validate_task_annotations  # noqa: E402
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def questions(n: int, tag: str) -> list[dict]:

@@ -37,6 +37,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+from _machine import cpu_model  # noqa: E402  (bench/ is on sys.path when run as a script)
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import psutil  # noqa: E402
@@ -47,14 +48,6 @@ UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}
 MB = 1024 * 1024
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
 
 
 def tree(pid: int) -> list[psutil.Process]:

@@ -16,21 +16,13 @@ import math
 import os
 import platform
 import time
+from _machine import cpu_model  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 TARGET_IMAGES_PER_S = 200.0  # at 20 instances per image (issue 4, acceptance 4)
 
 
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def main() -> None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import platform
 import shutil
 import sys
 import time
@@ -27,17 +26,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+from _machine import cpu_model  # noqa: E402  (bench/ is on sys.path when run as a script)
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def boto3_upload(files: list[Path], creds, bucket: str, prefix: str, jobs: int) -> float:

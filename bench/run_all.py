@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from _machine import cpu_model  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -72,14 +73,6 @@ BENCHES = [
 ]
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def ram_gb() -> float:

@@ -20,18 +20,11 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from _machine import cpu_model  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 BUDGET_S = 60.0
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def make_tables(rows: int, images: int, per_image_instances: int = 8, seed: int = 0):

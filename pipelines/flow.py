@@ -516,7 +516,7 @@ def _read_jsons(store: ObjectStore, prefix: str, depth: int) -> list[dict[str, A
 def read_ledger(store: ObjectStore) -> dict[str, Any]:
     """Runs, batches, consensus and releases, newest first (what the plugin page shows)."""
     runs = []
-    for key in store.list(f"runs/"):
+    for key in store.list("runs/"):
         if key.endswith("/summary.json") and key.count("/") == 2:
             runs.append(store.get_json(key))
     runs.sort(key=lambda r: r.get("finished_at", ""), reverse=True)
