@@ -19,6 +19,8 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["DO_NOT_TRACK"] = "1"
 os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
+for _var in ("HOPCHAIN_PROFILE", "HOPCHAIN_PARAMS", "HOPCHAIN_HOME"):  # tests never inherit a developer's stack
+    os.environ.pop(_var, None)
 
 import pytest  # noqa: E402
 
@@ -124,19 +126,13 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
     from pipelines.stack import LocalStack
 
     home = tmp_path_factory.mktemp("stackhome")
-    params = params_with_ports(free_ports(), profile="demo")
+    params = params_with_ports(free_ports(), profile="demo")  # the stack's Airflow tasks use this profile
     stack = LocalStack(params, home=home)
-    old = os.environ.get("HOPCHAIN_PROFILE")
-    os.environ["HOPCHAIN_PROFILE"] = "demo"
     try:
         stack.up(log=lambda *_: None)
         yield stack
     finally:
         stack.down(log=lambda *_: None)
-        if old is None:
-            os.environ.pop("HOPCHAIN_PROFILE", None)
-        else:
-            os.environ["HOPCHAIN_PROFILE"] = old
 
 
 @pytest.fixture(scope="session")

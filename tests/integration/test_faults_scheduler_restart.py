@@ -67,8 +67,11 @@ def test_scheduler_and_triggerer_crash_during_the_deferred_wait_and_the_run_resu
 
             ti = wait_for(deferred, 180, "the wait task to defer")
             old_triggerer_job = (ti.get("triggerer_job") or {}).get("id")
-            sim = task_instance(api, DAG, run_id, "simulate")
-            assert sim and sim["state"] == "skipped", sim  # nobody answers but the test
+            # simulate runs beside wait: once it has finished it must have skipped (nobody answers but the test)
+            sim = wait_for(lambda: (lambda t: t if t and t["state"] not in (None, "scheduled", "queued", "running")
+                                    else None)(task_instance(api, DAG, run_id, "simulate")), 120,
+                           "the simulate task to finish")
+            assert sim["state"] == "skipped", sim
 
             killed = {c: kill_group(airflow.process(c)) for c in ("scheduler", "triggerer")}
             assert api.dag_run(DAG, run_id)["state"] == "running"
