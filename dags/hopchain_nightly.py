@@ -29,7 +29,8 @@ Label Studio for four-way verification.
 1. **ingest** — hash, decode, quarantine bad files, write the sharded manifest (`runs/<run_id>/manifest/`).
 2. per shard (mapped task group; GPU tasks run in the `gpu` pool and on the `gpu` queue):
    **detect** (VLM categories/boxes) → **segment** (SAM3/SAM2 masks) → **questions** (hop programs) →
-   **validate** (Great Expectations; a critical failure stops the shard before the push).
+   **validate** (Great Expectations on the questions; manifest and instances are validated by the stage that
+   wrote them, so a critical failure stops the shard before the next stage reads it).
 3. **push** — the shard's questions go to Label Studio as one batch; the `hopchain_questions_batch` Asset is
    updated, which schedules `hopchain_annotations`.
 

@@ -137,6 +137,10 @@ class Flow:
                                              "images": len(part), "quarantined": len(quarantine)})
             if len(part):
                 shards.append(shard)
+        # stage boundary: nothing downstream reads a manifest that failed its suite
+        for shard in shards:
+            self.validate(f"shard-{shard:05d}", [("manifest", self.get("manifest", shard), {}),
+                                                 ("quarantine", self.get("quarantine", shard), {})])
         self.store.put_json(run_key(self.runs, self.run_id, "ingest", name="plan.json"),
                             {"input": uri, "shards": shards, "images": len(manifest), "listed": len(uris)})
         log.info("ingest %s: %d images in %d shards, %d quarantined", uri, len(manifest), len(shards),
@@ -268,6 +272,8 @@ class Flow:
         self.put_rejects("segment", shard, rejects)
         stats["rejected"] = len(rejects)
         self.put_stats("segment", shard, stats)
+        # stage boundary: the questions stage never reads instances that failed their suite
+        self.validate(f"shard-{shard:05d}", [("instances", instances, {"manifest": manifest})])
         return stats
 
     # -- questions -----------------------------------------------------------------------------
@@ -309,19 +315,19 @@ class Flow:
         write_docs_index(self.store, self.params.store.runs_prefix, self.run_id)
         summary = {r.suite: {"success": r.success, "critical": r.critical_failures, "warnings": r.warnings,
                              "docs": r.docs_page_key or r.docs_index_key} for r in reports}
-        self.store.put_json(run_key(self.runs, self.run_id, "validation", name=f"{label}.json"), summary)
+        suites = "+".join(r.suite for r in reports)
+        self.store.put_json(run_key(self.runs, self.run_id, "validation", name=f"{label}.{suites}.json"), summary)
         failed = [r for r in reports if not r.success]
         if failed:
             raise ValidationFailed(failed[0])
         return summary
 
     def validate_shard(self, shard: int) -> dict[str, Any]:
-        """GX suites on this shard's manifest, quarantine, instances and questions."""
-        t = {name: self.get(name, shard) for name in ("manifest", "quarantine", "instances", "questions")}
+        """The questions suite (with its cross-table checks against the shard's manifest and
+        instances) before the push. Manifest/quarantine were validated by ingest and instances by
+        segment, each before the next stage read them."""
+        t = {name: self.get(name, shard) for name in ("manifest", "instances", "questions")}
         return self.validate(f"shard-{shard:05d}", [
-            ("manifest", t["manifest"], {}),
-            ("quarantine", t["quarantine"], {}),
-            ("instances", t["instances"], {"manifest": t["manifest"]}),
             ("questions", t["questions"], {"manifest": t["manifest"], "instances": t["instances"]}),
         ])
 

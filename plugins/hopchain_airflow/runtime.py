@@ -26,5 +26,30 @@ def flow_for(context: dict[str, Any]):
 
         return LabelStudioHook().get_client()
 
-    return Flow(params=params, store=store, run_id=str(context["run_id"]), label_studio=label_studio,
-                s3_credentials=store.creds)
+    return _FailFast(Flow(params=params, store=store, run_id=str(context["run_id"]), label_studio=label_studio,
+                          s3_credentials=store.creds))
+
+
+class _FailFast:
+    """Forwards to the Flow; a critical validation failure fails the task without retries (the data
+    will not change on a retry; the full result and Data Docs are already saved)."""
+
+    def __init__(self, flow: Any) -> None:
+        self._flow = flow
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._flow, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            from airflow.sdk.exceptions import AirflowFailException
+
+            from expectations.runner import ValidationFailed
+
+            try:
+                return attr(*args, **kwargs)
+            except ValidationFailed as err:
+                raise AirflowFailException(f"critical validation failure (no retry): {err}") from err
+
+        return call

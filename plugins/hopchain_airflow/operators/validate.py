@@ -82,7 +82,7 @@ def validate_stage(
     import logging
 
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
-    from airflow.exceptions import AirflowFailException
+    from airflow.sdk.exceptions import AirflowFailException
     from hopchain_airflow.hooks.object_store import ObjectStoreHook
 
     from expectations.runner import ValidationFailed, validate_keys

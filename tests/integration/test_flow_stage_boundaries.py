@@ -1,0 +1,59 @@
+"""A critical validation failure at a stage boundary stops the shard before the next stage reads it.
+
+Driven through :class:`pipelines.flow.Flow` (what the Airflow tasks call) against the real S3 server:
+one annotation claims an impossible score, the instances suite fails in the segment task, the full
+result and its Data Docs are saved first, and the task raises.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import uuid
+from pathlib import Path
+
+import pytest
+
+from pipelines.config import load_params
+from pipelines.flow import Flow
+from pipelines.store import safe_key
+
+pytestmark = pytest.mark.integration
+
+
+def _seed(store, prefix: str, corrupt: bool) -> None:
+    from pipelines.samples import write_samples
+
+    with tempfile.TemporaryDirectory() as tmp:
+        coco_path = write_samples(tmp, 3)
+        coco = json.loads(coco_path.read_text())
+        if corrupt:
+            coco["annotations"][0]["score"] = 7.5  # scores must lie in 0..1
+        coco_path.write_text(json.dumps(coco))
+        for f in [coco_path, *sorted((Path(tmp) / "images").iterdir())]:
+            store.put_bytes(safe_key("inputs", prefix, str(f.relative_to(tmp))), f.read_bytes())
+
+
+@pytest.mark.parametrize("corrupt", [False, True], ids=["clean", "impossible-score"])
+def test_segment_boundary_validation(object_store, corrupt: bool) -> None:
+    from expectations.runner import ValidationFailed
+
+    prefix = f"boundary-{uuid.uuid4().hex[:8]}"
+    _seed(object_store, prefix, corrupt)
+    flow = Flow(params=load_params(None, "demo"), store=object_store, run_id=prefix)
+    shards = flow.ingest(prefix)
+    assert shards
+    flow.detect(shards[0])
+    if not corrupt:
+        flow.segment(shards[0])
+        assert flow.questions(shards[0])["questions"] > 0
+        flow.validate_shard(shards[0])
+        return
+    with pytest.raises(ValidationFailed) as err:
+        flow.segment(shards[0])
+    assert "instances.score" in str(err.value) or any("score" in n for n in err.value.report.critical_failures)
+    # saved before raising: the full GX result and the run's Data Docs index
+    results = [k for k in object_store.list(f"runs/{prefix}/validation/instances/")]
+    assert results, "the validation result was not saved before the task failed"
+    assert object_store.exists(f"runs/{prefix}/datadocs/index.html")
+    assert b"instances" in object_store.get_bytes(f"runs/{prefix}/datadocs/index.html")
