@@ -48,21 +48,21 @@ def _store():
 
 def _label_studio_progress(batches: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
     """Live progress per batch: tasks by number of distinct annotators (0..4)."""
-    try:
-        from pipelines.annotation.client import LabelStudioClient
-        from pipelines.annotation.completion import batch_progress
-    except ImportError:
+    from pipelines.annotation.client import LabelStudioClient
+    from pipelines.flow import batch_progress
+
+    if not any(b.get("status") == "open" and b.get("project_id") for b in batches):
         return {}
     conn = _connection("hopchain_label_studio")
     base = f"{conn.host}:{conn.port}" if conn.port else str(conn.host)
-    client = LabelStudioClient(base, conn.password or "")
     out: dict[str, dict[str, int]] = {}
-    for b in batches:
-        if b.get("status") == "open" and b.get("project_id"):
-            try:
-                out[b["batch_id"]] = batch_progress(client, int(b["project_id"]), b["batch_id"])
-            except Exception as exc:  # a down Label Studio must not break the page
-                out[b["batch_id"]] = {"error": type(exc).__name__}  # type: ignore[dict-item]
+    with LabelStudioClient(base, conn.password or "", timeout_s=5, retries=0) as client:
+        for b in batches:
+            if b.get("status") == "open" and b.get("project_id"):
+                try:
+                    out[b["batch_id"]] = batch_progress(client, int(b["project_id"]), b["batch_id"])
+                except Exception as exc:  # a down Label Studio must not break the page: it says so instead
+                    out[b["batch_id"]] = {"error": type(exc).__name__}  # type: ignore[dict-item]
     return out
 
 
