@@ -317,9 +317,15 @@ def _upload_docs(store: ObjectStore, docs_dir: Path, prefix: str, files: list[st
     """Upload the site's ``files`` under ``prefix`` with their content types."""
     from pipelines.store import safe_key
 
+    uploaded = set()
     for rel in files:
         ctype = mimetypes.guess_type(rel)[0] or "application/octet-stream"
-        store.put_bytes(safe_key(prefix, rel), (docs_dir / rel).read_bytes(), ctype)
+        uploaded.add(store.put_bytes(safe_key(prefix, rel), (docs_dir / rel).read_bytes(), ctype))
+    # A rerun replaces the site: pages of an earlier attempt (timestamped names) are removed, so a
+    # retried task leaves exactly one Data Docs site per suite and label.
+    stale = [k for k in store.list(prefix.rstrip("/") + "/") if k not in uploaded]
+    if stale:
+        store.delete_keys(stale)
 
 
 def validate(

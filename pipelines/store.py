@@ -156,14 +156,19 @@ class ObjectStore:
             if not obj.is_dir:
                 yield obj.object_name
 
-    def delete_prefix(self, prefix: str) -> int:
+    def delete_keys(self, keys: list[str]) -> int:
+        """Delete ``keys`` (one batched request per 1000); raises if any deletion failed."""
         from minio.deleteobjects import DeleteObject
 
-        keys = [DeleteObject(k) for k in self.list(prefix)]
-        errors = list(self.client.remove_objects(self.bucket, keys)) if keys else []
+        if not keys:
+            return 0
+        errors = list(self.client.remove_objects(self.bucket, [DeleteObject(k) for k in keys]))
         if errors:
-            raise RuntimeError(f"failed to delete {len(errors)} objects under {prefix!r}: {errors[0]}")
+            raise RuntimeError(f"failed to delete {len(errors)} of {len(keys)} objects: {errors[0]}")
         return len(keys)
+
+    def delete_prefix(self, prefix: str) -> int:
+        return self.delete_keys(list(self.list(prefix)))
 
     def presigned_get(self, key: str, expires_s: int = 7 * 24 * 3600) -> str:
         from datetime import timedelta

@@ -99,4 +99,6 @@ def test_push_to_a_dead_store_fails_fast_then_resumes_and_verifies(private_s3, t
     total = _remote_objects(svc, "releases")
     assert result.tag == "v2026.06.01"
     print(f"retry pushed {result.pushed_files} of {total} objects ({already} were already there)")
-    assert 0 < result.pushed_files <= total - already  # only what was missing was sent
+    # only what was missing was sent; DVC re-sends a directory's .dir manifest, and an object whose
+    # upload the kill interrupted may be listed but incomplete: at most one object more than missing
+    assert 0 < result.pushed_files <= total - already + 1

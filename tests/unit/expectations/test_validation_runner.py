@@ -34,6 +34,14 @@ class RecordingStore:
     def put_json(self, key: str, obj: Any) -> str:
         return self.put_bytes(key, json.dumps(obj).encode(), "application/json")
 
+    def list(self, prefix: str):
+        return iter(sorted(k for k in self.objects if k.startswith(prefix)))
+
+    def delete_keys(self, keys: list[str]) -> int:
+        for k in keys:
+            self.objects.pop(k, None)
+        return len(keys)
+
 
 @pytest.fixture(scope="module")
 def tables() -> dict[str, pa.Table]:
