@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -24,18 +23,11 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from _machine import cpu_model  # noqa: E402  (bench/ is on sys.path when run as a script)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown cpu"
 
 
 def scene_images(n: int, width: int, height: int) -> list:
@@ -103,7 +95,7 @@ def main() -> int:
     only = set(filter(None, args.only.split(",")))
     items = scene_images(args.images, width, height)
     batch = 8 if cuda else 4
-    machine = f"{cpu_name()} ({os.cpu_count()} cores)"
+    machine = f"{cpu_model()} ({os.cpu_count()} cores)"
     gpu = torch.cuda.get_device_name(0) if cuda else "none"
     print(f"machine: {machine}; gpu: {gpu}; torch {torch.__version__}; threads {torch.get_num_threads()}")
     print(f"models: {'full-size' if full else 'tiny'} random weights; images: {args.images} x {width}x{height}")

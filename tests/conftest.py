@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import random
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -67,13 +68,15 @@ def params_with_ports(ports: PortsConfig, profile: str | None = None) -> Params:
     return base.model_copy(update={"stack": stack})
 
 
-@pytest.fixture(scope="session")
-def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
-    """A real SeaweedFS S3 server with generated credentials and the platform's buckets."""
+@contextmanager
+def running_s3_server(home: Path) -> Iterator:
+    """A real SeaweedFS S3 server on free ports in ``home`` (credentials, buckets); stopped by pid after.
+
+    Tests that kill the server use their own (this), never the session's ``s3_server``.
+    """
     from pipelines.stack.services import SeaweedS3
 
-    params = params_with_ports(free_ports())
-    svc = SeaweedS3(params, tmp_path_factory.mktemp("s3home"))
+    svc = SeaweedS3(params_with_ports(free_ports()), home)
     svc.check_ports()
     svc.start()
     try:
@@ -82,6 +85,13 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
         yield svc
     finally:
         svc.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+    """A real SeaweedFS S3 server with generated credentials and the platform's buckets."""
+    with running_s3_server(tmp_path_factory.mktemp("s3home")) as svc:
+        yield svc
 
 
 @pytest.fixture(scope="session")

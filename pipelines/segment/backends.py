@@ -71,18 +71,21 @@ def _xyxy(box: tuple[float, float, float, float]) -> list[float]:
     return [x, y, x + w, y + h]
 
 
-class Sam3Backend:
-    needs_boxes = False
+class _TransformersBackend:
+    """Common life cycle of the transformers-based backends: the model and its official processor
+    are loaded once in :meth:`setup` (device and dtype from the :class:`ModelRef`)."""
 
-    def __init__(self, ref: ModelRef, *, score_threshold: float = 0.5, mask_threshold: float = 0.5,
-                 prompt_batch: int = 16):
+    kind = ""
+    config_key = ""
+    model_class = ""
+    processor_class = ""
+
+    def __init__(self, ref: ModelRef, *, mask_threshold: float = 0.5):
         if not ref.model:
-            raise ValueError("Sam3Backend needs segment.sam3.model (a local path or model id)")
+            raise ValueError(f"{type(self).__name__} needs segment.{self.config_key}.model (a local path or model id)")
         self.ref = ref
-        self.name = f"sam3:{ref.model}"
-        self.score_threshold = score_threshold
+        self.name = f"{self.kind}:{ref.model}"
         self.mask_threshold = mask_threshold
-        self.prompt_batch = prompt_batch
         self.model: Any = None
         self.processor: Any = None
         self.device = ""
@@ -91,16 +94,28 @@ class Sam3Backend:
     def setup(self) -> None:
         if self.model is not None:
             return
-        from transformers import Sam3Model, Sam3Processor
+        import transformers
 
         self.device = resolve_device(self.ref.device)
         self.dtype = resolve_dtype(self.ref.dtype, self.device)
-        self.processor = Sam3Processor.from_pretrained(self.ref.model)
-        self.model = Sam3Model.from_pretrained(self.ref.model, dtype=self.dtype).to(self.device).eval()
+        self.processor = getattr(transformers, self.processor_class).from_pretrained(self.ref.model)
+        model_cls = getattr(transformers, self.model_class)
+        self.model = model_cls.from_pretrained(self.ref.model, dtype=self.dtype).to(self.device).eval()
 
     def teardown(self) -> None:
         self.model = None
         self.processor = None
+
+
+class Sam3Backend(_TransformersBackend):
+    needs_boxes = False
+    kind, config_key, model_class, processor_class = "sam3", "sam3", "Sam3Model", "Sam3Processor"
+
+    def __init__(self, ref: ModelRef, *, score_threshold: float = 0.5, mask_threshold: float = 0.5,
+                 prompt_batch: int = 16):
+        super().__init__(ref, mask_threshold=mask_threshold)
+        self.score_threshold = score_threshold
+        self.prompt_batch = prompt_batch
 
     def segment(self, images: Sequence[Image.Image], prompts: Sequence[Sequence[Prompt]]) -> list[list[RawInstance]]:
         import torch
@@ -198,35 +213,11 @@ class Sam2Backend:
         return results
 
 
-class Sam2HFBackend:
+class Sam2HFBackend(_TransformersBackend):
     """transformers ``Sam2Model`` with box prompts."""
 
     needs_boxes = True
-
-    def __init__(self, ref: ModelRef, *, mask_threshold: float = 0.5):
-        if not ref.model:
-            raise ValueError("Sam2HFBackend needs segment.sam2_hf.model (a local path or model id)")
-        self.ref = ref
-        self.mask_threshold = mask_threshold
-        self.name = f"sam2_hf:{ref.model}"
-        self.model: Any = None
-        self.processor: Any = None
-        self.device = ""
-        self.dtype: Any = None
-
-    def setup(self) -> None:
-        if self.model is not None:
-            return
-        from transformers import Sam2Model, Sam2Processor
-
-        self.device = resolve_device(self.ref.device)
-        self.dtype = resolve_dtype(self.ref.dtype, self.device)
-        self.processor = Sam2Processor.from_pretrained(self.ref.model)
-        self.model = Sam2Model.from_pretrained(self.ref.model, dtype=self.dtype).to(self.device).eval()
-
-    def teardown(self) -> None:
-        self.model = None
-        self.processor = None
+    kind, config_key, model_class, processor_class = "sam2_hf", "sam2_hf", "Sam2Model", "Sam2Processor"
 
     def segment(self, images: Sequence[Image.Image], prompts: Sequence[Sequence[Prompt]]) -> list[list[RawInstance]]:
         import torch

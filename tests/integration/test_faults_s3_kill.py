@@ -20,7 +20,7 @@ from pipelines.config import load_params
 from pipelines.flow import Flow
 from pipelines.samples import write_samples
 from pipelines.store import ObjectStore, S3Credentials
-from tests.conftest import free_ports, params_with_ports
+from tests.conftest import running_s3_server
 from tests.integration.faults import kill_group, parquet_rows, read_objects
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -47,17 +47,8 @@ class KillingStore(ObjectStore):
 
 @pytest.fixture()
 def private_s3(tmp_path):
-    from pipelines.stack.services import SeaweedS3
-
-    svc = SeaweedS3(params_with_ports(free_ports()), tmp_path / "s3home")
-    svc.check_ports()
-    svc.start()
-    try:
-        svc.wait_healthy(60)
-        svc.ensure_buckets()
+    with running_s3_server(tmp_path / "s3home") as svc:
         yield svc
-    finally:
-        svc.stop()
 
 
 def _creds(svc) -> S3Credentials:

@@ -18,25 +18,15 @@ from pipelines.release.registry import PushError, publish
 from pipelines.release.snapshot import ReleaseSources
 from pipelines.release.synthetic import make_inputs
 from pipelines.store import S3Credentials
-from tests.conftest import free_ports, params_with_ports
+from tests.conftest import running_s3_server
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture()
 def private_s3(tmp_path):
-    from pipelines.stack.services import SeaweedS3
-
-    params = params_with_ports(free_ports())
-    svc = SeaweedS3(params, tmp_path / "s3home")
-    svc.check_ports()
-    svc.start()
-    try:
-        svc.wait_healthy(60)
-        svc.ensure_buckets()
+    with running_s3_server(tmp_path / "s3home") as svc:
         yield svc
-    finally:
-        svc.stop()
 
 
 def _remote_objects(svc, prefix: str) -> int:
