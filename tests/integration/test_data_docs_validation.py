@@ -86,7 +86,7 @@ def test_operator_fails_the_task_and_downstream_does_not_run(object_store, s3_cr
     monkeypatch.setenv("AIRFLOW_CONN_HOPCHAIN_S3", json.dumps({
         "conn_type": "hopchain_s3", "host": url.hostname, "port": url.port,
         "login": s3_creds.access_key, "password": s3_creds.secret_key}))
-    from airflow.exceptions import AirflowFailException
+    from airflow.sdk.exceptions import AirflowFailException
     from hopchain_airflow.operators.validate import ValidateDataOperator
 
     run_id = f"op-{uuid.uuid4().hex[:8]}"
