@@ -77,6 +77,12 @@ def release_from_store(params: Params, store: ObjectStore, run_id: str, home: Pa
 
     home = home or stack_home(params)
     tables, run_ids = gather_tables(store, params.store.runs_prefix)
+    digest = accepted_digest(tables["consensus"])
+    latest = _latest_release(store)
+    if latest and latest.get("accepted_digest") == digest:
+        # Nothing new was accepted since the last release: trainers keep pulling that tag.
+        log.info("release: accepted set unchanged since %s; no new tag", latest["tag"])
+        return {**latest, "reused": True, "released_by": run_id}
     with tempfile.TemporaryDirectory(prefix="hopchain-release-") as tmp:
         paths = {}
         for name, table in tables.items():
@@ -99,6 +105,7 @@ def release_from_store(params: Params, store: ObjectStore, run_id: str, home: Pa
         "metrics": result.metrics,
         "card": card_key,
         "run_ids": run_ids,
+        "accepted_digest": digest,
         "released_by": run_id,
         "reused": result.reused,
         "pushed_files": result.pushed_files,
@@ -106,6 +113,22 @@ def release_from_store(params: Params, store: ObjectStore, run_id: str, home: Pa
     }
     store.put_json(safe_key("releases", f"{result.tag}.json"), record)
     return record
+
+
+def accepted_digest(consensus: pa.Table) -> str:
+    """Fingerprint of the accepted set: sha256 over sorted (question_id, agreed answer)."""
+    import hashlib
+
+    rows = sorted((r["question_id"], r["agreed_answer"] or "") for r in consensus.to_pylist()
+                  if r["status"] == "accepted")
+    return hashlib.sha256("\n".join(f"{q}\t{a}" for q, a in rows).encode()).hexdigest()
+
+
+def _latest_release(store: ObjectStore) -> dict[str, Any] | None:
+    from pipelines.flow import read_ledger
+
+    releases = read_ledger(store)["releases"]
+    return releases[0] if releases else None
 
 
 def _upload_card(store: ObjectStore, wc: Path, tag: str) -> str | None:
