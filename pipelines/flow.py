@@ -152,20 +152,11 @@ class Flow:
         return str(plan["input"])
 
     # -- images ----------------------------------------------------------------------------------
-    def load_items(self, manifest: pa.Table) -> tuple[list[Any], list[dict[str, Any]]]:
-        """Decoded RGB images of a manifest shard; unreadable ones become reject rows."""
-        from pipelines.ingest.decode import ImageItem, ImageRefused, decode_image
+    def load_items(self, manifest: pa.Table, stage: str) -> tuple[list[Any], list[dict[str, Any]]]:
+        """Decoded RGB images of a manifest shard; unreadable or changed ones become reject rows."""
+        from pipelines.ingest.sources import load_images
 
-        source = self.source()
-        items, rejects = [], []
-        for row in manifest.to_pylist():
-            try:
-                decoded = decode_image(source.read(row["uri"]), max_pixels=self.params.ingest.max_pixels)
-                items.append(ImageItem(row["image_id"], decoded.image))
-            except (OSError, ImageRefused) as err:
-                rejects.append({"stage": "load", "item_id": row["image_id"], "reason": f"image unreadable: {err}",
-                                "raw": row["uri"]})
-        return items, rejects
+        return load_images(manifest, self.params.ingest.max_pixels, self.source(), stage=stage)
 
     def image_loader(self) -> Callable[[dict[str, Any]], Any]:
         from pipelines.ingest.decode import decode_image
@@ -223,7 +214,7 @@ class Flow:
         else:
             from pipelines.detect.stage import DetectStage
 
-            items, load_rejects = self.load_items(manifest)
+            items, load_rejects = self.load_items(manifest, "detect")
             stage = DetectStage(self.params.detect)
             stage.setup()
             try:
@@ -249,7 +240,7 @@ class Flow:
             from pipelines.segment.stage import SegmentStage
 
             detections = self.get("detections", shard)
-            items, load_rejects = self.load_items(manifest)
+            items, load_rejects = self.load_items(manifest, "segment")
             stage = SegmentStage(self.params.segment)
             stage.setup()
             try:
@@ -508,27 +499,25 @@ def write_docs_index(store: ObjectStore, runs_prefix: str, run_id: str) -> str:
 
 
 def read_batches(store: ObjectStore) -> list[dict[str, Any]]:
-    return [store.get_json(k) for k in sorted(store.list("batches/")) if k.endswith(".json")]
+    return _read_jsons(store, "batches/")
 
 
-def _read_jsons(store: ObjectStore, prefix: str, depth: int) -> list[dict[str, Any]]:
-    out = []
-    for key in sorted(store.list(prefix)):
-        if key.endswith(".json") and key.count("/") == depth:
-            out.append(store.get_json(key))
-    return out
+def _read_jsons(store: ObjectStore, prefix: str) -> list[dict[str, Any]]:
+    """The JSON records directly under ``prefix`` (one listing level, not the data beside them)."""
+    return [store.get_json(k) for k in sorted(store.list(prefix, recursive=False)) if k.endswith(".json")]
 
 
 def read_ledger(store: ObjectStore) -> dict[str, Any]:
     """Runs, batches, consensus and releases, newest first (what the plugin page shows)."""
     runs = []
-    for key in store.list("runs/"):
-        if key.endswith("/summary.json") and key.count("/") == 2:
+    for run_prefix in store.list_prefixes("runs/"):  # one listing level: never every object of every run
+        key = run_prefix + "summary.json"
+        if store.exists(key):
             runs.append(store.get_json(key))
     runs.sort(key=lambda r: r.get("finished_at", ""), reverse=True)
     batches = sorted(read_batches(store), key=lambda b: b.get("pushed_at", ""), reverse=True)
-    consensus = sorted(_read_jsons(store, "consensus/", 1), key=lambda c: c.get("decided_at", ""), reverse=True)
-    releases = sorted(_read_jsons(store, "releases/", 1), key=lambda r: r.get("released_at", ""), reverse=True)
+    consensus = sorted(_read_jsons(store, "consensus/"), key=lambda c: c.get("decided_at", ""), reverse=True)
+    releases = sorted(_read_jsons(store, "releases/"), key=lambda r: r.get("released_at", ""), reverse=True)
     return {"runs": runs, "batches": batches, "consensus": consensus, "releases": releases}
 
 

@@ -156,6 +156,11 @@ class ObjectStore:
             if not obj.is_dir:
                 yield obj.object_name
 
+    def list_prefixes(self, prefix: str) -> list[str]:
+        """The immediate "folders" under ``prefix`` (e.g. ``runs/<run_id>/``), without listing their contents."""
+        return sorted(o.object_name for o in self.client.list_objects(self.bucket, prefix=prefix, recursive=False)
+                      if o.is_dir)
+
     def delete_keys(self, keys: list[str]) -> int:
         """Delete ``keys`` (one batched request per 1000); raises if any deletion failed."""
         from minio.deleteobjects import DeleteObject
