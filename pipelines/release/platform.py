@@ -150,35 +150,12 @@ def _upload_card(store: ObjectStore, wc: Path, tag: str) -> str | None:
 
 
 def _markdown_page(md: str, tag: str) -> str:
-    """Minimal Markdown → HTML for the card (headings, images, tables, paragraphs)."""
+    """The card's Markdown as an HTML page (mistune, with tables), its plots linked relatively."""
     import html
-    import re
 
-    out, in_table = [], False
-    for line in md.splitlines():
-        if line.startswith("|"):
-            cells = [c.strip() for c in line.strip("|").split("|")]
-            if all(set(c) <= set("-: ") for c in cells):
-                continue
-            if not in_table:
-                out.append("<table>")
-                in_table = True
-            out.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
-            continue
-        if in_table:
-            out.append("</table>")
-            in_table = False
-        img = re.match(r"!\[(.*?)\]\((.*?)\)", line.strip())
-        if img:
-            out.append(f"<p><img alt='{html.escape(img.group(1))}' src='{html.escape(img.group(2))}' "
-                       "style='max-width:640px'></p>")
-        elif line.startswith("#"):
-            level = min(len(line) - len(line.lstrip("#")), 4)
-            out.append(f"<h{level}>{html.escape(line.lstrip('#').strip())}</h{level}>")
-        elif line.strip():
-            out.append(f"<p>{html.escape(line)}</p>")
-    if in_table:
-        out.append("</table>")
+    import mistune
+
+    body = mistune.create_markdown(escape=True, plugins=["table"])(md)
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(tag)}</title>"
-            "<style>body{font-family:system-ui,sans-serif;margin:1.5rem}td{padding:.2rem .6rem;"
-            "border-bottom:1px solid #eee}</style></head><body>" + "\n".join(out) + "</body></html>")
+            "<style>body{font-family:system-ui,sans-serif;margin:1.5rem}td,th{padding:.2rem .6rem;"
+            "border-bottom:1px solid #eee}img{max-width:640px}</style></head><body>" + body + "</body></html>")
