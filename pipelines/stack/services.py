@@ -364,8 +364,7 @@ class Airflow(Service):
         a = self.airflow_home
         port = self.params.stack.ports.airflow
         users = f"{creds['username']}:admin"
-        pw_file = a / "simple_auth_manager_passwords.json"
-        write_secret_file(pw_file, {creds["username"]: creds["password"]})
+        pw_file = a / "simple_auth_manager_passwords.json"  # written by provision()
         env = base_env()
         env.update(
             {
@@ -413,6 +412,9 @@ class Airflow(Service):
     def provision(self, s3: dict[str, str], ls: dict[str, str]) -> None:
         """DB migration, the ``gpu`` pool and the connections to the S3 server and Label Studio."""
         self.airflow_home.mkdir(parents=True, exist_ok=True)
+        creds = self.credentials()
+        write_secret_file(self.airflow_home / "simple_auth_manager_passwords.json",
+                          {creds["username"]: creds["password"]})
         self._cli("db", "migrate")
         pools = self.airflow_home / "pools.json"
         pools.write_text(json.dumps({"gpu": {"slots": self.params.stack.gpu_slots,
