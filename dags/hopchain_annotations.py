@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pendulum
 from airflow.sdk import dag, task
 from hopchain_airflow.assets import CONSENSUS, QUESTIONS_BATCH
+from hopchain_airflow.dag_defaults import START_DATE, default_args
 from hopchain_airflow.operators.annotation import AnnotationWaitOperator
 
 DOC = """
@@ -25,11 +25,10 @@ Scheduled whenever `hopchain_nightly` pushes a batch (the `hopchain_questions_ba
 @dag(
     dag_id="hopchain_annotations",
     schedule=[QUESTIONS_BATCH],
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    start_date=START_DATE,
     catchup=False,
     max_active_runs=1,
-    default_args={"owner": "data-ops", "retries": 2, "retry_delay": timedelta(seconds=15),
-                  "retry_exponential_backoff": True, "execution_timeout": timedelta(hours=1)},
+    default_args=default_args(retry_delay_s=15, execution_timeout=timedelta(hours=1)),
     tags=["hopchain", "annotation", "label-studio"],
     doc_md=DOC,
 )

@@ -8,18 +8,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pendulum
 from airflow.sdk import Param, dag, task, task_group
 from hopchain_airflow.assets import QUESTIONS_BATCH
-
-DEFAULTS = {
-    "owner": "data-ops",
-    "retries": 2,
-    "retry_delay": timedelta(seconds=20),
-    "retry_exponential_backoff": True,
-    "max_retry_delay": timedelta(minutes=10),
-    "execution_timeout": timedelta(hours=2),
-}
+from hopchain_airflow.dag_defaults import START_DATE, default_args
 
 DOC = """
 ### HopChain nightly build
@@ -41,10 +32,10 @@ Params are validated; `profile` selects a block of `params.yaml` (`demo` on a CP
 @dag(
     dag_id="hopchain_nightly",
     schedule="0 2 * * *",
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    start_date=START_DATE,
     catchup=False,
     max_active_runs=1,
-    default_args=DEFAULTS,
+    default_args=default_args(retry_delay_s=20, execution_timeout=timedelta(hours=2)),
     tags=["hopchain", "nightly", "gpu"],
     doc_md=DOC,
     params={

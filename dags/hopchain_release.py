@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pendulum
 from airflow.sdk import dag, task
 from hopchain_airflow.assets import CONSENSUS, RELEASE
+from hopchain_airflow.dag_defaults import START_DATE, default_args
 
 DOC = """
 ### HopChain release
@@ -20,11 +20,10 @@ Trainers: `git clone <registry> && cd <registry> && git checkout <tag> && dvc pu
 @dag(
     dag_id="hopchain_release",
     schedule=[CONSENSUS],
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    start_date=START_DATE,
     catchup=False,
     max_active_runs=1,
-    default_args={"owner": "data-ops", "retries": 2, "retry_delay": timedelta(seconds=30),
-                  "retry_exponential_backoff": True, "execution_timeout": timedelta(hours=2)},
+    default_args=default_args(retry_delay_s=30, execution_timeout=timedelta(hours=2)),
     tags=["hopchain", "release", "dvc"],
     doc_md=DOC,
 )

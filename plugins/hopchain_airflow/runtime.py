@@ -12,7 +12,6 @@ from typing import Any
 def flow_for(context: dict[str, Any]):
     """A :class:`pipelines.flow.Flow` for this task's DAG run."""
     from hopchain_airflow.hooks.object_store import ObjectStoreHook
-
     from pipelines.config import load_params
     from pipelines.flow import Flow
 
