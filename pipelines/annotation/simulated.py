@@ -17,6 +17,7 @@ import hashlib
 import hmac
 import logging
 import random
+import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -60,6 +61,8 @@ def answer_result(
 class SimulatedAnnotator:
     email: str
     client: LabelStudioClient
+    empty_retries: int = 5
+    retry_wait_s: float = 1.0
 
     def decide(self, question_id: str, truth: Any, error_rate: float, seed: int) -> tuple[Any, str, float]:
         """(answer, verdict, lead time s) this annotator gives; deterministic per question."""
@@ -84,10 +87,19 @@ class SimulatedAnnotator:
     ) -> int:
         """Answer tasks from the labeling stream until it has none left; returns how many."""
         done = 0
+        idle = 0
         while max_tasks is None or done < max_tasks:
             task = self.client.next_task(project_id)
             if not task:
-                break
+                # Label Studio locks a task while another annotator has it open, and /next counts those
+                # locks against the overlap: an empty answer may only mean "busy right now". Ask again
+                # a few times before deciding the stream is really exhausted.
+                idle += 1
+                if idle > self.empty_retries:
+                    break
+                time.sleep(self.retry_wait_s)
+                continue
+            idle = 0
             qid = str((task.get("data") or {}).get("question_id"))
             if qid in truths:
                 answer, verdict, lead = self.decide(qid, truths[qid], error_rate, seed)
