@@ -14,10 +14,13 @@ from __future__ import annotations
 import copy
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+if TYPE_CHECKING:
+    from pipelines.questions.program import Margins
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PARAMS = REPO_ROOT / "params.yaml"
@@ -114,6 +117,17 @@ class DifficultyConfig(_Model):
     drop_at_pass_rate: float = Field(0.75, ge=0, le=1)  # 6/8
 
 
+class BlindConfig(_Model):
+    """The blind test: the solver answers each question without the image; questions it gets right
+    at least ``drop_at_accuracy`` of ``k`` times are dropped (``leakage.blind_solvable``). Runs when
+    a solver backend is configured (``difficulty.enabled``) unless switched off."""
+
+    enabled: bool = True
+    k: int = Field(4, ge=1)
+    temperature: float = Field(1.0, ge=0)
+    drop_at_accuracy: float = Field(0.5, gt=0, le=1)
+
+
 class QuestionsConfig(_Model):
     writer: Literal["program", "vlm"] = "program"
     seed: int = 0
@@ -123,12 +137,35 @@ class QuestionsConfig(_Model):
     min_score: float = Field(0.5, ge=0, le=1)
     min_area: int = Field(32, ge=0)
     max_count: int = Field(15, ge=1)
+    # unambiguity margins, set for a reader (docs/hop-programs.md, "Ops")
+    area_ratio: float = Field(1.5, ge=1)
+    axis_gap: float = Field(0.06, ge=0, lt=1)
+    nearest_ratio: float = Field(1.5, ge=1)
+    relate_gap: float = Field(0.04, ge=0, lt=1)
+    # within a person's reach (docs/hop-programs.md, "Within a person's reach")
+    shadow_score: float = Field(0.3, ge=0, le=1)  # detections in [shadow_score, min_score) make a category uncountable
+    visible_area_frac: float = Field(0.001, ge=0, lt=1)  # members smaller than this share of the image
+    occlusion_overlap: float = Field(0.25, gt=0)  # box overlap that marks an instance as possibly hidden
+    colors: bool = True  # name instance colours from the image pixels (reads the images)
+    blind: BlindConfig = BlindConfig()
     max_answer_share: float = Field(0.35, gt=0, le=1)
     variants: list[Literal["full", "half", "single"]] = ["full"]
     difficulty: DifficultyConfig = DifficultyConfig()
     vlm_prompt_version: str = "v1"
     vlm_samples_per_image: int = Field(4, ge=1)  # writer completions asked per image
     vlm_max_new_tokens: int = Field(768, ge=1)  # per writer completion
+
+    def margins(self) -> Margins:
+        """The executor's margins from this configuration."""
+        from pipelines.questions.program import Margins
+
+        return Margins(
+            area_ratio=self.area_ratio,
+            axis_gap=self.axis_gap,
+            nearest_ratio=self.nearest_ratio,
+            relate_gap=self.relate_gap,
+            max_count=self.max_count,
+        )
 
 
 class SimulatedAnnotators(_Model):

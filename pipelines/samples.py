@@ -25,6 +25,12 @@ from PIL import Image, ImageDraw
 from pipelines.segment.masks import encode_mask
 
 VOC_NAMES = {"diningtable": "dining table", "pottedplant": "potted plant", "tvmonitor": "tv monitor"}
+# ARC2017's class names are product names; a reader finds things by what they are
+ARC_NAMES = {
+    "mouse_traps": "mousetrap pack", "burts_bees_baby_wipes": "wipes pack", "laugh_out_loud_jokes": "book",
+    "irish_spring_soap": "soap box", "measuring_spoons": "measuring spoons", "fiskars_scissors": "scissors",
+    "ice_cube_tray": "ice cube tray", "hanes_socks": "sock pack",
+}
 SHAPES = ("circle", "square", "triangle")
 COLORS = {
     "red": (220, 40, 40), "green": (40, 170, 60), "blue": (40, 80, 220),
@@ -43,7 +49,7 @@ class SampleScene:
 def _label(name: str) -> str:
     from pipelines.detect.parser import normalize_label
 
-    return normalize_label(VOC_NAMES.get(name, name))
+    return normalize_label(VOC_NAMES.get(name) or ARC_NAMES.get(name) or name)
 
 
 def _photo_scene(name: str, data: dict) -> SampleScene:

@@ -16,9 +16,11 @@ from PIL import Image
 
 @dataclass(frozen=True)
 class VLMRequest:
-    """One chat turn: an image (RGB) and a user prompt; optional system prompt."""
+    """One chat turn: an image (RGB) and a user prompt; optional system prompt.
 
-    image: Image.Image
+    ``image=None`` is a text-only turn (the blind test asks questions without their image)."""
+
+    image: Image.Image | None
     prompt: str
     system: str | None = None
 

@@ -55,7 +55,8 @@ def _messages(request: VLMRequest) -> list[dict[str, Any]]:
     messages: list[dict[str, Any]] = []
     if request.system:
         messages.append({"role": "system", "content": [{"type": "text", "text": request.system}]})
-    messages.append({"role": "user", "content": [{"type": "image"}, {"type": "text", "text": request.prompt}]})
+    image = [{"type": "image"}] if request.image is not None else []
+    messages.append({"role": "user", "content": [*image, {"type": "text", "text": request.prompt}]})
     return messages
 
 
@@ -121,8 +122,11 @@ class Qwen3VLBackend:
             self.processor.apply_chat_template(_messages(r), tokenize=False, add_generation_prompt=True)
             for r in batch
         ]
+        images = [r.image.convert("RGB") for r in batch if r.image is not None]
+        if images and len(images) != len(batch):
+            raise ValueError("a batch mixes requests with and without an image")
         inputs = self.processor(
-            text=texts, images=[r.image.convert("RGB") for r in batch], padding=True, return_tensors="pt"
+            text=texts, images=images or None, padding=True, return_tensors="pt"
         ).to(self.device)
         sampling: dict[str, Any] = {"do_sample": False}
         if temperature > 0:
@@ -193,16 +197,11 @@ class OpenAIBackend:
         messages: list[dict[str, Any]] = []
         if request.system:
             messages.append({"role": "system", "content": request.system})
-        messages.append(
-            {
-                "role": "user",
-                "content": [
-                    {"type": "image_url",
-                     "image_url": {"url": encode_image_data_url(request.image, self._image_format)}},
-                    {"type": "text", "text": request.prompt},
-                ],
-            }
-        )
+        content: list[dict[str, Any]] = [{"type": "text", "text": request.prompt}]
+        if request.image is not None:
+            url = encode_image_data_url(request.image, self._image_format)
+            content.insert(0, {"type": "image_url", "image_url": {"url": url}})
+        messages.append({"role": "user", "content": content})
         try:
             resp = self._client.chat.completions.create(
                 model=self.endpoint.model,

@@ -83,3 +83,48 @@ def calibrate(
             else:
                 kept.append(replace(q, pass_rate=rate))
     return kept, rejects
+
+
+def blind_test(
+    questions: Sequence[Question],
+    solver: VLMBackend,
+    *,
+    k: int = 4,
+    temperature: float = 1.0,
+    drop_at_accuracy: float = 0.5,
+    prompt_version: str = "v1",
+    batch_size: int = 8,
+    max_new_tokens: int = 256,
+) -> tuple[list[Question], list[dict[str, str]]]:
+    """The blind test (as MMStar and Video-HopChain do): the solver answers each question *without
+    the image*, ``k`` times; questions it answers right at least ``drop_at_accuracy`` of the time
+    are answerable from the words alone and dropped (``leakage.blind_solvable``). Solver failures
+    keep the questions, each with a ``solver_error`` row."""
+    template = load_prompt(prompt_version, "blind")
+    kept: list[Question] = []
+    rejects: list[dict[str, str]] = []
+    for start in range(0, len(questions), batch_size):
+        batch = list(questions[start : start + batch_size])
+        try:
+            reqs = [VLMRequest(None, template.substitute(question=q.question)) for q in batch]
+            outs = solver.generate(reqs, max_new_tokens=max_new_tokens, temperature=temperature, num_samples=k)
+            if len(outs) != len(batch):
+                raise RuntimeError(f"solver returned {len(outs)} results for {len(batch)} requests")
+        except Exception as err:  # noqa: BLE001 - recorded per question, questions kept
+            for q in batch:
+                rejects.append(reject_row(q.question_id, f"solver_error: blind test: {type(err).__name__}: {err}"))
+                kept.append(q)
+            continue
+        for q, texts in zip(batch, outs, strict=True):
+            correct = sum(solver_answer(t) == q.answer for t in texts)
+            if correct / max(len(texts), 1) >= drop_at_accuracy:
+                rejects.append(
+                    reject_row(
+                        q.question_id,
+                        f"leakage.blind_solvable: {correct}/{len(texts)} right without the image",
+                        "\n---\n".join(texts),
+                    )
+                )
+            else:
+                kept.append(q)
+    return kept, rejects

@@ -1,18 +1,24 @@
 """The program generator: seeded, deterministic multi-hop questions over scenes.
 
-Programs are grown from a small grammar (docs/hop-programs.md, "Generator"):
+Every full program chains from one instance to another *and* has a perception-level hop
+(docs/hop-programs.md, "Generator"). Programs are grown from a small grammar:
 
-    anchor   = find(c0) -> extreme(key, order)                      (instance A, from set c0)
-    step     = nearest(c)                                           (1 hop)
-             | relate(relation, c) -> extreme(key, order)           (2 hops)
-    terminal = rank(key, order) of the current instance in its source set        (1 hop)
-             | relate(relation, c) -> count                                       (2 hops)
-             | arith(fn) of two of {rank, relate->count, count(c0)}               (1 + both)
+    anchor   = find(c0) -> extreme                         "the largest cup"          (X, 2 hops)
+             | find(c0) -> unique                          "the bottle"               (U, 2)
+             | find(c0) -> filter_color -> unique          "the red cup"              (CU, 3)
+             | find(c0) -> filter_color -> extreme         "the largest red cup"      (CX, 3)
+    step     = nearest(c)                                  "the dog nearest to A"     (N, 1)
+             | relate(r, c) -> extreme | unique            (RE / RU, 2)
+             | same_color(c) -> extreme | unique           (SE / SU, 2)
+    terminal = rank of the current instance in a set holding it              (K, 1)
+             | relate(r, c) -> count | same_color(c) -> count               (RC / SC, 2)
+             | arith(fn) of two of {K, RC, SC, count(c0), count(filter_color(c0))}   (1 + both)
 
-A *perception* program has no step; an *instance-chain* program has at least one (A -> B -> C).
-Each hop is filled by trying its options in a seeded random order and keeping the first that
-executes within every margin, so the cost per image is bounded by (options x hops) and the only
-per-scene quadratic work is the pairwise distance matrix.
+with at least one step, 4..6 hops in all (3 hops cannot chain: the shortest chain is
+find -> extreme -> nearest(c0) -> rank). Each hop is filled by trying its options in a seeded
+random order and keeping the first that executes within every margin and reach rule, so the
+cost per image is bounded by (options x hops); the only per-scene quadratic work is the pairwise
+distance matrix (and the box overlaps of the scene build).
 
 Per image the RNG is seeded from (seed, image_id): an image's candidates do not depend on the
 other images in the batch. Batch-level answer balancing is deterministic given the batch.
@@ -28,13 +34,16 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from pipelines.questions import program as P
+from pipelines.questions.degenerate import check_not_degenerate
 from pipelines.questions.leakage import check_needs_image, check_text
 from pipelines.questions.program import Hop, Margins, ProgramError
 from pipelines.questions.scene import Scene
 from pipelines.questions.templates import render
 
-GENERATOR_NAME = "program:v1"
+GENERATOR_NAME = "program:v2"
 
 # ------------------------------------------------------------------------------------ records
 
@@ -55,6 +64,10 @@ class Question:
     @property
     def num_hops(self) -> int:
         return len(self.hops)
+
+    @property
+    def skeleton(self) -> str:
+        return P.skeleton(self.hops)
 
     @property
     def family(self) -> str:
@@ -111,37 +124,33 @@ class GenerationStats:
     selected: int = 0
     balanced_out: int = 0
     balance_unattainable: bool = False
-    reasons: Counter = field(default_factory=Counter)
+    reasons: Counter = field(default_factory=Counter)  # refusals of built programs
+    attempt_reasons: Counter = field(default_factory=Counter)  # why each failed attempt failed
+    no_question: dict[str, Counter] = field(default_factory=dict)  # image -> reasons, images without one
 
 
 # ------------------------------------------------------------------------------------ plans
 
-_COST = {"N": 1, "RE": 2, "K": 1, "RC": 2, "C0": 1}
+ANCHORS = {"X": 2, "U": 2, "CU": 3, "CX": 3}
+STEPS = {"N": 1, "RE": 2, "RU": 2, "SE": 2, "SU": 2}
+TERMINALS = {"K": 1, "RC": 2, "SC": 2}
+OPERANDS = {"K": 1, "RC": 2, "SC": 2, "C0": 1, "CF": 2}
+Plan = tuple[str, tuple[str, ...], tuple[str, ...]]
 
 
-def _terminal_cost(t: tuple[str, ...]) -> int:
-    return 1 + _COST[t[1]] + _COST[t[2]] if t[0] == "A" else _COST[t[0]]
-
-
-def _enumerate_plans() -> dict[int, dict[str, list[tuple[tuple[str, ...], tuple[str, ...]]]]]:
-    """All (steps, terminal) plans by total length (3..6) and family."""
-    terminals: list[tuple[str, ...]] = [("K",), ("RC",)]
-    for a in ("K", "RC", "C0"):
-        for b in ("K", "RC", "C0"):
-            if a != b:
-                terminals.append(("A", a, b))
-    step_seqs = [seq for k in range(3) for seq in itertools.product(("N", "RE"), repeat=k)]
-    plans: dict[int, dict[str, list]] = {n: {"perception": [], "instance_chain": []} for n in range(3, 7)}
-    for steps in step_seqs:
-        for t in terminals:
-            uses_k = "K" in t
-            if uses_k and steps and steps[-1] == "N":
-                continue  # an instance found by `nearest` has no source set to be ranked in
-            if t[0] == "A" and steps:
-                continue  # keep arithmetic to perception programs: chains are long enough already
-            n = 2 + sum(_COST[s] for s in steps) + _terminal_cost(t)
-            if 3 <= n <= 6:
-                plans[n]["instance_chain" if steps else "perception"].append((steps, t))
+def _enumerate_plans() -> dict[int, list[Plan]]:
+    """All (anchor, steps, terminal) plans by total length (4..6), each with at least one step."""
+    terminals: list[tuple[tuple[str, ...], int]] = [((t,), c) for t, c in TERMINALS.items()]
+    for a, b in itertools.combinations(OPERANDS, 2):
+        terminals.append((("A", a, b), 1 + OPERANDS[a] + OPERANDS[b]))
+    plans: dict[int, list[Plan]] = {n: [] for n in range(3, 7)}
+    for anchor, ca in ANCHORS.items():
+        for k in (1, 2):
+            for steps in itertools.product(STEPS, repeat=k):
+                for t, ct in terminals:
+                    n = ca + sum(STEPS[x] for x in steps) + ct
+                    if n <= 6:
+                        plans[n].append((anchor, steps, t))
     return plans
 
 
@@ -151,102 +160,194 @@ PLANS = _enumerate_plans()
 
 
 class _Builder:
-    """Grows one program hop by hop, each hop executed on the spot (positions internally)."""
+    """Grows one program hop by hop, each hop executed (margins and reach checked) on the spot."""
 
     def __init__(self, scene: Scene, rng: random.Random, m: Margins) -> None:
         self.scene, self.rng, self.m = scene, rng, m
         self.hops: list[Hop] = []
         self.res: list[Any] = []
+        self.named: set[int] = set()
+        self.failures: Counter = Counter()  # why options were refused (the last failing hop's)
+        self.c0 = ""
+
+    # one hop ------------------------------------------------------------------------------------
+    def run(self, op: str, args: dict[str, Any], inputs: tuple[int, ...]) -> Any:
+        """Execute a candidate hop; its result, or ``None`` (reason counted)."""
+        h = Hop(op, args, inputs)
+        try:
+            return P.run_hop(h, self.res, self.scene, self.m, self.named)
+        except ProgramError as err:
+            self.failures[err.reason] += 1
+            return None
 
     def add(self, op: str, args: dict[str, Any], inputs: tuple[int, ...], result: Any) -> int:
         self.hops.append(Hop(op, args, inputs))
         self.res.append(result)
+        if P.output_type(self.hops[-1]) == "instance":
+            self.named.add(int(result[0]))
         return len(self.hops) - 1
+
+    def pop(self) -> None:
+        h = self.hops.pop()
+        r = self.res.pop()
+        if P.output_type(h) == "instance":
+            self.named.discard(int(r[0]))
 
     def shuffled(self, items: Iterable[Any]) -> list[Any]:
         out = list(items)
         self.rng.shuffle(out)
         return out
 
+    def categories(self) -> list[str]:
+        sc = self.scene
+        return [c for c in sc.by_category if sc.countable(c) and sc.by_category[c].shape[0] <= self.m.max_count]
+
+    def colors_in(self, s: np.ndarray) -> list[str]:
+        return sorted({self.scene.color[p] for p in s.tolist() if self.scene.color and self.scene.color[p]})
+
+    # narrowing a set to one instance ------------------------------------------------------------
     def extreme(self, src: int, avoid_key: str | None = None) -> int | None:
-        s = self.res[src]
-        if s.shape[0] < 2:
+        if self.res[src].shape[0] < 2:
+            self.failures["plan.set_too_small"] += 1
             return None
-        for key, order in self.shuffled((k, o) for k in P.KEYS for o in P.ORDERS):
-            try:
-                r = P.op_extreme(self.scene, s, key, order, self.m)
-            except ProgramError:
-                continue
-            return self.add("extreme", {"key": key, "order": order}, (src,), r)
+        for key, order in self.shuffled((k, o) for k in P.KEYS for o in P.ORDERS if k != avoid_key):
+            r = self.run("extreme", {"key": key, "order": order}, (src,))
+            if r is not None:
+                return self.add("extreme", {"key": key, "order": order}, (src,), r)
         return None
 
-    def relate(self, a: int, *, min_size: int) -> int | None:
+    def unique(self, src: int) -> int | None:
+        r = self.run("unique", {}, (src,))
+        return None if r is None else self.add("unique", {}, (src,), r)
+
+    # anchors ------------------------------------------------------------------------------------
+    def anchor(self, kind: str) -> int | None:
         sc = self.scene
-        pa = int(self.res[a][0])
-        cats = [c for c, ps in sc.by_category.items() if ps.shape[0] > (1 if sc.categories[pa] == c else 0)]
-        for rel, cat in self.shuffled((r, c) for r in P.RELATIONS for c in cats):
-            try:
-                r = P.op_relate(sc, self.res[a], rel, cat, self.m)
-            except ProgramError:
-                continue
-            if r.shape[0] < min_size or r.shape[0] > self.m.max_count:
-                continue
-            return self.add("relate", {"relation": rel, "category": cat}, (a,), r)
+        cats = self.categories()
+        if kind == "U":
+            cats = [c for c in cats if sc.by_category[c].shape[0] == 1]
+        else:
+            cats = [c for c in cats if sc.by_category[c].shape[0] >= 2]
+        if not cats:
+            self.failures[f"plan.no_anchor_{kind}"] += 1
+            return None
+        for c0 in self.shuffled(cats)[:3]:
+            self.c0 = c0
+            self.add("find", {"category": c0}, (), sc.by_category[c0])
+            if kind in ("X", "U"):
+                x = self.extreme(0) if kind == "X" else self.unique(0)
+                if x is not None:
+                    return x
+            else:
+                for col in self.shuffled(self.colors_in(self.res[0])):
+                    f = self.run("filter_color", {"color": col}, (0,))
+                    if f is None or (kind == "CU") != (f.shape[0] == 1):
+                        continue
+                    fi = self.add("filter_color", {"color": col}, (0,), f)
+                    x = self.unique(fi) if kind == "CU" else self.extreme(fi)
+                    if x is not None:
+                        return x
+                    self.pop()
+                self.failures["plan.no_color_anchor"] += 1
+            while self.hops:
+                self.pop()
         return None
 
-    def nearest(self, a: int) -> int | None:
-        sc = self.scene
-        pa = int(self.res[a][0])
-        cats = [c for c, ps in sc.by_category.items() if ps.shape[0] > (1 if sc.categories[pa] == c else 0)]
-        for cat in self.shuffled(cats):
-            try:
-                r = P.op_nearest(sc, self.res[a], cat, self.m)
-            except ProgramError:
+    # steps --------------------------------------------------------------------------------------
+    def step(self, kind: str, x: int, only: str | None = None) -> int | None:
+        cats = self.categories() if only is None else [c for c in self.categories() if c == only]
+        if kind == "N":
+            pa = int(self.res[x][0])
+            cats = [c for c in cats if self.scene.by_category[c].shape[0] > (self.scene.categories[pa] == c)]
+            for cat in self.shuffled(cats):
+                r = self.run("nearest", {"category": cat}, (x,))
+                if r is not None:
+                    return self.add("nearest", {"category": cat}, (x,), r)
+            return None
+        many = kind.endswith("E")
+        if kind[0] == "R":
+            options = [("relate", {"relation": rel, "category": c}) for rel in P.RELATIONS for c in cats]
+        else:
+            options = [("same_color", {"category": c}) for c in cats]
+        for op, args in self.shuffled(options):
+            r = self.run(op, args, (x,))
+            if r is None or (r.shape[0] >= 2 if many else r.shape[0] == 1) is False:
                 continue
-            return self.add("nearest", {"category": cat}, (a,), r)
+            s = self.add(op, args, (x,), r)
+            y = self.extreme(s) if many else self.unique(s)
+            if y is not None:
+                return y
+            self.pop()
         return None
 
+    # terminals ----------------------------------------------------------------------------------
     def rank(self, x: int) -> int | None:
         hx = self.hops[x]
-        if hx.op != "extreme":
-            return None
-        src = hx.inputs[0]
-        for key, order in self.shuffled((k, o) for k in P.KEYS for o in P.ORDERS if k != hx.args["key"]):
-            try:
-                r = P.op_rank(self.scene, self.res[x], self.res[src], key, order, self.m)
-            except ProgramError:
+        sets: list[tuple[int, str | None]] = []
+        if hx.op == "extreme":
+            sets.append((hx.inputs[0], hx.args["key"]))
+        if self.scene.categories[int(self.res[x][0])] == self.c0 and all(s != 0 for s, _ in sets):
+            sets.append((0, None))
+        options = [(s, k, o) for s, avoid in sets for k in P.KEYS for o in P.ORDERS if k != avoid]
+        for s, key, order in self.shuffled(options):
+            if self.res[s].shape[0] < 2:
                 continue
-            return self.add("rank", {"key": key, "order": order}, (x, src), r)
+            r = self.run("rank", {"key": key, "order": order}, (x, s))
+            if r is not None:
+                return self.add("rank", {"key": key, "order": order}, (x, s), r)
+        self.failures["plan.no_rank"] += 1
         return None
 
-    def count(self, s: int) -> int | None:
-        try:
-            n = P.op_count(self.res[s], self.m)
-        except ProgramError:
-            return None
-        return self.add("count", {}, (s,), n)
+    def counted(self, op: str, x: int) -> int | None:
+        cats = self.categories()
+        if op == "relate":
+            options = [{"relation": rel, "category": c} for rel in P.RELATIONS for c in cats]
+        else:
+            options = [{"category": c} for c in cats]
+        for args in self.shuffled(options):
+            r = self.run(op, args, (x,))
+            if r is None:
+                continue
+            s = self.add(op, args, (x,), r)
+            n = self.run("count", {}, (s,))
+            if n is not None:
+                return self.add("count", {}, (s,), n)
+            self.pop()
+        return None
 
     def terminal(self, t: str, x: int) -> int | None:
         if t == "K":
             return self.rank(x)
         if t == "RC":
-            s = self.relate(x, min_size=0)
-            return None if s is None else self.count(s)
+            return self.counted("relate", x)
+        if t == "SC":
+            return self.counted("same_color", x)
         if t == "C0":
-            return self.count(0)
+            n = self.run("count", {}, (0,))
+            return None if n is None else self.add("count", {}, (0,), n)
+        if t == "CF":
+            for col in self.shuffled(self.colors_in(self.res[0])):
+                f = self.run("filter_color", {"color": col}, (0,))
+                if f is None:
+                    continue
+                fi = self.add("filter_color", {"color": col}, (0,), f)
+                n = self.run("count", {}, (fi,))
+                if n is not None:
+                    return self.add("count", {}, (fi,), n)
+                self.pop()
+            return None
         raise ValueError(t)
 
-    def build(self, category: str, steps: tuple[str, ...], terminal: tuple[str, ...]) -> list[Hop] | None:
-        self.add("find", {"category": category}, (), self.scene.by_category[category])
-        x = self.extreme(0)
+    def build(self, plan: Plan) -> list[Hop] | None:
+        anchor, steps, terminal = plan
+        x = self.anchor(anchor)
         if x is None:
             return None
-        for step in steps:
-            if step == "N":
-                x = self.nearest(x)
-            else:
-                s = self.relate(x, min_size=2)
-                x = None if s is None else self.extreme(s)
+        ranks = "K" in terminal
+        for k, step in enumerate(steps):
+            # a rank after `nearest` needs a set holding the instance: the anchor's category (hop 0)
+            last_nearest = ranks and step == "N" and k == len(steps) - 1
+            x = self.step(step, x, only=self.c0 if last_nearest else None)
             if x is None:
                 return None
         if terminal[0] == "A":
@@ -256,7 +357,7 @@ class _Builder:
                 return None
             fn = self.rng.choice(P.ARITH_FNS)
             if fn == "sub" and self.res[a] < self.res[b]:
-                a, b = b, a  # keep differences non-negative: "A minus B" with A >= B
+                a, b = b, a  # keep differences non-negative: "P minus Q" with P >= Q
             self.add("arith", {"fn": fn}, (a, b), P.op_arith(self.res[a], self.res[b], fn))
         elif self.terminal(terminal[0], x) is None:
             return None
@@ -274,6 +375,28 @@ def image_rng(seed: int, image_id: str) -> random.Random:
     return random.Random(int.from_bytes(hashlib.sha256(f"{seed}:{image_id}".encode()).digest()[:8], "big"))
 
 
+def feasible_plans(scene: Scene, min_hops: int, max_hops: int, margins: Margins) -> dict[int, list[Plan]]:
+    """The plans (by length) whose anchor this scene can provide."""
+    counts = {
+        c: ps.shape[0]
+        for c, ps in scene.by_category.items()
+        if scene.countable(c) and ps.shape[0] <= margins.max_count
+    }
+    coloured = bool(scene.color) and any(
+        n >= 2 and all(scene.color[p] for p in scene.by_category[c].tolist()) for c, n in counts.items()
+    )
+    ok = {"X": any(n >= 2 for n in counts.values()), "U": any(n == 1 for n in counts.values()),
+          "CU": coloured, "CX": coloured}
+    out: dict[int, list[Plan]] = {}
+    for n in range(max(4, min_hops), max_hops + 1):
+        plans = [p for p in PLANS.get(n, []) if ok[p[0]]]
+        if not scene.color:
+            plans = [p for p in plans if not any(x in ("SE", "SU", "SC", "CF") for x in (*p[1], *p[2]))]
+        if plans:
+            out[n] = plans
+    return out
+
+
 def scene_candidates(
     scene: Scene,
     n_wanted: int,
@@ -288,54 +411,71 @@ def scene_candidates(
     """Up to ``n_wanted`` distinct, verified, leak-free full-variant questions for one scene.
 
     Distinct = neither the same program nor the same text as another candidate of this image.
+    When none results, ``stats.no_question[image_id]`` counts which rule stopped each attempt.
     """
     stats = stats if stats is not None else GenerationStats()
     rng = image_rng(seed, scene.image_id)
-    anchors = sorted(c for c, ps in scene.by_category.items() if ps.shape[0] >= 2)
-    if not anchors:
-        stats.reasons["no_category_with_two_instances"] += 1
-        return []
-    by_family: dict[str, list[int]] = {}
-    for n in range(min_hops, max_hops + 1):
-        for fam, plans in PLANS[n].items():
-            if plans:
-                by_family.setdefault(fam, []).append(n)
-    families = sorted(by_family)
+    why: Counter = Counter()
+    plans = feasible_plans(scene, min_hops, max_hops, margins)
     out: list[Question] = []
+    if not plans:
+        why[_no_plan_reason(scene, margins)] += 1
+    lengths = sorted(plans)
     seen_prog: set[tuple] = set()
     seen_text: set[str] = set()
-    for _ in range(n_wanted * max_attempts_factor):
+    for _ in range(n_wanted * max_attempts_factor if plans else 0):
         if len(out) >= n_wanted:
             break
         stats.attempts += 1
-        family = rng.choice(families)  # both families equally often, then a length within it
-        n = rng.choice(by_family[family])
-        steps, terminal = rng.choice(PLANS[n][family])
-        hops = _Builder(scene, rng, margins).build(rng.choice(anchors), steps, terminal)
+        plan = rng.choice(plans[rng.choice(lengths)])
+        builder = _Builder(scene, rng, margins)
+        hops = builder.build(plan)
         if hops is None:
             stats.failed_plans += 1
+            if builder.failures:
+                why[builder.failures.most_common(1)[0][0]] += 1
+            else:
+                why["plan.no_option"] += 1
             continue
         stats.built += 1
         canon = tuple(P.hop_key(h) for h in hops)
         if canon in seen_prog:
             stats.duplicates += 1
             continue
-        text = render(hops, rng)
-        if text in seen_text:
-            stats.duplicates += 1
-            continue
         try:
+            if not P.has_both_kinds(hops):
+                raise P.StructureError("missing_hop_kind", "needs an instance-chain and a perception hop")
             check_needs_image(hops)
+            check_not_degenerate(hops)
+            text = render(hops, rng)
             check_text(text, hops)
         except ProgramError as err:
             stats.leakage += 1
             stats.reasons[err.reason] += 1
+            why[err.reason] += 1
+            continue
+        if text in seen_text:
+            stats.duplicates += 1
             continue
         seen_prog.add(canon)
         seen_text.add(text)
         out.append(make_question(scene.image_id, hops, text))
     stats.candidates += len(out)
+    if not out:
+        stats.no_question[scene.image_id] = why
+    for r, n in why.items():
+        stats.attempt_reasons[r] += n
     return out
+
+
+def _no_plan_reason(scene: Scene, m: Margins) -> str:
+    if scene.n == 0:
+        return "plan.empty_scene"
+    if all(not scene.countable(c) for c in scene.by_category):
+        return "reach.uncountable_category"
+    if all(ps.shape[0] > m.max_count for ps in scene.by_category.values()):
+        return "reach.set_too_large"
+    return "plan.no_anchor"
 
 
 # ------------------------------------------------------------------------------------ balancing

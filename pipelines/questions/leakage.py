@@ -6,9 +6,13 @@ hop, or an instance id — and any reference to the set-of-mark numbers (``#3``,
 ``object 3``, ``instance 3``, ``id 3``), which a human or solver never sees. It also refuses text that
 does not name every category the program uses (the text would not describe the program).
 
-``check_needs_image`` refuses programs whose hops can be answered without looking: ``rank`` of an
-instance by the same key that ``extreme`` used to pick it from the same set (always 1 or n),
-``arith`` of a hop with itself, and repeated identical hops.
+``check_needs_image`` refuses programs whose hops can be answered without looking — the named
+patterns: ``rank`` of an instance by the same key that ``extreme`` used to pick it from the same
+set (always 1 or n), ``arith`` of a hop with itself, repeated identical hops, a relation pointing
+beyond the extreme member of the same category along the same axis (always empty), a count of a
+set that is also narrowed to a unique instance (always 1), and the larger/smaller of a member's
+rank and its set's size (always the size / the rank). Everything else that is constant whatever the
+image shows is found generally by :mod:`pipelines.questions.degenerate`.
 """
 
 from __future__ import annotations
@@ -89,8 +93,36 @@ def check_text(text: str, hops: Sequence[Hop]) -> None:
             raise LeakageError("category_not_in_text", f"text never names {cat!r}", i)
 
 
+# (key, order) of an extreme -> the relation that points beyond it along the same axis
+_BEYOND = {("cx", "min"): "left_of", ("cx", "max"): "right_of", ("cy", "min"): "above", ("cy", "max"): "below"}
+
+
 def check_needs_image(hops: Sequence[Hop]) -> None:
-    """Raise :class:`LeakageError` if a hop's value follows from the program alone."""
+    """Raise :class:`LeakageError` if a hop's value follows from the program alone (named patterns)."""
+    consumers: dict[int, list[Hop]] = {}
+    for h in hops:
+        for j in h.inputs:
+            consumers.setdefault(j, []).append(h)
+    for i, h in enumerate(hops):
+        if h.op == "relate":
+            a = hops[h.inputs[0]]
+            if a.op == "extreme" and hops[a.inputs[0]].op == "find":
+                src = hops[a.inputs[0]]
+                if (
+                    src.args["category"] == h.args["category"]
+                    and _BEYOND.get((a.args["key"], a.args["order"])) == h.args["relation"]
+                ):
+                    raise LeakageError(
+                        "relate_beyond_extreme", f"no {h.args['category']} lies beyond the extreme one", i
+                    )
+        if h.op == "count" and any(c.op == "unique" for c in consumers.get(h.inputs[0], [])):
+            raise LeakageError("count_of_unique", "counts a set that is also its unique member", i)
+        if h.op == "arith" and h.args["fn"] in ("max", "min"):
+            ops = {hops[j].op for j in h.inputs}
+            if ops == {"rank", "count"}:
+                rank, count = (hops[j] for j in sorted(h.inputs, key=lambda j: hops[j].op != "rank"))
+                if rank.inputs[1] == count.inputs[0]:
+                    raise LeakageError("rank_vs_size", "a rank never exceeds its set's size", i)
     seen: dict[tuple, int] = {}
     for i, h in enumerate(hops):
         key = hop_key(h)

@@ -11,11 +11,25 @@ Units and conventions (stated once, used everywhere in :mod:`pipelines.questions
 
 Only instances with ``score >= min_score`` and ``area >= min_area`` (defaults 0.5 and 32, part
 of the contract) are in the scene; the others are left out with a reason.
+
+Besides geometry, a scene knows what a *person* can do with each instance (docs/hop-programs.md,
+"Within a person's reach"):
+
+* ``color``: the instance's basic colour term from its mask's pixels, or ``None`` when no term
+  clearly dominates (:mod:`pipelines.questions.color`) or no image was given;
+* ``whole``: the instance is neither cut by the image border (its box is at least
+  ``border_px`` = 2 px from every edge) nor possibly hidden (no other instance's box covers
+  ``>= occlusion_overlap`` = 25% of its box) — only whole instances are compared by size;
+* ``visible``: its mask covers ``>= visible_area_frac`` = 0.1% of the image;
+* ``uncountable``: categories a reader cannot enumerate reliably — with a member that is not
+  visible, or with a near-threshold detection (``shadow_score <= score < min_score``) that a
+  reader may count although the scene does not. They are never counted, ordered or referred to
+  as a unique instance; the near-threshold areas are kept in ``shadow_area``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +37,10 @@ import numpy as np
 
 DEFAULT_MIN_SCORE = 0.5
 DEFAULT_MIN_AREA = 32
+DEFAULT_SHADOW_SCORE = 0.3
+VISIBLE_AREA_FRAC = 0.001
+OCCLUSION_OVERLAP = 0.25
+BORDER_PX = 2.0
 
 
 @dataclass(frozen=True, eq=False)
@@ -47,6 +65,11 @@ class Scene:
     y1: np.ndarray
     by_category: dict[str, np.ndarray] = field(repr=False)  # category -> positions (int64, sorted)
     position: dict[int, int] = field(repr=False)  # instance id -> position
+    color: tuple[str | None, ...] = ()  # basic colour term per position, None = not clear-cut
+    whole: np.ndarray = field(default_factory=lambda: np.zeros(0, bool), repr=False)
+    visible: np.ndarray = field(default_factory=lambda: np.zeros(0, bool), repr=False)
+    uncountable: frozenset[str] = frozenset()
+    shadow_area: dict[str, float] = field(default_factory=dict, repr=False)
     _dist: list[np.ndarray] = field(default_factory=list, repr=False)
 
     @property
@@ -65,6 +88,13 @@ class Scene:
     def key(self, name: str) -> np.ndarray:
         """The per-instance array of an ordering key: ``area``, ``cx`` or ``cy``."""
         return {"area": self.area, "cx": self.cx, "cy": self.cy}[name]
+
+    def countable(self, category: str) -> bool:
+        """True when a reader can enumerate every instance of ``category`` (see the module doc)."""
+        return category in self.by_category and category not in self.uncountable
+
+    def color_of(self, p: int) -> str | None:
+        return self.color[p] if self.color else None
 
     def ids_of(self, positions: Iterable[int]) -> list[int]:
         """Sorted instance ids of ``positions``."""
@@ -95,8 +125,17 @@ class Scene:
         area: Sequence[float],
         cx: Sequence[float],
         cy: Sequence[float],
+        *,
+        colors: Sequence[str | None] | None = None,
+        shadow: dict[str, float] | None = None,
+        visible_area_frac: float = VISIBLE_AREA_FRAC,
+        occlusion_overlap: float = OCCLUSION_OVERLAP,
     ) -> Scene:
-        """Build a scene from already-filtered per-instance values (``bbox`` as COCO ``[x, y, w, h]``)."""
+        """Build a scene from already-filtered per-instance values (``bbox`` as COCO ``[x, y, w, h]``).
+
+        ``colors``: colour term per instance (``None`` entries: not clear-cut; ``None``: unknown);
+        ``shadow``: category -> largest area of its near-threshold detections left out of the scene.
+        """
         ids_a = np.asarray(ids, dtype=np.int64).reshape(-1)
         if len(set(ids_a.tolist())) != ids_a.shape[0]:
             raise ValueError(f"{image_id}: duplicate instance ids")
@@ -107,21 +146,44 @@ class Scene:
         for p, c in enumerate(cats):
             by_cat.setdefault(c, []).append(p)
         ids_sorted = ids_a[order]
+        n = ids_a.shape[0]
+        area_a = np.asarray(area, dtype=np.float64).reshape(-1)[order]
+        x0, y0 = box[:, 0], box[:, 1]
+        x1, y1 = box[:, 0] + box[:, 2], box[:, 1] + box[:, 3]
+        inside = (x0 >= BORDER_PX) & (y0 >= BORDER_PX) & (x1 <= width - BORDER_PX) & (y1 <= height - BORDER_PX)
+        if n > 1:
+            iw = np.clip(np.minimum(x1[:, None], x1[None, :]) - np.maximum(x0[:, None], x0[None, :]), 0, None)
+            ih = np.clip(np.minimum(y1[:, None], y1[None, :]) - np.maximum(y0[:, None], y0[None, :]), 0, None)
+            inter = iw * ih
+            np.fill_diagonal(inter, 0.0)
+            own = np.maximum(box[:, 2] * box[:, 3], 1e-9)
+            covered = (inter / own[:, None]).max(axis=1) < occlusion_overlap
+        else:
+            covered = np.ones(n, bool)
+        visible = area_a >= visible_area_frac * width * height
+        shadow = dict(shadow or {})
+        uncountable = {c for c in by_cat if not visible[by_cat[c]].all()} | {c for c in shadow if c in by_cat}
+        cols: tuple[str | None, ...] = tuple(colors[i] for i in order) if colors is not None else ()
         return cls(
             image_id=image_id,
             width=int(width),
             height=int(height),
             ids=ids_sorted,
             categories=cats,
-            area=np.asarray(area, dtype=np.float64).reshape(-1)[order],
+            area=area_a,
             cx=np.asarray(cx, dtype=np.float64).reshape(-1)[order],
             cy=np.asarray(cy, dtype=np.float64).reshape(-1)[order],
-            x0=box[:, 0].copy(),
-            y0=box[:, 1].copy(),
-            x1=box[:, 0] + box[:, 2],
-            y1=box[:, 1] + box[:, 3],
+            x0=x0.copy(),
+            y0=y0.copy(),
+            x1=x1,
+            y1=y1,
             by_category={c: np.asarray(v, dtype=np.int64) for c, v in by_cat.items()},
             position={int(i): p for p, i in enumerate(ids_sorted.tolist())},
+            color=cols,
+            whole=inside & covered,
+            visible=visible,
+            uncountable=frozenset(uncountable),
+            shadow_area=shadow,
         )
 
 
@@ -134,32 +196,113 @@ class SceneReject:
     raw: str = ""
 
 
-def mask_stats(rles: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Decode COCO RLEs (pycocotools) → (area, cx, cy) per mask; cx/cy are NaN for empty masks.
+def rle_counts(counts: bytes | str, height: int, width: int) -> np.ndarray:
+    """Run lengths of a COCO compressed RLE ``counts`` string, decoded with numpy (int64 array).
 
-    Centroids are at pixel centres: mean column + 0.5, mean row + 0.5.
+    Runs alternate background / foreground, starting with background, in column-major pixel
+    order. Raises ``ValueError`` on a malformed string or one that does not cover exactly
+    ``height x width`` pixels (pycocotools would decode such a string into garbage).
     """
-    from pycocotools import mask as mask_utils
+    raw = counts.encode("ascii") if isinstance(counts, str) else bytes(counts)
+    c = np.frombuffer(raw, dtype=np.uint8).astype(np.int64) - 48
+    if c.shape[0] == 0:
+        if height * width == 0:
+            return np.zeros(0, dtype=np.int64)
+        raise ValueError("empty RLE counts")
+    if c.min() < 0 or c.max() >= 64:
+        raise ValueError("invalid character in RLE counts")
+    more = (c & 0x20) != 0
+    if more[-1]:
+        raise ValueError("truncated RLE counts")
+    last = np.flatnonzero(~more)
+    first = np.concatenate(([0], last[:-1] + 1))
+    group = np.repeat(np.arange(first.shape[0]), last - first + 1)
+    k = np.arange(c.shape[0]) - first[group]
+    if k.max() > 11:
+        raise ValueError("RLE count out of range")
+    x = np.add.reduceat((c & 0x1F) << (5 * k), first)
+    negative = (c[last] & 0x10) != 0
+    x = np.where(negative, x - (np.int64(1) << (5 * (last - first + 1))), x)
+    runs = x.copy()
+    runs[1::2] = np.cumsum(x[1::2])
+    runs[2::2] = np.cumsum(x[2::2])
+    if runs.min() < 0 or int(runs.sum()) != height * width:
+        raise ValueError("RLE counts do not cover the mask size")
+    return runs
 
+
+def rle_stats(
+    counts: bytes | str, height: int, width: int, image: np.ndarray | None = None
+) -> tuple[int, float, float, str | None]:
+    """(area, cx, cy, colour) of one COCO RLE mask without decoding it to pixels.
+
+    Area and centroid come from the foreground runs in closed form (column-major pixel index
+    ``p``: column ``p // height``, row ``p % height``; centroids at pixel centres). The colour is
+    named from at most :data:`~pipelines.questions.color.SAMPLE_PIXELS` pixels of ``image``
+    ((height, width, 3) uint8), evenly spaced along the runs; ``None`` without an image.
+    """
+    from pipelines.questions.color import color_of_pixels
+
+    area, cx, cy, sample = _rle_geometry(counts, height, width, image is not None)
+    color = color_of_pixels(image[sample % height, sample // height]) if image is not None and area else None
+    return area, cx, cy, color
+
+
+def _rle_geometry(
+    counts: bytes | str, height: int, width: int, want_sample: bool
+) -> tuple[int, float, float, np.ndarray]:
+    """(area, cx, cy, column-major indices of up to SAMPLE_PIXELS evenly spaced mask pixels)."""
+    from pipelines.questions.color import SAMPLE_PIXELS
+
+    runs = rle_counts(counts, height, width)
+    ends = np.cumsum(runs)
+    fg_len = runs[1::2]
+    fg_start = (ends - runs)[1::2]
+    keep = fg_len > 0
+    fg_start, fg_len = fg_start[keep], fg_len[keep]
+    area = int(fg_len.sum())
+    if area == 0:
+        return 0, float("nan"), float("nan"), _EMPTY_I64
+    s = fg_start.astype(np.float64)
+    e = s + fg_len
+    sum_p = float(((s + e - 1) * fg_len).sum()) / 2
+
+    def cols_before(n: np.ndarray) -> np.ndarray:  # sum of floor(p / height) for p < n
+        q, r = n // height, n % height
+        return height * q * (q - 1) / 2 + r * q
+
+    sum_col = float((cols_before(fg_start + fg_len) - cols_before(fg_start)).sum())
+    sum_row = sum_p - height * sum_col
+    sample = _EMPTY_I64
+    if want_sample:
+        m = min(area, SAMPLE_PIXELS)
+        t = ((np.arange(m) + 0.5) * (area / m)).astype(np.int64)
+        inclusive = np.cumsum(fg_len)
+        run = np.searchsorted(inclusive, t, side="right")
+        sample = fg_start[run] + t - (inclusive[run] - fg_len[run])
+    return area, sum_col / area + 0.5, sum_row / area + 0.5, sample
+
+
+_EMPTY_I64 = np.zeros(0, dtype=np.int64)
+
+
+def mask_stats(rles: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """COCO RLEs → (area, cx, cy) per mask; cx/cy are NaN for empty masks.
+
+    Centroids are at pixel centres: mean column + 0.5, mean row + 0.5. Raises ``ValueError`` on
+    a corrupt RLE.
+    """
     n = len(rles)
     area = np.zeros(n)
     cx = np.full(n, np.nan)
     cy = np.full(n, np.nan)
-    from pipelines.segment.masks import rle_is_valid
-
     for i, rle in enumerate(rles):
         h, w = rle["size"]
-        if not rle_is_valid(rle["counts"], h, w):  # pycocotools decodes corrupt counts into garbage
-            raise ValueError("corrupt RLE counts")
-        m = mask_utils.decode(rle)  # (h, w) uint8, Fortran order
-        cols = m.sum(axis=0, dtype=np.int64)
-        rows = m.sum(axis=1, dtype=np.int64)
-        a = int(cols.sum())
-        area[i] = a
-        if a:
-            cx[i] = float(cols @ np.arange(cols.shape[0])) / a + 0.5
-            cy[i] = float(rows @ np.arange(rows.shape[0])) / a + 0.5
+        area[i], cx[i], cy[i], _ = rle_stats(rle["counts"], h, w)
     return area, cx, cy
+
+
+ImageArrays = Callable[[str], "np.ndarray | None"]
 
 
 def scenes_from_tables(
@@ -168,19 +311,26 @@ def scenes_from_tables(
     *,
     min_score: float = DEFAULT_MIN_SCORE,
     min_area: int = DEFAULT_MIN_AREA,
+    shadow_score: float = DEFAULT_SHADOW_SCORE,
+    images: ImageArrays | None = None,
+    visible_area_frac: float = VISIBLE_AREA_FRAC,
+    occlusion_overlap: float = OCCLUSION_OVERLAP,
 ) -> tuple[list[Scene], list[SceneReject]]:
     """Scenes for every manifest image from the contract's ``instances`` and ``manifest`` tables.
 
-    Both arguments are pyarrow tables (or anything with ``to_pylist()``). Masks are decoded with
-    pycocotools; the mask's own pixel count is the instance's area (the contract's ``area``
-    column states the same number). Left out, each with a :class:`SceneReject`:
-    instances with ``score < min_score`` (``low_score``) or ``area < min_area`` (``small_area``),
-    masks whose size differs from the image (``mask_size_mismatch``), undecodable masks
-    (``bad_mask``), instances of images missing from the manifest (``unknown_image``).
-    Images without any instance still get a (empty) scene, so every image is accounted for.
+    Both arguments are pyarrow tables (or anything with ``to_pylist()``). Area and centroid come
+    from the RLE runs (:func:`rle_stats`); the mask's own pixel count is the instance's area.
+    ``images(image_id)`` gives the image as an (H, W, 3) uint8 array (or ``None``) for colour
+    naming; without it no instance has a colour. Left out, each with a :class:`SceneReject`:
+    instances with ``score < min_score`` (``low_score``; those with ``score >= shadow_score`` make
+    their category uncountable) or ``area < min_area`` (``small_area``), masks whose size differs
+    from the image (``mask_size_mismatch``), undecodable masks (``bad_mask``), instances of images
+    missing from the manifest (``unknown_image``). Images without any instance still get a (empty)
+    scene, so every image is accounted for.
     """
-    images = {r["image_id"]: r for r in manifest.to_pylist()}
-    rows_by_image: dict[str, list[dict[str, Any]]] = {i: [] for i in images}
+    images_by_id = {r["image_id"]: r for r in manifest.to_pylist()}
+    rows_by_image: dict[str, list[dict[str, Any]]] = {i: [] for i in images_by_id}
+    shadow: dict[str, dict[str, float]] = {i: {} for i in images_by_id}
     rejects: list[SceneReject] = []
     for r in instances.to_pylist():
         iid = r["image_id"]
@@ -190,8 +340,11 @@ def scenes_from_tables(
             continue
         if r["score"] is None or r["score"] < min_score:
             rejects.append(SceneReject(item, f"low_score: {r['score']} < {min_score}"))
+            if r["score"] is not None and r["score"] >= shadow_score:
+                cat = str(r["category"]).strip().lower()
+                shadow[iid][cat] = max(shadow[iid].get(cat, 0.0), float(r.get("area") or 0.0))
             continue
-        img = images[iid]
+        img = images_by_id[iid]
         if (r["mask_height"], r["mask_width"]) != (img["height"], img["width"]):
             rejects.append(
                 SceneReject(
@@ -205,55 +358,53 @@ def scenes_from_tables(
 
     scenes: list[Scene] = []
     for iid, rows in rows_by_image.items():
-        img = images[iid]
+        img = images_by_id[iid]
+        pixels = images(iid) if (images is not None and rows) else None
+        if pixels is not None and pixels.shape[:2] != (img["height"], img["width"]):
+            pixels = None  # a resized image cannot be sampled through the masks
         kept: list[dict[str, Any]] = []
-        rles: list[dict[str, Any]] = []
+        stats: list[tuple[int, float, float, np.ndarray]] = []
         seen: set[int] = set()
         for r in rows:
+            item = f"{iid}#{r['instance_id']}"
             if r["instance_id"] in seen:
-                rejects.append(SceneReject(f"{iid}#{r['instance_id']}", "duplicate_instance_id"))
+                rejects.append(SceneReject(item, "duplicate_instance_id"))
                 continue
             seen.add(r["instance_id"])
-            kept.append(r)
-            rles.append(
-                {
-                    "size": [int(r["mask_height"]), int(r["mask_width"])],
-                    "counts": r["mask_rle"].encode("ascii"),
-                }
-            )
-        area = np.zeros(len(kept))
-        cx = np.full(len(kept), np.nan)
-        cy = np.full(len(kept), np.nan)
-        good: list[int] = []
-        for i, rle in enumerate(rles):
             try:
-                a, x, y = mask_stats([rle])
-                area[i], cx[i], cy[i] = a[0], x[0], y[0]
-            except Exception as err:  # noqa: BLE001 - an undecodable mask is kept as a reject with its reason
-                area[i] = -1
-                rejects.append(SceneReject(f"{iid}#{kept[i]['instance_id']}", f"bad_mask: {err}"))
-        for i, r in enumerate(kept):
-            if area[i] < 0:
+                st = _rle_geometry(r["mask_rle"], int(r["mask_height"]), int(r["mask_width"]), pixels is not None)
+            except (ValueError, TypeError, AttributeError, UnicodeEncodeError) as err:
+                rejects.append(SceneReject(item, f"bad_mask: {err}"))
                 continue
-            if area[i] < max(min_area, 1):
-                rejects.append(
-                    SceneReject(
-                        f"{iid}#{r['instance_id']}", f"small_area: {int(area[i])} < {max(min_area, 1)}"
-                    )
-                )
+            if st[0] < max(min_area, 1):
+                rejects.append(SceneReject(item, f"small_area: {int(st[0])} < {max(min_area, 1)}"))
                 continue
-            good.append(i)
+            kept.append(r)
+            stats.append(st)
+        colors = None
+        if pixels is not None:
+            from pipelines.questions.color import colors_of_samples
+
+            flat = pixels.reshape(-1, pixels.shape[-1])[:, :3]
+            samples = [st[3] for st in stats]
+            # column-major mask index p -> row-major image index (p % h) * w + p // h
+            h, w = int(img["height"]), int(img["width"])
+            colors = colors_of_samples([flat[(p % h) * w + p // h] for p in samples])
         scenes.append(
             Scene.from_arrays(
                 iid,
                 img["width"],
                 img["height"],
-                [kept[i]["instance_id"] for i in good],
-                [kept[i]["category"].strip().lower() for i in good],
-                np.asarray([kept[i]["bbox"] for i in good], dtype=np.float64).reshape(-1, 4),
-                area[good],
-                cx[good],
-                cy[good],
+                [r["instance_id"] for r in kept],
+                [r["category"].strip().lower() for r in kept],
+                np.asarray([r["bbox"] for r in kept], dtype=np.float64).reshape(-1, 4),
+                [st[0] for st in stats],
+                [st[1] for st in stats],
+                [st[2] for st in stats],
+                colors=colors,
+                shadow=shadow[iid],
+                visible_area_frac=visible_area_frac,
+                occlusion_overlap=occlusion_overlap,
             )
         )
     return scenes, rejects

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+import numpy as np
 import pyarrow as pa
 from PIL import Image
 
@@ -22,6 +23,7 @@ from pipelines.config import QuestionsConfig
 from pipelines.contracts import to_table
 from pipelines.questions.generator import Question, generate, select_balanced
 from pipelines.questions.program import Margins
+from pipelines.questions.report import question_report
 from pipelines.questions.scene import Scene, scenes_from_tables
 from pipelines.questions.variants import derive_variants
 from pipelines.questions.writer import reject_row
@@ -64,11 +66,29 @@ def run_questions(
     ``cfg.writer == "vlm"`` needs ``writer_backend``; ``cfg.difficulty.enabled`` needs
     ``solver_backend`` (both already ``setup()``). Deterministic for the program writer.
     """
-    margins = Margins(max_count=cfg.max_count)
+    margins = cfg.margins()
+    rows_by_id = {r["image_id"]: r for r in manifest.to_pylist()}
+    image_rejects: list[dict[str, str]] = []
+
+    def pixels(image_id: str) -> np.ndarray | None:
+        """The image's pixels for colour naming; an unreadable image only loses its colours."""
+        try:
+            return np.asarray(image_loader(rows_by_id[image_id]).convert("RGB"))
+        except (OSError, ValueError) as err:
+            image_rejects.append(reject_row(image_id, f"colors_unavailable: {err}"))
+            return None
+
     scenes, scene_rejects = scenes_from_tables(
-        instances, manifest, min_score=cfg.min_score, min_area=cfg.min_area
+        instances,
+        manifest,
+        min_score=cfg.min_score,
+        min_area=cfg.min_area,
+        shadow_score=cfg.shadow_score,
+        images=pixels if cfg.colors else None,
+        visible_area_frac=cfg.visible_area_frac,
+        occlusion_overlap=cfg.occlusion_overlap,
     )
-    rejects = [reject_row(r.item_id, r.reason, r.raw) for r in scene_rejects]
+    rejects = [reject_row(r.item_id, r.reason, r.raw) for r in scene_rejects] + image_rejects
     by_id = {s.image_id: s for s in scenes}
     stats: dict[str, Any] = {"images": len(scenes), "instances_left_out": len(scene_rejects)}
 
@@ -83,8 +103,15 @@ def run_questions(
             margins=margins,
         )
         full, dropped = res.questions, res.balanced_out
-        stats["generator"] = {k: v for k, v in vars(res.stats).items() if k != "reasons"}
+        stats["generator"] = {
+            k: v for k, v in vars(res.stats).items() if k not in ("reasons", "attempt_reasons", "no_question")
+        }
         stats["generator"]["reasons"] = dict(res.stats.reasons)
+        stats["generator"]["attempt_reasons"] = dict(res.stats.attempt_reasons)
+        for image_id, why in res.stats.no_question.items():
+            tried = sum(why.values())
+            for reason, n in why.most_common():
+                rejects.append(reject_row(image_id, f"no_question.{reason}: stopped {n} of {tried} attempts"))
     else:
         if writer_backend is None:
             raise ValueError("questions.writer is 'vlm' but no writer backend was given")
@@ -136,10 +163,25 @@ def run_questions(
             prompt_version=cfg.vlm_prompt_version,
         )
         rejects += too_easy
+        if cfg.blind.enabled:
+            from pipelines.questions.difficulty import blind_test
+
+            b = cfg.blind
+            questions, blind_solvable = blind_test(
+                questions,
+                solver_backend,
+                k=b.k,
+                temperature=b.temperature,
+                drop_at_accuracy=b.drop_at_accuracy,
+                prompt_version=cfg.vlm_prompt_version,
+            )
+            rejects += blind_solvable
+            stats["blind_solvable"] = sum(r["reason"].startswith("leakage.blind_solvable") for r in blind_solvable)
 
     with_q = Counter(q.image_id for q in questions)
+    explained = {r["item_id"] for r in rejects if r["reason"].startswith("no_question.")}
     for s in scenes:
-        if not with_q[s.image_id]:
+        if not with_q[s.image_id] and s.image_id not in explained:
             rejects.append(
                 reject_row(s.image_id, f"no_question: no verified question for a scene of {s.n} instances")
             )
@@ -148,6 +190,7 @@ def run_questions(
         by_variant=dict(Counter(q.variant for q in questions)),
         by_num_hops=dict(sorted(Counter(q.num_hops for q in questions if q.variant == "full").items())),
         by_family=dict(Counter(q.family for q in questions if q.variant == "full")),
+        report=question_report([q.to_row() for q in questions]),
         rejects=dict(Counter(r["reason"].split(":")[0] for r in rejects)),
     )
     return StageResult(

@@ -57,9 +57,11 @@ def random_scene(
     height: int = 480,
     n_categories: int | None = None,
     image_id: str | None = None,
+    colors: bool = True,
 ) -> Scene:
     """A random scene of ``n_instances`` boxes; centroids jittered inside each box, areas
-    ``w * h * fill`` with fill in [0.5, 0.8] (a filled ellipse covers ~0.785)."""
+    ``w * h * fill`` with fill in [0.5, 0.8] (a filled ellipse covers ~0.785); with ``colors``,
+    each instance gets one of four colour terms (15% none)."""
     rng = np.random.default_rng(seed)
     box, labels = _layout(rng, n_instances, width, height, n_categories)
     jitter = rng.uniform(0.35, 0.65, size=(n_instances, 2))
@@ -67,7 +69,15 @@ def random_scene(
     cy = box[:, 1] + box[:, 3] * jitter[:, 1]
     area = np.round(box[:, 2] * box[:, 3] * rng.uniform(0.5, 0.8, size=n_instances))
     iid = image_id or hashlib.sha256(f"synthetic:{seed}:{n_instances}".encode()).hexdigest()
-    return Scene.from_arrays(iid, width, height, np.arange(1, n_instances + 1), labels, box, area, cx, cy)
+    palette = ("red", "blue", "green", "yellow")
+    cols = (
+        [None if rng.random() < 0.15 else palette[int(rng.integers(len(palette)))] for _ in range(n_instances)]
+        if colors
+        else None
+    )
+    return Scene.from_arrays(
+        iid, width, height, np.arange(1, n_instances + 1), labels, box, area, cx, cy, colors=cols
+    )
 
 
 def ellipse_mask(box: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -91,7 +101,7 @@ def synthetic_tables(
     """(instances, manifest) pyarrow tables in the contract's schemas.
 
     Each image gets ``n_instances`` ellipse masks; scores are in [0.55, 1.0] except that every
-    fifth instance gets score 0.3 (it must be left out of the scene). With ``image_dir``, a PNG
+    fifth instance gets score 0.1 (below the near-threshold band; it must be left out of the scene). With ``image_dir``, a PNG
     per image is written (ellipses drawn in per-category colours) and ``image_id`` is its sha256.
     """
     from PIL import Image, ImageDraw
@@ -131,7 +141,7 @@ def synthetic_tables(
                     "category": lab,
                     "bbox": [float(v) for v in b],
                     "area": int(m.sum()),
-                    "score": 0.3 if i % 5 == 4 else float(rng.uniform(0.55, 1.0)),
+                    "score": 0.1 if i % 5 == 4 else float(rng.uniform(0.55, 1.0)),
                     "mask_rle": rle["counts"].decode("ascii"),
                     "mask_height": height,
                     "mask_width": width,

@@ -7,7 +7,8 @@ Definitions (docs/hop-programs.md, "Ablation variants"):
   first ``m`` hops and closes them with one numeric hop: a set-valued last hop is counted
   (``count``); an instance picked by ``extreme`` from a set is ranked in that set (``rank`` by a
   key other than the one ``extreme`` used, options tried in a fixed order); a number-valued last
-  hop closes itself. The closure must pass every structure rule, margin and leakage check.
+  hop closes itself; an instance from ``nearest`` or ``unique`` cannot be closed (its rank would
+  be constant). The closure must pass every structure rule, margin and leakage check.
   Programs of 3 hops have no half variant.
 * ``single``: ``find(c0) -> count``, the number of instances of the full program's anchor
   category ``c0`` — one perception hop on the same image and the same category. It has 2 hops:
@@ -23,6 +24,7 @@ import random
 from collections.abc import Sequence
 
 from pipelines.questions import program as P
+from pipelines.questions.degenerate import check_not_degenerate
 from pipelines.questions.generator import Question, make_question
 from pipelines.questions.leakage import check_needs_image, check_text
 from pipelines.questions.program import Hop, Margins, ProgramError
@@ -57,6 +59,7 @@ def _finish(
     try:
         done = P.execute(hops, scene, m, min_hops=lo, max_hops=hi)
         check_needs_image(done)
+        check_not_degenerate(done)
         text = render(done, rng)
         check_text(text, done)
     except ProgramError:

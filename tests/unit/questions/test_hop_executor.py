@@ -9,6 +9,7 @@ from pipelines.questions.program import (
     ExecutionError,
     Hop,
     MarginError,
+    ReachError,
     StructureError,
     execute,
     program_from_json,
@@ -20,11 +21,13 @@ from pipelines.questions.scene import Scene
 
 pytestmark = pytest.mark.unit
 
-W = H = 100  # margins: axis gap 3 px, relate gap 2 px
+W = H = 100  # default margins: area 1.5x, axis gap 6 px (edge lead 3 px), nearest 1.5x, relate gap 4 px
+MARKER = (99, "marker", (95, 95, 2, 2), 4.0, 96.0, 96.0)  # what probe() relates to: far from everything
 
 
-def scene(*inst: tuple, w: int = W, h: int = H) -> Scene:
-    """inst = (id, category, (x, y, w, h), area, cx, cy)."""
+def scene(*inst: tuple, w: int = W, h: int = H, colors: list | None = None) -> Scene:
+    """inst = (id, category, (x, y, w, h), area, cx, cy); a marker instance is always added."""
+    inst = (*inst, MARKER)
     return Scene.from_arrays(
         "img",
         w,
@@ -35,6 +38,8 @@ def scene(*inst: tuple, w: int = W, h: int = H) -> Scene:
         [i[3] for i in inst],
         [i[4] for i in inst],
         [i[5] for i in inst],
+        colors=None if colors is None else [*colors, None],
+        visible_area_frac=0.0,
     )
 
 
@@ -53,7 +58,7 @@ CNT = lambda i: Hop("count", {}, (i,))
 
 def probe(i: int) -> list[Hop]:
     """Two closing hops that consume instance hop ``i`` without adding a margin of their own."""
-    return [Hop("relate", {"relation": "left_of", "category": "unicorn"}, (i,)), CNT(i + 1)]
+    return [Hop("relate", {"relation": "right_of", "category": "marker"}, (i,)), CNT(i + 1)]
 
 
 def values(hops: list[Hop], sc: Scene) -> list:
@@ -81,22 +86,23 @@ def test_find_count_and_extreme_by_each_key() -> None:
 
 
 def test_relate_uses_centroids_against_box_edges() -> None:
-    # anchor box x 40..60, y 40..60; centroid of the anchor is irrelevant to the relation
+    # anchor box x 40..60, y 40..60; a candidate counts when its centroid is beyond the box edge
     anchor = (1, "cup", (40, 40, 20, 20), 400, 50, 50)
-    sc = scene(
-        anchor,
-        inst(2, "dog", 20, 50),
-        inst(3, "dog", 80, 50),
-        inst(4, "dog", 50, 20),
-        inst(5, "dog", 50, 80),
-        inst(6, "dog", 45, 45),
-    )  # 6 is inside the box: in no relation
+    horizontal = scene(anchor, inst(2, "dog", 20, 50), inst(3, "dog", 80, 50), inst(4, "dog", 10, 10))
+    vertical = scene(anchor, inst(4, "dog", 50, 20), inst(5, "dog", 50, 80), inst(6, "dog", 10, 10))
     base = [F("cup"), EXT("area", "max")]
-    rel = lambda r: values([*base, Hop("relate", {"relation": r, "category": "dog"}, (1,)), CNT(2)], sc)
-    assert rel("left_of")[2:] == [[2], 1]
-    assert rel("right_of")[2:] == [[3], 1]
-    assert rel("above")[2:] == [[4], 1]
-    assert rel("below")[2:] == [[5], 1]
+
+    def rel(r: str, sc: Scene) -> list:
+        return values([*base, Hop("relate", {"relation": r, "category": "dog"}, (1,)), CNT(2)], sc)
+
+    assert rel("left_of", horizontal)[2:] == [[2, 4], 2]
+    assert rel("right_of", horizontal)[2:] == [[3], 1]
+    assert rel("above", vertical)[2:] == [[4, 6], 2]
+    assert rel("below", vertical)[2:] == [[5], 1]
+    # a candidate inside the reference's box (between its edge and its centre) makes the relation ambiguous
+    inside = scene(anchor, inst(2, "dog", 20, 50), inst(6, "dog", 45, 45))
+    with pytest.raises(MarginError, match="relate_boundary"):
+        rel("left_of", inside)
 
 
 def test_relate_excludes_the_anchor_itself() -> None:
@@ -151,32 +157,40 @@ def test_rank_and_arith() -> None:
 
 
 @pytest.mark.parametrize(("runner", "ok"), [(100.0, True), (100.1, False)])
-def test_extreme_area_max_needs_ratio_1_2(runner: float, ok: bool) -> None:
-    sc = scene(inst(1, "cup", 10, 10, 120.0), inst(2, "cup", 80, 80, runner))
+def test_extreme_area_max_needs_ratio_1_5(runner: float, ok: bool) -> None:
+    sc = scene(inst(1, "cup", 10, 10, 150.0), inst(2, "cup", 80, 80, runner))
     _expect([F("cup"), EXT("area", "max"), *probe(1)], sc, ok, "margin.extreme_area")
 
 
-@pytest.mark.parametrize(("runner", "ok"), [(120.0, True), (119.9, False)])
-def test_extreme_area_min_needs_ratio_1_2(runner: float, ok: bool) -> None:
+@pytest.mark.parametrize(("runner", "ok"), [(150.0, True), (149.9, False)])
+def test_extreme_area_min_needs_ratio_1_5(runner: float, ok: bool) -> None:
     sc = scene(inst(1, "cup", 10, 10, 100.0), inst(2, "cup", 80, 80, runner))
     _expect([F("cup"), EXT("area", "min"), *probe(1)], sc, ok, "margin.extreme_area")
 
 
-@pytest.mark.parametrize(("gap", "ok"), [(3.0, True), (2.9, False)])
-def test_extreme_cx_needs_3_percent_of_width(gap: float, ok: bool) -> None:
+@pytest.mark.parametrize(("gap", "ok"), [(6.0, True), (5.9, False)])
+def test_extreme_cx_needs_6_percent_of_width(gap: float, ok: bool) -> None:
     sc = scene(inst(1, "cup", 50, 10), inst(2, "cup", 50 + gap, 80), inst(3, "cup", 10, 50), w=100, h=400)
     _expect([F("cup"), EXT("cx", "max"), *probe(1)], sc, ok, "margin.extreme_cx")
 
 
-@pytest.mark.parametrize(("gap", "ok"), [(6.0, True), (5.9, False)])
-def test_extreme_cy_needs_3_percent_of_height(gap: float, ok: bool) -> None:
-    # height 200 -> 6 px; width 100 would give 3 px: proves the height is used
+@pytest.mark.parametrize(("runner_right_edge", "ok"), [(59.0, True), (59.1, False)])
+def test_extreme_cx_winner_box_edge_leads_by_half_the_gap(runner_right_edge: float, ok: bool) -> None:
+    # centroids 10 px apart (> 6), but a wide runner-up reaches almost as far right: edge lead >= 3 px
+    wide = (2, "cup", (30, 70, runner_right_edge - 30, 20), 300, 50, 80)
+    sc = scene(inst(1, "cup", 60, 10), wide, w=100, h=400)
+    _expect([F("cup"), EXT("cx", "max"), *probe(1)], sc, ok, "margin.extreme_cx")
+
+
+@pytest.mark.parametrize(("gap", "ok"), [(12.0, True), (11.9, False)])
+def test_extreme_cy_needs_6_percent_of_height(gap: float, ok: bool) -> None:
+    # height 200 -> 12 px; width 100 would give 6 px: proves the height is used
     sc = scene(inst(1, "cup", 10, 100), inst(2, "cup", 80, 100 - gap), w=100, h=200)
     _expect([F("cup"), EXT("cy", "max"), *probe(1)], sc, ok, "margin.extreme_cy")
 
 
-@pytest.mark.parametrize(("second", "ok"), [(12.0, True), (11.9, False)])
-def test_nearest_runner_up_needs_1_2_times_the_distance(second: float, ok: bool) -> None:
+@pytest.mark.parametrize(("second", "ok"), [(15.0, True), (14.9, False)])
+def test_nearest_runner_up_needs_1_5_times_the_distance(second: float, ok: bool) -> None:
     sc = scene(
         inst(1, "cup", 50, 50, 300),
         inst(2, "cup", 10, 10),
@@ -197,20 +211,29 @@ def test_nearest_runner_up_needs_1_2_times_the_distance(second: float, ok: bool)
 @pytest.mark.parametrize(
     ("relation", "coord", "ok"),
     [
-        ("left_of", (38.0, 50), True),
-        ("left_of", (38.1, 50), False),
-        ("left_of", (41.9, 50), False),
-        ("right_of", (62.0, 50), True),
-        ("right_of", (61.9, 50), False),
-        ("right_of", (58.1, 50), False),
-        ("above", (50, 36.0), True),
-        ("above", (50, 36.1), False),
-        ("below", (50, 64.0), True),
-        ("below", (50, 63.9), False),
+        # box x 40..60 (centre 50; width 100 -> 4 px), y 40..60 (centre 50; height 200 -> 8 px):
+        # no candidate centroid strictly between (boundary edge - gap) and (own centre + gap)
+        ("left_of", (36.0, 50), True),
+        ("left_of", (36.1, 50), False),
+        ("left_of", (54.0, 50), True),  # right of the centre by the gap: clearly not further left
+        ("left_of", (53.9, 50), False),
+        ("right_of", (64.0, 50), True),
+        ("right_of", (63.9, 50), False),
+        ("right_of", (46.0, 50), True),
+        ("right_of", (46.1, 50), False),
+        ("above", (50, 32.0), True),
+        ("above", (50, 32.1), False),
+        ("above", (50, 58.0), True),
+        ("above", (50, 57.9), False),
+        ("below", (50, 68.0), True),
+        ("below", (50, 67.9), False),
+        ("below", (50, 42.0), True),
+        ("below", (50, 42.1), False),
     ],
 )
-def test_relate_no_candidate_within_2_percent_of_the_boundary(relation: str, coord: tuple, ok: bool) -> None:
-    # box x 40..60 (width 100 -> 2 px), y 40..60 (height 200 -> 4 px); candidates inside count too
+def test_relate_no_candidate_between_the_boundary_and_the_reference_centre(
+    relation: str, coord: tuple, ok: bool
+) -> None:
     sc = scene(
         (1, "cup", (40, 40, 20, 20), 400, 50, 50),
         inst(2, "dog", *coord),
@@ -232,14 +255,27 @@ def test_relate_no_candidate_within_2_percent_of_the_boundary(relation: str, coo
 
 
 @pytest.mark.parametrize(("n", "ok"), [(15, True), (16, False)])
-def test_counts_stay_at_most_15(n: int, ok: bool) -> None:
-    sc = scene(*[inst(i + 1, "cup", 3 + 6 * i, 50) for i in range(n)])
-    _expect([F("cup"), CNT(0)], sc, ok, "margin.count_too_large")
+def test_sets_a_person_counts_stay_at_most_15(n: int, ok: bool) -> None:
+    sc = scene(*[inst(i + 1, "cup", 3 + 6 * i, 50) for i in range(n)], w=200)
+    _expect([F("cup"), CNT(0)], sc, ok, "reach.set_too_large")
 
 
-@pytest.mark.parametrize(("gap", "ok"), [(3.0, True), (2.9, False)])
+@pytest.mark.parametrize(("gap", "ok"), [(6.0, True), (5.9, False)])
 def test_rank_needs_the_margin_to_every_other_member(gap: float, ok: bool) -> None:
     sc = scene(inst(1, "cup", 50, 10, 400), inst(2, "cup", 50 + gap, 80), inst(3, "cup", 10, 50))
+    _expect(
+        [F("cup"), EXT("area", "max"), Hop("rank", {"key": "cx", "order": "min"}, (1, 0))],
+        sc,
+        ok,
+        "margin.rank_cx",
+    )
+
+
+@pytest.mark.parametrize(("left_edge", "ok"), [(46.0, True), (44.0, False)])
+def test_rank_by_position_needs_edges_in_the_same_order_as_centres(left_edge: float, ok: bool) -> None:
+    # X centre 50 box 46..54; the other centre 60 but (when wide) its box starts left of X's box
+    other = (2, "cup", (left_edge + 0.5, 70, 2 * (60 - left_edge - 0.5), 10), 100, 60, 75)
+    sc = scene(inst(1, "cup", 50, 10, 400, box=(46, 6, 8, 8)), other)
     _expect(
         [F("cup"), EXT("area", "max"), Hop("rank", {"key": "cx", "order": "min"}, (1, 0))],
         sc,
@@ -264,7 +300,7 @@ def _expect(hops: list[Hop], sc: Scene, ok: bool, reason: str) -> None:
     if ok:
         execute(hops, sc, min_hops=1)
     else:
-        with pytest.raises(MarginError) as err:
+        with pytest.raises((MarginError, ReachError)) as err:
             execute(hops, sc, min_hops=1)
         assert err.value.reason == reason
 
@@ -377,6 +413,6 @@ def test_kinds_and_question_id() -> None:
         "perception",
     ]
     assert done[3].value == [3]
-    assert done[-1].value == 0
+    assert done[-1].value == 1  # the marker is further right than dog 3
     assert question_id("img", done) == question_id("img", hops)  # values/kinds do not change the id
     assert question_id("img", done) != question_id("other", done)

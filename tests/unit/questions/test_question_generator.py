@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 
 import numpy as np
@@ -33,7 +34,7 @@ def scenes(draw: st.DrawFn) -> Scene:
     w = draw(st.integers(64, 800))
     h = draw(st.integers(64, 800))
     n = draw(st.integers(2, 24))
-    cats, boxes, cx, cy, area = [], [], [], [], []
+    cats, boxes, cx, cy, area, colors = [], [], [], [], [], []
     for _ in range(n):
         bw = draw(st.integers(4, max(4, w // 2)))
         bh = draw(st.integers(4, max(4, h // 2)))
@@ -45,8 +46,37 @@ def scenes(draw: st.DrawFn) -> Scene:
         cx.append(x + fx * bw)
         cy.append(y + fy * bh)
         area.append(float(draw(st.integers(32, max(32, bw * bh)))))
+        colors.append(draw(st.sampled_from((None, "red", "blue", "green"))))
     ids = draw(st.permutations(list(range(1, 3 * n))).map(lambda p: p[:n]))
-    return Scene.from_arrays("h" + str(draw(st.integers(0, 10**9))), w, h, ids, cats, boxes, area, cx, cy)
+    return Scene.from_arrays(
+        "h" + str(draw(st.integers(0, 10**9))), w, h, ids, cats, boxes, area, cx, cy, colors=colors
+    )
+
+
+def _answers_over_random_scenes(hops: tuple) -> set:
+    """Answers of the program's shape over 300 randomised scenes drawn independently of the
+    generator's own degeneracy check (another RNG stream)."""
+    from pipelines.questions import degenerate as D
+
+    return _answers_of_shape(D.shape_key(hops))
+
+
+@functools.lru_cache(maxsize=None)
+def _answers_of_shape(key: str) -> frozenset:
+    from pipelines.questions import degenerate as D
+
+    shape = P.program_from_json(key)
+    colours = dict(zip(dict.fromkeys(h.args["color"] for h in shape if "color" in h.args), D._CHROMATIC))
+    shape = [P.Hop(h.op, {**h.args, **({"color": colours[h.args["color"]]} if "color" in h.args else {})}, h.inputs)
+             for h in shape]
+    cats = list(dict.fromkeys(h.args["category"] for h in shape if "category" in h.args))
+    rng = np.random.default_rng(12345)
+    out = set()
+    for _ in range(300):
+        vals = D._run(shape, D._random_scene(rng, cats, list(colours.values())))
+        if vals is not None:
+            out.add(vals[-1])
+    return frozenset(out)
 
 
 def _check_question(q, sc: Scene) -> None:
@@ -54,7 +84,10 @@ def _check_question(q, sc: Scene) -> None:
     again = P.verify(P.program_from_json(q.to_row()["hops"]), sc, q.answer)
     assert [h.value for h in again] == [h.value for h in q.hops]
     assert P.answer_of(again) == q.answer
-    assert 3 <= q.num_hops <= 6
+    assert 4 <= q.num_hops <= 6
+    # both hop kinds in every full question, and an answer that changes with the picture
+    assert P.has_both_kinds(q.hops)
+    assert len(_answers_over_random_scenes(q.hops)) > 1, (q.question, P.program_to_json(q.hops))
     # chain connected: first hop has no inputs, every later hop consumes an earlier one,
     # every hop but the last is consumed, the last yields a number
     assert q.hops[0].inputs == ()
@@ -88,17 +121,18 @@ def test_margins_hold_with_independent_recomputation(sc: Scene, seed: int) -> No
                 if len(v) > 1:
                     w_, r_ = (v[-1], v[-2]) if h.args["order"] == "max" else (v[0], v[1])
                     if h.args["key"] == "area":
-                        assert max(w_, r_) >= 1.2 * min(w_, r_)
+                        assert max(w_, r_) >= 1.5 * min(w_, r_)
+                        assert sc.whole[members].all()  # sizes compared only of whole instances
                     else:
                         size = sc.width if h.args["key"] == "cx" else sc.height
-                        assert abs(w_ - r_) >= 0.03 * size
+                        assert abs(w_ - r_) >= 0.06 * size
             elif h.op == "nearest":
                 a = sc.position[q.hops[h.inputs[0]].value[0]]
                 cand = [p for p in sc.by_category[h.args["category"]] if p != a]
                 d = sorted(np.hypot(sc.cx[cand] - sc.cx[a], sc.cy[cand] - sc.cy[a]))
                 assert sc.position[h.value[0]] in cand
                 if len(d) > 1:
-                    assert d[1] >= 1.2 * d[0]
+                    assert d[1] >= 1.5 * d[0]
             elif h.op == "relate":
                 a = sc.position[q.hops[h.inputs[0]].value[0]]
                 cand = [p for p in sc.by_category[h.args["category"]] if p != a]
@@ -106,10 +140,15 @@ def test_margins_hold_with_independent_recomputation(sc: Scene, seed: int) -> No
                 edge = {"left_of": sc.x0, "right_of": sc.x1, "above": sc.y0, "below": sc.y1}[
                     h.args["relation"]
                 ][a]
+                centre = (sc.cx if horiz else sc.cy)[a]
+                g = 0.04 * (sc.width if horiz else sc.height)
+                lo, hi = sorted((edge, centre))
                 c = (sc.cx if horiz else sc.cy)[cand]
-                assert np.all(np.abs(c - edge) >= 0.02 * (sc.width if horiz else sc.height))
-            elif h.op == "count":
+                assert cand and np.all((c <= lo - g) | (c >= hi + g))
+            elif h.op in ("count", "rank"):
                 assert h.value <= 15
+            if isinstance(h.value, list):
+                assert len(h.value) <= 15
 
 
 def test_batch_has_both_kinds_every_length_and_balanced_answers() -> None:
@@ -118,8 +157,12 @@ def test_batch_has_both_kinds_every_length_and_balanced_answers() -> None:
     qs = res.questions
     assert len(qs) >= 300
     assert {h.kind for q in qs for h in q.hops} == {"perception", "instance_chain"}
-    assert {q.family for q in qs} == {"perception", "instance_chain"}
-    assert set(Counter(q.num_hops for q in qs)) == {3, 4, 5, 6}
+    assert {q.family for q in qs} == {"instance_chain"}
+    assert all(P.has_both_kinds(q.hops) for q in qs)
+    assert set(Counter(q.num_hops for q in qs)) == {4, 5, 6}
+    ops = Counter(h.op for q in qs for h in q.hops)
+    assert {"unique", "filter_color", "same_color", "nearest", "relate", "rank", "arith"} <= set(ops)
+    assert len({q.skeleton for q in qs}) >= 30
     shares = answer_shares(qs)
     assert len(shares) > 3 and max(shares.values()) <= 0.35
     assert max(Counter(q.image_id for q in qs).values()) <= 6
@@ -156,11 +199,26 @@ def test_text_never_states_values_and_names_every_category() -> None:
                 assert cat in q.question.lower() or plural(cat) in q.question.lower()
 
 
-def test_scene_without_repeated_category_gives_no_question() -> None:
+def test_scene_of_single_instances_yields_questions_through_unique_anchors() -> None:
+    # a person, a dog and a horse (one each): "the person" / "the only dog further right than the person"
     sc = Scene.from_arrays(
-        "x", 100, 100, [1, 2], ["cup", "dog"], [(0, 0, 10, 10), (50, 50, 10, 10)], [50, 50], [5, 55], [5, 55]
+        "x", 300, 200, [1, 2, 3], ["person", "dog", "horse"],
+        [(20, 60, 40, 80), (130, 120, 40, 30), (220, 40, 60, 70)], [2000, 900, 3000],
+        [40, 150, 250], [100, 135, 75],
     )
-    assert scene_candidates(sc, 5) == []
+    qs = scene_candidates(sc, 6)
+    assert qs and all(q.hops[1].op == "unique" for q in qs)
+    for q in qs:
+        _check_question(q, sc)
+
+
+def test_scene_without_a_chain_gives_no_question_and_says_why() -> None:
+    from pipelines.questions.generator import GenerationStats
+
+    sc = Scene.from_arrays("x", 100, 100, [1], ["cup"], [(40, 40, 10, 10)], [50], [45], [45])
+    stats = GenerationStats()
+    assert scene_candidates(sc, 5, stats=stats) == []
+    assert stats.no_question["x"]  # the rules that stopped each attempt are counted
 
 
 def test_answer_cap_and_balancing() -> None:

@@ -1,0 +1,200 @@
+"""Degenerate programs, found generally: execute a program on many randomised scenes with the same
+categories and colours, and refuse it when a value never changes.
+
+A question whose answer — or any hop's number — follows from the program's structure whatever the
+image shows teaches a model nothing about looking ("the number of squares left of the leftmost
+square" is 0; "the larger of A's rank among the cups and the number of cups" is the number of
+cups). Named patterns (:func:`pipelines.questions.leakage.check_needs_image`) catch the known
+ones cheaply; this check catches the rest (docs/hop-programs.md, "Degenerate programs"):
+
+* ``leakage.constant_answer``: the final answer is the same on every randomised scene;
+* ``leakage.constant_hop``: an earlier number hop is;
+* ``leakage.arith_trivial``: an ``arith`` hop always equals one of its operands (``max`` of a
+  rank and its set's size, ``sub`` of a zero, ...).
+
+Randomised scenes (a fixed pool per number of categories and colours, made once per process):
+the program's categories plus one distractor, one instance 30% of the time, else 2..6,
+centroids uniform in a 640x480 image, box sides log-uniform in 4%..30% of the shorter side,
+colours uniform over the program's colours plus two others (20% without a clear colour), all
+instances whole and visible. Programs run with zero margins (ties have probability zero), so
+only the structure decides. A program is judged once it executed on ``MIN_RUNS`` (10) scenes:
+it passes as soon as every number hop took two values and every ``arith`` differed from both
+operands; a value unchanged over ``ENOUGH_RUNS`` (40) executions is constant. One that executes
+on fewer than 3 of the first 50 scenes is run on a larger pool (``MORE_TRIALS``, 1500); one that
+still executes on fewer than ``MIN_RUNS`` is refused too (``leakage.undetermined``): what cannot be
+shown to depend on the picture is not asked. The verdict depends only on the program's shape with
+its categories and colours renamed in order of appearance, and under the symmetries of the
+randomised scenes (mirrors, swapped axes, reversed area order), so it is cached per shape.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import json
+from collections.abc import Sequence
+
+import numpy as np
+
+from pipelines.questions import program as P
+from pipelines.questions.program import Hop, LeakageError, Margins, ProgramError
+from pipelines.questions.scene import Scene
+
+MIN_RUNS = 10
+ENOUGH_RUNS = 40
+MAX_TRIALS = 200
+MORE_TRIALS = 1500  # a second, larger pool for programs that rarely execute
+_FREE = Margins(area_ratio=1.0, axis_gap=0.0, nearest_ratio=1.0, relate_gap=0.0, max_count=10**6)
+
+
+def shape_key(hops: Sequence[Hop]) -> str:
+    """The program with categories and colours renamed in order of first appearance (c0, c1, ..)."""
+    names: dict[tuple[str, str], str] = {}
+    out = []
+    for h in hops:
+        args = dict(h.args)
+        for field, prefix in (("category", "c"), ("color", "k")):
+            if field in args:
+                key = (field, args[field])
+                names.setdefault(key, f"{prefix}{sum(1 for f, _ in names if f == field)}")
+                args[field] = names[key]
+        out.append({"op": h.op, "args": args, "inputs": list(h.inputs)})
+    return json.dumps(out, sort_keys=True, separators=(",", ":"))
+
+
+@functools.lru_cache(maxsize=64)
+def _scene_pool(n_categories: int, n_colors: int, size: int = MAX_TRIALS) -> tuple[Scene, ...]:
+    """``size`` randomised scenes over categories ``c0..`` and the first ``n_colors`` chromatic
+    colour terms, made once per process (deterministic)."""
+    rng = np.random.default_rng([n_categories, n_colors, size])
+    cats = [f"c{i}" for i in range(n_categories)]
+    return tuple(_random_scene(rng, cats, list(_CHROMATIC[:n_colors])) for _ in range(size))
+
+
+_CHROMATIC = tuple(c for c in P.COLORS if c not in ("black", "white", "gray"))
+
+
+def _random_scene(rng: np.random.Generator, categories: list[str], colors: list[str]) -> Scene:
+    cats = [*categories, "distractor"]
+    palette = [*colors, *[c for c in _CHROMATIC if c not in colors][:2]]
+    labels: list[str] = []
+    for c in cats:  # one instance 30% of the time (programs naming a unique instance need it)
+        labels += [c] * (1 if rng.random() < 0.3 else int(rng.integers(2, 7)))
+    n = len(labels)
+    w, h = 640, 480
+    side = np.exp(rng.uniform(np.log(0.04), np.log(0.3), size=(n, 2))) * min(w, h)
+    xy = rng.uniform(0, 1, size=(n, 2)) * ([w, h] - side)
+    box = np.hstack([xy, side])
+    cx = box[:, 0] + box[:, 2] * rng.uniform(0.3, 0.7, size=n)
+    cy = box[:, 1] + box[:, 3] * rng.uniform(0.3, 0.7, size=n)
+    area = box[:, 2] * box[:, 3] * rng.uniform(0.4, 0.9, size=n)
+    col = [None if rng.random() < 0.2 else palette[int(rng.integers(len(palette)))] for _ in range(n)]
+    scene = Scene.from_arrays("random", w, h, np.arange(1, n + 1), labels, box, area, cx, cy, colors=col,
+                              visible_area_frac=0.0, occlusion_overlap=2.0)
+    return scene
+
+
+def _run(hops: Sequence[Hop], scene: Scene) -> list[float | None] | None:
+    results: list = []
+    named: set[int] = set()
+    try:
+        for h in hops:
+            results.append(P.run_hop(h, results, scene, _FREE, named))
+            if P.output_type(h) == "instance":
+                named.add(int(results[-1][0]))
+    except ProgramError:
+        return None
+    return [float(r) if isinstance(r, (int, float)) else None for r in results]
+
+
+@functools.lru_cache(maxsize=65536)
+def _verdict(key: str) -> tuple[str, str] | None:
+    """(reason, detail) for a degenerate program shape, ``("undetermined", ..)`` or ``None``."""
+    hops = P.program_from_json(key)
+    cats = list(dict.fromkeys(h.args["category"] for h in hops if "category" in h.args))
+    cols = list(dict.fromkeys(h.args["color"] for h in hops if "color" in h.args))
+    # colour placeholders k0, k1, .. become the pool's colour terms (in order)
+    real = dict(zip(cols, _CHROMATIC, strict=False))
+    hops = [Hop(h.op, {**h.args, **({"color": real[h.args["color"]]} if "color" in h.args else {})}, h.inputs)
+            for h in hops]
+    numbers = [i for i, h in enumerate(hops) if P.output_type(h) == "number"]
+    ariths = [i for i, h in enumerate(hops) if h.op == "arith"]
+    seen: dict[int, set[float]] = {i: set() for i in numbers}
+    differs: dict[int, bool] = {i: False for i in ariths}
+    runs = 0
+    pool = _scene_pool(len(cats), len(cols))
+    if sum(_run(hops, sc) is not None for sc in pool[:50]) < 3:
+        pool = _scene_pool(len(cats), len(cols), MORE_TRIALS)  # rarely executes: look further
+    for scene in pool:
+        vals = _run(hops, scene)
+        if vals is None:
+            continue
+        runs += 1
+        for i in numbers:
+            seen[i].add(vals[i])  # type: ignore[arg-type]
+        for i in ariths:
+            a, b = (vals[j] for j in hops[i].inputs)
+            if vals[i] != a and vals[i] != b:
+                differs[i] = True
+        if runs >= MIN_RUNS and all(len(v) > 1 for v in seen.values()) and all(differs.values()):
+            return None
+        if runs >= ENOUGH_RUNS:
+            break
+    if runs < MIN_RUNS:
+        return ("undetermined", f"executed on only {runs} of {len(pool)} randomised scenes")
+    last = len(hops) - 1
+    if len(seen[last]) == 1:
+        return ("constant_answer", f"the answer is {next(iter(seen[last])):g} on every randomised scene")
+    for i in numbers:
+        if len(seen[i]) == 1:
+            return ("constant_hop", f"hop {i} is {next(iter(seen[i])):g} on every randomised scene")
+    for i in ariths:
+        if not differs[i]:
+            return ("arith_trivial", f"hop {i} ({hops[i].args['fn']}) always equals one of its operands")
+    return None
+
+
+_SWAP_ORDER = {"max": "min", "min": "max"}
+_TRANSPOSE_KEY = {"cx": "cy", "cy": "cx", "area": "area"}
+_TRANSPOSE_REL = {"left_of": "above", "above": "left_of", "right_of": "below", "below": "right_of"}
+_FLIP_REL = {"x": {"left_of": "right_of", "right_of": "left_of"}, "y": {"above": "below", "below": "above"}}
+_AXIS_KEY = {"x": "cx", "y": "cy", "a": "area"}
+
+
+def _transform(program: list[dict], flips: tuple[str, ...], transpose: bool) -> str:
+    out = []
+    for h in program:
+        a = dict(h["args"])
+        if transpose:
+            if "key" in a:
+                a["key"] = _TRANSPOSE_KEY[a["key"]]
+            if "relation" in a:
+                a["relation"] = _TRANSPOSE_REL[a["relation"]]
+        for axis in flips:
+            if a.get("key") == _AXIS_KEY[axis]:
+                a["order"] = _SWAP_ORDER[a["order"]]
+            if axis in _FLIP_REL and a.get("relation") in _FLIP_REL[axis]:
+                a["relation"] = _FLIP_REL[axis][a["relation"]]
+        out.append({**h, "args": a})
+    return json.dumps(out, sort_keys=True, separators=(",", ":"))
+
+
+@functools.lru_cache(maxsize=65536)
+def canonical_shape(key: str) -> str:
+    """The smallest of the program's 16 images under the symmetries of the randomised scenes
+    (mirror left/right, mirror top/bottom, swap the axes, reverse the area order): a program and
+    its mirror image are degenerate together, so they share one verdict."""
+    program = json.loads(key)
+    variants = []
+    for transpose in (False, True):
+        for flips in itertools.chain.from_iterable(itertools.combinations("xya", k) for k in range(4)):
+            variants.append(_transform(program, flips, transpose))
+    return min(variants)
+
+
+def check_not_degenerate(hops: Sequence[Hop]) -> None:
+    """Raise :class:`LeakageError` if a value of the program never changes over randomised scenes
+    — or if it could not be shown to change (``leakage.undetermined``: too few executions)."""
+    verdict = _verdict(canonical_shape(shape_key(hops)))
+    if verdict is not None:
+        raise LeakageError(*verdict)
