@@ -104,7 +104,7 @@ def dominant_color(shares: np.ndarray) -> str | None:
         return None
     order = np.argsort(-shares, kind="stable")
     first, second = float(shares[order[0]]), float(shares[order[1]])
-    if first >= DOMINANT_SHARE and first >= DOMINANT_RATIO * second:
+    if first >= DOMINANT_SHARE - 1e-9 and first >= DOMINANT_RATIO * second - 1e-9:  # inclusive margins
         return COLOR_TERMS[int(order[0])]
     return None
 

@@ -74,6 +74,7 @@ def test_vlm_stage_with_fake_backend_and_calibration(tmp_path: Path) -> None:
         per_image=2,
         max_answer_share=1.0,
         difficulty={"enabled": True, "k": 4, "drop_at_pass_rate": 0.75},
+        blind={"enabled": False},
     )
     res = run_questions(inst, man, cfg, writer_backend=backend, solver_backend=solver)
     assert res.questions.num_rows == sum(len(v) for v in per_image.values()) > 0
@@ -110,3 +111,40 @@ def test_cli_writes_questions_and_rejects(tmp_path: Path, capsys: pytest.Capture
     assert stats["questions"] == table.num_rows
     first = table.column("question_id").to_pylist()
     assert main(argv) == 0 and read_parquet(out, "questions").column("question_id").to_pylist() == first
+
+
+def test_blind_test_drops_questions_answerable_without_the_image(tmp_path: Path) -> None:
+    """A solver that answers right without the image on every other question: those are dropped
+    (``leakage.blind_solvable``); with the image it is right half the time (kept, pass_rate 0.5)."""
+    from test_question_variants import Solver
+
+    inst, man = synthetic_tables(4, 6, 10, image_dir=tmp_path)
+    base = QuestionsConfig(per_image=3, max_answer_share=1.0)
+    plain = run_questions(inst, man, base)
+    texts = plain.questions.column("question").to_pylist()
+    answers = dict(zip(texts, plain.questions.column("answer").to_pylist(), strict=True))
+    assert len(texts) >= 6
+    guessable = set(texts[::2])
+
+    class BlindAware(Solver):
+        def generate(self, requests, **kw):  # type: ignore[override]
+            out = []
+            for r in requests:
+                q = r.prompt.split("Question: ", 1)[1].strip()
+                if r.image is None:  # the blind test
+                    out.append([f"Answer: {answers[q] if q in guessable else 99}"] * kw["num_samples"])
+                else:
+                    out.extend(super().generate([r], **kw))
+            return out
+
+    solver = BlindAware(right=2)
+    solver.answers = answers
+    cfg = base.model_validate(
+        {**base.model_dump(), "difficulty": {"enabled": True, "k": 4, "drop_at_pass_rate": 0.75},
+         "blind": {"enabled": True, "k": 2}}
+    )
+    res = run_questions(inst, man, cfg, solver_backend=solver)
+    kept = set(res.questions.column("question").to_pylist())
+    assert kept == set(texts) - guessable
+    blind = [r for r in res.rejects.to_pylist() if r["reason"].startswith("leakage.blind_solvable")]
+    assert len(blind) == len(guessable)
