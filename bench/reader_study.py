@@ -34,21 +34,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-INSTRUCTIONS = """\
-Answer each question about its image with one number. Conventions:
+def instructions() -> str:
+    """What a reader is told: the labeling screen's conventions, and how to answer."""
+    from pipelines.annotation.labeling import CONVENTIONS
 
-- "Further left/right than X", "higher up/lower down in the picture than X": compare the centre of
-  each object with X; an object counts when its centre is beyond X's edge on that side (it does
-  not have to be directly above/below X, anywhere in the picture counts).
-- "Nearest/closest to X": the distance between the objects' centres.
-- "Largest/smallest": the area the object covers in the picture.
-- Colours are the object's main colour.
-- Positions count from 1 ("the leftmost is first").
-- Objects are counted in the whole picture unless the question narrows them.
-- If you cannot answer (the object does not exist, or it is genuinely ambiguous), write `?`.
-
-Write one line per question: `Q7: 3`.
-"""
+    return (
+        "Answer each question about its image with one number.\n\n"
+        f"Conventions: {CONVENTIONS}\n\n"
+        "If you cannot answer (an object the question needs does not exist, or the question is genuinely "
+        "ambiguous), write `?`.\n\nWrite one line per question: `Q7: 3`.\n"
+    )
 
 
 def _parse_seeds(text: str) -> list[int]:
@@ -92,7 +87,7 @@ def build_packet(out: Path, photos: int, shapes: int, seeds: list[int], sample_s
         shutil.rmtree(packet)
     packet.mkdir(parents=True)
     image_names: dict[str, str] = {}
-    key, lines = {}, ["# Questions", "", INSTRUCTIONS, ""]
+    key, lines = {}, ["# Questions", "", instructions(), ""]
     for k, q in enumerate(chosen, start=1):
         src = names[q["image_id"]]
         if q["image_id"] not in image_names:

@@ -20,9 +20,19 @@ NOT_ANSWERABLE = "not answerable"
 AMBIGUOUS = "ambiguous"
 VERDICTS = (ANSWERABLE, NOT_ANSWERABLE, AMBIGUOUS)
 
+# What a careful reader needs to answer the program's way (docs/hop-programs.md), shown on the
+# labeling screen under every question, and in the reader-study packets.
+CONVENTIONS = (
+    "'Further left/right than X', 'higher up/lower down in the picture than X': the object's centre is "
+    "beyond X's edge on that side, anywhere in the picture. 'Nearest': between centres. "
+    "'Largest/smallest': the area covered in the picture. Colours: the object's main colour. "
+    "Positions count from 1. Counts cover the whole picture unless the question narrows them."
+)
+
 LABEL_CONFIG = f"""<View>
   <Image name="image" value="$image" zoom="true" zoomControl="true"/>
   <Header value="$question"/>
+  <Text name="conventions" value="{CONVENTIONS}"/>
   <Number name="{ANSWER_FIELD}" toName="image" step="any"/>
   <Choices name="{VERDICT_FIELD}" toName="image" choice="single-radio" required="true" showInline="true">
     <Choice value="{ANSWERABLE}"/>
@@ -39,6 +49,7 @@ INSTRUCTIONS = (
     "image; nothing is highlighted on purpose. If the question cannot be answered from the image, "
     "choose <i>not answerable</i>; if it has more than one reasonable answer, choose "
     "<i>ambiguous</i>, and say why in the comment.</p>"
+    f"<p><b>Conventions.</b> {CONVENTIONS}</p>"
 )
 
 

@@ -101,7 +101,8 @@ class Scene:
         return sorted(int(self.ids[p]) for p in positions)
 
     def table(self) -> list[dict[str, Any]]:
-        """One dict per instance (id, category, box edges, area, centroid) for prompts and reports."""
+        """One dict per instance (id, category, box edges, area, centroid, colour or None, whole)
+        for prompts and reports."""
         return [
             {
                 "id": int(self.ids[p]),
@@ -109,6 +110,8 @@ class Scene:
                 "box_xyxy": [round(float(v), 1) for v in (self.x0[p], self.y0[p], self.x1[p], self.y1[p])],
                 "area": int(self.area[p]),
                 "centroid": [round(float(self.cx[p]), 1), round(float(self.cy[p]), 1)],
+                "color": self.color_of(p),
+                "whole": bool(self.whole[p]) if self.whole.shape[0] else True,
             }
             for p in range(self.n)
         ]

@@ -23,6 +23,7 @@ from PIL import Image, ImageDraw, ImageFont
 from pipelines.contracts import canonical_number
 from pipelines.questions import program as P
 from pipelines.questions.generator import Question, make_question
+from pipelines.questions.degenerate import check_not_degenerate
 from pipelines.questions.leakage import check_needs_image, check_text
 from pipelines.questions.program import Margins, ProgramError
 from pipelines.questions.prompts import load_prompt
@@ -92,13 +93,18 @@ def set_of_mark_image(
 
 
 def instance_table_text(scene: Scene) -> str:
-    """One line per instance for the prompt: ``id | category | box | area | centroid``."""
+    """One line per instance for the prompt: ``id | category | box | area | centroid | colour | notes``.
+
+    Notes: ``cut/hidden`` (never compare its size), ``uncountable`` (its category is never used)."""
     lines = []
     for row in scene.table():
         x0, y0, x1, y1 = row["box_xyxy"]
         cx, cy = row["centroid"]
+        notes = [n for n, on in (("cut/hidden", not row["whole"]),
+                                 ("uncountable", row["category"] in scene.uncountable)) if on]
         lines.append(
             f"{row['id']} | {row['category']} | [{x0:g}, {y0:g}, {x1:g}, {y1:g}] | {row['area']} | [{cx:g}, {cy:g}]"
+            f" | {row['color'] or '-'} | {', '.join(notes) or '-'}"
         )
     return "\n".join(lines) if lines else "(no instances)"
 
@@ -172,7 +178,10 @@ def verify_written(
     and the text must pass the leakage checks. Returns the executed hops; raises ProgramError."""
     hops = P.program_from_json(obj["hops"])
     done = P.verify(hops, scene, obj["answer"], margins, min_hops=min_hops, max_hops=max_hops)
+    if not P.has_both_kinds(done):
+        raise P.StructureError("missing_hop_kind", "a full question needs an instance-chain step and a perception hop")
     check_needs_image(done)
+    check_not_degenerate(done)
     check_text(obj["question"].strip(), done)
     return done
 

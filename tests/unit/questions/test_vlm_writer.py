@@ -54,12 +54,14 @@ def make_item() -> WriterItem:
     return WriterItem(sc, Image.new("RGB", (200, 200), (90, 90, 90)), masks)
 
 
-def program(extreme: dict, relation: str, category: str = "cup") -> list[dict]:
+def program(extreme: dict, relation: str, counted: str, category: str = "cup") -> list[dict]:
+    """the <extreme> cup -> the dog nearest to it -> how many <counted> are <relation> that dog."""
     return [
         {"op": "find", "args": {"category": category}, "inputs": []},
         {"op": "extreme", "args": extreme, "inputs": [0]},
-        {"op": "relate", "args": {"relation": relation, "category": "dog"}, "inputs": [1]},
-        {"op": "count", "args": {}, "inputs": [2]},
+        {"op": "nearest", "args": {"category": "dog"}, "inputs": [1]},
+        {"op": "relate", "args": {"relation": relation, "category": counted}, "inputs": [2]},
+        {"op": "count", "args": {}, "inputs": [3]},
     ]
 
 
@@ -69,8 +71,10 @@ def obj(question: str, hops: list[dict], answer: object) -> str:
 
 LARGEST = {"key": "area", "order": "max"}
 RIGHTMOST = {"key": "cx", "order": "max"}
-GOOD_1 = obj("How many dogs are to the left of the largest cup?", program(LARGEST, "left_of"), "1")
-GOOD_2 = obj("How many dogs are left of the rightmost cup?", program(RIGHTMOST, "left_of"), 3)
+Q1 = "How many cups are further right than the dog nearest to the largest cup?"
+GOOD_1 = obj(Q1, program(LARGEST, "right_of", "cup"), "2")
+GOOD_2 = obj("How many dogs are further left than the dog nearest to the rightmost cup?",
+             program(RIGHTMOST, "left_of", "dog"), 3)
 
 OUTPUTS = {
     "fenced": f"Sure! Here is a question that needs several steps:\n```json\n{GOOD_1}\n```\nIt needs the image.",
@@ -78,18 +82,18 @@ OUTPUTS = {
     + "\n\nThe answer requires counting.",
     "duplicate": f"```json\n{GOOD_1}\n```",
     "malformed": '```json\n{"question": "How many dogs are left of the largest cup?", "hops": [{"op": "find", "args": {"cat\n```',
-    "wrong_answer": obj(
-        "How many dogs are to the left of the largest cup?", program(LARGEST, "left_of"), "4"
-    ),
+    "wrong_answer": obj(Q1, program(LARGEST, "right_of", "cup"), "4"),
     "breaks_margin": obj(
-        "How many dogs are to the right of the largest cup?", program(LARGEST, "right_of"), "3"
+        "How many dogs are lower down in the picture than the dog nearest to the largest cup?",
+        program(LARGEST, "below", "dog"),
+        "0",
     ),
     "does_not_execute": obj(
-        "How many dogs are left of the largest horse?", program(LARGEST, "left_of", "horse"), "0"
+        "How many cups are further right than the dog nearest to the largest horse?",
+        program(LARGEST, "right_of", "cup", "horse"),
+        "0",
     ),
-    "leaks": obj(
-        "How many dogs (just 1) are to the left of the largest cup?", program(LARGEST, "left_of"), "1"
-    ),
+    "leaks": obj(Q1.replace("cups are", "cups (just 2) are"), program(LARGEST, "right_of", "cup"), "2"),
     "no_json": "I'm sorry, I cannot see any objects in this image.",
     "bad_structure": obj(
         "How many cups are there?",
@@ -149,9 +153,9 @@ def test_writer_keeps_verified_questions_and_rejects_each_bad_output_with_its_re
     backend = FakeVLM(list(OUTPUTS.values()))
     writer = VLMQuestionWriter(backend, samples_per_image=len(OUTPUTS))
     questions, rejects = writer.write([item])
-    assert [q.answer for q in questions] == ["1", "3"]
+    assert [q.answer for q in questions] == ["2", "3"]
     assert all(q.generator == "vlm:fake:canned:prompt-v1" for q in questions)
-    assert [h.value for h in questions[0].hops] == [[1, 2], [1], [3], 1]
+    assert [h.value for h in questions[0].hops] == [[1, 2], [1], [3], [1, 2], 2]
     names = list(OUTPUTS)
     got = {names[int(r["item_id"].rsplit("#vlm", 1)[1])]: r["reason"] for r in rejects}
     assert set(got) == set(EXPECTED)
@@ -160,7 +164,7 @@ def test_writer_keeps_verified_questions_and_rejects_each_bad_output_with_its_re
     assert all(r["stage"] == "questions" and r["raw"] for r in rejects)
     # the request carried the set-of-mark image and the instance table from the versioned prompt
     (req,) = backend.calls[0]
-    assert req.image.size == (200, 200) and "2 | cup | [140, 90, 160, 110] | 100 | [150, 100]" in req.prompt
+    assert req.image.size == (200, 200) and "2 | cup | [140, 90, 160, 110] | 100 | [150, 100] | - | -" in req.prompt
     assert "Answer with JSON only" in req.prompt and req.system
 
 
@@ -190,14 +194,14 @@ def test_set_of_mark_image_tints_masks_and_labels_centroids() -> None:
         f"```json\n{GOOD_1}\n```",
         f"```\n{GOOD_1}\n```",
         f"Here you go: {GOOD_1} Hope this helps!",
-        GOOD_1.replace("]}", "],}").replace('"answer": "1"', '"answer": "1",'),
+        GOOD_1.replace("]}", "],}").replace('"answer": "2"', '"answer": "2",'),
         f"```json\n{GOOD_1}",  # unclosed fence
         GOOD_1.replace('"hops"', '"program"'),
     ],
 )
 def test_parser_accepts_realistic_wrappings(text: str) -> None:
     out = parse_writer_output(text)
-    assert out["answer"] == "1" and len(out["hops"]) == 4 and out["question"].startswith("How many dogs")
+    assert out["answer"] == "2" and len(out["hops"]) == 5 and out["question"].startswith("How many cups")
 
 
 @pytest.mark.parametrize(
