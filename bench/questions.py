@@ -1,94 +1,299 @@
-"""Program-generator throughput: images/s at 5, 20 and 80 instances per image on one CPU core.
+"""The question engine, measured the way its users meet it.
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/questions.py [--images N] [--per-image N] [--repeats R]
+    OMP_NUM_THREADS=1 .venv/bin/python bench/questions.py [--seeds 0-9] [--sizes 5,20,80] [--images 200]
+    .venv/bin/python bench/questions.py --score DIR [DIR ...]   # the same quality table for saved runs
 
-Scenes come from ``pipelines.questions.synthetic.random_scene`` (the same maker the tests use).
-Each timed run is the whole batch path: candidates per image (build, execute, render, leakage
-checks, dedupe) + batch answer balancing. Prints a table: machine, sizes, images/s, questions/s,
-ms per image, ratio to the 200 images/s target and cost growth relative to the smallest size,
-plus the fitted growth exponent (cost ~ instances^k).
+Part 1, quality on the demo samples (``hopchain samples`` -> ``import-coco`` -> the questions stage,
+one run per seed): images/s end to end from RLE (scene build, colours, generation, balancing; the
+images are decoded once beforehand, as a worker holds them), distinct program skeletons, the share of
+full questions with both hop kinds, self-answering and beyond-reach counts, image coverage, the
+zero-answer share, answer entropy and the language-prior baseline (the accuracy of answering every
+question with the most common answer of its skeleton; lower is better). Self-answering and
+beyond-reach are judged independently of the generator: each emitted program is run on 300
+randomised scenes from a separate random stream (constant answer = self-answering), and re-executed
+on its scene under today's rules (a reach refusal = beyond reach).
+
+Part 2, throughput on one core: synthetic images with N instances (RLE ellipses + PNG pixels in
+memory), the whole stage per batch; the first batch of a process builds the degeneracy-verdict cache
+(cold), the second reuses it (warm).
+
+``--save DIR`` writes each seed's questions/instances/manifest Parquet so another checkout's run can
+be scored with ``--score`` (how the closing note's "before" column was made).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import json
 import math
 import os
 import platform
+import sys
 import time
-from _machine import cpu_model  # noqa: E402  (bench/ is on sys.path when run as a script)
+from collections import Counter
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _machine import cpu_model  # noqa: E402
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-TARGET_IMAGES_PER_S = 200.0  # at 20 instances per image (issue 4, acceptance 4)
+TARGET_IMAGES_PER_S = 200.0  # at 20 instances per image, one core
 
 
+def _seeds(text: str) -> list[int]:
+    if "-" in text:
+        a, b = text.split("-")
+        return list(range(int(a), int(b) + 1))
+    return [int(x) for x in text.split(",")]
+
+
+@functools.lru_cache(maxsize=None)
+def _varies(shape: str) -> bool:
+    """Whether a program shape's answer changes over 300 randomised scenes (independent stream)."""
+    import numpy as np
+
+    from pipelines.questions import degenerate as D
+    from pipelines.questions import program as P
+
+    hops = P.program_from_json(shape)
+    colours = dict(zip(dict.fromkeys(h.args["color"] for h in hops if "color" in h.args), D._CHROMATIC))
+    hops = [P.Hop(h.op, {**h.args, **({"color": colours[h.args["color"]]} if "color" in h.args else {})},
+                  h.inputs) for h in hops]
+    cats = list(dict.fromkeys(h.args["category"] for h in hops if "category" in h.args))
+    rng = np.random.default_rng(2026)
+    seen = set()
+    for _ in range(300):
+        vals = D._run(hops, D._random_scene(rng, cats, list(colours.values())))
+        if vals is not None:
+            seen.add(vals[-1])
+            if len(seen) > 1:
+                return True
+    return False
+
+
+def quality(runs: list[tuple], margins) -> dict:  # type: ignore[no-untyped-def]
+    """Measures over runs of (questions rows, scenes by image id, image groups by image id)."""
+    from pipelines.questions import degenerate as D
+    from pipelines.questions import program as P
+    from pipelines.questions.report import entropy_bits, prior_accuracy
+
+    rows, covered, eligible, photo_cov, photo_elig = [], 0, 0, 0, 0
+    self_answering = beyond = margin_miss = 0
+    for questions, scenes, groups in runs:
+        with_q = Counter(q["image_id"] for q in questions)
+        for iid, sc in scenes.items():
+            if sc.n >= 3 and len(sc.by_category) >= 2:
+                eligible += 1
+                covered += with_q[iid] > 0
+                if groups[iid] == "photo":
+                    photo_elig += 1
+                    photo_cov += with_q[iid] > 0
+        for q in questions:
+            hops = P.program_from_json(q["hops"])
+            rows.append((q, hops))
+            if not _varies(D.shape_key(hops)):
+                self_answering += 1
+            try:
+                P.execute(hops, scenes[q["image_id"]], margins, min_hops=1)
+            except P.ReachError:
+                beyond += 1
+            except P.MarginError:
+                margin_miss += 1
+            except P.ProgramError:
+                beyond += 1  # an op or category the scene no longer supports counts as out of reach
+    full = [(q, h) for q, h in rows if (q.get("variant") or "full") == "full"]
+    answers = [q["answer"] for q, _ in full]
+    sk = [P.skeleton(h) for _, h in full]
+    n = max(1, len(full))
+    return {
+        "questions": len(full),
+        "skeletons": len(set(sk)),
+        "both_kinds": sum(P.has_both_kinds(h) for _, h in full) / n,
+        "self_answering": self_answering,
+        "beyond_reach": beyond,
+        "below_reader_margins": margin_miss,
+        "coverage": covered / max(1, eligible),
+        "photo_coverage": photo_cov / max(1, photo_elig),
+        "zero_share": answers.count("0") / n,
+        "entropy": entropy_bits(answers),
+        "prior_accuracy": prior_accuracy(list(zip(sk, answers, strict=True))),
+        "ops": dict(Counter(h.op for _, hs in full for h in hs).most_common()),
+        "hops": dict(sorted(Counter(len(h) for _, h in full).items())),
+    }
+
+
+def print_quality(label: str, m: dict, ips: float | None) -> None:
+    print(f"\n{label}")
+    rows = [
+        ("images/s (end to end from RLE)", f"{ips:.1f}" if ips else "-"),
+        ("full questions", m["questions"]),
+        ("distinct program skeletons", m["skeletons"]),
+        ("both hop kinds (target 100%)", f"{100 * m['both_kinds']:.1f}%"),
+        ("self-answering (target 0)", m["self_answering"]),
+        ("beyond reach (target 0)", m["beyond_reach"]),
+        ("below today's reader margins", m["below_reader_margins"]),
+        ("image coverage (>=3 inst., >=2 cat.)", f"{100 * m['coverage']:.1f}%"),
+        ("  of which photographs", f"{100 * m['photo_coverage']:.1f}%"),
+        ("zero answers", f"{100 * m['zero_share']:.1f}%"),
+        ("answer entropy (bits)", f"{m['entropy']:.2f}"),
+        ("language-prior baseline (lower is better)", f"{100 * m['prior_accuracy']:.1f}%"),
+        ("hops per question", m["hops"]),
+    ]
+    for k, v in rows:
+        print(f"  {k:<44} {v}")
+    print(f"  {'ops used':<44} {m['ops']}")
+
+
+def demo_runs(seeds: list[int], save: Path | None) -> tuple[list[tuple], float]:
+    import tempfile
+
+    import numpy as np
+    from PIL import Image
+
+    from pipelines.config import QuestionsConfig
+    from pipelines.contracts import write_parquet_atomic
+    from pipelines.questions.scene import scenes_from_tables
+    from pipelines.questions.stage import run_questions
+    from pipelines.samples import write_samples
+    from pipelines.segment.annotations import import_coco
+
+    work = Path(tempfile.mkdtemp(prefix="bench-questions-"))
+    coco = write_samples(work, 24)
+    imp = import_coco(coco, work / "images")
+    rows = imp.manifest.to_pylist()
+    pictures = {r["image_id"]: Image.open(r["uri"]).convert("RGB") for r in rows}
+    groups = {r["image_id"]: "shapes" if Path(r["uri"]).name.startswith("shapes-") else "photo" for r in rows}
+    cfg0 = QuestionsConfig()
+    scenes, _ = scenes_from_tables(imp.instances, imp.manifest, images=lambda i: np.asarray(pictures[i]))
+    by_id = {s.image_id: s for s in scenes}
+    runs, elapsed, images = [], 0.0, 0
+    for seed in seeds:
+        cfg = cfg0.model_validate({**cfg0.model_dump(), "seed": seed})
+        t0 = time.perf_counter()
+        res = run_questions(imp.instances, imp.manifest, cfg, image_loader=lambda r: pictures[r["image_id"]])
+        elapsed += time.perf_counter() - t0
+        images += len(rows)
+        runs.append((res.questions.to_pylist(), by_id, groups))
+        if save is not None:
+            d = save / f"seed-{seed}"
+            write_parquet_atomic(res.questions, d / "questions.parquet")
+            write_parquet_atomic(imp.instances, d / "instances.parquet")
+            write_parquet_atomic(imp.manifest, d / "manifest.parquet")
+    return runs, images / elapsed
+
+
+def scored_runs(dirs: list[Path]) -> list[tuple]:
+    import numpy as np
+    from PIL import Image
+
+    from pipelines.contracts import read_parquet
+    from pipelines.questions.scene import scenes_from_tables
+
+    runs = []
+    for d in dirs:
+        man = read_parquet(d / "manifest.parquet", "manifest")
+        inst = read_parquet(d / "instances.parquet", "instances")
+        rows = man.to_pylist()
+        pics = {r["image_id"]: np.asarray(Image.open(r["uri"]).convert("RGB")) for r in rows if Path(r["uri"]).exists()}
+        scenes, _ = scenes_from_tables(inst, man, images=lambda i: pics.get(i))
+        groups = {r["image_id"]: "shapes" if Path(r["uri"]).name.startswith("shapes-") else "photo" for r in rows}
+        q = read_parquet(d / "questions.parquet").to_pylist()
+        runs.append((q, {s.image_id: s for s in scenes}, groups))
+    return runs
+
+
+def throughput(sizes: list[int], n_images: int) -> list[tuple]:
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from pipelines.config import QuestionsConfig
+    from pipelines.questions.stage import run_questions
+    from pipelines.questions.synthetic import synthetic_tables
+
+    out = []
+    for n in sizes:
+        import tempfile
+
+        d = tempfile.mkdtemp(prefix=f"bench-q{n}-")
+        inst, man = synthetic_tables(100 + n, 2 * n_images, n, width=640, height=480, image_dir=d)
+        pics = {}
+        for r in man.to_pylist():
+            with open(r["uri"], "rb") as fh:
+                pics[r["image_id"]] = Image.open(io.BytesIO(fh.read())).convert("RGB")
+        loader = lambda r: pics[r["image_id"]]  # noqa: E731
+        first_ids = man.column("image_id").to_pylist()[:n_images]
+        import pyarrow.compute as pc
+
+        halves = []
+        for ids in (first_ids, man.column("image_id").to_pylist()[n_images:]):
+            keep = pc.is_in(man["image_id"], value_set=__import__("pyarrow").array(ids))
+            keep_i = pc.is_in(inst["image_id"], value_set=__import__("pyarrow").array(ids))
+            halves.append((inst.filter(keep_i), man.filter(keep)))
+        cfg = QuestionsConfig()
+        times, nq = [], 0
+        for part_inst, part_man in halves:
+            t0 = time.perf_counter()
+            res = run_questions(part_inst, part_man, cfg, image_loader=loader)
+            times.append(time.perf_counter() - t0)
+            nq = len(res.questions)
+        out.append((n, n_images / times[0], n_images / times[1], nq / n_images))
+        np.random.default_rng(0)
+    return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sizes", default="5,10,20,40,80", help="instances per image")
-    ap.add_argument("--images", type=int, default=200)
-    ap.add_argument("--per-image", type=int, default=6)
-    ap.add_argument("--repeats", type=int, default=3, help="best of R runs")
-    ap.add_argument(
-        "--decode", type=int, default=50, help="also time building N scenes from RLE masks (0: skip)"
-    )
+    ap.add_argument("--seeds", default="0-9")
+    ap.add_argument("--sizes", default="5,20,80", help="instances per image for the throughput part")
+    ap.add_argument("--images", type=int, default=200, help="images per throughput batch")
+    ap.add_argument("--save", type=Path, default=None)
+    ap.add_argument("--score", type=Path, nargs="*", default=None, help="score saved runs instead")
+    ap.add_argument("--json", type=Path, default=None, help="also write the numbers as JSON")
     args = ap.parse_args()
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core
 
-    from pipelines.questions.generator import generate
-    from pipelines.questions.synthetic import random_scene
+    from pipelines.config import QuestionsConfig
 
-    sizes = [int(s) for s in args.sizes.split(",")]
-    print(
-        f"machine: {cpu_model()}, {os.cpu_count()} cores visible, pinned to 1 core; python {platform.python_version()}"
-    )
-    print(f"batch: {args.images} images x per_image {args.per_image}; best of {args.repeats}\n")
-    head = f"{'instances':>9} {'images/s':>9} {'questions/s':>11} {'ms/image':>9} {'vs target':>9} {'cost x':>7} {'q/image':>7}"
-    print(head)
-    print("-" * len(head))
-    rows = []
-    for n in sizes:
-        scenes = [random_scene(10_000 * n + i, n) for i in range(args.images)]
-        generate(scenes[:5], per_image=args.per_image)  # warm-up
-        best, nq = math.inf, 0
-        for r in range(args.repeats):
-            t0 = time.perf_counter()
-            res = generate(scenes, seed=r, per_image=args.per_image)
-            best = min(best, time.perf_counter() - t0)
-            nq = len(res.questions)
-        ips = args.images / best
-        rows.append((n, ips))
-        base_cost = 1 / rows[0][1]
-        print(
-            f"{n:>9} {ips:>9.1f} {nq / best:>11.1f} {1000 / ips:>9.2f} "
-            f"{(ips / TARGET_IMAGES_PER_S if n == 20 else float('nan')):>9.2f} {(1 / ips) / base_cost:>7.2f} "
-            f"{nq / args.images:>7.2f}"
-        )
-    if len(rows) > 1:
-        xs = [math.log(n) for n, _ in rows]
-        ys = [math.log(1 / ips) for _, ips in rows]
-        mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
-        k = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
-        print(
-            f"\ncost per image grows ~ instances^{k:.2f} over {sizes[0]}..{sizes[-1]} instances "
-            f"(target at 20 instances: >= {TARGET_IMAGES_PER_S:.0f} images/s)"
-        )
-
-    if args.decode:
-        from pipelines.questions.scene import scenes_from_tables
-        from pipelines.questions.synthetic import synthetic_tables
-
-        inst, man = synthetic_tables(0, args.decode, 20, width=640, height=480)
-        t0 = time.perf_counter()
-        scenes_from_tables(inst, man)
-        dt = time.perf_counter() - t0
-        print(
-            f"\nscene build from RLE (pycocotools decode + centroids), 640x480, 20 instances: "
-            f"{args.decode / dt:.1f} images/s ({1000 * dt / args.decode:.2f} ms/image)"
-        )
+    margins = QuestionsConfig().margins()
+    print(f"machine: {cpu_model()}, {os.cpu_count()} cores visible, pinned to 1 core; python {platform.python_version()}")
+    if args.score:
+        dirs = [p for d in args.score for p in (sorted(d.glob("seed-*")) or [d])]
+        m = quality(scored_runs(dirs), margins)
+        print_quality(f"saved runs: {len(dirs)} ({', '.join(p.name for p in dirs)}), judged by today's rules", m, None)
+        if args.json:
+            args.json.write_text(json.dumps(m, indent=1))
+        return
+    seeds = _seeds(args.seeds)
+    print(f"demo samples: 24 images (7 photographs, 17 shapes scenes) x seeds {seeds[0]}..{seeds[-1]}")
+    runs, ips = demo_runs(seeds, args.save)
+    m = quality(runs, margins)
+    print_quality("quality on the demo samples", m, ips)
+    if args.sizes:
+        sizes = [int(s) for s in args.sizes.split(",")]
+        print(f"\nthroughput, whole questions stage, {args.images} synthetic 640x480 images per batch, one core")
+        head = f"{'instances':>9} {'cold img/s':>11} {'warm img/s':>11} {'warm vs 200/s':>14} {'q/image':>8} {'cost x':>7}"
+        print(head + "\n" + "-" * len(head))
+        rows = throughput(sizes, args.images)
+        base = rows[0][2]
+        for n, cold, warm, qpi in rows:
+            print(f"{n:>9} {cold:>11.1f} {warm:>11.1f} {warm / TARGET_IMAGES_PER_S:>14.2f} {qpi:>8.2f} {base / warm:>7.2f}")
+        if len(rows) > 1:
+            xs = [math.log(n) for n, *_ in rows]
+            ys = [math.log(1 / w) for _, _, w, _ in rows]
+            mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+            k = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum((x - mx) ** 2 for x in xs)
+            print(f"\ncost per image grows ~ instances^{k:.2f} over {sizes[0]}..{sizes[-1]} instances")
+        m["throughput"] = rows
+    m["demo_images_per_s"] = ips
+    if args.json:
+        args.json.write_text(json.dumps(m, indent=1, default=str))
 
 
 if __name__ == "__main__":

@@ -149,6 +149,8 @@ class QuestionsConfig(_Model):
     colors: bool = True  # name instance colours from the image pixels (reads the images)
     blind: BlindConfig = BlindConfig()
     max_answer_share: float = Field(0.35, gt=0, le=1)
+    # within one program skeleton no answer above this share (else the question's shape predicts it)
+    max_skeleton_answer_share: float = Field(0.5, gt=0, le=1)
     variants: list[Literal["full", "half", "single"]] = ["full"]
     difficulty: DifficultyConfig = DifficultyConfig()
     vlm_prompt_version: str = "v1"

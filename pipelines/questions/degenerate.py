@@ -10,16 +10,20 @@ ones cheaply; this check catches the rest (docs/hop-programs.md, "Degenerate pro
 * ``leakage.constant_answer``: the final answer is the same on every randomised scene;
 * ``leakage.constant_hop``: an earlier number hop is;
 * ``leakage.arith_trivial``: an ``arith`` hop always equals one of its operands (``max`` of a
-  rank and its set's size, ``sub`` of a zero, ...).
+  rank and its set's size, ``sub`` of a zero, ...);
+* ``leakage.predictable_answer``: one answer on at least 70% of 30+ randomised scenes (the rank,
+  counting from the left, of the cup nearest to the leftmost cup is nearly always 2): the shape of
+  the question nearly gives the answer away (the language-prior baseline guesses it).
 
 Randomised scenes (a fixed pool per number of categories and colours, made once per process):
 the program's categories plus one distractor, one instance 30% of the time, else 2..6,
 centroids uniform in a 640x480 image, box sides log-uniform in 4%..30% of the shorter side,
 colours uniform over the program's colours plus two others (20% without a clear colour), all
 instances whole and visible. Programs run with zero margins (ties have probability zero), so
-only the structure decides. A program is judged once it executed on ``MIN_RUNS`` (10) scenes:
-it passes as soon as every number hop took two values and every ``arith`` differed from both
-operands; a value unchanged over ``ENOUGH_RUNS`` (40) executions is constant. One that executes
+only the structure decides. A program is judged once it executed on ``PRIOR_RUNS`` (30) scenes
+with every number hop having taken two values and every ``arith`` having differed from both
+operands, or on ``ENOUGH_RUNS`` (40) (a value unchanged over them is constant); with fewer than 30
+(but at least ``MIN_RUNS``, 10) executions in the whole pool, predictability is not judged. One that executes
 on fewer than 3 of the first 50 scenes is run on a larger pool (``MORE_TRIALS``, 1500); one that
 still executes on fewer than ``MIN_RUNS`` is refused too (``leakage.undetermined``): what cannot be
 shown to depend on the picture is not asked. The verdict depends only on the program's shape with
@@ -31,6 +35,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+from collections import Counter
 import json
 from collections.abc import Sequence
 
@@ -41,6 +46,8 @@ from pipelines.questions.program import Hop, LeakageError, Margins, ProgramError
 from pipelines.questions.scene import Scene
 
 MIN_RUNS = 10
+PRIOR_RUNS = 30  # executions over which the most common answer's share is judged
+PREDICTABLE_SHARE = 0.7
 ENOUGH_RUNS = 40
 MAX_TRIALS = 200
 MORE_TRIALS = 1500  # a second, larger pool for programs that rarely execute
@@ -120,6 +127,7 @@ def _verdict(key: str) -> tuple[str, str] | None:
     numbers = [i for i, h in enumerate(hops) if P.output_type(h) == "number"]
     ariths = [i for i, h in enumerate(hops) if h.op == "arith"]
     seen: dict[int, set[float]] = {i: set() for i in numbers}
+    answers: Counter = Counter()
     differs: dict[int, bool] = {i: False for i in ariths}
     runs = 0
     pool = _scene_pool(len(cats), len(cols))
@@ -130,14 +138,15 @@ def _verdict(key: str) -> tuple[str, str] | None:
         if vals is None:
             continue
         runs += 1
+        answers[vals[-1]] += 1
         for i in numbers:
             seen[i].add(vals[i])  # type: ignore[arg-type]
         for i in ariths:
             a, b = (vals[j] for j in hops[i].inputs)
             if vals[i] != a and vals[i] != b:
                 differs[i] = True
-        if runs >= MIN_RUNS and all(len(v) > 1 for v in seen.values()) and all(differs.values()):
-            return None
+        if runs >= PRIOR_RUNS and all(len(v) > 1 for v in seen.values()) and all(differs.values()):
+            break
         if runs >= ENOUGH_RUNS:
             break
     if runs < MIN_RUNS:
@@ -151,6 +160,9 @@ def _verdict(key: str) -> tuple[str, str] | None:
     for i in ariths:
         if not differs[i]:
             return ("arith_trivial", f"hop {i} ({hops[i].args['fn']}) always equals one of its operands")
+    value, top = answers.most_common(1)[0]
+    if runs >= PRIOR_RUNS and top >= PREDICTABLE_SHARE * runs:
+        return ("predictable_answer", f"the answer is {value:g} on {top} of {runs} randomised scenes")
     return None
 
 

@@ -493,30 +493,66 @@ def answer_cap(counts: Counter, max_share: float) -> int | None:
     return best
 
 
+def _cap_per_skeleton(chosen: list[list[Question]], share: float, min_group: int = 4) -> list[Question]:
+    """Drop questions so that, within every skeleton with at least ``min_group`` questions, no answer
+    exceeds ``share`` of that skeleton's questions when attainable (X <= share * (others + X)):
+    otherwise the skeleton alone predicts the answer. Surplus leaves the images holding most."""
+    if share >= 1.0:
+        return []
+    groups: dict[str, Counter] = {}
+    for qs in chosen:
+        for q in qs:
+            groups.setdefault(q.skeleton, Counter())[q.answer] += 1
+    dropped: list[Question] = []
+    for sk, answers in sorted(groups.items()):
+        n = sum(answers.values())
+        if n < min_group or len(answers) < 2:
+            continue
+        for value, m in answers.most_common():
+            allowed = int(share * (n - m) / (1 - share) + 1e-9)
+            while m > max(allowed, 1):
+                img = max(
+                    (i for i, qs in enumerate(chosen) if any(q.answer == value and q.skeleton == sk for q in qs)),
+                    key=lambda i: (len(chosen[i]), -i),
+                )
+                j = max(k for k, q in enumerate(chosen[img]) if q.answer == value and q.skeleton == sk)
+                dropped.append(chosen[img].pop(j))
+                m -= 1
+                n -= 1
+                allowed = int(share * (n - m) / (1 - share) + 1e-9)
+    return dropped
+
+
 def select_balanced(
     per_image: Sequence[list[Question]],
     cap_per_image: int,
     max_share: float,
     stats: GenerationStats | None = None,
+    max_skeleton_share: float = 1.0,
 ) -> tuple[list[Question], list[Question]]:
     """Pick up to ``cap_per_image`` questions per image so that no answer value exceeds
     ``max_share`` of the batch whenever that is attainable.
 
-    Greedy: each image takes, one at a time, its candidate whose answer is rarest so far in the
-    batch; then over-represented answers are trimmed to the cap (from the images holding the most
+    Greedy: each image takes, one at a time, its candidate whose answer is rarest so far among
+    the batch's questions of the same skeleton (then in the whole batch) — so no skeleton gives its
+    answer away; then over-represented answers are trimmed to the cap (from the images holding the most
     questions) and freed slots are refilled from unused candidates that keep every share within
-    the limit. Returns (selected, balanced_out) in a deterministic order.
+    the limit. Last, within each skeleton no answer may exceed ``max_skeleton_share`` (when the
+    skeleton has two or more answers). Returns (selected, balanced_out) in a deterministic order.
     """
     stats = stats if stats is not None else GenerationStats()
     counts: Counter = Counter()
+    by_shape: Counter = Counter()  # (skeleton, answer): keeps a skeleton's answers spread out
     chosen: list[list[Question]] = []
     spare: list[list[Question]] = []
     for cands in per_image:
         pool = list(cands)
+        shapes = [q.skeleton for q in pool]
         mine: list[Question] = []
         while pool and len(mine) < cap_per_image:
-            best = min(range(len(pool)), key=lambda i: (counts[pool[i].answer], i))
+            best = min(range(len(pool)), key=lambda i: (by_shape[(shapes[i], pool[i].answer)], counts[pool[i].answer], i))
             q = pool.pop(best)
+            by_shape[(shapes.pop(best), q.answer)] += 1
             mine.append(q)
             counts[q.answer] += 1
         chosen.append(mine)
@@ -552,6 +588,7 @@ def select_balanced(
             spare[i] = keep
         refilled = {id(q) for qs in chosen for q in qs}
         dropped = [q for q in dropped if id(q) not in refilled]
+    dropped += _cap_per_skeleton(chosen, max_skeleton_share)
     selected = [q for qs in chosen for q in qs]
     stats.selected += len(selected)
     stats.balanced_out += len(dropped)
@@ -575,6 +612,7 @@ def generate(
     max_share: float = 0.35,
     margins: Margins = P.DEFAULT_MARGINS,
     oversample: int = 2,
+    max_skeleton_share: float = 1.0,
 ) -> GenerationResult:
     """Full-variant questions for a batch of scenes (deterministic for a given batch and seed)."""
     stats = GenerationStats(images=len(scenes))
@@ -590,7 +628,7 @@ def generate(
         )
         for s in scenes
     ]
-    selected, dropped = select_balanced(per, per_image, max_share, stats)
+    selected, dropped = select_balanced(per, per_image, max_share, stats, max_skeleton_share)
     return GenerationResult(selected, dropped, stats)
 
 

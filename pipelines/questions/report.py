@@ -5,8 +5,8 @@
 * ``zero_share``: share of answers equal to 0; ``answer_entropy``: Shannon entropy (bits) of the
   answer distribution;
 * ``prior_accuracy``: the model-free language-prior baseline — the accuracy of answering every
-  question with the most common answer of its program skeleton (lower is better: a high value
-  means the shape of the question gives the answer away).
+  question with the most common answer of its program skeleton, estimated leave-one-out (lower is
+  better: a high value means the shape of the question gives the answer away).
 """
 
 from __future__ import annotations
@@ -20,12 +20,26 @@ from pipelines.questions import program as P
 
 
 def prior_accuracy(rows: Sequence[tuple[str, str]]) -> float:
-    """Accuracy of the most-common-answer-per-skeleton guess over ``(skeleton, answer)`` pairs."""
+    """Accuracy of guessing each question's answer as the most common answer among the *other*
+    questions of its skeleton (leave-one-out; the batch's most common answer when the question is
+    its skeleton's only one), over ``(skeleton, answer)`` pairs. Leave-one-out, so that many small
+    skeleton groups do not score their own answers."""
     by: dict[str, Counter] = defaultdict(Counter)
+    overall: Counter = Counter()
     for sk, ans in rows:
         by[sk][ans] += 1
-    total = sum(sum(c.values()) for c in by.values())
-    return sum(c.most_common(1)[0][1] for c in by.values()) / total if total else 0.0
+        overall[ans] += 1
+    if not rows:
+        return 0.0
+    fallback = overall.most_common(1)[0][0]
+    hits = 0
+    for sk, ans in rows:
+        others = by[sk].copy()
+        others[ans] -= 1
+        others = +others
+        guess = max(sorted(others), key=lambda a: others[a]) if others else fallback
+        hits += guess == ans
+    return hits / len(rows)
 
 
 def entropy_bits(values: Sequence[str]) -> float:

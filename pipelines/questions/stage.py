@@ -101,6 +101,7 @@ def run_questions(
             max_hops=cfg.max_hops,
             max_share=cfg.max_answer_share,
             margins=margins,
+            max_skeleton_share=cfg.max_skeleton_answer_share,
         )
         full, dropped = res.questions, res.balanced_out
         stats["generator"] = {
@@ -121,7 +122,9 @@ def run_questions(
         rejects += writer_rejects
     rejects += [
         reject_row(
-            q.question_id, f"answer_balance: answer {q.answer} over the {cfg.max_answer_share:g} share cap"
+            q.question_id,
+            f"answer_balance: answer {q.answer} over the {cfg.max_answer_share:g} batch share cap "
+            f"or the {cfg.max_skeleton_answer_share:g} share cap within its skeleton",
         )
         for q in dropped
     ]
