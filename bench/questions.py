@@ -261,7 +261,9 @@ def main() -> None:
 
     from pipelines.config import QuestionsConfig
 
-    margins = QuestionsConfig().margins()
+    from pipelines.questions.program import margins_of
+
+    margins = margins_of(QuestionsConfig())
     print(f"machine: {cpu_model()}, {os.cpu_count()} cores visible, pinned to 1 core; python {platform.python_version()}")
     if args.score:
         dirs = [p for d in args.score for p in (sorted(d.glob("seed-*")) or [d])]

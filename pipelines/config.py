@@ -14,13 +14,10 @@ from __future__ import annotations
 import copy
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-
-if TYPE_CHECKING:
-    from pipelines.questions.program import Margins
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PARAMS = REPO_ROOT / "params.yaml"
@@ -156,18 +153,6 @@ class QuestionsConfig(_Model):
     vlm_prompt_version: str = "v1"
     vlm_samples_per_image: int = Field(4, ge=1)  # writer completions asked per image
     vlm_max_new_tokens: int = Field(768, ge=1)  # per writer completion
-
-    def margins(self) -> Margins:
-        """The executor's margins from this configuration."""
-        from pipelines.questions.program import Margins
-
-        return Margins(
-            area_ratio=self.area_ratio,
-            axis_gap=self.axis_gap,
-            nearest_ratio=self.nearest_ratio,
-            relate_gap=self.relate_gap,
-            max_count=self.max_count,
-        )
 
 
 class SimulatedAnnotators(_Model):

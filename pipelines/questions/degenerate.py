@@ -106,7 +106,7 @@ def _run(hops: Sequence[Hop], scene: Scene) -> list[float | None] | None:
     named: set[int] = set()
     try:
         for h in hops:
-            results.append(P.run_hop(h, results, scene, _FREE, named))
+            results.append(P.run_hop(h, results, scene, _FREE, named, reach=False))
             if P.output_type(h) == "instance":
                 named.add(int(results[-1][0]))
     except ProgramError:

@@ -78,6 +78,17 @@ class Margins:
 DEFAULT_MARGINS = Margins()
 
 
+def margins_of(cfg: Any) -> Margins:
+    """The executor's margins from a :class:`~pipelines.config.QuestionsConfig`."""
+    return Margins(
+        area_ratio=cfg.area_ratio,
+        axis_gap=cfg.axis_gap,
+        nearest_ratio=cfg.nearest_ratio,
+        relate_gap=cfg.relate_gap,
+        max_count=cfg.max_count,
+    )
+
+
 class ProgramError(ValueError):
     """A program that cannot be accepted; ``reason`` is a stable dotted code, ``hop`` an index."""
 
@@ -488,10 +499,13 @@ def check_reach(h: Hop, ins: list[Any], result: Any, named: Collection[int], sce
 # ----------------------------------------------------------------------------------------- executor
 
 
-def run_hop(h: Hop, results: list[Any], scene: Scene, m: Margins, named: Collection[int] = ()) -> Any:
+def run_hop(
+    h: Hop, results: list[Any], scene: Scene, m: Margins, named: Collection[int] = (), *, reach: bool = True
+) -> Any:
     """Run one hop on the earlier hops' ``results`` (positions / numbers) and check its margins and
-    reach (``named``: positions earlier instance-valued hops yielded); raises a
-    :class:`ProgramError` (with ``hop=None``)."""
+    reach (``named``: positions earlier instance-valued hops yielded; ``reach=False`` checks only
+    ``revisit``, for the randomised scenes of the degeneracy check); raises a :class:`ProgramError`
+    (with ``hop=None``)."""
     a, ins = h.args, [results[j] for j in h.inputs]
     if h.op == "find":
         out: Any = op_find(scene, a["category"])
@@ -515,7 +529,12 @@ def run_hop(h: Hop, results: list[Any], scene: Scene, m: Margins, named: Collect
         out = op_same_color(scene, ins[0], a["category"])
     else:
         raise ArgumentError("unknown_op", h.op)
-    check_reach(h, ins, out, named, scene, m)
+    if reach:
+        check_reach(h, ins, out, named, scene, m)
+    elif output_type(h) == "instance" and int(out[0]) in named:
+        raise ReachError("revisit", "the step returns to an instance already named")
+    elif h.op in ("relate", "same_color") and not (scene.by_category.get(a["category"], _EMPTY) != int(ins[0][0])).any():
+        raise ReachError("no_candidate", f"no {a['category']} other than the reference")
     return out
 
 

@@ -22,7 +22,7 @@ from PIL import Image
 from pipelines.config import QuestionsConfig
 from pipelines.contracts import to_table
 from pipelines.questions.generator import Question, generate, select_balanced
-from pipelines.questions.program import Margins
+from pipelines.questions.program import Margins, margins_of
 from pipelines.questions.report import question_report
 from pipelines.questions.scene import Scene, scenes_from_tables
 from pipelines.questions.variants import derive_variants
@@ -66,7 +66,7 @@ def run_questions(
     ``cfg.writer == "vlm"`` needs ``writer_backend``; ``cfg.difficulty.enabled`` needs
     ``solver_backend`` (both already ``setup()``). Deterministic for the program writer.
     """
-    margins = cfg.margins()
+    margins = margins_of(cfg)
     rows_by_id = {r["image_id"]: r for r in manifest.to_pylist()}
     image_rejects: list[dict[str, str]] = []
 
