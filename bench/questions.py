@@ -11,7 +11,8 @@ zero-answer share, answer entropy and the language-prior baseline (the accuracy 
 question with the most common answer of its skeleton; lower is better). Self-answering and
 beyond-reach are judged independently of the generator: each emitted program is run on 300
 randomised scenes from a separate random stream (constant answer = self-answering), and re-executed
-on its scene under today's rules (a reach refusal = beyond reach).
+on its scene under today's rules (a reach refusal = beyond reach). Both are judged for the old
+generator's saved runs the same way.
 
 Part 2, throughput on one core: synthetic images with N instances (RLE ellipses + PNG pixels in
 memory), the whole stage per batch; the first batch of a process builds the degeneracy-verdict cache
@@ -53,7 +54,9 @@ def _seeds(text: str) -> list[int]:
 
 @functools.lru_cache(maxsize=None)
 def _varies(shape: str) -> bool:
-    """Whether a program shape's answer changes over 300 randomised scenes (independent stream)."""
+    """Whether a program shape's answer changes over randomised scenes (independent stream; until
+    two answers, 40 executions or 3,000 scenes; a program executing fewer than 10 times is not
+    judged self-answering)."""
     import numpy as np
 
     from pipelines.questions import degenerate as D
@@ -65,14 +68,17 @@ def _varies(shape: str) -> bool:
                   h.inputs) for h in hops]
     cats = list(dict.fromkeys(h.args["category"] for h in hops if "category" in h.args))
     rng = np.random.default_rng(2026)
-    seen = set()
-    for _ in range(300):
+    seen, runs = set(), 0
+    for _ in range(3000):
         vals = D._run(hops, D._random_scene(rng, cats, list(colours.values())))
         if vals is not None:
             seen.add(vals[-1])
+            runs += 1
             if len(seen) > 1:
                 return True
-    return False
+            if runs >= 40:
+                break
+    return runs < 10
 
 
 def quality(runs: list[tuple], margins) -> dict:  # type: ignore[no-untyped-def]

@@ -162,8 +162,11 @@ PLANS = _enumerate_plans()
 class _Builder:
     """Grows one program hop by hop, each hop executed (margins and reach checked) on the spot."""
 
-    def __init__(self, scene: Scene, rng: random.Random, m: Margins) -> None:
+    def __init__(self, scene: Scene, rng: random.Random, m: Margins, memo: dict | None = None) -> None:
         self.scene, self.rng, self.m = scene, rng, m
+        # hop results by (op, args, input values), shared by the attempts on one scene: an op's
+        # result, margins and reach (all but `revisit`) depend on nothing else
+        self.memo: dict = memo if memo is not None else {}
         self.hops: list[Hop] = []
         self.res: list[Any] = []
         self.named: set[int] = set()
@@ -173,12 +176,22 @@ class _Builder:
     # one hop ------------------------------------------------------------------------------------
     def run(self, op: str, args: dict[str, Any], inputs: tuple[int, ...]) -> Any:
         """Execute a candidate hop; its result, or ``None`` (reason counted)."""
-        h = Hop(op, args, inputs)
-        try:
-            return P.run_hop(h, self.res, self.scene, self.m, self.named)
-        except ProgramError as err:
-            self.failures[err.reason] += 1
+        key = (op, tuple(sorted(args.items())),
+               tuple(r.tobytes() if isinstance(r, np.ndarray) else r for r in (self.res[j] for j in inputs)))
+        hit = self.memo.get(key)
+        if hit is None:
+            try:
+                hit = P.run_hop(Hop(op, args, inputs), self.res, self.scene, self.m)
+            except ProgramError as err:
+                hit = err
+            self.memo[key] = hit
+        if isinstance(hit, ProgramError):
+            self.failures[hit.reason] += 1
             return None
+        if P.SIGNATURES[op][1] == "instance" and int(hit[0]) in self.named:
+            self.failures["reach.revisit"] += 1
+            return None
+        return hit
 
     def add(self, op: str, args: dict[str, Any], inputs: tuple[int, ...], result: Any) -> int:
         self.hops.append(Hop(op, args, inputs))
@@ -423,12 +436,13 @@ def scene_candidates(
     lengths = sorted(plans)
     seen_prog: set[tuple] = set()
     seen_text: set[str] = set()
+    memo: dict = {}
     for _ in range(n_wanted * max_attempts_factor if plans else 0):
         if len(out) >= n_wanted:
             break
         stats.attempts += 1
         plan = rng.choice(plans[rng.choice(lengths)])
-        builder = _Builder(scene, rng, margins)
+        builder = _Builder(scene, rng, margins, memo)
         hops = builder.build(plan)
         if hops is None:
             stats.failed_plans += 1
