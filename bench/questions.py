@@ -54,31 +54,13 @@ def _seeds(text: str) -> list[int]:
 
 @functools.lru_cache(maxsize=None)
 def _varies(shape: str) -> bool:
-    """Whether a program shape's answer changes over randomised scenes (independent stream; until
-    two answers, 40 executions or 3,000 scenes; a program executing fewer than 10 times is not
-    judged self-answering)."""
-    import numpy as np
-
+    """Whether a program shape's answer changes over randomised scenes (an independent stream; a
+    program executing fewer than 10 times there is not judged self-answering)."""
     from pipelines.questions import degenerate as D
     from pipelines.questions import program as P
 
-    hops = P.program_from_json(shape)
-    colours = dict(zip(dict.fromkeys(h.args["color"] for h in hops if "color" in h.args), D._CHROMATIC))
-    hops = [P.Hop(h.op, {**h.args, **({"color": colours[h.args["color"]]} if "color" in h.args else {})},
-                  h.inputs) for h in hops]
-    cats = list(dict.fromkeys(h.args["category"] for h in hops if "category" in h.args))
-    rng = np.random.default_rng(2026)
-    seen, runs = set(), 0
-    for _ in range(3000):
-        vals = D._run(hops, D._random_scene(rng, cats, list(colours.values())))
-        if vals is not None:
-            seen.add(vals[-1])
-            runs += 1
-            if len(seen) > 1:
-                return True
-            if runs >= 40:
-                break
-    return runs < 10
+    seen, runs = D.answers_on_random_scenes(P.program_from_json(shape), seed=2026)
+    return len(seen) > 1 or runs < 10
 
 
 def quality(runs: list[tuple], margins) -> dict:  # type: ignore[no-untyped-def]

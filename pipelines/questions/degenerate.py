@@ -210,3 +210,25 @@ def check_not_degenerate(hops: Sequence[Hop]) -> None:
     verdict = _verdict(canonical_shape(shape_key(hops)))
     if verdict is not None:
         raise LeakageError(*verdict)
+
+
+def answers_on_random_scenes(hops: Sequence[Hop], seed: int, max_scenes: int = 3000, enough: int = 40) -> tuple[set, int]:
+    """(answers seen, executions) of the program's shape on freshly drawn randomised scenes from the
+    stream ``seed`` — independent of the cached pool — until two answers, ``enough`` executions or
+    ``max_scenes`` scenes. For tests and benches that judge the generator from outside."""
+    shape = P.program_from_json(shape_key(hops))
+    colours = dict(zip(dict.fromkeys(h.args["color"] for h in shape if "color" in h.args), _CHROMATIC, strict=False))
+    shape = [Hop(h.op, {**h.args, **({"color": colours[h.args["color"]]} if "color" in h.args else {})}, h.inputs)
+             for h in shape]
+    cats = list(dict.fromkeys(h.args["category"] for h in shape if "category" in h.args))
+    rng = np.random.default_rng(seed)
+    seen: set = set()
+    runs = 0
+    for _ in range(max_scenes):
+        vals = _run(shape, _random_scene(rng, cats, list(colours.values())))
+        if vals is not None:
+            seen.add(vals[-1])
+            runs += 1
+            if len(seen) > 1 or runs >= enough:
+                break
+    return seen, runs

@@ -8,7 +8,8 @@ its last such line, else its last number) equals the stored answer after
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 from dataclasses import replace
 
 from PIL import Image
@@ -34,6 +35,38 @@ def solver_answer(text: str) -> str | None:
         return None
 
 
+def _solve(
+    questions: Sequence[Question],
+    solver: VLMBackend,
+    template: Any,
+    image_of: Callable[[str], Image.Image] | None,
+    *,
+    k: int,
+    temperature: float,
+    batch_size: int,
+    max_new_tokens: int,
+    what: str,
+) -> Iterator[tuple[Question, list[str] | None, str]]:
+    """(question, its ``k`` completions — or ``None`` when the solver failed —, failure reason) per
+    question, in batches; ``image_of=None`` asks without the image."""
+    for start in range(0, len(questions), batch_size):
+        batch = list(questions[start : start + batch_size])
+        try:
+            reqs = [
+                VLMRequest(image_of(q.image_id) if image_of else None, template.substitute(question=q.question))
+                for q in batch
+            ]
+            outs = solver.generate(reqs, max_new_tokens=max_new_tokens, temperature=temperature, num_samples=k)
+            if len(outs) != len(batch):
+                raise RuntimeError(f"solver returned {len(outs)} results for {len(batch)} requests")
+        except Exception as err:  # noqa: BLE001 - recorded per question, questions kept
+            for q in batch:
+                yield q, None, f"solver_error: {what}{type(err).__name__}: {err}"
+            continue
+        for q, texts in zip(batch, outs, strict=True):
+            yield q, texts, ""
+
+
 def calibrate(
     questions: Sequence[Question],
     image_of: Callable[[str], Image.Image],
@@ -55,33 +88,24 @@ def calibrate(
     template = load_prompt(prompt_version, "solver")
     kept: list[Question] = []
     rejects: list[dict[str, str]] = []
-    for start in range(0, len(questions), batch_size):
-        batch = list(questions[start : start + batch_size])
-        try:
-            reqs = [VLMRequest(image_of(q.image_id), template.substitute(question=q.question)) for q in batch]
-            outs = solver.generate(
-                reqs, max_new_tokens=max_new_tokens, temperature=temperature, num_samples=k
-            )
-            if len(outs) != len(batch):
-                raise RuntimeError(f"solver returned {len(outs)} results for {len(batch)} requests")
-        except Exception as err:  # noqa: BLE001 - recorded per question, questions kept unscored
-            for q in batch:
-                rejects.append(reject_row(q.question_id, f"solver_error: {type(err).__name__}: {err}"))
-                kept.append(q)
+    for q, texts, failure in _solve(questions, solver, template, image_of, k=k, temperature=temperature,
+                                    batch_size=batch_size, max_new_tokens=max_new_tokens, what=""):
+        if texts is None:
+            rejects.append(reject_row(q.question_id, failure))
+            kept.append(q)
             continue
-        for q, texts in zip(batch, outs, strict=True):
-            correct = sum(solver_answer(t) == q.answer for t in texts)
-            rate = correct / max(len(texts), 1)
-            if rate >= drop_at_pass_rate:
-                rejects.append(
-                    reject_row(
-                        q.question_id,
-                        f"too_easy: pass rate {correct}/{len(texts)} >= {drop_at_pass_rate:g}",
-                        "\n---\n".join(texts),
-                    )
+        correct = sum(solver_answer(t) == q.answer for t in texts)
+        rate = correct / max(len(texts), 1)
+        if rate >= drop_at_pass_rate:
+            rejects.append(
+                reject_row(
+                    q.question_id,
+                    f"too_easy: pass rate {correct}/{len(texts)} >= {drop_at_pass_rate:g}",
+                    "\n---\n".join(texts),
                 )
-            else:
-                kept.append(replace(q, pass_rate=rate))
+            )
+        else:
+            kept.append(replace(q, pass_rate=rate))
     return kept, rejects
 
 
@@ -103,28 +127,21 @@ def blind_test(
     template = load_prompt(prompt_version, "blind")
     kept: list[Question] = []
     rejects: list[dict[str, str]] = []
-    for start in range(0, len(questions), batch_size):
-        batch = list(questions[start : start + batch_size])
-        try:
-            reqs = [VLMRequest(None, template.substitute(question=q.question)) for q in batch]
-            outs = solver.generate(reqs, max_new_tokens=max_new_tokens, temperature=temperature, num_samples=k)
-            if len(outs) != len(batch):
-                raise RuntimeError(f"solver returned {len(outs)} results for {len(batch)} requests")
-        except Exception as err:  # noqa: BLE001 - recorded per question, questions kept
-            for q in batch:
-                rejects.append(reject_row(q.question_id, f"solver_error: blind test: {type(err).__name__}: {err}"))
-                kept.append(q)
+    for q, texts, failure in _solve(questions, solver, template, None, k=k, temperature=temperature,
+                                    batch_size=batch_size, max_new_tokens=max_new_tokens, what="blind test: "):
+        if texts is None:
+            rejects.append(reject_row(q.question_id, failure))
+            kept.append(q)
             continue
-        for q, texts in zip(batch, outs, strict=True):
-            correct = sum(solver_answer(t) == q.answer for t in texts)
-            if correct / max(len(texts), 1) >= drop_at_accuracy:
-                rejects.append(
-                    reject_row(
-                        q.question_id,
-                        f"leakage.blind_solvable: {correct}/{len(texts)} right without the image",
-                        "\n---\n".join(texts),
-                    )
+        correct = sum(solver_answer(t) == q.answer for t in texts)
+        if correct / max(len(texts), 1) >= drop_at_accuracy:
+            rejects.append(
+                reject_row(
+                    q.question_id,
+                    f"leakage.blind_solvable: {correct}/{len(texts)} right without the image",
+                    "\n---\n".join(texts),
                 )
-            else:
-                kept.append(q)
+            )
+        else:
+            kept.append(q)
     return kept, rejects

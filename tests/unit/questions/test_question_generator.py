@@ -53,33 +53,20 @@ def scenes(draw: st.DrawFn) -> Scene:
     )
 
 
-def _answers_over_random_scenes(hops: tuple) -> set:
-    """Answers of the program's shape over randomised scenes drawn independently of the generator's
-    own degeneracy check (another RNG stream): until two answers, 40 executions or 3,000 scenes."""
+@functools.lru_cache(maxsize=None)
+def _answers_of_shape(key: str) -> frozenset:
+    """Answers of a program shape on randomised scenes from a stream independent of the generator's
+    own cached pool; programs executing fewer than 10 times there are not judged."""
+    from pipelines.questions import degenerate as D
+
+    seen, runs = D.answers_on_random_scenes(P.program_from_json(key), seed=12345)
+    return frozenset(seen) if runs >= 10 else frozenset({"too rare to judge", "in this stream"})
+
+
+def _answers_over_random_scenes(hops: tuple) -> frozenset:
     from pipelines.questions import degenerate as D
 
     return _answers_of_shape(D.shape_key(hops))
-
-
-@functools.lru_cache(maxsize=None)
-def _answers_of_shape(key: str) -> frozenset:
-    from pipelines.questions import degenerate as D
-
-    shape = P.program_from_json(key)
-    colours = dict(zip(dict.fromkeys(h.args["color"] for h in shape if "color" in h.args), D._CHROMATIC))
-    shape = [P.Hop(h.op, {**h.args, **({"color": colours[h.args["color"]]} if "color" in h.args else {})}, h.inputs)
-             for h in shape]
-    cats = list(dict.fromkeys(h.args["category"] for h in shape if "category" in h.args))
-    rng = np.random.default_rng(12345)
-    out, runs = set(), 0
-    for _ in range(3000):
-        vals = D._run(shape, D._random_scene(rng, cats, list(colours.values())))
-        if vals is not None:
-            out.add(vals[-1])
-            runs += 1
-            if len(out) > 1 or runs >= 40:
-                break
-    return frozenset(out) if runs >= 10 else frozenset({"too rare to judge", "in this stream"})
 
 
 def _check_question(q, sc: Scene) -> None:
