@@ -224,3 +224,21 @@ def test_answer_cap_and_balancing() -> None:
     shares = answer_shares(sel)
     assert max(shares.values()) <= 0.35
     assert len(out) + len(sel) <= sum(map(len, per_image))
+
+
+def test_no_answer_dominates_a_skeleton() -> None:
+    """Within a skeleton, no answer above the share cap (0.5): 3 of 6 stays; 4 of 6 with 2 others keeps 2."""
+    from pipelines.questions.generator import Question, _cap_per_skeleton
+    from pipelines.questions.program import Hop
+
+    hops = (Hop("find", {"category": "cup"}), Hop("count", {}, (0,)))
+
+    def group(answers: list[str]) -> list[list[Question]]:
+        return [[Question(f"q{i}", f"img{i}", f"t{i}", a, hops)] for i, a in enumerate(answers)]
+
+    assert _cap_per_skeleton(group(["1", "1", "1", "2", "3", "2"]), 0.5) == []
+    chosen = group(["1", "1", "1", "1", "2", "3"])
+    dropped = _cap_per_skeleton(chosen, 0.5)
+    kept = [q.answer for qs in chosen for q in qs]
+    assert [q.answer for q in dropped] == ["1", "1"] and kept.count("1") == 2
+    assert _cap_per_skeleton(group(["0", "0", "0"]), 0.5) == []  # a single answer: nothing to balance
