@@ -131,9 +131,12 @@ def _verdict(key: str) -> tuple[str, str] | None:
     differs: dict[int, bool] = {i: False for i in ariths}
     runs = 0
     pool = _scene_pool(len(cats), len(cols))
-    if sum(_run(hops, sc) is not None for sc in pool[:50]) < 3:
-        pool = _scene_pool(len(cats), len(cols), MORE_TRIALS)  # rarely executes: look further
-    for scene in pool:
+    k = 0
+    while k < len(pool):
+        scene = pool[k]
+        k += 1
+        if k == 50 and runs < 3 and len(pool) < MORE_TRIALS:
+            pool = _scene_pool(len(cats), len(cols), MORE_TRIALS)  # rarely executes: look further
         vals = _run(hops, scene)
         if vals is None:
             continue
