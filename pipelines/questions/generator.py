@@ -212,8 +212,14 @@ class _Builder:
         return out
 
     def categories(self) -> list[str]:
-        sc = self.scene
-        return [c for c in sc.by_category if sc.countable(c) and sc.by_category[c].shape[0] <= self.m.max_count]
+        """The categories a hop may name: countable, at most ``max_count`` instances (per scene, once)."""
+        key = ("categories",)
+        if key not in self.memo:
+            sc = self.scene
+            self.memo[key] = [
+                c for c in sc.by_category if sc.countable(c) and sc.by_category[c].shape[0] <= self.m.max_count
+            ]
+        return list(self.memo[key])
 
     def colors_in(self, s: np.ndarray) -> list[str]:
         return sorted({self.scene.color[p] for p in s.tolist() if self.scene.color and self.scene.color[p]})
