@@ -15,7 +15,8 @@ ones cheaply; this check catches the rest (docs/hop-programs.md, "Degenerate pro
   counting from the left, of the cup nearest to the leftmost cup is nearly always 2): the shape of
   the question nearly gives the answer away (the language-prior baseline guesses it).
 
-Randomised scenes (a fixed pool per number of categories and colours, made once per process):
+Randomised scenes (one deterministic stream per number of categories and colours, drawn on demand
+and kept for the process):
 the program's categories plus one distractor, one instance 30% of the time, else 2..6,
 centroids uniform in a 640x480 image, box sides log-uniform in 4%..30% of the shorter side,
 colours uniform over the program's colours plus two others (20% without a clear colour), all
@@ -69,13 +70,26 @@ def shape_key(hops: Sequence[Hop]) -> str:
     return json.dumps(out, sort_keys=True, separators=(",", ":"))
 
 
+class _ScenePool:
+    """Randomised scenes over categories ``c0..`` and the first ``n_colors`` chromatic colour terms,
+    one deterministic stream per (number of categories, number of colours), drawn on demand and
+    kept for the process: scene ``k`` is the same whoever asks first."""
+
+    def __init__(self, n_categories: int, n_colors: int) -> None:
+        self.rng = np.random.default_rng([n_categories, n_colors])
+        self.cats = [f"c{i}" for i in range(n_categories)]
+        self.colors = list(_CHROMATIC[:n_colors])
+        self.scenes: list[Scene] = []
+
+    def __getitem__(self, k: int) -> Scene:
+        while len(self.scenes) <= k:
+            self.scenes.append(_random_scene(self.rng, self.cats, self.colors))
+        return self.scenes[k]
+
+
 @functools.lru_cache(maxsize=64)
-def _scene_pool(n_categories: int, n_colors: int, size: int = MAX_TRIALS) -> tuple[Scene, ...]:
-    """``size`` randomised scenes over categories ``c0..`` and the first ``n_colors`` chromatic
-    colour terms, made once per process (deterministic)."""
-    rng = np.random.default_rng([n_categories, n_colors, size])
-    cats = [f"c{i}" for i in range(n_categories)]
-    return tuple(_random_scene(rng, cats, list(_CHROMATIC[:n_colors])) for _ in range(size))
+def _scene_pool(n_categories: int, n_colors: int) -> _ScenePool:
+    return _ScenePool(n_categories, n_colors)
 
 
 _CHROMATIC = tuple(c for c in P.COLORS if c not in ("black", "white", "gray"))
@@ -131,12 +145,13 @@ def _verdict(key: str) -> tuple[str, str] | None:
     differs: dict[int, bool] = {i: False for i in ariths}
     runs = 0
     pool = _scene_pool(len(cats), len(cols))
+    limit = MAX_TRIALS
     k = 0
-    while k < len(pool):
+    while k < limit:
         scene = pool[k]
         k += 1
-        if k == 50 and runs < 3 and len(pool) < MORE_TRIALS:
-            pool = _scene_pool(len(cats), len(cols), MORE_TRIALS)  # rarely executes: look further
+        if k == 50 and runs < 3:
+            limit = MORE_TRIALS  # rarely executes: look further
         vals = _run(hops, scene)
         if vals is None:
             continue
@@ -153,7 +168,7 @@ def _verdict(key: str) -> tuple[str, str] | None:
         if runs >= ENOUGH_RUNS:
             break
     if runs < MIN_RUNS:
-        return ("undetermined", f"executed on only {runs} of {len(pool)} randomised scenes")
+        return ("undetermined", f"executed on only {runs} of {limit} randomised scenes")
     last = len(hops) - 1
     if len(seen[last]) == 1:
         return ("constant_answer", f"the answer is {next(iter(seen[last])):g} on every randomised scene")
