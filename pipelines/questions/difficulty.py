@@ -67,6 +67,31 @@ def _solve(
             yield q, texts, ""
 
 
+def _judge(
+    results: Iterator[tuple[Question, list[str] | None, str]],
+    threshold: float,
+    reason: Callable[[int, int], str],
+    keep: Callable[[Question, float], Question],
+) -> tuple[list[Question], list[dict[str, str]]]:
+    """Drop each question whose share of right completions is ``>= threshold`` (a reject row with
+    ``reason(right, k)`` and the completions); keep the others as ``keep(question, share)``; keep a
+    question the solver failed on, with its failure row."""
+    kept: list[Question] = []
+    rejects: list[dict[str, str]] = []
+    for q, texts, failure in results:
+        if texts is None:
+            rejects.append(reject_row(q.question_id, failure))
+            kept.append(q)
+            continue
+        correct = sum(solver_answer(t) == q.answer for t in texts)
+        share = correct / max(len(texts), 1)
+        if share >= threshold:
+            rejects.append(reject_row(q.question_id, reason(correct, len(texts)), "\n---\n".join(texts)))
+        else:
+            kept.append(keep(q, share))
+    return kept, rejects
+
+
 def calibrate(
     questions: Sequence[Question],
     image_of: Callable[[str], Image.Image],
@@ -85,28 +110,14 @@ def calibrate(
     A solver failure on a batch keeps those questions with ``pass_rate`` null and records a reject
     row per question with reason ``solver_error`` (the questions are not silently dropped).
     """
-    template = load_prompt(prompt_version, "solver")
-    kept: list[Question] = []
-    rejects: list[dict[str, str]] = []
-    for q, texts, failure in _solve(questions, solver, template, image_of, k=k, temperature=temperature,
-                                    batch_size=batch_size, max_new_tokens=max_new_tokens, what=""):
-        if texts is None:
-            rejects.append(reject_row(q.question_id, failure))
-            kept.append(q)
-            continue
-        correct = sum(solver_answer(t) == q.answer for t in texts)
-        rate = correct / max(len(texts), 1)
-        if rate >= drop_at_pass_rate:
-            rejects.append(
-                reject_row(
-                    q.question_id,
-                    f"too_easy: pass rate {correct}/{len(texts)} >= {drop_at_pass_rate:g}",
-                    "\n---\n".join(texts),
-                )
-            )
-        else:
-            kept.append(replace(q, pass_rate=rate))
-    return kept, rejects
+    results = _solve(questions, solver, load_prompt(prompt_version, "solver"), image_of, k=k,
+                     temperature=temperature, batch_size=batch_size, max_new_tokens=max_new_tokens, what="")
+    return _judge(
+        results,
+        drop_at_pass_rate,
+        lambda right, n: f"too_easy: pass rate {right}/{n} >= {drop_at_pass_rate:g}",
+        lambda q, rate: replace(q, pass_rate=rate),
+    )
 
 
 def blind_test(
@@ -124,24 +135,12 @@ def blind_test(
     the image*, ``k`` times; questions it answers right at least ``drop_at_accuracy`` of the time
     are answerable from the words alone and dropped (``leakage.blind_solvable``). Solver failures
     keep the questions, each with a ``solver_error`` row."""
-    template = load_prompt(prompt_version, "blind")
-    kept: list[Question] = []
-    rejects: list[dict[str, str]] = []
-    for q, texts, failure in _solve(questions, solver, template, None, k=k, temperature=temperature,
-                                    batch_size=batch_size, max_new_tokens=max_new_tokens, what="blind test: "):
-        if texts is None:
-            rejects.append(reject_row(q.question_id, failure))
-            kept.append(q)
-            continue
-        correct = sum(solver_answer(t) == q.answer for t in texts)
-        if correct / max(len(texts), 1) >= drop_at_accuracy:
-            rejects.append(
-                reject_row(
-                    q.question_id,
-                    f"leakage.blind_solvable: {correct}/{len(texts)} right without the image",
-                    "\n---\n".join(texts),
-                )
-            )
-        else:
-            kept.append(q)
-    return kept, rejects
+    results = _solve(questions, solver, load_prompt(prompt_version, "blind"), None, k=k,
+                     temperature=temperature, batch_size=batch_size, max_new_tokens=max_new_tokens,
+                     what="blind test: ")
+    return _judge(
+        results,
+        drop_at_accuracy,
+        lambda right, n: f"leakage.blind_solvable: {right}/{n} right without the image",
+        lambda q, _share: q,
+    )
