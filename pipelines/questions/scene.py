@@ -199,41 +199,6 @@ class SceneReject:
     raw: str = ""
 
 
-def rle_counts(counts: bytes | str, height: int, width: int) -> np.ndarray:
-    """Run lengths of a COCO compressed RLE ``counts`` string, decoded with numpy (int64 array).
-
-    Runs alternate background / foreground, starting with background, in column-major pixel
-    order. Raises ``ValueError`` on a malformed string or one that does not cover exactly
-    ``height x width`` pixels (pycocotools would decode such a string into garbage).
-    """
-    raw = counts.encode("ascii") if isinstance(counts, str) else bytes(counts)
-    c = np.frombuffer(raw, dtype=np.uint8).astype(np.int64) - 48
-    if c.shape[0] == 0:
-        if height * width == 0:
-            return np.zeros(0, dtype=np.int64)
-        raise ValueError("empty RLE counts")
-    if c.min() < 0 or c.max() >= 64:
-        raise ValueError("invalid character in RLE counts")
-    more = (c & 0x20) != 0
-    if more[-1]:
-        raise ValueError("truncated RLE counts")
-    last = np.flatnonzero(~more)
-    first = np.concatenate(([0], last[:-1] + 1))
-    group = np.repeat(np.arange(first.shape[0]), last - first + 1)
-    k = np.arange(c.shape[0]) - first[group]
-    if k.max() > 11:
-        raise ValueError("RLE count out of range")
-    x = np.add.reduceat((c & 0x1F) << (5 * k), first)
-    negative = (c[last] & 0x10) != 0
-    x = np.where(negative, x - (np.int64(1) << (5 * (last - first + 1))), x)
-    runs = x.copy()
-    runs[1::2] = np.cumsum(x[1::2])
-    runs[2::2] = np.cumsum(x[2::2])
-    if runs.min() < 0 or int(runs.sum()) != height * width:
-        raise ValueError("RLE counts do not cover the mask size")
-    return runs
-
-
 def rle_stats(
     counts: bytes | str, height: int, width: int, image: np.ndarray | None = None
 ) -> tuple[int, float, float, str | None]:
@@ -244,10 +209,10 @@ def rle_stats(
     named from at most :data:`~pipelines.questions.color.SAMPLE_PIXELS` pixels of ``image``
     ((height, width, 3) uint8), evenly spaced along the runs; ``None`` without an image.
     """
-    from pipelines.questions.color import color_of_pixels
+    from pipelines.questions.color import colors_of_samples
 
     area, cx, cy, sample = _rle_geometry(counts, height, width, image is not None)
-    color = color_of_pixels(image[sample % height, sample // height]) if image is not None and area else None
+    color = colors_of_samples([image[sample % height, sample // height]])[0] if image is not None else None
     return area, cx, cy, color
 
 
@@ -256,6 +221,7 @@ def _rle_geometry(
 ) -> tuple[int, float, float, np.ndarray]:
     """(area, cx, cy, column-major indices of up to SAMPLE_PIXELS evenly spaced mask pixels)."""
     from pipelines.questions.color import SAMPLE_PIXELS
+    from pipelines.segment.masks import rle_counts
 
     runs = rle_counts(counts, height, width)
     ends = np.cumsum(runs)
@@ -287,22 +253,6 @@ def _rle_geometry(
 
 
 _EMPTY_I64 = np.zeros(0, dtype=np.int64)
-
-
-def mask_stats(rles: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """COCO RLEs → (area, cx, cy) per mask; cx/cy are NaN for empty masks.
-
-    Centroids are at pixel centres: mean column + 0.5, mean row + 0.5. Raises ``ValueError`` on
-    a corrupt RLE.
-    """
-    n = len(rles)
-    area = np.zeros(n)
-    cx = np.full(n, np.nan)
-    cy = np.full(n, np.nan)
-    for i, rle in enumerate(rles):
-        h, w = rle["size"]
-        area[i], cx[i], cy[i], _ = rle_stats(rle["counts"], h, w)
-    return area, cx, cy
 
 
 ImageArrays = Callable[[str], "np.ndarray | None"]

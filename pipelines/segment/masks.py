@@ -102,41 +102,48 @@ def suppress_duplicates(encoded: Sequence[EncodedMask], scores: Sequence[float],
     return [order[p] for p in kept]
 
 
-def rle_run_lengths(counts: str | bytes) -> list[int]:
+def rle_counts(counts: bytes | str, height: int, width: int) -> np.ndarray:
     """Run lengths of a COCO compressed RLE ``counts`` string (the format of pycocotools'
-    ``rleFrString``). Raises ValueError on a truncated or malformed string.
+    ``rleFrString``), decoded with numpy (int64 array).
 
-    pycocotools itself does not validate: it decodes a corrupt string into arbitrary (even
-    non-deterministic) pixels, so every mask read from outside is checked with this first.
+    Runs alternate background / foreground, starting with background, in column-major pixel
+    order. Raises ``ValueError`` on a truncated or malformed string, or one that does not cover
+    exactly ``height x width`` pixels: pycocotools itself does not validate — it decodes a corrupt
+    string into arbitrary (even non-deterministic) pixels — so every mask read from outside is
+    checked with this first.
     """
-    s = counts.encode("ascii") if isinstance(counts, str) else bytes(counts)
-    runs: list[int] = []
-    p = 0
-    while p < len(s):
-        x = k = 0
-        more = True
-        while more:
-            if p >= len(s):
-                raise ValueError("truncated RLE counts")
-            c = s[p] - 48
-            if not 0 <= c < 64:
-                raise ValueError(f"invalid character {chr(s[p])!r} in RLE counts")
-            x |= (c & 0x1F) << (5 * k)
-            more = bool(c & 0x20)
-            p += 1
-            k += 1
-            if not more and (c & 0x10):
-                x |= -1 << (5 * k)
-        if len(runs) > 2:
-            x += runs[-2]
-        runs.append(x)
+    raw = counts.encode("ascii") if isinstance(counts, str) else bytes(counts)
+    c = np.frombuffer(raw, dtype=np.uint8).astype(np.int64) - 48
+    if c.shape[0] == 0:
+        if height * width == 0:
+            return np.zeros(0, dtype=np.int64)
+        raise ValueError("empty RLE counts")
+    if c.min() < 0 or c.max() >= 64:
+        raise ValueError("invalid character in RLE counts")
+    more = (c & 0x20) != 0
+    if more[-1]:
+        raise ValueError("truncated RLE counts")
+    last = np.flatnonzero(~more)
+    first = np.concatenate(([0], last[:-1] + 1))
+    group = np.repeat(np.arange(first.shape[0]), last - first + 1)
+    k = np.arange(c.shape[0]) - first[group]
+    if k.max() > 11:
+        raise ValueError("RLE count out of range")
+    x = np.add.reduceat((c & 0x1F) << (5 * k), first)
+    negative = (c[last] & 0x10) != 0
+    x = np.where(negative, x - (np.int64(1) << (5 * (last - first + 1))), x)
+    runs = x.copy()
+    runs[1::2] = np.cumsum(x[1::2])
+    runs[2::2] = np.cumsum(x[2::2])
+    if runs.min() < 0 or int(runs.sum()) != height * width:
+        raise ValueError("RLE counts do not cover the mask size")
     return runs
 
 
 def rle_is_valid(counts: str | bytes, height: int, width: int) -> bool:
     """True when ``counts`` is a well-formed RLE of exactly ``height`` x ``width`` pixels."""
     try:
-        runs = rle_run_lengths(counts)
+        rle_counts(counts, height, width)
     except ValueError:
         return False
-    return all(r >= 0 for r in runs) and sum(runs) == height * width
+    return True

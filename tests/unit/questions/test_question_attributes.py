@@ -10,7 +10,8 @@ from pycocotools import mask as mask_utils
 
 from pipelines.questions import color as C
 from pipelines.questions.program import ExecutionError, Hop, MarginError, ReachError, execute, hop_kinds
-from pipelines.questions.scene import Scene, rle_counts, rle_stats, scenes_from_tables
+from pipelines.questions.scene import Scene, rle_stats, scenes_from_tables
+from pipelines.segment.masks import rle_counts
 
 pytestmark = pytest.mark.unit
 
