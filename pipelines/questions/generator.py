@@ -162,8 +162,11 @@ PLANS = _enumerate_plans()
 class _Builder:
     """Grows one program hop by hop, each hop executed (margins and reach checked) on the spot."""
 
-    def __init__(self, scene: Scene, rng: random.Random, m: Margins, memo: dict | None = None) -> None:
+    def __init__(
+        self, scene: Scene, rng: random.Random, m: Margins, memo: dict | None = None, cats: list[str] | None = None
+    ) -> None:
         self.scene, self.rng, self.m = scene, rng, m
+        self.cats = cats if cats is not None else usable_categories(scene, m)
         # hop results by (op, args, input values), shared by the attempts on one scene: an op's
         # result, margins and reach (all but `revisit`) depend on nothing else
         self.memo: dict = memo if memo is not None else {}
@@ -212,24 +215,18 @@ class _Builder:
         return out
 
     def categories(self) -> list[str]:
-        """The categories a hop may name: countable, at most ``max_count`` instances (per scene, once)."""
-        key = ("categories",)
-        if key not in self.memo:
-            sc = self.scene
-            self.memo[key] = [
-                c for c in sc.by_category if sc.countable(c) and sc.by_category[c].shape[0] <= self.m.max_count
-            ]
-        return list(self.memo[key])
+        """The categories a hop may name (a copy: callers shuffle it)."""
+        return list(self.cats)
 
     def colors_in(self, s: np.ndarray) -> list[str]:
         return sorted({self.scene.color[p] for p in s.tolist() if self.scene.color and self.scene.color[p]})
 
     # narrowing a set to one instance ------------------------------------------------------------
-    def extreme(self, src: int, avoid_key: str | None = None) -> int | None:
+    def extreme(self, src: int) -> int | None:
         if self.res[src].shape[0] < 2:
             self.failures["plan.set_too_small"] += 1
             return None
-        for key, order in self.shuffled((k, o) for k in P.KEYS for o in P.ORDERS if k != avoid_key):
+        for key, order in self.shuffled((k, o) for k in P.KEYS for o in P.ORDERS):
             r = self.run("extreme", {"key": key, "order": order}, (src,))
             if r is not None:
                 return self.add("extreme", {"key": key, "order": order}, (src,), r)
@@ -389,6 +386,11 @@ class _Builder:
         return out
 
 
+def usable_categories(scene: Scene, m: Margins) -> list[str]:
+    """The categories a hop may name: countable, with at most ``max_count`` instances."""
+    return [c for c, ps in scene.by_category.items() if scene.countable(c) and ps.shape[0] <= m.max_count]
+
+
 def image_rng(seed: int, image_id: str) -> random.Random:
     """The per-image RNG: a function of (seed, image_id) only."""
     return random.Random(int.from_bytes(hashlib.sha256(f"{seed}:{image_id}".encode()).digest()[:8], "big"))
@@ -396,11 +398,7 @@ def image_rng(seed: int, image_id: str) -> random.Random:
 
 def feasible_plans(scene: Scene, min_hops: int, max_hops: int, margins: Margins) -> dict[int, list[Plan]]:
     """The plans (by length) whose anchor this scene can provide."""
-    counts = {
-        c: ps.shape[0]
-        for c, ps in scene.by_category.items()
-        if scene.countable(c) and ps.shape[0] <= margins.max_count
-    }
+    counts = {c: scene.by_category[c].shape[0] for c in usable_categories(scene, margins)}
     coloured = bool(scene.color) and any(
         n >= 2 and all(scene.color[p] for p in scene.by_category[c].tolist()) for c, n in counts.items()
     )
@@ -443,12 +441,13 @@ def scene_candidates(
     seen_prog: set[tuple] = set()
     seen_text: set[str] = set()
     memo: dict = {}
+    cats = usable_categories(scene, margins)
     for _ in range(n_wanted * max_attempts_factor if plans else 0):
         if len(out) >= n_wanted:
             break
         stats.attempts += 1
         plan = rng.choice(plans[rng.choice(lengths)])
-        builder = _Builder(scene, rng, margins, memo)
+        builder = _Builder(scene, rng, margins, memo, cats)
         hops = builder.build(plan)
         if hops is None:
             stats.failed_plans += 1

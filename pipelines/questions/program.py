@@ -350,7 +350,7 @@ def op_extreme(scene: Scene, s: np.ndarray, key: str, order: str, m: Margins) ->
         lead = edge[idx[0]] - edge[idx[1:]]
         lead = -lead if order == "min" else lead
         half = 0.5 * m.axis_gap * (scene.width if key == "cx" else scene.height)
-        if half > 0 and lead.min() < half or half == 0 and lead.min() <= 0:
+        if lead.min() <= 0 or lead.min() < half:
             raise MarginError(f"extreme_{key}", f"{order} {key}: the winner's box edge leads by {lead.min():.2f}px")
     return s[idx[:1]]
 

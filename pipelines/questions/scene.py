@@ -23,8 +23,7 @@ Besides geometry, a scene knows what a *person* can do with each instance (docs/
 * ``visible``: its mask covers ``>= visible_area_frac`` = 0.1% of the image;
 * ``uncountable``: categories a reader cannot enumerate reliably — with a member that is not
   visible, or with a near-threshold detection (``shadow_score <= score < min_score``) that a
-  reader may count although the scene does not. They are never counted, ordered or referred to
-  as a unique instance; the near-threshold areas are kept in ``shadow_area``.
+  reader may count although the scene does not. No hop ever names them.
 """
 
 from __future__ import annotations
@@ -69,7 +68,6 @@ class Scene:
     whole: np.ndarray = field(default_factory=lambda: np.zeros(0, bool), repr=False)
     visible: np.ndarray = field(default_factory=lambda: np.zeros(0, bool), repr=False)
     uncountable: frozenset[str] = frozenset()
-    shadow_area: dict[str, float] = field(default_factory=dict, repr=False)
     _dist: list[np.ndarray] = field(default_factory=list, repr=False)
 
     @property
@@ -130,14 +128,14 @@ class Scene:
         cy: Sequence[float],
         *,
         colors: Sequence[str | None] | None = None,
-        shadow: dict[str, float] | None = None,
+        shadow: Iterable[str] = (),
         visible_area_frac: float = VISIBLE_AREA_FRAC,
         occlusion_overlap: float = OCCLUSION_OVERLAP,
     ) -> Scene:
         """Build a scene from already-filtered per-instance values (``bbox`` as COCO ``[x, y, w, h]``).
 
         ``colors``: colour term per instance (``None`` entries: not clear-cut; ``None``: unknown);
-        ``shadow``: category -> largest area of its near-threshold detections left out of the scene.
+        ``shadow``: categories with a near-threshold detection left out of the scene (uncountable).
         """
         ids_a = np.asarray(ids, dtype=np.int64).reshape(-1)
         if len(set(ids_a.tolist())) != ids_a.shape[0]:
@@ -164,8 +162,7 @@ class Scene:
         else:
             covered = np.ones(n, bool)
         visible = area_a >= visible_area_frac * width * height
-        shadow = dict(shadow or {})
-        uncountable = {c for c in by_cat if not visible[by_cat[c]].all()} | {c for c in shadow if c in by_cat}
+        uncountable = {c for c in by_cat if not visible[by_cat[c]].all()} | (set(shadow) & set(by_cat))
         cols: tuple[str | None, ...] = tuple(colors[i] for i in order) if colors is not None else ()
         return cls(
             image_id=image_id,
@@ -186,7 +183,6 @@ class Scene:
             whole=inside & covered,
             visible=visible,
             uncountable=frozenset(uncountable),
-            shadow_area=shadow,
         )
 
 
@@ -283,7 +279,7 @@ def scenes_from_tables(
     """
     images_by_id = {r["image_id"]: r for r in manifest.to_pylist()}
     rows_by_image: dict[str, list[dict[str, Any]]] = {i: [] for i in images_by_id}
-    shadow: dict[str, dict[str, float]] = {i: {} for i in images_by_id}
+    shadow: dict[str, set[str]] = {i: set() for i in images_by_id}
     rejects: list[SceneReject] = []
     for r in instances.to_pylist():
         iid = r["image_id"]
@@ -294,8 +290,7 @@ def scenes_from_tables(
         if r["score"] is None or r["score"] < min_score:
             rejects.append(SceneReject(item, f"low_score: {r['score']} < {min_score}"))
             if r["score"] is not None and r["score"] >= shadow_score:
-                cat = str(r["category"]).strip().lower()
-                shadow[iid][cat] = max(shadow[iid].get(cat, 0.0), float(r.get("area") or 0.0))
+                shadow[iid].add(str(r["category"]).strip().lower())
             continue
         img = images_by_id[iid]
         if (r["mask_height"], r["mask_width"]) != (img["height"], img["width"]):

@@ -29,20 +29,13 @@ def _inflect():  # type: ignore[no-untyped-def]
     return engine
 
 
-# inflect's classical mode pluralises a few everyday words the Latin way; speak plainly for these
-_PLAIN = {"octopus": "octopuses", "virus": "viruses", "campus": "campuses", "bus": "buses"}
-
-
 @functools.lru_cache(maxsize=4096)
 def plural(noun: str) -> str:
     """English plural of a (lowercase, singular) category noun phrase (``inflect``)."""
     head, _, last = noun.rpartition(" ")
-    if last in _PLAIN:
-        word = _PLAIN[last]
-    else:
-        word = _inflect().plural_noun(last) or last
-        if last.endswith("s") and word == last + "s":  # already plural: glasses, skis, jeans
-            word = last
+    word = _inflect().plural_noun(last) or last
+    if last.endswith("s") and word == last + "s":  # already plural: glasses, skis, jeans
+        word = last
     return f"{head} {word}" if head else word
 
 
