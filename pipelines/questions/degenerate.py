@@ -128,16 +128,22 @@ def _run(hops: Sequence[Hop], scene: Scene) -> list[float | None] | None:
     return [float(r) if isinstance(r, (int, float)) else None for r in results]
 
 
-@functools.lru_cache(maxsize=65536)
-def _verdict(key: str) -> tuple[str, str] | None:
-    """(reason, detail) for a degenerate program shape, ``("undetermined", ..)`` or ``None``."""
+def _concrete(key: str) -> tuple[list[Hop], list[str], list[str]]:
+    """A shape key as runnable hops — colour placeholders k0, k1, .. become the first chromatic
+    terms, in order — with its categories and colours."""
     hops = P.program_from_json(key)
     cats = list(dict.fromkeys(h.args["category"] for h in hops if "category" in h.args))
     cols = list(dict.fromkeys(h.args["color"] for h in hops if "color" in h.args))
-    # colour placeholders k0, k1, .. become the pool's colour terms (in order)
     real = dict(zip(cols, _CHROMATIC, strict=False))
     hops = [Hop(h.op, {**h.args, **({"color": real[h.args["color"]]} if "color" in h.args else {})}, h.inputs)
             for h in hops]
+    return hops, cats, list(real.values())
+
+
+@functools.lru_cache(maxsize=65536)
+def _verdict(key: str) -> tuple[str, str] | None:
+    """(reason, detail) for a degenerate program shape, ``("undetermined", ..)`` or ``None``."""
+    hops, cats, cols = _concrete(key)
     numbers = [i for i, h in enumerate(hops) if P.output_type(h) == "number"]
     ariths = [i for i, h in enumerate(hops) if h.op == "arith"]
     seen: dict[int, set[float]] = {i: set() for i in numbers}
@@ -234,16 +240,12 @@ def answers_on_random_scenes(hops: Sequence[Hop], seed: int, max_scenes: int = 3
     """(answers seen, executions) of the program's shape on freshly drawn randomised scenes from the
     stream ``seed`` — independent of the cached pool — until two answers, ``enough`` executions or
     ``max_scenes`` scenes. For tests and benches that judge the generator from outside."""
-    shape = P.program_from_json(shape_key(hops))
-    colours = dict(zip(dict.fromkeys(h.args["color"] for h in shape if "color" in h.args), _CHROMATIC, strict=False))
-    shape = [Hop(h.op, {**h.args, **({"color": colours[h.args["color"]]} if "color" in h.args else {})}, h.inputs)
-             for h in shape]
-    cats = list(dict.fromkeys(h.args["category"] for h in shape if "category" in h.args))
+    shape, cats, cols = _concrete(shape_key(hops))
     rng = np.random.default_rng(seed)
     seen: set = set()
     runs = 0
     for _ in range(max_scenes):
-        vals = _run(shape, _random_scene(rng, cats, list(colours.values())))
+        vals = _run(shape, _random_scene(rng, cats, cols))
         if vals is not None:
             seen.add(vals[-1])
             runs += 1
