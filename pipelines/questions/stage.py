@@ -69,11 +69,22 @@ def run_questions(
     margins = margins_of(cfg)
     rows_by_id = {r["image_id"]: r for r in manifest.to_pylist()}
     image_rejects: list[dict[str, str]] = []
+    # each image is read once: kept for the VLM writer and the solver when they will need it again
+    keep_images = cfg.writer == "vlm" or cfg.difficulty.enabled
+    loaded: dict[str, Image.Image] = {}
+
+    def image_of(image_id: str) -> Image.Image:
+        if image_id in loaded:
+            return loaded[image_id]
+        image = image_loader(rows_by_id[image_id]).convert("RGB")
+        if keep_images:
+            loaded[image_id] = image
+        return image
 
     def pixels(image_id: str) -> np.ndarray | None:
         """The image's pixels for colour naming; an unreadable image only loses its colours."""
         try:
-            return np.asarray(image_loader(rows_by_id[image_id]).convert("RGB"))
+            return np.asarray(image_of(image_id))
         except (OSError, ValueError) as err:
             image_rejects.append(reject_row(image_id, f"colors_unavailable: {err}"))
             return None
@@ -117,7 +128,7 @@ def run_questions(
         if writer_backend is None:
             raise ValueError("questions.writer is 'vlm' but no writer backend was given")
         full, dropped, writer_rejects = _vlm_questions(
-            scenes, instances, manifest, cfg, writer_backend, margins, image_loader
+            scenes, instances, cfg, writer_backend, margins, image_of
         )
         rejects += writer_rejects
     rejects += [
@@ -146,14 +157,6 @@ def run_questions(
         if solver_backend is None:
             raise ValueError("questions.difficulty.enabled but no solver backend was given")
         from pipelines.questions.difficulty import calibrate
-
-        rows = {r["image_id"]: r for r in manifest.to_pylist()}
-        cache: dict[str, Image.Image] = {}
-
-        def image_of(image_id: str) -> Image.Image:
-            if image_id not in cache:
-                cache[image_id] = image_loader(rows[image_id])
-            return cache[image_id]
 
         d = cfg.difficulty
         questions, too_easy = calibrate(
@@ -211,17 +214,15 @@ def _by_image(questions: list[Question], scenes: list[Scene]) -> list[list[Quest
 def _vlm_questions(
     scenes: list[Scene],
     instances: pa.Table,
-    manifest: pa.Table,
     cfg: QuestionsConfig,
     backend: VLMBackend,
     margins: Margins,
-    image_loader: ImageLoader,
+    image_of: Callable[[str], Image.Image],
 ) -> tuple[list[Question], list[Question], list[dict[str, str]]]:
     from pycocotools import mask as mask_utils
 
     from pipelines.questions.writer import VLMQuestionWriter, WriterItem
 
-    rows = {r["image_id"]: r for r in manifest.to_pylist()}
     masks: dict[str, dict[int, Any]] = {}
     for r in instances.to_pylist():
         rle = {"size": [r["mask_height"], r["mask_width"]], "counts": r["mask_rle"].encode("ascii")}
@@ -235,7 +236,7 @@ def _vlm_questions(
             rejects.append(reject_row(s.image_id, f"too_few_instances: {s.n} in the scene"))
             continue
         try:
-            image = image_loader(rows[s.image_id])
+            image = image_of(s.image_id)
         except (OSError, ValueError) as err:
             rejects.append(reject_row(s.image_id, f"image_unavailable: {err}"))
             continue
