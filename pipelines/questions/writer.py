@@ -22,8 +22,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 from pipelines.contracts import canonical_number
 from pipelines.questions import program as P
-from pipelines.questions.generator import Question, make_question
 from pipelines.questions.degenerate import check_not_degenerate
+from pipelines.questions.generator import Question, make_question
 from pipelines.questions.leakage import check_needs_image, check_text
 from pipelines.questions.program import Margins, ProgramError
 from pipelines.questions.prompts import load_prompt
