@@ -184,10 +184,16 @@ def _verdict(key: str) -> tuple[str, str] | None:
     for i in ariths:
         if not differs[i]:
             return ("arith_trivial", f"hop {i} ({hops[i].args['fn']}) always equals one of its operands")
-    value, top = answers.most_common(1)[0]
-    if runs >= PRIOR_RUNS and top >= PREDICTABLE_SHARE * runs:
+    if predictable(answers):
+        value, top = answers.most_common(1)[0]
         return ("predictable_answer", f"the answer is {value:g} on {top} of {runs} randomised scenes")
     return None
+
+
+def predictable(answers: Counter) -> bool:
+    """One answer on at least ``PREDICTABLE_SHARE`` of the executions, judged from ``PRIOR_RUNS`` on."""
+    runs = sum(answers.values())
+    return runs >= PRIOR_RUNS and answers.most_common(1)[0][1] >= PREDICTABLE_SHARE * runs - 1e-9
 
 
 _SWAP_ORDER = {"max": "min", "min": "max"}

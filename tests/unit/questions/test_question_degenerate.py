@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.questions.degenerate import canonical_shape, check_not_degenerate, shape_key
+from collections import Counter
+
+from pipelines.questions.degenerate import canonical_shape, check_not_degenerate, predictable, shape_key
 from pipelines.questions.leakage import check_needs_image
 from pipelines.questions.program import Hop, LeakageError
 
@@ -75,3 +77,15 @@ def test_shapes_share_a_verdict_under_mirrors_and_renaming() -> None:
     assert canonical_shape(shape_key(a)) == canonical_shape(shape_key(b)) == canonical_shape(shape_key(c))
     d = [F("tree"), EXT("cx", "max"), Hop("nearest", {"category": "car"}, (1,)), REL("left_of", "tree", 2), CNT(3)]
     assert canonical_shape(shape_key(a)) != canonical_shape(shape_key(d))
+
+
+@pytest.mark.parametrize(
+    ("answers", "refused"),
+    [
+        (Counter({2.0: 21, 1.0: 9}), True),  # 70% of 30 executions: the shape gives the answer away
+        (Counter({2.0: 20, 1.0: 10}), False),  # 66.7%
+        (Counter({2.0: 21, 1.0: 8}), False),  # 72% but of 29 executions: too few to judge predictability
+    ],
+)
+def test_predictable_answer_at_70_percent_of_30_or_more_executions(answers: Counter, refused: bool) -> None:
+    assert predictable(answers) is refused
