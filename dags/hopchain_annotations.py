@@ -35,26 +35,28 @@ Scheduled whenever `hopchain_nightly` pushes a batch (the `hopchain_questions_ba
 def hopchain_annotations():
     @task
     def open_batches(**context) -> dict:
-        from hopchain_airflow.runtime import flow_for
+        from hopchain_airflow.runtime import run_task
 
-        return flow_for(context).open_batches()
+        return run_task(context, lambda flow: flow.open_batches())
 
     @task(execution_timeout=timedelta(minutes=30))
     def simulate(batches: dict, **context) -> dict:
         """Demo only: simulated annotators (skipped unless the profile enables them)."""
         from airflow.sdk.exceptions import AirflowSkipException
-        from hopchain_airflow.runtime import flow_for
+        from hopchain_airflow.runtime import run_task
 
-        flow = flow_for(context)
-        if not flow.params.annotation.simulated.enabled:
-            raise AirflowSkipException("simulated annotators are disabled in this profile")
-        return flow.simulate_annotators(batches)
+        def step(flow):  # type: ignore[no-untyped-def]
+            if not flow.params.annotation.simulated.enabled:
+                raise AirflowSkipException("simulated annotators are disabled in this profile")
+            return flow.simulate_annotators(batches)
+
+        return run_task(context, step)
 
     @task(outlets=[CONSENSUS], trigger_rule="none_failed")
     def decide(batches: dict, wait_event: dict | None = None, **context) -> dict:
-        from hopchain_airflow.runtime import flow_for
+        from hopchain_airflow.runtime import run_task
 
-        result = flow_for(context).decide(batches)
+        result = run_task(context, lambda flow: flow.decide(batches))
         context["outlet_events"][CONSENSUS].extra = result
         return result
 

@@ -1,7 +1,7 @@
 """hopchain_nightly — ingest → (detect → segment → questions → validate) per shard → push to Label Studio.
 
-DAG files only wire tasks: logic lives in ``pipelines.flow`` (imported inside each task) and the
-Airflow pieces in ``plugins/hopchain_airflow``.
+DAG files only wire tasks: each task is one call of :class:`pipelines.flow.Flow` through
+:func:`hopchain_airflow.runtime.run_task` (imported inside the task, so parsing stays light).
 """
 
 from __future__ import annotations
@@ -50,65 +50,64 @@ def hopchain_nightly():
     @task(execution_timeout=timedelta(minutes=30))
     def ingest(**context) -> list[int]:
         """List the inputs, write the manifest and quarantine shards; returns the shard numbers."""
-        from hopchain_airflow.runtime import flow_for
+        from hopchain_airflow.runtime import run_task
 
-        return flow_for(context).ingest(
-            context["params"]["input_prefix"], context["params"]["shard_size"], context["params"]["max_images"]
-        )
+        p = context["params"]
+        return run_task(context, lambda flow: flow.ingest(p["input_prefix"], p["shard_size"], p["max_images"]))
 
     @task_group(group_id="shard")
     def process_shard(shard: int):
         @task(pool="gpu", queue="gpu")
         def detect(shard: int, **context) -> int:
-            from hopchain_airflow.runtime import flow_for
+            from hopchain_airflow.runtime import run_task
 
-            flow_for(context).detect(shard)
+            run_task(context, lambda flow: flow.detect(shard))
             return shard
 
         @task(pool="gpu", queue="gpu")
         def segment(shard: int, **context) -> int:
-            from hopchain_airflow.runtime import flow_for
+            from hopchain_airflow.runtime import run_task
 
-            flow_for(context).segment(shard)
+            run_task(context, lambda flow: flow.segment(shard))
             return shard
 
         @task
         def questions(shard: int, **context) -> int:
-            from hopchain_airflow.runtime import flow_for
+            from hopchain_airflow.runtime import run_task
 
-            flow_for(context).questions(shard)
+            run_task(context, lambda flow: flow.questions(shard))
             return shard
 
         @task(retries=0)
         def validate(shard: int, **context) -> int:
             """Great Expectations on manifest, instances and questions; critical failures stop here."""
-            from hopchain_airflow.runtime import flow_for
+            from hopchain_airflow.runtime import run_task
 
-            flow_for(context).validate_shard(shard)
+            run_task(context, lambda flow: flow.validate_shard(shard))
             return shard
 
         @task
         def push(shard: int, **context) -> dict:
-            from hopchain_airflow.runtime import flow_for
+            from hopchain_airflow.runtime import run_task
 
-            return flow_for(context).push(shard)
+            return run_task(context, lambda flow: flow.push(shard))
 
         return push(validate(questions(segment(detect(shard)))))
 
     @task(trigger_rule="all_done")
     def summary(**context) -> dict:
         """Counts per stage for this run (also written to runs/<run_id>/summary.json)."""
-        from hopchain_airflow.runtime import flow_for
+        from hopchain_airflow.runtime import run_task
 
-        return flow_for(context).summary()
+        return run_task(context, lambda flow: flow.summary())
 
     @task(trigger_rule="all_done", outlets=[QUESTIONS_BATCH])
     def announce(**context) -> dict:
         """One Asset event per run for the batches it pushed (skipped when it pushed none)."""
         from airflow.sdk.exceptions import AirflowSkipException
-        from hopchain_airflow.runtime import flow_for
+        from hopchain_airflow.runtime import run_task
 
-        batches = flow_for(context).pushed_batches()
+        batches = run_task(context, lambda flow: flow.pushed_batches())
         if not batches:
             raise AirflowSkipException("no batch was pushed in this run")
         extra = {"run_id": context["run_id"], "batches": [b["batch_id"] for b in batches],

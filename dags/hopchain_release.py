@@ -30,9 +30,9 @@ Trainers: `git clone <registry> && cd <registry> && git checkout <tag> && dvc pu
 def hopchain_release():
     @task(outlets=[RELEASE])
     def release(**context) -> dict:
-        from hopchain_airflow.runtime import flow_for
+        from hopchain_airflow.runtime import run_task
 
-        result = flow_for(context).release()
+        result = run_task(context, lambda flow: flow.release())
         context["outlet_events"][RELEASE].extra = result
         return result
 

@@ -6,7 +6,7 @@ when a profile is selected. Unknown keys are refused everywhere (``extra="forbid
 error names the offending key path.
 
 Secrets never live here: credentials come from the environment (``HOPCHAIN_S3_*``,
-``HOPCHAIN_LS_*``) or from Airflow connections. See :mod:`pipelines.secrets`.
+``HOPCHAIN_LS_*``, all listed in :mod:`pipelines.deploy`) or from Airflow connections.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PARAMS = REPO_ROOT / "params.yaml"
@@ -53,11 +53,14 @@ class StackConfig(_Model):
 
 
 class StoreConfig(_Model):
-    """Where run artifacts go: ``runs/<run_id>/<stage>/shard-NNNNN.parquet`` in ``bucket``."""
+    """The platform bucket's layout (the keys under each prefix: :mod:`pipelines.ledger`)."""
 
     bucket: str = "hopchain"
     runs_prefix: str = "runs"
     inputs_prefix: str = "inputs"
+    batches_prefix: str = "batches"
+    consensus_prefix: str = "consensus"
+    releases_prefix: str = "releases"
 
 
 class IngestConfig(_Model):
@@ -84,10 +87,27 @@ class OpenAIEndpoint(_Model):
     concurrency: int = Field(8, ge=1)
 
 
-class DetectConfig(_Model):
-    backend: Literal["qwen3vl", "openai", "annotations"] = "annotations"
+class VLMConfig(_Model):
+    """The vision-language model, shared by detect (``detect.backend: vlm``), the question writer
+    (``questions.writer: vlm``) and the difficulty solver (``questions.difficulty.enabled``):
+    Qwen3-VL in-process, or an OpenAI-compatible endpoint (vLLM/SGLang). ``none``: no model; a
+    configuration that asks for one anyway is refused at load time."""
+
+    backend: Literal["none", "qwen3vl", "openai"] = "none"
     qwen3vl: ModelRef = ModelRef()
     openai: OpenAIEndpoint = OpenAIEndpoint()
+
+    @property
+    def batch_size(self) -> int:
+        """Images per model call: the in-process batch, or the endpoint's requests in flight."""
+        return self.qwen3vl.batch_size if self.backend == "qwen3vl" else self.openai.concurrency
+
+
+class DetectConfig(_Model):
+    """``vlm``: the shared VLM names the categories (with boxes); ``annotations``: the instances
+    shipped with the images (``<input>/instances.json``) stand in for detect and segment."""
+
+    backend: Literal["vlm", "annotations"] = "annotations"
     max_new_tokens: int = Field(512, ge=1)
     boxes: bool = True
     max_categories: int = Field(20, ge=1)
@@ -222,6 +242,7 @@ class Params(_Model):
     stack: StackConfig = StackConfig()
     store: StoreConfig = StoreConfig()
     ingest: IngestConfig = IngestConfig()
+    vlm: VLMConfig = VLMConfig()
     detect: DetectConfig = DetectConfig()
     segment: SegmentConfig = SegmentConfig()
     questions: QuestionsConfig = QuestionsConfig()
@@ -235,6 +256,37 @@ class Params(_Model):
         if v.min_hops > v.max_hops:
             raise ValueError("questions.min_hops must be <= questions.max_hops")
         return v
+
+    @model_validator(mode="after")
+    def _runnable(self) -> Params:
+        """Refuse a configuration that validates field by field but cannot run."""
+        problems = runnable_problems(self)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+def runnable_problems(params: Params) -> list[str]:
+    """``key.path: why`` for each setting that cannot run with the rest of the configuration."""
+    problems: list[str] = []
+    users = [key for key, wants in (("detect.backend", params.detect.backend == "vlm"),
+                                     ("questions.writer", params.questions.writer == "vlm"),
+                                     ("questions.difficulty.enabled", params.questions.difficulty.enabled))
+             if wants]
+    vlm = params.vlm
+    if users and vlm.backend == "none":
+        problems += [f"{key}: needs a model, but vlm.backend is 'none' (set vlm.backend to qwen3vl or openai)"
+                     for key in users]
+    if vlm.backend == "qwen3vl" and not vlm.qwen3vl.model:
+        problems.append("vlm.qwen3vl.model: empty (a model id or a local checkpoint folder)")
+    if vlm.backend == "openai":
+        problems += [f"vlm.openai.{k}: empty" for k in ("base_url", "model") if not getattr(vlm.openai, k)]
+    seg = params.segment
+    if seg.backend != "annotations" and not getattr(seg, seg.backend).model:
+        problems.append(f"segment.{seg.backend}.model: empty (segment.backend is {seg.backend!r})")
+    if seg.backend in ("sam2", "sam2_hf") and params.detect.backend == "vlm" and not params.detect.boxes:
+        problems.append(f"detect.boxes: false, but segment.backend {seg.backend!r} is prompted with boxes")
+    return problems
 
 
 class ConfigError(ValueError):
@@ -256,6 +308,9 @@ def _format_errors(err: ValidationError, source: str) -> str:
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"])
         msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
+        if not loc:  # a check across keys (runnable_problems): each message starts with its key path
+            lines += [f"  {p}" for p in str(msg).removeprefix("Value error, ").split("; ")]
+            continue
         lines.append(f"  {loc}: {msg}")
     return "\n".join(lines)
 
@@ -291,6 +346,13 @@ def load_params(path: str | Path | None = None, profile: str | None = None) -> P
     if not isinstance(raw, dict):
         raise ConfigError(f"invalid configuration in {path}: top level must be a mapping")
     return params_from_dict(raw, profile, source=str(path))
+
+
+def work_home(params: Params) -> Path:
+    """This machine's working folder for the platform (the local stack's state, release work
+    folders, the default registry): ``HOPCHAIN_HOME``, else ``stack.home`` relative to the repository."""
+    home = Path(os.environ.get("HOPCHAIN_HOME") or params.stack.home)
+    return home if home.is_absolute() else REPO_ROOT / home
 
 
 def profile_names(path: str | Path | None = None) -> list[str]:

@@ -27,7 +27,7 @@ HOPCHAIN_LS_TOKEN          Label Studio API token (legacy ``Token`` scheme)     
 
 Secrets are :class:`pydantic.SecretStr` (never shown by ``repr``/``str``) and come only from the
 environment; a missing secret is reported by name, never guessed. The Airflow connections built
-here are exactly those of the local stack (:func:`pipelines.stack.services.airflow_connections`):
+here are exactly those of the local stack (:func:`airflow_connections`, which the local stack uses too):
 ``hopchain_s3`` and ``hopchain_label_studio``.
 
 ``python -m pipelines.deploy check [docker/.env]`` validates an env file or the environment
@@ -36,6 +36,7 @@ here are exactly those of the local stack (:func:`pipelines.stack.services.airfl
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from collections.abc import Mapping
@@ -218,8 +219,6 @@ class DeploymentSettings(BaseModel):
 
     def airflow_connections(self) -> dict[str, dict[str, Any]]:
         """``{conn_id: connection}`` exactly as the local stack provisions them (contains secrets)."""
-        from pipelines.stack.services import airflow_connections
-
         return airflow_connections(self.s3_credentials_dict(), self.label_studio_credentials_dict())
 
     def env_exports(self) -> dict[str, str]:
@@ -294,3 +293,29 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def airflow_connections(s3: dict[str, str], ls: dict[str, str]) -> dict[str, Any]:
+    """The Airflow connections of the platform, from the generated (or production) credentials."""
+    s3_host, s3_port = s3["endpoint"].split("://", 1)[-1].rsplit(":", 1)
+    ls_host, ls_port = ls["url"].split("://", 1)[-1].rsplit(":", 1)
+    return {
+        "hopchain_s3": {
+            "conn_type": "hopchain_s3",
+            "description": "Object store of the HopChain platform (S3 API)",
+            "host": s3_host,
+            "port": int(s3_port),
+            "login": s3["access_key"],
+            "password": s3["secret_key"],
+            "extra": json.dumps({"secure": s3["endpoint"].startswith("https"),
+                                 "region": s3.get("region", "us-east-1")}),
+        },
+        "hopchain_label_studio": {
+            "conn_type": "label_studio",
+            "description": "Label Studio of the HopChain platform",
+            "host": ls["url"].split("://", 1)[0] + "://" + ls_host,
+            "port": int(ls_port),
+            "password": ls["token"],
+            "extra": json.dumps({"token_type": "legacy"}),
+        },
+    }

@@ -47,11 +47,11 @@ def _questions(args: argparse.Namespace) -> int:
     cfg = params.questions.model_validate({**params.questions.model_dump(), **update})
     backend = None
     if cfg.writer == "vlm" or cfg.difficulty.enabled:
-        # The VLM writer and the difficulty solver use the detect stage's VLM backend
-        # (in-process Qwen3-VL or an OpenAI-compatible endpoint), loaded once here.
-        from pipelines.detect.backends import make_vlm_backend
+        # The VLM writer and the difficulty solver share the platform's VLM (params.vlm),
+        # loaded once here.
+        from pipelines.vlm.backends import make_vlm_backend
 
-        backend = make_vlm_backend(params.detect)
+        backend = make_vlm_backend(params.vlm)
         backend.setup()
     try:
         result = run_questions(

@@ -35,18 +35,17 @@ def _creds(args: argparse.Namespace, home: Path) -> Any:
 
 
 def _publish(args: argparse.Namespace) -> int:
-    from pipelines.config import load_params
+    from pipelines.config import load_params, work_home
     from pipelines.release.dvc import ToolError
     from pipelines.release.registry import ReleaseError, default_registry_url, publish
     from pipelines.release.snapshot import ReleaseSources, SnapshotError
-    from pipelines.stack import stack_home
 
     missing = [f"--{n}" for n in ("consensus", "questions", "instances", "manifest") if not getattr(args, n)]
     if missing:
         print(f"error: hopchain release needs {', '.join(missing)}", file=sys.stderr)
         return 2
     params = load_params(args.params, args.profile)
-    home = stack_home(params)
+    home = work_home(params)
     sources = ReleaseSources(args.consensus, args.questions, args.instances, args.manifest,
                              images_from=args.images_from, run_ids=tuple(args.run_id or ()))
     try:

@@ -2,9 +2,9 @@
 
 A release is the dataset as of now: all accepted questions of every decided batch (a batch
 decided again after a carry-over replaces its earlier decision). The tables of those batches are
-gathered from the object store into one snapshot, :func:`pipelines.release.registry.publish`
-builds, pushes, verifies and tags it, and the ledger gets ``releases/<tag>.json`` plus the
-dataset card under ``releases/<tag>/`` (linked from the Airflow plugin page).
+gathered from the ledger (:mod:`pipelines.ledger`) into one snapshot, :func:`pipelines.release.registry.publish`
+builds, pushes, verifies and tags it, and the ledger gets a :class:`~pipelines.ledger.ReleaseRecord` plus the
+dataset card (linked from the Airflow plugin page).
 """
 
 from __future__ import annotations
@@ -12,16 +12,15 @@ from __future__ import annotations
 import logging
 import mimetypes
 import tempfile
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipelines.config import Params
 from pipelines.contracts import conform
-from pipelines.store import ObjectStore, run_key, safe_key
+from pipelines.ledger import Ledger, ReleaseRecord, utc_now
+from pipelines.store import ObjectStore
 
 log = logging.getLogger(__name__)
 
@@ -30,22 +29,21 @@ class NothingToRelease(RuntimeError):
     """No batch has been decided yet."""
 
 
-def gather_tables(store: ObjectStore, runs_prefix: str) -> tuple[dict[str, pa.Table], list[str]]:
+def gather_tables(ledger: Ledger) -> tuple[dict[str, pa.Table], list[str]]:
     """Consensus, questions, instances and manifest of every decided batch, and their run ids."""
-    from pipelines.flow import read_batches
-
+    store = ledger.store
     parts: dict[str, list[pa.Table]] = {"consensus": [], "questions": [], "instances": [], "manifest": []}
     run_ids: set[str] = set()
-    for batch in read_batches(store):
-        key = safe_key("consensus", batch["batch_id"], "consensus.parquet")
-        if not batch.get("questions") or not store.exists(key):
+    for batch in ledger.batches():
+        key = ledger.consensus_table_key(batch.batch_id, "consensus")
+        if not batch.questions or not store.exists(key):
             continue
-        run_id, shard = batch["run_id"], int(batch["shard"])
+        run = ledger.run(batch.run_id)
         parts["consensus"].append(store.get_table(key, "consensus"))
-        parts["questions"].append(store.get_table(batch["questions_key"], "questions"))
-        parts["instances"].append(store.get_table(run_key(runs_prefix, run_id, "instances", shard), "instances"))
-        parts["manifest"].append(store.get_table(run_key(runs_prefix, run_id, "manifest", shard), "manifest"))
-        run_ids.add(run_id)
+        parts["questions"].append(store.get_table(batch.questions_key, "questions"))
+        parts["instances"].append(store.get_table(run.table("instances", batch.shard), "instances"))
+        parts["manifest"].append(store.get_table(run.table("manifest", batch.shard), "manifest"))
+        run_ids.add(batch.run_id)
     if not parts["consensus"]:
         raise NothingToRelease("no decided batch yet: nothing to release")
     tables = {}
@@ -69,20 +67,24 @@ def _dedupe(table: pa.Table, keys: list[str]) -> pa.Table:
     return table.take(pa.array(keep, type=pa.int64())) if len(keep) != len(table) else table
 
 
-def release_from_store(params: Params, store: ObjectStore, run_id: str, home: Path | None = None) -> dict[str, Any]:
-    """Publish the cumulative release; returns the ledger record (tag, counts, card key)."""
+def release_from_store(params: Params, store: ObjectStore, run_id: str, home: Path) -> ReleaseRecord:
+    """Publish the cumulative release; returns its ledger record (tag, counts, card key).
+
+    ``home`` is the caller's work folder: the registry checkout goes to
+    ``<home>/release/<release.name>`` and, unless ``release.registry_url`` is set, the registry is
+    the bare repository ``<home>/registry.git``.
+    """
     from pipelines.release.registry import default_registry_url, publish
     from pipelines.release.snapshot import ReleaseSources
-    from pipelines.stack import stack_home
 
-    home = home or stack_home(params)
-    tables, run_ids = gather_tables(store, params.store.runs_prefix)
+    ledger = Ledger(store, params.store)
+    tables, run_ids = gather_tables(ledger)
     digest = accepted_digest(tables["consensus"])
-    latest = _latest_release(store)
-    if latest and latest.get("accepted_digest") == digest:
+    latest = ledger.latest_release()
+    if latest and latest.accepted_digest == digest:
         # Nothing new was accepted since the last release: trainers keep pulling that tag.
-        log.info("release: accepted set unchanged since %s; no new tag", latest["tag"])
-        return {**latest, "reused": True, "released_by": run_id}
+        log.info("release: accepted set unchanged since %s; no new tag", latest.tag)
+        return latest.model_copy(update={"reused": True, "released_by": run_id})
     with tempfile.TemporaryDirectory(prefix="hopchain-release-") as tmp:
         paths = {}
         for name, table in tables.items():
@@ -94,24 +96,15 @@ def release_from_store(params: Params, store: ObjectStore, run_id: str, home: Pa
         workdir = home / "release" / params.release.name
         result = publish(params, sources, creds=store.creds, workdir=workdir, registry_url=registry,
                          progress=lambda m: log.info("release: %s", m))
-    card_key = _upload_card(store, workdir / "checkout", result.tag)
+    card_key = _upload_card(ledger, workdir / "checkout", result.tag)
     released = result.metrics.get("released", {})
-    record = {
-        "tag": result.tag,
-        "registry": registry,
-        "commit": result.commit,
-        "questions": released.get("questions"),
-        "images": released.get("images"),
-        "metrics": result.metrics,
-        "card": card_key,
-        "run_ids": run_ids,
-        "accepted_digest": digest,
-        "released_by": run_id,
-        "reused": result.reused,
-        "pushed_files": result.pushed_files,
-        "released_at": datetime.now(UTC).isoformat(),
-    }
-    store.put_json(safe_key("releases", f"{result.tag}.json"), record)
+    record = ReleaseRecord(
+        tag=result.tag, registry=registry, commit=result.commit, questions=released.get("questions"),
+        images=released.get("images"), metrics=result.metrics, card=card_key, run_ids=run_ids,
+        accepted_digest=digest, released_by=run_id, reused=result.reused, pushed_files=result.pushed_files,
+        released_at=utc_now(),
+    )
+    ledger.put_release(record)
     return record
 
 
@@ -124,28 +117,21 @@ def accepted_digest(consensus: pa.Table) -> str:
     return hashlib.sha256("\n".join(f"{q}\t{a}" for q, a in rows).encode()).hexdigest()
 
 
-def _latest_release(store: ObjectStore) -> dict[str, Any] | None:
-    from pipelines.flow import read_ledger
-
-    releases = read_ledger(store)["releases"]
-    return releases[0] if releases else None
-
-
-def _upload_card(store: ObjectStore, wc: Path, tag: str) -> str | None:
-    """Copy the dataset card (Markdown rendered to a small HTML page + its plots) to ``releases/<tag>/``."""
+def _upload_card(ledger: Ledger, wc: Path, tag: str) -> str | None:
+    """Copy the dataset card (Markdown rendered to a small HTML page + its plots) to ``<releases>/<tag>/card/``."""
     card_dir = wc / "card"
     if not card_dir.is_dir():
         return None
     md_files = sorted(card_dir.glob("*.md"))
     for f in sorted(card_dir.rglob("*")):
         if f.is_file():
-            store.put_bytes(safe_key("releases", tag, "card", str(f.relative_to(card_dir))), f.read_bytes(),
-                            mimetypes.guess_type(f.name)[0] or "application/octet-stream")
+            ledger.store.put_bytes(ledger.release_file_key(tag, "card", str(f.relative_to(card_dir))), f.read_bytes(),
+                                   mimetypes.guess_type(f.name)[0] or "application/octet-stream")
     if not md_files:
         return None
     page = _markdown_page(md_files[0].read_text(), tag)
-    key = safe_key("releases", tag, "card", "index.html")
-    store.put_bytes(key, page.encode(), "text/html")
+    key = ledger.release_file_key(tag, "card", "index.html")
+    ledger.store.put_bytes(key, page.encode(), "text/html")
     return key
 
 

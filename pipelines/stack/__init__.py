@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines.config import Params, PortsConfig
+from pipelines.config import Params, PortsConfig, work_home
 from pipelines.stack.process import StackError, listening_ports
 from pipelines.stack.services import REPO_ROOT, Airflow, LabelStudio, SeaweedS3, Service
 
@@ -21,10 +21,8 @@ __all__ = ["LocalStack", "StackError", "stack_home", "with_port_overrides"]
 
 
 def stack_home(params: Params) -> Path:
-    home = Path(os.environ.get("HOPCHAIN_HOME") or params.stack.home)
-    if not home.is_absolute():
-        home = REPO_ROOT / home
-    return home
+    """The stack's state folder: :func:`pipelines.config.work_home`."""
+    return work_home(params)
 
 
 def with_port_overrides(params: Params, env: dict[str, str] | None = None) -> Params:

@@ -20,6 +20,8 @@ from typing import Any
 import httpx
 
 from pipelines.config import Params
+from pipelines.deploy import airflow_connections
+from pipelines.files import write_atomic
 from pipelines.stack.process import ManagedProcess, StackError, port_in_use, wait_until
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -28,13 +30,7 @@ VENV_BIN = Path(sys.executable).parent
 
 def write_secret_file(path: Path, data: dict[str, Any]) -> None:
     """Write JSON with mode 0600 (created that way, never world-readable even briefly)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh, indent=2)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(data, indent=2), mode=0o600)
 
 
 def read_secret_file(path: Path) -> dict[str, Any]:
@@ -491,29 +487,3 @@ def _fernet_key() -> str:
     import base64
 
     return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
-
-
-def airflow_connections(s3: dict[str, str], ls: dict[str, str]) -> dict[str, Any]:
-    """The Airflow connections of the platform, from the generated (or production) credentials."""
-    s3_host, s3_port = s3["endpoint"].split("://", 1)[-1].rsplit(":", 1)
-    ls_host, ls_port = ls["url"].split("://", 1)[-1].rsplit(":", 1)
-    return {
-        "hopchain_s3": {
-            "conn_type": "hopchain_s3",
-            "description": "Object store of the HopChain platform (S3 API)",
-            "host": s3_host,
-            "port": int(s3_port),
-            "login": s3["access_key"],
-            "password": s3["secret_key"],
-            "extra": json.dumps({"secure": s3["endpoint"].startswith("https"),
-                                 "region": s3.get("region", "us-east-1")}),
-        },
-        "hopchain_label_studio": {
-            "conn_type": "label_studio",
-            "description": "Label Studio of the HopChain platform",
-            "host": ls["url"].split("://", 1)[0] + "://" + ls_host,
-            "port": int(ls_port),
-            "password": ls["token"],
-            "extra": json.dumps({"token_type": "legacy"}),
-        },
-    }

@@ -77,8 +77,10 @@ def _refs(tables):
     return References(manifest=tables["manifest"], instances=tables["instances"])
 
 
-def test_operator_fails_the_task_and_downstream_does_not_run(object_store, s3_creds, tables, bad_questions,
-                                                             monkeypatch) -> None:
+def test_task_runner_fails_the_task_without_retry_and_downstream_does_not_run(
+        object_store, s3_creds, tables, bad_questions, monkeypatch) -> None:
+    """The one validation path of the DAGs: a task runs ``Flow.validate`` through ``run_task``; a
+    critical failure saves result and Data Docs, then fails the task with no retry."""
     from urllib.parse import urlparse
 
     monkeypatch.syspath_prepend(str(REPO / "plugins"))
@@ -87,27 +89,23 @@ def test_operator_fails_the_task_and_downstream_does_not_run(object_store, s3_cr
         "conn_type": "hopchain_s3", "host": url.hostname, "port": url.port,
         "login": s3_creds.access_key, "password": s3_creds.secret_key}))
     from airflow.sdk.exceptions import AirflowFailException
-    from hopchain_airflow.operators.validate import ValidateDataOperator
+    from hopchain_airflow.runtime import run_task
 
     run_id = f"op-{uuid.uuid4().hex[:8]}"
-    keys = {}
-    for name, table in [("good", tables["questions"]), ("bad", bad_questions), ("manifest", tables["manifest"]),
-                        ("instances", tables["instances"])]:
-        keys[name] = object_store.put_table(f"runs/{run_id}/inputs/{name}.parquet", table)
-    refs = {"manifest": keys["manifest"], "instances": keys["instances"]}
-
+    context = {"run_id": run_id, "params": {}}
+    refs = {"manifest": tables["manifest"], "instances": tables["instances"]}
     ran_downstream = []
 
-    def stage(data_key: str, label: str) -> dict:
-        result = ValidateDataOperator(task_id=f"validate_{label}", suite="questions", data_keys=data_key,
-                                      reference_keys=refs, hopchain_run_id=run_id, docs_label=label).execute({})
+    def stage(questions: pa.Table, label: str) -> dict:
+        result = run_task(context, lambda flow: flow.validate(label, [("questions", questions, refs)]))
         ran_downstream.append(label)  # the next stage only runs when validation passed
         return result
 
-    ok = stage(keys["good"], "good")
-    assert ok["success"] and object_store.exists(ok["docs_index_key"])
-    assert ok["docs_index_key"] == f"runs/{run_id}/datadocs/questions/good/index.html"
+    ok = stage(tables["questions"], "good")
+    assert ok["questions"]["success"] and object_store.exists(f"runs/{run_id}/datadocs/questions/good/index.html")
     with pytest.raises(AirflowFailException, match="questions.hop_instances_exist"):
-        stage(keys["bad"], "bad")
+        stage(bad_questions, "bad")
     assert ran_downstream == ["good"]
     assert object_store.get_json(f"runs/{run_id}/validation/questions/bad.json")["report"]["success"] is False
+    index = object_store.get_bytes(f"runs/{run_id}/datadocs/index.html").decode()
+    assert "questions/good" in index and "questions/bad" in index  # the run's Data Docs index links both

@@ -16,8 +16,8 @@ import pytest
 from pipelines.annotation.simulated import run_simulation, simulated_annotators
 from pipelines.config import load_params
 from pipelines.flow import Flow
-from pipelines.store import safe_key
-from tests.integration.faults import (
+from pipelines.ledger import BatchRecord
+from tests.support.faults import (
     airflow_api,
     dags_paused,
     kill_group,
@@ -32,7 +32,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 DAG = "hopchain_annotations"
 
 
-def _push_own_batch(stack, run_id: str, title: str) -> tuple[Flow, dict, dict[str, str]]:
+def _push_own_batch(stack, run_id: str, title: str) -> tuple[Flow, BatchRecord, dict[str, str]]:
     """ingest → detect → segment → questions → push of 4 demo images into project ``title``."""
     params = load_params(None, "demo")
     annotation = params.annotation.model_copy(update={"project_title": title})
@@ -44,7 +44,7 @@ def _push_own_batch(stack, run_id: str, title: str) -> tuple[Flow, dict, dict[st
     flow.segment(0)
     flow.questions(0)
     batch = flow.push(0)
-    assert batch["questions"] > 0 and batch["created_tasks"] == batch["questions"], batch
+    assert batch.questions > 0 and batch.created_tasks == batch.questions, batch
     truths = {q["question_id"]: q["answer"] for q in flow.get("questions", 0).to_pylist()}
     return flow, batch, truths
 
@@ -55,7 +55,7 @@ def test_scheduler_and_triggerer_crash_during_the_deferred_wait_and_the_run_resu
     store = stack_store(local_stack)
     tag = uuid.uuid4().hex[:8]
     flow, batch, truths = _push_own_batch(local_stack, f"faults_restart_{tag}", f"HopChain fault test {tag}")
-    project_id = int(batch["project_id"])
+    project_id = int(batch.project_id)
     airflow = local_stack.airflow
     try:
         with dags_paused(api, ["hopchain_release"]):
@@ -104,18 +104,17 @@ def test_scheduler_and_triggerer_crash_during_the_deferred_wait_and_the_run_resu
             assert wait_ti["try_number"] == 1  # resumed from the deferral, not failed and retried
             assert states["decide"] == "success"
 
-        decided = store.get_json(safe_key("consensus", f"{batch['batch_id']}.json"))
-        assert decided["accepted"] == len(truths) and decided["pending"] == 0, decided
-        ledger = store.get_json(safe_key("batches", f"{batch['batch_id']}.json"))
-        assert ledger["status"] == "closed"
+        decided = flow.ledger.decision(batch.batch_id)
+        assert decided and decided.accepted == len(truths) and decided.pending == 0, decided
+        closed = flow.ledger.batch(batch.batch_id)
+        assert closed and closed.status == "closed"
     finally:
         # keep the shared stack as it was: this batch must not enter later releases
-        store.delete_prefix(safe_key("consensus", batch["batch_id"]) + "/")
-        for key in (safe_key("consensus", f"{batch['batch_id']}.json"),
-                    safe_key("batches", f"{batch['batch_id']}.json")):
+        store.delete_prefix(flow.ledger.consensus_prefix(batch.batch_id))
+        for key in (flow.ledger.consensus_key(batch.batch_id), flow.ledger.batch_key(batch.batch_id)):
             store.client.remove_object(store.bucket, key)
         with ls_client(local_stack.labelstudio) as admin:
-            admin.request("DELETE", f"/api/projects/{project_id}")
+            admin.delete_project(int(project_id))
         for comp in ("scheduler", "triggerer"):
             if not airflow.process(comp).running():
                 airflow.start([comp])

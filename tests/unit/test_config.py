@@ -26,7 +26,7 @@ def test_repository_params_and_every_profile_validate() -> None:
 def test_profile_is_deep_merged_over_base() -> None:
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     gpu = params_from_dict(raw, "gpu")
-    assert gpu.detect.backend == "qwen3vl" and gpu.segment.backend == "sam3"
+    assert gpu.vlm.backend == "qwen3vl" and gpu.detect.backend == "vlm" and gpu.segment.backend == "sam3"
     # keys the profile does not mention keep their base values
     assert gpu.segment.min_area == 32 and gpu.questions.min_score == 0.5
     demo = params_from_dict(raw, "demo")
@@ -55,3 +55,32 @@ def test_params_hold_no_secret_fields() -> None:
     text = (REPO / "params.yaml").read_text().lower()
     for word in ("password:", "secret_key:", "token:", "access_key:"):
         assert word not in text
+
+
+@pytest.mark.parametrize(("override", "expected"), [
+    ({"questions": {"writer": "vlm"}},
+     "questions.writer: needs a model, but vlm.backend is 'none'"),
+    ({"questions": {"difficulty": {"enabled": True}}},
+     "questions.difficulty.enabled: needs a model, but vlm.backend is 'none'"),
+    ({"detect": {"backend": "vlm"}}, "detect.backend: needs a model, but vlm.backend is 'none'"),
+    ({"vlm": {"backend": "qwen3vl"}}, "vlm.qwen3vl.model: empty"),
+    ({"vlm": {"backend": "openai", "openai": {"model": "m"}}}, "vlm.openai.base_url: empty"),
+    ({"segment": {"backend": "sam3"}}, "segment.sam3.model: empty"),
+])
+def test_a_configuration_that_cannot_run_is_refused_at_load_naming_its_key(
+        tmp_path: Path, override: dict, expected: str) -> None:
+    """It validates key by key, but would fail at run time: refused when loaded, with the key path."""
+    f = tmp_path / "params.yaml"
+    f.write_text(yaml.safe_dump(override))
+    with pytest.raises(ConfigError) as err:
+        load_params(f)
+    assert any(line.strip().startswith(expected) for line in str(err.value).splitlines()), str(err.value)
+
+
+def test_one_vlm_serves_detect_the_writer_and_the_solver(tmp_path: Path) -> None:
+    f = tmp_path / "params.yaml"
+    f.write_text(yaml.safe_dump({
+        "vlm": {"backend": "openai", "openai": {"base_url": "http://127.0.0.1:9", "model": "m", "concurrency": 5}},
+        "detect": {"backend": "vlm"}, "questions": {"writer": "vlm", "difficulty": {"enabled": True}}}))
+    params = load_params(f)
+    assert params.vlm.batch_size == 5  # the endpoint's requests in flight are the detect batch

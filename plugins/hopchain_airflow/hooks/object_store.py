@@ -7,9 +7,12 @@ host, port, login = access key, password = secret key, extra ``{"secure": bool, 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook
+
+if TYPE_CHECKING:
+    from pipelines.store import ObjectStore, S3Credentials
 
 
 class ObjectStoreHook(BaseHook):
@@ -31,7 +34,7 @@ class ObjectStoreHook(BaseHook):
                              "extra": '{"secure": false, "region": "us-east-1"}'},
         }
 
-    def get_credentials(self):
+    def get_credentials(self) -> S3Credentials:
         from pipelines.store import S3Credentials
 
         conn = self.get_connection(self.s3_conn_id)
@@ -41,11 +44,12 @@ class ObjectStoreHook(BaseHook):
         endpoint = f"{scheme}://{host}:{conn.port}" if conn.port else f"{scheme}://{host}"
         return S3Credentials(endpoint, conn.login or "", conn.password or "", extra.get("region", "us-east-1"))
 
-    def get_store(self, bucket: str):
-        """An ObjectStore on ``bucket`` with this connection's credentials."""
+    def get_store(self, bucket: str, *, timeout_s: float = 30.0, retries: int = 3) -> ObjectStore:
+        """An ObjectStore on ``bucket`` with this connection's credentials (a web page asks for a
+        short ``timeout_s`` and no ``retries``: it answers 502 rather than hang)."""
         from pipelines.store import ObjectStore
 
-        return ObjectStore(self.get_credentials(), bucket)
+        return ObjectStore(self.get_credentials(), bucket, timeout_s=timeout_s, retries=retries)
 
     def test_connection(self) -> tuple[bool, str]:
         try:

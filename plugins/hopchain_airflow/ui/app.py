@@ -2,81 +2,92 @@
 
 Mounted by the plugin at ``/hopchain``; every route depends on Airflow's ``GetUserDep``, so an
 unauthenticated request gets 401 (the UI's iframe carries the user's ``_token`` cookie). Data
-comes from the platform's object store (the ledger the DAGs write: ``batches/``, ``consensus/``,
-``releases/``, ``runs/<run_id>/summary.json``) and, for live progress, from Label Studio.
-Data Docs and dataset cards are proxied from the object store so they need no public bucket.
+comes from the ledger the DAGs write (:mod:`pipelines.ledger`, through the ``hopchain_s3``
+connection's hook) and, for live progress, from Label Studio (the ``hopchain_label_studio``
+connection's hook). Data Docs and dataset cards are proxied from the object store so they need
+no public bucket. When the object store does not answer, the page and the API say 502.
 """
 
 from __future__ import annotations
 
+import functools
 import html
 import json
 import mimetypes
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, HTTPException
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+
+if TYPE_CHECKING:
+    from pipelines.config import Params
+    from pipelines.ledger import Ledger
 
 try:  # available inside the api-server; the import is kept lazy-safe for unit tests
     from airflow.api_fastapi.core_api.security import GetUserDep
 except Exception:  # pragma: no cover - only outside an Airflow installation
     GetUserDep = Any  # type: ignore[misc,assignment]
 
-ALLOWED_DOC_PREFIXES = ("runs/", "releases/")
 _CACHE: dict[str, tuple[float, Any]] = {}
 
 
-def _connection(conn_id: str):
-    from airflow.models.connection import Connection
-
-    return Connection.get_connection_from_secrets(conn_id)
+class BackendDown(RuntimeError):
+    """The object store or Label Studio did not answer: the page says 502, naming which."""
 
 
-def _store():
+@functools.cache
+def _params() -> Params:
+    """``params.yaml`` (profile from ``HOPCHAIN_PROFILE``), read once per api-server process."""
     from pipelines.config import load_params
-    from pipelines.store import ObjectStore, S3Credentials
 
-    conn = _connection("hopchain_s3")
-    extra = conn.extra_dejson or {}
-    scheme = "https" if extra.get("secure") else "http"
-    host = (conn.host or "127.0.0.1").split("://", 1)[-1]
-    creds = S3Credentials(f"{scheme}://{host}:{conn.port}", conn.login or "", conn.password or "",
-                          extra.get("region", "us-east-1"))
-    return ObjectStore(creds, load_params().store.bucket, timeout_s=5, retries=0)
+    return load_params()
 
 
-def _label_studio_progress(batches: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
-    """Live progress per batch: tasks by number of distinct annotators (0..4)."""
-    from pipelines.annotation.client import LabelStudioClient
-    from pipelines.flow import batch_progress
+def _ledger() -> Ledger:
+    """The ledger through the ``hopchain_s3`` connection; short timeouts, no retries (a page must not hang)."""
+    from hopchain_airflow.hooks.object_store import ObjectStoreHook
 
-    if not any(b.get("status") == "open" and b.get("project_id") for b in batches):
+    from pipelines.ledger import Ledger
+
+    params = _params()
+    return Ledger(ObjectStoreHook().get_store(params.store.bucket, timeout_s=5, retries=0), params.store)
+
+
+def _label_studio_progress(batches: list[dict[str, Any]], required: int) -> dict[str, dict[str, Any]]:
+    """Live progress per open batch: tasks by number of distinct annotators (0..required)."""
+    from hopchain_airflow.hooks.label_studio import LabelStudioHook
+
+    from pipelines.annotation.completion import batch_progress
+
+    open_batches = [b for b in batches if b.get("status") == "open" and b.get("project_id")]
+    if not open_batches:
         return {}
-    conn = _connection("hopchain_label_studio")
-    base = f"{conn.host}:{conn.port}" if conn.port else str(conn.host)
-    out: dict[str, dict[str, int]] = {}
-    with LabelStudioClient(base, conn.password or "", timeout_s=5, retries=0) as client:
-        for b in batches:
-            if b.get("status") == "open" and b.get("project_id"):
-                try:
-                    out[b["batch_id"]] = batch_progress(client, int(b["project_id"]), b["batch_id"])
-                except Exception as exc:  # a down Label Studio must not break the page: it says so instead
-                    out[b["batch_id"]] = {"error": type(exc).__name__}  # type: ignore[dict-item]
+    out: dict[str, dict[str, Any]] = {}
+    try:
+        with LabelStudioHook().get_conn() as client:
+            for b in open_batches:
+                out[b["batch_id"]] = batch_progress(client, int(b["project_id"]), b["batch_id"], required)
+    except Exception as exc:  # a down Label Studio must not break the page: each open batch says so
+        return {b["batch_id"]: {"error": type(exc).__name__} for b in open_batches}
     return out
 
 
-def collect_status(store: Any, with_progress: bool = True) -> dict[str, Any]:
-    """Everything the page shows, as JSON (also served at ``/hopchain/api/status``)."""
-    from pipelines.flow import read_ledger
+def collect_status(ledger: Ledger, required: int, with_progress: bool = True) -> dict[str, Any]:
+    """Everything the page shows, as JSON (also served at ``/hopchain/api/status``).
 
-    ledger = read_ledger(store)
+    Raises :class:`BackendDown` when the object store does not answer."""
+    try:
+        data = ledger.view().model_dump(mode="json")
+    except Exception as exc:
+        raise BackendDown(f"object store unreachable ({type(exc).__name__})") from exc
+    data["annotators_required"] = required
     if with_progress:
-        progress = _label_studio_progress(ledger["batches"])
-        for b in ledger["batches"]:
+        progress = _label_studio_progress(data["batches"], required)
+        for b in data["batches"]:
             if b["batch_id"] in progress:
                 b["progress"] = progress[b["batch_id"]]
-    return ledger
+    return data
 
 
 def create_app() -> FastAPI:
@@ -86,33 +97,42 @@ def create_app() -> FastAPI:
         hit = _CACHE.get("status")
         if hit and time.monotonic() - hit[0] < 5:
             return hit[1]
-        data = collect_status(_store())
+        data = collect_status(_ledger(), _params().annotation.annotators_required)
         _CACHE["status"] = (time.monotonic(), data)
         return data
 
     @app.get("/api/status")
     def api_status(user: GetUserDep) -> JSONResponse:  # type: ignore[valid-type]
-        return JSONResponse(cached_status())
+        try:
+            return JSONResponse(cached_status())
+        except BackendDown as down:
+            return JSONResponse({"error": str(down)}, status_code=502)
 
     @app.get("/docs/{key:path}")
     def proxied_document(key: str, user: GetUserDep) -> Response:  # type: ignore[valid-type]
-        if ".." in key.split("/") or not key.startswith(ALLOWED_DOC_PREFIXES):
+        ledger = _ledger()
+        if ".." in key.split("/") or not key.startswith(ledger.document_prefixes):
             raise HTTPException(404, "not a Data Docs or release document")
+        from minio.error import S3Error
+
         try:
-            data = _store().get_bytes(key)
-        except Exception:
-            raise HTTPException(404, f"{key} not found") from None
+            data = ledger.store.get_bytes(key)
+        except S3Error as err:
+            if err.code in ("NoSuchKey", "NoSuchObject", "NotFound"):
+                raise HTTPException(404, f"{key} not found") from None
+            raise HTTPException(502, f"object store error ({err.code})") from None
+        except Exception as exc:
+            raise HTTPException(502, f"object store unreachable ({type(exc).__name__})") from None
         mime = mimetypes.guess_type(key)[0] or "application/octet-stream"
         return Response(data, media_type=mime)
 
     @app.get("/", response_class=HTMLResponse)
     def page(user: GetUserDep) -> HTMLResponse:  # type: ignore[valid-type]
         try:
-            data = cached_status()
-            error = ""
-        except Exception as exc:
-            data, error = {"runs": [], "batches": [], "consensus": [], "releases": []}, f"{type(exc).__name__}: {exc}"
-        return HTMLResponse(render_page(data, error))
+            return HTMLResponse(render_page(cached_status()))
+        except BackendDown as down:
+            empty = {"runs": [], "batches": [], "consensus": [], "releases": []}
+            return HTMLResponse(render_page(empty, str(down)), status_code=502)
 
     return app
 
@@ -159,6 +179,7 @@ def render_page(data: dict[str, Any], error: str = "") -> str:
         for r in data.get("releases", [])
     ]
     err = f"<p class='error'>{_esc(error)}</p>" if error else ""
+    progress_head = f"progress (tasks by distinct annotators, of {_esc(data.get('annotators_required', 4))})"
     return f"""<!doctype html><html><head><meta charset='utf-8'><title>HopChain</title>
 <style>
 body{{font-family:system-ui,sans-serif;margin:1.2rem;color:#1b1f24}} h1{{font-size:1.3rem}}
@@ -168,7 +189,7 @@ th{{background:#f6f8fa}} .empty{{color:#777}} .error{{color:#b00}}
 </style></head><body>
 <h1>HopChain — multi-hop question pipeline</h1>{err}
 <h2>Runs</h2>{_table(["run", "images", "quarantined", "instances", "questions", "rejects", "validation"], runs)}
-<h2>Batches in Label Studio</h2>{_table(["batch", "run", "questions", "status", "progress (distinct annotators: tasks)", "pushed"], batches)}
+<h2>Batches in Label Studio</h2>{_table(["batch", "run", "questions", "status", progress_head, "pushed"], batches)}
 <h2>Consensus</h2>{_table(["batch", "accepted", "rejected", "pending", "agreement", "decided"], consensus)}
 <h2>Releases</h2>{_table(["tag", "questions", "images", "registry", "card", "released"], releases)}
 <script>const d={json.dumps({"n_releases": len(releases)})};</script>

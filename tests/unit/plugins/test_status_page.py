@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.flow import batch_progress
+from pipelines.annotation.completion import batch_progress
 
 pytestmark = pytest.mark.unit
 
@@ -29,7 +29,7 @@ def test_progress_counts_distinct_annotators_per_task() -> None:
         _task("q3", "b1", []),
         _task("q4", "b2", [1, 2, 3, 4, 5]),  # another batch
     ])
-    assert batch_progress(client, 1, "b1") == {"4": 1, "2": 1, "0": 1}
+    assert batch_progress(client, 1, "b1", required=4) == {"4": 1, "2": 1, "0": 1}
 
 
 def test_page_lists_every_level_and_escapes_user_text() -> None:

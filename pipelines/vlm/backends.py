@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from pipelines.config import DetectConfig, ModelRef, OpenAIEndpoint
+from pipelines.config import ModelRef, OpenAIEndpoint, VLMConfig
 from pipelines.vlm import VLMBackend, VLMRequest
 
 log = logging.getLogger(__name__)
@@ -161,7 +161,7 @@ class OpenAIBackend:
 
     def __init__(self, endpoint: OpenAIEndpoint, *, api_key: str | None = None, image_format: str = "JPEG"):
         if not endpoint.base_url or not endpoint.model:
-            raise ValueError("OpenAIBackend needs detect.openai.base_url and detect.openai.model")
+            raise ValueError("OpenAIBackend needs vlm.openai.base_url and vlm.openai.model")
         self.endpoint = endpoint
         self.name = f"openai:{endpoint.model}"
         self._api_key = api_key
@@ -232,10 +232,10 @@ class OpenAIBackend:
         return [f.result() for f in futures]
 
 
-def make_vlm_backend(config: DetectConfig) -> VLMBackend:
+def make_vlm_backend(config: VLMConfig) -> VLMBackend:
     """The backend named by ``config.backend`` (``qwen3vl`` or ``openai``)."""
     if config.backend == "qwen3vl":
         return Qwen3VLBackend(config.qwen3vl)
     if config.backend == "openai":
         return OpenAIBackend(config.openai)
-    raise ValueError(f"detect.backend {config.backend!r} has no VLM (the annotations backend skips detect)")
+    raise ValueError("vlm.backend is 'none': this configuration has no vision-language model")

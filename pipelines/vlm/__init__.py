@@ -1,7 +1,7 @@
 """The vision-language model interface shared by detect (category identification), the VLM
 question writer and the difficulty solver.
 
-Backends (``pipelines.detect.backends``): in-process transformers Qwen3-VL, or an
+Backends (:mod:`pipelines.vlm.backends`, configured by ``params.vlm``): in-process transformers Qwen3-VL, or an
 OpenAI-compatible chat endpoint (vLLM/SGLang). Both follow the stage life cycle
 ``setup()`` (load once per worker) / ``generate(...)`` / ``teardown()``.
 """

@@ -1,0 +1,90 @@
+"""One shard runner for the GPU stages, used by the CLI (``hopchain detect`` / ``segment``) and by
+the Airflow tasks (:class:`pipelines.flow.Flow`).
+
+A stage object follows the life cycle ``setup()`` (load the model once per worker) →
+``process(batch)`` per batch → ``teardown()``; the caller owns that life cycle, so one loaded
+model serves every shard of a CLI call. :func:`run_detect` / :func:`run_segment` do one manifest
+shard: decode its images (unreadable or changed images become reject rows), feed the stage
+batches of :func:`batch_size` images, and concatenate outputs, rejects and counts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipelines.config import Params
+from pipelines.contracts import empty_table
+from pipelines.ingest.decode import ImageItem
+from pipelines.rejects import rejects_table
+
+T = TypeVar("T")
+
+
+def batch_size(params: Params, stage: Literal["detect", "segment"]) -> int:
+    """Images per ``process`` call — the one rule for both callers.
+
+    detect: the VLM's batch (``vlm.qwen3vl.batch_size``, or ``vlm.openai.concurrency`` requests
+    in flight); segment: the backend's ``batch_size`` (``segment.<backend>.batch_size``).
+    """
+    if stage == "detect":
+        return max(1, params.vlm.batch_size)
+    seg = params.segment
+    return max(1, getattr(seg, seg.backend).batch_size) if seg.backend != "annotations" else 1
+
+
+def batches(items: Sequence[T], size: int) -> list[Sequence[T]]:
+    """``items`` cut into consecutive batches of at most ``size``."""
+    size = max(1, int(size))
+    return [items[i: i + size] for i in range(0, len(items), size)]
+
+
+@dataclass
+class ShardOutput:
+    """What one stage made of one shard: its table, every reject, and summed counts."""
+
+    table: pa.Table
+    rejects: pa.Table
+    counts: dict[str, float] = field(default_factory=dict)
+
+
+def _sum_counts(parts: Sequence[dict[str, Any]]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for counts in parts:
+        for k, v in counts.items():
+            if isinstance(v, int | float) and not isinstance(v, bool):
+                out[k] = out.get(k, 0) + v
+    return {k: round(v, 3) if isinstance(v, float) else v for k, v in out.items()}
+
+
+def run_detect(stage: Any, manifest: pa.Table, params: Params,
+               load: Callable[[pa.Table, str], tuple[list[ImageItem], list[Any]]]) -> ShardOutput:
+    """Detections of one manifest shard. ``stage`` is a set-up :class:`~pipelines.detect.stage.DetectStage`;
+    ``load(manifest, stage_name)`` decodes the images (→ items, reject records)."""
+    items, load_rejects = load(manifest, "detect")
+    parts = [stage.process(chunk) for chunk in batches(items, batch_size(params, "detect"))]
+    table = pa.concat_tables([p.detections for p in parts]) if parts else empty_table("detections")
+    rejects = pa.concat_tables([rejects_table(load_rejects), *[p.rejects for p in parts]])
+    counts = _sum_counts([p.counts for p in parts])
+    return ShardOutput(table, rejects, {**counts, "images": len(manifest), "detections": len(table),
+                                        "rejected": len(rejects)})
+
+
+def run_segment(stage: Any, manifest: pa.Table, detections: pa.Table, params: Params,
+                load: Callable[[pa.Table, str], tuple[list[ImageItem], list[Any]]]) -> ShardOutput:
+    """Instances of one manifest shard from its detections. ``stage`` is a set-up
+    :class:`~pipelines.segment.stage.SegmentStage`; each batch gets the detections of its images."""
+    items, load_rejects = load(manifest, "segment")
+    parts = []
+    for chunk in batches(items, batch_size(params, "segment")):
+        ids = pa.array([it.image_id for it in chunk], type=pa.string())
+        parts.append(stage.process(chunk, detections.filter(pc.is_in(detections["image_id"], value_set=ids))))
+    table = pa.concat_tables([p.instances for p in parts]) if parts else empty_table("instances")
+    rejects = pa.concat_tables([rejects_table(load_rejects), *[p.rejects for p in parts]])
+    counts = _sum_counts([{**p.counts, **p.timings} for p in parts])
+    return ShardOutput(table, rejects, {**counts, "images": len(manifest), "instances": len(table),
+                                        "rejected": len(rejects)})
