@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import logging
 import mimetypes
-import os
 import shutil
 import tempfile
 import time
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from expectations.checks import REFERENCES, Check, References
+from pipelines.files import write_atomic
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -296,18 +296,6 @@ def _outcomes(result: Any, checks: dict[str, tuple[Check, Severity]]) -> list[Ex
 
 
 # -- artifacts ------------------------------------------------------------------------------------
-def _write_json_atomic(path: Path, obj: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(obj, fh, indent=1, default=str)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _site_files(docs_dir: Path) -> list[str]:
     """Relative paths of every file of a built Data Docs site."""
     return sorted(p.relative_to(docs_dir).as_posix() for p in docs_dir.rglob("*") if p.is_file())
@@ -408,7 +396,7 @@ def validate(
         document = json.loads(json.dumps(
             {"report": report.to_dict(), "great_expectations": result.to_json_dict()}, default=str))
         if report.result_path:
-            _write_json_atomic(Path(report.result_path), document)
+            write_atomic(report.result_path, json.dumps(document, indent=1, default=str))
         if store is not None and report.result_key:
             store.put_json(report.result_key, document)
             _upload_docs(store, docs_dir, prefix, pages)  # type: ignore[arg-type]

@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import io
 import math
-import os
-import tempfile
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from pipelines.files import write_atomic
 
 MANIFEST = pa.schema(
     [
@@ -176,18 +176,8 @@ def parquet_bytes(table: pa.Table) -> bytes:
 
 
 def write_parquet_atomic(table: pa.Table, path: str | Path) -> Path:
-    """Write Parquet to a temporary file beside ``path`` and rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(parquet_bytes(table))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write ``table`` as zstd Parquet to ``path`` atomically (:func:`pipelines.files.write_atomic`)."""
+    return write_atomic(path, parquet_bytes(table))
 
 
 def read_parquet(path: str | Path, name: str | None = None) -> pa.Table:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,6 +29,7 @@ import yaml
 
 from pipelines.config import ReleaseConfig, params_from_dict
 from pipelines.contracts import to_table, write_parquet_atomic
+from pipelines.files import replacing_folder, write_atomic
 from pipelines.release.assemble import (
     IMAGES_DIR,
     SPLITS,
@@ -54,13 +54,6 @@ def read_release_config(params_file: str | Path) -> ReleaseConfig:
     return params_from_dict(raw, None, source=str(params_file)).release
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-
-
 def build_release(inputs: Path, out: Path, cfg: ReleaseConfig) -> dict[str, Any]:
     """Assemble the release folder ``out`` from the snapshot ``inputs``; returns ``index.json``."""
     inputs, out = Path(inputs), Path(out)
@@ -75,38 +68,33 @@ def build_release(inputs: Path, out: Path, cfg: ReleaseConfig) -> dict[str, Any]
                  if r["image_id"] in released_images]
     categories = category_ids(instances)
 
-    tmp = out.with_name(f".{out.name}.building")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    index: dict[str, Any] = {"name": cfg.name, "splits": {}, "categories": len(categories),
-                             "rejected": len(rejects)}
-    for split in SPLITS:
-        split_rows: list[ReleaseRow] = [r for r in rows if r.split == split]
-        plan = plan_shards(len(split_rows), cfg.rows_per_shard, cfg.max_shards)
-        shards, chat_lines = [], []
-        for i, (start, end) in enumerate(plan):
-            name = shard_name(split, i, len(plan))
-            chunk = split_rows[start:end]
-            write_parquet_atomic(shard_table(chunk, packs), tmp / name)
-            shards.append(name)
-            chat_lines.extend(json.dumps(chat_record(r, name, j), sort_keys=True)
-                              for j, r in enumerate(chunk))
-        if split_rows:
-            _write_text_atomic(tmp / f"chat/{split}.jsonl", "\n".join(chat_lines) + "\n")
-            coco = coco_instances(split_rows, instances, categories)
-            _write_text_atomic(tmp / f"coco/instances_{split}.json", json.dumps(coco, sort_keys=True))
-        split_images = {r.image_id for r in split_rows}
-        index["splits"][split] = {
-            "shards": shards,
-            "questions": len(split_rows),
-            "images": len(split_images),
-            "instances": sum(1 for r in instances if r["image_id"] in split_images),
-        }
-    write_parquet_atomic(to_table(rejects, "rejects"), tmp / "rejects.parquet")
-    _write_text_atomic(tmp / "index.json", json.dumps(index, indent=2, sort_keys=True) + "\n")
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.replace(out)
+    with replacing_folder(out) as tmp:
+        index: dict[str, Any] = {"name": cfg.name, "splits": {}, "categories": len(categories),
+                                 "rejected": len(rejects)}
+        for split in SPLITS:
+            split_rows: list[ReleaseRow] = [r for r in rows if r.split == split]
+            plan = plan_shards(len(split_rows), cfg.rows_per_shard, cfg.max_shards)
+            shards, chat_lines = [], []
+            for i, (start, end) in enumerate(plan):
+                name = shard_name(split, i, len(plan))
+                chunk = split_rows[start:end]
+                write_parquet_atomic(shard_table(chunk, packs), tmp / name)
+                shards.append(name)
+                chat_lines.extend(json.dumps(chat_record(r, name, j), sort_keys=True)
+                                  for j, r in enumerate(chunk))
+            if split_rows:
+                write_atomic(tmp / f"chat/{split}.jsonl", "\n".join(chat_lines) + "\n")
+                coco = coco_instances(split_rows, instances, categories)
+                write_atomic(tmp / f"coco/instances_{split}.json", json.dumps(coco, sort_keys=True))
+            split_images = {r.image_id for r in split_rows}
+            index["splits"][split] = {
+                "shards": shards,
+                "questions": len(split_rows),
+                "images": len(split_images),
+                "instances": sum(1 for r in instances if r["image_id"] in split_images),
+            }
+        write_parquet_atomic(to_table(rejects, "rejects"), tmp / "rejects.parquet")
+        write_atomic(tmp / "index.json", json.dumps(index, indent=2, sort_keys=True) + "\n")
     return index
 
 

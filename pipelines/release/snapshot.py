@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import shutil
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ import pyarrow.parquet as pq
 
 from pipelines.config import ReleaseConfig
 from pipelines.contracts import conform, to_table, write_parquet_atomic
+from pipelines.files import replacing_folder
 from pipelines.release.assemble import (
     IMAGE_PACK,
     IMAGES_DIR,
@@ -172,33 +172,29 @@ def snapshot_inputs(
         raise SnapshotError(f"none of the {len(images)} images could be read "
                             f"(first reason: {rejects[0]['reason']}); check --images-from")
 
-    tmp = out.with_name(f".{out.name}.building")
-    shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / IMAGES_DIR).mkdir(parents=True)
-    for name, table in tables.items():
-        if name == "instances":
-            keep = {m["image_id"] for m, _ in good}
-            table = table.filter(pc.is_in(table.column("image_id"), pa.array(sorted(keep), pa.string())))
-        write_parquet_atomic(table, tmp / f"{name}.parquet")
-    per = cfg.images_per_pack
-    for p, start in enumerate(range(0, len(good), per)):
-        chunk = good[start:start + per]
-        pack = pa.table(
-            {"image_id": [m["image_id"] for m, _ in chunk], "format": [m["format"] for m, _ in chunk],
-             "width": [m["width"] for m, _ in chunk], "height": [m["height"] for m, _ in chunk],
-             "bytes": [d for _, d in chunk]},
-            schema=IMAGE_PACK,
-        )
-        # Image bytes are already compressed: store them uncompressed (faster, same size).
-        path = tmp / IMAGES_DIR / f"images-{p:05d}.parquet"
-        pq.write_table(pack, path, compression="none")
-    write_parquet_atomic(to_table(rejects, "rejects"), tmp / REJECTS_FILE)
-    provenance = {"sources": sources.tables() | {"images_from": sources.images_from or "manifest uri"},
-                  "run_ids": sources.all_run_ids()}
-    (tmp / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2, sort_keys=True) + "\n")
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.replace(out)
+    with replacing_folder(out) as tmp:
+        (tmp / IMAGES_DIR).mkdir()
+        for name, table in tables.items():
+            if name == "instances":
+                keep = {m["image_id"] for m, _ in good}
+                table = table.filter(pc.is_in(table.column("image_id"), pa.array(sorted(keep), pa.string())))
+            write_parquet_atomic(table, tmp / f"{name}.parquet")
+        per = cfg.images_per_pack
+        for p, start in enumerate(range(0, len(good), per)):
+            chunk = good[start:start + per]
+            pack = pa.table(
+                {"image_id": [m["image_id"] for m, _ in chunk], "format": [m["format"] for m, _ in chunk],
+                 "width": [m["width"] for m, _ in chunk], "height": [m["height"] for m, _ in chunk],
+                 "bytes": [d for _, d in chunk]},
+                schema=IMAGE_PACK,
+            )
+            # Image bytes are already compressed: store them uncompressed (faster, same size).
+            path = tmp / IMAGES_DIR / f"images-{p:05d}.parquet"
+            pq.write_table(pack, path, compression="none")
+        write_parquet_atomic(to_table(rejects, "rejects"), tmp / REJECTS_FILE)
+        provenance = {"sources": sources.tables() | {"images_from": sources.images_from or "manifest uri"},
+                      "run_ids": sources.all_run_ids()}
+        (tmp / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2, sort_keys=True) + "\n")
     summary = {"accepted": len(accepted), "images": len(good), "image_rejects": len(rejects)}
     say(f"snapshot: {summary}")
     return summary

@@ -80,16 +80,11 @@ def _import_coco(args: argparse.Namespace) -> int:
 
 
 def _export_coco(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
+    from pipelines.files import write_atomic
     from pipelines.ingest.sources import load_tables
     from pipelines.segment.annotations import export_coco
 
     coco = export_coco(load_tables(args.root, "manifest", "manifest"), load_tables(args.root, "instances", "instances"))
-    out = Path(args.coco)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(out.suffix + ".tmp")
-    tmp.write_text(json.dumps(coco))
-    tmp.replace(out)
+    write_atomic(args.coco, json.dumps(coco))
     print(json.dumps({"images": len(coco["images"]), "annotations": len(coco["annotations"])}))
     return 0

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import psutil
 
+from pipelines.files import write_atomic
+
 
 class StackError(RuntimeError):
     """A clear, user-facing failure of the local stack (busy port, failed health check, ...)."""
@@ -123,9 +125,7 @@ class ManagedProcess:
         finally:
             log.close()
         create_time = psutil.Process(proc.pid).create_time()
-        tmp = self.pid_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"pid": proc.pid, "create_time": create_time, "cmd": cmd[:3]}))
-        os.replace(tmp, self.pid_file)
+        write_atomic(self.pid_file, json.dumps({"pid": proc.pid, "create_time": create_time, "cmd": cmd[:3]}))
         return proc.pid
 
     def exited_early(self) -> str | None:
