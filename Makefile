@@ -5,6 +5,7 @@
 
 PY := .venv/bin/python
 HOPCHAIN := .venv/bin/hopchain
+DEMO := .venv/bin/hopchain-demo
 # The local stack runs the demo profile unless told otherwise (PROFILE=base make up).
 PROFILE ?= demo
 
@@ -24,7 +25,7 @@ status:
 	@$(HOPCHAIN) stack status
 
 demo: setup
-	@$(HOPCHAIN) --profile $(PROFILE) demo
+	@$(DEMO) --profile $(PROFILE) run
 
 test: setup
 	@OMP_NUM_THREADS=1 $(PY) -m pytest -q

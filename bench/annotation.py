@@ -151,7 +151,7 @@ def bench_consensus(n: int) -> list[tuple]:
 
 def start_private_label_studio(home: Path):
     from pipelines.stack.services import LabelStudio
-    from tests.conftest import free_ports, params_with_ports
+    from tests.support.stack import free_ports, params_with_ports
 
     svc = LabelStudio(params_with_ports(free_ports()), home)
     svc.check_ports()

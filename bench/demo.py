@@ -7,7 +7,7 @@ ports in a temporary home — a cold start, as on a fresh machine — and then:
 
 * **idle memory**: after start-up and a short settle, before any run, the PSS (and RSS) of every
   process of the stack and all their children, per service, against the 3 GB target;
-* **the demo** (:func:`pipelines.demo.run_demo`) through the real scheduler, while a sampler reads
+* **the demo** (:func:`hopchain_demo.run.run_demo`) through the real scheduler, while a sampler reads
   every 0.2 s the RSS of the LocalExecutor processes (descendants of the scheduler pid). Both the
   executor's supervisor (``airflow worker -- LocalExecutor <ti id>``) and the task process
   (``airflow worker -- <ti id>``) carry the task instance id in their title; the ids are resolved to
@@ -153,9 +153,9 @@ def main() -> int:
     args = ap.parse_args()
 
     from pipelines.airflow_api import AirflowAPI
-    from pipelines.demo import DAGS, run_demo
+    from hopchain_demo.run import DAGS, run_demo
     from pipelines.stack import LocalStack
-    from tests.conftest import free_ports, params_with_ports
+    from tests.support.stack import free_ports, params_with_ports
 
     os.environ["HOPCHAIN_PROFILE"] = "demo"
     home = Path(tempfile.mkdtemp(prefix="bench-demo-", dir=REPO / "bench" / "_work"

@@ -33,7 +33,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 def scene_images(n: int, width: int, height: int) -> list:
     """Rendered shapes scenes resized to the bench size (something for the models to look at)."""
     from pipelines.ingest.decode import ImageItem
-    from pipelines.samples import shapes_scene
+    from hopchain_demo.samples import shapes_scene
 
     out = []
     for k in range(n):
@@ -81,8 +81,8 @@ def main() -> int:
     from pipelines.config import DetectConfig, ModelRef, OpenAIEndpoint, SegmentConfig
     from pipelines.detect.stage import DetectStage
     from pipelines.segment.stage import SegmentStage
-    from pipelines.testing import tiny_models
-    from pipelines.testing.fake_openai import FakeChatServer
+    from tests.support import tiny_models
+    from tests.support.fake_openai import FakeChatServer
 
     cuda = torch.cuda.is_available()
     full = args.full_size or cuda

@@ -3,7 +3,7 @@
     OMP_NUM_THREADS=1 .venv/bin/python bench/questions.py [--seeds 0-9] [--sizes 5,20,80] [--images 200]
     .venv/bin/python bench/questions.py --score DIR [DIR ...]   # the same quality table for saved runs
 
-Part 1, quality on the demo samples (``hopchain samples`` -> ``import-coco`` -> the questions stage,
+Part 1, quality on the demo samples (``hopchain-demo samples`` -> ``import-coco`` -> the questions stage,
 one run per seed): images/s end to end from RLE (scene build, colours, generation, balancing; the
 images are decoded once beforehand, as a worker holds them), distinct program skeletons, the share of
 full questions with both hop kinds, self-answering and beyond-reach counts, image coverage, the
@@ -146,7 +146,7 @@ def demo_runs(seeds: list[int], save: Path | None) -> tuple[list[tuple], float]:
     from pipelines.contracts import write_parquet_atomic
     from pipelines.questions.scene import scenes_from_tables
     from pipelines.questions.stage import run_questions
-    from pipelines.samples import write_samples
+    from hopchain_demo.samples import write_samples
     from pipelines.segment.annotations import import_coco
 
     work = Path(tempfile.mkdtemp(prefix="bench-questions-"))

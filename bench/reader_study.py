@@ -3,7 +3,7 @@
     .venv/bin/python bench/reader_study.py packet --out DIR [--photos 30] [--shapes 20] [--seeds 0-9]
     .venv/bin/python bench/reader_study.py score --out DIR ANSWERS.txt [ANSWERS.txt ...]
 
-``packet`` builds the demo samples (``hopchain samples`` → ``import-coco`` → the questions stage,
+``packet`` builds the demo samples (``hopchain-demo samples`` → ``import-coco`` → the questions stage,
 over the seeds), samples ``--photos`` questions about the photographs and ``--shapes`` about the
 rendered shapes (seeded; at most two per image and seed, no repeated text), and writes
 
@@ -58,7 +58,7 @@ def build_packet(out: Path, photos: int, shapes: int, seeds: list[int], sample_s
 
     from pipelines.config import QuestionsConfig
     from pipelines.questions.stage import run_questions
-    from pipelines.samples import write_samples
+    from hopchain_demo.samples import write_samples
     from pipelines.segment.annotations import import_coco
 
     work = out / "work"

@@ -99,7 +99,7 @@ def main() -> int:
 
     from pipelines.stack.services import SeaweedS3
     from pipelines.store import S3Credentials
-    from tests.conftest import free_ports, params_with_ports
+    from tests.support.stack import free_ports, params_with_ports
 
     work = REPO / "bench" / "_work" / "release"
     shutil.rmtree(work, ignore_errors=True)

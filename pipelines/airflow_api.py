@@ -1,4 +1,4 @@
-"""A small client for Airflow 3's REST API (``/api/v2``), used by ``hopchain demo``, tests and benches.
+"""A small client for Airflow 3's REST API (``/api/v2``), used by ``hopchain-demo``, tests and benches.
 
 Authentication: ``POST /auth/token`` with the user's name and password gives a JWT, sent as
 ``Authorization: Bearer``. The token is refreshed on a 401. Nothing here imports Airflow.

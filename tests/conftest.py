@@ -7,10 +7,7 @@ pid at the end of the session. Tests never reach the network: HF hub offline, no
 from __future__ import annotations
 
 import os
-import random
 from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
@@ -25,10 +22,7 @@ for _var in ("HOPCHAIN_PROFILE", "HOPCHAIN_PARAMS", "HOPCHAIN_HOME"):  # tests n
 
 import pytest  # noqa: E402
 
-from pipelines.config import Params, PortsConfig, load_params  # noqa: E402
-from pipelines.stack.process import port_in_use  # noqa: E402
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from tests.support.stack import free_ports, params_with_ports, running_s3_server  # noqa: E402
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -42,49 +36,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "gpu" in item.keywords and not has_cuda:
             item.add_marker(skip_gpu)
-
-
-def _free_port_pair(rng: random.Random, used: set[int]) -> int:
-    """A port p such that p and p+10000 are free (SeaweedFS puts gRPC at +10000)."""
-    for _ in range(500):
-        p = rng.randrange(20000, 30000)
-        if p in used or p + 10000 in used:
-            continue
-        if not port_in_use(p) and not port_in_use(p + 10000):
-            used.update({p, p + 10000})
-            return p
-    raise RuntimeError("no free port pair found")
-
-
-def free_ports(seed: int | None = None) -> PortsConfig:
-    rng = random.Random(seed if seed is not None else os.getpid() ^ random.getrandbits(16))
-    used: set[int] = set()
-    return PortsConfig(**{name: _free_port_pair(rng, used) for name in PortsConfig.model_fields})
-
-
-def params_with_ports(ports: PortsConfig, profile: str | None = None) -> Params:
-    base = load_params(REPO_ROOT / "params.yaml", profile)
-    stack = base.stack.model_copy(update={"ports": ports})
-    return base.model_copy(update={"stack": stack})
-
-
-@contextmanager
-def running_s3_server(home: Path) -> Iterator:
-    """A real SeaweedFS S3 server on free ports in ``home`` (credentials, buckets); stopped by pid after.
-
-    Tests that kill the server use their own (this), never the session's ``s3_server``.
-    """
-    from pipelines.stack.services import SeaweedS3
-
-    svc = SeaweedS3(params_with_ports(free_ports()), home)
-    svc.check_ports()
-    svc.start()
-    try:
-        svc.wait_healthy(60)
-        svc.ensure_buckets()
-        yield svc
-    finally:
-        svc.stop()
 
 
 @pytest.fixture(scope="session")
@@ -149,6 +100,6 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
 def demo_release(local_stack) -> dict:
     """The demo run once through the real scheduler on ``local_stack``: returns the release record
     (``tag``, ``registry``, ``nightly_run_id``, URLs)."""
-    from pipelines.demo import run_demo
+    from hopchain_demo.run import run_demo
 
     return run_demo(local_stack.params, timeout_s=900, images=12, stack=local_stack, quiet=True)

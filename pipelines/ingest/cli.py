@@ -1,4 +1,4 @@
-"""``hopchain ingest`` and ``hopchain samples``.
+"""``hopchain ingest``.
 
 Layout of a run root (a local folder or ``s3://bucket/prefix``, e.g. ``s3://hopchain/runs/<run_id>``):
 ``<root>/<table>/shard-NNNNN.parquet`` with ``<table>`` one of manifest, quarantine, detections,
@@ -18,11 +18,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--shard", type=int, default=None, help="process only this shard (default: all)")
     p.add_argument("--plan", action="store_true", help="only print the shard numbers as JSON")
     p.set_defaults(handler=_ingest)
-
-    s = sub.add_parser("samples", help="write the demo images with COCO instance annotations")
-    s.add_argument("--out", required=True, help="folder for images/ and instances.json")
-    s.add_argument("--count", type=int, default=24, help="number of images (default 24)")
-    s.set_defaults(handler=_samples)
 
 
 def _ingest(args: argparse.Namespace) -> int:
@@ -60,10 +55,3 @@ def _ingest(args: argparse.Namespace) -> int:
     print(json.dumps({"shards": sorted(results), **totals}))
     return 0
 
-
-def _samples(args: argparse.Namespace) -> int:
-    from pipelines.samples import write_samples
-
-    path = write_samples(args.out, count=args.count)
-    print(path)
-    return 0

@@ -17,10 +17,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     ssub.add_parser("env", help="print shell exports for using the stack from a terminal").set_defaults(
         handler=_env
     )
-    d = sub.add_parser("demo", help="run a nightly build through the real Airflow scheduler on the local stack")
-    d.add_argument("--images", type=int, default=24, help="number of sample images to seed")
-    d.add_argument("--timeout", type=float, default=840.0, help="seconds to wait for the release")
-    d.set_defaults(handler=_demo)
 
 
 def _stack(args: argparse.Namespace):
@@ -70,10 +66,3 @@ def _env(args: argparse.Namespace) -> int:
         print(f"export {k}={shlex.quote(v)}")
     return 0
 
-
-def _demo(args: argparse.Namespace) -> int:
-    from pipelines.config import load_params
-    from pipelines.demo import run_demo
-
-    run_demo(load_params(args.params, args.profile or "demo"), timeout_s=args.timeout, images=args.images)
-    return 0

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.cdp_browser import CHROMIUM, Browser
+from tests.support.cdp_browser import CHROMIUM, Browser
 
 pytestmark = [
     pytest.mark.integration,

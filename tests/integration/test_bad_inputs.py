@@ -31,9 +31,9 @@ from pipelines.annotation.simulated import answer_result, simulated_annotators
 from pipelines.config import OpenAIEndpoint, load_params
 from pipelines.flow import Flow
 from pipelines.release.platform import release_from_store
-from pipelines.samples import write_samples
+from hopchain_demo.samples import write_samples
 from pipelines.store import ObjectStore, safe_key
-from pipelines.testing.fake_openai import FakeChatServer
+from tests.support.fake_openai import FakeChatServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -14,7 +14,7 @@ import pytest
 
 from pipelines.stack.process import wait_until
 
-from celery_cluster import celery_cluster, dump, logs_tail, redis_available
+from tests.support.celery_cluster import celery_cluster, dump, logs_tail, redis_available
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from celery_cluster import celery_cluster, dump, logs_tail, redis_available
+from tests.support.celery_cluster import celery_cluster, dump, logs_tail, redis_available
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 GPU_TASKS = {"shard.detect", "shard.segment"}
 
 
 def _seed(object_store, count: int = 4) -> None:
-    from pipelines.samples import write_samples
+    from hopchain_demo.samples import write_samples
     from pipelines.store import safe_key
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -17,7 +17,7 @@ import pytest
 
 from pipelines.flow import batch_id_for
 from pipelines.store import safe_key
-from tests.integration.faults import (
+from tests.support.faults import (
     airflow_api,
     dags_paused,
     kill_pid,

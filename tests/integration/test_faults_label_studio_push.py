@@ -17,9 +17,9 @@ import pytest
 from pipelines.annotation.client import LabelStudioClient
 from pipelines.config import load_params
 from pipelines.flow import Flow, batch_id_for
-from pipelines.samples import write_samples
+from hopchain_demo.samples import write_samples
 from pipelines.store import ObjectStore, safe_key
-from tests.integration.faults import kill_group
+from tests.support.faults import kill_group
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -18,10 +18,10 @@ import urllib3
 
 from pipelines.config import load_params
 from pipelines.flow import Flow
-from pipelines.samples import write_samples
+from hopchain_demo.samples import write_samples
 from pipelines.store import ObjectStore, S3Credentials
-from tests.conftest import running_s3_server
-from tests.integration.faults import kill_group, parquet_rows, read_objects
+from tests.support.stack import running_s3_server
+from tests.support.faults import kill_group, parquet_rows, read_objects
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.integration
 
 
 def _seed(store, prefix: str, corrupt: bool) -> None:
-    from pipelines.samples import write_samples
+    from hopchain_demo.samples import write_samples
 
     with tempfile.TemporaryDirectory() as tmp:
         coco_path = write_samples(tmp, 3)

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from pipelines.stack import LocalStack, StackError
-from tests.conftest import free_ports, params_with_ports
+from tests.support.stack import free_ports, params_with_ports
 
 pytestmark = pytest.mark.integration
 

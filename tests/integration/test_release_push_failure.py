@@ -18,7 +18,7 @@ from pipelines.release.registry import PushError, publish
 from pipelines.release.snapshot import ReleaseSources
 from pipelines.release.synthetic import make_inputs
 from pipelines.store import S3Credentials
-from tests.conftest import running_s3_server
+from tests.support.stack import running_s3_server
 
 pytestmark = pytest.mark.integration
 

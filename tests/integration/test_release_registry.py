@@ -21,7 +21,7 @@ from pipelines.release.dvc import DVC_BIN, tool_env
 from pipelines.release.registry import publish, verify_checkout
 from pipelines.release.snapshot import ReleaseSources
 from pipelines.release.synthetic import make_inputs
-from tests.conftest import REPO_ROOT, params_with_ports
+from tests.support.stack import REPO_ROOT, params_with_ports
 
 pytestmark = pytest.mark.integration
 

@@ -20,10 +20,10 @@ import psutil
 import pytest
 
 from pipelines.flow import Flow
-from pipelines.samples import write_samples
+from hopchain_demo.samples import write_samples
 from pipelines.store import KeyError_, safe_key
-from tests.conftest import REPO_ROOT
-from tests.integration.faults import ls_client, stack_store
+from tests.support.stack import REPO_ROOT
+from tests.support.faults import ls_client, stack_store
 
 pytestmark = pytest.mark.integration
 

@@ -15,7 +15,7 @@ from pipelines.config import DetectConfig, ModelRef, OpenAIEndpoint
 from pipelines.contracts import DETECTIONS, REJECTS
 from pipelines.detect.backends import OpenAIBackend, Qwen3VLBackend, VLMRequestError
 from pipelines.detect.stage import DetectStage, ImageItem
-from pipelines.testing.fake_openai import FakeChatServer
+from tests.support.fake_openai import FakeChatServer
 from pipelines.vlm import VLMBackend, VLMRequest
 
 pytestmark = pytest.mark.unit

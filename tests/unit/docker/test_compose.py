@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from pipelines.deploy import DeploymentSettings, read_env_file
-from secret_scan import scan_file, scan_tree
+from tests.support.secret_scan import scan_file, scan_tree
 
 pytestmark = pytest.mark.unit
 

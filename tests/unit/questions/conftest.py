@@ -1,3 +1,3 @@
 """Tiny model fixtures (shared with detect/segment: the same session folders)."""
 
-from pipelines.testing.fixtures import *
+from tests.support.fixtures import *  # noqa: F403

@@ -12,7 +12,7 @@ from pipelines.questions.difficulty import calibrate, solver_answer
 from pipelines.questions.generator import generate
 from pipelines.questions.synthetic import random_scene
 from pipelines.questions.variants import derive_variants, half_variant, single_variant
-from pipelines.vlm import VLMRequest
+from tests.support.fake_vlm import Solver
 
 pytestmark = pytest.mark.unit
 
@@ -46,38 +46,6 @@ def test_half_and_single_are_shorter_verified_programs_on_the_same_image() -> No
     variants, _missing = derive_variants(full, by_id, ["half", "single"])
     assert len({q.question_id for q in variants}) == len(variants)
     assert {q.variant for q in variants} == {"half", "single"}
-
-
-class Solver:
-    """A solver that is right on a fixed fraction of its samples (deterministically)."""
-
-    name = "fake:solver"
-
-    def __init__(self, right: int, outputs_wrong: str = "I think the answer is 99.") -> None:
-        self.right, self.wrong = right, outputs_wrong
-        self.temperatures: list[float] = []
-
-    def setup(self) -> None: ...
-
-    def teardown(self) -> None: ...
-
-    def generate(
-        self,
-        requests: list[VLMRequest],
-        *,
-        max_new_tokens: int = 512,
-        temperature: float = 0.0,
-        num_samples: int = 1,
-    ) -> list[list[str]]:
-        self.temperatures.append(temperature)
-        out = []
-        for r in requests:
-            answer = self.answers[r.prompt.split("Question: ", 1)[1].strip()]
-            out.append(
-                [f"Counting carefully...\nAnswer: {answer}"] * self.right
-                + [self.wrong] * (num_samples - self.right)
-            )
-        return out
 
 
 def test_solver_answer_parsing() -> None:

@@ -15,6 +15,7 @@ from pipelines.questions import program as P
 from pipelines.questions.scene import scenes_from_tables
 from pipelines.questions.stage import run_questions
 from pipelines.questions.synthetic import synthetic_tables
+from tests.support.fake_vlm import FakeVLM, Solver
 
 pytestmark = pytest.mark.unit
 
@@ -42,9 +43,6 @@ def test_program_stage_rows_follow_the_contract_and_re_execute(tmp_path: Path) -
 
 
 def test_vlm_stage_with_fake_backend_and_calibration(tmp_path: Path) -> None:
-    from test_question_variants import Solver
-    from test_vlm_writer import FakeVLM
-
     inst, man = synthetic_tables(2, 3, 8, image_dir=tmp_path)
     scenes = scenes_from_tables(inst, man)[0]
     # the fake model "writes" the program generator's question for each image, plus noise
@@ -116,8 +114,6 @@ def test_cli_writes_questions_and_rejects(tmp_path: Path, capsys: pytest.Capture
 def test_blind_test_drops_questions_answerable_without_the_image(tmp_path: Path) -> None:
     """A solver that answers right without the image on every other question: those are dropped
     (``leakage.blind_solvable``); with the image it is right half the time (kept, pass_rate 0.5)."""
-    from test_question_variants import Solver
-
     inst, man = synthetic_tables(4, 6, 10, image_dir=tmp_path)
     base = QuestionsConfig(per_image=3, max_answer_share=1.0)
     plain = run_questions(inst, man, base)

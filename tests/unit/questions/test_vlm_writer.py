@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 
 import numpy as np
 import pytest
@@ -18,7 +17,8 @@ from pipelines.questions.writer import (
     parse_writer_output,
     set_of_mark_image,
 )
-from pipelines.vlm import VLMBackend, VLMRequest
+from pipelines.vlm import VLMBackend
+from tests.support.fake_vlm import FakeVLM
 
 pytestmark = pytest.mark.unit
 
@@ -114,34 +114,6 @@ EXPECTED = {
     "no_json": "parse.no_json",
     "bad_structure": "structure.num_hops",
 }
-
-
-class FakeVLM:
-    """A VLMBackend returning canned completions; records the requests it got."""
-
-    name = "fake:canned"
-
-    def __init__(self, outputs: Sequence[str], fail_on_call: int | None = None) -> None:
-        self.outputs = list(outputs)
-        self.fail_on_call = fail_on_call
-        self.calls: list[list[VLMRequest]] = []
-
-    def setup(self) -> None: ...
-
-    def teardown(self) -> None: ...
-
-    def generate(
-        self,
-        requests: list[VLMRequest],
-        *,
-        max_new_tokens: int = 512,
-        temperature: float = 0.0,
-        num_samples: int = 1,
-    ) -> list[list[str]]:
-        self.calls.append(requests)
-        if self.fail_on_call is not None and len(self.calls) == self.fail_on_call:
-            raise TimeoutError("endpoint timed out")
-        return [list(self.outputs[:num_samples]) for _ in requests]
 
 
 def test_fake_backend_satisfies_the_protocol() -> None:

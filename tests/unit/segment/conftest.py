@@ -1,3 +1,3 @@
 """Tiny model fixtures shared with the segment tests."""
 
-from pipelines.testing.fixtures import *  # noqa: F403
+from tests.support.fixtures import *  # noqa: F403

@@ -13,10 +13,10 @@ from pycocotools import mask as mask_utils
 from pipelines.cli import main
 from pipelines.contracts import read_parquet
 from pipelines.ingest.sources import load_tables
-from pipelines.samples import write_samples
+from hopchain_demo.samples import write_samples
 from pipelines.segment.annotations import export_coco, import_coco
 from pipelines.segment.masks import decode_rle, encode_mask, suppress_duplicates
-from pipelines.testing.checks import check_instances
+from tests.support.checks import check_instances
 
 pytestmark = pytest.mark.unit
 

@@ -16,7 +16,7 @@ from pipelines.config import ModelRef, SegmentConfig
 from pipelines.contracts import to_table
 from pipelines.detect.stage import ImageItem
 from pipelines.segment.stage import SegmentStage
-from pipelines.testing.checks import check_instances
+from tests.support.checks import check_instances
 from pipelines.vlm import VLMRequest
 
 pytestmark = [pytest.mark.gpu, pytest.mark.unit]

@@ -13,7 +13,7 @@ from pipelines.cli import main
 from pipelines.config import DEFAULT_PARAMS
 from pipelines.contracts import to_table, write_parquet_atomic
 from pipelines.ingest.sources import load_tables
-from pipelines.testing.checks import check_instances
+from tests.support.checks import check_instances
 
 pytestmark = pytest.mark.unit
 

@@ -13,8 +13,8 @@ from pipelines.config import ModelRef, SegmentConfig
 from pipelines.contracts import to_table
 from pipelines.detect.stage import ImageItem
 from pipelines.segment.stage import SegmentStage
-from pipelines.testing.checks import check_instances
-from pipelines.testing.tiny_models import Sam2Checkpoint
+from tests.support.checks import check_instances
+from tests.support.tiny_models import Sam2Checkpoint
 
 pytestmark = pytest.mark.unit
 

@@ -10,7 +10,7 @@ process gets its own ``[core] hostname_callable``), so a test can assert task pl
 
 Usage (a scale-out test; ``s3_server``/``label_studio`` are the session fixtures of conftest)::
 
-    from celery_cluster import celery_cluster
+    from tests.support.celery_cluster import celery_cluster
 
     with celery_cluster(tmp_path, s3_server.credentials(), label_studio.credentials(),
                         triggerer=True) as cluster:          # the repository's dags/

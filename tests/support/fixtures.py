@@ -1,4 +1,4 @@
-"""Pytest fixtures for the tiny models (import with ``from pipelines.testing.fixtures import *``
+"""Pytest fixtures for the tiny models (import with ``from tests.support.fixtures import *``
 in a ``conftest.py``). Models are built once per session under the session's base temp dir;
 a second conftest importing these shares the same folders (builders skip finished folders)."""
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.testing import tiny_models
+from tests.support import tiny_models
 
 
 def _root(factory: pytest.TempPathFactory) -> Path:

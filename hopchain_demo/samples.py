@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from pipelines.files import write_atomic
 from pipelines.segment.masks import encode_mask
 
 VOC_NAMES = {"diningtable": "dining table", "pottedplant": "potted plant", "tvmonitor": "tv monitor"}
@@ -159,8 +160,4 @@ def write_samples(out_dir: str | Path, count: int = 24) -> Path:
         "categories": [{"id": i, "name": n, "supercategory": ""} for n, i in categories.items()],
         "annotations": annotations,
     }
-    path = out / "instances.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(coco))
-    tmp.replace(path)
-    return path
+    return write_atomic(out / "instances.json", json.dumps(coco))

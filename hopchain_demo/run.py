@@ -1,4 +1,4 @@
-"""``hopchain demo``: a nightly build through the real Airflow scheduler on the local stack.
+"""``hopchain-demo run``: a nightly build through the real Airflow scheduler on the local stack.
 
 Starts the stack if needed, seeds the sample images (with instance annotations) into the object
 store, unpauses the DAGs, triggers ``hopchain_nightly`` through the REST API, lets the simulated
@@ -36,7 +36,7 @@ class Progress:
 
 def seed_samples(stack: LocalStack, params: Params, count: int = 24) -> int:
     """Upload the demo images + COCO instances to ``inputs/demo/`` (idempotent)."""
-    from pipelines.samples import write_samples
+    from hopchain_demo.samples import write_samples
     from pipelines.store import ObjectStore, S3Credentials, safe_key
 
     creds = stack.s3.credentials()
@@ -136,13 +136,13 @@ def run_demo(params: Params, timeout_s: float = 840.0, images: int = 24, stack: 
 
 
 def _release_record(stack: LocalStack, params: Params) -> dict[str, Any]:
-    from pipelines.flow import read_ledger
+    from pipelines.ledger import Ledger
     from pipelines.store import ObjectStore, S3Credentials
 
     c = stack.s3.credentials()
     store = ObjectStore(S3Credentials(c["endpoint"], c["access_key"], c["secret_key"]), params.store.bucket)
-    releases = read_ledger(store)["releases"]
-    return releases[0] if releases else {}
+    latest = Ledger(store, params.store).latest_release()
+    return latest.to_json() if latest else {}
 
 
 def _print_result(r: dict[str, Any], stack: LocalStack) -> None:
