@@ -1,6 +1,6 @@
 """Suites for human verification: ``annotations``, ``consensus``; and the acceptance rule.
 
-Acceptance rule (../shared/DESIGN.md): a question is accepted when at least
+Acceptance rule (``docs/annotators.md``): a question is accepted when at least
 ``annotation.annotators_required`` (four) *distinct* annotators have answered, every one of their
 annotations is answerable with a numeric answer, and all answers are equal after
 :func:`pipelines.contracts.canonical_number`; the accepted (released) answer is that value.

@@ -123,19 +123,6 @@ def share_reasons(values: pd.Series, max_share: float, what: str, mask: pd.Serie
     return out
 
 
-def join_reasons(*columns: pd.Series) -> pd.Series:
-    """Row-wise ``"; "``-join of several reason columns (``None`` when all are ``None``)."""
-    frame = pd.concat(columns, axis=1)
-    bad = frame.notna().any(axis=1).to_numpy()
-    out = pd.Series(None, index=frame.index, dtype=object)
-    if bad.any():
-        out[bad] = [
-            "; ".join(str(v) for v in row if v is not None and v == v)
-            for row in frame[bad].itertuples(index=False, name=None)
-        ]
-    return out
-
-
 def rle_matches_declared(counts: Any, height: Any, width: Any, area: Any) -> bool:
     """True when ``counts`` is a COCO compressed RLE of a ``height`` x ``width`` mask with ``area`` pixels.
 

@@ -2,5 +2,5 @@
 ablation variants, leakage checks and difficulty calibration.
 
 Pure Python (numpy, pycocotools, PIL); never imports Airflow. Semantics of every op and margin are
-written down in ``docs/hop-programs.md``; the design's contract is in ``DESIGN.md`` ("Hop programs").
+written down in ``docs/hop-programs.md``.
 """

@@ -87,19 +87,6 @@ class Question:
             "pass_rate": self.pass_rate,
         }
 
-    @classmethod
-    def from_row(cls, row: dict[str, Any]) -> Question:
-        return cls(
-            question_id=row["question_id"],
-            image_id=row["image_id"],
-            question=row["question"],
-            answer=row["answer"],
-            hops=tuple(P.program_from_json(row["hops"])),
-            generator=row.get("generator") or GENERATOR_NAME,
-            variant=row.get("variant") or "full",
-            pass_rate=row.get("pass_rate"),
-        )
-
 
 def make_question(
     image_id: str, hops: Sequence[Hop], text: str, *, generator: str = GENERATOR_NAME, variant: str = "full"

@@ -1,7 +1,7 @@
 """Hop programs: the data model, the op semantics, the unambiguity margins and the executor.
 
-A program is a list of hops ``{"op", "args", "inputs", "kind", "value"}`` (DESIGN.md, "Hop
-programs"); ``docs/hop-programs.md`` states every op and margin precisely. Values speak in
+A program is a list of hops ``{"op", "args", "inputs", "kind", "value"}``;
+``docs/hop-programs.md`` states every op and margin precisely. Values speak in
 instance ids (a sorted list) or numbers. Positions in a :class:`~pipelines.questions.scene.Scene`
 are internal and never leave this module.
 
@@ -64,7 +64,7 @@ class Margins:
     A's own centroid.
     ``max_count``: every count, rank and every set a person must count or order stays <= this.
 
-    The first build used the DESIGN.md minimums (1.2x / 3% / 1.2x / 2%); a reader study on real
+    The first build used the design's minimums (1.2x / 3% / 1.2x / 2%); a reader study on real
     photographs showed those are a program's margins, not an eye's, so the defaults are wider.
     """
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 from collections import Counter
 from collections.abc import Sequence
@@ -27,10 +26,9 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from pipelines.config import ReleaseConfig
+from pipelines.files import replacing_folder, write_atomic
 from pipelines.release.assemble import PROVENANCE_FILE, REJECTS_FILE, SPLITS, read_input_table
-from pipelines.release.build import _write_text_atomic, read_release_config
-
-PLOTS = ("hop_lengths.png", "answers.png", "categories.png", "agreement.png")
+from pipelines.release.build import read_release_config
 
 
 def _released_rows(release: Path, index: dict[str, Any]) -> list[dict[str, Any]]:
@@ -246,15 +244,10 @@ def write_card(inputs: Path, release: Path, out: Path, metrics_file: Path, cfg: 
     """Write ``metrics_file`` and the card folder ``out`` (replaced atomically); returns the metrics."""
     metrics, details = compute_metrics(Path(inputs), Path(release))
     out = Path(out)
-    tmp = out.with_name(f".{out.name}.building")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    _plots(tmp, details, metrics)
-    _write_text_atomic(tmp / "README.md", render_card(cfg, metrics, details))
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.replace(out)
-    _write_text_atomic(Path(metrics_file), json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    with replacing_folder(out) as tmp:
+        _plots(tmp, details, metrics)
+        write_atomic(tmp / "README.md", render_card(cfg, metrics, details))
+    write_atomic(Path(metrics_file), json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     return metrics
 
 

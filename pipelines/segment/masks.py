@@ -77,12 +77,6 @@ def decode_rle(counts: str, height: int, width: int) -> np.ndarray:
     return mask_utils.decode(rle_from_counts(counts, height, width))
 
 
-def polygons_to_rle(polygons: Sequence[Sequence[float]], height: int, width: int) -> EncodedMask:
-    """COCO polygon list (``[[x1, y1, x2, y2, ...], ...]``, pixel coordinates) → merged RLE."""
-    rles = mask_utils.frPyObjects([list(map(float, p)) for p in polygons], height, width)
-    return from_rle(mask_utils.merge(rles))
-
-
 def suppress_duplicates(encoded: Sequence[EncodedMask], scores: Sequence[float], iou_threshold: float) -> list[int]:
     """Greedy non-maximum suppression on masks: indices kept, highest score first.
 
