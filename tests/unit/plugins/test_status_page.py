@@ -51,3 +51,68 @@ def test_page_lists_every_level_and_escapes_user_text() -> None:
                  "Label Studio unreachable (ConnectError)", "docs/runs/manual__1/datadocs/index.html"):
         assert text in page
     assert "b2<script>" not in page and "b2&lt;script&gt;" in page  # user text is escaped, never markup
+
+
+class DownStore:
+    bucket = "hopchain"
+
+    def list(self, prefix, recursive=True):  # type: ignore[no-untyped-def]
+        raise ConnectionRefusedError("object store down")
+
+    list_prefixes = list
+
+    def get_bytes(self, key):  # type: ignore[no-untyped-def]
+        raise ConnectionRefusedError("object store down")
+
+
+@pytest.fixture
+def app_with(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """The page's app with an authenticated user and the ledger on ``store``."""
+    from fastapi.testclient import TestClient
+
+    from hopchain_airflow.ui import app as ui
+    from pipelines.config import Params
+    from pipelines.ledger import Ledger
+
+    def make(store, params: Params | None = None):  # type: ignore[no-untyped-def]
+        params = params or Params()
+        monkeypatch.setattr(ui, "_params", lambda: params)
+        monkeypatch.setattr(ui, "_ledger", lambda: Ledger(store, params.store))
+        ui._CACHE.clear()
+        application = ui.create_app()
+        from airflow.api_fastapi.core_api.security import get_user
+
+        application.dependency_overrides[get_user] = lambda: object()
+        return TestClient(application)
+
+    return make
+
+
+def test_the_page_and_the_api_say_502_when_the_object_store_is_down(app_with) -> None:  # type: ignore[no-untyped-def]
+    client = app_with(DownStore())
+    api = client.get("/api/status")
+    assert api.status_code == 502 and "object store unreachable" in api.json()["error"]
+    page = client.get("/")
+    assert page.status_code == 502 and "object store unreachable" in page.text
+    assert client.get("/docs/runs/r1/datadocs/index.html").status_code == 502
+
+
+def test_the_page_uses_the_configured_annotator_count(app_with) -> None:  # type: ignore[no-untyped-def]
+    from pipelines.config import AnnotationConfig, Params
+    from tests.support.memory_store import MemoryStore
+
+    from datetime import UTC, datetime
+
+    from pipelines.ledger import BatchRecord, Ledger
+
+    params = Params(annotation=AnnotationConfig(annotators_required=3))
+    store = MemoryStore()
+    t = datetime(2026, 11, 30, tzinfo=UTC)
+    Ledger(store, params.store).put_batch(BatchRecord(  # type: ignore[arg-type]
+        batch_id="r1.shard-00000", run_id="r1", shard=0, questions=4, project_id=1, status="closed",
+        pushed_at=t, deadline=t, questions_key="runs/r1/questions/shard-00000.parquet"))
+    client = app_with(store, params)
+    assert client.get("/api/status").json()["annotators_required"] == 3
+    assert "of 3)" in client.get("/").text
+    assert client.get("/docs/runs/r1/missing.html").status_code == 404
+    assert client.get("/docs/batches/secret.json").status_code == 404  # only Data Docs and cards are served

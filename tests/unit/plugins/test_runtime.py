@@ -1,0 +1,75 @@
+"""The task runner: one explicit call per task, JSON out, a critical validation failure fails without retry."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from pipelines.ledger import RunSummary
+
+pytestmark = pytest.mark.unit
+
+
+class FakeFlow:
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def summary(self) -> RunSummary:
+        self.calls.append("summary")
+        return RunSummary(run_id="r1", images=3, finished_at=datetime(2026, 11, 30, tzinfo=UTC))
+
+    def validate_shard(self, shard: int) -> None:
+        from expectations.runner import ValidationFailed, ValidationReport
+
+        raise ValidationFailed(ValidationReport(suite="questions", run_id="r1", label=f"shard-{shard:05d}",
+                                                rows=1, outcomes=[]))
+
+    def push(self, shard: int) -> None:
+        raise ConnectionError("Label Studio is restarting")
+
+
+@pytest.fixture
+def flow(monkeypatch: pytest.MonkeyPatch) -> FakeFlow:
+    from hopchain_airflow import runtime
+
+    fake = FakeFlow()
+    monkeypatch.setattr(runtime, "flow_for", lambda context: fake)
+    return fake
+
+
+def test_a_task_returns_its_record_as_json(flow: FakeFlow) -> None:
+    from hopchain_airflow.runtime import run_task
+
+    out = run_task({"run_id": "r1"}, lambda f: f.summary())
+    assert flow.calls == ["summary"]
+    assert out["images"] == 3 and out["finished_at"] == "2026-11-30T00:00:00Z"  # JSON, not a pydantic object
+    assert run_task({"run_id": "r1"}, lambda f: [f.summary()])[0]["run_id"] == "r1"
+
+
+def test_a_critical_validation_failure_fails_the_task_without_retry(flow: FakeFlow) -> None:
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from hopchain_airflow.runtime import run_task
+
+    with pytest.raises(AirflowFailException, match="critical validation failure"):
+        run_task({"run_id": "r1"}, lambda f: f.validate_shard(2))
+
+
+def test_other_errors_propagate_unchanged_so_airflow_retries_them(flow: FakeFlow) -> None:
+    from hopchain_airflow.runtime import run_task
+
+    with pytest.raises(ConnectionError):
+        run_task({"run_id": "r1"}, lambda f: f.push(0))
+
+
+def test_flow_for_builds_the_run_from_connections_and_the_profile(monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from hopchain_airflow.runtime import flow_for
+
+    monkeypatch.setenv("AIRFLOW_CONN_HOPCHAIN_S3", json.dumps({
+        "conn_type": "hopchain_s3", "host": "127.0.0.1", "port": 9, "login": "k", "password": "s"}))
+    flow = flow_for({"run_id": "manual__1", "params": {"profile": "demo"}})
+    assert flow.run_id == "manual__1" and flow.params.profile == "demo"
+    assert flow.store.bucket == flow.params.store.bucket and flow.store.creds.url == "http://127.0.0.1:9"
