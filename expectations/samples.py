@@ -95,7 +95,8 @@ def sample_tables(n_images: int = 4, questions_per_image: int = 3, seed: int = 0
                                     "answerable": True, "submitted_at": t0 + timedelta(minutes=len(annotations))})
             consensus.append({"question_id": qid, "status": "accepted", "answers": [answer] * 4,
                               "agreed_answer": answer, "matches_generated": True, "reason": None})
-    quarantine = [{"uri": "s3://hopchain/inputs/broken.jpg", "reason": "unreadable: truncated JPEG"}]
+    quarantine = [{"uri": "s3://hopchain/inputs/broken.jpg", "code": "truncated_or_corrupt",
+                   "detail": "image file is truncated"}]
     from expectations.suites.questions import RELEASE_SCHEMA
 
     return {

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from pydantic import BaseModel
 
 from pipelines.files import write_atomic
 
@@ -34,7 +36,8 @@ MANIFEST = pa.schema(
     ]
 )
 
-QUARANTINE = pa.schema([("uri", pa.string()), ("reason", pa.string())])
+# why an input file was refused: ``code`` is one lowercase snake-case word (pipelines.rejects.Quarantined)
+QUARANTINE = pa.schema([("uri", pa.string()), ("code", pa.string()), ("detail", pa.string())])
 
 INSTANCES = pa.schema(
     [
@@ -61,11 +64,14 @@ DETECTIONS = pa.schema(
     ]
 )
 
+# one refused item per row, written from pipelines.rejects.Reject: ``code`` is a dotted machine code
+# (``item.bad_box``), ``detail`` the human sentence, ``raw`` the offending input (<= rejects.MAX_RAW chars)
 REJECTS = pa.schema(
     [
         ("stage", pa.string()),
         ("item_id", pa.string()),
-        ("reason", pa.string()),
+        ("code", pa.string()),
+        ("detail", pa.string()),
         ("raw", pa.string()),
     ]
 )
@@ -150,9 +156,11 @@ def empty_table(name: str) -> pa.Table:
     return SCHEMAS[name].empty_table()
 
 
-def to_table(rows: list[dict[str, Any]], name: str) -> pa.Table:
-    """Rows (dicts) → an Arrow table with the contract's schema (extra keys refused)."""
+def to_table(rows: Sequence[Mapping[str, Any] | BaseModel], name: str) -> pa.Table:
+    """Rows (dicts, or typed records such as :class:`pipelines.rejects.Reject`) → an Arrow table
+    with the contract's schema (extra keys refused)."""
     schema = SCHEMAS[name]
+    rows = [r.model_dump() if isinstance(r, BaseModel) else r for r in rows]
     if rows:
         extra = set().union(*(r.keys() for r in rows)) - set(schema.names)
         if extra:

@@ -9,6 +9,7 @@ from expectations.checks import Check, References, SuiteSpec
 from expectations.suites.common import SHA256_HEX, null_check, reasons, schema_checks
 from pipelines.config import Params
 from pipelines.contracts import INSTANCES, MANIFEST, QUARANTINE
+from pipelines.rejects import QUARANTINE_CODE_PATTERN
 
 # Lowercase noun phrase: words of lowercase letters/digits joined by single spaces, hyphens or '.
 CATEGORY_PATTERN = r"^[a-z0-9]+(?:[ '\-][a-z0-9]+)*$"
@@ -47,8 +48,10 @@ def quarantine_checks(params: Params) -> list[Check]:
         *schema_checks(s, QUARANTINE),
         Check(f"{s}.uri_unique", "uniqueness", "each refused input is listed once",
               lambda gxe, _c: gxe.ExpectColumnValuesToBeUnique(column="uri")),
-        Check(f"{s}.reason_given", "range", "every refused input has a non-empty reason",
-              lambda gxe, _c: gxe.ExpectColumnValueLengthsToBeBetween(column="reason", min_value=1)),
+        Check(f"{s}.code_well_formed", "range", "every refused input has a refusal code (one snake-case word)",
+              lambda gxe, _c: gxe.ExpectColumnValuesToMatchRegex(column="code", regex=QUARANTINE_CODE_PATTERN)),
+        Check(f"{s}.detail_given", "range", "every refused input has a non-empty detail",
+              lambda gxe, _c: gxe.ExpectColumnValueLengthsToBeBetween(column="detail", min_value=1)),
     ]
 
 

@@ -94,7 +94,8 @@ def _annotators_add(args: argparse.Namespace) -> int:
 def _consensus(args: argparse.Namespace) -> int:
     from pipelines.annotation.consensus import decide, records_from_table
     from pipelines.config import load_params
-    from pipelines.contracts import read_parquet, to_table, write_parquet_atomic
+    from pipelines.contracts import read_parquet, write_parquet_atomic
+    from pipelines.rejects import rejects_table
 
     required = args.required or load_params(args.params, args.profile).annotation.annotators_required
     questions = read_parquet(args.questions, "questions")
@@ -106,7 +107,7 @@ def _consensus(args: argparse.Namespace) -> int:
     out: Path = args.out
     write_parquet_atomic(result.consensus_table(), out)
     write_parquet_atomic(
-        to_table([r.contract_row() for r in rejects], "rejects"),
+        rejects_table(rejects),
         args.rejects or out.with_name(out.stem + ".rejects.parquet"),
     )
     write_parquet_atomic(result.stats_table(), args.stats or out.with_name(out.stem + ".annotators.parquet"))

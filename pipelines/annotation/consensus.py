@@ -26,8 +26,17 @@ from typing import Any
 import pyarrow as pa
 
 from pipelines.annotation.labeling import AMBIGUOUS, ANSWERABLE, NOT_ANSWERABLE, VERDICTS
-from pipelines.annotation.validate import AnnotationRecord, Reject, parse_time
+from pipelines.annotation.validate import (
+    INVALID_VERDICT,
+    NO_ANSWER,
+    NON_NUMERIC,
+    AnnotationRecord,
+    InvalidAnnotation,
+    annotation_reject,
+    parse_time,
+)
 from pipelines.contracts import canonical_number, to_table
+from pipelines.rejects import Reject
 
 ACCEPTED, REJECTED, PENDING = "accepted", "rejected", "pending"
 
@@ -99,7 +108,7 @@ def decide(
     ignored: list[Reject] = []
     for rec in records:
         if rec.question_id not in generated_answers:
-            ignored.append(_reject(rec, "annotation of an unknown question"))
+            ignored.append(_reject(rec, "consensus.unknown_question", "annotation of an unknown question"))
             continue
         by_question[rec.question_id].append(rec)
 
@@ -111,9 +120,11 @@ def decide(
         annotators: set[str] = set()
         for rec in sorted(by_question.get(qid, []), key=_order_key):
             if rec.annotator in annotators:
-                ignored.append(_reject(rec, "second annotation by the same annotator ignored"))
+                ignored.append(_reject(rec, "consensus.repeat_annotation",
+                                       "second annotation by the same annotator ignored"))
             elif len(counted) >= required:
-                ignored.append(_reject(rec, f"annotator beyond the first {required} distinct ignored"))
+                ignored.append(_reject(rec, "consensus.beyond_required",
+                                       f"annotator beyond the first {required} distinct ignored"))
             else:
                 annotators.add(rec.annotator)
                 counted.append(rec)
@@ -157,7 +168,7 @@ def decide(
     )
 
 
-def _reject(rec: AnnotationRecord, reason: str) -> Reject:
+def _reject(rec: AnnotationRecord, code: str, detail: str) -> Reject:
     item = (
         f"{rec.question_id}/annotation-{rec.annotation_id}"
         if rec.annotation_id is not None
@@ -175,7 +186,7 @@ def _reject(rec: AnnotationRecord, reason: str) -> Reject:
         },
         sort_keys=True,
     )
-    return Reject(item, reason, raw)
+    return annotation_reject(item, code, detail, raw)
 
 
 def annotator_stats(
@@ -226,18 +237,18 @@ def records_from_table(table: pa.Table) -> tuple[list[AnnotationRecord], list[Re
         raw = json.dumps(row, sort_keys=True, default=str)
         try:
             if not row["question_id"] or not row["annotator"]:
-                raise ValueError("missing question_id or annotator")
+                raise InvalidAnnotation("row.missing_ids", "missing question_id or annotator")
             verdict = row.get("verdict") or (ANSWERABLE if row["answerable"] else NOT_ANSWERABLE)
             if verdict not in VERDICTS:
-                raise ValueError(f"invalid verdict {verdict!r}")
+                raise InvalidAnnotation(INVALID_VERDICT, f"invalid verdict {verdict!r}")
             answer = None
             if verdict == ANSWERABLE:
                 if row["answer"] is None or str(row["answer"]).strip() == "":
-                    raise ValueError("answerable without an answer")
+                    raise InvalidAnnotation(NO_ANSWER, "answerable without an answer")
                 try:
                     answer = canonical_number(row["answer"])
                 except ValueError:
-                    raise ValueError(f"non-numeric answer {row['answer']!r}") from None
+                    raise InvalidAnnotation(NON_NUMERIC, f"non-numeric answer {row['answer']!r}") from None
             submitted = (
                 parse_time(row["submitted_at"])
                 if row["submitted_at"] is not None
@@ -257,6 +268,8 @@ def records_from_table(table: pa.Table) -> tuple[list[AnnotationRecord], list[Re
                     int(ann_id) if ann_id is not None else i,
                 )
             )
+        except InvalidAnnotation as err:
+            rejects.append(annotation_reject(item, err.code, err.detail, raw))
         except (ValueError, TypeError) as err:
-            rejects.append(Reject(item, str(err), raw))
+            rejects.append(annotation_reject(item, "row.malformed", f"malformed row: {err}", raw))
     return records, rejects

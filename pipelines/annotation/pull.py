@@ -18,8 +18,9 @@ import pyarrow as pa
 
 from pipelines.annotation.client import LabelStudioClient
 from pipelines.annotation.consensus import ConsensusResult, decide
-from pipelines.annotation.validate import AnnotationRecord, Reject, validate_task_annotations
-from pipelines.contracts import ANNOTATIONS, to_table
+from pipelines.annotation.validate import AnnotationRecord, validate_task_annotations
+from pipelines.contracts import ANNOTATIONS
+from pipelines.rejects import Reject, rejects_table
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ class PullResult:
             "annotations": self.consensus.annotations_table(),
             "annotations_detail": detail_table(self.consensus.counted),
             "consensus": self.consensus.consensus_table(),
-            "rejects": to_table([r.contract_row() for r in self.rejects], "rejects"),
+            "rejects": rejects_table(self.rejects),
             "annotator_stats": self.consensus.stats_table(),
         }
 

@@ -3,8 +3,10 @@
 An annotation's ``result`` may only hold the fields of the labeling config
 (:data:`~pipelines.annotation.labeling.KNOWN_FIELDS`): a numeric ``answer``, one ``answerable``
 verdict and an optional ``comment``. Label Studio's API accepts anything, so everything is
-checked here; every refused annotation becomes a reject row (``REJECTS`` contract, stage
-``annotation``) with its reason and the raw JSON.
+checked here; every refused annotation becomes a :class:`~pipelines.rejects.Reject` (stage
+``annotation``) with its code and the raw JSON. Codes: ``annotation.no_annotator``,
+``annotation.cancelled``, ``annotation.bad_created_at`` and, for a ``result`` that breaks the
+labeling contract, the ``result.*`` codes of :class:`InvalidAnnotation`.
 """
 
 from __future__ import annotations
@@ -24,8 +26,16 @@ from pipelines.annotation.labeling import (
     VERDICTS,
 )
 from pipelines.contracts import canonical_number
+from pipelines.rejects import Reject
 
 STAGE = "annotation"
+MALFORMED = "result.malformed"
+UNKNOWN_FIELD = "result.unknown_field"
+REPEATED_FIELD = "result.repeated_field"
+INVALID_VERDICT = "result.invalid_verdict"
+NON_NUMERIC = "result.non_numeric_answer"
+EMPTY = "result.empty"
+NO_ANSWER = "result.answerable_without_answer"
 
 
 @dataclass(frozen=True)
@@ -58,20 +68,18 @@ class AnnotationRecord:
         }
 
 
-@dataclass(frozen=True)
-class Reject:
-    """A refused or ignored annotation (a row of the REJECTS contract)."""
-
-    item_id: str
-    reason: str
-    raw: str
-
-    def contract_row(self) -> dict[str, Any]:
-        return {"stage": STAGE, "item_id": self.item_id, "reason": self.reason, "raw": self.raw}
+def annotation_reject(item_id: str, code: str, detail: str, raw: str) -> Reject:
+    """A reject of this stage (``annotation``)."""
+    return Reject(stage=STAGE, item_id=item_id, code=code, detail=detail, raw=raw)
 
 
 class InvalidAnnotation(ValueError):
-    """An annotation that breaks the labeling contract (the message is the reject reason)."""
+    """An annotation that breaks the labeling contract: ``code`` (``result.*``) and the message."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
 
 
 def parse_time(value: Any) -> datetime:
@@ -86,16 +94,16 @@ def parse_time(value: Any) -> datetime:
 def parse_result(result: Any) -> tuple[str | None, str, str]:
     """``result`` list → ``(canonical answer or None, verdict, comment)``; raises InvalidAnnotation."""
     if not isinstance(result, list):
-        raise InvalidAnnotation(f"malformed result: expected a list, got {type(result).__name__}")
+        raise InvalidAnnotation(MALFORMED, f"malformed result: expected a list, got {type(result).__name__}")
     seen: dict[str, Any] = {}
     for region in result:
         if not isinstance(region, Mapping):
-            raise InvalidAnnotation("malformed result: region is not an object")
+            raise InvalidAnnotation(MALFORMED, "malformed result: region is not an object")
         name = region.get("from_name")
         if name not in KNOWN_FIELDS:
-            raise InvalidAnnotation(f"unknown field {name!r}")
+            raise InvalidAnnotation(UNKNOWN_FIELD, f"unknown field {name!r}")
         if name in seen:
-            raise InvalidAnnotation(f"field {name!r} given twice")
+            raise InvalidAnnotation(REPEATED_FIELD, f"field {name!r} given twice")
         seen[name] = region.get("value") or {}
     raw_answer: Any = None
     if ANSWER_FIELD in seen:
@@ -107,7 +115,7 @@ def parse_result(result: Any) -> tuple[str | None, str, str]:
     if VERDICT_FIELD in seen:
         choices = seen[VERDICT_FIELD].get("choices") if isinstance(seen[VERDICT_FIELD], Mapping) else None
         if not isinstance(choices, list) or len(choices) != 1 or choices[0] not in VERDICTS:
-            raise InvalidAnnotation(f"invalid verdict {choices!r} (expected one of {list(VERDICTS)})")
+            raise InvalidAnnotation(INVALID_VERDICT, f"invalid verdict {choices!r} (expected one of {list(VERDICTS)})")
         verdict = choices[0]
     comment = ""
     if COMMENT_FIELD in seen:
@@ -118,13 +126,13 @@ def parse_result(result: Any) -> tuple[str | None, str, str]:
         try:
             answer = canonical_number(raw_answer)
         except ValueError:
-            raise InvalidAnnotation(f"non-numeric answer {raw_answer!r}") from None
+            raise InvalidAnnotation(NON_NUMERIC, f"non-numeric answer {raw_answer!r}") from None
     if verdict is None:
         if answer is None:
-            raise InvalidAnnotation("empty annotation: no answer and no verdict")
+            raise InvalidAnnotation(EMPTY, "empty annotation: no answer and no verdict")
         verdict = ANSWERABLE
     if verdict == ANSWERABLE and answer is None:
-        raise InvalidAnnotation("verdict 'answerable' without a numeric answer")
+        raise InvalidAnnotation(NO_ANSWER, "verdict 'answerable' without a numeric answer")
     if verdict != ANSWERABLE:
         answer = None
     return answer, verdict, comment
@@ -157,19 +165,21 @@ def validate_task_annotations(
             raw = json.dumps(ann, sort_keys=True, default=str)
             user = _user_id(ann)
             if user is None:
-                rejects.append(Reject(item, "annotation without completed_by", raw))
+                rejects.append(annotation_reject(item, "annotation.no_annotator", "annotation without completed_by",
+                                                 raw))
                 continue
             if ann.get("was_cancelled"):
-                rejects.append(Reject(item, "cancelled (skipped) annotation ignored", raw))
+                rejects.append(annotation_reject(item, "annotation.cancelled", "cancelled (skipped) annotation ignored",
+                                                 raw))
                 continue
             try:
                 answer, verdict, comment = parse_result(ann.get("result"))
                 submitted = parse_time(ann.get("created_at"))
             except InvalidAnnotation as err:
-                rejects.append(Reject(item, str(err), raw))
+                rejects.append(annotation_reject(item, err.code, err.detail, raw))
                 continue
             except ValueError as err:
-                rejects.append(Reject(item, f"bad created_at: {err}", raw))
+                rejects.append(annotation_reject(item, "annotation.bad_created_at", f"bad created_at: {err}", raw))
                 continue
             lead = ann.get("lead_time")
             records.append(

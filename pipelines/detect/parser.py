@@ -9,17 +9,26 @@ token limit. A categories-only answer is a JSON list of strings (or of ``{"label
 :func:`parse_grounding` returns pixel boxes ``[x, y, w, h]`` (COCO convention) clamped to the
 image, labels normalised by :func:`normalize_label` (lowercase singular noun phrase), and exact or
 near-exact duplicates merged. When nothing usable can be read it sets ``error`` (the caller then
-makes one repair attempt and finally writes a reject row with the raw text).
+makes one repair attempt and finally writes a reject row with the raw text). Each unusable item of
+an otherwise readable answer is a :class:`DroppedItem` with its code (:data:`ITEM_CODES`), which the
+caller writes as a reject row of its own.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 GRID = 1000.0
+NOT_AN_OBJECT: Final = "item.not_an_object"  # neither a JSON object nor a label string
+NO_LABEL: Final = "item.no_label"  # no label left after normalisation
+BAD_BOX: Final = "item.bad_box"  # bbox_2d is not 4 numbers
+EMPTY_BOX: Final = "item.empty_box"  # zero width or height after clamping to the image
+OVER_MAX_CATEGORIES: Final = "item.over_max_categories"  # a new category beyond max_categories
+ITEM_CODES: Final = (NOT_AN_OBJECT, NO_LABEL, BAD_BOX, EMPTY_BOX, OVER_MAX_CATEGORIES)
 _FENCE = re.compile(r"```(?:json|JSON)?\s*\n?(.*?)(?:```|$)", re.DOTALL)
 _OBJECT = re.compile(r"\{[^{}\[\]]*(?:\[[^\[\]]*\][^{}\[\]]*)*\}")
 _TRAILING_COMMA = re.compile(r",\s*([\]}])")
@@ -77,11 +86,28 @@ class GroundedObject:
     bbox: tuple[float, float, float, float] | None
 
 
+@dataclass(frozen=True)
+class DroppedItem:
+    """An item of a readable answer that cannot be used: ``index`` is its position in the answer's
+    list, ``code`` one of :data:`ITEM_CODES`, ``raw`` the item as JSON text."""
+
+    index: int
+    code: str
+    detail: str
+    raw: str
+
+
+class _ItemRefused(ValueError):
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+
+
 @dataclass
 class ParsedAnswer:
     objects: list[GroundedObject] = field(default_factory=list)
     error: str | None = None  # set when the answer could not be read at all
-    dropped: list[str] = field(default_factory=list)  # per-item problems in an otherwise usable answer
+    dropped: list[DroppedItem] = field(default_factory=list)  # unusable items of an otherwise usable answer
 
     @property
     def ok(self) -> bool:
@@ -132,8 +158,13 @@ def _items(value: Any) -> list[Any]:
 
 def _box_to_pixels(raw: Any, width: int, height: int) -> tuple[float, float, float, float]:
     if not isinstance(raw, (list, tuple)) or len(raw) != 4:
-        raise ValueError(f"bbox_2d must be 4 numbers, got {raw!r}")
-    x1, y1, x2, y2 = (float(v) for v in raw)
+        raise _ItemRefused(BAD_BOX, f"bbox_2d must be 4 numbers, got {raw!r}")
+    try:
+        x1, y1, x2, y2 = (float(v) for v in raw)
+    except (TypeError, ValueError):
+        raise _ItemRefused(BAD_BOX, f"bbox_2d must be 4 numbers, got {raw!r}") from None
+    if not all(math.isfinite(v) for v in (x1, y1, x2, y2)):
+        raise _ItemRefused(BAD_BOX, f"bbox_2d must be 4 finite numbers, got {raw!r}")
     x1, x2 = sorted((x1, x2))
     y1, y2 = sorted((y1, y2))
 
@@ -145,7 +176,7 @@ def _box_to_pixels(raw: Any, width: int, height: int) -> tuple[float, float, flo
 
     px1, px2, py1, py2 = cx(x1), cx(x2), cy(y1), cy(y2)
     if px2 - px1 <= 0 or py2 - py1 <= 0:
-        raise ValueError(f"empty box after clamping: {raw!r}")
+        raise _ItemRefused(EMPTY_BOX, f"empty box after clamping: {raw!r}")
     return (px1, py1, px2 - px1, py2 - py1)
 
 
@@ -162,7 +193,7 @@ def parse_grounding(
 ) -> ParsedAnswer:
     """Parse a Qwen3-VL answer for an image of ``width`` x ``height`` pixels.
 
-    Items that cannot be used (no label, a bad box) are listed in ``dropped``; the answer is an
+    Items that cannot be used (no label, a bad box) are listed in ``dropped``, each with its code; the answer is an
     error only when no JSON can be read at all. An empty list is a valid answer (no objects).
     Boxes of the same category with IoU >= ``merge_iou`` are merged (the first is kept).
     At most ``max_categories`` distinct categories are kept, in order of first appearance.
@@ -175,29 +206,34 @@ def parse_grounding(
         result.error = str(err)
         return result
     categories: list[str] = []
-    for item in items:
+    for index, item in enumerate(items):
+
+        def drop(code: str, detail: str, item: Any = item, index: int = index) -> None:
+            raw = json.dumps(item, default=str) if not isinstance(item, str) else item
+            result.dropped.append(DroppedItem(index, code, detail, raw))
+
         if isinstance(item, str):
             label, raw_box = item, None
         elif isinstance(item, dict):
             label = item.get("label", item.get("category", item.get("name", "")))
             raw_box = item.get("bbox_2d", item.get("bbox"))
         else:
-            result.dropped.append(f"not an object: {item!r}")
+            drop(NOT_AN_OBJECT, f"not an object: {item!r}")
             continue
         category = normalize_label(label if isinstance(label, str) else "")
         if not category:
-            result.dropped.append(f"no label: {item!r}")
+            drop(NO_LABEL, f"no label: {item!r}")
             continue
         box = None
         if raw_box is not None:
             try:
                 box = _box_to_pixels(raw_box, width, height)
-            except (TypeError, ValueError) as err:
-                result.dropped.append(str(err))
+            except _ItemRefused as err:
+                drop(err.code, str(err))
                 continue
         if category not in categories:
             if max_categories is not None and len(categories) >= max_categories:
-                result.dropped.append(f"over max_categories: {category}")
+                drop(OVER_MAX_CATEGORIES, f"over max_categories ({max_categories}): {category}")
                 continue
             categories.append(category)
         duplicate = any(

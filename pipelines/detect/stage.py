@@ -3,7 +3,10 @@
 ``DetectStage(config)`` → ``setup()`` loads the VLM once per worker → ``process(items)`` for each
 batch → ``teardown()``. Per image: one grounding prompt; an unreadable answer gets **one** repair
 request (the model sees its own answer and is asked for valid JSON only); if that is unreadable
-too, a reject row keeps both raw answers. A readable empty list means "no objects".
+too, a reject row (code :data:`UNPARSEABLE`) keeps both raw answers. A readable empty list means
+"no objects". Each unusable item of a readable answer (no label, a bad box, ...) is a reject row of
+its own, ``item_id = "<image_id>#item<k>"`` (k = its index in the answer), with its ``item.*`` code
+(:data:`pipelines.detect.parser.ITEM_CODES`) and the item as ``raw``.
 
 Detections carry ``score = 1.0``: a VLM's grounding answer has no calibrated confidence; SAM's
 mask scores are what the thresholds in ``segment`` apply to.
@@ -16,14 +19,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import pyarrow as pa
-from pipelines.config import DetectConfig
+
+from pipelines.config import DetectConfig, VLMConfig
 from pipelines.contracts import to_table
 from pipelines.detect.parser import ParsedAnswer, parse_grounding
 from pipelines.ingest.decode import ImageItem
+from pipelines.rejects import Reject, rejects_table
 from pipelines.vlm import VLMBackend, VLMRequest
 
 __all__ = ["DetectResult", "DetectStage", "ImageItem"]
 log = logging.getLogger(__name__)
+UNPARSEABLE = "answer.unparseable"  # no JSON could be read, even after the repair request
 
 GROUNDING_PROMPT = (
     "Locate every distinct object in the image. Output a JSON list with one entry per object "
@@ -50,8 +56,12 @@ class DetectResult:
 class DetectStage:
     name = "detect"
 
-    def __init__(self, config: DetectConfig, backend: VLMBackend | None = None):
+    def __init__(self, config: DetectConfig, vlm: VLMConfig | None = None, backend: VLMBackend | None = None):
+        """``vlm`` names the model loaded by :meth:`setup`; or pass a ready ``backend``."""
+        if vlm is None and backend is None:
+            raise ValueError("DetectStage needs the VLM configuration (params.vlm) or a backend")
         self.config = config
+        self.vlm = vlm
         self._backend = backend
 
     @property
@@ -62,9 +72,10 @@ class DetectStage:
 
     def setup(self) -> None:
         if self._backend is None:
-            from pipelines.detect.backends import make_vlm_backend
+            from pipelines.vlm.backends import make_vlm_backend
 
-            self._backend = make_vlm_backend(self.config)
+            assert self.vlm is not None
+            self._backend = make_vlm_backend(self.vlm)
         self._backend.setup()
 
     def teardown(self) -> None:
@@ -96,7 +107,7 @@ class DetectStage:
             for k, samples in zip(broken, second, strict=True):
                 repaired[k] = (samples[0], self._parse(samples[0], items[k]))
         rows: list[dict] = []
-        rejects: list[dict] = []
+        rejects: list[Reject] = []
         counts = {"images": len(items), "repaired": 0, "rejected": 0, "dropped_items": 0}
         for k, item in enumerate(items):
             result = parsed[k]
@@ -105,16 +116,22 @@ class DetectStage:
                 if not result.ok:
                     counts["rejected"] += 1
                     rejects.append(
-                        {
-                            "stage": self.name,
-                            "item_id": item.image_id,
-                            "reason": f"unparseable answer after one repair attempt: {result.error}",
-                            "raw": f"{answers[k]}\n--- repair answer ---\n{text2}",
-                        }
+                        Reject(
+                            stage=self.name,
+                            item_id=item.image_id,
+                            code=UNPARSEABLE,
+                            detail=f"unparseable answer after one repair attempt: {result.error}",
+                            raw=f"{answers[k]}\n--- repair answer ---\n{text2}",
+                        )
                     )
                     continue
                 counts["repaired"] += 1
             counts["dropped_items"] += len(result.dropped)
+            rejects += [
+                Reject(stage=self.name, item_id=f"{item.image_id}#item{d.index}", code=d.code, detail=d.detail,
+                       raw=d.raw)
+                for d in result.dropped
+            ]
             for obj in result.objects:
                 rows.append(
                     {
@@ -127,4 +144,4 @@ class DetectStage:
                 )
         counts["detections"] = len(rows)
         log.info("detect: %s", counts)
-        return DetectResult(to_table(rows, "detections"), to_table(rejects, "rejects"), counts)
+        return DetectResult(to_table(rows, "detections"), rejects_table(rejects), counts)

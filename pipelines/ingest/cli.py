@@ -24,6 +24,7 @@ def _ingest(args: argparse.Namespace) -> int:
     from pipelines.config import load_params
     from pipelines.ingest.sources import ImageSource, save_table
     from pipelines.ingest.stage import collapse_duplicates, ingest_shard, plan_shards
+    from pipelines.rejects import count_codes
 
     cfg = load_params(args.params, args.profile).ingest
     source = ImageSource()
@@ -49,9 +50,8 @@ def _ingest(args: argparse.Namespace) -> int:
         save_table(r.quarantine, args.out, "quarantine", s, "quarantine", source)
         totals["images"] += r.manifest.num_rows
         totals["quarantined"] += r.quarantine.num_rows
-        for reason in r.quarantine.column("reason").to_pylist():
-            code = reason.split(":", 1)[0]
-            totals[code] = totals.get(code, 0) + 1
+        for code, n in count_codes(r.quarantine).items():
+            totals[code] = totals.get(code, 0) + n
     print(json.dumps({"shards": sorted(results), **totals}))
     return 0
 

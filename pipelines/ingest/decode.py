@@ -4,8 +4,8 @@ Every stage that looks at pixels (ingest, detect, segment, the question writer) 
 :func:`decode_image`, so the pixel grid the manifest describes (``width`` x ``height``, after the
 EXIF orientation is applied) is the grid every mask and box refers to.
 
-Refusals raise :class:`ImageRefused` whose ``code`` is one of :data:`REFUSAL_CODES`; the quarantine
-``reason`` column is ``"<code>: <detail>"`` so it can be both counted and read.
+Refusals raise :class:`ImageRefused` whose ``code`` is one of :data:`REFUSAL_CODES`; it becomes the
+quarantine row's ``code`` column (counted) and the message its ``detail`` column (read).
 """
 
 from __future__ import annotations
@@ -40,10 +40,6 @@ class ImageRefused(ValueError):
         super().__init__(f"{code}: {detail}")
         self.code = code
         self.detail = detail
-
-    @property
-    def reason(self) -> str:
-        return f"{self.code}: {self.detail}"
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,8 @@ from pipelines.store import ObjectStore, S3Credentials
 if TYPE_CHECKING:
     import pyarrow as pa
 
+    from pipelines.rejects import Reject
+
 log = logging.getLogger(__name__)
 
 
@@ -134,24 +136,31 @@ def load_tables(out: str, stage: str, contract: str, source: ImageSource | None 
 
 def load_images(
     manifest: pa.Table, max_pixels: int, source: ImageSource | None = None, stage: str = "load"
-) -> tuple[list[ImageItem], list[dict]]:
-    """Decode every manifest image (as ingest did) → ImageItems, and reject rows for images
-    that can no longer be read or decoded (changed or deleted since ingest)."""
-    from pipelines.ingest.decode import ImageRefused, decode_image
+) -> tuple[list[ImageItem], list[Reject]]:
+    """Decode every manifest image (as ingest did) → ImageItems, and rejects for images that can
+    no longer be read (``image.unreadable``), decoded (``image.<refusal code>``, e.g.
+    ``image.truncated_or_corrupt``) or that changed size since ingest (``image.changed``)."""
+    from pipelines.ingest.decode import UNREADABLE, ImageRefused, decode_image
+    from pipelines.rejects import Reject
 
     source = source or ImageSource()
     items: list[ImageItem] = []
-    rejects: list[dict] = []
+    rejects: list[Reject] = []
     for row in manifest.to_pylist():
         try:
             decoded = decode_image(source.read(row["uri"]), max_pixels=max_pixels)
-        except (OSError, ImageRefused) as err:
-            rejects.append({"stage": stage, "item_id": row["image_id"], "reason": f"image not loadable: {err}",
-                            "raw": row["uri"]})
+        except OSError as err:
+            rejects.append(Reject(stage=stage, item_id=row["image_id"], code=f"image.{UNREADABLE}",
+                                  detail=f"image not loadable: {err}", raw=row["uri"]))
+            continue
+        except ImageRefused as err:
+            rejects.append(Reject(stage=stage, item_id=row["image_id"], code=f"image.{err.code}",
+                                  detail=f"image not loadable: {err.detail}", raw=row["uri"]))
             continue
         if (decoded.width, decoded.height) != (row["width"], row["height"]):
-            rejects.append({"stage": stage, "item_id": row["image_id"], "raw": row["uri"],
-                            "reason": f"image changed since ingest: {decoded.width}x{decoded.height}"})
+            rejects.append(Reject(stage=stage, item_id=row["image_id"], code="image.changed", raw=row["uri"],
+                                  detail=f"image changed since ingest: {decoded.width}x{decoded.height} "
+                                         f"!= {row['width']}x{row['height']}"))
             continue
         items.append(ImageItem(row["image_id"], decoded.image))
     return items, rejects

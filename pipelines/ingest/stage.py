@@ -2,9 +2,10 @@
 
 Life cycle (NeMo-Curator style): ``IngestStage(config).setup()`` / ``process(shard, uris)`` /
 ``teardown()``. A refused input never stops the shard: it becomes a quarantine row
-(``reason = "<code>: <detail>"``, codes in :data:`pipelines.ingest.decode.REFUSAL_CODES`) and the
-remaining images are processed. Duplicates (same sha256) inside a shard keep the first uri in
-sorted order; :func:`collapse_duplicates` does the same across shards.
+(:class:`~pipelines.rejects.Quarantined`: ``code`` one of
+:data:`pipelines.ingest.decode.REFUSAL_CODES`, plus a ``detail`` sentence) and the remaining images
+are processed. Duplicates (same sha256) inside a shard keep the first uri in sorted order;
+:func:`collapse_duplicates` does the same across shards.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pipelines.config import IngestConfig
 from pipelines.contracts import to_table
 from pipelines.ingest.decode import DUPLICATE, UNREADABLE, ImageRefused, decode_image
 from pipelines.ingest.sources import ImageSource
+from pipelines.rejects import Quarantined, count_codes, quarantine_table
 
 log = logging.getLogger(__name__)
 
@@ -52,22 +54,22 @@ class IngestStage:
 
     def process(self, shard: int, uris: Sequence[str]) -> IngestResult:
         manifest: list[dict] = []
-        quarantine: list[dict] = []
+        quarantine: list[Quarantined] = []
         seen: dict[str, str] = {}
         for uri in sorted(uris):
             try:
                 data = self.source.read(uri)
             except OSError as err:
-                quarantine.append({"uri": uri, "reason": f"{UNREADABLE}: {err}"})
+                quarantine.append(Quarantined(uri=uri, code=UNREADABLE, detail=str(err) or type(err).__name__))
                 continue
             image_id = sha256_hex(data)
             if image_id in seen:
-                quarantine.append({"uri": uri, "reason": f"{DUPLICATE}: same bytes as {seen[image_id]}"})
+                quarantine.append(Quarantined(uri=uri, code=DUPLICATE, detail=f"same bytes as {seen[image_id]}"))
                 continue
             try:
                 decoded = decode_image(data, max_pixels=self.config.max_pixels, max_bytes=self.config.max_bytes)
             except ImageRefused as err:
-                quarantine.append({"uri": uri, "reason": err.reason})
+                quarantine.append(Quarantined(uri=uri, code=err.code, detail=err.detail))
                 continue
             seen[image_id] = uri
             manifest.append(
@@ -80,29 +82,28 @@ class IngestStage:
                     "shard": int(shard),
                 }
             )
-        counts: dict[str, int] = {"images": len(manifest), "quarantined": len(quarantine)}
-        for row in quarantine:
-            code = row["reason"].split(":", 1)[0]
-            counts[code] = counts.get(code, 0) + 1
+        counts: dict[str, int] = {
+            "images": len(manifest), "quarantined": len(quarantine), **count_codes(quarantine)
+        }
         log.info("ingest shard %d: %s", shard, counts)
-        return IngestResult(to_table(manifest, "manifest"), to_table(quarantine, "quarantine"), counts)
+        return IngestResult(to_table(manifest, "manifest"), quarantine_table(quarantine), counts)
 
 
 def collapse_duplicates(manifests: Sequence[pa.Table]) -> tuple[pa.Table, pa.Table]:
     """Concatenate shard manifests keeping the first row per ``image_id`` (by shard, then uri);
-    the others become quarantine rows with reason ``duplicate: ...``."""
+    the others become quarantine rows with code ``duplicate``."""
     if not manifests:
-        return to_table([], "manifest"), to_table([], "quarantine")
+        return to_table([], "manifest"), quarantine_table([])
     rows = sorted(pa.concat_tables(manifests).to_pylist(), key=lambda r: (r["shard"], r["uri"]))
     kept: dict[str, dict] = {}
-    dupes: list[dict] = []
+    dupes: list[Quarantined] = []
     for row in rows:
         first = kept.get(row["image_id"])
         if first is None:
             kept[row["image_id"]] = row
         else:
-            dupes.append({"uri": row["uri"], "reason": f"{DUPLICATE}: same bytes as {first['uri']}"})
-    return to_table(list(kept.values()), "manifest"), to_table(dupes, "quarantine")
+            dupes.append(Quarantined(uri=row["uri"], code=DUPLICATE, detail=f"same bytes as {first['uri']}"))
+    return to_table(list(kept.values()), "manifest"), quarantine_table(dupes)
 
 
 def plan_shards(config: IngestConfig, source_uri: str, source: ImageSource | None = None) -> list[int]:

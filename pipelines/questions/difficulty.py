@@ -9,17 +9,21 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
 from dataclasses import replace
+from typing import Any
 
 from PIL import Image
 
 from pipelines.contracts import canonical_number
 from pipelines.questions.generator import Question
 from pipelines.questions.prompts import load_prompt
-from pipelines.questions.writer import reject_row
+from pipelines.questions.scene import question_reject
+from pipelines.rejects import Reject
 from pipelines.vlm import VLMBackend, VLMRequest
 
+TOO_EASY = "difficulty.too_easy"
+SOLVER_ERROR = "difficulty.solver_error"
+BLIND_SOLVABLE = "leakage.blind_solvable"
 _ANSWER = re.compile(r"answer\s*[:=]\s*\**\s*(-?\d+(?:\.\d+)?)", re.IGNORECASE)
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 
@@ -61,7 +65,7 @@ def _solve(
                 raise RuntimeError(f"solver returned {len(outs)} results for {len(batch)} requests")
         except Exception as err:  # noqa: BLE001 - recorded per question, questions kept
             for q in batch:
-                yield q, None, f"solver_error: {what}{type(err).__name__}: {err}"
+                yield q, None, f"{what}{type(err).__name__}: {err}"
             continue
         for q, texts in zip(batch, outs, strict=True):
             yield q, texts, ""
@@ -70,23 +74,24 @@ def _solve(
 def _judge(
     results: Iterator[tuple[Question, list[str] | None, str]],
     threshold: float,
-    reason: Callable[[int, int], str],
+    code: str,
+    detail: Callable[[int, int], str],
     keep: Callable[[Question, float], Question],
-) -> tuple[list[Question], list[dict[str, str]]]:
-    """Drop each question whose share of right completions is ``>= threshold`` (a reject row with
-    ``reason(right, k)`` and the completions); keep the others as ``keep(question, share)``; keep a
-    question the solver failed on, with its failure row."""
+) -> tuple[list[Question], list[Reject]]:
+    """Drop each question whose share of right completions is ``>= threshold`` (a reject with
+    ``code``, ``detail(right, k)`` and the completions); keep the others as ``keep(question, share)``;
+    keep a question the solver failed on, with its ``difficulty.solver_error`` reject."""
     kept: list[Question] = []
-    rejects: list[dict[str, str]] = []
+    rejects: list[Reject] = []
     for q, texts, failure in results:
         if texts is None:
-            rejects.append(reject_row(q.question_id, failure))
+            rejects.append(question_reject(q.question_id, SOLVER_ERROR, failure))
             kept.append(q)
             continue
         correct = sum(solver_answer(t) == q.answer for t in texts)
         share = correct / max(len(texts), 1)
         if share >= threshold:
-            rejects.append(reject_row(q.question_id, reason(correct, len(texts)), "\n---\n".join(texts)))
+            rejects.append(question_reject(q.question_id, code, detail(correct, len(texts)), "\n---\n".join(texts)))
         else:
             kept.append(keep(q, share))
     return kept, rejects
@@ -103,19 +108,20 @@ def calibrate(
     prompt_version: str = "v1",
     batch_size: int = 8,
     max_new_tokens: int = 256,
-) -> tuple[list[Question], list[dict[str, str]]]:
-    """(kept questions with ``pass_rate`` set, reject rows for the too-easy and the unscorable).
+) -> tuple[list[Question], list[Reject]]:
+    """(kept questions with ``pass_rate`` set, rejects for the too-easy and the unscorable).
 
     ``image_of(image_id)`` returns the plain RGB image (no marks: the solver sees what a human sees).
     A solver failure on a batch keeps those questions with ``pass_rate`` null and records a reject
-    row per question with reason ``solver_error`` (the questions are not silently dropped).
+    per question with code ``difficulty.solver_error`` (the questions are not silently dropped).
     """
     results = _solve(questions, solver, load_prompt(prompt_version, "solver"), image_of, k=k,
                      temperature=temperature, batch_size=batch_size, max_new_tokens=max_new_tokens, what="")
     return _judge(
         results,
         drop_at_pass_rate,
-        lambda right, n: f"too_easy: pass rate {right}/{n} >= {drop_at_pass_rate:g}",
+        TOO_EASY,
+        lambda right, n: f"pass rate {right}/{n} >= {drop_at_pass_rate:g}",
         lambda q, rate: replace(q, pass_rate=rate),
     )
 
@@ -130,17 +136,18 @@ def blind_test(
     prompt_version: str = "v1",
     batch_size: int = 8,
     max_new_tokens: int = 256,
-) -> tuple[list[Question], list[dict[str, str]]]:
+) -> tuple[list[Question], list[Reject]]:
     """The blind test (as MMStar and Video-HopChain do): the solver answers each question *without
     the image*, ``k`` times; questions it answers right at least ``drop_at_accuracy`` of the time
     are answerable from the words alone and dropped (``leakage.blind_solvable``). Solver failures
-    keep the questions, each with a ``solver_error`` row."""
+    keep the questions, each with a ``difficulty.solver_error`` reject."""
     results = _solve(questions, solver, load_prompt(prompt_version, "blind"), None, k=k,
                      temperature=temperature, batch_size=batch_size, max_new_tokens=max_new_tokens,
                      what="blind test: ")
     return _judge(
         results,
         drop_at_accuracy,
-        lambda right, n: f"leakage.blind_solvable: {right}/{n} right without the image",
+        BLIND_SOLVABLE,
+        lambda right, n: f"{right}/{n} right without the image",
         lambda q, _share: q,
     )

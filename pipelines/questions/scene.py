@@ -34,12 +34,20 @@ from typing import Any
 
 import numpy as np
 
+from pipelines.rejects import Reject
+
 DEFAULT_MIN_SCORE = 0.5
 DEFAULT_MIN_AREA = 32
 DEFAULT_SHADOW_SCORE = 0.3
 VISIBLE_AREA_FRAC = 0.001
 OCCLUSION_OVERLAP = 0.25
 BORDER_PX = 2.0
+STAGE = "questions"  # the ``stage`` of every reject the questions modules write
+
+
+def question_reject(item_id: str, code: str, detail: str, raw: Any = "") -> Reject:
+    """A reject of the questions stage (``code`` dotted, e.g. ``scene.low_score``)."""
+    return Reject(stage=STAGE, item_id=item_id, code=code, detail=detail, raw=raw)
 
 
 @dataclass(frozen=True, eq=False)
@@ -186,15 +194,6 @@ class Scene:
         )
 
 
-@dataclass(frozen=True)
-class SceneReject:
-    """An instance or image left out of the scenes, with its reason (becomes a REJECTS row)."""
-
-    item_id: str
-    reason: str
-    raw: str = ""
-
-
 def rle_stats(
     counts: bytes | str, height: int, width: int, image: np.ndarray | None = None
 ) -> tuple[int, float, float, str | None]:
@@ -264,40 +263,43 @@ def scenes_from_tables(
     images: ImageArrays | None = None,
     visible_area_frac: float = VISIBLE_AREA_FRAC,
     occlusion_overlap: float = OCCLUSION_OVERLAP,
-) -> tuple[list[Scene], list[SceneReject]]:
+) -> tuple[list[Scene], list[Reject]]:
     """Scenes for every manifest image from the contract's ``instances`` and ``manifest`` tables.
 
     Both arguments are pyarrow tables (or anything with ``to_pylist()``). Area and centroid come
     from the RLE runs (:func:`rle_stats`); the mask's own pixel count is the instance's area.
     ``images(image_id)`` gives the image as an (H, W, 3) uint8 array (or ``None``) for colour
-    naming; without it no instance has a colour. Left out, each with a :class:`SceneReject`:
-    instances with ``score < min_score`` (``low_score``; those with ``score >= shadow_score`` make
-    their category uncountable) or ``area < min_area`` (``small_area``), masks whose size differs
-    from the image (``mask_size_mismatch``), undecodable masks (``bad_mask``), instances of images
-    missing from the manifest (``unknown_image``). Images without any instance still get a (empty)
+    naming; without it no instance has a colour. Left out, each with a
+    :class:`~pipelines.rejects.Reject` of code: instances with ``score < min_score``
+    (``scene.low_score``; those with ``score >= shadow_score`` make their category uncountable) or
+    ``area < min_area`` (``scene.small_area``), masks whose size differs from the image
+    (``scene.mask_size_mismatch``), undecodable masks (``scene.bad_mask``), repeated instance ids
+    (``scene.duplicate_instance_id``), instances of images missing from the manifest
+    (``scene.unknown_image``). Images without any instance still get a (empty)
     scene, so every image is accounted for.
     """
     images_by_id = {r["image_id"]: r for r in manifest.to_pylist()}
     rows_by_image: dict[str, list[dict[str, Any]]] = {i: [] for i in images_by_id}
     shadow: dict[str, set[str]] = {i: set() for i in images_by_id}
-    rejects: list[SceneReject] = []
+    rejects: list[Reject] = []
     for r in instances.to_pylist():
         iid = r["image_id"]
         item = f"{iid}#{r['instance_id']}"
         if iid not in rows_by_image:
-            rejects.append(SceneReject(item, "unknown_image: image_id not in the manifest"))
+            rejects.append(question_reject(item, "scene.unknown_image", "image_id not in the manifest"))
             continue
         if r["score"] is None or r["score"] < min_score:
-            rejects.append(SceneReject(item, f"low_score: {r['score']} < {min_score}"))
+            rejects.append(question_reject(item, "scene.low_score", f"score {r['score']} < {min_score}"))
             if r["score"] is not None and r["score"] >= shadow_score:
                 shadow[iid].add(str(r["category"]).strip().lower())
             continue
         img = images_by_id[iid]
         if (r["mask_height"], r["mask_width"]) != (img["height"], img["width"]):
             rejects.append(
-                SceneReject(
+                question_reject(
                     item,
-                    f"mask_size_mismatch: mask {r['mask_height']}x{r['mask_width']} "
+                    "scene.mask_size_mismatch",
+                    f"mask {r['mask_height']}x{r['mask_width']} "
                     f"!= image {img['height']}x{img['width']}",
                 )
             )
@@ -316,16 +318,18 @@ def scenes_from_tables(
         for r in rows:
             item = f"{iid}#{r['instance_id']}"
             if r["instance_id"] in seen:
-                rejects.append(SceneReject(item, "duplicate_instance_id"))
+                rejects.append(question_reject(item, "scene.duplicate_instance_id",
+                                               f"instance_id {r['instance_id']} repeated in the image"))
                 continue
             seen.add(r["instance_id"])
             try:
                 st = _rle_geometry(r["mask_rle"], int(r["mask_height"]), int(r["mask_width"]), pixels is not None)
             except (ValueError, TypeError, AttributeError, UnicodeEncodeError) as err:
-                rejects.append(SceneReject(item, f"bad_mask: {err}"))
+                rejects.append(question_reject(item, "scene.bad_mask", f"mask not decodable: {err}"))
                 continue
             if st[0] < max(min_area, 1):
-                rejects.append(SceneReject(item, f"small_area: {int(st[0])} < {max(min_area, 1)}"))
+                rejects.append(question_reject(item, "scene.small_area",
+                                               f"area {int(st[0])} < {max(min_area, 1)} pixels"))
                 continue
             kept.append(r)
             stats.append(st)

@@ -1,8 +1,11 @@
 """The questions stage: contract tables in (instances + manifest), contract tables out
 (questions + rejects). Used by the ``hopchain questions`` command and the Airflow tasks.
 
-Every image is accounted for: it yields questions or a REJECTS row saying why not; every refused
-instance, model output, balanced-out or too-easy question is a REJECTS row with its reason.
+Every image is accounted for: it yields questions or a reject saying why not; every refused
+instance, model output, balanced-out or too-easy question is a :class:`~pipelines.rejects.Reject`
+with its dotted code (``scene.*``, ``image.*``, ``no_question.*``, ``balance.*``, the writer's
+``parse.*``/``structure.*``/..., ``difficulty.*``, ``leakage.blind_solvable``); ``stats["rejects"]``
+counts them by code.
 """
 
 from __future__ import annotations
@@ -24,9 +27,9 @@ from pipelines.contracts import to_table
 from pipelines.questions.generator import Question, generate, select_balanced
 from pipelines.questions.program import Margins, margins_of
 from pipelines.questions.report import question_report
-from pipelines.questions.scene import Scene, scenes_from_tables
+from pipelines.questions.scene import Scene, question_reject, scenes_from_tables
 from pipelines.questions.variants import derive_variants
-from pipelines.questions.writer import reject_row
+from pipelines.rejects import Reject, count_codes, rejects_table
 from pipelines.vlm import VLMBackend
 
 log = logging.getLogger(__name__)
@@ -68,7 +71,7 @@ def run_questions(
     """
     margins = margins_of(cfg)
     rows_by_id = {r["image_id"]: r for r in manifest.to_pylist()}
-    image_rejects: list[dict[str, str]] = []
+    image_rejects: list[Reject] = []
     # each image is read once: kept for the VLM writer and the solver when they will need it again
     keep_images = cfg.writer == "vlm" or cfg.difficulty.enabled
     loaded: dict[str, Image.Image] = {}
@@ -86,7 +89,7 @@ def run_questions(
         try:
             return np.asarray(image_of(image_id))
         except (OSError, ValueError) as err:
-            image_rejects.append(reject_row(image_id, f"colors_unavailable: {err}"))
+            image_rejects.append(question_reject(image_id, "image.colors_unavailable", f"colours not computed: {err}"))
             return None
 
     scenes, scene_rejects = scenes_from_tables(
@@ -99,7 +102,8 @@ def run_questions(
         visible_area_frac=cfg.visible_area_frac,
         occlusion_overlap=cfg.occlusion_overlap,
     )
-    rejects = [reject_row(r.item_id, r.reason, r.raw) for r in scene_rejects] + image_rejects
+    rejects: list[Reject] = scene_rejects + image_rejects
+    explained: set[str] = set()  # images whose lack of questions a no_question.* reject explains
     by_id = {s.image_id: s for s in scenes}
     stats: dict[str, Any] = {"images": len(scenes), "instances_left_out": len(scene_rejects)}
 
@@ -122,8 +126,10 @@ def run_questions(
         stats["generator"]["attempt_reasons"] = dict(res.stats.attempt_reasons)
         for image_id, why in res.stats.no_question.items():
             tried = sum(why.values())
+            if why:
+                explained.add(image_id)
             for reason, n in why.most_common():
-                rejects.append(reject_row(image_id, f"no_question.{reason}: stopped {n} of {tried} attempts"))
+                rejects.append(question_reject(image_id, f"no_question.{reason}", f"stopped {n} of {tried} attempts"))
     else:
         if writer_backend is None:
             raise ValueError("questions.writer is 'vlm' but no writer backend was given")
@@ -132,9 +138,10 @@ def run_questions(
         )
         rejects += writer_rejects
     rejects += [
-        reject_row(
+        question_reject(
             q.question_id,
-            f"answer_balance: answer {q.answer} over the {cfg.max_answer_share:g} batch share cap "
+            "balance.answer_share",
+            f"answer {q.answer} over the {cfg.max_answer_share:g} batch share cap "
             f"or the {cfg.max_skeleton_answer_share:g} share cap within its skeleton",
         )
         for q in dropped
@@ -147,7 +154,7 @@ def run_questions(
         sel, out = select_balanced(_by_image(group, scenes), cfg.per_image, cfg.max_answer_share)
         kept_variants += sel
         rejects += [
-            reject_row(q.question_id, f"answer_balance: {v} answer {q.answer} over the share cap")
+            question_reject(q.question_id, "balance.answer_share", f"{v} answer {q.answer} over the share cap")
             for q in out
         ]
     stats["variants_not_derivable"] = missing
@@ -170,7 +177,7 @@ def run_questions(
         )
         rejects += too_easy
         if cfg.blind.enabled:
-            from pipelines.questions.difficulty import blind_test
+            from pipelines.questions.difficulty import BLIND_SOLVABLE, blind_test
 
             b = cfg.blind
             questions, blind_solvable = blind_test(
@@ -182,14 +189,14 @@ def run_questions(
                 prompt_version=cfg.vlm_prompt_version,
             )
             rejects += blind_solvable
-            stats["blind_solvable"] = sum(r["reason"].startswith("leakage.blind_solvable") for r in blind_solvable)
+            stats["blind_solvable"] = count_codes(blind_solvable).get(BLIND_SOLVABLE, 0)
 
     with_q = Counter(q.image_id for q in questions)
-    explained = {r["item_id"] for r in rejects if r["reason"].startswith("no_question.")}
     for s in scenes:
         if not with_q[s.image_id] and s.image_id not in explained:
             rejects.append(
-                reject_row(s.image_id, f"no_question: no verified question for a scene of {s.n} instances")
+                question_reject(s.image_id, "no_question.none_verified",
+                                f"no verified question for a scene of {s.n} instances")
             )
     stats.update(
         questions=len(questions),
@@ -197,11 +204,9 @@ def run_questions(
         by_num_hops=dict(sorted(Counter(q.num_hops for q in questions if q.variant == "full").items())),
         by_family=dict(Counter(q.family for q in questions if q.variant == "full")),
         report=question_report([q.to_row() for q in questions]),
-        rejects=dict(Counter(r["reason"].split(":")[0] for r in rejects)),
+        rejects=count_codes(rejects),
     )
-    return StageResult(
-        to_table([q.to_row() for q in questions], "questions"), to_table(rejects, "rejects"), stats
-    )
+    return StageResult(to_table([q.to_row() for q in questions], "questions"), rejects_table(rejects), stats)
 
 
 def _by_image(questions: list[Question], scenes: list[Scene]) -> list[list[Question]]:
@@ -218,7 +223,7 @@ def _vlm_questions(
     backend: VLMBackend,
     margins: Margins,
     image_of: Callable[[str], Image.Image],
-) -> tuple[list[Question], list[Question], list[dict[str, str]]]:
+) -> tuple[list[Question], list[Question], list[Reject]]:
     from pycocotools import mask as mask_utils
 
     from pipelines.questions.writer import VLMQuestionWriter, WriterItem
@@ -230,15 +235,16 @@ def _vlm_questions(
             masks.setdefault(r["image_id"], {})[r["instance_id"]] = mask_utils.decode(rle)
         except Exception as err:  # noqa: BLE001 - already rejected by the scene builder; no mark drawn
             log.debug("mask of %s#%s not drawable: %s", r["image_id"], r["instance_id"], err)
-    items, rejects = [], []
+    items: list[WriterItem] = []
+    rejects: list[Reject] = []
     for s in scenes:
         if s.n < 2:
-            rejects.append(reject_row(s.image_id, f"too_few_instances: {s.n} in the scene"))
+            rejects.append(question_reject(s.image_id, "scene.too_few_instances", f"{s.n} instances in the scene"))
             continue
         try:
             image = image_of(s.image_id)
         except (OSError, ValueError) as err:
-            rejects.append(reject_row(s.image_id, f"image_unavailable: {err}"))
+            rejects.append(question_reject(s.image_id, "image.unavailable", f"image not loadable: {err}"))
             continue
         items.append(WriterItem(s, image, masks.get(s.image_id, {})))
     writer = VLMQuestionWriter(

@@ -27,11 +27,9 @@ from pipelines.questions.generator import Question, make_question
 from pipelines.questions.leakage import check_needs_image, check_text
 from pipelines.questions.program import Margins, ProgramError
 from pipelines.questions.prompts import load_prompt
-from pipelines.questions.scene import Scene
+from pipelines.questions.scene import Scene, question_reject
+from pipelines.rejects import Reject
 from pipelines.vlm import VLMBackend, VLMRequest
-
-STAGE = "questions"
-MAX_RAW = 4000  # characters of model output kept in a reject row
 
 
 class ParseError(ProgramError):
@@ -198,9 +196,11 @@ class WriterItem:
     masks: dict[int, np.ndarray]
 
 
-def reject_row(item_id: str, reason: str, raw: str = "") -> dict[str, str]:
-    """A row of the contract's REJECTS table for this stage."""
-    return {"stage": STAGE, "item_id": item_id, "reason": reason, "raw": raw[:MAX_RAW]}
+def program_reject(item_id: str, err: ProgramError, raw: str) -> Reject:
+    """A refused completion: its code is the error's dotted ``reason`` (``parse.no_json``,
+    ``structure.num_hops``, ``leakage.mark_reference``, ...)."""
+    where = f"hop {err.hop}: " if err.hop is not None else ""
+    return question_reject(item_id, err.reason, where + (err.detail or err.reason), raw)
 
 
 class VLMQuestionWriter:
@@ -246,10 +246,10 @@ class VLMQuestionWriter:
         system = load_prompt(self.prompt_version, "system").template.strip()
         return VLMRequest(set_of_mark_image(item.image, item.scene, item.masks), prompt, system)
 
-    def write(self, items: Sequence[WriterItem]) -> tuple[list[Question], list[dict[str, str]]]:
-        """Verified questions and reject rows (one per refused completion, with its reason)."""
+    def write(self, items: Sequence[WriterItem]) -> tuple[list[Question], list[Reject]]:
+        """Verified questions and rejects (one per refused completion, with its code)."""
         questions: list[Question] = []
-        rejects: list[dict[str, str]] = []
+        rejects: list[Reject] = []
         for start in range(0, len(items), self.batch_size):
             batch = list(items[start : start + self.batch_size])
             try:
@@ -263,7 +263,7 @@ class VLMQuestionWriter:
                     raise RuntimeError(f"backend returned {len(outputs)} results for {len(batch)} requests")
             except Exception as err:  # noqa: BLE001 - the whole batch becomes reject rows, with the error
                 rejects += [
-                    reject_row(it.scene.image_id, f"backend_error: {type(err).__name__}: {err}")
+                    question_reject(it.scene.image_id, "writer.backend_error", f"{type(err).__name__}: {err}")
                     for it in batch
                 ]
                 continue
@@ -275,10 +275,10 @@ class VLMQuestionWriter:
 
     def check_outputs(
         self, scene: Scene, texts: Sequence[str]
-    ) -> tuple[list[Question], list[dict[str, str]]]:
+    ) -> tuple[list[Question], list[Reject]]:
         """Parse and verify the completions for one scene (deduplicated by program and by text)."""
         out: list[Question] = []
-        rejects: list[dict[str, str]] = []
+        rejects: list[Reject] = []
         seen: set[str] = set()
         for k, text in enumerate(texts):
             item_id = f"{scene.image_id}#vlm{k}"
@@ -286,12 +286,13 @@ class VLMQuestionWriter:
                 obj = parse_writer_output(text)
                 hops = verify_written(obj, scene, self.margins, self.min_hops, self.max_hops)
             except ProgramError as err:
-                rejects.append(reject_row(item_id, f"{err.reason}: {err}", text))
+                rejects.append(program_reject(item_id, err, text))
                 continue
             q = make_question(scene.image_id, hops, obj["question"].strip(), generator=self.generator)
             norm_text = " ".join(q.question.lower().split())
             if q.question_id in seen or norm_text in seen:
-                rejects.append(reject_row(item_id, "duplicate: same program or text as another sample", text))
+                rejects.append(question_reject(item_id, "writer.duplicate_sample",
+                                               "same program or text as another sample", text))
                 continue
             seen.update({q.question_id, norm_text})
             out.append(q)

@@ -31,6 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipelines.contracts import canonical_number, read_parquet
+from pipelines.rejects import Reject
 
 Split = Literal["train", "eval"]
 SPLITS: tuple[Split, ...] = ("train", "eval")
@@ -132,10 +133,9 @@ def image_file_name(image_id: str, fmt: str) -> str:
     return f"{image_id}.{ext}"
 
 
-def reject(item_id: str, reason: str, raw: Any = None) -> dict[str, Any]:
-    """A ``contracts.REJECTS`` row of the release stage."""
-    return {"stage": "release", "item_id": item_id, "reason": reason,
-            "raw": None if raw is None else json.dumps(raw, sort_keys=True, default=str)}
+def reject(item_id: str, code: str, detail: str, raw: Any = None) -> Reject:
+    """A reject of the release stage (``code`` is ``release.*``)."""
+    return Reject(stage="release", item_id=item_id, code=code, detail=detail, raw=raw)
 
 
 def select_rows(
@@ -146,41 +146,47 @@ def select_rows(
     *,
     salt: str,
     eval_fraction: float,
-) -> tuple[list[ReleaseRow], list[dict[str, Any]]]:
+) -> tuple[list[ReleaseRow], list[Reject]]:
     """Accepted questions that can be released, sorted by (split, image_id, question_id).
 
-    Returns ``(rows, rejects)``; every accepted question is in exactly one of the two.
+    Returns ``(rows, rejects)``; every accepted question is in exactly one of the two. Reject codes:
+    ``release.duplicate_consensus``, ``release.question_missing``, ``release.answer_not_numeric``,
+    ``release.image_not_in_manifest``, ``release.image_unavailable``.
     """
     qs: dict[str, dict[str, Any]] = {}
     for q in questions.to_pylist():
         qs.setdefault(q["question_id"], q)  # question ids are deterministic: a repeat is the same
     images = {m["image_id"]: m for m in manifest.to_pylist()}
     rows: list[ReleaseRow] = []
-    rejects: list[dict[str, Any]] = []
+    rejects: list[Reject] = []
     seen: set[str] = set()
     for c in consensus.to_pylist():
         if c["status"] != "accepted":
             continue
         qid = c["question_id"]
         if qid in seen:
-            rejects.append(reject(qid, "duplicate accepted consensus row"))
+            rejects.append(reject(qid, "release.duplicate_consensus", "duplicate accepted consensus row"))
             continue
         seen.add(qid)
         q = qs.get(qid)
         if q is None:
-            rejects.append(reject(qid, "accepted question missing from the questions table"))
+            rejects.append(reject(qid, "release.question_missing",
+                                  "accepted question missing from the questions table"))
             continue
         try:
             answer = canonical_number(c["agreed_answer"])
         except ValueError:
-            rejects.append(reject(qid, "agreed_answer is not a number", c["agreed_answer"]))
+            rejects.append(reject(qid, "release.answer_not_numeric", "agreed_answer is not a number",
+                                  c["agreed_answer"]))
             continue
         m = images.get(q["image_id"])
         if m is None:
-            rejects.append(reject(qid, "image missing from the manifest", q["image_id"]))
+            rejects.append(reject(qid, "release.image_not_in_manifest", "image missing from the manifest",
+                                  q["image_id"]))
             continue
         if q["image_id"] not in available_images:
-            rejects.append(reject(qid, "image bytes unavailable in the snapshot", q["image_id"]))
+            rejects.append(reject(qid, "release.image_unavailable", "image bytes unavailable in the snapshot",
+                                  q["image_id"]))
             continue
         rows.append(
             ReleaseRow(

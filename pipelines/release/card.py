@@ -58,10 +58,11 @@ def compute_metrics(inputs: Path, release: Path) -> tuple[dict[str, Any], dict[s
     matches = sum(1 for c in accepted if c["matches_generated"])
     released_images = {r["image_id"] for r in rows}
     rel_instances = [i for i in instances if i["image_id"] in released_images]
-    dropped = Counter(r["reason"] for r in pq.read_table(release / REJECTS_FILE).to_pylist())
+    dropped = Counter(pq.read_table(release / REJECTS_FILE, columns=["code"]).column("code").to_pylist())
     snap_rejects = inputs / REJECTS_FILE
     if snap_rejects.exists():
-        dropped.update(f"snapshot: {r['reason']}" for r in pq.read_table(snap_rejects).to_pylist())
+        snap_codes = pq.read_table(snap_rejects, columns=["code"]).column("code").to_pylist()
+        dropped.update(f"snapshot: {c}" for c in snap_codes)
     splits = index["splits"]
     metrics: dict[str, Any] = {
         "questions_generated": questions_raw.num_rows,
@@ -214,7 +215,7 @@ def render_card(cfg: ReleaseConfig, metrics: dict[str, Any], details: dict[str, 
         _table(["input", "source"], sorted(prov.get("sources", {}).items())) if prov.get("sources") else "",
         "",
         "## Dropped",
-        _table(["reason", "questions"], details["dropped"].most_common()) if details["dropped"]
+        _table(["code", "questions"], details["dropped"].most_common()) if details["dropped"]
         else "No accepted question was dropped.",
         "",
         "## Files",

@@ -155,22 +155,22 @@ def snapshot_inputs(
     images = sorted((m for m in manifest.to_pylist() if m["image_id"] in wanted), key=lambda m: m["image_id"])
     say(f"snapshot: {len(accepted)} accepted questions over {len(images)} images")
 
-    def fetch(m: dict[str, Any]) -> tuple[dict[str, Any], bytes | None, str | None]:
+    def fetch(m: dict[str, Any]) -> tuple[dict[str, Any], bytes | None, tuple[str, str] | None]:
         try:
             data = reader.read_image(m["image_id"], m["uri"], m["format"], sources.images_from)
         except FileNotFoundError as err:
-            return m, None, f"image unavailable: {err}"
+            return m, None, ("release.image_unavailable", f"image unavailable: {err}")
         if hashlib.sha256(data).hexdigest() != m["image_id"]:
-            return m, None, "image bytes do not match image_id (sha256)"
+            return m, None, ("release.image_altered", "image bytes do not match image_id (sha256)")
         return m, data, None
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         fetched = list(pool.map(fetch, images))
-    rejects = [reject(m["image_id"], why, m["uri"]) for m, _, why in fetched if why]
+    rejects = [reject(m["image_id"], *why, m["uri"]) for m, _, why in fetched if why]
     good = [(m, data) for m, data, why in fetched if data is not None]
     if images and not good:
         raise SnapshotError(f"none of the {len(images)} images could be read "
-                            f"(first reason: {rejects[0]['reason']}); check --images-from")
+                            f"(first: {rejects[0].code}: {rejects[0].detail}); check --images-from")
 
     with replacing_folder(out) as tmp:
         (tmp / IMAGES_DIR).mkdir()

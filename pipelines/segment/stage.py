@@ -22,6 +22,7 @@ import pyarrow as pa
 from pipelines.config import SegmentConfig
 from pipelines.contracts import to_table
 from pipelines.detect.stage import ImageItem
+from pipelines.rejects import Reject, rejects_table
 from pipelines.segment.backends import Prompt, SegmentBackend, make_segment_backend
 from pipelines.segment.masks import encode_masks, suppress_duplicates
 
@@ -36,16 +37,19 @@ class SegmentResult:
     timings: dict[str, float] = field(default_factory=dict)  # seconds: model, encode, total
 
 
-def prompts_from_detections(detections: pa.Table, needs_boxes: bool) -> tuple[dict[str, list[Prompt]], list[dict]]:
-    """Group detections by image into prompts; box-less detections for a box backend are rejects."""
+def prompts_from_detections(
+    detections: pa.Table, needs_boxes: bool
+) -> tuple[dict[str, list[Prompt]], list[Reject]]:
+    """Group detections by image into prompts; box-less detections for a box backend are rejects
+    (``prompt.no_box``)."""
     prompts: dict[str, list[Prompt]] = defaultdict(list)
-    rejects: list[dict] = []
+    rejects: list[Reject] = []
     for row in detections.to_pylist():
         box = tuple(row["bbox"]) if row["bbox"] is not None else None
         if needs_boxes and box is None:
-            rejects.append({"stage": "segment", "item_id": row["image_id"],
-                            "reason": f"box-prompted backend got a detection without a box: {row['category']}",
-                            "raw": row["category"]})
+            rejects.append(Reject(stage="segment", item_id=row["image_id"], code="prompt.no_box",
+                                  detail=f"box-prompted backend got a detection without a box: {row['category']}",
+                                  raw=row["category"]))
             continue
         prompts[row["image_id"]].append(Prompt(row["category"], box))
     return prompts, rejects
@@ -127,4 +131,4 @@ class SegmentStage:
         counts["rejected"] = len(rejects)
         timings = {"model_s": t_model, "encode_s": t_encode, "total_s": time.perf_counter() - t0}
         log.info("segment: %s", counts)
-        return SegmentResult(to_table(rows, "instances"), to_table(rejects, "rejects"), counts, timings)
+        return SegmentResult(to_table(rows, "instances"), rejects_table(rejects), counts, timings)

@@ -28,7 +28,7 @@ from PIL import Image
 from pipelines.annotation.client import LabelStudioClient
 from pipelines.annotation.labeling import ANSWER_FIELD, NOT_ANSWERABLE
 from pipelines.annotation.simulated import answer_result, simulated_annotators
-from pipelines.config import OpenAIEndpoint, load_params
+from pipelines.config import OpenAIEndpoint, VLMConfig, load_params
 from pipelines.flow import Flow
 from pipelines.release.platform import release_from_store
 from hopchain_demo.samples import write_samples
@@ -120,8 +120,8 @@ def test_mixed_bad_inputs_run_completes_and_the_card_reconciles(s3_creds, label_
         params = base.model_copy(update={
             "store": base.store.model_copy(update={"bucket": bucket}),
             "ingest": base.ingest.model_copy(update={"shard_size": 8}),
-            "detect": base.detect.model_copy(update={
-                "backend": "openai", "openai": OpenAIEndpoint(base_url=model.base_url, model="fake-vlm")}),
+            "vlm": VLMConfig(backend="openai", openai=OpenAIEndpoint(base_url=model.base_url, model="fake-vlm")),
+            "detect": base.detect.model_copy(update={"backend": "vlm"}),
             "annotation": base.annotation.model_copy(update={"project_title": f"HopChain bad inputs {tag}"}),
             "release": base.release.model_copy(update={"dvc_remote_prefix": f"badinputs-{tag}"}),
         })
@@ -142,9 +142,10 @@ def test_mixed_bad_inputs_run_completes_and_the_card_reconciles(s3_creds, label_
     manifest = [r for s in shards for r in flow.get("manifest", s).to_pylist()]
     quarantine = [r for k in store.list(safe_key("runs", flow.run_id, "quarantine") + "/")
                   for r in store.get_table(k, "quarantine").to_pylist()]
-    assert summary["images"] + summary["quarantined"] == images_in
+    assert summary.images + summary.quarantined == images_in
     assert len(manifest) + len(quarantine) == images_in
-    codes = {r["uri"].rsplit("/", 1)[-1]: r["reason"].split(":", 1)[0] for r in quarantine}
+    codes = {r["uri"].rsplit("/", 1)[-1]: r["code"] for r in quarantine}
+    assert all(r["detail"] for r in quarantine)
     assert codes == expected_quarantine, codes
     by_name = {r["uri"].rsplit("/", 1)[-1]: r for r in manifest}
     assert {"cmyk.jpg", "grey16.png", "rotated.jpg"} <= set(by_name)  # normalised, not refused
@@ -153,17 +154,17 @@ def test_mixed_bad_inputs_run_completes_and_the_card_reconciles(s3_creds, label_
     assert (rotated["width"], rotated["height"]) == (upright["width"], upright["height"])  # EXIF applied
 
     # -- the model's garbage answers are detect rejects with reasons; the run went on --------------
-    det_rejects = [r for s in shards for r in store.get_table(flow.reject_key("detect", s)).to_pylist()]
+    det_rejects = [r for s in shards for r in store.get_table(flow.keys.rejects("detect", s)).to_pylist()]
     detections = sum(len(flow.get("detections", s)) for s in shards)
     assert det_rejects and detections
-    assert all(r["reason"].startswith("unparseable answer") and GARBAGE in r["raw"] for r in det_rejects)
+    assert all(r["code"] == "answer.unparseable" and GARBAGE in r["raw"] for r in det_rejects)
     detected = {d for s in shards for d in flow.get("detections", s)["image_id"].to_pylist()}
     assert len(det_rejects) + len(detected) == len(manifest)
 
     # -- annotators: valid answers, disagreement, missing answers and garbage values ---------------
     questions = {q["question_id"]: q for s in shards for q in flow.get("questions", s).to_pylist()}
     assert len(questions) >= 12
-    project_id = flow.pushed_batches()[0]["project_id"]
+    project_id = flow.pushed_batches()[0].project_id
     with LabelStudioClient(ls["url"], ls["token"]) as admin:
         tasks = sorted(admin.iter_tasks(project_id, fields="task_only"),
                        key=lambda t: t["data"]["question_id"])
@@ -200,30 +201,30 @@ def test_mixed_bad_inputs_run_completes_and_the_card_reconciles(s3_creds, label_
             a.client.close()
 
     decided = flow.decide(flow.open_batches())
-    assert decided["annotations_rejected"] == plan["garbage"]  # each garbage value is a reject, with reason
-    consensus = [r for b in decided["batches"]
-                 for r in store.get_table(safe_key("consensus", b, "consensus.parquet")).to_pylist()]
+    assert decided.annotations_rejected == plan["garbage"]  # each garbage value is a reject, with reason
+    consensus = [r for b in decided.batches
+                 for r in store.get_table(flow.ledger.consensus_table_key(b, "consensus")).to_pylist()]
     status = Counter(c["status"] for c in consensus)
     assert status["accepted"] == plan["unanimous"]
     assert status["rejected"] == plan["disagree"] + plan["not_answerable"]
     assert status["pending"] == plan["missing"] + plan["garbage"]  # a garbage answer does not count as one
     assert sum(status.values()) == len(questions)
-    rejects = [r for b in decided["batches"]
-               for r in store.get_table(safe_key("consensus", b, "rejects.parquet")).to_pylist()]
+    rejects = [r for b in decided.batches
+               for r in store.get_table(flow.ledger.consensus_table_key(b, "rejects")).to_pylist()]
     assert len([r for r in rejects if r["stage"] == "annotation"]) == plan["garbage"]
-    assert all(r["reason"] for r in rejects)
+    assert all(r["code"] and r["detail"] for r in rejects)
 
     # -- the release and its card -----------------------------------------------------------------
     record = release_from_store(params, store, flow.run_id, home=tmp_path / "home")
-    metrics = record["metrics"]
+    metrics = record.metrics
     assert metrics["questions_generated"] == len(questions)
     assert metrics["consensus"] == {"accepted": status["accepted"], "rejected": status["rejected"],
                                     "pending": status["pending"], "total": len(questions)}
     assert metrics["released"]["questions"] + metrics["dropped"] == status["accepted"]
-    assert metrics["dropped"] == 0 and record["questions"] == status["accepted"]
+    assert metrics["dropped"] == 0 and record.questions == status["accepted"]
     released_images = {questions[c["question_id"]]["image_id"] for c in consensus
                        if c["status"] == "accepted"}
     assert metrics["released"]["images"] == len(released_images)
-    card = store.get_bytes(safe_key("releases", record["tag"], "card", "README.md")).decode()
+    card = store.get_bytes(flow.ledger.release_file_key(record.tag, "card", "README.md")).decode()
     for name in ("accepted", "rejected", "pending"):
         assert f"| {name} | {status[name]} |" in card, name

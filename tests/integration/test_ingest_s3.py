@@ -40,7 +40,7 @@ def test_ingest_s3_prefix_to_s3_run_root(object_store, s3_creds) -> None:  # typ
     quarantine = load_tables(root, "quarantine", "quarantine", source)
     assert manifest["uri"].to_pylist() == [f"{src}a.png", f"{src}b.png"]
     assert manifest["shard"].to_pylist() == [0, 0]
-    assert quarantine.to_pylist() == [{"uri": f"{src}c.jpg", "reason": "empty: 0 bytes"}]
+    assert quarantine.to_pylist() == [{"uri": f"{src}c.jpg", "code": "empty", "detail": "0 bytes"}]
     items, rejects = load_images(manifest, cfg.max_pixels, source)
     assert [i.image.size for i in items] == [(30, 20), (20, 30)] and rejects == []
     object_store.delete_prefix(prefix)

@@ -145,9 +145,7 @@ def test_parallel_annotators_consensus_with_wrong_counters(admin, people):
     second = people[0][1].create_annotation(task_of["mix-002"], answer_result(7))
     # and its stored counters can be wrong: make them wrong on purpose
     for qid in ("mix-000", "mix-003"):
-        admin.request(
-            "PATCH", f"/api/tasks/{task_of[qid]}", json={"is_labeled": False, "total_annotations": 0}
-        )
+        admin.sdk.tasks.update(str(task_of[qid]), is_labeled=False, total_annotations=0)
     assert admin.get_task(task_of["mix-000"])["total_annotations"] == 0
 
     result = pull_and_decide(admin, pid, qs)
@@ -162,10 +160,12 @@ def test_parallel_annotators_consensus_with_wrong_counters(admin, people):
     }
     assert rows["mix-000"]["agreed_answer"] == "3" and rows["mix-000"]["matches_generated"] is True
     assert rows["mix-002"]["reason"] == "disagreement (3 vs 1: 2, 7)"
-    ignored = {r.item_id: r.reason for r in result.consensus.ignored}
+    ignored = {r.item_id: (r.code, r.detail) for r in result.consensus.ignored}
     assert ignored == {
-        f"mix-001/annotation-{fifth['id']}": "annotator beyond the first 4 distinct ignored",
-        f"mix-002/annotation-{second['id']}": "second annotation by the same annotator ignored",
+        f"mix-001/annotation-{fifth['id']}": ("consensus.beyond_required",
+                                              "annotator beyond the first 4 distinct ignored"),
+        f"mix-002/annotation-{second['id']}": ("consensus.repeat_annotation",
+                                               "second annotation by the same annotator ignored"),
     }
     tables = result.tables()
     assert tables["annotations"].num_rows == 24 and tables["rejects"].num_rows == 2
@@ -201,11 +201,11 @@ def test_bad_annotations_are_rejected_and_the_rest_decided(admin, people):
             client.create_annotation(task_of[qid], result)
     client.create_annotation(task_of["bad-002"], answer_result(2), was_cancelled=True)
     result = pull_and_decide(admin, pid, qs)
-    reasons = sorted(r.reason for r in result.invalid)
+    reasons = sorted((r.code, r.detail) for r in result.invalid)
     assert reasons == [
-        "cancelled (skipped) annotation ignored",
-        "non-numeric answer 'two'",
-        "unknown field 'bbox'",
+        ("annotation.cancelled", "cancelled (skipped) annotation ignored"),
+        ("result.non_numeric_answer", "non-numeric answer 'two'"),
+        ("result.unknown_field", "unknown field 'bbox'"),
     ]
     status = {r["question_id"]: r["status"] for r in result.consensus.consensus}
     assert status == {"bad-000": "pending", "bad-001": "pending", "bad-002": "accepted"}

@@ -97,7 +97,9 @@ def test_consensus_command(tmp_path, capsys):
         "bad": ("pending", "3 of 4 annotators so far"),
     }
     rejects = read_parquet(tmp_path / "consensus.rejects.parquet", "rejects").to_pylist()
-    assert [(r["item_id"], r["reason"]) for r in rejects] == [("bad/row-3", "non-numeric answer 'five'")]
+    assert [(r["item_id"], r["code"], r["detail"]) for r in rejects] == [
+        ("bad/row-3", "result.non_numeric_answer", "non-numeric answer 'five'")
+    ]
     stats = pa.parquet.read_table(tmp_path / "consensus.annotators.parquet").to_pylist()
     assert {s["annotator"] for s in stats} == {"a0", "a1", "a2", "a3"}
 

@@ -83,10 +83,10 @@ def test_second_answer_by_same_annotator_and_fifth_annotator_are_ignored_and_rep
     ]
     res = decide(records, {"q": "3"})
     assert by_id(res)["q"]["status"] == "accepted"
-    reasons = sorted(r.reason for r in res.ignored)
+    reasons = sorted((r.code, r.detail) for r in res.ignored)
     assert reasons == [
-        "annotator beyond the first 4 distinct ignored",
-        "second annotation by the same annotator ignored",
+        ("consensus.beyond_required", "annotator beyond the first 4 distinct ignored"),
+        ("consensus.repeat_annotation", "second annotation by the same annotator ignored"),
     ]
     assert {r.item_id for r in res.ignored} == {"q/annotation-10", "q/annotation-11"}
 
@@ -97,7 +97,7 @@ def test_order_is_by_submission_time_not_input_order():
     row = by_id(res)["q"]
     # "early" submitted first, so a3 (the last) is the one beyond the fourth
     assert row["status"] == "rejected" and "5" in row["reason"]
-    assert [r.reason for r in res.ignored] == ["annotator beyond the first 4 distinct ignored"]
+    assert [r.detail for r in res.ignored] == ["annotator beyond the first 4 distinct ignored"]
     assert "a3" in res.ignored[0].raw
 
 
@@ -112,7 +112,9 @@ def test_numeric_normalisation_makes_answers_equal():
 
 def test_unknown_question_reported():
     res = decide([rec("ghost", "a0", "1")], {"q": "1"})
-    assert [r.reason for r in res.ignored] == ["annotation of an unknown question"]
+    assert [(r.code, r.detail) for r in res.ignored] == [
+        ("consensus.unknown_question", "annotation of an unknown question")
+    ]
 
 
 def test_annotator_stats_agreement_and_lead_time():

@@ -35,20 +35,22 @@ def test_answer_without_verdict_counts_as_answerable():
 
 
 @pytest.mark.parametrize(
-    ("result", "reason"),
+    ("result", "code", "reason"),
     [
-        (answer_result("three"), "non-numeric answer 'three'"),
-        (answer_result(3, extra=[{"from_name": "bbox", "value": {}}]), "unknown field 'bbox'"),
-        (answer_result(None), "verdict 'answerable' without a numeric answer"),
-        ([], "empty annotation: no answer and no verdict"),
-        ({"answer": 3}, "malformed result: expected a list, got dict"),
-        (answer_result(3) + answer_result(4)[:1], "field 'answer' given twice"),
-        (answer_result(3, verdict="maybe"), "invalid verdict ['maybe'] (expected one of"),
+        (answer_result("three"), "result.non_numeric_answer", "non-numeric answer 'three'"),
+        (answer_result(3, extra=[{"from_name": "bbox", "value": {}}]), "result.unknown_field",
+         "unknown field 'bbox'"),
+        (answer_result(None), "result.answerable_without_answer", "verdict 'answerable' without a numeric answer"),
+        ([], "result.empty", "empty annotation: no answer and no verdict"),
+        ({"answer": 3}, "result.malformed", "malformed result: expected a list, got dict"),
+        (answer_result(3) + answer_result(4)[:1], "result.repeated_field", "field 'answer' given twice"),
+        (answer_result(3, verdict="maybe"), "result.invalid_verdict", "invalid verdict ['maybe'] (expected one of"),
     ],
 )
-def test_invalid_results_are_refused_with_reason(result, reason):
+def test_invalid_results_are_refused_with_reason(result, code, reason):
     with pytest.raises(InvalidAnnotation) as err:
         parse_result(result)
+    assert err.value.code == code
     assert str(err.value).startswith(reason)
 
 
@@ -74,9 +76,9 @@ def test_validate_tasks_records_and_rejects():
         ("q1", "ann@example.com", "3", 5.0, 7)
     ]
     assert records[0].submitted_at.tzinfo is not None
-    assert {r.item_id: r.reason for r in rejects} == {
-        "q1/annotation-2": "non-numeric answer 'x'",
-        "q1/annotation-3": "cancelled (skipped) annotation ignored",
-        "q1/annotation-4": "annotation without completed_by",
+    assert {r.item_id: (r.code, r.detail) for r in rejects} == {
+        "q1/annotation-2": ("result.non_numeric_answer", "non-numeric answer 'x'"),
+        "q1/annotation-3": ("annotation.cancelled", "cancelled (skipped) annotation ignored"),
+        "q1/annotation-4": ("annotation.no_annotator", "annotation without completed_by"),
     }
-    assert all(r.contract_row()["stage"] == "annotation" and r.raw for r in rejects)
+    assert all(r.stage == "annotation" and r.raw for r in rejects)

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipelines.config import DetectConfig, ModelRef, OpenAIEndpoint
+from pipelines.config import DetectConfig, ModelRef, OpenAIEndpoint, VLMConfig
 from pipelines.contracts import DETECTIONS, REJECTS
-from pipelines.detect.backends import OpenAIBackend, Qwen3VLBackend, VLMRequestError
+from pipelines.vlm.backends import OpenAIBackend, Qwen3VLBackend, VLMRequestError
 from pipelines.detect.stage import DetectStage, ImageItem
 from tests.support.fake_openai import FakeChatServer
 from pipelines.vlm import VLMBackend, VLMRequest
@@ -50,8 +50,8 @@ def test_tiny_qwen3vl_generates_batched_with_left_padding(tiny_qwen3vl: Path) ->
 
 def test_detect_stage_with_tiny_qwen_rejects_gibberish_after_one_repair(tiny_qwen3vl: Path) -> None:
     """Random weights answer gibberish: each image is asked twice, then rejected with its raw text."""
-    cfg = DetectConfig(backend="qwen3vl", qwen3vl=ModelRef(model=str(tiny_qwen3vl), device="cpu"), max_new_tokens=5)
-    stage = DetectStage(cfg)
+    vlm = VLMConfig(backend="qwen3vl", qwen3vl=ModelRef(model=str(tiny_qwen3vl), device="cpu"))
+    stage = DetectStage(DetectConfig(backend="vlm", max_new_tokens=5), vlm)
     stage.setup()
     try:
         res = stage.process([ImageItem("img-a", _image(100, 80)), ImageItem("img-b", _image(80, 100, 1))])
@@ -96,7 +96,7 @@ def test_detect_stage_repairs_once_then_rejects() -> None:
             "empty": ["[]"],
         }
     )
-    stage = DetectStage(DetectConfig(backend="qwen3vl"), backend=vlm)
+    stage = DetectStage(DetectConfig(backend="vlm"), backend=vlm)
     stage.setup()
     res = stage.process([_tagged(k, 200, 100) for k in ("good", "fixable", "hopeless", "empty")])
     rows = res.detections.to_pylist()
@@ -106,7 +106,7 @@ def test_detect_stage_repairs_once_then_rejects() -> None:
     ]
     assert all(r["source"] == "scripted:v1" and r["score"] == 1.0 for r in rows)
     rejects = res.rejects.to_pylist()
-    assert [r["item_id"] for r in rejects] == ["hopeless"]
+    assert [(r["item_id"], r["code"]) for r in rejects] == [("hopeless", "answer.unparseable")]
     assert "I cannot see anything" in rejects[0]["raw"] and "still no json" in rejects[0]["raw"]
     assert len(vlm.calls) == 2 and len(vlm.calls[1]) == 2  # one repair round for the two broken answers
     assert "could not be parsed" in vlm.calls[1][0]
@@ -169,3 +169,24 @@ def test_openai_backend_times_out_and_raises() -> None:
         finally:
             backend.teardown()
         assert time.monotonic() - started < 0.9  # gave up before the slow server answered
+
+
+def test_detect_stage_writes_each_malformed_item_as_a_reject_with_its_code() -> None:
+    answer = (
+        '```json\n[{"bbox_2d": [0, 0, 500, 500], "label": "dog"}, {"bbox_2d": [1, 2, 3], "label": "cat"}, '
+        '{"bbox_2d": [0, 0, 10, 10]}, "!!!", 42]\n```'
+    )
+    stage = DetectStage(DetectConfig(backend="vlm"), backend=ScriptedVLM({"mixed": [answer]}))
+    stage.setup()
+    res = stage.process([_tagged("mixed", 200, 100)])
+    assert res.detections.column("category").to_pylist() == ["dog"]
+    assert res.rejects.schema == REJECTS
+    rejects = res.rejects.to_pylist()
+    assert [(r["stage"], r["item_id"], r["code"]) for r in rejects] == [
+        ("detect", "mixed#item1", "item.bad_box"),
+        ("detect", "mixed#item2", "item.no_label"),
+        ("detect", "mixed#item3", "item.no_label"),
+        ("detect", "mixed#item4", "item.not_an_object"),
+    ]
+    assert rejects[0]["raw"] == '{"bbox_2d": [1, 2, 3], "label": "cat"}' and all(r["detail"] for r in rejects)
+    assert res.counts["dropped_items"] == 4 and res.counts["rejected"] == 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from pipelines.detect.parser import normalize_label, parse_grounding
@@ -72,13 +74,26 @@ def test_duplicates_merged_and_bad_items_dropped() -> None:
     ]"""
     res = parse_grounding(text, width=1000, height=1000)
     assert [o.category for o in res.objects] == ["apple", "apple"]
-    assert len(res.dropped) == 3
+    assert [(d.index, d.code) for d in res.dropped] == [
+        (3, "item.empty_box"), (4, "item.bad_box"), (5, "item.no_label")]
+    assert json.loads(res.dropped[1].raw) == {"bbox_2d": [1, 2, 3], "label": "broken"}
+
+
+def test_every_unusable_item_is_dropped_with_its_code() -> None:
+    text = '[17, {"bbox_2d": ["a", 0, 1, 1], "label": "cup"}, {"bbox_2d": [0, 0, 10, 10], "label": "cup"}]'
+    res = parse_grounding(text, width=100, height=100)
+    assert [o.category for o in res.objects] == ["cup"]
+    assert [(d.index, d.code, d.raw) for d in res.dropped] == [
+        (0, "item.not_an_object", "17"),
+        (1, "item.bad_box", '{"bbox_2d": ["a", 0, 1, 1], "label": "cup"}'),
+    ]
+    assert all(d.detail for d in res.dropped)
 
 
 def test_categories_only_answer_and_max_categories() -> None:
     res = parse_grounding('Categories: ["Dogs", "a frisbee", "people", "dogs", "grass"]', 10, 10, max_categories=3)
     assert [(o.category, o.bbox) for o in res.objects] == [("dog", None), ("frisbee", None), ("person", None)]
-    assert res.dropped == ["over max_categories: grass"]
+    assert [(d.index, d.code, d.raw) for d in res.dropped] == [(4, "item.over_max_categories", "grass")]
 
 
 @pytest.mark.parametrize(

@@ -85,8 +85,10 @@ def test_manifest_bad(tables, params) -> None:
 
 def test_quarantine_bad(tables, params) -> None:
     bad = pa.concat_tables([tables["quarantine"], pa.Table.from_pylist(
-        [{"uri": tables["quarantine"]["uri"][0].as_py(), "reason": ""}], schema=tables["quarantine"].schema)])
-    assert_fails(run("quarantine", bad, params, References()), {"quarantine.uri_unique", "quarantine.reason_given"})
+        [{"uri": tables["quarantine"]["uri"][0].as_py(), "code": "Not A Code", "detail": ""}],
+        schema=tables["quarantine"].schema)])
+    assert_fails(run("quarantine", bad, params, References()),
+                 {"quarantine.uri_unique", "quarantine.code_well_formed", "quarantine.detail_given"})
 
 
 def test_instances_bad(tables, params) -> None:

@@ -77,13 +77,12 @@ def _tiff_lab() -> bytes:
 def test_shard_with_every_kind_of_bad_input(awkward_folder: Path) -> None:
     cfg = IngestConfig(shard_size=50)
     result = ingest_shard(cfg, str(awkward_folder), 0)
-    reasons = {Path(r["uri"]).name: r["reason"] for r in result.quarantine.to_pylist()}
-    assert reasons["b_truncated.jpg"].startswith("truncated_or_corrupt:")
-    assert reasons["c_text.jpg"].startswith("not_an_image:")
-    assert reasons["d_empty.jpg"].startswith("empty:")
-    assert reasons["e_bomb.png"].startswith("too_large:")
-    assert reasons["i_duplicate.jpg"].startswith("duplicate:") and "a_good.jpg" in reasons["i_duplicate.jpg"]
-    assert reasons["j_lab.tif"].startswith("unsupported_mode:")
+    codes = {Path(r["uri"]).name: r["code"] for r in result.quarantine.to_pylist()}
+    details = {Path(r["uri"]).name: r["detail"] for r in result.quarantine.to_pylist()}
+    assert codes == {"b_truncated.jpg": "truncated_or_corrupt", "c_text.jpg": "not_an_image", "d_empty.jpg": "empty",
+                     "e_bomb.png": "too_large", "i_duplicate.jpg": "duplicate", "j_lab.tif": "unsupported_mode"}
+    assert "a_good.jpg" in details["i_duplicate.jpg"] and all(details.values())
+    assert result.counts["quarantined"] == 6 and result.counts["too_large"] == 1
     rows = {Path(r["uri"]).name: r for r in result.manifest.to_pylist()}
     assert set(rows) == {"a_good.jpg", "f_cmyk.jpg", "g_16bit.png", "h_exif_rotated.jpg"}
     assert all(r["shard"] == 0 for r in rows.values())
@@ -148,7 +147,8 @@ def test_duplicates_across_shards_are_collapsed(tmp_path: Path) -> None:
     results = [ingest_shard(cfg, str(tmp_path), s) for s in range(3)]
     manifest, dupes = collapse_duplicates([r.manifest for r in results])
     assert manifest.column("uri").to_pylist() == [str((tmp_path / "a.png").resolve())]
-    assert len(dupes) == 2 and all(r.startswith("duplicate:") for r in dupes.column("reason").to_pylist())
+    assert dupes.column("code").to_pylist() == ["duplicate", "duplicate"]
+    assert all("a.png" in d for d in dupes.column("detail").to_pylist())
 
 
 def test_unreadable_file_is_quarantined(tmp_path: Path) -> None:
@@ -162,4 +162,5 @@ def test_unreadable_file_is_quarantined(tmp_path: Path) -> None:
     (tmp_path / "b.png").write_bytes(_png(Image.new("RGB", (9, 9))))
     res = ingest_shard(IngestConfig(), str(tmp_path), 0, Flaky())
     assert res.manifest.num_rows == 1
-    assert res.quarantine.to_pylist()[0]["reason"] == "unreadable: connection reset"
+    assert res.quarantine.to_pylist()[0] == {"uri": str((tmp_path / "b.png").resolve()), "code": "unreadable",
+                                             "detail": "connection reset"}

@@ -76,14 +76,15 @@ def test_low_score_small_area_and_mismatched_masks_are_left_out_with_reasons() -
     ]
     scenes, rejects = scenes_from_tables(to_table(rows, "instances"), _manifest())
     assert scenes[0].ids.tolist() == [1, 4]
-    reasons = {r.item_id: r.reason.split(":")[0] for r in rejects}
-    assert reasons == {
-        "img#2": "low_score",
-        "img#3": "small_area",
-        "img#5": "mask_size_mismatch",
-        "ghost#6": "unknown_image",
-        "img#8": "bad_mask",
+    codes = {r.item_id: r.code for r in rejects}
+    assert codes == {
+        "img#2": "scene.low_score",
+        "img#3": "scene.small_area",
+        "img#5": "scene.mask_size_mismatch",
+        "ghost#6": "scene.unknown_image",
+        "img#8": "scene.bad_mask",
     }
+    assert all(r.stage == "questions" and r.detail for r in rejects)
 
 
 def test_every_manifest_image_gets_a_scene_and_synthetic_tables_round_trip() -> None:
@@ -91,7 +92,7 @@ def test_every_manifest_image_gets_a_scene_and_synthetic_tables_round_trip() -> 
     scenes, rejects = scenes_from_tables(inst, man)
     assert len(scenes) == 3
     assert all(sc.n == 8 for sc in scenes)  # every fifth instance has score 0.3
-    assert sum(r.reason.startswith("low_score") for r in rejects) == 6
+    assert sum(r.code == "scene.low_score" for r in rejects) == 6
     sc = scenes[0]
     rows = [r for r in inst.to_pylist() if r["image_id"] == sc.image_id and r["score"] >= 0.5]
     for r in rows:  # ellipse centroid ~ box centre; area equals the stored area column

@@ -66,7 +66,9 @@ def test_calibration_stores_pass_rate_and_drops_at_six_of_eight(right: int, kept
     if kept:
         assert [q.pass_rate for q in out] == [right / 8] * len(qs) and rejects == []
     else:
-        assert out == [] and all(r["reason"].startswith(f"too_easy: pass rate {right}/8") for r in rejects)
+        assert out == [] and all(
+            r.code == "difficulty.too_easy" and r.detail.startswith(f"pass rate {right}/8") for r in rejects
+        )
 
 
 def test_solver_failure_keeps_questions_unscored_with_reject_rows() -> None:
@@ -77,4 +79,4 @@ def test_solver_failure_keeps_questions_unscored_with_reject_rows() -> None:
     qs = generate([random_scene(1, 12)], seed=0, per_image=2).questions
     out, rejects = calibrate(qs, lambda _: Image.new("RGB", (8, 8)), Broken(0))
     assert [q.pass_rate for q in out] == [None, None]
-    assert [r["reason"].split(":")[0] for r in rejects] == ["solver_error", "solver_error"]
+    assert [r.code for r in rejects] == ["difficulty.solver_error", "difficulty.solver_error"]

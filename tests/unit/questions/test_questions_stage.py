@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -36,8 +37,9 @@ def test_program_stage_rows_follow_the_contract_and_re_execute(tmp_path: Path) -
         assert r["num_hops"] == len(hops) and r["pass_rate"] is None
         assert set(json.loads(r["hops"])[0]) == {"op", "args", "inputs", "kind", "value"}
     assert len({r["question_id"] for r in rows}) == len(rows)
-    reasons = {r["reason"].split(":")[0] for r in res.rejects.to_pylist()}
-    assert "low_score" in reasons  # every fifth synthetic instance is below 0.5
+    codes = set(res.rejects.column("code").to_pylist())
+    assert "scene.low_score" in codes  # every fifth synthetic instance is below 0.5
+    assert res.stats["rejects"] == dict(Counter(res.rejects.column("code").to_pylist()))
     again = run_questions(inst, man, cfg)
     assert again.questions.equals(res.questions)  # deterministic: a rerun writes the same shard
 
@@ -78,7 +80,7 @@ def test_vlm_stage_with_fake_backend_and_calibration(tmp_path: Path) -> None:
     assert res.questions.num_rows == sum(len(v) for v in per_image.values()) > 0
     assert all(g.startswith("vlm:fake:canned") for g in res.questions.column("generator").to_pylist())
     assert set(res.questions.column("pass_rate").to_pylist()) == {0.5}
-    assert sum(r["reason"].startswith("parse.no_json") for r in res.rejects.to_pylist()) == len(writable)
+    assert res.rejects.column("code").to_pylist().count("parse.no_json") == len(writable)
 
 
 def test_cli_writes_questions_and_rejects(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -142,5 +144,5 @@ def test_blind_test_drops_questions_answerable_without_the_image(tmp_path: Path)
     res = run_questions(inst, man, cfg, solver_backend=solver)
     kept = set(res.questions.column("question").to_pylist())
     assert kept == set(texts) - guessable
-    blind = [r for r in res.rejects.to_pylist() if r["reason"].startswith("leakage.blind_solvable")]
-    assert len(blind) == len(guessable)
+    blind = [r for r in res.rejects.to_pylist() if r["code"] == "leakage.blind_solvable"]
+    assert len(blind) == len(guessable) == res.stats["blind_solvable"]

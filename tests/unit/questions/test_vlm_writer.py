@@ -105,7 +105,7 @@ OUTPUTS = {
     ),
 }
 EXPECTED = {
-    "duplicate": "duplicate",
+    "duplicate": "writer.duplicate_sample",
     "malformed": "parse.malformed_json",
     "wrong_answer": "execution.answer_mismatch",
     "breaks_margin": "margin.relate_boundary",
@@ -129,11 +129,9 @@ def test_writer_keeps_verified_questions_and_rejects_each_bad_output_with_its_re
     assert all(q.generator == "vlm:fake:canned:prompt-v1" for q in questions)
     assert [h.value for h in questions[0].hops] == [[1, 2], [1], [3], [1, 2], 2]
     names = list(OUTPUTS)
-    got = {names[int(r["item_id"].rsplit("#vlm", 1)[1])]: r["reason"] for r in rejects}
-    assert set(got) == set(EXPECTED)
-    for name, reason in EXPECTED.items():
-        assert got[name].startswith(reason), (name, got[name])
-    assert all(r["stage"] == "questions" and r["raw"] for r in rejects)
+    got = {names[int(r.item_id.rsplit("#vlm", 1)[1])]: r.code for r in rejects}
+    assert got == EXPECTED
+    assert all(r.stage == "questions" and r.raw and r.detail for r in rejects)
     # the request carried the set-of-mark image and the instance table from the versioned prompt
     (req,) = backend.calls[0]
     assert req.image.size == (200, 200) and "2 | cup | [140, 90, 160, 110] | 100 | [150, 100] | - | -" in req.prompt
@@ -145,7 +143,7 @@ def test_a_failing_backend_batch_becomes_reject_rows_and_the_next_batch_still_ru
     writer = VLMQuestionWriter(FakeVLM([GOOD_1], fail_on_call=1), samples_per_image=1, batch_size=1)
     questions, rejects = writer.write(items)
     assert len(questions) == 1
-    assert rejects[0]["reason"].startswith("backend_error: TimeoutError")
+    assert rejects[0].code == "writer.backend_error" and rejects[0].detail.startswith("TimeoutError")
 
 
 def test_set_of_mark_image_tints_masks_and_labels_centroids() -> None:

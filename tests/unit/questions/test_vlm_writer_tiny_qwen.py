@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.config import ModelRef, QuestionsConfig
-from pipelines.detect.backends import Qwen3VLBackend
+from pipelines.vlm.backends import Qwen3VLBackend
 from pipelines.questions.scene import scenes_from_tables
 from pipelines.questions.stage import run_questions
 from pipelines.questions.synthetic import synthetic_tables
@@ -47,8 +47,7 @@ def test_writer_runs_through_tiny_qwen3vl_and_rejects_its_gibberish(
         rows = [r for r in res.rejects.to_pylist() if "#vlm" in r["item_id"]]
         assert len(rows) == 2 * len(writable)
         assert all(
-            r["reason"].split(":")[0].split(".")[0]
-            in {"parse", "args", "structure", "execution", "margin", "leakage"}
+            r["code"].partition(".")[0] in {"parse", "args", "structure", "execution", "margin", "leakage"}
             for r in rows
         )
         produced = [t for _, texts in backend.seen for t in texts]

@@ -69,13 +69,14 @@ def test_select_rows_releases_accepted_questions_with_the_human_answer_and_rejec
                           "shard": 0} for i in ("img1", "img2", "img3")], "manifest")
     rows, rejects = select_rows(consensus, questions, manifest, {"img1", "img2"}, salt="s", eval_fraction=0.5)
     assert {r.question_id: r.answer for r in rows} == {"a": "3", "b": "4"}  # canonical human answers
-    reasons = {r["item_id"]: r["reason"] for r in rejects}
+    reasons = {r.item_id: (r.code, r.detail) for r in rejects}
     assert reasons == {
-        "c": "image bytes unavailable in the snapshot",
-        "e": "image missing from the manifest",
-        "zz": "accepted question missing from the questions table",
-        "n": "accepted question missing from the questions table",
+        "c": ("release.image_unavailable", "image bytes unavailable in the snapshot"),
+        "e": ("release.image_not_in_manifest", "image missing from the manifest"),
+        "zz": ("release.question_missing", "accepted question missing from the questions table"),
+        "n": ("release.question_missing", "accepted question missing from the questions table"),
     }
+    assert all(r.stage == "release" for r in rejects)
     assert rows == sorted(rows, key=lambda r: (["train", "eval"].index(r.split), r.image_id, r.question_id))
 
 
@@ -87,7 +88,8 @@ def test_non_numeric_agreed_answer_is_a_reject():
     manifest = to_table([{"image_id": "i", "uri": "u", "width": 1, "height": 1, "format": "png", "shard": 0}],
                         "manifest")
     rows, rejects = select_rows(consensus, questions, manifest, {"i"}, salt="s", eval_fraction=0)
-    assert rows == [] and rejects[0]["reason"] == "agreed_answer is not a number"
+    assert rows == [] and (rejects[0].code, rejects[0].detail, rejects[0].raw) == (
+        "release.answer_not_numeric", "agreed_answer is not a number", "x")
 
 
 def test_plan_shards_respects_rows_per_shard_and_caps_the_file_count():
@@ -171,8 +173,8 @@ def test_snapshot_rejects_altered_and_missing_images_and_refuses_when_none_is_re
     src = ReleaseSources(str(inputs.consensus), str(inputs.questions), str(inputs.instances), str(inputs.manifest))
     summary = snapshot_inputs(src, tmp_path / "inputs", CFG, SourceReader())
     assert summary["images"] == 2 and summary["image_rejects"] == 2
-    reasons = sorted(r["reason"].split(":")[0] for r in pq.read_table(tmp_path / "inputs" / "rejects.parquet").to_pylist())
-    assert reasons == ["image bytes do not match image_id (sha256)", "image unavailable"]
+    codes = sorted(pq.read_table(tmp_path / "inputs" / "rejects.parquet").column("code").to_pylist())
+    assert codes == ["release.image_altered", "release.image_unavailable"]
     kept = set(pq.read_table(tmp_path / "inputs" / "instances.parquet").column("image_id").to_pylist())
     assert len(kept) == 2
     index = build_release(tmp_path / "inputs", tmp_path / "release", CFG)

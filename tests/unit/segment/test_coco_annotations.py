@@ -11,10 +11,10 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from pipelines.cli import main
-from pipelines.contracts import read_parquet
+from pipelines.contracts import REJECTS, read_parquet, to_table
 from pipelines.ingest.sources import load_tables
 from hopchain_demo.samples import write_samples
-from pipelines.segment.annotations import export_coco, import_coco
+from pipelines.segment.annotations import export_coco, import_coco, match_coco_instances
 from pipelines.segment.masks import decode_rle, encode_mask, suppress_duplicates
 from tests.support.checks import check_instances
 
@@ -84,11 +84,13 @@ def test_import_polygons_and_rle_then_round_trip(tmp_path: Path) -> None:
     # compressed RLE kept verbatim; uncompressed RLE decodes to the original mask
     assert rows[("a.png", 2)]["mask_rle"] == coco["annotations"][1]["segmentation"]["counts"]
     assert int(decode_rle(rows[("b.jpg", 1)]["mask_rle"], 30, 40)[5:20, 3:33].sum()) == rows[("b.jpg", 1)]["area"] == 450
-    reasons = {r["item_id"]: r["reason"] for r in res.rejects.to_pylist()}
-    assert reasons["4"].startswith("crowd") and reasons["5"].startswith("unknown category")
-    assert reasons["6"].startswith("invalid segmentation") and reasons["7"].startswith("image quarantined")
-    quarantine = {Path(r["uri"]).name: r["reason"] for r in res.quarantine.to_pylist()}
-    assert quarantine["missing.png"].startswith("unreadable") and quarantine["wrong_size.png"].startswith("size_mismatch")
+    codes = {r["item_id"]: r["code"] for r in res.rejects.to_pylist()}
+    assert codes == {"4": "coco.crowd_region", "5": "coco.unknown_category", "6": "coco.invalid_segmentation",
+                     "7": "coco.image_quarantined"}
+    assert all(r["stage"] == "annotations" and r["detail"] and r["raw"] for r in res.rejects.to_pylist())
+    quarantine = {Path(r["uri"]).name: r["code"] for r in res.quarantine.to_pylist()}
+    assert quarantine == {"missing.png": "unreadable", "wrong_size.png": "size_mismatch"}
+    assert res.counts["coco.crowd_region"] == 1 and res.counts["size_mismatch"] == 1
 
     exported = export_coco(res.manifest, res.instances)
     again_path = tmp_path / "exported.json"
@@ -96,6 +98,60 @@ def test_import_polygons_and_rle_then_round_trip(tmp_path: Path) -> None:
     again = import_coco(again_path, images, shard_size=1)
     assert again.manifest.to_pylist() == res.manifest.to_pylist()
     assert again.instances.drop(["source"]).to_pylist() == res.instances.drop(["source"]).to_pylist()
+
+
+def test_annotation_of_an_unknown_image_is_a_counted_reject(tmp_path: Path) -> None:
+    path, images, coco = _coco_fixture(tmp_path)
+    coco["annotations"].append({"id": 99, "image_id": 12345, "category_id": 1, "iscrowd": 0,
+                                "segmentation": [[1, 1, 5, 1, 5, 5]]})
+    path.write_text(json.dumps(coco))
+    res = import_coco(path, images)
+    unknown = [r for r in res.rejects.to_pylist() if r["code"] == "coco.unknown_image"]
+    assert [(r["stage"], r["item_id"]) for r in unknown] == [("annotations", "99")]
+    assert "12345" in unknown[0]["detail"] and json.loads(unknown[0]["raw"])["image_id"] == 12345
+    assert res.counts["coco.unknown_image"] == 1 and res.counts["rejected"] == res.rejects.num_rows == 5
+    assert res.instances.num_rows == 3  # the other images' instances are unaffected
+
+
+@pytest.mark.parametrize("kind", ["dotdot", "absolute", "symlink"])
+def test_file_names_that_leave_the_images_folder_are_refused_and_never_opened(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    path, images, coco = _coco_fixture(tmp_path)
+    secret = tmp_path / "outside" / "secret.png"
+    secret.parent.mkdir()
+    Image.new("RGB", (8, 8)).save(secret)
+    name = {"dotdot": "../outside/secret.png", "absolute": str(secret), "symlink": "link.png"}[kind]
+    if kind == "symlink":
+        (images / "link.png").symlink_to(secret)
+    coco["images"].append({"id": 11, "file_name": name, "width": 8, "height": 8})
+    coco["annotations"].append({"id": 50, "image_id": 11, "category_id": 1, "iscrowd": 0,
+                                "segmentation": [[1, 1, 5, 1, 5, 5]]})
+    path.write_text(json.dumps(coco))
+    opened: list[Path] = []
+    real_read_bytes = Path.read_bytes
+    monkeypatch.setattr(Path, "read_bytes", lambda p: opened.append(p) or real_read_bytes(p))
+    res = import_coco(path, images)
+    assert secret.resolve() not in [p.resolve() for p in opened]
+    refused = [r for r in res.quarantine.to_pylist() if r["code"] == "outside_images_folder"]
+    assert len(refused) == 1 and name in refused[0]["detail"]
+    assert {r["item_id"]: r["code"] for r in res.rejects.to_pylist()}["50"] == "coco.image_quarantined"
+    assert res.manifest.num_rows == 2 and res.counts["outside_images_folder"] == 1
+
+
+def test_match_coco_instances_by_relative_name_then_base_name(tmp_path: Path) -> None:
+    path, images, coco = _coco_fixture(tmp_path)
+    res = import_coco(path, images)
+    manifest = res.manifest.to_pylist()
+    unlisted = {**manifest[0], "image_id": "f" * 64, "uri": "s3://b/in/images/unlisted.png"}
+    resized = {**manifest[0], "image_id": "e" * 64, "uri": "s3://b/in/images/b.jpg"}  # b.jpg is 40x30
+    rows = [{**manifest[0], "uri": "s3://b/in/a.png"}, unlisted, resized]
+    instances, rejects = match_coco_instances(coco, to_table(rows, "manifest"),
+                                              lambda uri: uri.removeprefix("s3://b/in/"))
+    assert instances.column("image_id").to_pylist() == [manifest[0]["image_id"]] * 2
+    assert {r["item_id"]: r["code"] for r in rejects.to_pylist()} == {
+        "f" * 64: "coco.image_not_listed", "e" * 64: "coco.size_mismatch"}
+    assert rejects.schema == REJECTS and rejects.column("stage").to_pylist() == ["annotations"] * 2
 
 
 def test_samples_through_cli_import_and_export(tmp_path: Path) -> None:
