@@ -7,6 +7,10 @@ does both: an admin reads ``GET /api/invite`` and the account is created through
 ``POST /user/signup/?token=<invite token>`` (the same form a person would fill in) with the
 email and a generated password; the new user joins the organisation. Over HTTP only, so it works
 against a remote Label Studio too. The password is printed once and never stored.
+
+label-studio-sdk 2.1.2 covers the API calls here (``users.list``, ``organizations.invites``) but not
+the sign-up and login *forms* (a browser session with a CSRF cookie, no API token yet): those two
+form posts are written here, once, with httpx.
 """
 
 from __future__ import annotations
@@ -19,7 +23,17 @@ import httpx
 from pipelines.annotation.client import LabelStudioClient, LabelStudioError
 
 
-class AnnotatorExists(LabelStudioError):
+class AccountError(LabelStudioError):
+    """Label Studio refused a sign-up or a login (the message says which and why)."""
+
+    def __init__(self, message: str, status_code: int | None = None):
+        super().__init__(status_code=status_code, body=message)
+
+    def __str__(self) -> str:
+        return str(self.body)
+
+
+class AnnotatorExists(AccountError):
     """An account with this email already exists (its password is not touched)."""
 
 
@@ -57,7 +71,7 @@ def _form_post(http: httpx.Client, path: str, data: dict[str, str]) -> httpx.Res
     """GET the form page (for the CSRF cookie), then POST the form as a browser would."""
     page = http.get(path)
     if page.status_code >= 400:
-        raise LabelStudioError(f"GET {path.split('?')[0]} -> HTTP {page.status_code}", page.status_code)
+        raise AccountError(f"GET {path.split('?')[0]} -> HTTP {page.status_code}", page.status_code)
     csrf = http.cookies.get("csrftoken") or ""
     return http.post(
         path,
@@ -69,7 +83,7 @@ def _form_post(http: httpx.Client, path: str, data: dict[str, str]) -> httpx.Res
 def add_annotator(admin: LabelStudioClient, email: str, password: str | None = None) -> AnnotatorAccount:
     """Create an annotator account (email + password) in the admin's organisation.
 
-    Raises :class:`AnnotatorExists` when the email is taken, :class:`LabelStudioError` when the
+    Raises :class:`AnnotatorExists` when the email is taken, :class:`AccountError` when the
     sign-up is refused (the message carries Label Studio's form errors, e.g. a weak password).
     """
     email = email.strip().lower()
@@ -80,7 +94,7 @@ def add_annotator(admin: LabelStudioClient, email: str, password: str | None = N
     with _session(admin.url) as http:
         resp = _form_post(http, f"/user/signup/?token={token}", {"email": email, "password": password})
         if resp.status_code != 302:
-            raise LabelStudioError(
+            raise AccountError(
                 f"sign-up of {email} refused (HTTP {resp.status_code}): {_form_errors(resp.text)}",
                 resp.status_code,
             )
@@ -94,12 +108,10 @@ def user_token(url: str, email: str, password: str) -> str:
     with _session(url) as http:
         resp = _form_post(http, "/user/login/", {"email": email, "password": password})
         if resp.status_code != 302:
-            raise LabelStudioError(f"login of {email} refused (HTTP {resp.status_code})", resp.status_code)
+            raise AccountError(f"login of {email} refused (HTTP {resp.status_code})", resp.status_code)
         tok = http.get("/api/current-user/token")
         if tok.status_code != 200:
-            raise LabelStudioError(
-                f"token of {email}: HTTP {tok.status_code}: {tok.text[:200]}", tok.status_code
-            )
+            raise AccountError(f"token of {email}: HTTP {tok.status_code}: {tok.text[:200]}", tok.status_code)
         return str(tok.json()["token"])
 
 

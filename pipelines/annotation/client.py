@@ -1,33 +1,38 @@
-"""A small, typed client for the Label Studio 1.23 REST API (httpx, token auth).
+"""Label Studio through its SDK (``label-studio-sdk`` 2.1.2): the domain calls HopChain needs.
 
-Authentication is the legacy API token (``Authorization: Token <token>``), which the local
-stack enables (``LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN=true``). The client is cheap to build and
-connects lazily. httpx rather than the SDK: the deferrable trigger must poll with
-``httpx.AsyncClient`` and both share :mod:`pipelines.annotation.completion`, so the sync side
-speaks the same requests.
+:class:`LabelStudioClient` is a thin wrapper around the SDK's sync ``LabelStudio`` client and
+:class:`AsyncLabelStudioClient` around ``AsyncLabelStudio`` (the deferrable trigger). HTTP, auth,
+pagination, retries and JSON decoding are the SDK's; the wrappers only choose the calls, turn the
+SDK's typed records back into the plain JSON the pure functions read (exactly the fields the server
+sent), and decide which calls may be retried. Failures are the SDK's
+:class:`~label_studio_sdk.core.api_error.ApiError` (``status_code``, ``body``); connection failures
+stay ``httpx`` errors.
+
+Authentication: the SDK sends a legacy API token as ``Authorization: Token <token>`` (a JWT
+personal access token as ``Bearer`` after refreshing it itself); the local stack enables legacy
+tokens (``LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN=true``). Clients are cheap to build and connect
+lazily; neither ``repr`` nor the SDK's (silent, header-redacting) logger shows the token.
 """
 
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Self
 
 import httpx
+from label_studio_sdk.core.api_error import ApiError
 
-from pipelines.annotation.completion import tasks_page_params
+from pipelines.annotation.completion import tasks_query
+
+if TYPE_CHECKING:
+    from label_studio_sdk import AsyncLabelStudio, LabelStudio
 
 log = logging.getLogger(__name__)
 
-
-class LabelStudioError(RuntimeError):
-    """Label Studio refused a request (the message has method, path, status and body head)."""
-
-    def __init__(self, message: str, status_code: int | None = None):
-        super().__init__(message)
-        self.status_code = status_code
+# Every failure of a Label Studio call is the SDK's error type (also for the few calls we write).
+LabelStudioError = ApiError
 
 
 @dataclass(frozen=True)
@@ -46,19 +51,43 @@ class LabelStudioCredentials:
         return cls(str(data["url"]).rstrip("/"), str(data["token"]))
 
 
-def auth_headers(token: str) -> dict[str, str]:
-    return {"Authorization": f"Token {token}"}
+def as_json(record: Any) -> dict[str, Any]:
+    """An SDK record → the JSON object the server sent (unset fields left out, wire names kept)."""
+    if isinstance(record, dict):
+        return record
+    return record.model_dump(mode="json", by_alias=True, exclude_unset=True)
+
+
+def _timeout(timeout_s: float, connect_cap_s: float) -> httpx.Timeout:
+    return httpx.Timeout(timeout_s, connect=min(connect_cap_s, timeout_s))
 
 
 class LabelStudioClient:
-    """Synchronous Label Studio API client. Use as a context manager or call :meth:`close`."""
+    """Synchronous Label Studio client (the SDK's ``LabelStudio``). Use as a context manager or
+    call :meth:`close`.
 
-    def __init__(self, url: str, token: str, *, timeout_s: float = 60.0, retries: int = 3):
+    ``retries``: failed connections are retried for every call (the request never reached the
+    server); reads (GET) are also retried on 5xx/429 with the SDK's backoff. Writes are never
+    retried on an answer, so an import that failed half-way is not sent twice by us.
+    ``transport`` replaces the network (tests).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        *,
+        timeout_s: float = 60.0,
+        retries: int = 3,
+        transport: httpx.BaseTransport | None = None,
+    ):
         self.url = url.rstrip("/")
         self._token = token
-        self._timeout_s = timeout_s
-        self._retries = retries
+        self.timeout_s = float(timeout_s)
+        self.retries = int(retries)
+        self._transport = transport
         self._http: httpx.Client | None = None
+        self._sdk: LabelStudio | None = None
 
     @property
     def token(self) -> str:
@@ -71,7 +100,7 @@ class LabelStudioClient:
     def __repr__(self) -> str:
         return f"LabelStudioClient({self.url})"
 
-    def __enter__(self) -> LabelStudioClient:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -80,112 +109,98 @@ class LabelStudioClient:
     def close(self) -> None:
         if self._http is not None:
             self._http.close()
-            self._http = None
+        self._http = self._sdk = None
 
     @property
-    def http(self) -> httpx.Client:
-        if self._http is None:
+    def sdk(self) -> LabelStudio:
+        """The SDK client (built on first use; for calls this wrapper does not name)."""
+        if self._sdk is None:
+            from label_studio_sdk import LabelStudio
+
             self._http = httpx.Client(
-                base_url=self.url,
-                headers=auth_headers(self._token),
-                timeout=httpx.Timeout(self._timeout_s, connect=min(10.0, self._timeout_s)),
-                transport=httpx.HTTPTransport(retries=self._retries),  # connection failures only
+                timeout=_timeout(self.timeout_s, 10.0),
+                transport=self._transport or httpx.HTTPTransport(retries=self.retries),  # connect failures
+                follow_redirects=True,
             )
-        return self._http
-
-    # -- plumbing -------------------------------------------------------------------------------
-    def request(self, method: str, path: str, **kw: Any) -> httpx.Response:
-        """One request; HTTP errors become :class:`LabelStudioError`. GETs retry 5xx briefly."""
-        attempts = self._retries + 1 if method == "GET" else 1
-        for attempt in range(attempts):
-            resp = self.http.request(method, path, **kw)
-            if resp.status_code < 500 or attempt == attempts - 1:
-                break
-            time.sleep(0.5 * (attempt + 1))
-        if resp.status_code >= 400:
-            raise LabelStudioError(
-                f"{method} {path} -> HTTP {resp.status_code}: {resp.text[:500]}", resp.status_code
+            # max_retries=0: the SDK would retry every method on 5xx; reads opt in per call (_read).
+            self._sdk = LabelStudio(
+                base_url=self.url, api_key=self._token, httpx_client=self._http, max_retries=0
             )
-        return resp
+        return self._sdk
 
-    def json(self, method: str, path: str, **kw: Any) -> Any:
-        resp = self.request(method, path, **kw)
-        return resp.json() if resp.content else None
+    @property
+    def _read(self) -> dict[str, Any]:
+        return {"max_retries": self.retries}
 
     # -- users ----------------------------------------------------------------------------------
     def whoami(self) -> dict[str, Any]:
-        return self.json("GET", "/api/current-user/whoami")
+        return as_json(self.sdk.users.whoami(request_options=self._read))
 
     def users(self) -> list[dict[str, Any]]:
         """Members of the caller's organisation."""
-        data = self.json("GET", "/api/users/")
-        return list(data["results"] if isinstance(data, dict) else data)
+        return [as_json(u) for u in self.sdk.users.list(request_options=self._read)]
 
     def invite_token(self) -> str:
         """The organisation's invite token (what ``/user/signup/?token=...`` needs)."""
-        return str(self.json("GET", "/api/invite")["token"])
+        return str(self.sdk.organizations.invites.get_invite_link(request_options=self._read).token)
 
     # -- projects -------------------------------------------------------------------------------
     def find_project(self, title: str) -> dict[str, Any] | None:
-        """The project with exactly this title (lowest id if several), or None."""
-        found: list[dict[str, Any]] = []
-        page = 1
-        while True:
-            data = self.json("GET", "/api/projects", params={"title": title, "page": page, "page_size": 100})
-            found += [p for p in data.get("results", []) if p.get("title") == title]
-            if not data.get("next"):
-                break
-            page += 1
+        """The project with exactly this title (lowest id if several), or None.
+
+        (The server's ``title`` filter matches substrings, case-insensitively.)
+        """
+        pager = self.sdk.projects.list(title=title, page_size=100, request_options=self._read)
+        found = [p for p in map(as_json, pager) if p.get("title") == title]
         return min(found, key=lambda p: int(p["id"])) if found else None
 
     def get_project(self, project_id: int) -> dict[str, Any]:
-        return self.json("GET", f"/api/projects/{project_id}")
+        return as_json(self.sdk.projects.get(project_id, request_options=self._read))
 
     def create_project(self, payload: dict[str, Any]) -> dict[str, Any]:
-        return self.json("POST", "/api/projects", json=payload)
+        return as_json(self.sdk.projects.create(**payload))
 
     def update_project(self, project_id: int, payload: dict[str, Any]) -> dict[str, Any]:
-        return self.json("PATCH", f"/api/projects/{project_id}", json=payload)
+        return as_json(self.sdk.projects.update(project_id, **payload))
+
+    def delete_project(self, project_id: int) -> None:
+        self.sdk.projects.delete(project_id)
 
     # -- tasks ----------------------------------------------------------------------------------
     def import_tasks(self, project_id: int, tasks: list[dict[str, Any]]) -> int:
         """Import ``tasks`` (``[{"data": {...}}, ...]``) in ONE request; returns the task count."""
-        data = self.json("POST", f"/api/projects/{project_id}/import", json=tasks)
-        return int(data.get("task_count", len(tasks)))
+        resp = self.sdk.projects.import_tasks(project_id, request=tasks)
+        return int(resp.task_count if resp.task_count is not None else len(tasks))
 
     def iter_tasks(
         self, project_id: int, batch: str | None = None, fields: str = "all", page_size: int = 500
     ) -> Iterator[dict[str, Any]]:
-        """Every task of the project (optionally of one ``batch``), page by page.
+        """Every task of the project (optionally of one ``batch``), page by page (the SDK's pager).
 
         With ``fields="all"`` each task carries its annotations, cancelled ones included.
         """
-        page, seen = 1, 0
-        while True:
-            data = self.json(
-                "GET", "/api/tasks", params=tasks_page_params(project_id, page, page_size, batch, fields)
-            )
-            tasks = data.get("tasks", []) if isinstance(data, dict) else data
-            yield from tasks
-            seen += len(tasks)
-            total = int(data.get("total", seen)) if isinstance(data, dict) else seen
-            if not tasks or seen >= total:
-                return
-            page += 1
+        pager = self.sdk.tasks.list(
+            **tasks_query(project_id, batch, fields, page_size), request_options=self._read
+        )
+        for task in pager:
+            yield as_json(task)
 
     def get_task(self, task_id: int) -> dict[str, Any]:
-        return self.json("GET", f"/api/tasks/{task_id}")
+        return as_json(self.sdk.tasks.get(str(task_id), request_options=self._read))
 
     def next_task(self, project_id: int) -> dict[str, Any] | None:
         """The next task the labeling stream gives the caller, or None when it has none left."""
-        resp = self.http.get(f"/api/projects/{project_id}/next")
+        # label-studio-sdk 2.1.2 has no call for GET /api/projects/{id}/next (the labeling stream the
+        # UI's "Label All Tasks" uses, which honours maximum_annotations and overlap): sent through
+        # the SDK's own HTTP client, so auth, base URL and retries stay the SDK's.
+        resp = self.sdk._client_wrapper.httpx_client.request(
+            f"api/projects/{int(project_id)}/next", method="GET", request_options=self._read
+        )
         if resp.status_code == 404:
             return None
         if resp.status_code >= 400:
-            raise LabelStudioError(
-                f"GET next -> HTTP {resp.status_code}: {resp.text[:300]}", resp.status_code
-            )
-        return resp.json()
+            raise ApiError(status_code=resp.status_code, headers=dict(resp.headers), body=resp.text[:300])
+        return dict(resp.json())
 
     # -- annotations ----------------------------------------------------------------------------
     def create_annotation(
@@ -196,10 +211,69 @@ class LabelStudioClient:
         was_cancelled: bool = False,
     ) -> dict[str, Any]:
         """Submit an annotation as the token's user (Label Studio validates almost nothing)."""
-        body: dict[str, Any] = {"result": result, "was_cancelled": was_cancelled}
-        if lead_time_s is not None:
-            body["lead_time"] = lead_time_s
-        return self.json("POST", f"/api/tasks/{task_id}/annotations/", json=body)
+        kw: dict[str, Any] = {} if lead_time_s is None else {"lead_time": lead_time_s}
+        return as_json(self.sdk.annotations.create(task_id, result=result, was_cancelled=was_cancelled, **kw))
+
+
+class AsyncLabelStudioClient:
+    """Asynchronous Label Studio client (the SDK's ``AsyncLabelStudio``) for the triggerer's loop.
+
+    No retries at all: the caller polls again later. Use ``async with`` or :meth:`aclose`.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        *,
+        timeout_s: float = 30.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ):
+        self.url = url.rstrip("/")
+        self._token = token
+        self.timeout_s = float(timeout_s)
+        self._transport = transport
+        self._http: httpx.AsyncClient | None = None
+        self._sdk: AsyncLabelStudio | None = None
+
+    @classmethod
+    def from_credentials(cls, creds: LabelStudioCredentials, **kw: Any) -> AsyncLabelStudioClient:
+        return cls(creds.url, creds.token, **kw)
+
+    def __repr__(self) -> str:
+        return f"AsyncLabelStudioClient({self.url})"
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+        self._http = self._sdk = None
+
+    @property
+    def sdk(self) -> AsyncLabelStudio:
+        if self._sdk is None:
+            from label_studio_sdk import AsyncLabelStudio
+
+            self._http = httpx.AsyncClient(
+                timeout=_timeout(self.timeout_s, 5.0), transport=self._transport, follow_redirects=True
+            )
+            self._sdk = AsyncLabelStudio(
+                base_url=self.url, api_key=self._token, httpx_client=self._http, max_retries=0
+            )
+        return self._sdk
+
+    async def iter_tasks(
+        self, project_id: int, batch: str | None = None, fields: str = "all", page_size: int = 500
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Like :meth:`LabelStudioClient.iter_tasks`, asynchronously."""
+        pager = await self.sdk.tasks.list(**tasks_query(project_id, batch, fields, page_size))
+        async for task in pager:
+            yield as_json(task)
 
 
 def base_url_from_parts(host: str, port: int | None = None, schema: str | None = None) -> str:

@@ -33,23 +33,19 @@ def batch_filter(batch: str) -> str:
     )
 
 
-def tasks_page_params(
-    project_id: int, page: int, page_size: int, batch: str | None = None, fields: str = "all"
+def tasks_query(
+    project_id: int, batch: str | None = None, fields: str = "all", page_size: int = 500
 ) -> dict[str, str | int]:
-    """Query parameters of ``GET /api/tasks`` for one page (1-based) of a project's tasks.
+    """Keyword arguments of the SDK's ``tasks.list`` for a project's tasks (optionally of one batch).
 
     ``fields="all"`` includes each task's annotations (with ``completed_by``, ``was_cancelled``,
-    ``lead_time``); ``"task_only"`` returns task data only (cheaper).
+    ``lead_time``); ``"task_only"`` returns task data only (cheaper). The sync client and the
+    trigger's async client both list tasks with these arguments.
     """
-    params: dict[str, str | int] = {
-        "project": project_id,
-        "page": page,
-        "page_size": page_size,
-        "fields": fields,
-    }
+    query: dict[str, str | int] = {"project": int(project_id), "fields": fields, "page_size": int(page_size)}
     if batch is not None:
-        params["query"] = batch_filter(batch)
-    return params
+        query["query"] = batch_filter(batch)
+    return query
 
 
 def distinct_annotators(task: Mapping[str, Any]) -> set[int]:
@@ -114,7 +110,3 @@ def summarize_completion(tasks: Iterable[Mapping[str, Any]], required: int = 4) 
         ):
             summary.counter_mismatches += 1
     return summary
-
-
-def pages_needed(total: int, page_size: int) -> int:
-    return max(1, -(-int(total) // page_size))

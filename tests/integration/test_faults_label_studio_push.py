@@ -80,6 +80,6 @@ def test_label_studio_down_during_push_then_the_retry_leaves_no_duplicates(label
     with ls() as client:
         tasks = list(client.iter_tasks(int(record["project_id"]), fields="task_only"))
         per_question = Counter(t["data"]["question_id"] for t in tasks)
-        client.request("DELETE", f"/api/projects/{record['project_id']}")
+        client.delete_project(int(record["project_id"]))
     assert set(per_question) == set(questions)
     assert set(per_question.values()) == {1}, [q for q, n in per_question.items() if n > 1]

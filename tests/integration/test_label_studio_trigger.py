@@ -4,12 +4,14 @@ real Label Studio — including a stop/restart of the server while the batch is 
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -56,19 +58,24 @@ def batch_project(admin: LabelStudioClient, n: int) -> tuple[int, list[dict], di
     return pid, qs, tasks
 
 
+@pytest.fixture(autouse=True)
+def ls_connection(setup, monkeypatch) -> str:
+    """The Label Studio connection the trigger resolves, as an ``AIRFLOW_CONN_`` variable (URI form)."""
+    creds = setup[0]
+    host_port = creds.url.split("://", 1)[1]  # the fixture's Label Studio speaks plain http on loopback
+    monkeypatch.setenv("AIRFLOW_CONN_LS_UNDER_TEST",
+                       f"label-studio://:{quote(creds.token, safe='')}@{host_port}?timeout_s=5")
+    return "ls_under_test"
+
+
 def trigger(creds: LabelStudioCredentials, pid: int, seconds: float, poll: float):
     from hopchain_airflow.triggers.annotation import AnnotationCompleteTrigger
 
     deadline = (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat()
-    classpath, kwargs = AnnotationCompleteTrigger(
-        pid,
-        "batch-1",
-        deadline,
-        poll_interval_s=poll,
-        base_url=creds.url,
-        token=creds.token,
-        request_timeout_s=5,
+    _, kwargs = AnnotationCompleteTrigger(
+        pid, "batch-1", deadline, poll_interval_s=poll, conn_id="ls_under_test", request_timeout_s=5
     ).serialize()
+    assert creds.token not in json.dumps(kwargs)  # the triggerer resolves the connection itself
     return AnnotationCompleteTrigger(**kwargs)  # run what the triggerer would rebuild
 
 

@@ -1,9 +1,10 @@
-"""Airflow hook for Label Studio: owns the connection, builds the pipelines client.
+"""Airflow hook for Label Studio: owns the connection, builds the pipelines' SDK-backed clients.
 
 Connection (conn type ``label_studio``, default id ``hopchain_label_studio``): ``host`` is the
-base URL with its scheme (``http://127.0.0.1``), ``port`` the port, ``password`` the legacy API
-token (``Authorization: Token <token>``). Optional ``extra``: ``{"timeout_s": 60}``.
-The hook is stateless: every :meth:`get_conn` builds a fresh client.
+base URL with its scheme (``http://127.0.0.1``), ``port`` the port, ``password`` the API token
+(a legacy token, which the SDK sends as ``Authorization: Token <token>``). Optional ``extra``:
+``{"timeout_s": 60}``. The hook is stateless: every :meth:`get_conn` / :meth:`get_async_conn`
+builds a fresh client.
 """
 
 from __future__ import annotations
@@ -12,7 +13,12 @@ from typing import Any
 
 from airflow.sdk import BaseHook
 
-from pipelines.annotation.client import LabelStudioClient, LabelStudioCredentials, base_url_from_parts
+from pipelines.annotation.client import (
+    AsyncLabelStudioClient,
+    LabelStudioClient,
+    LabelStudioCredentials,
+    base_url_from_parts,
+)
 
 
 class LabelStudioHook(BaseHook):
@@ -38,14 +44,19 @@ class LabelStudioHook(BaseHook):
     def credentials(self) -> LabelStudioCredentials:
         return self.credentials_from_connection(self.get_connection(self.label_studio_conn_id))[0]
 
-    async def acredentials(self) -> LabelStudioCredentials:
-        """Like :meth:`credentials`, for async code (the triggerer)."""
-        conn = await self.aget_connection(self.label_studio_conn_id)
-        return self.credentials_from_connection(conn)[0]
-
     def get_conn(self) -> LabelStudioClient:
         creds, extra = self.credentials_from_connection(self.get_connection(self.label_studio_conn_id))
         return LabelStudioClient.from_credentials(creds, timeout_s=float(extra.get("timeout_s", 60.0)))
+
+    async def get_async_conn(self, timeout_s: float | None = None) -> AsyncLabelStudioClient:
+        """An async client for the triggerer (the connection is resolved without blocking the loop).
+
+        ``timeout_s`` overrides the connection's ``extra.timeout_s`` (default 30 s).
+        """
+        conn = await self.aget_connection(self.label_studio_conn_id)
+        creds, extra = self.credentials_from_connection(conn)
+        timeout = timeout_s if timeout_s is not None else float(extra.get("timeout_s", 30.0))
+        return AsyncLabelStudioClient.from_credentials(creds, timeout_s=timeout)
 
     def get_client(self) -> LabelStudioClient:
         """Alias of :meth:`get_conn` (the name the runtime uses)."""

@@ -1,12 +1,19 @@
 """Airflow side without a database: the hook reads an AIRFLOW_CONN_ variable, the trigger
-serialises to a classpath + plain JSON kwargs and rebuilds identically."""
+serialises to a classpath + plain JSON kwargs (a connection id, never a token) and rebuilds
+identically; run against a scripted Label Studio on loopback it fails on a 4xx, polls on through
+5xx answers and garbled bodies, and reports through JSON events."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
+import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -15,6 +22,88 @@ if PLUGINS not in sys.path:
     sys.path.insert(0, PLUGINS)
 
 pytestmark = pytest.mark.unit
+
+
+class ScriptedLabelStudio:
+    """A loopback HTTP server answering ``GET /api/...`` paths from a script (the last answer of a
+    path repeats); it records each request's path and Authorization header."""
+
+    def __init__(self) -> None:
+        self.answers: dict[str, list[tuple[int, bytes]]] = {}
+        self.seen: list[tuple[str, str | None]] = []
+        script = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                path = urlsplit(self.path).path
+                script.seen.append((self.path, self.headers.get("Authorization")))
+                queue = script.answers.get(path) or [(404, b'{"detail": "Not found."}')]
+                status, body = queue.pop(0) if len(queue) > 1 else queue[0]
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def answer(self, path: str, *answers: tuple[int, object]) -> None:
+        self.answers[path] = [
+            (status, json.dumps(body).encode() if not isinstance(body, bytes) else body)
+            for status, body in answers
+        ]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def fake_ls(monkeypatch) -> Iterator[ScriptedLabelStudio]:
+    server = ScriptedLabelStudio()
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_LS_TEST",
+        json.dumps(
+            {
+                "conn_type": "label_studio",
+                "host": "http://127.0.0.1",
+                "port": server.port,
+                "password": "tok-1",
+            }
+        ),
+    )
+    yield server
+    server.close()
+
+
+def tasks_page(*annotators: list[int]) -> dict:
+    tasks = [
+        {
+            "id": i,
+            "data": {"question_id": f"q{i}", "batch": "b"},
+            "annotations": [{"completed_by": u, "was_cancelled": False} for u in users],
+        }
+        for i, users in enumerate(annotators)
+    ]
+    return {"tasks": tasks, "total": len(tasks), "total_annotations": 0, "total_predictions": 0}
+
+
+def first_event(trigger) -> dict:
+    async def run():
+        async for event in trigger.run():
+            return event.payload
+        raise AssertionError("no event")
+
+    return asyncio.run(run())
+
+
+def in_seconds(s: float) -> str:
+    return (datetime.now(UTC) + timedelta(seconds=s)).isoformat()
 
 
 def test_hook_builds_client_from_connection(monkeypatch):
@@ -35,10 +124,9 @@ def test_hook_builds_client_from_connection(monkeypatch):
     hook = LabelStudioHook()
     assert hook.default_conn_name == "hopchain_label_studio" and hook.conn_type == "label_studio"
     client = hook.get_conn()
-    assert client.url == "http://127.0.0.1:8081"
-    assert client.http.headers["Authorization"] == "Token secret-token"
-    assert client.http.timeout.read == 7
+    assert client.url == "http://127.0.0.1:8081" and client.timeout_s == 7
     assert hook.get_client().url == client.url
+    assert "secret-token" not in repr(client)
     assert "secret-token" not in repr(hook.credentials())
     behaviour = LabelStudioHook.get_ui_field_behaviour()
     assert "login" in behaviour["hidden_fields"] and behaviour["relabeling"]["password"].startswith(
@@ -71,34 +159,85 @@ def test_trigger_serialize_round_trip():
     module, _, name = classpath.rpartition(".")
     rebuilt = getattr(importlib.import_module(module), name)(**kwargs)
     assert rebuilt.serialize() == (classpath, kwargs)
-    assert kwargs["project_id"] == 3 and kwargs["batch"] == "run-1" and kwargs["token"] is None
+    assert kwargs["project_id"] == 3 and kwargs["batch"] == "run-1"
+    assert kwargs["conn_id"] == "hopchain_label_studio"
+    assert not {"token", "base_url"} & set(kwargs)  # no secret in the serialized kwargs
 
 
-def test_trigger_refuses_naive_deadline_and_missing_credentials():
+def test_trigger_refuses_naive_deadline_and_missing_connection():
     from hopchain_airflow.triggers.annotation import AnnotationCompleteTrigger
 
     with pytest.raises(ValueError, match="timezone"):
         AnnotationCompleteTrigger(1, "b", "2026-01-01T00:00:00", conn_id="x")
     with pytest.raises(ValueError, match="conn_id"):
-        AnnotationCompleteTrigger(1, "b", "2026-01-01T00:00:00+00:00")
+        AnnotationCompleteTrigger(1, "b", "2026-01-01T00:00:00+00:00", conn_id="")
+    with pytest.raises(TypeError):
+        AnnotationCompleteTrigger(1, "b", "2026-01-01T00:00:00+00:00", base_url="http://h", token="t")
 
 
-def test_trigger_reaches_deadline_while_label_studio_is_down():
-    """Nothing listens on the port: connection errors are counted, the deadline event still comes."""
-    import asyncio
+def test_hook_builds_an_async_client_in_the_triggerer(fake_ls):
+    from hopchain_airflow.hooks.label_studio import LabelStudioHook
 
+    client = asyncio.run(LabelStudioHook("ls_test").get_async_conn(timeout_s=3))
+    assert client.url == f"http://127.0.0.1:{fake_ls.port}" and client.timeout_s == 3
+    assert "tok-1" not in repr(client)
+
+
+def test_trigger_completes_from_the_annotations_with_the_connection_token(fake_ls):
     from hopchain_airflow.triggers.annotation import AnnotationCompleteTrigger
+
+    end = (404, {"detail": "Invalid page."})  # how Label Studio answers the page after the last
+    fake_ls.answer(
+        "/api/tasks/", (200, tasks_page([1, 2], [3, 3])), end, (200, tasks_page([1, 2], [3, 4])), end
+    )
+    payload = first_event(
+        AnnotationCompleteTrigger(5, "b", in_seconds(30), poll_interval_s=0.05, required=2, conn_id="ls_test")
+    )
+    assert json.loads(json.dumps(payload)) == payload  # JSON only
+    assert (payload["status"], payload["total"], payload["complete"]) == ("complete", 2, 2)
+    assert payload["polls"] == 2 and payload["errors"] == 0  # first poll: q1 had one distinct user
+    assert payload["counter_mismatches"] == 0 and len(fake_ls.seen) == 4
+    assert {auth for _, auth in fake_ls.seen} == {"Token tok-1"}
+    assert "filter%3Atasks%3Adata.batch" in fake_ls.seen[0][0] and "project=5" in fake_ls.seen[0][0]
+
+
+def test_trigger_polls_on_through_5xx_and_garbled_bodies(fake_ls):
+    from hopchain_airflow.triggers.annotation import AnnotationCompleteTrigger
+
+    fake_ls.answer(
+        "/api/tasks/",
+        (503, b"<html>restarting</html>"),
+        (200, b"not json"),
+        (200, tasks_page([1])),
+        (404, {"detail": "Invalid page."}),
+    )
+    payload = first_event(
+        AnnotationCompleteTrigger(5, "b", in_seconds(30), poll_interval_s=0.05, required=1, conn_id="ls_test")
+    )
+    assert payload["status"] == "complete" and payload["errors"] == 2 and payload["polls"] == 1
+    assert payload["last_error"] == "HTTP 200"
+
+
+def test_trigger_fails_on_4xx(fake_ls):
+    from hopchain_airflow.triggers.annotation import AnnotationCompleteTrigger
+    from label_studio_sdk.core.api_error import ApiError
+
+    fake_ls.answer("/api/tasks/", (401, {"detail": "Invalid token."}))
+    with pytest.raises(ApiError) as err:
+        first_event(
+            AnnotationCompleteTrigger(5, "b", in_seconds(30), poll_interval_s=0.05, conn_id="ls_test")
+        )
+    assert err.value.status_code == 401 and len(fake_ls.seen) == 1  # no second poll
+
+
+def test_trigger_reaches_deadline_while_label_studio_is_down(monkeypatch):
+    """Nothing listens on the port: connection errors are counted, the deadline event still comes."""
+    from hopchain_airflow.triggers.annotation import AnnotationCompleteTrigger
+
     from pipelines.stack.process import free_port
 
-    deadline = (datetime.now(UTC) + timedelta(seconds=0.6)).isoformat()
-    trig = AnnotationCompleteTrigger(
-        1, "b", deadline, poll_interval_s=0.1, base_url=f"http://127.0.0.1:{free_port()}", token="t"
-    )
-
-    async def first_event():
-        async for event in trig.run():
-            return event.payload
-
-    payload = asyncio.run(first_event())
+    monkeypatch.setenv("AIRFLOW_CONN_LS_DOWN", f"label-studio://:t@127.0.0.1:{free_port()}")
+    trig = AnnotationCompleteTrigger(1, "b", in_seconds(0.6), poll_interval_s=0.1, conn_id="ls_down")
+    payload = first_event(trig)
     assert payload["status"] == "deadline" and payload["errors"] >= 2 and payload["total"] is None
     assert "ConnectError" in payload["last_error"]

@@ -10,7 +10,7 @@ from pipelines.annotation.completion import (
     batch_filter,
     distinct_annotators,
     summarize_completion,
-    tasks_page_params,
+    tasks_query,
 )
 
 pytestmark = pytest.mark.unit
@@ -47,7 +47,9 @@ def test_summary_trusts_annotations_over_counters():
 
 
 def test_batch_query():
-    params = tasks_page_params(3, 2, 100, "run-1")
-    assert params["project"] == 3 and params["page"] == 2 and params["fields"] == "all"
+    params = tasks_query(3, "run-1", page_size=100)
+    assert params["project"] == 3 and params["page_size"] == 100 and params["fields"] == "all"
+    assert json.loads(str(params["query"])) == json.loads(batch_filter("run-1"))
+    assert "query" not in tasks_query(3, fields="task_only")  # the whole project
     item = json.loads(batch_filter("run-1"))["filters"]["items"][0]
     assert item["filter"] == "filter:tasks:data.batch" and item["value"] == "run-1"
