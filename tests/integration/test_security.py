@@ -167,11 +167,11 @@ def test_ingest_of_hostile_file_names_stays_inside_the_input_prefix(
 def test_label_studio_webhooks_are_not_used(local_stack, demo_release) -> None:
     """Completion is polled (AnnotationCompleteTrigger), so no webhook exists that could be forged."""
     with ls_client(local_stack.labelstudio) as client:
-        projects = client.json("GET", "/api/projects")["results"]
+        projects = list(client.sdk.projects.list())
         assert projects, "the demo created no project"
-        assert client.json("GET", "/api/webhooks/") == []
+        assert client.sdk.webhooks.list() == []
         for p in projects:
-            assert client.json("GET", "/api/webhooks/", params={"project": p["id"]}) == []
+            assert client.sdk.webhooks.list(project=str(p.id)) == []
 
 
 # -- network ------------------------------------------------------------------------------------------
