@@ -45,7 +45,7 @@ def run_validate(args: argparse.Namespace) -> int:
     from pipelines.config import load_params
 
     params = load_params(args.params, args.profile)
-    paths = {"data": args.data, **{r: getattr(args, r) for r in REFERENCES}}
+    paths: dict[str, str | None] = {"data": args.data, **{r: getattr(args, r) for r in REFERENCES}}
     missing = [f"--{k} {v}" for k, v in paths.items() if v is not None and not Path(v).is_file()]
     if missing:
         print(f"error: no such file: {', '.join(missing)}", file=sys.stderr)

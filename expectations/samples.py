@@ -60,7 +60,12 @@ def sample_tables(n_images: int = 4, questions_per_image: int = 3, seed: int = 0
     """Valid ``manifest``, ``quarantine``, ``instances``, ``questions``, ``annotations``,
     ``consensus`` and ``release`` tables (release = questions + ``split``, split by image)."""
     rng = random.Random(seed)
-    manifest, instances, questions, annotations, consensus, release = [], [], [], [], [], []
+    manifest: list[dict[str, Any]] = []
+    instances: list[dict[str, Any]] = []
+    questions: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
+    consensus: list[dict[str, Any]] = []
+    release: list[dict[str, Any]] = []
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
     for i in range(n_images):
         image_id = _image_id(i, seed)

@@ -339,7 +339,7 @@ def load_params(path: str | Path | None = None, profile: str | None = None) -> P
 
     ``profile`` defaults to the ``HOPCHAIN_PROFILE`` environment variable, else the base.
     """
-    path = Path(path or os.environ.get("HOPCHAIN_PARAMS", DEFAULT_PARAMS))
+    path = Path(path or os.environ.get("HOPCHAIN_PARAMS") or DEFAULT_PARAMS)
     profile = profile or os.environ.get("HOPCHAIN_PROFILE") or None
     with open(path, encoding="utf-8") as fh:
         raw = yaml.safe_load(fh) or {}

@@ -249,7 +249,7 @@ class Ledger:
 
     def runs(self) -> list[RunSummary]:
         """Summaries of the finished runs, newest first (one listing level: never every object of every run)."""
-        out = []
+        out: list[RunSummary] = []
         for run_prefix in self.store.list_prefixes(self.layout.runs_prefix.strip("/") + "/"):
             key = run_prefix + "summary.json"
             if self.store.exists(key):

@@ -7,6 +7,8 @@ or the complete new one, never a partial one), so a retried task simply overwrit
 
 from __future__ import annotations
 
+import builtins
+
 import io
 import json
 import os
@@ -156,12 +158,12 @@ class ObjectStore:
             if not obj.is_dir:
                 yield obj.object_name
 
-    def list_prefixes(self, prefix: str) -> list[str]:
+    def list_prefixes(self, prefix: str) -> builtins.list[str]:
         """The immediate "folders" under ``prefix`` (e.g. ``runs/<run_id>/``), without listing their contents."""
         return sorted(o.object_name for o in self.client.list_objects(self.bucket, prefix=prefix, recursive=False)
                       if o.is_dir)
 
-    def delete_keys(self, keys: list[str]) -> int:
+    def delete_keys(self, keys: builtins.list[str]) -> int:
         """Delete ``keys`` (one batched request per 1000); raises if any deletion failed."""
         from minio.deleteobjects import DeleteObject
 

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from airflow.plugins_manager import AirflowPlugin
 
 
 class HopChainPlugin(AirflowPlugin):
     name = "hopchain"
 
+    # built lazily: the dag-processor and scheduler never import the routes
     @property
-    def fastapi_apps(self):  # built lazily so the dag-processor and scheduler never import FastAPI routes
+    def fastapi_apps(self) -> list[dict[str, Any]]:  # type: ignore[override]
         from hopchain_airflow.ui.app import create_app
 
         return [{"app": create_app(), "url_prefix": "/hopchain", "name": "HopChain status"}]

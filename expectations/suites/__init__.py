@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from expectations.checks import Check, SuiteSpec
-from expectations.suites import annotations, images, questions
+from expectations.suites import annotations as annotation_suites
+from expectations.suites import images, questions
 from pipelines.config import Params
 
-SUITES: dict[str, SuiteSpec] = {s.name: s for s in (*images.SUITES, *questions.SUITES, *annotations.SUITES)}
+SUITES: dict[str, SuiteSpec] = {s.name: s for s in (*images.SUITES, *questions.SUITES, *annotation_suites.SUITES)}
 
 
 def get_suite(name: str) -> SuiteSpec:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -19,6 +19,11 @@ CANONICAL_DECIMAL = r"^(?!-0$)-?(?:0|[1-9][0-9]*)(?:\.[0-9]*[1-9])?$"
 SHA256_HEX = r"^[0-9a-f]{64}$"
 log = logging.getLogger(__name__)
 
+
+
+def _expect(build: Callable[..., Any]) -> Callable[[Any, Any], Any]:
+    """A check's ``expect(gxe, custom)`` from a builder that needs only ``gxe``."""
+    return lambda gxe, _custom: build(gxe)
 
 def pandas_dtype_name(arrow_type: pa.DataType) -> str:
     """The pandas dtype name a column of ``arrow_type`` has after :func:`expectations.runner.to_frame`:
@@ -48,7 +53,7 @@ def schema_checks(suite: str, schema: pa.Schema, nullable: Iterable[str] = ()) -
             f"{suite}.columns",
             "schema",
             f"the {suite} contract's columns are all present: {', '.join(names)}",
-            lambda gxe, _c, names=names: gxe.ExpectTableColumnsToMatchSet(column_set=names, exact_match=False),
+            _expect(lambda gxe: gxe.ExpectTableColumnsToMatchSet(column_set=names, exact_match=False)),
         )
     ]
     for f in schema:
@@ -58,7 +63,7 @@ def schema_checks(suite: str, schema: pa.Schema, nullable: Iterable[str] = ()) -
                 f"{suite}.type_{f.name}",
                 "schema",
                 f"column {f.name} has type {f.type} (pandas {dtype})",
-                lambda gxe, _c, col=f.name, dtype=dtype: gxe.ExpectColumnTypeToBe(column=col, type_=dtype),
+                _expect(lambda gxe, col=f.name, dtype=dtype: gxe.ExpectColumnTypeToBe(column=col, type_=dtype)),
             )
         )
         if f.name not in nullable:
@@ -67,7 +72,7 @@ def schema_checks(suite: str, schema: pa.Schema, nullable: Iterable[str] = ()) -
                     f"{suite}.not_null_{f.name}",
                     "schema",
                     f"column {f.name} has no nulls",
-                    lambda gxe, _c, col=f.name: gxe.ExpectColumnValuesToNotBeNull(column=col),
+                    _expect(lambda gxe, col=f.name: gxe.ExpectColumnValuesToNotBeNull(column=col)),
                 )
             )
     return checks

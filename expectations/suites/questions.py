@@ -35,8 +35,8 @@ try:  # orjson (an Airflow dependency) parses hop programs ~3x faster than json
     from orjson import JSONDecodeError as _JSONError
     from orjson import loads as _loads
 except ImportError:  # pragma: no cover - plain json gives identical results
-    from json import JSONDecodeError as _JSONError
-    from json import loads as _loads
+    from json import JSONDecodeError as _JSONError  # type: ignore[assignment]
+    from json import loads as _loads  # type: ignore[assignment]
 
 
 def _variant_is_full(full: bool) -> Any:

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,7 +34,7 @@ def shard_numbers(root: str, table: str) -> list[int]:
     return sorted(found)
 
 
-def read_shard(root: str, table: str, shard: int, contract: str):  # type: ignore[no-untyped-def]
+def read_shard(root: str, table: str, shard: int, contract: str) -> pa.Table:
     from pipelines.contracts import read_parquet
     from pipelines.ingest.sources import ImageSource, parse_s3_uri, shard_path
 
@@ -42,34 +46,28 @@ def read_shard(root: str, table: str, shard: int, contract: str):  # type: ignor
 
 
 def _detect(args: argparse.Namespace) -> int:
-    import pyarrow as pa
-
     from pipelines.config import load_params
-    from pipelines.contracts import to_table
     from pipelines.detect.stage import DetectStage
     from pipelines.ingest.sources import ImageSource, load_images, save_table
+    from pipelines.shards import run_detect
 
     params = load_params(args.params, args.profile)
     shards = shard_numbers(args.root, "manifest") if args.shard is None else [args.shard]
     source = ImageSource()
-    stage = DetectStage(params.detect)
+
+    def load(manifest: pa.Table, stage: str) -> tuple[list[Any], list[Any]]:
+        return load_images(manifest, params.ingest.max_pixels, source, stage=stage)
+
+    stage = DetectStage(params.detect, params.vlm)
     stage.setup()
-    totals: dict[str, int] = {}
+    totals: dict[str, float] = {}
     try:
         for shard in shards:
-            manifest = read_shard(args.root, "manifest", shard, "manifest")
-            items, load_rejects = load_images(manifest, params.ingest.max_pixels, source, stage="detect")
-            batch = params.detect.qwen3vl.batch_size if params.detect.backend == "qwen3vl" else len(items) or 1
-            dets, rejects = [], [to_table(load_rejects, "rejects")]
-            for start in range(0, len(items), batch):
-                res = stage.process(items[start : start + batch])
-                dets.append(res.detections)
-                rejects.append(res.rejects)
-                for k, v in res.counts.items():
-                    totals[k] = totals.get(k, 0) + v
-            save_table(pa.concat_tables(dets) if dets else to_table([], "detections"), args.root, "detections",
-                       shard, "detections", source)
-            save_table(pa.concat_tables(rejects), args.root, "detect_rejects", shard, "rejects", source)
+            out = run_detect(stage, read_shard(args.root, "manifest", shard, "manifest"), params, load)
+            save_table(out.table, args.root, "detections", shard, "detections", source)
+            save_table(out.rejects, args.root, "detect_rejects", shard, "rejects", source)
+            for k, v in out.counts.items():
+                totals[k] = totals.get(k, 0) + v
     finally:
         stage.teardown()
     print(json.dumps({"shards": shards, **totals}))

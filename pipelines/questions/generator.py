@@ -367,9 +367,9 @@ class _Builder:
         kinds = P.hop_kinds(self.hops)
         out = []
         ids = self.scene.ids
-        for h, r, k in zip(self.hops, self.res, kinds, strict=True):
+        for h, r, kind in zip(self.hops, self.res, kinds, strict=True):
             v = r if isinstance(r, (int, float)) else sorted(ids[r].tolist())
-            out.append(Hop(h.op, h.args, h.inputs, k, v))
+            out.append(Hop(h.op, h.args, h.inputs, kind, v))
         return out
 
 

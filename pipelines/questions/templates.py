@@ -14,6 +14,7 @@ an instance is used twice. Plurals come from ``inflect``.
 from __future__ import annotations
 
 import functools
+from typing import Any
 import random
 from collections.abc import Sequence
 
@@ -21,7 +22,7 @@ from pipelines.questions.program import Hop
 
 
 @functools.cache
-def _inflect():  # type: ignore[no-untyped-def]
+def _inflect() -> Any:
     import inflect
 
     engine = inflect.engine()

@@ -312,7 +312,7 @@ def coco_instances(
     for inst in instances:
         if inst["image_id"] in coco_id:
             by_image.setdefault(inst["image_id"], []).append(inst)
-    annotations = []
+    annotations: list[dict[str, Any]] = []
     for image_id in order:
         for inst in sorted(by_image.get(image_id, []), key=lambda r: r["instance_id"]):
             annotations.append(

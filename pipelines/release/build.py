@@ -74,7 +74,8 @@ def build_release(inputs: Path, out: Path, cfg: ReleaseConfig) -> dict[str, Any]
         for split in SPLITS:
             split_rows: list[ReleaseRow] = [r for r in rows if r.split == split]
             plan = plan_shards(len(split_rows), cfg.rows_per_shard, cfg.max_shards)
-            shards, chat_lines = [], []
+            shards: list[str] = []
+            chat_lines: list[str] = []
             for i, (start, end) in enumerate(plan):
                 name = shard_name(split, i, len(plan))
                 chunk = split_rows[start:end]

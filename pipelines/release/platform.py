@@ -141,7 +141,7 @@ def _markdown_page(md: str, tag: str) -> str:
 
     import mistune
 
-    body = mistune.create_markdown(escape=True, plugins=["table"])(md)
+    body = str(mistune.create_markdown(escape=True, plugins=["table"])(md))
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(tag)}</title>"
             "<style>body{font-family:system-ui,sans-serif;margin:1.5rem}td,th{padding:.2rem .6rem;"
             "border-bottom:1px solid #eee}img{max-width:640px}</style></head><body>" + body + "</body></html>")

@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image
 
 from pipelines.config import ModelRef, SegmentConfig
-from pipelines.detect.backends import resolve_device, resolve_dtype
+from pipelines.vlm.backends import resolve_device, resolve_dtype
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,12 @@ def _logit(p: float) -> float:
 def _xyxy(box: tuple[float, float, float, float]) -> list[float]:
     x, y, w, h = box
     return [x, y, x + w, y + h]
+
+
+def _box_of(prompt: Prompt) -> list[float]:
+    """The XYXY pixel box of a box prompt (callers pass only prompts that have one)."""
+    assert prompt.box is not None, "a box-prompted backend got a prompt without a box"
+    return _xyxy(prompt.box)
 
 
 class _TransformersBackend:
@@ -202,7 +208,7 @@ class Sam2Backend:
             with torch.inference_mode(), autocast:
                 self.predictor.set_image_batch([np.asarray(images[i].convert("RGB")) for i in chunk])
                 masks, scores, _ = self.predictor.predict_batch(
-                    box_batch=[np.array([_xyxy(p.box) for p in ps], dtype=np.float32) for ps in boxed],
+                    box_batch=[np.array([_box_of(p) for p in ps], dtype=np.float32) for ps in boxed],
                     multimask_output=False,
                 )
             for i, ps, m, s in zip(chunk, boxed, masks, scores, strict=True):
@@ -231,7 +237,7 @@ class Sam2HFBackend(_TransformersBackend):
             boxed = [[p for p in prompts[i] if p.box is not None] for i in chunk]
             # the processor cannot pad ragged box lists: repeat each image's last box, drop extras after
             most = max(len(ps) for ps in boxed)
-            box_lists = [[_xyxy(p.box) for p in ps] + [_xyxy(ps[-1].box)] * (most - len(ps)) for ps in boxed]
+            box_lists = [[_box_of(p) for p in ps] + [_box_of(ps[-1])] * (most - len(ps)) for ps in boxed]
             inputs = self.processor(
                 images=[images[i] for i in chunk],
                 input_boxes=box_lists,

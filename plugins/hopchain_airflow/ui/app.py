@@ -102,14 +102,14 @@ def create_app() -> FastAPI:
         return data
 
     @app.get("/api/status")
-    def api_status(user: GetUserDep) -> JSONResponse:  # type: ignore[valid-type]
+    def api_status(user: GetUserDep) -> JSONResponse:
         try:
             return JSONResponse(cached_status())
         except BackendDown as down:
             return JSONResponse({"error": str(down)}, status_code=502)
 
     @app.get("/docs/{key:path}")
-    def proxied_document(key: str, user: GetUserDep) -> Response:  # type: ignore[valid-type]
+    def proxied_document(key: str, user: GetUserDep) -> Response:
         ledger = _ledger()
         if ".." in key.split("/") or not key.startswith(ledger.document_prefixes):
             raise HTTPException(404, "not a Data Docs or release document")
@@ -127,11 +127,11 @@ def create_app() -> FastAPI:
         return Response(data, media_type=mime)
 
     @app.get("/", response_class=HTMLResponse)
-    def page(user: GetUserDep) -> HTMLResponse:  # type: ignore[valid-type]
+    def page(user: GetUserDep) -> HTMLResponse:
         try:
             return HTMLResponse(render_page(cached_status()))
         except BackendDown as down:
-            empty = {"runs": [], "batches": [], "consensus": [], "releases": []}
+            empty: dict[str, Any] = {"runs": [], "batches": [], "consensus": [], "releases": []}
             return HTMLResponse(render_page(empty, str(down)), status_code=502)
 
     return app
