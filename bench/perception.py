@@ -78,7 +78,7 @@ def main() -> int:
 
     import torch
 
-    from pipelines.config import DetectConfig, ModelRef, OpenAIEndpoint, SegmentConfig
+    from pipelines.config import DetectConfig, ModelRef, OpenAIEndpoint, SegmentConfig, VLMConfig
     from pipelines.detect.stage import DetectStage
     from pipelines.segment.stage import SegmentStage
     from tests.support import tiny_models
@@ -111,9 +111,9 @@ def main() -> int:
 
     if not only or "qwen3vl" in only:
         path = tiny_models.build_qwen3vl(work / "qwen3vl", full_size=full, device=device, dtype=dtype)
-        stage = DetectStage(DetectConfig(backend="qwen3vl", max_new_tokens=64,
-                                         qwen3vl=ModelRef(model=str(path), device=device, dtype=dtype,
-                                                          batch_size=batch)))
+        stage = DetectStage(DetectConfig(backend="vlm", max_new_tokens=64),
+                            VLMConfig(backend="qwen3vl", qwen3vl=ModelRef(model=str(path), device=device,
+                                                                          dtype=dtype, batch_size=batch)))
         stage.setup()
         secs, _ = timed(lambda: stage.process(items), args.repeats)
         stage.teardown()
@@ -122,9 +122,9 @@ def main() -> int:
     if not only or "openai" in only:
         answer = '```json\n[{"bbox_2d": [10, 10, 500, 500], "label": "circle"}]\n```'
         with FakeChatServer(lambda body, attempt: answer) as server:
-            stage = DetectStage(DetectConfig(backend="openai",
-                                             openai=OpenAIEndpoint(base_url=server.base_url, model="fake",
-                                                                   concurrency=8)))
+            stage = DetectStage(DetectConfig(backend="vlm"),
+                                VLMConfig(backend="openai", openai=OpenAIEndpoint(base_url=server.base_url,
+                                                                                  model="fake", concurrency=8)))
             stage.setup()
             secs, _ = timed(lambda: stage.process(items), args.repeats)
             stage.teardown()

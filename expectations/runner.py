@@ -409,32 +409,18 @@ def validate(
     return report
 
 
-def validate_keys(
-    store: ObjectStore,
-    suite: str,
-    data_keys: str | list[str],
-    *,
-    params: Params,
-    reference_keys: dict[str, str | list[str]] | None = None,
-    run_id: str,
-    label: str | None = None,
-    raise_on_critical: bool = True,
-) -> ValidationReport:
-    """:func:`validate` on Parquet objects of ``store`` (several keys, e.g. shards, are concatenated).
+def write_docs_index(store: ObjectStore, datadocs_prefix: str, run_id: str) -> str:
+    """``<runs>/<run_id>/datadocs/index.html``: one page linking the Data Docs site of every suite
+    (and label) validated in the run. GX builds one site per validation; this joins them."""
+    import html
 
-    ``reference_keys`` maps a reference name (``manifest``, ``instances``, ``questions``,
-    ``annotations``) to its key(s). Results and Data Docs go to the same store.
-    """
-    import pyarrow as pa
-
-    def load(keys: str | list[str]) -> pa.Table:
-        keys = [keys] if isinstance(keys, str) else list(keys)
-        tables = [store.get_table(k) for k in keys]
-        return pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
-
-    unknown = sorted(set(reference_keys or {}) - set(REFERENCES))
-    if unknown:
-        raise ValueError(f"unknown reference tables {unknown} (known: {', '.join(REFERENCES)})")
-    refs = References(**{name: load(keys) for name, keys in (reference_keys or {}).items()})
-    return validate(suite, load(data_keys), params=params, refs=refs, run_id=run_id, label=label,
-                    store=store, raise_on_critical=raise_on_critical)
+    prefix = datadocs_prefix.rstrip("/") + "/"
+    sites = sorted(k for k in store.list(prefix) if k.endswith("/index.html") and k != prefix + "index.html")
+    items = "".join(
+        f"<li><a href='{html.escape(k[len(prefix):])}'>{html.escape(k[len(prefix):-len('/index.html')])}</a></li>"
+        for k in sites)
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>Data Docs {html.escape(run_id)}</title></head>"
+            f"<body><h1>Great Expectations Data Docs</h1><p>run {html.escape(run_id)}</p><ul>{items}</ul></body></html>")
+    key = prefix + "index.html"
+    store.put_bytes(key, page.encode(), "text/html")
+    return key

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
 
@@ -43,26 +42,9 @@ def _samples(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
-    )
-    for noisy in ("httpx", "urllib3"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    if not getattr(args, "handler", None):
-        parser.print_help()
-        return 2
-    from pipelines.config import ConfigError
-    from pipelines.stack.process import StackError
+    from pipelines.cli import run_cli
 
-    try:
-        return int(args.handler(args) or 0)
-    except (ConfigError, StackError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
+    return run_cli(build_parser(), argv)
 
 
 if __name__ == "__main__":

@@ -110,3 +110,14 @@ def summarize_completion(tasks: Iterable[Mapping[str, Any]], required: int = 4) 
         ):
             summary.counter_mismatches += 1
     return summary
+
+
+def batch_progress(client: Any, project_id: int, batch: str, required: int) -> dict[str, int]:
+    """Tasks of a batch by number of distinct annotators, capped at ``required``
+    (``{"0": n0, ..., "4": n4}`` for four)."""
+    summary = summarize_completion(client.iter_tasks(project_id, batch=batch, fields="all"), required)
+    hist: dict[str, int] = {}
+    for n in summary.annotators_per_task.values():
+        k = str(min(n, required))
+        hist[k] = hist.get(k, 0) + 1
+    return hist

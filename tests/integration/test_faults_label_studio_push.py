@@ -72,14 +72,14 @@ def test_label_studio_down_during_push_then_the_retry_leaves_no_duplicates(label
     label_studio.start()
     label_studio.wait_healthy(120)
     record = flow.push(0)  # the task's retry
-    assert record["status"] == "open" and record["questions"] == len(questions)
-    assert 0 < record["created_tasks"] < len(questions)  # the first two requests had landed
+    assert record.status == "open" and record.questions == len(questions)
+    assert 0 < record.created_tasks < len(questions)  # the first two requests had landed
     again = flow.push(0)  # and a second retry creates nothing
-    assert again["created_tasks"] == 0
+    assert again.created_tasks == 0
 
     with ls() as client:
-        tasks = list(client.iter_tasks(int(record["project_id"]), fields="task_only"))
+        tasks = list(client.iter_tasks(int(record.project_id), fields="task_only"))
         per_question = Counter(t["data"]["question_id"] for t in tasks)
-        client.delete_project(int(record["project_id"]))
+        client.delete_project(int(record.project_id))
     assert set(per_question) == set(questions)
     assert set(per_question.values()) == {1}, [q for q, n in per_question.items() if n > 1]

@@ -280,7 +280,7 @@ def test_env_template_defines_every_variable_compose_uses(raw: dict[str, Any]) -
     defined = set(read_env_file(TEMPLATE))
     assert used - defined == set()
     # Every HOPCHAIN_* variable is a DeploymentSettings field, except the image tag and the optional
-    # VLM endpoint key (read by pipelines.detect.backends, not a connection).
+    # VLM endpoint key (read by pipelines.vlm.backends, not a connection).
     not_settings = {"HOPCHAIN_IMAGE_TAG", "HOPCHAIN_VLM_API_KEY"}
     hopchain = {k for k in defined if k.startswith("HOPCHAIN_")} - not_settings
     assert hopchain == set(DeploymentSettings.ENV.values()) - {"HOPCHAIN_PARAMS"}
@@ -293,7 +293,7 @@ def test_compose_connections_are_the_local_stack_connections(
 ) -> None:
     config, env = rendered
     settings = DeploymentSettings.from_env(env)
-    expected = settings.airflow_connections()  # pipelines.stack.services.airflow_connections
+    expected = settings.airflow_connections()  # pipelines.deploy.airflow_connections
     for conn in expected.values():
         conn["extra"] = json.loads(conn["extra"])
     for name in AIRFLOW_COMPONENTS | {"airflow-worker-default", "airflow-worker-gpu", "airflow-init"}:

@@ -54,7 +54,7 @@ def test_the_compose_env_template_loads_into_the_settings_model() -> None:
 
 
 def test_local_stack_and_compose_give_the_same_connections_and_profiles(local_stack) -> None:
-    from pipelines.stack.services import airflow_connections
+    from pipelines.deploy import airflow_connections
 
     s3, ls = local_stack.s3.credentials(), local_stack.labelstudio.credentials()
     local = DeploymentSettings.from_credentials(s3, ls, profile="demo")

@@ -29,7 +29,7 @@ def _items() -> list[ImageItem]:
 
 
 def test_qwen3vl_generates_in_bf16_on_cuda(tiny_qwen3vl: Path) -> None:
-    from pipelines.detect.backends import Qwen3VLBackend
+    from pipelines.vlm.backends import Qwen3VLBackend
 
     backend = Qwen3VLBackend(ModelRef(model=str(tiny_qwen3vl), device="cuda", dtype="bfloat16", batch_size=4))
     backend.setup()
