@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import expectations.suites.annotations as annotation_suites  # a from-import would get __future__.annotations
 from expectations.checks import Check, SuiteSpec
-from expectations.suites import annotations as annotation_suites
 from expectations.suites import images, questions
 from pipelines.config import Params
 
