@@ -1,5 +1,5 @@
-"""One shard runner for the GPU stages, used by the CLI (``hopchain detect`` / ``segment``) and by
-the Airflow tasks (:class:`pipelines.flow.Flow`).
+"""One shard runner for the GPU stages, used by the CLI (``hopchain detect`` / ``segment``, through
+:func:`run_on_root`) and by the Airflow tasks (:class:`pipelines.flow.Flow`).
 
 A stage object follows the life cycle ``setup()`` (load the model once per worker) →
 ``process(batch)`` per batch → ``teardown()``; the caller owns that life cycle, so one loaded
@@ -88,3 +88,69 @@ def run_segment(stage: Any, manifest: pa.Table, detections: pa.Table, params: Pa
     counts = _sum_counts([{**p.counts, **p.timings} for p in parts])
     return ShardOutput(table, rejects, {**counts, "images": len(manifest), "instances": len(table),
                                         "rejected": len(rejects)})
+
+
+# -- run roots (the CLI's folders or s3:// prefixes of shards) ---------------------------------------
+def shard_numbers(root: str, table: str) -> list[int]:
+    """Shard numbers present under ``<root>/<table>/`` (local or s3)."""
+    import re
+    from pathlib import Path
+
+    from pipelines.ingest.sources import ImageSource, parse_s3_uri
+
+    base = f"{root.rstrip('/')}/{table}"
+    if base.startswith("s3://"):
+        bucket, prefix = parse_s3_uri(base)
+        names = list(ImageSource().store(bucket).list(prefix + "/"))
+    else:
+        names = [p.name for p in Path(base).glob("shard-*.parquet")]
+    found = {int(m.group(1)) for n in names if (m := re.search(r"shard-(\d+)\.parquet$", n))}
+    return sorted(found)
+
+
+def read_shard(root: str, table: str, shard: int, contract: str) -> pa.Table:
+    from pipelines.contracts import read_parquet
+    from pipelines.ingest.sources import ImageSource, parse_s3_uri, shard_path
+
+    path = shard_path(root, table, shard)
+    if path.startswith("s3://"):
+        bucket, key = parse_s3_uri(path)
+        return ImageSource().store(bucket).get_table(key, contract)
+    return read_parquet(path, contract)
+
+
+def run_on_root(stage_name: Literal["detect", "segment"], root: str, params: Params,
+                shard: int | None = None) -> dict[str, Any]:
+    """Every manifest shard of a run root (or only ``shard``) through one loaded model: detect
+    writes ``detections/`` + ``detect_rejects/``, segment ``instances/`` + ``segment_rejects/``.
+    Returns the shard numbers and summed counts."""
+    from pipelines.ingest.sources import ImageSource, load_images, save_table
+
+    shards = shard_numbers(root, "manifest") if shard is None else [shard]
+    source = ImageSource()
+
+    def load(manifest: pa.Table, stage: str) -> tuple[list[ImageItem], list[Any]]:
+        return load_images(manifest, params.ingest.max_pixels, source, stage=stage)
+
+    stage: Any
+    if stage_name == "detect":
+        from pipelines.detect.stage import DetectStage
+
+        stage, table, contract = DetectStage(params.detect, params.vlm), "detections", "detections"
+    else:
+        from pipelines.segment.stage import SegmentStage
+
+        stage, table, contract = SegmentStage(params.segment), "instances", "instances"
+    totals: dict[str, float] = {}
+    stage.setup()
+    try:
+        for n in shards:
+            manifest = read_shard(root, "manifest", n, "manifest")
+            out = (run_detect(stage, manifest, params, load) if stage_name == "detect" else
+                   run_segment(stage, manifest, read_shard(root, "detections", n, "detections"), params, load))
+            save_table(out.table, root, table, n, contract, source)
+            save_table(out.rejects, root, f"{stage_name}_rejects", n, "rejects", source)
+            totals = _sum_counts([totals, out.counts])
+    finally:
+        stage.teardown()
+    return {"shards": shards, **totals}

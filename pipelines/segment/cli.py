@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    import pyarrow as pa
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,32 +26,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _segment(args: argparse.Namespace) -> int:
     from pipelines.config import load_params
-    from pipelines.detect.cli import read_shard, shard_numbers
-    from pipelines.ingest.sources import ImageSource, load_images, save_table
-    from pipelines.segment.stage import SegmentStage
-    from pipelines.shards import run_segment
+    from pipelines.shards import run_on_root
 
-    params = load_params(args.params, args.profile)
-    shards = shard_numbers(args.root, "manifest") if args.shard is None else [args.shard]
-    source = ImageSource()
-
-    def load(manifest: pa.Table, stage: str) -> tuple[list[Any], list[Any]]:
-        return load_images(manifest, params.ingest.max_pixels, source, stage=stage)
-
-    stage = SegmentStage(params.segment)
-    stage.setup()
-    totals: dict[str, float] = {}
-    try:
-        for shard in shards:
-            out = run_segment(stage, read_shard(args.root, "manifest", shard, "manifest"),
-                              read_shard(args.root, "detections", shard, "detections"), params, load)
-            save_table(out.table, args.root, "instances", shard, "instances", source)
-            save_table(out.rejects, args.root, "segment_rejects", shard, "rejects", source)
-            for k, v in out.counts.items():
-                totals[k] = totals.get(k, 0) + v
-    finally:
-        stage.teardown()
-    print(json.dumps({"shards": shards, **totals}))
+    totals = run_on_root("segment", args.root, load_params(args.params, args.profile), args.shard)
+    print(json.dumps(totals))
     return 0
 
 
