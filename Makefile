@@ -1,7 +1,7 @@
 # HopChain data platform. Two commands do everything on a fresh machine:
 #   make demo   set up if needed, start the local stack, run a nightly build through the real Airflow scheduler
 #   make test   set up if needed, run the whole test suite
-.PHONY: setup up down status demo test test-fast bench clean-stack help
+.PHONY: setup up down status demo test test-fast lint bench clean-stack help
 
 PY := .venv/bin/python
 HOPCHAIN := .venv/bin/hopchain
@@ -10,7 +10,7 @@ DEMO := .venv/bin/hopchain-demo
 PROFILE ?= demo
 
 help:
-	@echo "make demo | make test | make setup | make up | make down | make status | make bench"
+	@echo "make demo | make test | make lint | make setup | make up | make down | make status | make bench"
 
 setup:
 	@./scripts/setup.sh
@@ -29,6 +29,10 @@ demo: setup
 
 test: setup
 	@OMP_NUM_THREADS=1 $(PY) -m pytest -q
+
+lint: setup
+	@$(PY) -m ruff check .
+	@$(PY) -m mypy
 
 test-fast: setup
 	@OMP_NUM_THREADS=1 $(PY) -m pytest -q -m "unit"

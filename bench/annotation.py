@@ -32,8 +32,6 @@ from pipelines.annotation.simulated import answer_result  # noqa: E402
 from pipelines.annotation.validate import validate_task_annotations  # noqa: E402
 
 
-
-
 def questions(n: int, tag: str) -> list[dict]:
     return [
         {

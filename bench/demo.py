@@ -38,6 +38,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 from _machine import cpu_model  # noqa: E402  (bench/ is on sys.path when run as a script)
+
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import psutil  # noqa: E402
@@ -152,8 +153,8 @@ def main() -> int:
     ap.add_argument("--keep-home", action="store_true")
     args = ap.parse_args()
 
-    from pipelines.airflow_api import AirflowAPI
     from hopchain_demo.run import DAGS, run_demo
+    from pipelines.airflow_api import AirflowAPI
     from pipelines.stack import LocalStack
     from tests.support.stack import free_ports, params_with_ports
 

@@ -24,6 +24,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from _machine import cpu_model  # noqa: E402  (bench/ is on sys.path when run as a script)
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
@@ -32,8 +33,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 def scene_images(n: int, width: int, height: int) -> list:
     """Rendered shapes scenes resized to the bench size (something for the models to look at)."""
-    from pipelines.ingest.decode import ImageItem
     from hopchain_demo.samples import shapes_scene
+    from pipelines.ingest.decode import ImageItem
 
     out = []
     for k in range(n):

@@ -38,7 +38,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _machine import cpu_model  # noqa: E402
+from _machine import cpu_model
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -52,7 +52,7 @@ def _seeds(text: str) -> list[int]:
     return [int(x) for x in text.split(",")]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _varies(shape: str) -> bool:
     """Whether a program shape's answer changes over randomised scenes (an independent stream; a
     program executing fewer than 10 times there is not judged self-answering)."""
@@ -142,11 +142,11 @@ def demo_runs(seeds: list[int], save: Path | None) -> tuple[list[tuple], float]:
     import numpy as np
     from PIL import Image
 
+    from hopchain_demo.samples import write_samples
     from pipelines.config import QuestionsConfig
     from pipelines.contracts import write_parquet_atomic
     from pipelines.questions.scene import scenes_from_tables
     from pipelines.questions.stage import run_questions
-    from hopchain_demo.samples import write_samples
     from pipelines.segment.annotations import import_coco
 
     work = Path(tempfile.mkdtemp(prefix="bench-questions-"))
@@ -187,7 +187,7 @@ def scored_runs(dirs: list[Path]) -> list[tuple]:
         inst = read_parquet(d / "instances.parquet", "instances")
         rows = man.to_pylist()
         pics = {r["image_id"]: np.asarray(Image.open(r["uri"]).convert("RGB")) for r in rows if Path(r["uri"]).exists()}
-        scenes, _ = scenes_from_tables(inst, man, images=lambda i: pics.get(i))
+        scenes, _ = scenes_from_tables(inst, man, images=pics.get)
         groups = {r["image_id"]: "shapes" if Path(r["uri"]).name.startswith("shapes-") else "photo" for r in rows}
         q = read_parquet(d / "questions.parquet").to_pylist()
         runs.append((q, {s.image_id: s for s in scenes}, groups))
@@ -224,7 +224,7 @@ def throughput(sizes: list[int], n_images: int) -> list[tuple]:
         times, nq = [], 0
         for part_inst, part_man in batches:  # then warm: the second batch reuses the verdicts
             t0 = time.perf_counter()
-            res = run_questions(part_inst, part_man, QuestionsConfig(), image_loader=lambda r: pics[r["image_id"]])
+            res = run_questions(part_inst, part_man, QuestionsConfig(), image_loader=lambda r, pics=pics: pics[r["image_id"]])
             times.append(time.perf_counter() - t0)
             nq = len(res.questions)
         out.append((n, n_images / times[0], n_images / times[1], nq / n_images))
@@ -244,7 +244,6 @@ def main() -> None:
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core
 
     from pipelines.config import QuestionsConfig
-
     from pipelines.questions.program import margins_of
 
     margins = margins_of(QuestionsConfig())

@@ -56,9 +56,9 @@ def _parse_seeds(text: str) -> list[int]:
 def build_packet(out: Path, photos: int, shapes: int, seeds: list[int], sample_seed: int) -> None:
     from PIL import Image
 
+    from hopchain_demo.samples import write_samples
     from pipelines.config import QuestionsConfig
     from pipelines.questions.stage import run_questions
-    from hopchain_demo.samples import write_samples
     from pipelines.segment.annotations import import_coco
 
     work = out / "work"

@@ -27,6 +27,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 from _machine import cpu_model  # noqa: E402  (bench/ is on sys.path when run as a script)
+
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 

@@ -26,7 +26,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from _machine import cpu_model  # noqa: E402  (bench/ is on sys.path when run as a script)
+
+from _machine import cpu_model
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent

@@ -31,6 +31,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 from _machine import cpu_model  # noqa: E402  (bench/ is on sys.path when run as a script)
+
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import psutil  # noqa: E402
@@ -82,8 +83,8 @@ def main() -> int:
     import logging
 
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
-    from pipelines.flow import Flow
     from hopchain_demo.samples import write_samples
+    from pipelines.flow import Flow
     from pipelines.stack.services import SeaweedS3
     from pipelines.store import ObjectStore, S3Credentials, safe_key
     from tests.support.stack import free_ports, params_with_ports
@@ -133,7 +134,7 @@ def main() -> int:
             with PeakRSS() as peak:
                 try:
                     out = fn()
-                except Exception as err:  # reported in the table and by the exit status, not hidden
+                except Exception as err:  # noqa: BLE001 - reported in the table and by the exit status, not hidden
                     out = f"FAILED: {type(err).__name__}: {err}"[:200]
                     result["failed"] = True
             secs = time.perf_counter() - t

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from airflow.sdk import dag, task
+
 from hopchain_airflow.assets import CONSENSUS, QUESTIONS_BATCH
 from hopchain_airflow.dag_defaults import START_DATE, default_args
 from hopchain_airflow.operators.annotation import AnnotationWaitOperator
@@ -15,7 +16,8 @@ Scheduled whenever `hopchain_nightly` pushes a batch (the `hopchain_questions_ba
 
 1. **open_batches** — every batch still open (including items left *pending* by an earlier run).
 2. **simulate** — demo profile only: simulated annotators answer through the real Label Studio API.
-3. **wait** — after *simulate* (done or skipped); deferrable: the `AnnotationCompleteTrigger` polls Label Studio (distinct annotators per task) until
+3. **wait** — after *simulate* (done or skipped); deferrable: the `AnnotationCompleteTrigger` polls Label Studio
+   (distinct annotators per task) until
    every task has four answers or the batch deadline passes; it holds no worker slot while waiting.
 4. **decide** — pulls annotations, validates each one (rejects are kept with reasons), decides unanimous consensus,
    runs the Great Expectations suites, and closes what is decided; pending items stay open for the next run.
@@ -43,6 +45,7 @@ def hopchain_annotations():
     def simulate(batches: dict, **context) -> dict:
         """Demo only: simulated annotators (skipped unless the profile enables them)."""
         from airflow.sdk.exceptions import AirflowSkipException
+
         from hopchain_airflow.runtime import run_task
 
         def step(flow):  # type: ignore[no-untyped-def]

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from airflow.sdk import Param, dag, task, task_group
+
 from hopchain_airflow.assets import QUESTIONS_BATCH
 from hopchain_airflow.dag_defaults import START_DATE, default_args
 
@@ -105,6 +106,7 @@ def hopchain_nightly():
     def announce(**context) -> dict:
         """One Asset event per run for the batches it pushed (skipped when it pushed none)."""
         from airflow.sdk.exceptions import AirflowSkipException
+
         from hopchain_airflow.runtime import run_task
 
         batches = run_task(context, lambda flow: flow.pushed_batches())

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from airflow.sdk import dag, task
+
 from hopchain_airflow.assets import CONSENSUS, RELEASE
 from hopchain_airflow.dag_defaults import START_DATE, default_args
 
@@ -12,7 +13,8 @@ DOC = """
 ### HopChain release
 Scheduled on the `hopchain_consensus` Asset. Packs every accepted question so far into Parquet shards with their
 images, a COCO instances file, a chat-format JSONL, a dataset card and `metrics.json`; `dvc repro` in the dataset
-registry, commit, tag `vYYYY.MM.DD`, `dvc push` to the S3 remote. The new tag is in the `hopchain_release` Asset's extra.
+registry, commit, tag `vYYYY.MM.DD`, `dvc push` to the S3 remote. The new tag is in the `hopchain_release`
+Asset's extra.
 Trainers: `git clone <registry> && cd <registry> && git checkout <tag> && dvc pull`.
 """
 

@@ -19,7 +19,7 @@ from great_expectations.expectations.expectation import MulticolumnMapExpectatio
 from great_expectations.expectations.metrics.map_metric_provider import (  # noqa: E402
     MulticolumnMapMetricProvider,
 )
-from great_expectations.expectations.metrics.map_metric_provider.multicolumn_condition_partial import (  # noqa: E402,E501
+from great_expectations.expectations.metrics.map_metric_provider.multicolumn_condition_partial import (  # noqa: E402
     multicolumn_condition_partial,
 )
 

@@ -419,8 +419,9 @@ def write_docs_index(store: ObjectStore, datadocs_prefix: str, run_id: str) -> s
     items = "".join(
         f"<li><a href='{html.escape(k[len(prefix):])}'>{html.escape(k[len(prefix):-len('/index.html')])}</a></li>"
         for k in sites)
-    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>Data Docs {html.escape(run_id)}</title></head>"
-            f"<body><h1>Great Expectations Data Docs</h1><p>run {html.escape(run_id)}</p><ul>{items}</ul></body></html>")
+    title = html.escape(run_id)
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>Data Docs {title}</title></head>"
+            f"<body><h1>Great Expectations Data Docs</h1><p>run {title}</p><ul>{items}</ul></body></html>")
     key = prefix + "index.html"
     store.put_bytes(key, page.encode(), "text/html")
     return key

@@ -56,12 +56,13 @@ def _label(name: str) -> str:
 def _photo_scene(name: str, data: dict) -> SampleScene:
     names = data["class_names"]
     masks = np.asarray(data["masks"]).astype(bool)
-    return SampleScene(name, np.asarray(data["rgb"]), [(_label(names[lab]), m) for lab, m in zip(data["labels"], masks)],
-                       photo=True)
+    instances = [(_label(names[lab]), m) for lab, m in zip(data["labels"], masks, strict=True)]
+    return SampleScene(name, np.asarray(data["rgb"]), instances, photo=True)
 
 
 def _hflip(scene: SampleScene, name: str) -> SampleScene:
-    return SampleScene(name, scene.rgb[:, ::-1].copy(), [(c, m[:, ::-1].copy()) for c, m in scene.instances], scene.photo)
+    flipped = [(c, m[:, ::-1].copy()) for c, m in scene.instances]
+    return SampleScene(name, scene.rgb[:, ::-1].copy(), flipped, scene.photo)
 
 
 def _crop(scene: SampleScene, name: str, x0: int, y0: int, x1: int, y1: int) -> SampleScene:

@@ -58,7 +58,8 @@ class AirflowAPI:
     def import_errors(self) -> list[dict[str, Any]]:
         return list(self.request("GET", "/importErrors")["import_errors"])
 
-    def wait_for_dags(self, dag_ids: list[str], timeout_s: float = 180, on_wait: Callable[[], None] | None = None) -> None:
+    def wait_for_dags(self, dag_ids: list[str], timeout_s: float = 180,
+                      on_wait: Callable[[], None] | None = None) -> None:
         deadline = time.monotonic() + timeout_s
         while True:
             have = {d["dag_id"] for d in self.dags()}
@@ -95,7 +96,8 @@ class AirflowAPI:
         return list(data["task_instances"])
 
     def wait_for_run(self, dag_id: str, run_id: str, timeout_s: float,
-                     on_poll: Callable[[dict[str, Any]], None] | None = None, interval_s: float = 3.0) -> dict[str, Any]:
+                     on_poll: Callable[[dict[str, Any]], None] | None = None,
+                     interval_s: float = 3.0) -> dict[str, Any]:
         deadline = time.monotonic() + timeout_s
         while True:
             run = self.dag_run(dag_id, run_id)

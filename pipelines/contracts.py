@@ -147,7 +147,7 @@ def canonical_number(value: Any) -> str:
         return "0"
     d = d.normalize()
     sign, digits, exp = d.as_tuple()
-    if exp >= 0:
+    if isinstance(exp, int) and exp >= 0:  # finite: exp is an int (never 'n', 'N' or 'F')
         return ("-" if sign else "") + "".join(map(str, digits)) + "0" * exp
     return format(d, "f")
 
@@ -160,12 +160,12 @@ def to_table(rows: Sequence[Mapping[str, Any] | BaseModel], name: str) -> pa.Tab
     """Rows (dicts, or typed records such as :class:`pipelines.rejects.Reject`) → an Arrow table
     with the contract's schema (extra keys refused)."""
     schema = SCHEMAS[name]
-    rows = [r.model_dump() if isinstance(r, BaseModel) else r for r in rows]
-    if rows:
-        extra = set().union(*(r.keys() for r in rows)) - set(schema.names)
+    dicts = [r.model_dump() if isinstance(r, BaseModel) else dict(r) for r in rows]
+    if dicts:
+        extra = set().union(*(r.keys() for r in dicts)) - set(schema.names)
         if extra:
             raise ValueError(f"{name}: unknown columns {sorted(extra)}")
-    return pa.Table.from_pylist(rows, schema=schema)
+    return pa.Table.from_pylist(dicts, schema=schema)
 
 
 def conform(table: pa.Table, name: str) -> pa.Table:

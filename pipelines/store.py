@@ -8,7 +8,6 @@ or the complete new one, never a partial one), so a retried task simply overwrit
 from __future__ import annotations
 
 import builtins
-
 import io
 import json
 import os

@@ -30,7 +30,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         import torch
 
         has_cuda = torch.cuda.is_available()
-    except Exception:  # torch missing or broken: no GPU tests either way
+    except Exception:  # noqa: BLE001 - torch missing or broken: no GPU tests either way
         has_cuda = False
     skip_gpu = pytest.mark.skip(reason="needs CUDA: no GPU on this machine")
     for item in items:

@@ -115,7 +115,10 @@ def _bbox_array(bbox: pd.Series) -> tuple[np.ndarray, np.ndarray]:
 def prepare_instances(frame: pd.DataFrame, refs: References, params: Params) -> pd.DataFrame:
     out = frame.copy()
     idx = out.index
-    boxes, ok = _bbox_array(out["bbox"]) if "bbox" in out else (np.full((len(out), 4), np.nan), np.zeros(len(out), bool))
+    if "bbox" in out:
+        boxes, ok = _bbox_array(out["bbox"])
+    else:
+        boxes, ok = np.full((len(out), 4), np.nan), np.zeros(len(out), bool)
     out["_chk_bbox_well_formed"] = reasons(~ok, "bbox is not [x, y, w, h] with finite x, y >= 0 and w, h > 0", idx)
 
     if refs.manifest is not None and {"image_id", "width", "height"} <= set(refs.manifest.columns):
@@ -129,7 +132,7 @@ def prepare_instances(frame: pd.DataFrame, refs: References, params: Params) -> 
         outside = known & ok & ~inside
         text = pd.Series(
             [f"box [{a:g}, {b:g}, {c:g}, {d:g}] exceeds image {int(wi)}x{int(he)}" if bad else None
-             for a, b, c, d, wi, he, bad in zip(x, y, w, h, width, height, outside)]
+             for a, b, c, d, wi, he, bad in zip(x, y, w, h, width, height, outside, strict=True)]
             if outside.any() else [None] * len(out), index=idx, dtype=object)
         out["_chk_bbox_inside_image"] = reasons(outside, text, idx)
         mh = pd.to_numeric(out["mask_height"], errors="coerce").to_numpy(dtype=float)
@@ -146,7 +149,7 @@ def prepare_instances(frame: pd.DataFrame, refs: References, params: Params) -> 
         (f"category {c!r} has {n} instances (min {v.min_category_count})" if few else
          f"category {c!r} is {s:.1%} of {len(out)} instances (max {v.max_category_share:.0%})")
         if few or many else None
-        for c, n, s, few, many in zip(out["category"], counts, share, too_few, too_many)
+        for c, n, s, few, many in zip(out["category"], counts, share, too_few, too_many, strict=True)
     ] if (too_few | too_many).any() else None
     out["_chk_category_counts"] = reasons(too_few | too_many, pd.Series(text, index=idx, dtype=object)
                                           if text else "", idx)

@@ -11,6 +11,7 @@ released question (see :data:`RELEASE_SCHEMA`).
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any
 
@@ -139,7 +140,7 @@ def program_error(program: Any, num_hops: Any) -> str | None:
         if isinstance(value, list):
             if not all(isinstance(i, int) and not isinstance(i, bool) for i in value):
                 return f"hop {k}: value list holds a non-integer instance id"
-            if any(a >= b for a, b in zip(value, value[1:])):
+            if any(a >= b for a, b in itertools.pairwise(value)):
                 return f"hop {k}: instance ids are not sorted and unique"
         elif not _is_number(value):
             return f"hop {k}: value is neither a list of instance ids nor a finite number"
@@ -162,7 +163,7 @@ def _parse_programs(
     ref_rows: list[int] = []
     ref_ids: list[int] = []
     nh = pd.to_numeric(num_hops, errors="coerce").tolist()
-    for i, (text, k, ans) in enumerate(zip(hops.tolist(), nh, answers.tolist())):
+    for i, (text, k, ans) in enumerate(zip(hops.tolist(), nh, answers.tolist(), strict=True)):
         if not isinstance(text, str):
             structure[i] = "hops is missing"
             continue

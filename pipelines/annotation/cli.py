@@ -101,7 +101,8 @@ def _consensus(args: argparse.Namespace) -> int:
     questions = read_parquet(args.questions, "questions")
     annotations = read_parquet(args.annotations)
     records, invalid = records_from_table(annotations)
-    generated = dict(zip(questions.column("question_id").to_pylist(), questions.column("answer").to_pylist()))
+    generated = dict(zip(questions.column("question_id").to_pylist(), questions.column("answer").to_pylist(),
+                         strict=True))
     result = decide(records, generated, required)
     rejects = invalid + result.ignored
     out: Path = args.out

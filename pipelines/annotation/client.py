@@ -17,12 +17,13 @@ lazily; neither ``repr`` nor the SDK's (silent, header-redacting) logger shows t
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Self
 
 import httpx
 from label_studio_sdk.core.api_error import ApiError
+from label_studio_sdk.core.request_options import RequestOptions
 
 from pipelines.annotation.completion import tasks_query
 
@@ -129,7 +130,7 @@ class LabelStudioClient:
         return self._sdk
 
     @property
-    def _read(self) -> dict[str, Any]:
+    def _read(self) -> RequestOptions:
         return {"max_retries": self.retries}
 
     # -- users ----------------------------------------------------------------------------------
@@ -150,7 +151,7 @@ class LabelStudioClient:
 
         (The server's ``title`` filter matches substrings, case-insensitively.)
         """
-        pager = self.sdk.projects.list(title=title, page_size=100, request_options=self._read)
+        pager: Iterable[Any] = self.sdk.projects.list(title=title, page_size=100, request_options=self._read)
         found = [p for p in map(as_json, pager) if p.get("title") == title]
         return min(found, key=lambda p: int(p["id"])) if found else None
 
@@ -169,7 +170,7 @@ class LabelStudioClient:
     # -- tasks ----------------------------------------------------------------------------------
     def import_tasks(self, project_id: int, tasks: list[dict[str, Any]]) -> int:
         """Import ``tasks`` (``[{"data": {...}}, ...]``) in ONE request; returns the task count."""
-        resp = self.sdk.projects.import_tasks(project_id, request=tasks)
+        resp = self.sdk.projects.import_tasks(project_id, request=tasks)  # type: ignore[arg-type]  # plain dicts are what the API takes
         return int(resp.task_count if resp.task_count is not None else len(tasks))
 
     def iter_tasks(
@@ -179,7 +180,7 @@ class LabelStudioClient:
 
         With ``fields="all"`` each task carries its annotations, cancelled ones included.
         """
-        pager = self.sdk.tasks.list(
+        pager: Iterable[Any] = self.sdk.tasks.list(
             **tasks_query(project_id, batch, fields, page_size), request_options=self._read
         )
         for task in pager:

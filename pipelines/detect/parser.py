@@ -212,6 +212,8 @@ def parse_grounding(
             raw = json.dumps(item, default=str) if not isinstance(item, str) else item
             result.dropped.append(DroppedItem(index, code, detail, raw))
 
+        label: Any
+        raw_box: Any
         if isinstance(item, str):
             label, raw_box = item, None
         elif isinstance(item, dict):

@@ -102,6 +102,7 @@ def decode_image(data: bytes, *, max_pixels: int, max_bytes: int | None = None) 
     with warnings.catch_warnings():
         # our own limit below replaces Pillow's warning; Pillow's hard error still raises
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        im: Image.Image
         try:
             im = Image.open(io.BytesIO(data))
         except Image.DecompressionBombError as err:

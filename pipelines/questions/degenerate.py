@@ -36,8 +36,8 @@ from __future__ import annotations
 
 import functools
 import itertools
-from collections import Counter
 import json
+from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
@@ -242,7 +242,8 @@ def check_not_degenerate(hops: Sequence[Hop]) -> None:
         raise LeakageError(*verdict)
 
 
-def answers_on_random_scenes(hops: Sequence[Hop], seed: int, max_scenes: int = 3000, enough: int = 40) -> tuple[set, int]:
+def answers_on_random_scenes(hops: Sequence[Hop], seed: int, max_scenes: int = 3000,
+                             enough: int = 40) -> tuple[set, int]:
     """(answers seen, executions) of the program's shape on freshly drawn randomised scenes from the
     stream ``seed`` — independent of the cached pool — until two answers, ``enough`` executions or
     ``max_scenes`` scenes. For tests and benches that judge the generator from outside."""

@@ -556,7 +556,8 @@ def select_balanced(
         shapes = [q.skeleton for q in pool]
         mine: list[Question] = []
         while pool and len(mine) < cap_per_image:
-            best = min(range(len(pool)), key=lambda i: (by_shape[(shapes[i], pool[i].answer)], counts[pool[i].answer], i))
+            best = min(range(len(pool)),
+                       key=lambda i: (by_shape[(shapes[i], pool[i].answer)], counts[pool[i].answer], i))
             q = pool.pop(best)
             by_shape[(shapes.pop(best), q.answer)] += 1
             mine.append(q)

@@ -533,7 +533,8 @@ def run_hop(
         check_reach(h, ins, out, named, scene, m)
     elif output_type(h) == "instance" and int(out[0]) in named:
         raise ReachError("revisit", "the step returns to an instance already named")
-    elif h.op in ("relate", "same_color") and not (scene.by_category.get(a["category"], _EMPTY) != int(ins[0][0])).any():
+    elif (h.op in ("relate", "same_color")
+          and not (scene.by_category.get(a["category"], _EMPTY) != int(ins[0][0])).any()):
         raise ReachError("no_candidate", f"no {a['category']} other than the reference")
     return out
 

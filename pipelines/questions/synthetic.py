@@ -101,7 +101,8 @@ def synthetic_tables(
     """(instances, manifest) pyarrow tables in the contract's schemas.
 
     Each image gets ``n_instances`` ellipse masks; scores are in [0.55, 1.0] except that every
-    fifth instance gets score 0.1 (below the near-threshold band; it must be left out of the scene). With ``image_dir``, a PNG
+    fifth instance gets score 0.1 (below the near-threshold band; it must be left out of the scene).
+    With ``image_dir``, a PNG
     per image is written (ellipses drawn in per-category colours) and ``image_id`` is its sha256.
     """
     from PIL import Image, ImageDraw

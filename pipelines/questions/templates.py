@@ -14,9 +14,9 @@ an instance is used twice. Plurals come from ``inflect``.
 from __future__ import annotations
 
 import functools
-from typing import Any
 import random
 from collections.abc import Sequence
+from typing import Any
 
 from pipelines.questions.program import Hop
 
@@ -152,7 +152,8 @@ class _Renderer:
             rel = self.pick(RELATION[h.args["relation"]])
             return f"the {plural(h.args['category'])} that are {rel} {self.inst(h.inputs[0])}"
         if h.op == "same_color":
-            return f"the {self._other(h)}{plural(h.args['category'])} that are the same colour as {self.inst(h.inputs[0])}"
+            return (f"the {self._other(h)}{plural(h.args['category'])} that are the same colour as "
+                    f"{self.inst(h.inputs[0])}")
         raise ValueError(f"hop {i} ({h.op}) does not yield a set")
 
     # number-valued hops -------------------------------------------------------------------------

@@ -223,7 +223,8 @@ def render_card(cfg: ReleaseConfig, metrics: dict[str, Any], details: dict[str, 
         "(`image` = {bytes, path}), `question`, `answer` (canonical decimal string), `answer_value`, "
         "`num_hops`, `hops` (JSON hop program), `variant`, `generator`.",
         "- `release/coco/instances_<split>.json`: COCO instances (compressed RLE masks) of the split's images.",
-        "- `release/chat/<split>.jsonl`: chat records for RL (`image` = `<shard>#<row>`, `messages`, numeric `answer`).",
+        "- `release/chat/<split>.jsonl`: chat records for RL (`image` = `<shard>#<row>`, `messages`, "
+        "numeric `answer`).",
         "- `metrics.json`: the numbers above (`dvc metrics diff` compares releases).",
         "",
         "## Usage",

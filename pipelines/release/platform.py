@@ -60,7 +60,7 @@ def _dedupe(table: pa.Table, keys: list[str]) -> pa.Table:
     seen: set[tuple] = set()
     keep = []
     cols = [table[k].to_pylist() for k in keys]
-    for i, key in enumerate(zip(*cols)):
+    for i, key in enumerate(zip(*cols, strict=True)):
         if key not in seen:
             seen.add(key)
             keep.append(i)

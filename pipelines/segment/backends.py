@@ -142,14 +142,17 @@ class Sam3Backend(_TransformersBackend):
                     names = categories[p0 : p0 + self.prompt_batch]
                     n = len(names)
                     shared = Sam3VisionEncoderOutput(
-                        fpn_hidden_states=tuple(f[row : row + 1].expand(n, -1, -1, -1) for f in vision.fpn_hidden_states),
+                        fpn_hidden_states=tuple(
+                            f[row : row + 1].expand(n, -1, -1, -1) for f in vision.fpn_hidden_states
+                        ),
                         fpn_position_encoding=tuple(
                             f[row : row + 1].expand(n, -1, -1, -1) for f in vision.fpn_position_encoding
                         ),
                     )
                     text = self.processor(text=names, return_tensors="pt").to(self.device)
                     with torch.inference_mode():
-                        out = self.model(vision_embeds=shared, input_ids=text.input_ids, attention_mask=text.attention_mask)
+                        out = self.model(vision_embeds=shared, input_ids=text.input_ids,
+                                         attention_mask=text.attention_mask)
                     post = self.processor.post_process_instance_segmentation(
                         out, threshold=self.score_threshold, mask_threshold=self.mask_threshold,
                         target_sizes=[(h, w)] * n,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from pipelines.config import Params, PortsConfig, work_home
 from pipelines.stack.process import StackError, listening_ports
-from pipelines.stack.services import REPO_ROOT, Airflow, LabelStudio, SeaweedS3, Service
+from pipelines.stack.services import Airflow, LabelStudio, SeaweedS3, Service
 
 __all__ = ["LocalStack", "StackError", "stack_home", "with_port_overrides"]
 
@@ -124,7 +124,7 @@ class LocalStack:
             if running:
                 try:
                     healthy = svc.healthy()
-                except Exception as exc:  # status must report, never crash
+                except Exception as exc:  # noqa: BLE001 - status must report, never crash
                     detail = f"{type(exc).__name__}"
                 if isinstance(svc, Airflow):
                     detail = ", ".join(f"{k}={v}" for k, v in svc.component_health().items())

@@ -54,7 +54,7 @@ def wait_until(check: Callable[[], bool], timeout_s: float, interval_s: float = 
         try:
             if check():
                 return
-        except Exception as exc:  # health probes raise while a server is still starting
+        except Exception as exc:  # noqa: BLE001 - health probes raise while a server is still starting
             last_exc = exc
         time.sleep(interval_s)
     detail = f" (last error: {last_exc})" if last_exc else ""

@@ -125,7 +125,7 @@ class Service:
 
         with ThreadPoolExecutor(max_workers=max(1, len(self.processes))) as pool:
             results = list(pool.map(lambda p: p.stop(), self.processes))
-        return [p.name for p, stopped in zip(self.processes, results) if stopped]
+        return [p.name for p, stopped in zip(self.processes, results, strict=True) if stopped]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -200,9 +200,8 @@ class SeaweedS3(Service):
         self.processes[0].start(cmd, env, cwd=self.home)
 
     def client(self) -> Any:
-        from minio import Minio
-
         import urllib3
+        from minio import Minio
 
         creds = self.credentials()
         http = urllib3.PoolManager(timeout=urllib3.Timeout(connect=2, read=10), retries=urllib3.Retry(0))
@@ -233,7 +232,7 @@ class SeaweedS3(Service):
             finally:
                 resp.close()
                 resp.release_conn()
-        except Exception:
+        except Exception:  # noqa: BLE001 - any failure of the probe means not healthy
             return False
 
     def ensure_buckets(self, timeout_s: float = 30.0) -> None:
@@ -478,7 +477,7 @@ class Airflow(Service):
     def component_health(self) -> dict[str, str]:
         try:
             h = httpx.get(f"{self.url()}/api/v2/monitor/health", timeout=5).json()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - reported as the component's status
             return {"api-server": f"unreachable ({type(exc).__name__})"}
         return {k: str((v or {}).get("status")) for k, v in h.items() if isinstance(v, dict)}
 

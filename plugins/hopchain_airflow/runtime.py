@@ -29,7 +29,6 @@ def flow_for(context: dict[str, Any]) -> Any:
     """A :class:`pipelines.flow.Flow` for this task's DAG run."""
     from hopchain_airflow.hooks.label_studio import LabelStudioHook
     from hopchain_airflow.hooks.object_store import ObjectStoreHook
-
     from pipelines.config import load_params
     from pipelines.flow import Flow
 

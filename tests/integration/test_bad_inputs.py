@@ -25,13 +25,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from hopchain_demo.samples import write_samples
 from pipelines.annotation.client import LabelStudioClient
 from pipelines.annotation.labeling import ANSWER_FIELD, NOT_ANSWERABLE
 from pipelines.annotation.simulated import answer_result, simulated_annotators
 from pipelines.config import OpenAIEndpoint, VLMConfig, load_params
 from pipelines.flow import Flow
 from pipelines.release.platform import release_from_store
-from hopchain_demo.samples import write_samples
 from pipelines.store import ObjectStore, safe_key
 from tests.support.fake_openai import FakeChatServer
 

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from pipelines.stack.process import wait_until
-
 from tests.support.celery_cluster import celery_cluster, dump, logs_tail, redis_available
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -89,6 +89,7 @@ def test_task_runner_fails_the_task_without_retry_and_downstream_does_not_run(
         "conn_type": "hopchain_s3", "host": url.hostname, "port": url.port,
         "login": s3_creds.access_key, "password": s3_creds.secret_key}))
     from airflow.sdk.exceptions import AirflowFailException
+
     from hopchain_airflow.runtime import run_task
 
     run_id = f"op-{uuid.uuid4().hex[:8]}"

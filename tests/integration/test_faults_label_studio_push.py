@@ -14,10 +14,10 @@ from collections import Counter
 import httpx
 import pytest
 
+from hopchain_demo.samples import write_samples
 from pipelines.annotation.client import LabelStudioClient
 from pipelines.config import load_params
 from pipelines.flow import Flow, batch_id_for
-from hopchain_demo.samples import write_samples
 from pipelines.store import ObjectStore, safe_key
 from tests.support.faults import kill_group
 
@@ -51,7 +51,7 @@ def test_label_studio_down_during_push_then_the_retry_leaves_no_duplicates(label
     params = params.model_copy(update={"annotation": params.annotation.model_copy(
         update={"project_title": f"HopChain push fault {tag}", "import_batch_size": 5})})
     creds = label_studio.credentials()
-    ls = lambda: LabelStudioClient(creds["url"], creds["token"])  # noqa: E731
+    ls = lambda: LabelStudioClient(creds["url"], creds["token"])
 
     flow = Flow(params, store, f"push_{tag}", label_studio=ls)
     assert flow.ingest("push", shard_size=8) == [0]

@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 import urllib3
 
+from hopchain_demo.samples import write_samples
 from pipelines.config import load_params
 from pipelines.flow import Flow
-from hopchain_demo.samples import write_samples
 from pipelines.store import ObjectStore, S3Credentials
-from tests.support.stack import running_s3_server
 from tests.support.faults import kill_group, parquet_rows, read_objects
+from tests.support.stack import running_s3_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -124,7 +124,7 @@ def test_wait_survives_label_studio_restart(setup, label_studio):
                     if task_id != tasks["other"]:
                         client.create_annotation(task_id, answer_result(2))
             timeline["annotated"] = time.monotonic()
-        except BaseException as err:  # surfaced by the assertion below
+        except BaseException as err:  # noqa: BLE001 - surfaced by the assertion below
             failure.append(err)
 
     worker = threading.Thread(target=restart_then_annotate)

@@ -19,11 +19,11 @@ import jwt
 import psutil
 import pytest
 
-from pipelines.flow import Flow
 from hopchain_demo.samples import write_samples
+from pipelines.flow import Flow
 from pipelines.store import KeyError_, safe_key
-from tests.support.stack import REPO_ROOT
 from tests.support.faults import ls_client, stack_store
+from tests.support.stack import REPO_ROOT
 
 pytestmark = pytest.mark.integration
 
@@ -141,7 +141,7 @@ def test_ingest_of_hostile_file_names_stays_inside_the_input_prefix(
     folder.mkdir()
     images = sorted((tmp_path / "src" / "images").iterdir())
     hostile = ["..\\..\\evil.jpg", "..evil.jpg", "ev\u2215il.png"]  # legal file names on Linux
-    for src, name in zip(images + images[:1], hostile):
+    for src, name in zip(images + images[:1], hostile, strict=True):
         (folder / name).write_bytes(src.read_bytes())
     before = set(store.list(""))
     prefix = safe_key("inputs", f"sec-{tmp_path.name}")

@@ -90,7 +90,7 @@ class Browser:
         if self._ws is not None:
             try:
                 self.send("Browser.close", timeout_s=5)
-            except Exception:  # the browser may already be gone; it is killed below either way
+            except Exception:  # noqa: BLE001, S110 - the browser may already be gone; it is killed below either way
                 pass
             self._ws.close()
             self._ws = None

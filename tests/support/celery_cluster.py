@@ -196,7 +196,7 @@ class CeleryAirflow(Airflow):
             "triggerer": ["triggerer", "--skip-serve-logs"],
         }
         airflow = str(VENV_BIN / "airflow")
-        for comp, proc in zip(self.components, self.processes):
+        for comp, proc in zip(self.components, self.processes, strict=True):
             proc.start([airflow, *args[comp]], env, cwd=self.airflow_home)
         for queue, proc in self.workers.items():
             proc.start(

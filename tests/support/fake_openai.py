@@ -41,7 +41,7 @@ class FakeChatServer:
             def log_message(self, *args: Any) -> None:  # keep test output clean
                 return None
 
-            def do_POST(self) -> None:  # noqa: N802 (http.server API)
+            def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 body = json.loads(self.rfile.read(length) or b"{}")
                 with server._lock:

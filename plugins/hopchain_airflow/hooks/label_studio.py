@@ -68,7 +68,7 @@ class LabelStudioHook(BaseHook):
             with self.get_conn() as client:
                 me = client.whoami()
             return True, f"connected as {me.get('email')}"
-        except Exception as err:  # reported to the user, not swallowed
+        except Exception as err:  # noqa: BLE001 - reported to the user, not swallowed
             return False, str(err)
 
     @classmethod

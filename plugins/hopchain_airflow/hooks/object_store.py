@@ -56,5 +56,5 @@ class ObjectStoreHook(BaseHook):
             store = self.get_store("hopchain")
             names = [b.name for b in store.client.list_buckets()]
             return True, f"connected; buckets: {', '.join(names) or 'none'}"
-        except Exception as exc:  # reported to the UI's "Test" button, not swallowed
+        except Exception as exc:  # noqa: BLE001 - reported to the UI's "Test" button, not swallowed
             return False, f"{type(exc).__name__}: {exc}"

@@ -219,8 +219,9 @@ def test_trigger_polls_on_through_5xx_and_garbled_bodies(fake_ls):
 
 
 def test_trigger_fails_on_4xx(fake_ls):
-    from hopchain_airflow.triggers.annotation import AnnotationCompleteTrigger
     from label_studio_sdk.core.api_error import ApiError
+
+    from hopchain_airflow.triggers.annotation import AnnotationCompleteTrigger
 
     fake_ls.answer("/api/tasks/", (401, {"detail": "Invalid token."}))
     with pytest.raises(ApiError) as err:
@@ -233,7 +234,6 @@ def test_trigger_fails_on_4xx(fake_ls):
 def test_trigger_reaches_deadline_while_label_studio_is_down(monkeypatch):
     """Nothing listens on the port: connection errors are counted, the deadline event still comes."""
     from hopchain_airflow.triggers.annotation import AnnotationCompleteTrigger
-
     from pipelines.stack.process import free_port
 
     monkeypatch.setenv("AIRFLOW_CONN_LS_DOWN", f"label-studio://:t@127.0.0.1:{free_port()}")

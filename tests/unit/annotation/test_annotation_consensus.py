@@ -29,7 +29,7 @@ def rec(
 
 def four(qid: str, answers: list[str | None], verdicts: list[str] | None = None) -> list[AnnotationRecord]:
     verdicts = verdicts or [ANSWERABLE] * 4
-    return [rec(qid, f"a{i}", a, v, minute=i, ann_id=i) for i, (a, v) in enumerate(zip(answers, verdicts))]
+    return [rec(qid, f"a{i}", a, v, minute=i, ann_id=i) for i, (a, v) in enumerate(zip(answers, verdicts, strict=True))]
 
 
 def by_id(result):
@@ -102,8 +102,8 @@ def test_order_is_by_submission_time_not_input_order():
 
 
 def test_numeric_normalisation_makes_answers_equal():
-    from pipelines.annotation.validate import parse_result
     from pipelines.annotation.simulated import answer_result
+    from pipelines.annotation.validate import parse_result
 
     answers = [parse_result(answer_result(v))[0] for v in ("3", "3.0", " 3 ", 3)]
     res = decide(four("q", answers), {"q": 3})

@@ -13,10 +13,10 @@ from PIL import Image
 
 from pipelines.config import DetectConfig, ModelRef, OpenAIEndpoint, VLMConfig
 from pipelines.contracts import DETECTIONS, REJECTS
-from pipelines.vlm.backends import OpenAIBackend, Qwen3VLBackend, VLMRequestError
 from pipelines.detect.stage import DetectStage, ImageItem
-from tests.support.fake_openai import FakeChatServer
 from pipelines.vlm import VLMBackend, VLMRequest
+from pipelines.vlm.backends import OpenAIBackend, Qwen3VLBackend, VLMRequestError
+from tests.support.fake_openai import FakeChatServer
 
 pytestmark = pytest.mark.unit
 

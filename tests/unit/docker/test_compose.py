@@ -231,7 +231,7 @@ def test_celery_topology_default_and_gpu_workers(raw: dict[str, Any]) -> None:
         assert env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://"), name
         assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("postgresql"), name
     default, gpu = services["airflow-worker-default"], services["airflow-worker-gpu"]
-    queue = lambda svc: svc["command"][svc["command"].index("--queues") + 1]  # noqa: E731
+    queue = lambda svc: svc["command"][svc["command"].index("--queues") + 1]
     assert (default["command"][:2], queue(default)) == (["celery", "worker"], "default")
     assert (gpu["command"][:2], queue(gpu)) == (["celery", "worker"], "gpu")
     assert gpu["command"][gpu["command"].index("--concurrency") + 1] == "1"

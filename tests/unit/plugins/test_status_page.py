@@ -98,12 +98,11 @@ def test_the_page_and_the_api_say_502_when_the_object_store_is_down(app_with) ->
 
 
 def test_the_page_uses_the_configured_annotator_count(app_with) -> None:  # type: ignore[no-untyped-def]
-    from pipelines.config import AnnotationConfig, Params
-    from tests.support.memory_store import MemoryStore
-
     from datetime import UTC, datetime
 
+    from pipelines.config import AnnotationConfig, Params
     from pipelines.ledger import BatchRecord, Ledger
+    from tests.support.memory_store import MemoryStore
 
     params = Params(annotation=AnnotationConfig(annotators_required=3))
     store = MemoryStore()

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import pytest
-
 from collections import Counter
+
+import pytest
 
 from pipelines.questions.degenerate import canonical_shape, check_not_degenerate, predictable, shape_key
 from pipelines.questions.leakage import check_needs_image

@@ -53,7 +53,7 @@ def scenes(draw: st.DrawFn) -> Scene:
     )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _answers_of_shape(key: str) -> frozenset:
     """Answers of a program shape on randomised scenes from a stream independent of the generator's
     own cached pool (up to 20,000 scenes: a program the generator judged executes there too)."""

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from pipelines.config import ModelRef, QuestionsConfig
-from pipelines.vlm.backends import Qwen3VLBackend
 from pipelines.questions.scene import scenes_from_tables
 from pipelines.questions.stage import run_questions
 from pipelines.questions.synthetic import synthetic_tables
 from pipelines.questions.writer import VLMQuestionWriter
+from pipelines.vlm.backends import Qwen3VLBackend
 
 pytestmark = pytest.mark.unit
 

@@ -56,9 +56,9 @@ def test_split_is_by_image_stable_and_near_the_fraction():
 
 
 def test_select_rows_releases_accepted_questions_with_the_human_answer_and_rejects_the_rest():
-    q = lambda qid, img: {"question_id": qid, "image_id": img, "question": f"q {qid}", "answer": "7",  # noqa: E731
+    q = lambda qid, img: {"question_id": qid, "image_id": img, "question": f"q {qid}", "answer": "7",
                           "num_hops": 3, "hops": "[]", "generator": "program:v1", "variant": "full"}
-    c = lambda qid, status, agreed: {"question_id": qid, "status": status, "answers": [agreed] * 4,  # noqa: E731
+    c = lambda qid, status, agreed: {"question_id": qid, "status": status, "answers": [agreed] * 4,
                                      "agreed_answer": agreed, "matches_generated": agreed == "7", "reason": None}
     questions = to_table([q("a", "img1"), q("b", "img2"), q("c", "img3"), q("d", "img1"), q("e", "imgX")],
                          "questions")

@@ -10,10 +10,10 @@ import pytest
 from PIL import Image
 from pycocotools import mask as mask_utils
 
+from hopchain_demo.samples import write_samples
 from pipelines.cli import main
 from pipelines.contracts import REJECTS, read_parquet, to_table
 from pipelines.ingest.sources import load_tables
-from hopchain_demo.samples import write_samples
 from pipelines.segment.annotations import export_coco, import_coco, match_coco_instances
 from pipelines.segment.masks import decode_rle, encode_mask, suppress_duplicates
 from tests.support.checks import check_instances
@@ -74,8 +74,8 @@ def test_import_polygons_and_rle_then_round_trip(tmp_path: Path) -> None:
     check_instances(res.instances)
     assert res.manifest.column("shard").to_pylist() == [0, 1]
     rows = {(Path(u).name, r["instance_id"]): r for u, r in zip(
-        [dict(zip(res.manifest["image_id"].to_pylist(), res.manifest["uri"].to_pylist()))[i]
-         for i in res.instances["image_id"].to_pylist()], res.instances.to_pylist())}
+        [dict(zip(res.manifest["image_id"].to_pylist(), res.manifest["uri"].to_pylist(), strict=True))[i]
+         for i in res.instances["image_id"].to_pylist()], res.instances.to_pylist(), strict=True)}
     assert set(rows) == {("a.png", 1), ("a.png", 2), ("b.jpg", 1)}
     assert rows[("a.png", 1)]["category"] == "dog" and rows[("a.png", 2)]["category"] == "dining table"
     # polygons: exactly pycocotools' rasterisation of the same polygons, merged

@@ -16,8 +16,8 @@ from pipelines.config import ModelRef, SegmentConfig
 from pipelines.contracts import to_table
 from pipelines.detect.stage import ImageItem
 from pipelines.segment.stage import SegmentStage
-from tests.support.checks import check_instances
 from pipelines.vlm import VLMRequest
+from tests.support.checks import check_instances
 
 pytestmark = [pytest.mark.gpu, pytest.mark.unit]
 
