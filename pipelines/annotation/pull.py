@@ -118,16 +118,3 @@ def pull_and_decide(
     result = decide_tasks(tasks, generated, required, annotator_names(client))
     log.info("consensus for project %s: %s", project_id, result.summary())
     return result
-
-
-def save_results(store: Any, runs_prefix: str, run_id: str, result: PullResult) -> dict[str, str]:
-    """Write every output table to ``runs/<run_id>/annotation/<name>.parquet`` (one PUT each, atomic)."""
-    from pipelines.store import run_key
-
-    contracts = {"annotations": "annotations", "consensus": "consensus", "rejects": "rejects"}
-    keys = {}
-    for name, table in result.tables().items():
-        key = run_key(runs_prefix, run_id, "annotation", name=f"{name}.parquet")
-        store.put_table(key, table, contracts.get(name))
-        keys[name] = key
-    return keys
