@@ -196,7 +196,8 @@ class CeleryAirflow(Airflow):
             "triggerer": ["triggerer", "--skip-serve-logs"],
         }
         airflow = str(VENV_BIN / "airflow")
-        for comp, proc in zip(self.components, self.processes, strict=True):
+        # self.processes lists the components first, then the workers (started below)
+        for comp, proc in zip(self.components, self.processes, strict=False):
             proc.start([airflow, *args[comp]], env, cwd=self.airflow_home)
         for queue, proc in self.workers.items():
             proc.start(
