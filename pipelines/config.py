@@ -224,7 +224,6 @@ class ReleaseConfig(_Model):
     name: str = "hopchain"
     rows_per_shard: int = Field(2000, ge=1)
     max_shards: int = Field(256, ge=1)  # per split: rows_per_shard grows rather than exceed it
-    images_per_pack: int = Field(1000, ge=1)  # images per Parquet pack in the inputs snapshot
     eval_fraction: float = Field(0.1, ge=0, lt=1)
     split_salt: str = "hopchain-split-v1"  # changing it reshuffles which images are eval
     registry_url: str = ""  # default: <stack home>/registry.git (a local bare repository)

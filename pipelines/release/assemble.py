@@ -2,11 +2,15 @@
 
 Conventions, stated once:
 
-* The **inputs snapshot** is a folder (``inputs/`` in the registry working copy, DVC-tracked) with
-  the contract tables ``consensus.parquet``, ``questions.parquet``, ``instances.parquet``,
-  ``manifest.parquet``, the image bytes packed in ``images/images-NNNNN.parquet``
-  (:data:`IMAGE_PACK`, sorted by ``image_id``), ``rejects.parquet`` (what the snapshot refused) and
-  ``provenance.json`` (source URIs and run ids).
+* The **data folder** (``data/`` in the registry working copy, DVC-tracked) is append-only: each
+  publish adds one **part** ``part-NNNNN`` (1, 2, ...) and never changes the files of earlier
+  parts. A part holds the released rows ``data/<split>/part-NNNNN-MMMMM.parquet`` (Hugging Face
+  layout, image bytes inline: the only copy of the image bytes) and its contract tables
+  ``data/meta/part-NNNNN/{consensus,questions,instances,manifest,rejects}.parquet`` plus
+  ``provenance.json`` (no image bytes). A question withdrawn after release is listed in
+  ``data/removals.parquet``, and the shard holding it is replaced by ``...-rNNNNN.parquet`` (the
+  part that withdrew it) without that row: only the shards holding withdrawn questions change.
+  ``hopchain release --compact`` rewrites everything into one part, on purpose.
 * A question is released when its consensus ``status`` is ``accepted``; the released ``answer`` is
   the human ``agreed_answer`` (canonical decimal string), never the generator's answer.
 * The split is by **image**: ``eval`` iff ``sha256(salt + image_id)`` read as a fraction of 2**256
@@ -21,8 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -37,18 +40,20 @@ Split = Literal["train", "eval"]
 SPLITS: tuple[Split, ...] = ("train", "eval")
 
 INPUT_TABLES = ("consensus", "questions", "instances", "manifest")
-IMAGES_DIR = "images"
+META_DIR = "meta"
 REJECTS_FILE = "rejects.parquet"
 PROVENANCE_FILE = "provenance.json"
+REMOVALS_FILE = "removals.parquet"
 
-#: Image bytes in the inputs snapshot; ``image_id`` is the sha256 hex of ``bytes``.
-IMAGE_PACK = pa.schema(
+#: Questions withdrawn after release: readers of raw files drop these ids; the shards of the
+#: current tag no longer hold them.
+REMOVALS = pa.schema(
     [
+        ("question_id", pa.string()),
         ("image_id", pa.string()),
-        ("format", pa.string()),
-        ("width", pa.int32()),
-        ("height", pa.int32()),
-        ("bytes", pa.binary()),
+        ("code", pa.string()),  # release.withdrawn_decision | release.withdrawn_image
+        ("detail", pa.string()),
+        ("part", pa.int32()),  # the part (publish) that withdrew it
     ]
 )
 
@@ -210,49 +215,29 @@ def plan_shards(n_rows: int, rows_per_shard: int, max_shards: int) -> list[tuple
     return [(s, min(s + per, n_rows)) for s in range(0, n_rows, per)]
 
 
-def shard_name(split: Split, index: int, count: int) -> str:
-    """``data/<split>-NNNNN-of-NNNNN.parquet`` (the ``datasets`` naming convention)."""
-    return f"data/{split}-{index:05d}-of-{count:05d}.parquet"
+def part_name(part: int) -> str:
+    return f"part-{part:05d}"
 
 
-class ImagePacks:
-    """Read access to the packed image bytes of a snapshot, keeping at most two packs in memory."""
-
-    def __init__(self, folder: Path, cache_packs: int = 2):
-        self.files = sorted(Path(folder).glob("images-*.parquet"))
-        self._where: dict[str, tuple[int, int]] = {}
-        for i, f in enumerate(self.files):
-            ids = pq.read_table(f, columns=["image_id"]).column("image_id").to_pylist()
-            for j, image_id in enumerate(ids):
-                self._where.setdefault(image_id, (i, j))
-        self._cache: OrderedDict[int, list[bytes]] = OrderedDict()
-        self._cache_packs = cache_packs
-
-    def ids(self) -> set[str]:
-        return set(self._where)
-
-    def _pack(self, i: int) -> list[bytes]:
-        if i in self._cache:
-            self._cache.move_to_end(i)
-            return self._cache[i]
-        data = pq.read_table(self.files[i], columns=["bytes"]).column("bytes").to_pylist()
-        self._cache[i] = data
-        while len(self._cache) > self._cache_packs:
-            self._cache.popitem(last=False)
-        return data
-
-    def get(self, image_id: str) -> bytes:
-        i, j = self._where[image_id]
-        return self._pack(i)[j]
+def shard_name(split: Split, part: int, index: int, revision: int | None = None) -> str:
+    """``data/<split>/part-NNNNN-MMMMM[-rNNNNN].parquet``: no shard total in the name, so adding a
+    part never renames another file (``datasets`` globs ``data/<split>/*.parquet``)."""
+    rev = f"-r{revision:05d}" if revision else ""
+    return f"{split}/{part_name(part)}-{index:05d}{rev}.parquet"
 
 
-def shard_table(rows: Sequence[ReleaseRow], images: ImagePacks) -> pa.Table:
+def part_of_shard(name: str) -> int:
+    """The part a shard file belongs to (from its name)."""
+    return int(Path(name).name.split("-")[1])
+
+
+def shard_table(rows: Sequence[ReleaseRow], images: Mapping[str, bytes]) -> pa.Table:
     """The Parquet table of one shard (image bytes included)."""
     cols: dict[str, list[Any]] = {name: [] for name in SHARD_SCHEMA.names}
     for r in rows:
         cols["question_id"].append(r.question_id)
         cols["image_id"].append(r.image_id)
-        cols["image"].append({"bytes": images.get(r.image_id), "path": r.image_name})
+        cols["image"].append({"bytes": images[r.image_id], "path": r.image_name})
         cols["width"].append(r.width)
         cols["height"].append(r.height)
         cols["question"].append(r.question)
@@ -263,6 +248,16 @@ def shard_table(rows: Sequence[ReleaseRow], images: ImagePacks) -> pa.Table:
         cols["variant"].append(r.variant)
         cols["generator"].append(r.generator)
     return pa.table(cols, schema=shard_schema())
+
+
+def data_shards(data: Path) -> dict[Split, list[str]]:
+    """The current shard files per split, relative to ``data`` (sorted: part, then index)."""
+    return {split: sorted(p.relative_to(data).as_posix() for p in (Path(data) / split).glob("*.parquet"))
+            for split in SPLITS}
+
+
+def part_numbers(data: Path) -> list[int]:
+    return sorted(int(p.name.split("-")[1]) for p in (Path(data) / META_DIR).glob("part-*") if p.is_dir())
 
 
 def numeric_answer(answer: str) -> int | float:
@@ -342,6 +337,28 @@ def coco_instances(
     }
 
 
-def read_input_table(inputs: Path, name: str) -> pa.Table:
-    """A contract table of the snapshot, conformed to its schema."""
-    return read_parquet(Path(inputs) / f"{name}.parquet", name)
+def read_meta_table(data: Path, name: str, latest_by: Sequence[str] | None = None) -> pa.Table:
+    """A contract table over every part of ``data/meta`` (in part order), conformed to its schema.
+
+    With ``latest_by`` (key columns), a key present in several parts keeps its row from the latest
+    part: a question decided again later (re-annotation) counts once, with its newest decision.
+    """
+    files = sorted(Path(data).glob(f"{META_DIR}/part-*/{name}.parquet"))
+    tables = [read_parquet(f, name) for f in files]
+    if not tables:
+        from pipelines.contracts import empty_table
+
+        return empty_table(name)
+    table = pa.concat_tables(tables)
+    if latest_by and table.num_rows:
+        last: dict[tuple[Any, ...], int] = {}
+        cols = [table.column(k).to_pylist() for k in latest_by]
+        for i, key in enumerate(zip(*cols, strict=True)):
+            last[key] = i
+        table = table.take(pa.array(sorted(last.values()), type=pa.int64()))
+    return table
+
+
+def read_removals(data: Path) -> pa.Table:
+    path = Path(data) / REMOVALS_FILE
+    return pq.read_table(path, schema=REMOVALS) if path.exists() else REMOVALS.empty_table()

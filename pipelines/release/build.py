@@ -1,19 +1,19 @@
-"""The ``build`` stage of ``dvc.yaml``: inputs snapshot → packed release folder.
+"""The ``build`` stage of ``dvc.yaml``: the data folder → the derived release files.
 
-``python -m pipelines.release.build --params params.yaml --inputs inputs --out release``
+``python -m pipelines.release.build --params params.yaml --data data --out release``
 
-Writes (all paths relative to ``--out``; byte-for-byte deterministic for the same inputs and
-parameters, so ``dvc repro`` reproduces the same hashes):
+The released rows themselves are the DVC-tracked ``data/<split>/part-*.parquet`` shards (appended
+by each publish, :mod:`pipelines.release.snapshot`). This stage derives, per part and split, files
+that depend only on that part — so they stay byte-identical when later parts are added:
 
-* ``data/{train,eval}-NNNNN-of-NNNNN.parquet`` — one row per released question with the image
-  bytes (Hugging Face ``Image`` layout), question, human answer, hop program and variant;
-* ``coco/instances_{train,eval}.json`` — COCO instances of the split's images only;
-* ``chat/{train,eval}.jsonl`` — chat-format records for RL trainers;
-* ``rejects.parquet`` — accepted questions that could not be released, with reasons;
-* ``index.json`` — per split: shards, row and image counts.
+* ``coco/<split>/part-NNNNN.json`` — COCO instances of the part's images in that split (category
+  ids 1.. in sorted name order within the file);
+* ``chat/<split>/part-NNNNN.jsonl`` — chat-format records for RL trainers (``image`` points at
+  ``data/<shard>#<row>``);
 
-The folder is assembled beside ``--out`` and renamed into place, so a failed build never leaves
-a half-written release.
+and two small whole-release files: ``index.json`` (per split: shards, row and image counts) and
+``rejects.parquet`` (every accepted question that could not be released, with its code). Byte-for-
+byte deterministic for the same data folder and parameters, so ``dvc repro`` reproduces the hashes.
 """
 
 from __future__ import annotations
@@ -25,24 +25,25 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
 import yaml
 
 from pipelines.config import ReleaseConfig, params_from_dict
-from pipelines.contracts import to_table, write_parquet_atomic
+from pipelines.contracts import read_parquet, write_parquet_atomic
 from pipelines.files import replacing_folder, write_atomic
 from pipelines.release.assemble import (
-    IMAGES_DIR,
+    META_DIR,
     SPLITS,
-    ImagePacks,
     ReleaseRow,
     category_ids,
     chat_record,
     coco_instances,
-    plan_shards,
-    read_input_table,
-    select_rows,
-    shard_name,
-    shard_table,
+    data_shards,
+    part_name,
+    part_numbers,
+    part_of_shard,
+    read_meta_table,
+    read_removals,
 )
 
 
@@ -54,47 +55,52 @@ def read_release_config(params_file: str | Path) -> ReleaseConfig:
     return params_from_dict(raw, None, source=str(params_file)).release
 
 
-def build_release(inputs: Path, out: Path, cfg: ReleaseConfig) -> dict[str, Any]:
-    """Assemble the release folder ``out`` from the snapshot ``inputs``; returns ``index.json``."""
-    inputs, out = Path(inputs), Path(out)
-    consensus = read_input_table(inputs, "consensus")
-    questions = read_input_table(inputs, "questions")
-    manifest = read_input_table(inputs, "manifest")
-    packs = ImagePacks(inputs / IMAGES_DIR)
-    rows, rejects = select_rows(consensus, questions, manifest, packs.ids(),
-                                salt=cfg.split_salt, eval_fraction=cfg.eval_fraction)
-    released_images = {r.image_id for r in rows}
-    instances = [r for r in read_input_table(inputs, "instances").to_pylist()
-                 if r["image_id"] in released_images]
-    categories = category_ids(instances)
-
+def build_release(data: Path, out: Path, cfg: ReleaseConfig) -> dict[str, Any]:
+    """Derive the release folder ``out`` from the data folder ``data``; returns ``index.json``."""
+    data, out = Path(data), Path(out)
+    instances_by_part: dict[int, list[dict[str, Any]]] = {}
+    for f in sorted(data.glob(f"{META_DIR}/part-*/instances.parquet")):
+        instances_by_part[int(f.parent.name.split("-")[1])] = read_parquet(f, "instances").to_pylist()
+    manifest = read_meta_table(data, "manifest", latest_by=["image_id"])
+    formats = dict(zip(manifest["image_id"].to_pylist(), manifest["format"].to_pylist(), strict=True))
+    shards = data_shards(data)
+    cols = ["question_id", "image_id", "width", "height", "question", "answer", "answer_value", "num_hops",
+            "hops", "variant", "generator"]
     with replacing_folder(out) as tmp:
-        index: dict[str, Any] = {"name": cfg.name, "splits": {}, "categories": len(categories),
-                                 "rejected": len(rejects)}
+        index: dict[str, Any] = {"name": cfg.name, "splits": {}, "parts": part_numbers(data),
+                                 "removed": read_removals(data).num_rows}
+        categories: set[str] = set()
         for split in SPLITS:
-            split_rows: list[ReleaseRow] = [r for r in rows if r.split == split]
-            plan = plan_shards(len(split_rows), cfg.rows_per_shard, cfg.max_shards)
-            shards: list[str] = []
-            chat_lines: list[str] = []
-            for i, (start, end) in enumerate(plan):
-                name = shard_name(split, i, len(plan))
-                chunk = split_rows[start:end]
-                write_parquet_atomic(shard_table(chunk, packs), tmp / name)
-                shards.append(name)
-                chat_lines.extend(json.dumps(chat_record(r, name, j), sort_keys=True)
-                                  for j, r in enumerate(chunk))
-            if split_rows:
-                write_atomic(tmp / f"chat/{split}.jsonl", "\n".join(chat_lines) + "\n")
-                coco = coco_instances(split_rows, instances, categories)
-                write_atomic(tmp / f"coco/instances_{split}.json", json.dumps(coco, sort_keys=True))
-            split_images = {r.image_id for r in split_rows}
+            by_part: dict[int, list[tuple[str, int, ReleaseRow]]] = {}
+            for name in shards[split]:
+                table = pq.read_table(data / name, columns=cols)
+                for j, r in enumerate(table.to_pylist()):
+                    row = ReleaseRow(split=split, format=formats.get(r["image_id"]) or "", **r)
+                    by_part.setdefault(part_of_shard(name), []).append((name, j, row))
+            n_images: set[str] = set()
+            n_instances = 0
+            for part, entries in sorted(by_part.items()):
+                lines = [json.dumps(chat_record(row, f"data/{name}", j), sort_keys=True) for name, j, row in entries]
+                write_atomic(tmp / f"chat/{split}/{part_name(part)}.jsonl", "\n".join(lines) + "\n")
+                rows = [row for _, _, row in entries]
+                images = {r.image_id for r in rows}
+                insts = [i for i in instances_by_part.get(part, []) if i["image_id"] in images]
+                cats = category_ids(insts)
+                categories |= set(cats)
+                coco = coco_instances(rows, insts, cats)
+                write_atomic(tmp / f"coco/{split}/{part_name(part)}.json", json.dumps(coco, sort_keys=True))
+                n_images |= images
+                n_instances += len(insts)
             index["splits"][split] = {
-                "shards": shards,
-                "questions": len(split_rows),
-                "images": len(split_images),
-                "instances": sum(1 for r in instances if r["image_id"] in split_images),
+                "shards": [f"data/{name}" for name in shards[split]],
+                "questions": sum(len(v) for v in by_part.values()),
+                "images": len(n_images),
+                "instances": n_instances,
             }
-        write_parquet_atomic(to_table(rejects, "rejects"), tmp / "rejects.parquet")
+        index["categories"] = len(categories)
+        rejects = read_meta_table(data, "rejects")
+        index["rejected"] = rejects.num_rows
+        write_parquet_atomic(rejects, tmp / "rejects.parquet")
         write_atomic(tmp / "index.json", json.dumps(index, indent=2, sort_keys=True) + "\n")
     return index
 
@@ -102,10 +108,10 @@ def build_release(inputs: Path, out: Path, cfg: ReleaseConfig) -> dict[str, Any]
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipelines.release.build", description=__doc__.split("\n")[0])
     parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--inputs", default="inputs")
+    parser.add_argument("--data", default="data")
     parser.add_argument("--out", default="release")
     args = parser.parse_args(argv)
-    index = build_release(Path(args.inputs), Path(args.out), read_release_config(args.params))
+    index = build_release(Path(args.data), Path(args.out), read_release_config(args.params))
     counts = {s: v["questions"] for s, v in index["splits"].items()}
     print(f"release built in {args.out}: {counts} questions, {index['rejected']} rejected")
     return 0

@@ -1,6 +1,6 @@
 """The ``card`` stage of ``dvc.yaml``: release metrics and the dataset card.
 
-``python -m pipelines.release.card --params params.yaml --inputs inputs --release release
+``python -m pipelines.release.card --params params.yaml --data data --release release
 --out card --metrics metrics.json``
 
 * ``metrics.json`` (DVC metrics, committed to git): counts, ``acceptance_rate`` (accepted /
@@ -8,7 +8,8 @@
   whose generated answer equals the human consensus: ``matches_generated``), mean hop count, and
   ``pass_rate_mean`` when the questions carry a ``pass_rate`` column (difficulty calibration).
 * ``card/README.md`` plus PNG plots (matplotlib, Agg): hop-length histogram, answer histogram,
-  category frequencies, agreement statistics; model versions and source run ids from the inputs.
+  category frequencies, agreement statistics; model versions and source run ids of every part;
+  the questions withdrawn after release.
 
 Both are deterministic for the same inputs (PNG metadata carries no timestamp or version).
 """
@@ -27,16 +28,17 @@ import pyarrow.parquet as pq
 
 from pipelines.config import ReleaseConfig
 from pipelines.files import replacing_folder, write_atomic
-from pipelines.release.assemble import PROVENANCE_FILE, REJECTS_FILE, SPLITS, read_input_table
+from pipelines.release.assemble import PROVENANCE_FILE, REJECTS_FILE, SPLITS, read_meta_table, read_removals
 from pipelines.release.build import read_release_config
 
 
-def _released_rows(release: Path, index: dict[str, Any]) -> list[dict[str, Any]]:
+def _released_rows(data: Path, index: dict[str, Any]) -> list[dict[str, Any]]:
     cols = ["question_id", "image_id", "answer", "num_hops", "variant", "generator"]
     rows: list[dict[str, Any]] = []
     for split in SPLITS:
         for shard in index["splits"].get(split, {}).get("shards", []):
-            for r in pq.read_table(release / shard, columns=cols).to_pylist():
+            path = Path(data).parent / shard  # index paths are relative to the registry root
+            for r in pq.read_table(path, columns=cols).to_pylist():
                 rows.append({**r, "split": split})
     return rows
 
@@ -45,13 +47,17 @@ def _rate(num: int, den: int) -> float:
     return round(num / den, 6) if den else 0.0
 
 
-def compute_metrics(inputs: Path, release: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``(metrics, details)``: ``metrics`` is ``metrics.json``; ``details`` feeds the card."""
+def compute_metrics(data: Path, release: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(metrics, details)``: ``metrics`` is ``metrics.json``; ``details`` feeds the card.
+
+    Decisions count once per question, with the newest one (a question decided again in a later
+    part replaces its earlier decision)."""
+    data = Path(data)
     index = json.loads((release / "index.json").read_text())
-    consensus = read_input_table(inputs, "consensus").to_pylist()
-    questions_raw = pq.read_table(inputs / "questions.parquet")
-    instances = read_input_table(inputs, "instances").to_pylist()
-    rows = _released_rows(release, index)
+    consensus = read_meta_table(data, "consensus", latest_by=["question_id"]).to_pylist()
+    questions_raw = read_meta_table(data, "questions", latest_by=["question_id"])
+    instances = read_meta_table(data, "instances", latest_by=["image_id", "instance_id"]).to_pylist()
+    rows = _released_rows(data, index)
     status = Counter(c["status"] for c in consensus)
     accepted = [c for c in consensus if c["status"] == "accepted"]
     decided = status["accepted"] + status["rejected"]
@@ -59,10 +65,8 @@ def compute_metrics(inputs: Path, release: Path) -> tuple[dict[str, Any], dict[s
     released_images = {r["image_id"] for r in rows}
     rel_instances = [i for i in instances if i["image_id"] in released_images]
     dropped = Counter(pq.read_table(release / REJECTS_FILE, columns=["code"]).column("code").to_pylist())
-    snap_rejects = inputs / REJECTS_FILE
-    if snap_rejects.exists():
-        snap_codes = pq.read_table(snap_rejects, columns=["code"]).column("code").to_pylist()
-        dropped.update(f"snapshot: {c}" for c in snap_codes)
+    removals = read_removals(data)
+    removed = Counter(removals.column("code").to_pylist())
     splits = index["splits"]
     metrics: dict[str, Any] = {
         "questions_generated": questions_raw.num_rows,
@@ -80,6 +84,8 @@ def compute_metrics(inputs: Path, release: Path) -> tuple[dict[str, Any], dict[s
             **{f"{s}_images": splits[s]["images"] for s in SPLITS},
         },
         "dropped": sum(dropped.values()),
+        "withdrawn": removals.num_rows,
+        "parts": len(index.get("parts", [])),
         "mean_hops": round(sum(r["num_hops"] for r in rows) / len(rows), 6) if rows else 0.0,
     }
     if "pass_rate" in questions_raw.column_names:
@@ -89,7 +95,11 @@ def compute_metrics(inputs: Path, release: Path) -> tuple[dict[str, Any], dict[s
         if rates:
             metrics["pass_rate_mean"] = round(sum(rates) / len(rates), 6)
     distinct_answers = Counter(len(set(c["answers"] or [])) for c in consensus if c["status"] != "pending")
-    provenance = json.loads((inputs / PROVENANCE_FILE).read_text()) if (inputs / PROVENANCE_FILE).exists() else {}
+    provenance: dict[str, Any] = {"run_ids": [], "sources": {}}
+    for f in sorted(data.glob("meta/part-*/" + PROVENANCE_FILE)):
+        p = json.loads(f.read_text())
+        provenance["run_ids"] = sorted(set(provenance["run_ids"]) | set(p.get("run_ids", [])))
+        provenance["sources"].update({f"{k} ({f.parent.name})": v for k, v in p.get("sources", {}).items()})
     details = {
         "index": index,
         "rows": rows,
@@ -100,6 +110,7 @@ def compute_metrics(inputs: Path, release: Path) -> tuple[dict[str, Any], dict[s
         "generators": Counter(r["generator"] for r in rows),
         "instance_sources": Counter(i["source"] for i in rel_instances),
         "provenance": provenance,
+        "removed": removed,
     }
     return metrics, details
 
@@ -157,7 +168,7 @@ def render_card(cfg: ReleaseConfig, metrics: dict[str, Any], details: dict[str, 
     splits = details["index"]["splits"]
     present = [s for s in SPLITS if splits[s]["shards"]]
     front = ["---", f"pretty_name: {cfg.name}", "configs:", "- config_name: default", "  data_files:"]
-    front += [f"  - split: {s}\n    path: release/data/{s}-*.parquet" for s in present]
+    front += [f"  - split: {s}\n    path: data/{s}/*.parquet" for s in present]
     front += ["---", ""]
     rel, con = metrics["released"], metrics["consensus"]
     prov = details["provenance"]
@@ -214,17 +225,25 @@ def render_card(cfg: ReleaseConfig, metrics: dict[str, Any], details: dict[str, 
         "",
         _table(["input", "source"], sorted(prov.get("sources", {}).items())) if prov.get("sources") else "",
         "",
+        "## Withdrawn after release",
+        _table(["code", "questions"], details["removed"].most_common()) if details["removed"]
+        else "No released question has been withdrawn.",
+        "(`data/removals.parquet` lists them; the shards of this tag no longer hold them.)",
+        "",
         "## Dropped",
         _table(["code", "questions"], details["dropped"].most_common()) if details["dropped"]
         else "No accepted question was dropped.",
         "",
         "## Files",
-        "- `release/data/<split>-NNNNN-of-NNNNN.parquet`: one row per question with the image bytes "
+        "- `data/<split>/part-NNNNN-MMMMM[-rNNNNN].parquet`: one row per question with the image bytes "
         "(`image` = {bytes, path}), `question`, `answer` (canonical decimal string), `answer_value`, "
-        "`num_hops`, `hops` (JSON hop program), `variant`, `generator`.",
-        "- `release/coco/instances_<split>.json`: COCO instances (compressed RLE masks) of the split's images.",
-        "- `release/chat/<split>.jsonl`: chat records for RL (`image` = `<shard>#<row>`, `messages`, "
-        "numeric `answer`).",
+        "`num_hops`, `hops` (JSON hop program), `variant`, `generator`. Each release adds a part; earlier "
+        "files never change (a withdrawal replaces only the shard that held the question).",
+        "- `data/removals.parquet`: questions withdrawn after release; `data/meta/part-NNNNN/`: the "
+        "part's contract tables (decisions, questions, instances, manifest).",
+        "- `release/coco/<split>/part-NNNNN.json`: COCO instances (compressed RLE masks) of the part's images.",
+        "- `release/chat/<split>/part-NNNNN.jsonl`: chat records for RL (`image` = `<shard>#<row>`, "
+        "`messages`, numeric `answer`).",
         "- `metrics.json`: the numbers above (`dvc metrics diff` compares releases).",
         "",
         "## Usage",
@@ -235,16 +254,16 @@ def render_card(cfg: ReleaseConfig, metrics: dict[str, Any], details: dict[str, 
         "```python",
         "import datasets",
         'ds = datasets.load_dataset("parquet", data_files={'
-        + ", ".join(f'"{s}": "release/data/{s}-*.parquet"' for s in present) + "})",
+        + ", ".join(f'"{s}": "data/{s}/*.parquet"' for s in present) + "})",
         "```",
         "",
     ]
     return "\n".join(front + parts)
 
 
-def write_card(inputs: Path, release: Path, out: Path, metrics_file: Path, cfg: ReleaseConfig) -> dict[str, Any]:
+def write_card(data: Path, release: Path, out: Path, metrics_file: Path, cfg: ReleaseConfig) -> dict[str, Any]:
     """Write ``metrics_file`` and the card folder ``out`` (replaced atomically); returns the metrics."""
-    metrics, details = compute_metrics(Path(inputs), Path(release))
+    metrics, details = compute_metrics(Path(data), Path(release))
     out = Path(out)
     with replacing_folder(out) as tmp:
         _plots(tmp, details, metrics)
@@ -256,12 +275,12 @@ def write_card(inputs: Path, release: Path, out: Path, metrics_file: Path, cfg: 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipelines.release.card", description=__doc__.split("\n")[0])
     parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--inputs", default="inputs")
+    parser.add_argument("--data", default="data")
     parser.add_argument("--release", default="release")
     parser.add_argument("--out", default="card")
     parser.add_argument("--metrics", default="metrics.json")
     args = parser.parse_args(argv)
-    metrics = write_card(Path(args.inputs), Path(args.release), Path(args.out), Path(args.metrics),
+    metrics = write_card(Path(args.data), Path(args.release), Path(args.out), Path(args.metrics),
                          read_release_config(args.params))
     print(f"card written to {args.out}: {metrics['released']['questions']} questions released")
     return 0

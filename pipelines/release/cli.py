@@ -1,8 +1,10 @@
 """``hopchain release``: publish a dataset release outside Airflow, and the DVC stage commands.
 
-* ``hopchain release --consensus F --questions F --instances F --manifest F [--images-from s3|DIR]``
-  snapshots the inputs, runs ``dvc repro`` in the registry working copy, pushes, verifies, tags,
-  and prints the tag (last line of stdout).
+* ``hopchain release --consensus F --questions F --instances F --manifest F [--images-from s3|DIR]
+  [--withdraw-image ID ...]`` appends what is new to the registry's ``data/`` as one part, runs
+  ``dvc repro``, pushes, verifies, tags, and prints the tag (last line of stdout).
+* ``hopchain release --compact`` publishes a rewrite of every shard into one part (a full upload,
+  on purpose: e.g. after many withdrawals).
 * ``hopchain release build|card ...`` — the ``dvc.yaml`` stages (same as ``python -m
   pipelines.release.build|card``).
 * ``hopchain release verify [DIR]`` — recompute the md5 of every pulled data file of a registry
@@ -41,12 +43,12 @@ def _publish(args: argparse.Namespace) -> int:
     from pipelines.release.snapshot import ReleaseSources, SnapshotError
 
     missing = [f"--{n}" for n in ("consensus", "questions", "instances", "manifest") if not getattr(args, n)]
-    if missing:
+    if missing and not args.compact:
         print(f"error: hopchain release needs {', '.join(missing)}", file=sys.stderr)
         return 2
     params = load_params(args.params, args.profile)
     home = work_home(params)
-    sources = ReleaseSources(args.consensus, args.questions, args.instances, args.manifest,
+    sources = ReleaseSources(args.consensus or "", args.questions or "", args.instances or "", args.manifest or "",
                              images_from=args.images_from, run_ids=tuple(args.run_id or ()))
     try:
         result = publish(
@@ -54,6 +56,7 @@ def _publish(args: argparse.Namespace) -> int:
             workdir=Path(args.workdir or home / "release" / params.release.name),
             registry_url=args.registry or default_registry_url(params, home),
             day=dt.date.fromisoformat(args.date) if args.date else None,
+            withdraw_images=tuple(args.withdraw_image or ()), compact=args.compact,
             progress=lambda m: print(m, file=sys.stderr),
         )
     except (ReleaseError, SnapshotError, ToolError) as err:
@@ -68,13 +71,13 @@ def _publish(args: argparse.Namespace) -> int:
 def _build(args: argparse.Namespace) -> int:
     from pipelines.release import build
 
-    return build.main(["--params", args.stage_params, "--inputs", args.inputs, "--out", args.out])
+    return build.main(["--params", args.stage_params, "--data", args.data, "--out", args.out])
 
 
 def _card(args: argparse.Namespace) -> int:
     from pipelines.release import card
 
-    return card.main(["--params", args.stage_params, "--inputs", args.inputs, "--release", args.release,
+    return card.main(["--params", args.stage_params, "--data", args.data, "--release", args.release,
                       "--out", args.out, "--metrics", args.metrics])
 
 
@@ -102,16 +105,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--workdir", default=None, help="release work folder (default: <stack home>/release/<name>)")
     p.add_argument("--s3-credentials", default=None, help="JSON file with endpoint/access_key/secret_key")
     p.add_argument("--date", default=None, help="release date YYYY-MM-DD for the tag (default: today)")
+    p.add_argument("--withdraw-image", action="append", metavar="IMAGE_ID",
+                   help="withdraw the released questions of this image (repeatable)")
+    p.add_argument("--compact", action="store_true", help="rewrite every shard into one new part (full upload)")
     p.set_defaults(handler=_publish)
     sub = p.add_subparsers(dest="release_command", metavar="STAGE")
-    b = sub.add_parser("build", help="dvc stage: inputs snapshot -> packed release folder")
+    b = sub.add_parser("build", help="dvc stage: data folder -> derived release files (coco, chat, index)")
     b.add_argument("--params", dest="stage_params", default="params.yaml")
-    b.add_argument("--inputs", default="inputs")
+    b.add_argument("--data", default="data")
     b.add_argument("--out", default="release")
     b.set_defaults(handler=_build)
     c = sub.add_parser("card", help="dvc stage: metrics.json + dataset card")
     c.add_argument("--params", dest="stage_params", default="params.yaml")
-    c.add_argument("--inputs", default="inputs")
+    c.add_argument("--data", default="data")
     c.add_argument("--release", default="release")
     c.add_argument("--out", default="card")
     c.add_argument("--metrics", default="metrics.json")

@@ -1,12 +1,15 @@
 """The dataset registry: a git repository of DVC releases, tagged ``vYYYY.MM.DD[.N]``.
 
-One release (:func:`publish`), step by step, in a fresh clone of the registry under the release
-work folder (``<stack home>/release/<name>/checkout``; the DVC cache beside it in ``cache/`` is
-kept between releases, so a rerun reuses built outputs through DVC's run cache):
+One release (:func:`publish`), step by step, in the registry's working copy under the release
+work folder (``<home>/release/<name>/checkout``, kept between releases and reset to the
+registry's branch each time; the DVC cache beside it in ``cache/`` is kept too, and files are
+linked from it, so unchanged parts cost neither a download nor a re-hash):
 
 1. copy the repository's ``dvc.yaml``, the code its stages list as ``deps`` and the ``release``
-   section of the params (as ``params.yaml``) into the clone;
-2. snapshot the inputs into ``inputs/`` and ``dvc add`` it;
+   section of the params (as ``params.yaml``) into the working copy;
+2. ``dvc checkout data`` (``dvc pull`` for what the cache lacks), append one part to ``data/``
+   (:func:`pipelines.release.snapshot.append_part`) and ``dvc add data`` — nothing new: the
+   current tag is returned;
 3. ``dvc repro`` (stages ``build`` and ``card``);
 4. release notes with ``dvc metrics diff`` against the previous tag; ``git commit``;
 5. ``dvc push`` with ``AWS_MAX_ATTEMPTS=1`` under an outer timeout (``push_timeout_s``): a dead
@@ -14,10 +17,11 @@ kept between releases, so a rerun reuses built outputs through DVC's run cache):
 6. verify: ``dvc status -c`` is clean and every pushed object's ETag equals its md5 name;
 7. annotated tag (message = the notes) and one atomic ``git push`` of the branch and the tag.
 
-Rerunning after a failure repeats the cheap steps (the run cache restores the outputs) and pushes
-only the objects the remote lacks. Credentials reach DVC only through the environment (or a
-``dvc-config.local`` file the operator puts in the work folder, copied to the git-ignored
-``.dvc/config.local``): no committed file ever holds a secret.
+Only the new part's files (and a withdrawal's replaced shard) are new DVC objects, so a push sends
+about the share of new data plus the small derived files. Rerunning after a failure repeats the
+cheap steps and pushes only the objects the remote lacks. Credentials reach DVC only through the
+environment (or a ``dvc-config.local`` file the operator puts in the work folder, copied to the
+git-ignored ``.dvc/config.local``): no committed file ever holds a secret.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ import yaml
 
 from pipelines.config import REPO_ROOT, Params
 from pipelines.release.dvc import ToolError, dvc, git, tool_env
-from pipelines.release.snapshot import ReleaseSources, SourceReader, snapshot_inputs
+from pipelines.release.snapshot import PartSummary, ReleaseSources, SourceReader, append_part, compact_parts
 from pipelines.store import S3Credentials
 
 TAG_RE = re.compile(r"^v(\d{4})\.(\d{2})\.(\d{2})(?:\.(\d+))?$")
@@ -205,16 +209,18 @@ def verify_checkout(wc: Path, cache: Path | None = None) -> int:
     return checked
 
 
-def verify_remote(wc: Path, creds: S3Credentials, bucket: str, prefix: str, cache: Path | None = None) -> int:
-    """Every cached object of the release exists in ``s3://bucket/prefix`` and, where the ETag is a
-    plain md5 (single-part upload), equals its content hash. Returns the number of objects checked."""
+def verify_remote(wc: Path, creds: S3Credentials, bucket: str, prefix: str, cache: Path | None = None,
+                  skip: set[str] | frozenset[str] = frozenset()) -> int:
+    """Every cached object of the release (except ``skip``: those an earlier release verified)
+    exists in ``s3://bucket/prefix`` and, where the ETag is a plain md5 (single-part upload),
+    equals its content hash. Returns the number of objects checked."""
     from minio.error import S3Error
 
     from pipelines.store import ObjectStore
 
     store = ObjectStore(creds, bucket, timeout_s=10, retries=0)
     bad = []
-    objects = cached_objects(wc, cache)
+    objects = {md5: rel for md5, rel in cached_objects(wc, cache).items() if md5 not in skip}
     for md5, rel in objects.items():
         key = f"{prefix.strip('/')}/files/md5/{md5[:2]}/{md5[2:]}"
         try:
@@ -239,8 +245,9 @@ class PublishResult:
     metrics: dict[str, Any]
     pushed_files: int
     push_s: float
-    reused: bool = False  # inputs unchanged: the existing release at HEAD was returned
+    reused: bool = False  # nothing new: the existing release at HEAD was returned
     timings: dict[str, float] = field(default_factory=dict)
+    part: PartSummary | None = None  # what this release appended to data/
 
 
 @contextmanager
@@ -292,6 +299,8 @@ def _configure_dvc(wc: Path, workdir: Path, params: Params, endpoint: str, env: 
     if local_cfg.exists():
         shutil.copyfile(local_cfg, wc / ".dvc" / "config.local")
     dvc("cache", "dir", "--local", str((workdir / "cache").resolve()), cwd=wc, env=env)
+    # the working copy links its files from the cache beside it: no copy of the dataset per release
+    dvc("config", "--local", "cache.type", "reflink,hardlink,copy", cwd=wc, env=env)
 
 
 def _head(wc: Path, env: dict[str, str]) -> str | None:
@@ -318,6 +327,39 @@ def _notes(tag: str, prev: str | None, metrics: dict[str, Any], diff_md: str, pa
     return "\n".join(lines)
 
 
+def _working_copy(workdir: Path, registry_url: str, env: dict[str, str]) -> Path:
+    """The registry's working copy, reset to the branch of the registry (cloned on first use).
+
+    Kept between releases (with DVC's state, so unchanged files are not re-hashed); anything a
+    failed release left behind is discarded by the reset and ``git clean`` (git-ignored DVC data
+    stays, it is checked out again from the cache)."""
+    wc = workdir / "checkout"
+    if (wc / ".git").is_dir():
+        try:
+            git("fetch", "--quiet", "--tags", "--force", "origin", cwd=wc, env=env)
+            remote_head = git("ls-remote", "--heads", "origin", BRANCH, cwd=wc, env=env).stdout.strip()
+            if remote_head:
+                git("checkout", "--quiet", "-B", BRANCH, f"origin/{BRANCH}", cwd=wc, env=env)
+                git("reset", "--quiet", "--hard", f"origin/{BRANCH}", cwd=wc, env=env)
+            git("clean", "--quiet", "-fd", cwd=wc, env=env)
+            return wc
+        except ToolError:
+            shutil.rmtree(wc, ignore_errors=True)  # a broken copy: start again from the registry
+    shutil.rmtree(wc, ignore_errors=True)
+    git("clone", "--quiet", registry_url, str(wc), cwd=workdir, env=env)
+    if _head(wc, env) is None:
+        git("symbolic-ref", "HEAD", f"refs/heads/{BRANCH}", cwd=wc, env=env)
+    return wc
+
+
+def _checkout_data(wc: Path, params: Params, creds: S3Credentials, env: dict[str, str]) -> None:
+    """``data/`` as recorded at HEAD: from the local cache, pulling only the objects it lacks."""
+    try:
+        dvc("checkout", "--quiet", "data.dvc", cwd=wc, env=env, timeout_s=params.release.repro_timeout_s)
+    except ToolError:
+        dvc("pull", "--quiet", "data.dvc", cwd=wc, env=tool_env(creds), timeout_s=params.release.repro_timeout_s)
+
+
 def publish(
     params: Params,
     sources: ReleaseSources,
@@ -326,11 +368,16 @@ def publish(
     workdir: Path,
     registry_url: str,
     day: dt.date | None = None,
+    withdraw_images: tuple[str, ...] = (),
+    compact: bool = False,
     progress: Callable[[str], None] | None = None,
 ) -> PublishResult:
     """Build, push, verify, commit and tag one release; see the module docstring for the steps.
 
     ``creds`` serve both the inputs in the object store and the DVC remote (same S3 server).
+    ``withdraw_images`` removes the released questions of those images (listed in
+    ``data/removals.parquet``). ``compact=True`` publishes instead a rewrite of every shard into one
+    new part (``sources`` unused): a deliberate full upload, e.g. after many withdrawals.
     Raises :class:`PushError` when the object store fails the push (nothing tagged; rerun to
     resume), :class:`ChecksumError` when verification fails, :class:`ReleaseError` otherwise.
     """
@@ -342,18 +389,32 @@ def publish(
     timings: dict[str, float] = {}
     with _locked(workdir):
         ensure_registry(registry_url)
-        wc = workdir / "checkout"
-        shutil.rmtree(wc, ignore_errors=True)
-        git("clone", "--quiet", registry_url, str(wc), cwd=workdir, env=env)
-        if _head(wc, env) is None:
-            git("symbolic-ref", "HEAD", f"refs/heads/{BRANCH}", cwd=wc, env=env)
+        wc = _working_copy(workdir, registry_url, env)
         _configure_dvc(wc, workdir, params, creds.url, env)
         _install_definition(wc, params)
 
-        say("gathering inputs")
+        verified: set[str] = set()
+        if (wc / "data.dvc").exists():
+            say("dvc checkout data (from the local cache; pulls what it lacks)")
+            _checkout_data(wc, params, creds, env)
+            verified = set(cached_objects(wc, workdir / "cache"))  # pushed and verified by the last release
+        else:
+            shutil.rmtree(wc / "data", ignore_errors=True)  # left by a first release that failed
         reader = SourceReader(creds, params.store.bucket)
-        snapshot_inputs(sources, wc / "inputs", cfg, reader, progress=say)
-        dvc("add", "--quiet", "inputs", cwd=wc, env=env, timeout_s=cfg.repro_timeout_s)
+        if compact:
+            say("compacting data/ into one part")
+            part = compact_parts(wc / "data", cfg)
+        else:
+            say("appending a part to data/")
+            part = append_part(sources, wc / "data", cfg, reader, withdraw_images=withdraw_images, progress=say)
+        head = _head(wc, env)
+        if not part.changed and head:
+            at_head = release_tags(git("tag", "--points-at", "HEAD", cwd=wc, env=env).stdout.split())
+            if at_head:
+                say(f"nothing new since {at_head[-1]}")
+                metrics = json.loads((wc / "metrics.json").read_text())
+                return PublishResult(at_head[-1], head, "", metrics, 0, 0.0, reused=True, timings=timings, part=part)
+        dvc("add", "--quiet", "data", cwd=wc, env=env, timeout_s=cfg.repro_timeout_s)
         say("dvc repro")
         timings["repro_s"] = dvc("repro", cwd=wc, env=env, timeout_s=cfg.repro_timeout_s).elapsed_s
         metrics = json.loads((wc / "metrics.json").read_text())
@@ -365,8 +426,8 @@ def publish(
         if not changed and head:
             at_head = release_tags(git("tag", "--points-at", "HEAD", cwd=wc, env=env).stdout.split())
             if at_head:
-                say(f"inputs and code unchanged: release {at_head[-1]} already holds them")
-                return PublishResult(at_head[-1], head, "", metrics, 0, 0.0, reused=True, timings=timings)
+                say(f"data and code unchanged: release {at_head[-1]} already holds them")
+                return PublishResult(at_head[-1], head, "", metrics, 0, 0.0, reused=True, timings=timings, part=part)
         tag, prev = next_tag(tags, day), previous_tag(tags)
         diff_md = dvc("metrics", "diff", prev, "--md", cwd=wc, env=env).stdout if prev else ""
         notes = _notes(tag, prev, metrics, diff_md, params)
@@ -382,13 +443,13 @@ def publish(
                      timeout_s=cfg.push_timeout_s)
         if json.loads(status.stdout or "{}"):
             raise ChecksumError(f"after the push, `dvc status -c` still reports differences: {status.stdout[:500]}")
-        verify_remote(wc, creds, cfg.dvc_remote_bucket, cfg.dvc_remote_prefix, workdir / "cache")
+        verify_remote(wc, creds, cfg.dvc_remote_bucket, cfg.dvc_remote_prefix, workdir / "cache", skip=verified)
 
         git("tag", "--annotate", tag, "--file", str(wc / NOTES_FILE), cwd=wc, env=env)
         git("push", "--quiet", "--atomic", "origin", f"HEAD:refs/heads/{BRANCH}", f"refs/tags/{tag}",
             cwd=wc, env=env)
         say(f"released {tag}")
-        return PublishResult(tag, commit, notes, metrics, pushed, push_s, timings=timings)
+        return PublishResult(tag, commit, notes, metrics, pushed, push_s, timings=timings, part=part)
 
 
 def push_data(wc: Path, params: Params, creds: S3Credentials,

@@ -120,8 +120,7 @@ def test_consumer_clones_pulls_and_loads_the_release(first_release, registry_set
     import datasets
 
     index = json.loads((wc / "release" / "index.json").read_text())
-    files = {s: str(wc / "release" / "data" / f"{s}-*.parquet") for s in ("train", "eval")
-             if index["splits"][s]["shards"]}
+    files = {s: str(wc / "data" / s / "*.parquet") for s in ("train", "eval") if index["splits"][s]["shards"]}
     ds = datasets.load_dataset("parquet", data_files=files, cache_dir=str(tmp_path / "hf"))
     consensus = {r["question_id"]: r for r in pq.read_table(inputs.consensus).to_pylist()}
     rows = [r for split in ds.values() for r in split]
@@ -136,71 +135,102 @@ def test_consumer_clones_pulls_and_loads_the_release(first_release, registry_set
     eval_images = set(ds["eval"]["image_id"]) if "eval" in ds else set()
     assert not train_images & eval_images
 
-    coco = json.loads((wc / "release" / "coco" / "instances_train.json").read_text())
+    coco = json.loads((wc / "release" / "coco" / "train" / "part-00001.json").read_text())
     assert {i["hopchain_image_id"] for i in coco["images"]} == train_images
     assert (wc / "card" / "README.md").read_text().count(".png") >= 4
     metrics = json.loads((wc / "metrics.json").read_text())
     assert metrics["released"]["questions"] == inputs.accepted
     assert "manual-1" in (wc / "card" / "README.md").read_text()
 
-    # `dvc repro` at the tag rebuilds byte-identical outputs from the DVC-tracked inputs snapshot.
+    # `dvc repro` at the tag rebuilds byte-identical outputs from the DVC-tracked data folder.
     _run([str(DVC_BIN), "repro", "--force"], wc, env, timeout=300)
     assert json.loads(_run([str(DVC_BIN), "status", "--json"], wc, env).stdout or "{}") == {}
     assert _run(["git", "status", "--porcelain"], wc, env).stdout.strip() == ""
 
     out = tmp_path / "got.jsonl"
-    _run([str(DVC_BIN), "get", str(registry_setup["registry"]), "release/chat/train.jsonl", "--rev", tag,
+    _run([str(DVC_BIN), "get", str(registry_setup["registry"]), "release/chat/train/part-00001.jsonl", "--rev", tag,
           "-o", str(out)], tmp_path, env)
     lines = [json.loads(x) for x in out.read_text().splitlines()]
     assert len(lines) == len(ds["train"]) and all(isinstance(x["answer"], (int, float)) for x in lines)
 
 
-def test_second_release_same_day_shows_metrics_diff_and_first_tag_still_pulls(
+def _remote_objects(s3_creds, prefix: str) -> dict[str, int]:
+    from pipelines.store import ObjectStore
+
+    store = ObjectStore(s3_creds, "hopchain-dvc")
+    return {o.object_name: o.size for o in store.client.list_objects("hopchain-dvc", prefix=prefix + "/",
+                                                                     recursive=True)}
+
+
+def _data_digests(wc: Path) -> dict[str, str]:
+    import hashlib
+
+    return {p.relative_to(wc).as_posix(): hashlib.md5(p.read_bytes()).hexdigest()
+            for p in sorted((wc / "data").rglob("*")) if p.is_file()}
+
+
+def test_second_release_appends_a_part_pushes_only_new_objects_and_the_first_tag_still_pulls(
         first_release, registry_setup, s3_server, s3_creds, tmp_path):
     env = _consumer_env(s3_creds)
     # What the first tag holds, before anything else is released.
     before = _clone_and_pull(registry_setup["registry"], first_release["tag"], tmp_path / "before", env)
     lock_before = (before / "dvc.lock").read_text()
-    rows_before = sum(pq.read_metadata(f).num_rows for f in (before / "release" / "data").glob("*.parquet"))
+    files_before = _data_digests(before)
+    rows_before = sum(pq.read_metadata(before / f).num_rows for f in files_before if f.startswith(("data/train/",
+                                                                                                  "data/eval/")))
+    remote_before = _remote_objects(s3_creds, registry_setup["prefix"])
 
-    inputs = make_inputs(tmp_path / "inputs2", n_images=14, questions_per_image=3, seed=2)
+    inputs = make_inputs(tmp_path / "inputs2", n_images=4, questions_per_image=3, seed=2)
     result = publish(
         first_release["params"],
         ReleaseSources(str(inputs.consensus), str(inputs.questions), str(inputs.instances), str(inputs.manifest),
                        images_from=str(inputs.images)),
         creds=s3_creds, workdir=registry_setup["workdir"], registry_url=str(registry_setup["registry"]), day=DAY,
     )
-    assert result.tag == "v2026.05.04.2"
+    assert result.tag == "v2026.05.04.2" and result.part is not None and result.part.part == 2
     assert f"Metrics diff against {first_release['tag']}" in result.notes
     assert "released.questions" in result.notes  # the `dvc metrics diff --md` table
-    assert str(inputs.accepted) in result.notes
     tag_message = _run(["git", "tag", "-l", "--format=%(contents)", result.tag], registry_setup["registry"], env).stdout
     assert "released.questions" in tag_message
+
+    # only new objects went up: the new part's files, the derived files that changed, the listings
+    remote_after = _remote_objects(s3_creds, registry_setup["prefix"])
+    assert set(remote_before) <= set(remote_after)
+    new_objects = set(remote_after) - set(remote_before)
+    second = _clone_and_pull(registry_setup["registry"], result.tag, tmp_path / "second", env)
+    verify_checkout(second)
+    files_after = _data_digests(second)
+    assert all(files_after[f] == md5 for f, md5 in files_before.items())  # earlier files byte-identical
+    new_data_files = {f for f in files_after if f not in files_before}
+    assert new_data_files and all("part-00002" in f for f in new_data_files)
+    # every object sent is a new data file, a derived file of the second tag, or a folder listing
+    import hashlib
+
+    derived = {hashlib.md5(p.read_bytes()).hexdigest() for p in (second / "release").rglob("*") if p.is_file()}
+    sent_md5 = {k.split("/files/md5/", 1)[1].replace("/", "") for k in new_objects}
+    new_md5 = {files_after[f] for f in new_data_files}
+    assert {m for m in sent_md5 if not m.endswith(".dir")} <= new_md5 | derived
+    in_remote = {k.split("/files/md5/", 1)[1].replace("/", "") for k in remote_after}
+    assert new_md5 <= in_remote  # and every new data file is there (sent now, or equal to an earlier file)
+    rows2 = sum(pq.read_metadata(second / f).num_rows for f in files_after if f.startswith(("data/train/",
+                                                                                            "data/eval/")))
+    assert rows2 == rows_before + inputs.accepted
 
     first = _clone_and_pull(registry_setup["registry"], first_release["tag"], tmp_path / "first", env)
     assert (first / "dvc.lock").read_text() == lock_before
     verify_checkout(first)
-    rows = sum(pq.read_metadata(f).num_rows for f in (first / "release" / "data").glob("*.parquet"))
-    assert rows == rows_before == first_release["inputs"].accepted
-
-    second = _clone_and_pull(registry_setup["registry"], result.tag, tmp_path / "second", env)
-    verify_checkout(second)
-    rows2 = sum(pq.read_metadata(f).num_rows for f in (second / "release" / "data").glob("*.parquet"))
-    assert rows2 == inputs.accepted
+    assert _data_digests(first) == files_before
 
 
 def test_republishing_unchanged_inputs_returns_the_existing_tag(first_release, registry_setup, s3_creds):
     inputs = first_release["inputs"]
-    # Same tables and image bytes, read from local files this time: the snapshot differs only in
-    # provenance, so this is a new release; publishing it twice makes the second one a no-op.
+    # The first release's tables again: nothing is new, so no part and no tag are made.
     sources = ReleaseSources(str(inputs.consensus), str(inputs.questions), str(inputs.instances),
                              str(inputs.manifest), images_from=str(inputs.images))
     kw = dict(creds=s3_creds, workdir=registry_setup["workdir"], registry_url=str(registry_setup["registry"]),
               day=DAY + dt.timedelta(days=1))
-    a = publish(first_release["params"], sources, **kw)
-    b = publish(first_release["params"], sources, **kw)
-    assert a.tag == "v2026.05.05" and not a.reused
-    assert b.reused and b.tag == a.tag and b.pushed_files == 0
+    again = publish(first_release["params"], sources, **kw)
+    assert again.reused and again.pushed_files == 0 and again.tag.startswith("v2026.05.04")
 
 
 def test_no_committed_file_in_any_revision_holds_the_s3_secret(first_release, registry_setup, s3_creds):

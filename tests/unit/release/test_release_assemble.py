@@ -1,4 +1,5 @@
-"""Release assembly: selection, split, shards, COCO, chat records, card and metrics (no servers)."""
+"""Release assembly: selection, split, append-only parts, withdrawals, COCO, chat records, card and
+metrics (no servers)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from pipelines.contracts import to_table
 from pipelines.release.assemble import plan_shards, select_rows, split_of
 from pipelines.release.build import build_release
 from pipelines.release.card import write_card
-from pipelines.release.snapshot import ReleaseSources, SnapshotError, SourceReader, snapshot_inputs
+from pipelines.release.snapshot import ReleaseSources, SnapshotError, SourceReader, append_part, compact_parts
 from pipelines.release.synthetic import make_inputs
 
 pytestmark = pytest.mark.unit
@@ -23,22 +24,25 @@ pytestmark = pytest.mark.unit
 CFG = ReleaseConfig(rows_per_shard=4, eval_fraction=0.3)
 
 
+def _sources(inputs, **kw) -> ReleaseSources:
+    return ReleaseSources(str(inputs.consensus), str(inputs.questions), str(inputs.instances),
+                          str(inputs.manifest), **kw)
+
+
 @pytest.fixture(scope="module")
 def snapshot(tmp_path_factory):
     root = tmp_path_factory.mktemp("snap")
     inputs = make_inputs(root / "src", n_images=10, questions_per_image=3, seed=3)
-    src = ReleaseSources(str(inputs.consensus), str(inputs.questions), str(inputs.instances),
-                         str(inputs.manifest), run_ids=("run-a",))
-    snapshot_inputs(src, root / "inputs", CFG, SourceReader())
-    return inputs, root / "inputs"
+    append_part(_sources(inputs, run_ids=("run-a",)), root / "data", CFG, SourceReader())
+    return inputs, root / "data"
 
 
 @pytest.fixture(scope="module")
-def built(snapshot, tmp_path_factory):
-    inputs, snap = snapshot
-    out = tmp_path_factory.mktemp("rel") / "release"
-    index = build_release(snap, out, CFG)
-    return inputs, snap, out, index
+def built(snapshot):
+    inputs, data = snapshot
+    out = data.parent / "release"
+    index = build_release(data, out, CFG)
+    return inputs, data, out, index
 
 
 def _tree_digest(folder: Path) -> dict[str, str]:
@@ -100,10 +104,12 @@ def test_plan_shards_respects_rows_per_shard_and_caps_the_file_count():
     assert all(b - a <= 3907 for a, b in plan)
 
 
-def test_build_writes_packed_shards_with_images_and_is_byte_for_byte_reproducible(built, snapshot, tmp_path):
-    inputs, snap, out, index = built
-    shards = sorted((out / "data").glob("*.parquet"))
-    assert len(shards) == sum(len(s["shards"]) for s in index["splits"].values())
+def test_a_part_holds_shards_with_images_and_the_build_is_byte_for_byte_reproducible(built, tmp_path):
+    inputs, data, out, index = built
+    shards = sorted(data.glob("*/part-*.parquet"))
+    assert [f.relative_to(data.parent).as_posix() for f in shards] == sorted(
+        s for v in index["splits"].values() for s in v["shards"])
+    assert all(f.name.startswith("part-00001-") for f in shards)  # no shard total in the name
     table = pa.concat_tables([pq.read_table(f) for f in shards])
     assert table.num_rows == inputs.accepted
     assert all(pq.read_schema(f).metadata[b"huggingface"] for f in shards)
@@ -111,43 +117,46 @@ def test_build_writes_packed_shards_with_images_and_is_byte_for_byte_reproducibl
     assert meta["info"]["features"]["image"] == {"_type": "Image"}
     for img in table.column("image").to_pylist()[:5]:
         assert img["bytes"][:2] == b"\xff\xd8" and img["path"].endswith(".jpg")  # JPEG bytes
-    again = build_release(snap, tmp_path / "again", CFG)
+    # image bytes are stored once: the part's contract tables carry none
+    assert not any("bytes" in pq.read_schema(f).names for f in (data / "meta").rglob("*.parquet"))
+    again = build_release(data, tmp_path / "again", CFG)
     assert again == index
     assert _tree_digest(tmp_path / "again") == _tree_digest(out)
 
 
 def test_no_image_is_in_both_splits_and_coco_holds_only_release_images(built):
-    inputs, _, out, index = built
+    inputs, data, out, index = built
     per_split = {}
     for split, info in index["splits"].items():
         ids = set()
         for shard in info["shards"]:
-            ids |= set(pq.read_table(out / shard, columns=["image_id"]).column("image_id").to_pylist())
+            ids |= set(pq.read_table(data.parent / shard, columns=["image_id"]).column("image_id").to_pylist())
         per_split[split] = ids
         if ids:
-            coco = json.loads((out / "coco" / f"instances_{split}.json").read_text())
+            coco = json.loads((out / "coco" / split / "part-00001.json").read_text())
             assert {i["hopchain_image_id"] for i in coco["images"]} == ids
             coco_ids = {i["id"] for i in coco["images"]}
             assert coco["annotations"] and all(a["image_id"] in coco_ids for a in coco["annotations"])
             assert all(set(a["segmentation"]) == {"size", "counts"} for a in coco["annotations"])
+            assert all(i["file_name"].endswith(".jpg") for i in coco["images"])
     assert per_split["train"] and not per_split["train"] & per_split["eval"]
 
 
 def test_chat_records_reference_their_shard_row_and_carry_numeric_answers(built):
-    _, _, out, index = built
-    records = [json.loads(line) for line in (out / "chat" / "train.jsonl").read_text().splitlines()]
+    _, data, out, index = built
+    records = [json.loads(line) for line in (out / "chat" / "train" / "part-00001.jsonl").read_text().splitlines()]
     assert len(records) == index["splits"]["train"]["questions"]
     for rec in records[:6]:
         shard, row = rec["image"].split("#")
-        stored = pq.read_table(out / shard).slice(int(row), 1).to_pylist()[0]
+        stored = pq.read_table(data.parent / shard).slice(int(row), 1).to_pylist()[0]
         assert stored["question_id"] == rec["id"] and stored["image_id"] == rec["image_id"]
         assert isinstance(rec["answer"], int) and str(rec["answer"]) == stored["answer"]
         assert rec["messages"][0]["content"][1]["text"] == stored["question"]
 
 
 def test_card_and_metrics_report_counts_rates_models_and_runs(built, tmp_path):
-    inputs, snap, out, _ = built
-    metrics = write_card(snap, out, tmp_path / "card", tmp_path / "metrics.json", CFG)
+    inputs, data, out, _ = built
+    metrics = write_card(data, out, tmp_path / "card", tmp_path / "metrics.json", CFG)
     consensus = pq.read_table(inputs.consensus).to_pylist()
     acc = [c for c in consensus if c["status"] == "accepted"]
     rej = [c for c in consensus if c["status"] == "rejected"]
@@ -157,11 +166,11 @@ def test_card_and_metrics_report_counts_rates_models_and_runs(built, tmp_path):
     assert json.loads((tmp_path / "metrics.json").read_text()) == metrics
     card = (tmp_path / "card" / "README.md").read_text()
     for needle in ("hop_lengths.png", "answers.png", "categories.png", "agreement.png", "run-a",
-                   "program:v1", "annotations:synthetic-v1", "Acceptance rate"):
+                   "program:v1", "annotations:synthetic-v1", "Acceptance rate", "path: data/train/*.parquet"):
         assert needle in card
     for png in ("hop_lengths.png", "answers.png", "categories.png", "agreement.png"):
         assert (tmp_path / "card" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    write_card(snap, out, tmp_path / "card2", tmp_path / "metrics2.json", CFG)
+    write_card(data, out, tmp_path / "card2", tmp_path / "metrics2.json", CFG)
     assert _tree_digest(tmp_path / "card2") == _tree_digest(tmp_path / "card")
 
 
@@ -170,25 +179,85 @@ def test_snapshot_rejects_altered_and_missing_images_and_refuses_when_none_is_re
     files = sorted(inputs.images.iterdir())
     files[0].write_bytes(files[0].read_bytes() + b"tampered")
     files[1].unlink()
-    src = ReleaseSources(str(inputs.consensus), str(inputs.questions), str(inputs.instances), str(inputs.manifest))
-    summary = snapshot_inputs(src, tmp_path / "inputs", CFG, SourceReader())
-    assert summary["images"] == 2 and summary["image_rejects"] == 2
-    codes = sorted(pq.read_table(tmp_path / "inputs" / "rejects.parquet").column("code").to_pylist())
-    assert codes == ["release.image_altered", "release.image_unavailable"]
-    kept = set(pq.read_table(tmp_path / "inputs" / "instances.parquet").column("image_id").to_pylist())
+    summary = append_part(_sources(inputs), tmp_path / "data", CFG, SourceReader())
+    assert summary.images == 2 and summary.released == 4
+    meta = tmp_path / "data" / "meta" / "part-00001"
+    codes = pq.read_table(meta / "rejects.parquet").column("code").to_pylist()
+    assert sorted(set(codes)) == ["release.image_altered", "release.image_unavailable"]
+    kept = set(pq.read_table(meta / "instances.parquet").column("image_id").to_pylist())
     assert len(kept) == 2
-    index = build_release(tmp_path / "inputs", tmp_path / "release", CFG)
-    assert index["rejected"] == 4  # their questions are counted, not silently lost
+    index = build_release(tmp_path / "data", tmp_path / "release", CFG)
+    assert index["rejected"] == 2 + 4  # the two images, and their four questions: counted, not lost
     for f in files[2:]:
         f.unlink()
     with pytest.raises(SnapshotError, match="none of the 4 images"):
-        snapshot_inputs(src, tmp_path / "inputs2", CFG, SourceReader())
+        append_part(_sources(inputs), tmp_path / "data2", CFG, SourceReader())
 
 
 def test_images_from_a_folder_are_found_by_file_name(tmp_path):
     inputs = make_inputs(tmp_path / "src", n_images=3, questions_per_image=1, seed=6, accept_rate=1.0)
     moved = tmp_path / "elsewhere"
     inputs.images.rename(moved)
-    src = ReleaseSources(str(inputs.consensus), str(inputs.questions), str(inputs.instances), str(inputs.manifest),
-                         images_from=str(moved))
-    assert snapshot_inputs(src, tmp_path / "inputs", CFG, SourceReader())["images"] == 3
+    assert append_part(_sources(inputs, images_from=str(moved)), tmp_path / "data", CFG, SourceReader()).images == 3
+
+
+def _decide_again(inputs, folder, changes: dict[str, str]):
+    """The same inputs with some questions decided again (``question_id -> status``)."""
+    rows = pq.read_table(inputs.consensus).to_pylist()
+    for r in rows:
+        if r["question_id"] in changes:
+            r["status"] = changes[r["question_id"]]
+            r["agreed_answer"] = r["agreed_answer"] if r["status"] == "accepted" else None
+            r["reason"] = "re-annotated"
+    folder.mkdir(parents=True, exist_ok=True)
+    pq.write_table(to_table(rows, "consensus"), folder / "consensus.parquet")
+    return ReleaseSources(str(folder / "consensus.parquet"), str(inputs.questions), str(inputs.instances),
+                          str(inputs.manifest))
+
+
+def test_a_second_part_adds_files_and_leaves_every_earlier_file_byte_identical(tmp_path):
+    first = make_inputs(tmp_path / "a", n_images=8, questions_per_image=3, seed=11)
+    data = tmp_path / "data"
+    append_part(_sources(first), data, CFG, SourceReader())
+    build_release(data, tmp_path / "release", CFG)
+    before = {**_tree_digest(data), **{f"release/{k}": v for k, v in _tree_digest(tmp_path / "release").items()}}
+    assert append_part(_sources(first), data, CFG, SourceReader()).part == 0  # nothing new: no part
+    more = make_inputs(tmp_path / "b", n_images=2, questions_per_image=3, seed=12)
+    summary = append_part(_sources(more), data, CFG, SourceReader())
+    assert summary.part == 2 and summary.released == more.accepted
+    build_release(data, tmp_path / "release", CFG)
+    after = {**_tree_digest(data), **{f"release/{k}": v for k, v in _tree_digest(tmp_path / "release").items()}}
+    changed = {k for k in before if after.get(k) != before[k]}
+    assert changed == {"release/index.json"}  # nothing released earlier changed, only the small index
+    added = set(after) - set(before)
+    assert added and all("part-00002" in k for k in added)
+
+
+def test_a_withdrawn_question_leaves_the_data_and_only_its_shard_is_replaced(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    inputs = make_inputs(tmp_path / "a", n_images=10, questions_per_image=3, seed=21, accept_rate=1.0)
+    data = tmp_path / "data"
+    append_part(_sources(inputs), data, CFG, SourceReader())
+    shards_before = _tree_digest(data)
+    train = sorted((data / "train").glob("*.parquet"))
+    victim = pq.read_table(train[0], columns=["question_id"]).column("question_id")[0].as_py()
+    gone_image = pq.read_table(train[-1], columns=["image_id"]).column("image_id")[0].as_py()
+    summary = append_part(_decide_again(inputs, tmp_path / "re", {victim: "rejected"}), data, CFG, SourceReader(),
+                          withdraw_images=[gone_image])
+    assert summary.part == 2 and summary.withdrawn >= 2 and summary.released == 0
+    removals = pq.read_table(data / "removals.parquet").to_pylist()
+    assert {r["code"] for r in removals} == {"release.withdrawn_decision", "release.withdrawn_image"}
+    assert victim in {r["question_id"] for r in removals}
+    after = _tree_digest(data)
+    replaced = {k for k in shards_before if k not in after}
+    assert replaced and all(k.endswith(".parquet") and "/part-00001-" in "/" + k for k in replaced)
+    untouched = {k for k in shards_before if k in after}
+    assert all(after[k] == shards_before[k] for k in untouched)
+    assert len(replaced) <= 2  # only the shards that held the withdrawn questions
+    ds = datasets.load_dataset("parquet", data_files={"train": str(data / "train" / "*.parquet")}, split="train")
+    assert victim not in set(ds["question_id"]) and gone_image not in set(ds["image_id"])
+    # compaction: every shard rewritten into one part, withdrawn questions stay out
+    rows_before = len(ds) + sum(pq.read_metadata(f).num_rows for f in (data / "eval").glob("*.parquet"))
+    compact = compact_parts(data, CFG)
+    assert compact.part == 3 and compact.released == rows_before
+    assert all("part-00003-" in f.name for f in data.glob("*/part-*.parquet"))

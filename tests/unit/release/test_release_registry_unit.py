@@ -73,7 +73,7 @@ def test_every_stage_lists_all_the_code_it_runs_as_deps(stage):
     assert needed <= set(spec["deps"]), f"missing deps: {sorted(needed - set(spec['deps']))}"
     assert "store" not in " ".join(needed)  # stages are file -> file: no object-store access
     for dep in spec["deps"]:
-        assert (REPO_ROOT / dep).exists() or dep in ("inputs", "release")
+        assert (REPO_ROOT / dep).exists() or dep in ("data", "release")
 
 
 def test_every_stage_param_is_a_release_knob_in_params_yaml():
@@ -145,7 +145,7 @@ def test_cli_release_needs_its_inputs_and_has_the_stage_commands(capsys):
 
     assert main(["release", "--consensus", "c.parquet"]) == 2
     assert "--questions" in capsys.readouterr().err
-    args = build_parser().parse_args(["release", "build", "--inputs", "in", "--out", "out"])
-    assert args.release_command == "build" and args.inputs == "in"
+    args = build_parser().parse_args(["release", "build", "--data", "in", "--out", "out"])
+    assert args.release_command == "build" and args.data == "in"
     args = build_parser().parse_args(["release", "verify", "somewhere"])
     assert args.dir == "somewhere"
