@@ -71,14 +71,31 @@ def run_size(svc, params, creds, work: Path, n_images: int, per_image: int, widt
     objects = cached_objects(wc, cache)
     files = [cache / "files" / "md5" / m[:2] / m[2:] for m in objects]
     nbytes = sum(f.stat().st_size for f in files)
-    release_files = [p for p in (wc / "release").rglob("*") if p.is_file()]
+    release_files = [p for d in ("release", "data") for p in (wc / d).rglob("*") if p.is_file()]
     base_s = boto3_upload(files, creds, rel.dvc_remote_bucket, f"boto3-baseline-{tag}", rel.push_jobs)
     mb = nbytes / 1e6
+    # a second night: 5% more images, appended as a new part
+    more = make_inputs(work / f"inputs-{tag}-more", n_images=max(1, n_images // 20), questions_per_image=per_image,
+                       seed=12, size=(width, height), accept_rate=1.0)
+    remote = f"{rel.dvc_remote_prefix.strip('/')}/"
+    before = {o.object_name: o.size for o in svc.client().list_objects(rel.dvc_remote_bucket, prefix=remote,
+                                                                       recursive=True)}
+    second = publish(params, ReleaseSources(str(more.consensus), str(more.questions), str(more.instances),
+                                            str(more.manifest)),
+                     creds=creds, workdir=work / f"release-work-{tag}", registry_url=str(work / f"registry-{tag}.git"),
+                     day=dt.date.today())
+    after = {o.object_name: o.size for o in svc.client().list_objects(rel.dvc_remote_bucket, prefix=remote,
+                                                                      recursive=True)}
+    sent = sum(size for key, size in after.items() if key not in before)
+    objects2 = cached_objects(wc, cache)
+    pull_new = sum((cache / "files" / "md5" / m[:2] / m[2:]).stat().st_size for m in objects2 if m not in objects)
+    total2 = sum((cache / "files" / "md5" / m[:2] / m[2:]).stat().st_size for m in objects2)
+    first_bytes = sum(before.values())
     return [
         ("image size (synthetic JPEG)", tag),
         ("questions / images", f"{result.metrics['released']['questions']} / {result.metrics['released']['images']}"),
-        ("release files (shards+coco+chat+index)", f"{len(release_files)} ({result.metrics['released']['shards']} shards)"),
-        ("objects pushed (release + inputs snapshot)", f"{result.pushed_files} of {len(files)} tracked"),
+        ("release files (data + meta + coco/chat/index)", f"{len(release_files)} ({result.metrics['released']['shards']} shards)"),
+        ("objects pushed (data part + derived files)", f"{result.pushed_files} of {len(files)} tracked"),
         ("bytes pushed", f"{mb:.1f} MB"),
         ("generate inputs", f"{gen_s:.1f} s"),
         ("dvc repro (build + card)", f"{result.timings.get('repro_s', 0):.1f} s"),
@@ -87,6 +104,9 @@ def run_size(svc, params, creds, work: Path, n_images: int, per_image: int, widt
         ("  of which fixed cost (no-op dvc push)", f"{noop_s:.2f} s"),
         ("boto3 upload, same bytes, same concurrency", f"{base_s:.2f} s ({mb / base_s:.1f} MB/s)"),
         ("ratio dvc push / boto3 (target <= 2)", f"{result.push_s / base_s:.2f}"),
+        ("second release: +5% images (new part)", f"{second.tag}: +{second.metrics['released']['questions'] - result.metrics['released']['questions']} questions"),
+        ("  bytes dvc push sent / first release", f"{sent / 1e6:.2f} MB / {first_bytes / 1e6:.1f} MB = {sent / first_bytes:.1%} (target <= 10%)"),
+        ("  trainer's dvc pull of the new tag on top of the old", f"{pull_new / 1e6:.2f} MB of {total2 / 1e6:.1f} MB = {pull_new / total2:.1%} (target <= 10%)"),
     ]
 
 
