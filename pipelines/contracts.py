@@ -13,9 +13,7 @@ Units and conventions, stated once:
 from __future__ import annotations
 
 import io
-import math
 from collections.abc import Mapping, Sequence
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +22,7 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel
 
 from pipelines.files import write_atomic
+from pipelines.reward import canonical_number as canonical_number  # the one rule, kept importable here
 
 MANIFEST = pa.schema(
     [
@@ -121,35 +120,6 @@ SCHEMAS: dict[str, pa.Schema] = {
     "annotations": ANNOTATIONS,
     "consensus": CONSENSUS,
 }
-
-
-def canonical_number(value: Any) -> str:
-    """Normalise a numeric answer to its canonical decimal string.
-
-    ``3``, ``"3.0"``, ``" 3 "``, ``"+3"`` → ``"3"``; ``2.50`` → ``"2.5"``; ``-0`` → ``"0"``.
-    Raises ``ValueError`` for anything that is not a finite number (including booleans).
-    """
-    if isinstance(value, bool) or value is None:
-        raise ValueError(f"not a number: {value!r}")
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError(f"not a finite number: {value!r}")
-        text = repr(value)
-    else:
-        text = str(value).strip().replace(",", "") if isinstance(value, str) else str(value)
-    try:
-        d = Decimal(text)
-    except InvalidOperation:
-        raise ValueError(f"not a number: {value!r}") from None
-    if not d.is_finite():
-        raise ValueError(f"not a finite number: {value!r}")
-    if d == 0:
-        return "0"
-    d = d.normalize()
-    sign, digits, exp = d.as_tuple()
-    if isinstance(exp, int) and exp >= 0:  # finite: exp is an int (never 'n', 'N' or 'F')
-        return ("-" if sign else "") + "".join(map(str, digits)) + "0" * exp
-    return format(d, "f")
 
 
 def empty_table(name: str) -> pa.Table:

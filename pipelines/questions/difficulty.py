@@ -1,42 +1,33 @@
 """Difficulty calibration: a solver model answers each question ``k`` times; the pass rate is stored
 in ``pass_rate`` and questions at or above ``drop_at_pass_rate`` (too easy) are dropped, each
-with a REJECTS row. A completion counts as correct when the number it gives (``Answer: <n>`` on
-its last such line, else its last number) equals the stored answer after
-:func:`~pipelines.contracts.canonical_number`; a completion without a number counts as wrong.
+with a REJECTS row. A completion counts as correct when the number it gives equals the stored answer, by the reward
+rule trainers use (:mod:`pipelines.reward`); a completion without a number counts as wrong.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 
 from PIL import Image
 
-from pipelines.contracts import canonical_number
 from pipelines.questions.generator import Question
 from pipelines.questions.prompts import load_prompt
 from pipelines.questions.scene import question_reject
 from pipelines.rejects import Reject
+from pipelines.reward import extract_answer
 from pipelines.vlm import VLMBackend, VLMRequest
 
 TOO_EASY = "difficulty.too_easy"
 SOLVER_ERROR = "difficulty.solver_error"
 BLIND_SOLVABLE = "leakage.blind_solvable"
-_ANSWER = re.compile(r"answer\s*[:=]\s*\**\s*(-?\d+(?:\.\d+)?)", re.IGNORECASE)
-_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 
 
 def solver_answer(text: str) -> str | None:
-    """The canonical number a solver completion gives, or ``None``."""
-    hits = _ANSWER.findall(text or "") or _NUMBER.findall(text or "")
-    if not hits:
-        return None
-    try:
-        return canonical_number(hits[-1])
-    except ValueError:
-        return None
+    """The canonical number a solver completion gives, or ``None``: the trainers' reward rule
+    (:func:`pipelines.reward.extract_answer`), so pass rates and rewards agree."""
+    return extract_answer(text)
 
 
 def _solve(

@@ -57,35 +57,57 @@ REMOVALS = pa.schema(
     ]
 )
 
-#: One released question per row. ``image`` is the Hugging Face ``Image`` feature layout.
+_STR = pa.string()
+_PART = pa.struct([("type", _STR), ("text", _STR)])
+
+#: One released question per row, in one layout that ``datasets``, TRL and verl all read as it is:
+#: ``images`` (a list of one Hugging Face ``Image``: TRL's and verl's image column), ``prompt`` (TRL's
+#: conversational prompt: the image, then the question with the answer format), ``verl_prompt`` (the
+#: same turn as verl writes it: ``<image>`` placeholder in a text content; ``data.prompt_key``),
+#: ``data_source`` / ``ability`` / ``reward_model`` / ``extra_info`` (verl's reward fields), and the
+#: answer (``answer``: canonical decimal string, the human consensus) that
+#: :mod:`pipelines.reward` scores completions against.
 SHARD_SCHEMA = pa.schema(
     [
-        ("question_id", pa.string()),
-        ("image_id", pa.string()),
-        ("image", pa.struct([("bytes", pa.binary()), ("path", pa.string())])),
+        ("question_id", _STR),
+        ("image_id", _STR),
+        ("images", pa.list_(pa.struct([("bytes", pa.binary()), ("path", _STR)]))),
         ("width", pa.int32()),
         ("height", pa.int32()),
-        ("question", pa.string()),
-        ("answer", pa.string()),
+        ("question", _STR),
+        ("answer", _STR),
         ("answer_value", pa.float64()),
         ("num_hops", pa.int32()),
-        ("hops", pa.string()),
-        ("variant", pa.string()),
-        ("generator", pa.string()),
+        ("hops", _STR),
+        ("variant", _STR),
+        ("generator", _STR),
+        ("prompt", pa.list_(pa.struct([("role", _STR), ("content", pa.list_(_PART))]))),
+        ("verl_prompt", pa.list_(pa.struct([("role", _STR), ("content", _STR)]))),
+        ("data_source", _STR),
+        ("ability", _STR),
+        ("reward_model", pa.struct([("style", _STR), ("ground_truth", _STR)])),
+        ("extra_info", pa.struct([("question_id", _STR), ("image_id", _STR), ("split", _STR),
+                                  ("num_hops", pa.int32()), ("reward_version", _STR)])),
     ]
 )
+DATA_SOURCE = "hopchain"
+ABILITY = "visual-multi-hop-reasoning"
 
 
 def _value(dtype: str) -> dict[str, str]:
     return {"dtype": dtype, "_type": "Value"}
 
 
+def _list(feature: Any) -> dict[str, Any]:
+    return {"feature": feature, "_type": "List"}
+
+
 #: ``datasets`` reads these features from the Parquet schema metadata key ``huggingface``, so
-#: ``load_dataset("parquet", ...)`` decodes ``image`` to a PIL image.
+#: ``load_dataset`` decodes ``images`` to PIL images.
 HF_FEATURES: dict[str, Any] = {
     "question_id": _value("string"),
     "image_id": _value("string"),
-    "image": {"_type": "Image"},
+    "images": _list({"_type": "Image"}),
     "width": _value("int32"),
     "height": _value("int32"),
     "question": _value("string"),
@@ -95,6 +117,14 @@ HF_FEATURES: dict[str, Any] = {
     "hops": _value("string"),
     "variant": _value("string"),
     "generator": _value("string"),
+    "prompt": _list({"role": _value("string"), "content": _list({"type": _value("string"),
+                                                                 "text": _value("string")})}),
+    "verl_prompt": _list({"role": _value("string"), "content": _value("string")}),
+    "data_source": _value("string"),
+    "ability": _value("string"),
+    "reward_model": {"style": _value("string"), "ground_truth": _value("string")},
+    "extra_info": {"question_id": _value("string"), "image_id": _value("string"), "split": _value("string"),
+                   "num_hops": _value("int32"), "reward_version": _value("string")},
 }
 
 
@@ -232,22 +262,26 @@ def part_of_shard(name: str) -> int:
 
 
 def shard_table(rows: Sequence[ReleaseRow], images: Mapping[str, bytes]) -> pa.Table:
-    """The Parquet table of one shard (image bytes included)."""
-    cols: dict[str, list[Any]] = {name: [] for name in SHARD_SCHEMA.names}
+    """The Parquet table of one shard (image bytes included; layout :data:`SHARD_SCHEMA`)."""
+    from pipelines.reward import ANSWER_FORMAT, REWARD_VERSION
+
+    records = []
     for r in rows:
-        cols["question_id"].append(r.question_id)
-        cols["image_id"].append(r.image_id)
-        cols["image"].append({"bytes": images[r.image_id], "path": r.image_name})
-        cols["width"].append(r.width)
-        cols["height"].append(r.height)
-        cols["question"].append(r.question)
-        cols["answer"].append(r.answer)
-        cols["answer_value"].append(r.answer_value)
-        cols["num_hops"].append(r.num_hops)
-        cols["hops"].append(r.hops)
-        cols["variant"].append(r.variant)
-        cols["generator"].append(r.generator)
-    return pa.table(cols, schema=shard_schema())
+        text = f"{r.question}\n{ANSWER_FORMAT}"
+        records.append({
+            "question_id": r.question_id, "image_id": r.image_id,
+            "images": [{"bytes": images[r.image_id], "path": r.image_name}],
+            "width": r.width, "height": r.height, "question": r.question, "answer": r.answer,
+            "answer_value": r.answer_value, "num_hops": r.num_hops, "hops": r.hops, "variant": r.variant,
+            "generator": r.generator,
+            "prompt": [{"role": "user", "content": [{"type": "image", "text": None}, {"type": "text", "text": text}]}],
+            "verl_prompt": [{"role": "user", "content": f"<image>{text}"}],
+            "data_source": DATA_SOURCE, "ability": ABILITY,
+            "reward_model": {"style": "rule", "ground_truth": r.answer},
+            "extra_info": {"question_id": r.question_id, "image_id": r.image_id, "split": r.split,
+                           "num_hops": r.num_hops, "reward_version": REWARD_VERSION},
+        })
+    return pa.Table.from_pylist(records, schema=shard_schema())
 
 
 def data_shards(data: Path) -> dict[Split, list[str]]:
@@ -258,31 +292,6 @@ def data_shards(data: Path) -> dict[Split, list[str]]:
 
 def part_numbers(data: Path) -> list[int]:
     return sorted(int(p.name.split("-")[1]) for p in (Path(data) / META_DIR).glob("part-*") if p.is_dir())
-
-
-def numeric_answer(answer: str) -> int | float:
-    """A canonical decimal string as a JSON number (int when integral)."""
-    return float(answer) if "." in answer else int(answer)
-
-
-def chat_record(row: ReleaseRow, shard: str, index: int) -> dict[str, Any]:
-    """One RL record: the image reference, the question as a user turn, the numeric answer.
-
-    ``image`` is ``"<shard path>#<row index>"`` relative to the release folder; ``image_id`` is the
-    sha256 of the image bytes stored there (and the COCO ``hopchain_image_id``).
-    """
-    return {
-        "id": row.question_id,
-        "image": f"{shard}#{index}",
-        "image_id": row.image_id,
-        "messages": [
-            {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": row.question}]}
-        ],
-        "answer": numeric_answer(row.answer),
-        "answer_text": row.answer,
-        "num_hops": row.num_hops,
-        "variant": row.variant,
-    }
 
 
 def category_ids(instances: Iterable[dict[str, Any]]) -> dict[str, int]:

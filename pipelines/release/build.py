@@ -8,8 +8,6 @@ that depend only on that part — so they stay byte-identical when later parts a
 
 * ``coco/<split>/part-NNNNN.json`` — COCO instances of the part's images in that split (category
   ids 1.. in sorted name order within the file);
-* ``chat/<split>/part-NNNNN.jsonl`` — chat-format records for RL trainers (``image`` points at
-  ``data/<shard>#<row>``);
 
 and two small whole-release files: ``index.json`` (per split: shards, row and image counts) and
 ``rejects.parquet`` (every accepted question that could not be released, with its code). Byte-for-
@@ -36,7 +34,6 @@ from pipelines.release.assemble import (
     SPLITS,
     ReleaseRow,
     category_ids,
-    chat_record,
     coco_instances,
     data_shards,
     part_name,
@@ -80,8 +77,6 @@ def build_release(data: Path, out: Path, cfg: ReleaseConfig) -> dict[str, Any]:
             n_images: set[str] = set()
             n_instances = 0
             for part, entries in sorted(by_part.items()):
-                lines = [json.dumps(chat_record(row, f"data/{name}", j), sort_keys=True) for name, j, row in entries]
-                write_atomic(tmp / f"chat/{split}/{part_name(part)}.jsonl", "\n".join(lines) + "\n")
                 rows = [row for _, _, row in entries]
                 images = {r.image_id for r in rows}
                 insts = [i for i in instances_by_part.get(part, []) if i["image_id"] in images]

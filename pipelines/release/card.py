@@ -1,15 +1,16 @@
 """The ``card`` stage of ``dvc.yaml``: release metrics and the dataset card.
 
 ``python -m pipelines.release.card --params params.yaml --data data --release release
---out card --metrics metrics.json``
+--out card --readme README.md --metrics metrics.json``
 
 * ``metrics.json`` (DVC metrics, committed to git): counts, ``acceptance_rate`` (accepted /
   decided, decided = accepted + rejected), ``generator_precision`` (share of accepted questions
   whose generated answer equals the human consensus: ``matches_generated``), mean hop count, and
   ``pass_rate_mean`` when the questions carry a ``pass_rate`` column (difficulty calibration).
-* ``card/README.md`` plus PNG plots (matplotlib, Agg): hop-length histogram, answer histogram,
-  category frequencies, agreement statistics; model versions and source run ids of every part;
-  the questions withdrawn after release.
+* ``README.md`` (the registry root's dataset card, whose ``configs:`` metadata makes
+  ``datasets.load_dataset(<folder>)`` one call) plus PNG plots in ``card/`` (matplotlib, Agg):
+  hop-length histogram, answer histogram, category frequencies, agreement statistics; model
+  versions and source run ids of every part; the questions withdrawn after release.
 
 Both are deterministic for the same inputs (PNG metadata carries no timestamp or version).
 """
@@ -30,6 +31,7 @@ from pipelines.config import ReleaseConfig
 from pipelines.files import replacing_folder, write_atomic
 from pipelines.release.assemble import PROVENANCE_FILE, REJECTS_FILE, SPLITS, read_meta_table, read_removals
 from pipelines.release.build import read_release_config
+from pipelines.reward import REWARD_VERSION
 
 
 def _released_rows(data: Path, index: dict[str, Any]) -> list[dict[str, Any]]:
@@ -111,6 +113,7 @@ def compute_metrics(data: Path, release: Path) -> tuple[dict[str, Any], dict[str
         "instance_sources": Counter(i["source"] for i in rel_instances),
         "provenance": provenance,
         "removed": removed,
+        "reward_version": REWARD_VERSION,
     }
     return metrics, details
 
@@ -203,16 +206,16 @@ def render_card(cfg: ReleaseConfig, metrics: dict[str, Any], details: dict[str, 
         _table(["rejection reason", "questions"], details["reject_reasons"].most_common())
         if details["reject_reasons"] else "No rejected questions.",
         "",
-        "![agreement](agreement.png)",
+        "![agreement](card/agreement.png)",
         "",
         "## Hop lengths",
-        "![hop lengths](hop_lengths.png)",
+        "![hop lengths](card/hop_lengths.png)",
         "",
         "## Answers",
-        "![answers](answers.png)",
+        "![answers](card/answers.png)",
         "",
         "## Categories",
-        "![categories](categories.png)",
+        "![categories](card/categories.png)",
         "",
         "## Model versions",
         _table(["question generator", "released questions"], sorted(details["generators"].items())),
@@ -242,8 +245,6 @@ def render_card(cfg: ReleaseConfig, metrics: dict[str, Any], details: dict[str, 
         "- `data/removals.parquet`: questions withdrawn after release; `data/meta/part-NNNNN/`: the "
         "part's contract tables (decisions, questions, instances, manifest).",
         "- `release/coco/<split>/part-NNNNN.json`: COCO instances (compressed RLE masks) of the part's images.",
-        "- `release/chat/<split>/part-NNNNN.jsonl`: chat records for RL (`image` = `<shard>#<row>`, "
-        "`messages`, numeric `answer`).",
         "- `metrics.json`: the numbers above (`dvc metrics diff` compares releases).",
         "",
         "## Usage",
@@ -253,21 +254,27 @@ def render_card(cfg: ReleaseConfig, metrics: dict[str, Any], details: dict[str, 
         "```",
         "```python",
         "import datasets",
-        'ds = datasets.load_dataset("parquet", data_files={'
-        + ", ".join(f'"{s}": "data/{s}/*.parquet"' for s in present) + "})",
+        'ds = datasets.load_dataset(".")  # this card\'s configs: ' + ", ".join(present),
         "```",
+        "",
+        "Every row is ready for TRL's `GRPOTrainer` (`prompt` + `images`, reward "
+        "`pipelines.reward.trl_reward`) and for verl (`data.prompt_key=verl_prompt`, `data.image_key=images`, "
+        "`custom_reward_function.path=pipelines/reward.py`, `name=compute_score`). "
+        f"Reward rule: `{details.get('reward_version', '')}` (`pipelines/reward.py`, shipped with this release).",
         "",
     ]
     return "\n".join(front + parts)
 
 
-def write_card(data: Path, release: Path, out: Path, metrics_file: Path, cfg: ReleaseConfig) -> dict[str, Any]:
-    """Write ``metrics_file`` and the card folder ``out`` (replaced atomically); returns the metrics."""
+def write_card(data: Path, release: Path, out: Path, metrics_file: Path, cfg: ReleaseConfig,
+               readme: Path | None = None) -> dict[str, Any]:
+    """Write ``metrics_file``, the plots folder ``out`` (replaced atomically) and the card ``readme``
+    (default ``<out>/../README.md``); returns the metrics."""
     metrics, details = compute_metrics(Path(data), Path(release))
     out = Path(out)
     with replacing_folder(out) as tmp:
         _plots(tmp, details, metrics)
-        write_atomic(tmp / "README.md", render_card(cfg, metrics, details))
+    write_atomic(Path(readme) if readme else out.parent / "README.md", render_card(cfg, metrics, details))
     write_atomic(Path(metrics_file), json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     return metrics
 
@@ -278,10 +285,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data", default="data")
     parser.add_argument("--release", default="release")
     parser.add_argument("--out", default="card")
+    parser.add_argument("--readme", default="README.md")
     parser.add_argument("--metrics", default="metrics.json")
     args = parser.parse_args(argv)
     metrics = write_card(Path(args.data), Path(args.release), Path(args.out), Path(args.metrics),
-                         read_release_config(args.params))
+                         read_release_config(args.params), Path(args.readme))
     print(f"card written to {args.out}: {metrics['released']['questions']} questions released")
     return 0
 

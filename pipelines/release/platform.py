@@ -13,6 +13,7 @@ import logging
 import mimetypes
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -118,30 +119,40 @@ def accepted_digest(consensus: pa.Table) -> str:
 
 
 def _upload_card(ledger: Ledger, wc: Path, tag: str) -> str | None:
-    """Copy the dataset card (Markdown rendered to a small HTML page + its plots) to ``<releases>/<tag>/card/``."""
-    card_dir = wc / "card"
-    if not card_dir.is_dir():
+    """Copy the dataset card to ``<releases>/<tag>/``: ``README.md``, its plots under ``card/``, and
+    ``index.html`` (the Markdown rendered, its YAML metadata shown as a table). Returns the page key."""
+    readme = wc / "README.md"
+    if not readme.is_file():
         return None
-    md_files = sorted(card_dir.glob("*.md"))
-    for f in sorted(card_dir.rglob("*")):
-        if f.is_file():
-            ledger.store.put_bytes(ledger.release_file_key(tag, "card", str(f.relative_to(card_dir))), f.read_bytes(),
-                                   mimetypes.guess_type(f.name)[0] or "application/octet-stream")
-    if not md_files:
-        return None
-    page = _markdown_page(md_files[0].read_text(), tag)
-    key = ledger.release_file_key(tag, "card", "index.html")
-    ledger.store.put_bytes(key, page.encode(), "text/html")
+    files = [readme, *sorted(p for p in (wc / "card").rglob("*") if p.is_file())]
+    for f in files:
+        ledger.store.put_bytes(ledger.release_file_key(tag, str(f.relative_to(wc))), f.read_bytes(),
+                               mimetypes.guess_type(f.name)[0] or "application/octet-stream")
+    key = ledger.release_file_key(tag, "index.html")
+    ledger.store.put_bytes(key, _markdown_page(readme.read_text(), tag).encode(), "text/html")
     return key
 
 
 def _markdown_page(md: str, tag: str) -> str:
-    """The card's Markdown as an HTML page (mistune, with tables), its plots linked relatively."""
+    """The card's Markdown as an HTML page (mistune, with tables); its YAML front matter (the
+    ``configs:`` metadata ``datasets`` reads) is shown as a small table, not as stray text."""
     import html
 
     import mistune
+    import yaml
 
+    meta: dict[str, Any] = {}
+    if md.startswith("---\n"):
+        head, sep, rest = md[4:].partition("\n---\n")
+        if sep:
+            loaded = yaml.safe_load(head)
+            meta, md = (loaded if isinstance(loaded, dict) else {}), rest
+    rows = "".join(f"<tr><th>{html.escape(str(k))}</th>"
+                   f"<td><code>{html.escape(yaml.safe_dump(v).strip())}</code></td></tr>" for k, v in meta.items())
+    header = f"<table class='meta'>{rows}</table>" if rows else ""
     body = str(mistune.create_markdown(escape=True, plugins=["table"])(md))
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(tag)}</title>"
             "<style>body{font-family:system-ui,sans-serif;margin:1.5rem}td,th{padding:.2rem .6rem;"
-            "border-bottom:1px solid #eee}img{max-width:640px}</style></head><body>" + body + "</body></html>")
+            "border-bottom:1px solid #eee;text-align:left}img{max-width:640px}code{white-space:pre}"
+            "table.meta{font-size:.85rem;color:#444;margin-bottom:1rem}</style></head><body>"
+            + header + body + "</body></html>")

@@ -39,16 +39,20 @@ def test_demo_releases_a_tag_that_a_trainer_can_pull(local_stack, demo_release, 
     _run(["git", "checkout", "--quiet", tag], clone, env)
     _run([str(VENV_BIN / "dvc"), "pull"], clone, env, timeout=600)
     _run([str(VENV_BIN / "hopchain"), "release", "verify", str(clone)], clone, env)
-    train = sorted((clone / "release" / "data").glob("train-*.parquet"))
+    train = sorted((clone / "data" / "train").glob("*.parquet"))
     assert train, "no train shards pulled"
 
     import datasets
 
-    ds = datasets.load_dataset("parquet", data_files={"train": [str(p) for p in train]}, split="train")
-    assert len(ds) > 0
-    row = ds[0]
-    from pipelines.contracts import canonical_number
+    from pipelines.reward import extract_answer, score
 
-    assert row["question"] and canonical_number(row["answer"]) == row["answer"]
-    image = row["image"]
+    ds = datasets.load_dataset(str(clone), cache_dir=str(tmp_path / "hf"))  # one call: the root card's configs
+    assert len(ds["train"]) > 0
+    row = ds["train"][0]
+    assert row["question"] and extract_answer(row["answer"]) == row["answer"]
+    image = row["images"][0]
     assert image.size[0] > 0 and image.size[1] > 0  # decoded by the datasets Image feature
+    # the shipped reward agrees with the canonical answer of every released question of the demo
+    for split in ds.values():
+        for r in split:
+            assert score(f"Answer: {r['answer']}", r["reward_model"]["ground_truth"]) == 1.0

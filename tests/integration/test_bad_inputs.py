@@ -225,6 +225,6 @@ def test_mixed_bad_inputs_run_completes_and_the_card_reconciles(s3_creds, label_
     released_images = {questions[c["question_id"]]["image_id"] for c in consensus
                        if c["status"] == "accepted"}
     assert metrics["released"]["images"] == len(released_images)
-    card = store.get_bytes(flow.ledger.release_file_key(record.tag, "card", "README.md")).decode()
+    card = store.get_bytes(flow.ledger.release_file_key(record.tag, "README.md")).decode()
     for name in ("accepted", "rejected", "pending"):
         assert f"| {name} | {status[name]} |" in card, name

@@ -126,8 +126,8 @@ def test_consumer_clones_pulls_and_loads_the_release(first_release, registry_set
     rows = [r for split in ds.values() for r in split]
     assert len(rows) == inputs.accepted
     for r in rows:
-        assert r["image"].size == (r["width"], r["height"])
-        r["image"].load()  # decodes
+        assert r["images"][0].size == (r["width"], r["height"])
+        r["images"][0].load()  # decodes
         assert r["question"].startswith("How many")
         assert consensus[r["question_id"]]["status"] == "accepted"
         assert r["answer"] == consensus[r["question_id"]]["agreed_answer"]  # the human answer
@@ -137,21 +137,23 @@ def test_consumer_clones_pulls_and_loads_the_release(first_release, registry_set
 
     coco = json.loads((wc / "release" / "coco" / "train" / "part-00001.json").read_text())
     assert {i["hopchain_image_id"] for i in coco["images"]} == train_images
-    assert (wc / "card" / "README.md").read_text().count(".png") >= 4
+    assert (wc / "README.md").read_text().count(".png") >= 4
     metrics = json.loads((wc / "metrics.json").read_text())
     assert metrics["released"]["questions"] == inputs.accepted
-    assert "manual-1" in (wc / "card" / "README.md").read_text()
+    assert "manual-1" in (wc / "README.md").read_text()
+    # the root card's configs make the pulled folder one call for datasets
+    whole = datasets.load_dataset(str(wc), cache_dir=str(tmp_path / "hf-root"))
+    assert sum(len(whole[s]) for s in whole) == inputs.accepted
 
     # `dvc repro` at the tag rebuilds byte-identical outputs from the DVC-tracked data folder.
     _run([str(DVC_BIN), "repro", "--force"], wc, env, timeout=300)
     assert json.loads(_run([str(DVC_BIN), "status", "--json"], wc, env).stdout or "{}") == {}
     assert _run(["git", "status", "--porcelain"], wc, env).stdout.strip() == ""
 
-    out = tmp_path / "got.jsonl"
-    _run([str(DVC_BIN), "get", str(registry_setup["registry"]), "release/chat/train/part-00001.jsonl", "--rev", tag,
+    out = tmp_path / "got.json"
+    _run([str(DVC_BIN), "get", str(registry_setup["registry"]), "release/coco/train/part-00001.json", "--rev", tag,
           "-o", str(out)], tmp_path, env)
-    lines = [json.loads(x) for x in out.read_text().splitlines()]
-    assert len(lines) == len(ds["train"]) and all(isinstance(x["answer"], (int, float)) for x in lines)
+    assert {i["hopchain_image_id"] for i in json.loads(out.read_text())["images"]} == train_images
 
 
 def _remote_objects(s3_creds, prefix: str) -> dict[str, int]:

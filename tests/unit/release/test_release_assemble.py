@@ -114,9 +114,10 @@ def test_a_part_holds_shards_with_images_and_the_build_is_byte_for_byte_reproduc
     assert table.num_rows == inputs.accepted
     assert all(pq.read_schema(f).metadata[b"huggingface"] for f in shards)
     meta = json.loads(pq.read_schema(shards[0]).metadata[b"huggingface"])
-    assert meta["info"]["features"]["image"] == {"_type": "Image"}
-    for img in table.column("image").to_pylist()[:5]:
-        assert img["bytes"][:2] == b"\xff\xd8" and img["path"].endswith(".jpg")  # JPEG bytes
+    assert meta["info"]["features"]["images"] == {"feature": {"_type": "Image"}, "_type": "List"}
+    for images in table.column("images").to_pylist()[:5]:
+        assert len(images) == 1
+        assert images[0]["bytes"][:2] == b"\xff\xd8" and images[0]["path"].endswith(".jpg")  # JPEG bytes
     # image bytes are stored once: the part's contract tables carry none
     assert not any("bytes" in pq.read_schema(f).names for f in (data / "meta").rglob("*.parquet"))
     again = build_release(data, tmp_path / "again", CFG)
@@ -142,21 +143,35 @@ def test_no_image_is_in_both_splits_and_coco_holds_only_release_images(built):
     assert per_split["train"] and not per_split["train"] & per_split["eval"]
 
 
-def test_chat_records_reference_their_shard_row_and_carry_numeric_answers(built):
-    _, data, out, index = built
-    records = [json.loads(line) for line in (out / "chat" / "train" / "part-00001.jsonl").read_text().splitlines()]
-    assert len(records) == index["splits"]["train"]["questions"]
-    for rec in records[:6]:
-        shard, row = rec["image"].split("#")
-        stored = pq.read_table(data.parent / shard).slice(int(row), 1).to_pylist()[0]
-        assert stored["question_id"] == rec["id"] and stored["image_id"] == rec["image_id"]
-        assert isinstance(rec["answer"], int) and str(rec["answer"]) == stored["answer"]
-        assert rec["messages"][0]["content"][1]["text"] == stored["question"]
+def test_rows_load_in_datasets_and_carry_the_trl_and_verl_fields_the_shipped_reward_scores(built):
+    """One row layout for datasets, TRL (prompt + images) and verl (verl_prompt, images, data_source,
+    reward_model, extra_info); the shipped reward agrees with every released answer."""
+    datasets = pytest.importorskip("datasets")
+    from pipelines.reward import REWARD_VERSION, extract_answer, score, trl_reward
+
+    _, data, _, index = built
+    ds = datasets.load_dataset("parquet", data_files={"train": str(data / "train" / "*.parquet")}, split="train")
+    assert len(ds) == index["splits"]["train"]["questions"]
+    row = ds[0]
+    image = row["images"][0]
+    image.load()  # decodes: a PIL image
+    assert image.size == (row["width"], row["height"])
+    turn = row["prompt"][0]
+    assert turn["role"] == "user" and [p["type"] for p in turn["content"]] == ["image", "text"]
+    assert turn["content"][1]["text"].startswith(row["question"]) and "Answer: <number>" in turn["content"][1]["text"]
+    assert row["verl_prompt"][0]["content"].startswith("<image>" + row["question"])
+    assert row["data_source"] == "hopchain" and row["reward_model"] == {"style": "rule", "ground_truth": row["answer"]}
+    assert row["extra_info"]["question_id"] == row["question_id"]
+    assert row["extra_info"]["reward_version"] == REWARD_VERSION
+    for r in ds:
+        assert extract_answer(r["answer"]) == r["answer"]  # every released answer is its own canonical form
+        assert score(f"Answer: {r['answer']}", r["reward_model"]["ground_truth"]) == 1.0
+    assert trl_reward(["Answer: " + a for a in ds["answer"][:4]], ds["answer"][:4]) == [1.0] * min(4, len(ds))
 
 
 def test_card_and_metrics_report_counts_rates_models_and_runs(built, tmp_path):
     inputs, data, out, _ = built
-    metrics = write_card(data, out, tmp_path / "card", tmp_path / "metrics.json", CFG)
+    metrics = write_card(data, out, tmp_path / "card", tmp_path / "metrics.json", CFG)  # README beside card/
     consensus = pq.read_table(inputs.consensus).to_pylist()
     acc = [c for c in consensus if c["status"] == "accepted"]
     rej = [c for c in consensus if c["status"] == "rejected"]
@@ -164,14 +179,30 @@ def test_card_and_metrics_report_counts_rates_models_and_runs(built, tmp_path):
     assert metrics["acceptance_rate"] == round(len(acc) / (len(acc) + len(rej)), 6)
     assert metrics["generator_precision"] == round(sum(c["matches_generated"] for c in acc) / len(acc), 6)
     assert json.loads((tmp_path / "metrics.json").read_text()) == metrics
-    card = (tmp_path / "card" / "README.md").read_text()
+    card = (tmp_path / "README.md").read_text()
     for needle in ("hop_lengths.png", "answers.png", "categories.png", "agreement.png", "run-a",
                    "program:v1", "annotations:synthetic-v1", "Acceptance rate", "path: data/train/*.parquet"):
         assert needle in card
     for png in ("hop_lengths.png", "answers.png", "categories.png", "agreement.png"):
         assert (tmp_path / "card" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    write_card(data, out, tmp_path / "card2", tmp_path / "metrics2.json", CFG)
+    write_card(data, out, tmp_path / "card2", tmp_path / "metrics2.json", CFG, tmp_path / "README2.md")
     assert _tree_digest(tmp_path / "card2") == _tree_digest(tmp_path / "card")
+    assert (tmp_path / "README2.md").read_text() == card
+
+
+def test_the_registry_root_loads_in_one_call(built, tmp_path):
+    """The card at the root carries ``configs:``: ``datasets.load_dataset(<folder>)`` gives both splits."""
+    datasets = pytest.importorskip("datasets")
+    import shutil
+
+    _, data, out, index = built
+    root = tmp_path / "registry"
+    shutil.copytree(data, root / "data")
+    write_card(root / "data", out, root / "card", root / "metrics.json", CFG, root / "README.md")
+    ds = datasets.load_dataset(str(root), cache_dir=str(tmp_path / "hf"))
+    present = {s for s, v in index["splits"].items() if v["questions"]}
+    assert set(ds) == present
+    assert sum(len(ds[s]) for s in ds) == sum(v["questions"] for v in index["splits"].values())
 
 
 def test_snapshot_rejects_altered_and_missing_images_and_refuses_when_none_is_readable(tmp_path):
