@@ -50,13 +50,15 @@ class OpenBatches(BaseModel):
 
 
 class Decisions(BaseModel):
-    """Totals of one ``decide`` over the open batches."""
+    """Totals of one ``decide`` over the open batches (``tasks_fetched``: Label Studio tasks read)."""
 
     batches: list[str]
     accepted: int = 0
     rejected: int = 0
     pending: int = 0
     annotations_rejected: int = 0
+    held_elsewhere: int = 0
+    tasks_fetched: int = 0
 
 
 @dataclass
@@ -291,7 +293,10 @@ class Flow:
 
     # -- push to Label Studio --------------------------------------------------------------------
     def push(self, shard: int) -> BatchRecord:
-        """The shard's questions → one Label Studio batch; its ledger record (kept on a retry)."""
+        """The shard's questions → one Label Studio batch; its ledger record (kept on a retry).
+
+        Reads only the tasks of the shard's images (:func:`pipelines.annotation.push.push_questions`):
+        the record's ``tasks_fetched`` says how many."""
         from pipelines.annotation.project import ensure_project
         from pipelines.annotation.push import presigned_image_urls, push_questions
 
@@ -319,6 +324,7 @@ class Flow:
             pushed_at=earlier.pushed_at if earlier else now,
             deadline=earlier.deadline if earlier else now + timedelta(minutes=cfg.deadline_minutes),
             questions_key=self.keys.table("questions", shard), created_tasks=report.created,
+            already_present=report.already_present, tasks_fetched=report.tasks_fetched,
         )
         self.ledger.put_batch(record)
         return record
@@ -365,25 +371,23 @@ class Flow:
         """Pull, validate and decide every open batch; pending items stay open for the next run.
         ``open_batches`` is :meth:`open_batches`' result (or its JSON, as XCom carries it).
 
-        Each project's tasks are fetched once: a question pushed again by a later run (same
-        ``question_id``) keeps its original task, so batches are decided from the whole project.
+        Each batch is decided from its own tasks (:func:`pipelines.annotation.pull.decide_batch`): a
+        question pushed again by a later run keeps its first task and is decided by that batch only.
+        What is read depends on the open batches, not on the project's size (``tasks_fetched``).
         """
-        from pipelines.annotation.pull import annotator_names, decide_tasks
+        from pipelines.annotation.pull import annotator_names, decide_batch
 
         open_batches = OpenBatches.model_validate(open_batches)
         cfg = self.params.annotation
         totals = Decisions(batches=[])
-        tasks_by_project: dict[int, list[dict[str, Any]]] = {}
         with self._client() as client:
             names = annotator_names(client)
             for b in open_batches.batches:
                 if b.project_id is None:
                     continue
-                if b.project_id not in tasks_by_project:
-                    tasks_by_project[b.project_id] = list(client.iter_tasks(b.project_id, fields="all"))
                 questions = self.store.get_table(b.questions_key, "questions")
-                generated = {q["question_id"]: q["answer"] for q in questions.to_pylist()}
-                result = decide_tasks(tasks_by_project[b.project_id], generated, cfg.annotators_required, names)
+                result = decide_batch(client, b.project_id, b.batch_id, questions.to_pylist(),
+                                      cfg.annotators_required, names)
                 tables = result.tables()
                 keys = {}
                 for name, table in tables.items():
@@ -394,12 +398,14 @@ class Flow:
                     ("consensus", tables["consensus"], {"questions": questions, "annotations": tables["annotations"]}),
                 ])
                 counts = result.consensus.status_counts()
+                held_here = max(1, len(questions) - len(result.held_elsewhere))
                 decision = ConsensusRecord(
                     batch_id=b.batch_id, run_id=b.run_id, decided_by=self.run_id,
                     accepted=counts.get("accepted", 0), rejected=counts.get("rejected", 0),
                     pending=counts.get("pending", 0), annotations_rejected=len(result.invalid),
-                    agreement_rate=round(counts.get("accepted", 0) / max(1, len(questions)), 4),
-                    decided_at=utc_now(), keys=keys,
+                    agreement_rate=round(counts.get("accepted", 0) / held_here, 4),
+                    decided_at=utc_now(), keys=keys, held_elsewhere=len(result.held_elsewhere),
+                    tasks_fetched=result.tasks_fetched,
                 )
                 self.ledger.put_consensus(decision)
                 if decision.pending:
@@ -415,6 +421,8 @@ class Flow:
                 totals.rejected += decision.rejected
                 totals.pending += decision.pending
                 totals.annotations_rejected += decision.annotations_rejected
+                totals.held_elsewhere += decision.held_elsewhere
+                totals.tasks_fetched += decision.tasks_fetched
         return totals
 
     # -- release ---------------------------------------------------------------------------------

@@ -174,14 +174,20 @@ class LabelStudioClient:
         return int(resp.task_count if resp.task_count is not None else len(tasks))
 
     def iter_tasks(
-        self, project_id: int, batch: str | None = None, fields: str = "all", page_size: int = 500
+        self,
+        project_id: int,
+        batch: str | None = None,
+        fields: str = "all",
+        page_size: int = 500,
+        query: str | None = None,
     ) -> Iterator[dict[str, Any]]:
-        """Every task of the project (optionally of one ``batch``), page by page (the SDK's pager).
+        """Every task of the project (optionally of one ``batch``, or matching a Data Manager ``query``),
+        page by page (the SDK's pager).
 
         With ``fields="all"`` each task carries its annotations, cancelled ones included.
         """
         pager: Iterable[Any] = self.sdk.tasks.list(
-            **tasks_query(project_id, batch, fields, page_size), request_options=self._read
+            **tasks_query(project_id, batch, fields, page_size, query), request_options=self._read
         )
         for task in pager:
             yield as_json(task)

@@ -14,38 +14,42 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+def _data_filter(key: str, operator: str, value: str | list[str]) -> str:
+    item = {"filter": f"filter:tasks:data.{key}", "operator": operator, "type": "String", "value": value}
+    return json.dumps({"filters": {"conjunction": "and", "items": [item]}})
+
+
 def batch_filter(batch: str) -> str:
     """A Data Manager ``query`` (JSON text) selecting the tasks whose ``data.batch`` equals ``batch``."""
-    return json.dumps(
-        {
-            "filters": {
-                "conjunction": "and",
-                "items": [
-                    {
-                        "filter": "filter:tasks:data.batch",
-                        "operator": "equal",
-                        "type": "String",
-                        "value": batch,
-                    }
-                ],
-            }
-        }
-    )
+    return _data_filter("batch", "equal", batch)
+
+
+def data_in_filter(key: str, values: list[str]) -> str:
+    """A Data Manager ``query`` (JSON text) selecting the tasks whose ``data.<key>`` is one of ``values``
+    (operator ``in_list``: Label Studio evaluates it in its database and sends only the matches)."""
+    if not key.isidentifier():
+        raise ValueError(f"not a task data field: {key!r}")
+    return _data_filter(key, "in_list", [str(v) for v in values])
 
 
 def tasks_query(
-    project_id: int, batch: str | None = None, fields: str = "all", page_size: int = 500
+    project_id: int, batch: str | None = None, fields: str = "all", page_size: int = 500, query: str | None = None
 ) -> dict[str, str | int]:
     """Keyword arguments of the SDK's ``tasks.list`` for a project's tasks (optionally of one batch).
 
     ``fields="all"`` includes each task's annotations (with ``completed_by``, ``was_cancelled``,
     ``lead_time``); ``"task_only"`` returns task data only (cheaper). The sync client and the
-    trigger's async client both list tasks with these arguments.
+    trigger's async client both list tasks with these arguments. ``query`` is another filter (e.g.
+    :func:`data_in_filter`), exclusive with ``batch``.
     """
-    query: dict[str, str | int] = {"project": int(project_id), "fields": fields, "page_size": int(page_size)}
+    if batch is not None and query is not None:
+        raise ValueError("give a batch or a query, not both")
+    kwargs: dict[str, str | int] = {"project": int(project_id), "fields": fields, "page_size": int(page_size)}
     if batch is not None:
-        query["query"] = batch_filter(batch)
-    return query
+        kwargs["query"] = batch_filter(batch)
+    elif query is not None:
+        kwargs["query"] = query
+    return kwargs
 
 
 def distinct_annotators(task: Mapping[str, Any]) -> set[int]:

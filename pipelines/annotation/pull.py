@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
 
 from pipelines.annotation.client import LabelStudioClient
 from pipelines.annotation.consensus import ConsensusResult, decide
+from pipelines.annotation.push import tasks_with
 from pipelines.annotation.validate import AnnotationRecord, validate_task_annotations
 from pipelines.contracts import ANNOTATIONS
 from pipelines.rejects import Reject, rejects_table
@@ -54,6 +55,8 @@ class PullResult:
     consensus: ConsensusResult
     invalid: list[Reject]  # refused by validation (cancelled, unknown field, non-numeric, ...)
     tasks_seen: int
+    tasks_fetched: int = 0  # tasks read from Label Studio for this decision
+    held_elsewhere: dict[str, str] = field(default_factory=dict)  # question_id -> the batch holding its task
 
     @property
     def rejects(self) -> list[Reject]:
@@ -72,6 +75,8 @@ class PullResult:
         return {
             **self.consensus.status_counts(),
             "tasks_seen": self.tasks_seen,
+            "tasks_fetched": self.tasks_fetched,
+            "held_elsewhere": len(self.held_elsewhere),
             "annotations_counted": len(self.consensus.counted),
             "annotations_rejected": len(self.invalid),
             "annotations_ignored": len(self.consensus.ignored),
@@ -101,6 +106,39 @@ def decide_tasks(
     return PullResult(result, invalid, len(wanted))
 
 
+def decide_batch(
+    client: LabelStudioClient,
+    project_id: int,
+    batch: str,
+    questions: Iterable[Mapping[str, Any]],
+    required: int = 4,
+    names: Mapping[int, str] | None = None,
+) -> PullResult:
+    """Decide the questions of one batch from that batch's tasks only (the ``data.batch`` filter).
+
+    A question of ``questions`` without a task in the batch was already held by another batch when
+    this one was pushed (same ``question_id``): it keeps that first task and is decided there, once,
+    so it is left out of this decision and reported in ``held_elsewhere``. Those few are looked up by
+    ``question_id`` (:func:`~pipelines.annotation.push.tasks_with`); one with no task anywhere stays
+    ``pending``. What is read is the batch plus its missing questions, never the whole project.
+    """
+    generated = {str(q["question_id"]): q.get("answer") for q in questions}
+    tasks = list(client.iter_tasks(project_id, batch=batch, fields="all"))
+    fetched = len(tasks)
+    own = {str((t.get("data") or {}).get("question_id")) for t in tasks}
+    missing = [qid for qid in generated if qid not in own]
+    held: dict[str, str] = {}
+    if missing:
+        lookup = tasks_with(client, project_id, "question_id", missing)
+        fetched += lookup.tasks_fetched
+        held = {qid: b for qid, (_, b) in lookup.found.items() if b != batch}
+    wanted = {qid: answer for qid, answer in generated.items() if qid not in held}
+    result = decide_tasks(tasks, wanted, required, annotator_names(client) if names is None else names)
+    result.tasks_fetched, result.held_elsewhere = fetched, held
+    log.info("consensus for batch %s of project %s: %s", batch, project_id, result.summary())
+    return result
+
+
 def pull_and_decide(
     client: LabelStudioClient,
     project_id: int,
@@ -108,13 +146,17 @@ def pull_and_decide(
     required: int = 4,
     batch: str | None = None,
 ) -> PullResult:
-    """Fetch the project's tasks (of one ``batch``, or all) and decide the given questions.
+    """Decide the given questions: those of one ``batch`` (:func:`decide_batch`), or, with
+    ``batch=None``, from every task of the project (a whole-project read, for tools and tests; the
+    platform decides per batch).
 
-    ``questions`` are QUESTIONS-contract rows (``question_id``, ``answer``). Fetching the whole
-    project (``batch=None``) also finds questions pushed by an earlier batch.
+    ``questions`` are QUESTIONS-contract rows (``question_id``, ``answer``).
     """
+    if batch is not None:
+        return decide_batch(client, project_id, batch, questions, required)
     generated = {str(q["question_id"]): q.get("answer") for q in questions}
-    tasks = client.iter_tasks(project_id, batch=batch, fields="all")
+    tasks = list(client.iter_tasks(project_id, fields="all"))
     result = decide_tasks(tasks, generated, required, annotator_names(client))
+    result.tasks_fetched = len(tasks)
     log.info("consensus for project %s: %s", project_id, result.summary())
     return result

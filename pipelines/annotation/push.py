@@ -1,4 +1,11 @@
-"""Push questions to Label Studio as tasks: batched, idempotent by ``question_id``.
+"""Push questions to Label Studio as tasks: batched, idempotent by ``question_id``, without listing the project.
+
+Duplicates are found by asking Label Studio only for the tasks of the shard's images (a Data Manager
+filter ``data.image_id`` in a list of at most :data:`LOOKUP_CHUNK` ids, ``fields=task_only``): a retried
+push of the same shard finds its own tasks, and a question an earlier batch already holds (question ids
+are deterministic: the image's bytes and the program) is found there. What is read depends on the
+shard, never on how many tasks the project holds. Such a question keeps its first task and is decided
+once, by the batch that holds it (:func:`pipelines.annotation.pull.decide_batch`).
 
 A task's data is ``{"image": <presigned URL>, "question", "question_id", "image_id", "batch"}``.
 The generated answer is NOT sent: annotators must not see it. Images are referenced by presigned
@@ -10,19 +17,25 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pipelines.annotation.client import LabelStudioClient
+from pipelines.annotation.completion import data_in_filter
 
 log = logging.getLogger(__name__)
 
 MAX_PRESIGN_S = 7 * 24 * 3600
+# ids per lookup request: 50 sha256 image ids keep the query URL near 4 kB (proxies refuse ~8 kB)
+LOOKUP_CHUNK = 50
 
 
 @dataclass(frozen=True)
 class PushReport:
-    """What one push did. ``created + already_present + duplicates_in_input == len(input)``."""
+    """What one push did. ``created + already_present + duplicates_in_input == len(input)``.
+
+    ``held_elsewhere`` (question_id → batch) are the already-present questions whose task belongs to
+    another batch; ``tasks_fetched`` and ``lookups`` are what finding them read from Label Studio."""
 
     project_id: int
     batch: str
@@ -30,18 +43,39 @@ class PushReport:
     already_present: int
     duplicates_in_input: int
     requests: int
+    tasks_fetched: int = 0
+    lookups: int = 0
+    held_elsewhere: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
 
-def existing_question_ids(client: LabelStudioClient, project_id: int) -> set[str]:
-    """``question_id`` of every task already in the project (any batch)."""
-    return {
-        str(t["data"]["question_id"])
-        for t in client.iter_tasks(project_id, fields="task_only", page_size=1000)
-        if (t.get("data") or {}).get("question_id") is not None
-    }
+@dataclass
+class TaskLookup:
+    """Tasks found by :func:`tasks_with`: ``question_id`` → ``(task_id, batch)``, and what it cost."""
+
+    found: dict[str, tuple[int, str]] = field(default_factory=dict)
+    tasks_fetched: int = 0
+    requests: int = 0
+
+
+def tasks_with(
+    client: LabelStudioClient, project_id: int, key: str, values: Iterable[str], chunk: int = LOOKUP_CHUNK
+) -> TaskLookup:
+    """The project's tasks whose ``data.<key>`` (``image_id`` or ``question_id``) is one of ``values``,
+    ``chunk`` values per request (task data only): reads what matches, never the whole project."""
+    wanted = sorted(set(values))
+    out = TaskLookup()
+    for start in range(0, len(wanted), chunk):
+        query = data_in_filter(key, wanted[start : start + chunk])
+        out.requests += 1
+        for task in client.iter_tasks(project_id, fields="task_only", page_size=1000, query=query):
+            out.tasks_fetched += 1
+            data = task.get("data") or {}
+            if data.get("question_id") is not None:
+                out.found.setdefault(str(data["question_id"]), (int(task["id"]), str(data.get("batch", ""))))
+    return out
 
 
 def build_task(question: Mapping[str, Any], image_url: str, batch: str) -> dict[str, Any]:
@@ -68,22 +102,33 @@ def push_questions(
 
     ``questions`` are rows of the QUESTIONS contract (``question_id``, ``image_id``, ``question``
     at least); ``image_url(image_id)`` gives the URL Label Studio shows. Pushing the same rows
-    again creates nothing. (Two pushes racing on one project could both import a question; the
-    platform runs one push task per batch, and consensus keys on ``question_id`` regardless.)
+    again creates nothing; a question another batch holds is not pushed again (``held_elsewhere``).
+    Only the tasks of the rows' images are read (see the module docstring). (Two pushes racing on
+    one project could both import a question; the platform runs one push task per batch, and
+    consensus keys on ``question_id`` regardless.)
     """
-    present = existing_question_ids(client, project_id)
-    new: list[dict[str, Any]] = []
+    rows: list[Mapping[str, Any]] = []
     seen: set[str] = set()
-    already = dups = 0
-    urls: dict[str, str] = {}
+    dups = 0
     for q in questions:
         qid = str(q["question_id"])
         if qid in seen:
             dups += 1
             continue
         seen.add(qid)
-        if qid in present:
+        rows.append(q)
+    lookup = tasks_with(client, project_id, "image_id", (str(q["image_id"]) for q in rows))
+    new: list[dict[str, Any]] = []
+    held: dict[str, str] = {}
+    already = 0
+    urls: dict[str, str] = {}
+    for q in rows:
+        qid = str(q["question_id"])
+        if qid in lookup.found:
             already += 1
+            owner = lookup.found[qid][1]
+            if owner != batch:
+                held[qid] = owner
             continue
         image_id = str(q["image_id"])
         if image_id not in urls:
@@ -94,8 +139,11 @@ def push_questions(
         chunk = new[start : start + batch_size]
         client.import_tasks(project_id, chunk)
         requests += 1
-    log.info("pushed batch %s: %d new, %d already present, %d duplicate rows", batch, len(new), already, dups)
-    return PushReport(project_id, batch, len(new), already, dups, requests)
+    log.info("pushed batch %s: %d new, %d already present (%d held by other batches), %d duplicate rows; "
+             "%d tasks read in %d lookups", batch, len(new), already, len(held), dups, lookup.tasks_fetched,
+             lookup.requests)
+    return PushReport(project_id, batch, len(new), already, dups, requests, lookup.tasks_fetched, lookup.requests,
+                      held)
 
 
 def presigned_image_urls(

@@ -6,6 +6,7 @@ Each test works in its own project, so the tests are independent of each other's
 from __future__ import annotations
 
 import io
+import json
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -103,6 +104,7 @@ def test_push_50_twice_creates_no_duplicates_and_images_are_presigned(admin, obj
     assert (first.created, first.already_present, first.requests) == (50, 0, 3)
     again = push_questions(admin, pid, qs + qs[:5], url_of, batch="run-2", batch_size=20)
     assert (again.created, again.already_present, again.duplicates_in_input, again.requests) == (0, 50, 5, 0)
+    assert set(again.held_elsewhere.values()) == {"run-1"} and len(again.held_elsewhere) == 50
     tasks = list(admin.iter_tasks(pid, fields="task_only", page_size=7))  # several pages
     assert sorted(t["data"]["question_id"] for t in tasks) == sorted(q["question_id"] for q in qs)
     assert len(list(admin.iter_tasks(pid, batch="run-1"))) == 50
@@ -254,3 +256,104 @@ def test_annotators_add_command_creates_an_account_that_can_log_in(admin, label_
     assert email in {u["email"] for u in admin.users()}  # a member of the organisation
     assert main(["annotators", "add", email]) == 3  # exists: refused, password untouched
     assert "already exists" in capsys.readouterr().err
+
+
+class CountingTransport(httpx.HTTPTransport):
+    """Counts the task-list requests sent to the real Label Studio and the tasks its answers carried."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.task_lists = 0
+        self.tasks = 0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = super().handle_request(request)
+        if request.method == "GET" and request.url.path.rstrip("/").endswith("/api/tasks"):
+            body = response.read()
+            self.task_lists += 1  # the SDK's pager also asks for the page after the last one (a 404)
+            if response.status_code == 200:
+                self.tasks += len(json.loads(body)["tasks"])
+            headers = [(k, v) for k, v in response.headers.items()
+                       if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")]
+            return httpx.Response(response.status_code, headers=headers, content=body, request=request)
+        return response
+
+
+def filler(admin: LabelStudioClient, pid: int, batches: int, per_batch: int) -> None:
+    """``batches`` closed batches of ``per_batch`` tasks each (other images), imported directly."""
+    for b in range(batches):
+        tasks = [{"data": {"image": fake_url("old"), "question": "q", "question_id": f"old-{b}-{i}",
+                           "image_id": f"old-image-{b}-{i // 4}", "batch": f"old-{b}"}} for i in range(per_batch)]
+        admin.import_tasks(pid, tasks)
+
+
+def test_push_into_a_large_project_reads_only_the_tasks_of_its_images(admin):
+    pid = project(admin)
+    filler(admin, pid, batches=3, per_batch=1000)  # 3,000 tasks already there
+    counter = CountingTransport()
+    with LabelStudioClient(admin.url, admin.token, transport=counter) as client:
+        first = push_questions(client, pid, questions(50, "big"), fake_url, batch="run-1", batch_size=20)
+        assert (first.created, first.already_present, first.tasks_fetched, first.lookups) == (50, 0, 0, 1)
+        assert counter.tasks == 0 and counter.task_lists <= 2  # one lookup for 3 images, nothing transferred
+        # a retry of the same batch finds its own 50 tasks; a later run re-generating 10 of them adds 5
+        retry = push_questions(client, pid, questions(50, "big"), fake_url, batch="run-1")
+        later = push_questions(client, pid, questions(10, "big") + questions(5, "new"), fake_url, batch="run-2")
+    assert (retry.created, retry.already_present, retry.held_elsewhere, retry.tasks_fetched) == (0, 50, {}, 50)
+    assert (later.created, later.already_present) == (5, 10)
+    assert later.held_elsewhere == {f"big-{i:03d}": "run-1" for i in range(10)}
+    assert later.tasks_fetched == 50 and counter.tasks == 100  # the tasks of img0..2 only, never the 3,000
+    assert len(list(admin.iter_tasks(pid, batch="run-2", fields="task_only"))) == 5
+
+
+def test_decide_on_a_project_of_many_closed_batches_fetches_only_the_open_batch(admin, people, object_store):
+    """Flow.decide against the real Label Studio and S3 server: 2,000 tasks of ten closed batches in the
+    project, one open batch of 12 questions (one of them already held by a closed batch)."""
+    import pyarrow as pa
+
+    from expectations.samples import sample_tables
+    from pipelines.config import AnnotationConfig, Params, StoreConfig
+    from pipelines.flow import Flow
+    from pipelines.ledger import BatchRecord, utc_now
+
+    tag = uuid.uuid4().hex[:8]
+    params = Params(
+        store=StoreConfig(runs_prefix=f"t-{tag}/runs", batches_prefix=f"t-{tag}/batches",
+                          consensus_prefix=f"t-{tag}/consensus", releases_prefix=f"t-{tag}/releases"),
+        annotation=AnnotationConfig(project_title=f"decide-{tag}"),
+    )
+    pid = int(ensure_project(admin, params.annotation.project_title)["id"])
+    counter = CountingTransport()
+    flow = Flow(params, object_store, f"nightly-{tag}",
+                label_studio=lambda: LabelStudioClient(admin.url, admin.token, transport=counter))
+    tables = sample_tables(n_images=4, questions_per_image=3, seed=7)
+    questions_rows = tables["questions"].to_pylist()
+    filler(admin, pid, batches=10, per_batch=200)
+    held = questions_rows[0]  # an earlier run's batch already holds this question (same image and program)
+    push_questions(admin, pid, [held], fake_url, batch="old-earlier")
+    for i in range(10):
+        object_store.put_json(flow.ledger.batch_key(f"old-{i}"), BatchRecord(
+            batch_id=f"old-{i}", run_id="old", shard=i, questions=200, project_id=pid, status="closed",
+            pushed_at=utc_now(), deadline=utc_now(), questions_key="unused").to_json())
+    manifest = pa.Table.from_pylist([{**r, "uri": f"s3://{object_store.bucket}/t-{tag}/{r['image_id']}.jpg",
+                                      "shard": 0} for r in tables["manifest"].to_pylist()])
+    flow.put("manifest", 0, manifest)
+    flow.put("questions", 0, tables["questions"])
+    batch = flow.push(0)
+    assert (batch.created_tasks, batch.already_present, batch.tasks_fetched) == (11, 1, 1)
+    assert [b.batch_id for b in flow.ledger.open_batches()] == [batch.batch_id]
+    truth = {q["question_id"]: q["answer"] for q in questions_rows}
+    tasks = list(admin.iter_tasks(pid, batch=batch.batch_id, fields="task_only"))
+    for _, client in people[:4]:
+        for t in tasks:
+            client.create_annotation(int(t["id"]), answer_result(truth[t["data"]["question_id"]]))
+
+    counter.task_lists = counter.tasks = 0
+    decided = flow.decide(flow.open_batches())
+    assert (decided.accepted, decided.pending, decided.held_elsewhere) == (11, 0, 1)
+    # the open batch's 11 tasks and the one held question's task; never the project's 2,013
+    assert decided.tasks_fetched == 12 and counter.tasks == 12 and counter.task_lists <= 4
+    record = flow.ledger.decision(batch.batch_id)
+    assert record is not None and record.agreement_rate == 1.0 and record.tasks_fetched == 12
+    consensus = object_store.get_table(record.keys["consensus"])
+    assert held["question_id"] not in consensus["question_id"].to_pylist() and consensus.num_rows == 11
+    assert flow.ledger.open_batches() == []  # decided: closed, and out of the open index

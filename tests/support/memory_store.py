@@ -44,6 +44,11 @@ class MemoryStore:
             if key.startswith(prefix) and (recursive or "/" not in key[len(prefix):]):
                 yield key
 
+    def delete_keys(self, keys: list[str]) -> int:
+        for key in keys:
+            self.objects.pop(key, None)
+        return len(keys)
+
     def list_prefixes(self, prefix: str) -> list[str]:
         self.listings.append(prefix)
         return sorted({prefix + key[len(prefix):].split("/", 1)[0] + "/" for key in self.objects

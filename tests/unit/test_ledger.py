@@ -87,3 +87,125 @@ def test_a_ledger_written_by_the_first_build_is_still_readable() -> None:
 
 def test_batch_ids_are_safe_key_segments() -> None:
     assert batch_id_for("scheduled__2026-11-30T02:00:00+00:00", 7) == "scheduled__2026-11-30T02_00_00_00_00.shard-00007"
+
+
+class CountingStore(MemoryStore):
+    """A MemoryStore that counts the records it reads (``get_bytes``) and the keys it lists."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads: list[str] = []
+        self.listed = 0
+
+    def get_bytes(self, key: str) -> bytes:
+        self.reads.append(key)
+        return super().get_bytes(key)
+
+    def get_json(self, key: str):  # type: ignore[no-untyped-def]
+        self.reads.append(key)
+        return super().get_json(key)
+
+    def list(self, prefix: str, recursive: bool = True):  # type: ignore[no-untyped-def]
+        for key in super().list(prefix, recursive):
+            self.listed += 1
+            yield key
+
+    def reset(self) -> None:
+        self.reads.clear()
+        self.listings.clear()
+        self.listed = 0
+
+
+def _decision(batch_id: str, at: datetime, accepted: int = 1) -> ConsensusRecord:
+    return ConsensusRecord(batch_id=batch_id, run_id="r", decided_by="a", accepted=accepted, rejected=0, pending=0,
+                           annotations_rejected=0, agreement_rate=1.0, decided_at=at, keys={})
+
+
+def _release(tag: str, at: datetime) -> ReleaseRecord:
+    return ReleaseRecord(tag=tag, registry="/r.git", commit="c" * 40, questions=1, images=1, metrics={}, card=None,
+                         run_ids=["r"], accepted_digest="d" * 64, released_by="rel", released_at=at)
+
+
+def test_open_batches_cost_the_open_batches_not_the_history() -> None:
+    store = CountingStore()
+    ledger = Ledger(store, StoreConfig())  # type: ignore[arg-type]
+    for i in range(300):  # a year of nightlies, all decided
+        ledger.put_batch(_batch(f"r{i:03d}.shard-00000", pushed_at=T0 + timedelta(days=i), status="closed"))
+    ledger.put_batch(_batch("r300.shard-00000", pushed_at=T0 + timedelta(days=300)))
+    ledger.put_batch(_batch("r301.shard-00000", pushed_at=T0 + timedelta(days=301)))
+    store.reset()
+    fresh = Ledger(store, StoreConfig())  # type: ignore[arg-type]  # another task: no memory of the first
+    assert [b.batch_id for b in fresh.open_batches()] == ["r300.shard-00000", "r301.shard-00000"]
+    assert store.reads == ["batches/r300.shard-00000.json", "batches/r301.shard-00000.json"]
+    assert store.listed == 2 and "batches/" not in store.listings  # two open markers listed, no batch listing
+    # closing a batch removes it from the open set; a carried-over one stays
+    fresh.put_batch(_batch("r300.shard-00000", pushed_at=T0 + timedelta(days=300), status="closed"))
+    fresh.put_batch(_batch("r301.shard-00000", pushed_at=T0 + timedelta(days=301), carried_over=1))
+    assert [b.batch_id for b in fresh.open_batches()] == ["r301.shard-00000"]
+
+
+def test_the_page_reads_one_bounded_page_newest_first() -> None:
+    store = CountingStore()
+    ledger = Ledger(store, StoreConfig())  # type: ignore[arg-type]
+    for i in range(120):
+        at = T0 + timedelta(hours=i)
+        ledger.put_batch(_batch(f"r{i:03d}.shard-00000", pushed_at=at, status="closed"))
+        ledger.put_consensus(_decision(f"r{i:03d}.shard-00000", at))
+        ledger.put_run_summary(RunSummary(run_id=f"r{i:03d}", finished_at=at))
+    for day in range(5):
+        ledger.put_release(_release(f"v2026.12.0{day + 1}", T0 + timedelta(days=day)))
+    store.reset()
+    first = Ledger(store, StoreConfig()).view(per_page=50)  # type: ignore[arg-type]
+    assert [b.batch_id for b in first.batches][:2] == ["r119.shard-00000", "r118.shard-00000"]
+    assert len(first.batches) == len(first.consensus) == len(first.runs) == 50 and first.more
+    assert [r.tag for r in first.releases] == [f"v2026.12.0{d}" for d in (5, 4, 3, 2, 1)]
+    assert len(store.reads) == 50 * 3 + 5  # one read per shown record, nothing else
+    assert store.listed <= 4 * 51 + 4  # one page of markers per kind (plus the "built" checks)
+    last = Ledger(store, StoreConfig()).view(per_page=50, page=2)  # type: ignore[arg-type]
+    assert [b.batch_id for b in last.batches] == [f"r{i:03d}.shard-00000" for i in range(19, -1, -1)]
+    assert not last.more and last.releases == []
+
+
+def test_a_batch_decided_again_shows_once_and_decided_since_release_reads_only_the_new() -> None:
+    store = CountingStore()
+    ledger = Ledger(store, StoreConfig())  # type: ignore[arg-type]
+    for i in range(200):
+        ledger.put_consensus(_decision(f"old{i:03d}.shard-00000", T0 + timedelta(minutes=i)))
+    ledger.put_release(_release("v2026.12.01", T0 + timedelta(days=1)))
+    ledger.put_consensus(_decision("new1.shard-00000", T0 + timedelta(days=2), accepted=3))
+    ledger.put_consensus(_decision("new2.shard-00000", T0 + timedelta(days=3)))
+    ledger.put_consensus(_decision("new1.shard-00000", T0 + timedelta(days=4), accepted=5))  # decided again
+    store.reset()
+    since = ledger.decided_since_release()
+    assert [(c.batch_id, c.accepted) for c in since] == [("new1.shard-00000", 5), ("new2.shard-00000", 1)]
+    assert len([k for k in store.reads if k.startswith("consensus/")]) == 2
+    assert "consensus/" not in store.listings and store.listed <= 2 + 1 + 3  # release page, new markers, one past
+    assert len(ledger.decided_since(None)) == 202  # every decision, each once
+    assert [c.batch_id for c in ledger.view().consensus][:2] == ["new1.shard-00000", "new2.shard-00000"]
+
+
+def test_a_ledger_written_before_the_indexes_is_indexed_on_first_use() -> None:
+    """Records written as the earlier build did (no markers): the first read builds the index from one
+    full listing and writes ``_index/built.json``; from then on reads are bounded again."""
+    store = CountingStore()
+    layout = StoreConfig()
+    for i in range(30):
+        b = _batch(f"r{i:02d}.shard-00000", pushed_at=T0 + timedelta(days=i), status="open" if i >= 28 else "closed")
+        store.put_json(f"batches/{b.batch_id}.json", b.to_json())
+        store.put_json(f"consensus/{b.batch_id}.json", _decision(b.batch_id, T0 + timedelta(days=i)).to_json())
+    store.put_json("releases/v2026.12.10.json", _release("v2026.12.10", T0 + timedelta(days=10)).to_json())
+    store.put_json("runs/r00/summary.json", RunSummary(run_id="r00", finished_at=T0).to_json())
+    ledger = Ledger(store, layout)  # type: ignore[arg-type]
+    assert [b.batch_id for b in ledger.open_batches()] == ["r28.shard-00000", "r29.shard-00000"]
+    assert ledger.latest_release().tag == "v2026.12.10"  # type: ignore[union-attr]
+    assert [c.batch_id for c in ledger.decided_since_release()] == [f"r{i:02d}.shard-00000" for i in range(29, 10, -1)]
+    assert [r.run_id for r in ledger.view().runs] == ["r00"]
+    for prefix in ("batches", "consensus", "releases", "runs"):
+        assert store.exists(f"{prefix}/_index/built.json")
+    store.reset()
+    again = Ledger(store, layout)  # type: ignore[arg-type]
+    assert [b.batch_id for b in again.open_batches()] == ["r28.shard-00000", "r29.shard-00000"]
+    again.view()
+    assert not {"batches/", "consensus/", "releases/", "runs/"} & set(store.listings)  # no full listing again
+    # and the full reads still see only records, never the index objects
+    assert len(again.batches()) == 30 and len(again.consensus()) == 30 and [r.run_id for r in again.runs()] == ["r00"]

@@ -71,12 +71,19 @@ def _label_studio_progress(batches: list[dict[str, Any]], required: int) -> dict
     return out
 
 
-def collect_status(ledger: Ledger, required: int, with_progress: bool = True) -> dict[str, Any]:
-    """Everything the page shows, as JSON (also served at ``/hopchain/api/status``).
+PER_PAGE = 50
+
+
+def collect_status(
+    ledger: Ledger, required: int, with_progress: bool = True, page: int = 0, per_page: int = PER_PAGE
+) -> dict[str, Any]:
+    """One page of what the page shows, as JSON (also served at ``/hopchain/api/status?page=N``): the
+    newest ``per_page`` runs, batches, decisions and releases after skipping ``page * per_page`` of
+    each (:meth:`~pipelines.ledger.Ledger.view`), so a request reads a bounded part of the ledger.
 
     Raises :class:`BackendDown` when the object store does not answer."""
     try:
-        data = ledger.view().model_dump(mode="json")
+        data = ledger.view(per_page=per_page, page=max(0, page)).model_dump(mode="json")
     except Exception as exc:
         raise BackendDown(f"object store unreachable ({type(exc).__name__})") from exc
     data["annotators_required"] = required
@@ -91,18 +98,21 @@ def collect_status(ledger: Ledger, required: int, with_progress: bool = True) ->
 def create_app() -> FastAPI:
     app = FastAPI(title="HopChain status", description="Runs, batches, annotation progress, consensus, releases")
 
-    def cached_status() -> dict[str, Any]:
-        hit = _CACHE.get("status")
+    def cached_status(page: int) -> dict[str, Any]:
+        page = max(0, int(page))
+        hit = _CACHE.get(f"status:{page}")
         if hit and time.monotonic() - hit[0] < 5:
             return hit[1]
-        data = collect_status(_ledger(), _params().annotation.annotators_required)
-        _CACHE["status"] = (time.monotonic(), data)
+        data = collect_status(_ledger(), _params().annotation.annotators_required, page=page)
+        if len(_CACHE) > 32:  # a crawler walking the pages must not grow the cache without bound
+            _CACHE.clear()
+        _CACHE[f"status:{page}"] = (time.monotonic(), data)
         return data
 
     @app.get("/api/status")
-    def api_status(user: GetUserDep) -> JSONResponse:
+    def api_status(user: GetUserDep, page: int = 0) -> JSONResponse:
         try:
-            return JSONResponse(cached_status())
+            return JSONResponse(cached_status(page))
         except BackendDown as down:
             return JSONResponse({"error": str(down)}, status_code=502)
 
@@ -125,9 +135,9 @@ def create_app() -> FastAPI:
         return Response(data, media_type=mime)
 
     @app.get("/", response_class=HTMLResponse)
-    def page(user: GetUserDep) -> HTMLResponse:
+    def page(user: GetUserDep, page: int = 0) -> HTMLResponse:
         try:
-            return HTMLResponse(render_page(cached_status()))
+            return HTMLResponse(render_page(cached_status(page)))
         except BackendDown as down:
             empty: dict[str, Any] = {"runs": [], "batches": [], "consensus": [], "releases": []}
             return HTMLResponse(render_page(empty, str(down)), status_code=502)
@@ -177,6 +187,11 @@ def render_page(data: dict[str, Any], error: str = "") -> str:
         for r in data.get("releases", [])
     ]
     err = f"<p class='error'>{_esc(error)}</p>" if error else ""
+    page_no = int(data.get("page") or 0)
+    nav = [f"<a href='?page={page_no - 1}'>newer</a>"] if page_no > 0 else []
+    if data.get("more"):
+        nav.append(f"<a href='?page={page_no + 1}'>older</a>")
+    nav_html = f"<p class='nav'>page {page_no + 1} &middot; {' &middot; '.join(nav)}</p>" if nav else ""
     progress_head = f"progress (tasks by distinct annotators, of {_esc(data.get('annotators_required', 4))})"
     return f"""<!doctype html><html><head><meta charset='utf-8'><title>HopChain</title>
 <style>
@@ -186,10 +201,11 @@ table{{border-collapse:collapse;font-size:.9rem}}
 td,th{{padding:.25rem .6rem;border-bottom:1px solid #eee;text-align:left}}
 th{{background:#f6f8fa}} .empty{{color:#777}} .error{{color:#b00}}
 </style></head><body>
-<h1>HopChain — multi-hop question pipeline</h1>{err}
+<h1>HopChain — multi-hop question pipeline</h1>{err}{nav_html}
 <h2>Runs</h2>{_table(["run", "images", "quarantined", "instances", "questions", "rejects", "validation"], runs)}
 <h2>Batches in Label Studio</h2>{_table(["batch", "run", "questions", "status", progress_head, "pushed"], batches)}
 <h2>Consensus</h2>{_table(["batch", "accepted", "rejected", "pending", "agreement", "decided"], consensus)}
 <h2>Releases</h2>{_table(["tag", "questions", "images", "registry", "card", "released"], releases)}
+{nav_html}
 <script>const d={json.dumps({"n_releases": len(releases)})};</script>
 </body></html>"""

@@ -115,3 +115,30 @@ def test_the_page_uses_the_configured_annotator_count(app_with) -> None:  # type
     assert "of 3)" in client.get("/").text
     assert client.get("/docs/runs/r1/missing.html").status_code == 404
     assert client.get("/docs/batches/secret.json").status_code == 404  # only Data Docs and cards are served
+
+
+def test_the_page_shows_the_newest_records_a_page_at_a_time(app_with) -> None:  # type: ignore[no-untyped-def]
+    from datetime import UTC, datetime, timedelta
+
+    from pipelines.config import Params
+    from pipelines.ledger import BatchRecord, Ledger
+    from tests.support.memory_store import MemoryStore
+
+    params = Params()
+    store = MemoryStore()
+    ledger = Ledger(store, params.store)  # type: ignore[arg-type]
+    t = datetime(2026, 11, 30, tzinfo=UTC)
+    for i in range(60):
+        ledger.put_batch(BatchRecord(batch_id=f"r{i:02d}.shard-00000", run_id=f"r{i:02d}", shard=0, questions=4,
+                                     project_id=1, status="closed", pushed_at=t + timedelta(hours=i),
+                                     deadline=t, questions_key="runs/r/questions/shard-00000.parquet"))
+    client = app_with(store, params)
+    first = client.get("/api/status").json()
+    assert [b["batch_id"] for b in first["batches"]][:2] == ["r59.shard-00000", "r58.shard-00000"]
+    assert len(first["batches"]) == 50 and first["more"] is True
+    second = client.get("/api/status", params={"page": 1}).json()
+    assert [b["batch_id"] for b in second["batches"]] == [f"r{i:02d}.shard-00000" for i in range(9, -1, -1)]
+    assert second["more"] is False
+    assert "href='?page=1'>older" in client.get("/").text
+    page2 = client.get("/", params={"page": 1}).text
+    assert "href='?page=0'>newer" in page2 and "older" not in page2 and "r09.shard-00000" in page2
