@@ -56,11 +56,12 @@ def run_cli(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> i
         parser.print_help()
         return 2
     from pipelines.config import ConfigError
+    from pipelines.contracts import ContractError
     from pipelines.stack.process import StackError
 
     try:
         return int(args.handler(args) or 0)
-    except (ConfigError, StackError) as err:
+    except (ConfigError, ContractError, StackError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -138,13 +138,63 @@ def to_table(rows: Sequence[Mapping[str, Any] | BaseModel], name: str) -> pa.Tab
     return pa.Table.from_pylist(dicts, schema=schema)
 
 
+#: Columns a table may leave out (read as nulls): set only by an optional stage.
+OPTIONAL: dict[str, frozenset[str]] = {"questions": frozenset({"pass_rate"})}
+
+
+class ContractError(ValueError):
+    """A table breaks its contract: a required column is missing, or a value cannot be read as the
+    contract's type. The message names the column."""
+
+
+def _kind(t: pa.DataType) -> str:
+    for kind, test in (("integer", pa.types.is_integer), ("float", pa.types.is_floating),
+                       ("string", lambda x: pa.types.is_string(x) or pa.types.is_large_string(x)),
+                       ("binary", lambda x: pa.types.is_binary(x) or pa.types.is_large_binary(x)),
+                       ("list", lambda x: pa.types.is_list(x) or pa.types.is_large_list(x)
+                        or pa.types.is_fixed_size_list(x)),
+                       ("timestamp", pa.types.is_timestamp), ("boolean", pa.types.is_boolean),
+                       ("struct", pa.types.is_struct), ("null", pa.types.is_null)):
+        if test(t):
+            return kind
+    return str(t)
+
+
+def _same_kind(src: pa.DataType, dst: pa.DataType) -> bool:
+    """A physical variant of the contract's type (width, offsets), or an all-null column."""
+    return _kind(src) in (_kind(dst), "null") or (_kind(src) == "integer" and _kind(dst) == "float")
+
+
 def conform(table: pa.Table, name: str) -> pa.Table:
-    """Cast/reorder ``table`` to the contract; missing columns are an error."""
+    """``table`` as the contract's exact schema (column order and types).
+
+    The contract is the columns and the meaning of their values, not physical types: integers of
+    any width, strings or large strings, dictionary-encoded columns are all read (casts are checked:
+    a value that does not fit is an error); optional columns (:data:`OPTIONAL`) may be absent and
+    read as nulls; extra columns are dropped. A missing required column, or a column whose values
+    cannot be read as the contract's type, raises :class:`ContractError` naming it.
+    """
     schema = SCHEMAS[name]
-    missing = [n for n in schema.names if n not in table.column_names]
+    optional = OPTIONAL.get(name, frozenset())
+    missing = [n for n in schema.names if n not in table.column_names and n not in optional]
     if missing:
-        raise ValueError(f"{name}: missing columns {missing}")
-    return table.select(schema.names).cast(schema)
+        raise ContractError(f"{name}: missing required column(s) {missing}")
+    columns = []
+    for field in schema:
+        if field.name not in table.column_names:
+            columns.append(pa.nulls(table.num_rows, field.type))
+            continue
+        column = table.column(field.name)
+        if pa.types.is_dictionary(column.type):
+            column = column.cast(column.type.value_type)
+        if not _same_kind(column.type, field.type):
+            raise ContractError(f"{name}.{field.name}: {column.type} is not a {field.type} column")
+        try:
+            columns.append(column.cast(field.type, safe=True))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as err:
+            raise ContractError(f"{name}.{field.name}: {column.type} values cannot be read as {field.type} "
+                                f"({str(err).splitlines()[0]})") from None
+    return pa.Table.from_arrays(columns, schema=schema)
 
 
 def parquet_bytes(table: pa.Table) -> bytes:

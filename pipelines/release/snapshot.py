@@ -247,7 +247,8 @@ def append_part(
     if images and not image_bytes:
         raise SnapshotError(f"none of the {len(images)} images could be read "
                             f"(first: {rejects[0].code}: {rejects[0].detail}); check --images-from")
-    part_consensus = to_table(sorted(new_rows, key=lambda r: r["question_id"]), "consensus")
+    ordered = sorted(new_rows, key=lambda r: str(r["question_id"]))
+    part_consensus = to_table(ordered, "consensus")
     rows, row_rejects = select_rows(
         part_consensus.filter(pc.is_in(part_consensus["question_id"], pa.array(sorted(to_release), pa.string()))),
         questions, manifest, set(image_bytes), salt=cfg.split_salt, eval_fraction=cfg.eval_fraction)
