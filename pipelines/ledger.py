@@ -123,6 +123,8 @@ class ReleaseRecord(_Record):
     reused: bool = False  # the registry already had this content: no new commit
     pushed_files: int | None = None
     released_at: datetime
+    # the newest decision this release read: the next release reads the decisions after it
+    decisions_through: datetime | None = None
 
 
 class RunSummary(_Record):
@@ -389,7 +391,9 @@ class Ledger:
         """Decisions recorded after the latest release (every decision when there is none), newest
         first: what a release adds to the previous one. O(new decisions + one page of releases)."""
         latest = self.latest_release()
-        return self.decided_since(latest.released_at if latest else None)
+        if latest is None:
+            return self.decided_since(None)
+        return self.decided_since(latest.decisions_through or latest.released_at)
 
     def release(self, tag: str) -> ReleaseRecord | None:
         key = self.release_key(tag)

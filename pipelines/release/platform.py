@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import mimetypes
 import tempfile
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,14 +31,18 @@ class NothingToRelease(RuntimeError):
     """No batch has been decided yet."""
 
 
-def gather_tables(ledger: Ledger) -> tuple[dict[str, pa.Table], list[str]]:
-    """Consensus, questions, instances and manifest of every decided batch, and their run ids."""
+def gather_tables(ledger: Ledger) -> tuple[dict[str, pa.Table], list[str], datetime | None]:
+    """Consensus, questions, instances and manifest of the batches decided since the last release,
+    their run ids, and the newest decision time read. Reads only those batches: the release appends
+    them to the registry's data, which already holds everything before (O(new), not O(history))."""
     store = ledger.store
     parts: dict[str, list[pa.Table]] = {"consensus": [], "questions": [], "instances": [], "manifest": []}
     run_ids: set[str] = set()
-    for batch in ledger.batches():
-        key = ledger.consensus_table_key(batch.batch_id, "consensus")
-        if not batch.questions or not store.exists(key):
+    decisions = ledger.decided_since_release()
+    for decision in decisions:
+        batch = ledger.batch(decision.batch_id)
+        key = ledger.consensus_table_key(decision.batch_id, "consensus")
+        if batch is None or not batch.questions or not store.exists(key):
             continue
         run = ledger.run(batch.run_id)
         parts["consensus"].append(store.get_table(key, "consensus"))
@@ -46,7 +51,7 @@ def gather_tables(ledger: Ledger) -> tuple[dict[str, pa.Table], list[str]]:
         parts["manifest"].append(store.get_table(run.table("manifest", batch.shard), "manifest"))
         run_ids.add(batch.run_id)
     if not parts["consensus"]:
-        raise NothingToRelease("no decided batch yet: nothing to release")
+        raise NothingToRelease("no batch decided since the last release: nothing to release")
     tables = {}
     for name, tabs in parts.items():
         t = pa.concat_tables([conform(x, name) for x in tabs])
@@ -54,7 +59,7 @@ def gather_tables(ledger: Ledger) -> tuple[dict[str, pa.Table], list[str]]:
         ids = {"consensus": ["question_id"], "questions": ["question_id"], "manifest": ["image_id"],
                "instances": ["image_id", "instance_id"]}[name]
         tables[name] = _dedupe(t, ids)
-    return tables, sorted(run_ids)
+    return tables, sorted(run_ids), max(d.decided_at for d in decisions)
 
 
 def _dedupe(table: pa.Table, keys: list[str]) -> pa.Table:
@@ -79,13 +84,16 @@ def release_from_store(params: Params, store: ObjectStore, run_id: str, home: Pa
     from pipelines.release.snapshot import ReleaseSources
 
     ledger = Ledger(store, params.store)
-    tables, run_ids = gather_tables(ledger)
-    digest = accepted_digest(tables["consensus"])
     latest = ledger.latest_release()
-    if latest and latest.accepted_digest == digest:
-        # Nothing new was accepted since the last release: trainers keep pulling that tag.
-        log.info("release: accepted set unchanged since %s; no new tag", latest.tag)
+    try:
+        tables, run_ids, through = gather_tables(ledger)
+    except NothingToRelease:
+        if latest is None:
+            raise
+        # Nothing decided since the last release: trainers keep pulling that tag.
+        log.info("release: nothing decided since %s; no new tag", latest.tag)
         return latest.model_copy(update={"reused": True, "released_by": run_id})
+    digest = accepted_digest(tables["consensus"])
     with tempfile.TemporaryDirectory(prefix="hopchain-release-") as tmp:
         paths = {}
         for name, table in tables.items():
@@ -103,7 +111,7 @@ def release_from_store(params: Params, store: ObjectStore, run_id: str, home: Pa
         tag=result.tag, registry=registry, commit=result.commit, questions=released.get("questions"),
         images=released.get("images"), metrics=result.metrics, card=card_key, run_ids=run_ids,
         accepted_digest=digest, released_by=run_id, reused=result.reused, pushed_files=result.pushed_files,
-        released_at=utc_now(),
+        released_at=utc_now(), decisions_through=through,
     )
     ledger.put_release(record)
     return record
