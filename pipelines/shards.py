@@ -61,12 +61,23 @@ def _sum_counts(parts: Sequence[dict[str, Any]]) -> dict[str, float]:
     return {k: round(v, 3) if isinstance(v, float) else v for k, v in out.items()}
 
 
+def _processed(advance: Callable[[int], None] | None, n: int) -> None:
+    if advance is not None and n:
+        advance(n)
+
+
 def run_detect(stage: Any, manifest: pa.Table, params: Params,
-               load: Callable[[pa.Table, str], tuple[list[ImageItem], list[Any]]]) -> ShardOutput:
+               load: Callable[[pa.Table, str], tuple[list[ImageItem], list[Any]]],
+               advance: Callable[[int], None] | None = None) -> ShardOutput:
     """Detections of one manifest shard. ``stage`` is a set-up :class:`~pipelines.detect.stage.DetectStage`;
-    ``load(manifest, stage_name)`` decodes the images (→ items, reject records)."""
+    ``load(manifest, stage_name)`` decodes the images (→ items, reject records); ``advance(n)`` is
+    told of every ``n`` images done (progress), unreadable ones included."""
     items, load_rejects = load(manifest, "detect")
-    parts = [stage.process(chunk) for chunk in batches(items, batch_size(params, "detect"))]
+    _processed(advance, len(load_rejects))
+    parts = []
+    for chunk in batches(items, batch_size(params, "detect")):
+        parts.append(stage.process(chunk))
+        _processed(advance, len(chunk))
     table = pa.concat_tables([p.detections for p in parts]) if parts else empty_table("detections")
     rejects = pa.concat_tables([rejects_table(load_rejects), *[p.rejects for p in parts]])
     counts = _sum_counts([p.counts for p in parts])
@@ -75,14 +86,18 @@ def run_detect(stage: Any, manifest: pa.Table, params: Params,
 
 
 def run_segment(stage: Any, manifest: pa.Table, detections: pa.Table, params: Params,
-                load: Callable[[pa.Table, str], tuple[list[ImageItem], list[Any]]]) -> ShardOutput:
+                load: Callable[[pa.Table, str], tuple[list[ImageItem], list[Any]]],
+                advance: Callable[[int], None] | None = None) -> ShardOutput:
     """Instances of one manifest shard from its detections. ``stage`` is a set-up
-    :class:`~pipelines.segment.stage.SegmentStage`; each batch gets the detections of its images."""
+    :class:`~pipelines.segment.stage.SegmentStage`; each batch gets the detections of its images;
+    ``advance(n)`` as for :func:`run_detect`."""
     items, load_rejects = load(manifest, "segment")
+    _processed(advance, len(load_rejects))
     parts = []
     for chunk in batches(items, batch_size(params, "segment")):
         ids = pa.array([it.image_id for it in chunk], type=pa.string())
         parts.append(stage.process(chunk, detections.filter(pc.is_in(detections["image_id"], value_set=ids))))
+        _processed(advance, len(chunk))
     table = pa.concat_tables([p.instances for p in parts]) if parts else empty_table("instances")
     rejects = pa.concat_tables([rejects_table(load_rejects), *[p.rejects for p in parts]])
     counts = _sum_counts([{**p.counts, **p.timings} for p in parts])
@@ -123,11 +138,19 @@ def run_on_root(stage_name: Literal["detect", "segment"], root: str, params: Par
                 shard: int | None = None) -> dict[str, Any]:
     """Every manifest shard of a run root (or only ``shard``) through one loaded model: detect
     writes ``detections/`` + ``detect_rejects/``, segment ``instances/`` + ``segment_rejects/``.
-    Returns the shard numbers and summed counts."""
+    Returns the shard numbers and summed counts.
+
+    Progress: a bar over the images of every shard on a terminal, else one log line per shard
+    (:class:`pipelines.progress.ItemProgress`). A run root without a manifest is an input error.
+    """
     from pipelines.ingest.sources import ImageSource, load_images, save_table
+    from pipelines.progress import ItemProgress
 
     shards = shard_numbers(root, "manifest") if shard is None else [shard]
+    if not shards:
+        raise FileNotFoundError(2, "no manifest shards (run `hopchain ingest --out` first)", f"{root}/manifest")
     source = ImageSource()
+    manifests = {n: read_shard(root, "manifest", n, "manifest") for n in shards}
 
     def load(manifest: pa.Table, stage: str) -> tuple[list[ImageItem], list[Any]]:
         return load_images(manifest, params.ingest.max_pixels, source, stage=stage)
@@ -142,15 +165,20 @@ def run_on_root(stage_name: Literal["detect", "segment"], root: str, params: Par
 
         stage, table, contract = SegmentStage(params.segment), "instances", "instances"
     totals: dict[str, float] = {}
+    detections = ({n: read_shard(root, "detections", n, "detections") for n in shards}
+                  if stage_name == "segment" else {})
     stage.setup()
     try:
-        for n in shards:
-            manifest = read_shard(root, "manifest", n, "manifest")
-            out = (run_detect(stage, manifest, params, load) if stage_name == "detect" else
-                   run_segment(stage, manifest, read_shard(root, "detections", n, "detections"), params, load))
-            save_table(out.table, root, table, n, contract, source)
-            save_table(out.rejects, root, f"{stage_name}_rejects", n, "rejects", source)
-            totals = _sum_counts([totals, out.counts])
+        with ItemProgress(stage_name, sum(len(m) for m in manifests.values())) as progress:
+            for n in shards:
+                progress.describe(f"{stage_name} shard {n}")
+                manifest = manifests[n]
+                out = (run_detect(stage, manifest, params, load, progress.advance) if stage_name == "detect" else
+                       run_segment(stage, manifest, detections[n], params, load, progress.advance))
+                save_table(out.table, root, table, n, contract, source)
+                save_table(out.rejects, root, f"{stage_name}_rejects", n, "rejects", source)
+                totals = _sum_counts([totals, out.counts])
+                progress.shard_done(n, out.counts)
     finally:
         stage.teardown()
     return {"shards": shards, **totals}

@@ -33,7 +33,15 @@ def _ingest(args: argparse.Namespace) -> int:
         print(json.dumps(shards))
         return 0
     todo = shards if args.shard is None else [args.shard]
-    results = {s: ingest_shard(cfg, args.source, s, source) for s in todo}
+    from pipelines.progress import ItemProgress
+
+    results = {}
+    with ItemProgress("ingest", len(todo), unit="shards") as progress:
+        for s in todo:
+            results[s] = ingest_shard(cfg, args.source, s, source)
+            progress.advance()
+            progress.shard_done(s, {"images": results[s].manifest.num_rows,
+                                    "quarantined": results[s].quarantine.num_rows})
     if args.shard is None and len(results) > 1:
         # a whole run also collapses duplicates across shards (the lowest shard keeps the image)
         import pyarrow as pa

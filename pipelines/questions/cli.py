@@ -28,6 +28,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_questions)
 
 
+def _working(text: str):
+    """A spinner with the elapsed time on a terminal (the stage reports no per-image progress);
+    nothing elsewhere."""
+    import contextlib
+
+    from pipelines.progress import interactive
+
+    if not interactive():
+        return contextlib.nullcontext()
+    from rich.console import Console
+
+    return Console(stderr=True).status(f"{text} …")
+
+
 def _questions(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
@@ -45,6 +59,8 @@ def _questions(args: argparse.Namespace) -> int:
     if args.variants:
         update["variants"] = [v.strip() for v in args.variants.split(",") if v.strip()]
     cfg = params.questions.model_validate({**params.questions.model_dump(), **update})
+    # inputs first: a missing or broken table fails in a second, before any model is loaded
+    instances, manifest = read_parquet(args.instances, "instances"), read_parquet(args.manifest, "manifest")
     backend = None
     if cfg.writer == "vlm" or cfg.difficulty.enabled:
         # The VLM writer and the difficulty solver share the platform's VLM (params.vlm),
@@ -54,10 +70,8 @@ def _questions(args: argparse.Namespace) -> int:
         backend = make_vlm_backend(params.vlm)
         backend.setup()
     try:
-        result = run_questions(
-            read_parquet(args.instances, "instances"), read_parquet(args.manifest, "manifest"), cfg,
-            writer_backend=backend, solver_backend=backend,
-        )
+        with _working(f"questions for {manifest.num_rows} images"):
+            result = run_questions(instances, manifest, cfg, writer_backend=backend, solver_backend=backend)
     finally:
         if backend is not None:
             backend.teardown()

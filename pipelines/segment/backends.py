@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image
 
 from pipelines.config import ModelRef, SegmentConfig
-from pipelines.vlm.backends import resolve_device, resolve_dtype
+from pipelines.vlm.backends import load_pretrained, locate_model, resolve_device, resolve_dtype
 
 log = logging.getLogger(__name__)
 
@@ -104,9 +104,10 @@ class _TransformersBackend:
 
         self.device = resolve_device(self.ref.device)
         self.dtype = resolve_dtype(self.ref.dtype, self.device)
-        self.processor = getattr(transformers, self.processor_class).from_pretrained(self.ref.model)
+        key = f"segment.{self.config_key}.model"
+        self.processor = load_pretrained(getattr(transformers, self.processor_class), self.ref.model, key)
         model_cls = getattr(transformers, self.model_class)
-        self.model = model_cls.from_pretrained(self.ref.model, dtype=self.dtype).to(self.device).eval()
+        self.model = load_pretrained(model_cls, self.ref.model, key, dtype=self.dtype).to(self.device).eval()
 
     def teardown(self) -> None:
         self.model = None
@@ -184,6 +185,7 @@ class Sam2Backend:
     def setup(self) -> None:
         if self.predictor is not None:
             return
+        locate_model(self.ref.model, key="segment.sam2.model", single_file=True)  # a one-line error if absent
         from sam2.build_sam import build_sam2
         from sam2.sam2_image_predictor import SAM2ImagePredictor
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -36,13 +37,22 @@ def _segment(args: argparse.Namespace) -> int:
 def _import_coco(args: argparse.Namespace) -> int:
     import pyarrow.compute as pc
 
+    from pipelines.cli import InputError
     from pipelines.config import load_params
     from pipelines.ingest.sources import save_table
     from pipelines.segment.annotations import import_coco
 
     params = load_params(args.params, args.profile)
-    res = import_coco(args.coco, args.images, shard_size=params.ingest.shard_size,
-                      max_pixels=params.ingest.max_pixels)
+    if not Path(args.images).is_dir():
+        raise InputError(args.images, "no such image folder", "--images is the folder the JSON's file_name "
+                         "entries are relative to")
+    try:
+        res = import_coco(args.coco, args.images, shard_size=params.ingest.shard_size,
+                          max_pixels=params.ingest.max_pixels)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise InputError(args.coco, f"not a COCO JSON file ({err})", "give the instances JSON") from None
+    except AttributeError as err:  # a JSON that is not an object with images/annotations
+        raise InputError(args.coco, f"not COCO instances ({err})", "give the instances JSON") from None
     shards = sorted(set(res.manifest.column("shard").to_pylist())) or [0]
     for shard in shards:
         manifest = res.manifest.filter(pc.equal(res.manifest["shard"], shard))
@@ -61,6 +71,9 @@ def _export_coco(args: argparse.Namespace) -> int:
     from pipelines.ingest.sources import load_tables
     from pipelines.segment.annotations import export_coco
 
+    if not args.root.startswith("s3://") and not any(Path(args.root, "manifest").glob("shard-*.parquet")):
+        raise FileNotFoundError(2, "no manifest shards (a run root written by ingest or import-coco)",
+                                f"{args.root}/manifest")
     coco = export_coco(load_tables(args.root, "manifest", "manifest"), load_tables(args.root, "instances", "instances"))
     write_atomic(args.coco, json.dumps(coco))
     print(json.dumps({"images": len(coco["images"]), "annotations": len(coco["annotations"])}))

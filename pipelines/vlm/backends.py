@@ -21,6 +21,7 @@ import logging
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from pipelines.config import ModelRef, OpenAIEndpoint, VLMConfig
@@ -31,6 +32,94 @@ log = logging.getLogger(__name__)
 
 class VLMRequestError(RuntimeError):
     """A request that failed after all retries (endpoint down, timeouts, 4xx)."""
+
+
+# -- where a configured model is, without downloading ---------------------------------------------
+ALLOW_DOWNLOADS_ENV = "HOPCHAIN_ALLOW_DOWNLOADS"
+
+
+def downloads_allowed() -> bool:
+    """Model hub downloads are off unless ``HOPCHAIN_ALLOW_DOWNLOADS=1`` (``true``/``yes``)."""
+    return os.environ.get(ALLOW_DOWNLOADS_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
+class ModelUnavailable(RuntimeError):
+    """A configured model that cannot be loaded here: ``why`` and what to do (``fix``)."""
+
+    def __init__(self, what: str, why: str, fix: str):
+        super().__init__(f"{what}: {why}")
+        self.what, self.why, self.fix = what, why, fix
+
+
+class ModelLocation:
+    """Where :func:`locate_model` found a model: ``kind`` is ``path`` (a local folder or file),
+    ``cache`` (the local Hugging Face cache) or ``download`` (not here; downloads are allowed)."""
+
+    def __init__(self, model: str, kind: str, path: Path | None):
+        self.model, self.kind, self.path = model, kind, path
+
+    def describe(self) -> str:
+        if self.kind == "path":
+            return f"local path {self.path}"
+        if self.kind == "cache":
+            return f"{self.model} in the local Hugging Face cache ({self.path})"
+        return f"{self.model} is not cached; it will be downloaded ({ALLOW_DOWNLOADS_ENV}=1)"
+
+
+def _looks_like_path(model: str) -> bool:
+    return model.startswith(("/", "./", "../", "~")) or model.count("/") != 1 or Path(model).exists()
+
+
+def locate_model(model: str, *, key: str = "model", single_file: bool = False) -> ModelLocation:
+    """Find ``model`` (a local path or a hub id) without any network call.
+
+    A path must exist (a file when ``single_file``, e.g. a sam2 checkpoint); a hub id must be in the
+    local Hugging Face cache (``HF_HOME`` / ``HF_HUB_CACHE``) unless downloads are allowed. Raises
+    :class:`ModelUnavailable` naming the params key and the ways to make the model available.
+    """
+    what = f"{key} {model!r}" if key else repr(model)
+    if not model:
+        raise ModelUnavailable(what, "empty", f"set {key} in params.yaml to a local path or a model id")
+    if _looks_like_path(model):
+        path = Path(model).expanduser()
+        if single_file and path.is_file() or not single_file and path.is_dir() and any(path.iterdir()):
+            return ModelLocation(model, "path", path.resolve())
+        kind = "checkpoint file" if single_file else "checkpoint folder"
+        why = f"no such {kind}" if not path.exists() else f"not a {kind}"
+        raise ModelUnavailable(what, why, f"copy the checkpoint to {path} or set {key} in params.yaml to where it is")
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    try:
+        cached = try_to_load_from_cache(model, "config.json")
+    except ValueError:  # HFValidationError: not a valid hub id either
+        raise ModelUnavailable(what, "no such local path, and not a model id",
+                               f"set {key} in params.yaml to a checkpoint path or a hub id") from None
+    if isinstance(cached, str):
+        return ModelLocation(model, "cache", Path(cached).parent)
+    if downloads_allowed():
+        return ModelLocation(model, "download", None)
+    raise ModelUnavailable(
+        what, f"not in the local Hugging Face cache ({constants.HF_HUB_CACHE}) and downloads are off",
+        f"set {key} in params.yaml to a local checkpoint folder, point HF_HOME at a cache that holds it "
+        f"filled by `hf download {model}` on a connected machine, or set {ALLOW_DOWNLOADS_ENV}=1",
+    )
+
+
+def pretrained_kwargs() -> dict[str, Any]:
+    """Keyword arguments for every ``from_pretrained``: local files only unless downloads are allowed."""
+    return {} if downloads_allowed() else {"local_files_only": True}
+
+
+def load_pretrained(loader: Any, model: str, key: str, **kw: Any) -> Any:
+    """``loader.from_pretrained(model, ...)`` offline (unless allowed); a checkpoint that cannot be
+    loaded is one :class:`ModelUnavailable` naming ``key``, not a transformers traceback."""
+    locate_model(model, key=key)
+    try:
+        return loader.from_pretrained(model, **pretrained_kwargs(), **kw)
+    except (OSError, ValueError) as err:
+        why = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
+        raise ModelUnavailable(f"{key} {model!r}", f"cannot be loaded: {why}",
+                               "check that the folder holds a complete checkpoint of this model class") from err
 
 
 def resolve_device(device: str) -> str:
@@ -83,9 +172,10 @@ class Qwen3VLBackend:
 
         self.device = resolve_device(self.ref.device)
         dtype = resolve_dtype(self.ref.dtype, self.device)
-        self.processor = AutoProcessor.from_pretrained(self.ref.model)
+        self.processor = load_pretrained(AutoProcessor, self.ref.model, "vlm.qwen3vl.model")
         self.processor.tokenizer.padding_side = "left"
-        self.model = Qwen3VLForConditionalGeneration.from_pretrained(self.ref.model, dtype=dtype)
+        self.model = load_pretrained(Qwen3VLForConditionalGeneration, self.ref.model, "vlm.qwen3vl.model",
+                                     dtype=dtype)
         self.model.to(self.device).eval()
         log.info("loaded %s on %s (%s)", self.ref.model, self.device, dtype)
 

@@ -74,5 +74,5 @@ def test_a_table_that_breaks_the_contract_is_refused_naming_the_column(outside, 
     broken = pq.read_table(paths["questions"]).drop_columns(["answer"])
     pq.write_table(broken, tmp_path / "broken.parquet")
     assert main(["consensus", "--questions", str(tmp_path / "broken.parquet"), "--annotations",
-                 str(paths["annotations"]), "--out", str(tmp_path / "c.parquet")]) == 1
+                 str(paths["annotations"]), "--out", str(tmp_path / "c.parquet")]) == 2  # input error
     assert "error: questions: missing required column(s) ['answer']" in capsys.readouterr().err
