@@ -1,4 +1,6 @@
-"""Registers the HopChain Airflow plugin: the status page (FastAPI app + a UI nav entry)."""
+"""Registers the HopChain Airflow plugin: the status page and review workspace (FastAPI app), a UI nav
+entry (Browse → HopChain) and a "HopChain" tab on every DAG run's page that opens the questions of
+that run (the UI fills ``{DAG_ID}`` and ``{RUN_ID}`` into the ``href`` of a ``dag_run`` view)."""
 
 from __future__ import annotations
 
@@ -24,5 +26,11 @@ class HopChainPlugin(AirflowPlugin):
             "destination": "nav",
             "category": "browse",
             "url_route": "hopchain",
-        }
+        },
+        {
+            "name": "HopChain",
+            "href": "/hopchain/questions?run={RUN_ID}&dag={DAG_ID}",
+            "destination": "dag_run",
+            "url_route": "hopchain-run",
+        },
     ]

@@ -1,7 +1,9 @@
-"""The HopChain page in the Airflow UI: runs → batches → annotation progress → consensus → releases.
+"""The HopChain page in the Airflow UI: runs → batches → annotation progress → consensus → releases,
+and the review workspace (questions with their hop traces, annotators, trends; :mod:`pipelines.review`).
 
-Mounted by the plugin at ``/hopchain``; every route depends on Airflow's ``GetUserDep``, so an
-unauthenticated request gets 401 (the UI's iframe carries the user's ``_token`` cookie). Data
+Mounted by the plugin at ``/hopchain``; every route depends on
+:func:`~hopchain_airflow.ui.security.require_hopchain_read`: no token is 401, a user without read
+access to the HopChain DAGs 403 (the UI's iframe carries the user's ``_token`` cookie). Data
 comes from the ledger the DAGs write (:mod:`pipelines.ledger`, through the ``hopchain_s3``
 connection's hook) and, for live progress, from Label Studio (the ``hopchain_label_studio``
 connection's hook). Data Docs and dataset cards are proxied from the object store so they need
@@ -20,14 +22,12 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI, HTTPException
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
+from hopchain_airflow.ui.security import HopChainReader
+
 if TYPE_CHECKING:
     from pipelines.config import Params
     from pipelines.ledger import Ledger
-
-try:  # available inside the api-server; the import is kept lazy-safe for unit tests
-    from airflow.api_fastapi.core_api.security import GetUserDep
-except ImportError:  # pragma: no cover - only outside an Airflow installation
-    GetUserDep = Any  # type: ignore[misc,assignment]
+    from pipelines.review import Review
 
 _CACHE: dict[str, tuple[float, Any]] = {}
 
@@ -51,6 +51,16 @@ def _ledger() -> Ledger:
 
     params = _params()
     return Ledger(ObjectStoreHook().get_store(params.store.bucket, timeout_s=5, retries=0), params.store)
+
+
+def _review() -> Review:
+    """The review reader of this api-server process (its per-batch and image caches live with it)."""
+    from pipelines.review import Review
+
+    hit = _CACHE.get("review")
+    if hit is None:
+        hit = _CACHE["review"] = (time.monotonic(), Review(_ledger()))
+    return hit[1]
 
 
 def _label_studio_progress(batches: list[dict[str, Any]], required: int) -> dict[str, dict[str, Any]]:
@@ -110,14 +120,14 @@ def create_app() -> FastAPI:
         return data
 
     @app.get("/api/status")
-    def api_status(user: GetUserDep, page: int = 0) -> JSONResponse:
+    def api_status(user: HopChainReader, page: int = 0) -> JSONResponse:
         try:
             return JSONResponse(cached_status(page))
         except BackendDown as down:
             return JSONResponse({"error": str(down)}, status_code=502)
 
     @app.get("/docs/{key:path}")
-    def proxied_document(key: str, user: GetUserDep) -> Response:
+    def proxied_document(key: str, user: HopChainReader) -> Response:
         ledger = _ledger()
         if ".." in key.split("/") or not key.startswith(ledger.document_prefixes):
             raise HTTPException(404, "not a Data Docs or release document")
@@ -134,8 +144,12 @@ def create_app() -> FastAPI:
         mime = mimetypes.guess_type(key)[0] or "application/octet-stream"
         return Response(data, media_type=mime)
 
+    from hopchain_airflow.ui.review_routes import add_review_routes
+
+    add_review_routes(app, review=lambda: _review(), ledger=lambda: _ledger(), cache=_CACHE)
+
     @app.get("/", response_class=HTMLResponse)
-    def page(user: GetUserDep, page: int = 0) -> HTMLResponse:
+    def page(user: HopChainReader, page: int = 0) -> HTMLResponse:
         try:
             return HTMLResponse(render_page(cached_status(page)))
         except BackendDown as down:
@@ -201,7 +215,9 @@ table{{border-collapse:collapse;font-size:.9rem}}
 td,th{{padding:.25rem .6rem;border-bottom:1px solid #eee;text-align:left}}
 th{{background:#f6f8fa}} .empty{{color:#777}} .error{{color:#b00}}
 </style></head><body>
-<h1>HopChain — multi-hop question pipeline</h1>{err}{nav_html}
+<h1>HopChain — multi-hop question pipeline</h1>
+<nav class='tabs'><b>Status</b> &middot; <a href='questions'>Questions</a> &middot;
+<a href='annotators'>Annotators</a> &middot; <a href='trends'>Trends</a></nav>{err}{nav_html}
 <h2>Runs</h2>{_table(["run", "images", "quarantined", "instances", "questions", "rejects", "validation"], runs)}
 <h2>Batches in Label Studio</h2>{_table(["batch", "run", "questions", "status", progress_head, "pushed"], batches)}
 <h2>Consensus</h2>{_table(["batch", "accepted", "rejected", "pending", "agreement", "decided"], consensus)}

@@ -82,7 +82,10 @@ def app_with(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
         application = ui.create_app()
         from airflow.api_fastapi.core_api.security import get_user
 
+        from hopchain_airflow.ui.security import require_hopchain_read
+
         application.dependency_overrides[get_user] = lambda: object()
+        application.dependency_overrides[require_hopchain_read] = lambda: object()
         return TestClient(application)
 
     return make
