@@ -18,6 +18,7 @@ Images are read only from the platform bucket, under its inputs or runs prefix
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import re
 import statistics
@@ -30,7 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel, Field
 
-from pipelines.ledger import BatchRecord, ConsensusRecord, Ledger, batch_id_for
+from pipelines.ledger import BatchRecord, ConsensusRecord, Ledger, NewestFirst, batch_id_for
 from pipelines.reward import canonical_number
 
 __all__ = [
@@ -374,6 +375,7 @@ class Review:
         self._batches: _LRU = _LRU(cache_batches)
         self._shards: _LRU = _LRU(8)
         self._pngs: _LRU = _LRU(cache_images)
+        self._indexed = False
 
     # -- batches ---------------------------------------------------------------------------------
     def batch_rows(self, batch: BatchRecord, decision: ConsensusRecord | None = None,
@@ -395,6 +397,19 @@ class Review:
 
         return list(self._batches.get_or((batch.batch_id, stamp), load))
 
+    def _newest(self, prefix: str, limit: int | None = None, skip: int = 0) -> Iterator[tuple[datetime, str]]:
+        """``(time, id)`` of one kind of record, newest first, from the ledger's newest-first index (a
+        listing only: no record is read). The first call builds the indexes of a ledger older than them."""
+        if not self._indexed:
+            self.ledger.view(per_page=1)
+            self._indexed = True
+        stop = None if limit is None else skip + limit
+        return itertools.islice(NewestFirst(self.store, prefix).entries(), skip, stop)
+
+    def recent_runs(self, n: int = 20) -> list[str]:
+        """Ids of the newest ``n`` finished runs (one listing)."""
+        return [run_id for _, run_id in self._newest(self.ledger.layout.runs_prefix, n)]
+
     def _batch_source(self, flt: QuestionFilter, start: Cursor) -> Iterator[tuple[Cursor, BatchRecord]]:
         """Batches newest first, each with the cursor of its first row, from ``start`` on."""
         if flt.batch or flt.run:
@@ -410,16 +425,12 @@ class Review:
                 if record is not None and (not flt.run or record.run_id == flt.run):
                     yield Cursor(page=0, pos=pos), record
             return
-        page = start.page
-        while True:
-            view = self.ledger.view(per_page=self.index_page, page=page)
-            for pos, record in enumerate(view.batches):
-                if page == start.page and pos < start.pos:
-                    continue
-                yield Cursor(page=page, pos=pos), record
-            if not view.more:
-                return
-            page += 1
+        first = start.page * self.index_page + start.pos
+        for n, (at, batch_id) in enumerate(self._newest(self.ledger.layout.batches_prefix, skip=first), first):
+            record = self.ledger.batch(batch_id)
+            if record is None or abs(record.pushed_at.timestamp() - at.timestamp()) > 0.002:
+                continue  # a stale marker (the record moved on): the index says so itself
+            yield Cursor(page=n // self.index_page, pos=n % self.index_page), record
 
     def questions(self, flt: QuestionFilter, cursor: Cursor | None = None, per_page: int = 20,
                   max_batches: int = 40) -> QuestionPage:
@@ -495,9 +506,10 @@ class Review:
     def decided_batches(self, decisions: int = 30) -> list[tuple[ConsensusRecord, list[QuestionRow]]]:
         """The newest ``decisions`` decisions with their batches' joined rows (one index page)."""
         out = []
-        for d in self.ledger.view(per_page=decisions).consensus:
-            batch = self.ledger.batch(d.batch_id)
-            if batch is not None:
+        for at, batch_id in self._newest(self.ledger.layout.consensus_prefix, decisions):
+            d = self.ledger.decision(batch_id)
+            batch = self.ledger.batch(batch_id)
+            if d is not None and batch is not None and abs(d.decided_at.timestamp() - at.timestamp()) <= 0.002:
                 out.append((d, self.batch_rows(batch, d, decided=True)))
         return out
 
@@ -532,7 +544,10 @@ class Review:
             if costs[run_id]:
                 t.annotations_per_accepted = statistics.fmean(costs[run_id])
         rel_rows = []
-        for r in self.ledger.view(per_page=releases).releases:
+        for _, tag in self._newest(self.ledger.layout.releases_prefix, releases):
+            r = self.ledger.release(tag)
+            if r is None:
+                continue
             m = r.metrics or {}
             con: dict[str, Any] = m["consensus"] if isinstance(m.get("consensus"), dict) else {}
             rel_rows.append(TrendRow(

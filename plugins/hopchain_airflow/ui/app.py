@@ -146,7 +146,7 @@ def create_app() -> FastAPI:
 
     from hopchain_airflow.ui.review_routes import add_review_routes
 
-    add_review_routes(app, review=lambda: _review(), ledger=lambda: _ledger(), cache=_CACHE)
+    add_review_routes(app, review=lambda: _review(), cache=_CACHE)
 
     @app.get("/", response_class=HTMLResponse)
     def page(user: HopChainReader, page: int = 0) -> HTMLResponse:

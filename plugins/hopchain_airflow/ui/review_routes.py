@@ -24,7 +24,6 @@ from hopchain_airflow.ui import review_pages as pages
 from hopchain_airflow.ui.security import HopChainReader
 
 if TYPE_CHECKING:
-    from pipelines.ledger import Ledger
     from pipelines.review import Review
 
 PLOTS = ("runs-rates", "runs-reasons", "releases-rates", "releases-released")
@@ -56,9 +55,8 @@ def _store_call(fn: Callable[[], Any]) -> Any:
         raise
 
 
-def add_review_routes(app: FastAPI, review: Callable[[], Review], ledger: Callable[[], Ledger],
-                      cache: dict[str, tuple[float, Any]]) -> None:
-    """Add the review routes to ``app``; ``review`` and ``ledger`` give this process's readers, ``cache``
+def add_review_routes(app: FastAPI, review: Callable[[], Review], cache: dict[str, tuple[float, Any]]) -> None:
+    """Add the review routes to ``app``; ``review`` gives this process's reader, ``cache``
     is the app's short-lived cache (trend rows live there for 30 s)."""
     from pipelines.review import Cursor, QuestionFilter, trend_plot
 
@@ -87,7 +85,7 @@ def add_review_routes(app: FastAPI, review: Callable[[], Review], ledger: Callab
                   dag: str = "", per_page: int = Query(20, ge=1, le=100)) -> HTMLResponse:
         flt = question_filter(run, batch, status, reason, hops, skeleton, category)
         result = find(flt, cursor, per_page)
-        recent = _store_call(lambda: [r.run_id for r in ledger().view(per_page=20).runs])
+        recent = _store_call(lambda: review().recent_runs(20))
         note = ""
         if dag and dag != "hopchain_nightly":
             note = (f"Questions are pushed by hopchain_nightly runs; this is a run of {dag}: its decisions are "
