@@ -18,6 +18,9 @@ DOC = """
 Turns the images under **input_prefix** (in the platform bucket) into multi-hop questions and pushes them to
 Label Studio for four-way verification.
 
+0. **preflight** — the `hopchain doctor` checks for the run's profile (models resolve offline, GPU memory, VLM
+   endpoint, S3, Label Studio, the connections and the `gpu` pool): one log line per check; any failure fails the
+   run here, before a shard starts.
 1. **ingest** — hash, decode, quarantine bad files, write the sharded manifest (`runs/<run_id>/manifest/`).
 2. per shard (mapped task group; GPU tasks run in the `gpu` pool and on the `gpu` queue):
    **detect** (VLM categories/boxes) → **segment** (SAM3/SAM2 masks) → **questions** (hop programs) →
@@ -48,6 +51,14 @@ Params are validated; `profile` selects a block of `params.yaml` (`demo` on a CP
     },
 )
 def hopchain_nightly():
+    @task(queue="gpu", retries=0, execution_timeout=timedelta(minutes=2))
+    def preflight(**context) -> dict:
+        """`hopchain doctor` for this run's profile, on a GPU worker, plus the connections and the `gpu` pool:
+        a broken configuration fails here in seconds, before any shard waits for a GPU slot."""
+        from hopchain_airflow.runtime import preflight as check
+
+        return check(context)
+
     @task(execution_timeout=timedelta(minutes=30))
     def ingest(**context) -> list[int]:
         """List the inputs, write the manifest and quarantine shards; returns the shard numbers."""
@@ -117,7 +128,9 @@ def hopchain_nightly():
         context["outlet_events"][QUESTIONS_BATCH].extra = extra
         return extra
 
-    pushed = process_shard.expand(shard=ingest())
+    shards = ingest()
+    preflight() >> shards
+    pushed = process_shard.expand(shard=shards)
     pushed >> summary() >> announce()
 
 

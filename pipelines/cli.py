@@ -86,11 +86,15 @@ def explain(err: BaseException) -> Explained | None:
                                          (NotADirectoryError, "not a directory"),
                                          (PermissionError, "permission denied")]
         why = next(text for kind, text in kinds if isinstance(err, kind))
-        if err.filename and err.strerror and err.strerror not in why and not err.strerror.startswith("["):
-            why = err.strerror  # our own message, e.g. "no manifest shards (run ...)"
         fix = "check the file's permissions" if isinstance(err, PermissionError) else "check the path"
-        what = err.filename or _one_line(err)
-        return Explained(USAGE, f"error: {what}: {why} ({fix})" if err.filename else f"error: {what} ({fix})")
+        if err.filename:
+            if err.strerror and err.errno is not None and err.strerror != os.strerror(err.errno):
+                return Explained(USAGE, f"error: {err.filename}: {err.strerror}")  # our own sentence
+            return Explained(USAGE, f"error: {err.filename}: {why} ({fix})")
+        text = _one_line(err)
+        if " " not in text:  # pyarrow: the message is the path itself
+            return Explained(USAGE, f"error: {text}: {why} ({fix})")
+        return Explained(USAGE, f"error: {text} ({fix})")
     mods = sys.modules
     vlm = mods.get("pipelines.vlm.backends")
     if vlm is not None and isinstance(err, vlm.ModelUnavailable):

@@ -134,7 +134,7 @@ def model_check(key: str, ref: ModelRef, *, single_file: bool = False) -> Check:
         try:
             found = locate_model(ref.model, key=f"{key}.model", single_file=single_file)
         except ModelUnavailable as err:
-            raise CheckFailed(err.why, err.fix) from None
+            raise CheckFailed(f"{err.what}: {err.why}", err.fix) from None
         return found.describe()
 
     return Check(f"model {key}", probe)

@@ -148,7 +148,8 @@ def run_on_root(stage_name: Literal["detect", "segment"], root: str, params: Par
 
     shards = shard_numbers(root, "manifest") if shard is None else [shard]
     if not shards:
-        raise FileNotFoundError(2, "no manifest shards (run `hopchain ingest --out` first)", f"{root}/manifest")
+        raise FileNotFoundError(2, "no manifest shards (run `hopchain ingest --out` on this root first)",
+                                f"{root}/manifest")
     source = ImageSource()
     manifests = {n: read_shard(root, "manifest", n, "manifest") for n in shards}
 

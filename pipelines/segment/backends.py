@@ -100,6 +100,7 @@ class _TransformersBackend:
     def setup(self) -> None:
         if self.model is not None:
             return
+        locate_model(self.ref.model, key=f"segment.{self.config_key}.model")  # before importing transformers
         import transformers
 
         self.device = resolve_device(self.ref.device)

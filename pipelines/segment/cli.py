@@ -72,7 +72,7 @@ def _export_coco(args: argparse.Namespace) -> int:
     from pipelines.segment.annotations import export_coco
 
     if not args.root.startswith("s3://") and not any(Path(args.root, "manifest").glob("shard-*.parquet")):
-        raise FileNotFoundError(2, "no manifest shards (a run root written by ingest or import-coco)",
+        raise FileNotFoundError(2, "no manifest shards (give a run root written by ingest or import-coco)",
                                 f"{args.root}/manifest")
     coco = export_coco(load_tables(args.root, "manifest", "manifest"), load_tables(args.root, "instances", "instances"))
     write_atomic(args.coco, json.dumps(coco))

@@ -168,6 +168,7 @@ class Qwen3VLBackend:
     def setup(self) -> None:
         if self.model is not None:
             return
+        locate_model(self.ref.model, key="vlm.qwen3vl.model")  # fails in a second, before importing transformers
         from transformers import AutoProcessor, Qwen3VLForConditionalGeneration
 
         self.device = resolve_device(self.ref.device)

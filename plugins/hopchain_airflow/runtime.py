@@ -68,3 +68,102 @@ def run_task(context: dict[str, Any], step: Callable[[Any], T]) -> Any:
     except ValidationFailed as err:
         raise AirflowFailException(f"critical validation failure (no retry): {err}") from err
 
+
+
+# -- preflight: the nightly's first task ------------------------------------------------------------
+GPU_POOL = "gpu"
+
+
+def _connection_check(conn_id: str) -> Any:
+    from pipelines.doctor import Check, CheckFailed
+
+    def probe() -> str:
+        from airflow.sdk import BaseHook
+
+        try:
+            conn = BaseHook.get_connection(conn_id)
+        except Exception as err:  # noqa: BLE001 - AirflowNotFoundException and secrets-backend errors alike
+            raise CheckFailed(f"connection {conn_id!r} not found ({type(err).__name__})",
+                              f"create it: airflow connections add {conn_id} ... (docs/deployment.md), "
+                              f"or set AIRFLOW_CONN_{conn_id.upper()}") from None
+        return f"{conn_id} ({conn.conn_type}, host {conn.host or '-'})"
+
+    return Check(f"airflow connection {conn_id}", probe)
+
+
+def _pool_check(timeout_s: float = 10.0) -> Any:
+    """The ``gpu`` pool through ``airflow pools get`` (tasks have no database access and the Task SDK
+    has no pool call); where the command cannot answer here, the line says it was not checked."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    from pipelines.doctor import Check, CheckFailed
+
+    def probe() -> str:
+        exe = shutil.which("airflow") or os.path.join(os.path.dirname(sys.executable), "airflow")
+        try:
+            proc = subprocess.run([exe, "pools", "get", GPU_POOL, "-o", "json"], capture_output=True, text=True,
+                                  timeout=timeout_s - 0.5)
+        except (OSError, subprocess.TimeoutExpired) as err:
+            return f"not checked here ({type(err).__name__}); the scheduler never runs tasks of a missing pool"
+        if proc.returncode == 0:
+            return f"pool {GPU_POOL!r} exists: {proc.stdout.strip()[:120]}"
+        if "does not exist" in (proc.stdout + proc.stderr):
+            raise CheckFailed(f"pool {GPU_POOL!r} does not exist, so no GPU task would ever be scheduled",
+                              f"airflow pools set {GPU_POOL} <number of GPUs> 'GPU stages'")
+        return "not checked here (no metadata database on this worker)"
+
+    return Check(f"airflow pool {GPU_POOL}", probe, timeout_s=timeout_s)
+
+
+def preflight_checks(params: Any, *, pool: bool = True) -> list[Any]:
+    """The ``hopchain doctor`` checks of ``params`` with this deployment's connections, plus the
+    connections themselves and the ``gpu`` pool."""
+    from pipelines.doctor import Services, profile_checks
+
+    services = Services(s3_origin=f" (connection {S3_CONN_ID})",
+                        label_studio_origin=f" (connection {LABEL_STUDIO_CONN_ID})")
+    extra = [_connection_check(S3_CONN_ID), _connection_check(LABEL_STUDIO_CONN_ID)]
+    try:
+        from hopchain_airflow.hooks.object_store import ObjectStoreHook
+
+        services.s3 = ObjectStoreHook(S3_CONN_ID).get_credentials()
+    except Exception:  # noqa: BLE001 - a missing connection is reported by its own check line
+        services.s3 = None
+    try:
+        from hopchain_airflow.hooks.label_studio import LabelStudioHook
+
+        services.label_studio = LabelStudioHook(LABEL_STUDIO_CONN_ID).credentials()
+    except Exception:  # noqa: BLE001 - as above
+        services.label_studio = None
+    services.extra = extra + ([_pool_check()] if pool else [])
+    return profile_checks(params, services)
+
+
+def preflight(context: dict[str, Any], *, pool: bool = True) -> dict[str, Any]:
+    """Run every preflight check for this DAG run's profile; log one line per check; fail the task
+    without retry (``AirflowFailException``) naming each failed check and its fix."""
+    import logging
+
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from pipelines.config import ConfigError, load_params
+    from pipelines.doctor import run_checks, summary_line
+
+    log = logging.getLogger("hopchain.preflight")
+    profile = (context.get("params") or {}).get("profile") or None
+    try:
+        params = load_params(None, profile)
+    except ConfigError as err:
+        raise AirflowFailException(f"preflight: {err}") from None
+    results = run_checks(preflight_checks(params, pool=pool))
+    for r in results:
+        log.info(r.line())
+    failed = [r for r in results if not r.ok]
+    if failed:
+        raise AirflowFailException(
+            f"preflight ({params.profile}): {summary_line(results)} — " + " | ".join(r.line() for r in failed))
+    return {"profile": params.profile, "checks": [{"name": r.name, "ok": r.ok, "detail": r.detail,
+                                                   "seconds": round(r.seconds, 2)} for r in results]}

@@ -1,6 +1,7 @@
 """An in-process fake OpenAI-compatible chat server on 127.0.0.1 (for backend tests).
 
-``FakeChatServer(reply)`` serves ``POST /v1/chat/completions``; ``reply(body, attempt)`` returns
+``FakeChatServer(reply, models=[...])`` serves ``POST /v1/chat/completions`` and ``GET /v1/models``
+(the ids in ``models``); ``reply(body, attempt)`` returns
 either the completion text, or ``(status_code, text)`` to simulate errors. It records every
 request body and the highest number of requests in flight at once.
 """
@@ -18,8 +19,9 @@ Reply = Callable[[dict[str, Any], int], "str | tuple[int, str]"]
 
 
 class FakeChatServer:
-    def __init__(self, reply: Reply, *, delay_s: float = 0.0):
+    def __init__(self, reply: Reply, *, delay_s: float = 0.0, models: tuple[str, ...] = ("fake-model",)):
         self.reply = reply
+        self.models = tuple(models)
         self.delay_s = delay_s
         self.requests: list[dict[str, Any]] = []
         self.max_in_flight = 0
@@ -40,6 +42,18 @@ class FakeChatServer:
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args: Any) -> None:  # keep test output clean
                 return None
+
+            def do_GET(self) -> None:
+                if self.path.rstrip("/") != "/v1/models":
+                    self.send_error(404)
+                    return
+                data = json.dumps({"object": "list", "data": [
+                    {"id": m, "object": "model", "created": 0, "owned_by": "fake"} for m in server.models]}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
