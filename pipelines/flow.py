@@ -59,6 +59,8 @@ class Decisions(BaseModel):
     annotations_rejected: int = 0
     held_elsewhere: int = 0
     tasks_fetched: int = 0
+    annotations_saved: int = 0  # answers not asked for thanks to the early stop
+    withdrawn: int = 0  # tasks the decisions took out of the labeling stream
 
 
 @dataclass
@@ -399,6 +401,7 @@ class Flow:
                 ])
                 counts = result.consensus.status_counts()
                 held_here = max(1, len(questions) - len(result.held_elsewhere))
+                cost = result.consensus.cost(cfg.annotators_required)
                 decision = ConsensusRecord(
                     batch_id=b.batch_id, run_id=b.run_id, decided_by=self.run_id,
                     accepted=counts.get("accepted", 0), rejected=counts.get("rejected", 0),
@@ -406,6 +409,8 @@ class Flow:
                     agreement_rate=round(counts.get("accepted", 0) / held_here, 4),
                     decided_at=utc_now(), keys=keys, held_elsewhere=len(result.held_elsewhere),
                     tasks_fetched=result.tasks_fetched,
+                    annotations_per_accepted=cost.annotations_per_accepted,
+                    annotations_saved=cost.annotations_saved, withdrawn=result.withdrawn,
                 )
                 self.ledger.put_consensus(decision)
                 if decision.pending:
@@ -423,6 +428,8 @@ class Flow:
                 totals.annotations_rejected += decision.annotations_rejected
                 totals.held_elsewhere += decision.held_elsewhere
                 totals.tasks_fetched += decision.tasks_fetched
+                totals.annotations_saved += decision.annotations_saved
+                totals.withdrawn += decision.withdrawn
         return totals
 
     # -- release ---------------------------------------------------------------------------------

@@ -104,6 +104,10 @@ class ConsensusRecord(_Record):
     decided_at: datetime
     held_elsewhere: int = Field(0, ge=0)  # questions whose task belongs to an earlier batch (decided there)
     tasks_fetched: int = Field(0, ge=0)  # Label Studio tasks read for this decision
+    # cost: counted annotations of the decided questions / accepted questions (None: none accepted)
+    annotations_per_accepted: float | None = Field(None, ge=0)
+    annotations_saved: int = Field(0, ge=0)  # answers not asked for: questions stopped at their first disagreement
+    withdrawn: int = Field(0, ge=0)  # tasks this decision took out of the labeling stream (early stop)
     keys: dict[str, str]  # table name (annotations, consensus, rejects, ...) -> object key
 
 

@@ -195,6 +195,12 @@ class LabelStudioClient:
     def get_task(self, task_id: int) -> dict[str, Any]:
         return as_json(self.sdk.tasks.get(str(task_id), request_options=self._read))
 
+    def withdraw_task(self, task_id: int, overlap: int) -> dict[str, Any]:
+        """Take a task out of the ``/next`` labeling stream (early stop): ``PATCH /api/tasks/<id>``
+        with ``overlap`` (the annotators it already has) and ``is_labeled: true``. Its annotations
+        stay; annotators who hold it open can still submit. Idempotent."""
+        return as_json(self.sdk.tasks.update(str(int(task_id)), overlap=max(1, int(overlap)), is_labeled=True))
+
     def next_task(self, project_id: int) -> dict[str, Any] | None:
         """The next task the labeling stream gives the caller, or None when it has none left."""
         # label-studio-sdk 2.1.2 has no call for GET /api/projects/{id}/next (the labeling stream the
@@ -281,6 +287,11 @@ class AsyncLabelStudioClient:
         pager = await self.sdk.tasks.list(**tasks_query(project_id, batch, fields, page_size))
         async for task in pager:
             yield as_json(task)
+
+
+    async def withdraw_task(self, task_id: int, overlap: int) -> dict[str, Any]:
+        """Like :meth:`LabelStudioClient.withdraw_task`, asynchronously (the trigger's early stop)."""
+        return as_json(await self.sdk.tasks.update(str(int(task_id)), overlap=max(1, int(overlap)), is_labeled=True))
 
 
 def base_url_from_parts(host: str, port: int | None = None, schema: str | None = None) -> str:

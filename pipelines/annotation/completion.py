@@ -9,7 +9,7 @@ and the asynchronous Airflow trigger, so both count the same way.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,13 +68,15 @@ def distinct_annotators(task: Mapping[str, Any]) -> set[int]:
 
 @dataclass
 class CompletionSummary:
-    """Where a batch stands: ``complete`` tasks have ``required`` distinct annotators."""
+    """Where a batch stands: ``complete`` tasks have ``required`` distinct annotators or were stopped
+    early (``stopped``: their answers can no longer be unanimous, so nothing more is waited for)."""
 
     required: int
     total: int = 0
     complete: int = 0
     annotators_per_task: dict[str, int] = field(default_factory=dict)  # question_id -> distinct users
     counter_mismatches: int = 0  # tasks whose stored total_annotations / is_labeled disagree with the count
+    stopped: int = 0  # tasks stopped early, counted in ``complete``
 
     @property
     def incomplete(self) -> int:
@@ -93,11 +95,15 @@ class CompletionSummary:
             "complete": self.complete,
             "incomplete": self.incomplete,
             "counter_mismatches": self.counter_mismatches,
+            "stopped": self.stopped,
         }
 
 
-def summarize_completion(tasks: Iterable[Mapping[str, Any]], required: int = 4) -> CompletionSummary:
-    """Count complete tasks among ``tasks`` (as returned with ``fields=all``)."""
+def summarize_completion(
+    tasks: Iterable[Mapping[str, Any]], required: int = 4, stopped: Collection[str] = ()
+) -> CompletionSummary:
+    """Count complete tasks among ``tasks`` (as returned with ``fields=all``); the questions in
+    ``stopped`` (:func:`pipelines.annotation.early_stop.stopped_questions`) are complete too."""
     summary = CompletionSummary(required=required)
     for task in tasks:
         users = distinct_annotators(task)
@@ -106,6 +112,10 @@ def summarize_completion(tasks: Iterable[Mapping[str, Any]], required: int = 4) 
         summary.annotators_per_task[qid] = len(users)
         if len(users) >= required:
             summary.complete += 1
+        elif qid in stopped:
+            summary.complete += 1
+            summary.stopped += 1
+            continue  # a withdrawn task is is_labeled with fewer annotations: not a counter fault
         stored = task.get("total_annotations")
         non_cancelled = sum(1 for a in task.get("annotations") or [] if not a.get("was_cancelled"))
         labeled = task.get("is_labeled")

@@ -4,10 +4,15 @@ Per question, valid annotations are ordered by ``submitted_at`` (then annotation
 
 * a second (third, ...) annotation by the same annotator is ignored and reported;
 * only the first ``required`` (4) distinct annotators count; later ones are ignored and reported;
-* fewer than ``required`` counted → ``pending``;
 * all ``required`` answerable with equal canonical answers → ``accepted`` (``agreed_answer`` is it);
-* otherwise ``rejected`` with the reason: ``not answerable`` (any annotator said so), else
-  ``ambiguous`` (any said so), else ``disagreement``.
+* counted answers that can no longer be unanimous (two different canonical answers, or any
+  ``not answerable`` / ``ambiguous`` verdict: :func:`stop_reason`) → ``rejected`` with the reason:
+  ``not answerable`` (any annotator said so), else ``ambiguous`` (any said so), else
+  ``disagreement``. With ``early_stop`` (the default) this holds with fewer than ``required``
+  answers too: such a question was withdrawn from the labeling stream at its first disagreement
+  (:mod:`pipelines.annotation.early_stop`), and it is decided by the same rule and reason as if it
+  had been answered to the end (rejection cannot be undone by more answers);
+* otherwise fewer than ``required`` counted → ``pending``.
 
 ``matches_generated`` is True only for accepted questions whose agreed answer equals the
 generator's answer (after :func:`~pipelines.contracts.canonical_number`).
@@ -83,6 +88,40 @@ class ConsensusResult:
         c = Counter(row["status"] for row in self.consensus)
         return {s: c.get(s, 0) for s in (ACCEPTED, REJECTED, PENDING)}
 
+    def cost(self, required: int = 4) -> AnnotationCost:
+        return annotation_cost(self.consensus, required)
+
+
+@dataclass(frozen=True)
+class AnnotationCost:
+    """What the decided questions cost in annotations.
+
+    ``annotations``: counted annotations of the decided (accepted + rejected) questions;
+    ``annotations_per_accepted``: that ÷ accepted questions (None when none was accepted);
+    ``annotations_saved``: answers the early stop did not ask for (``required`` − counted, summed
+    over the rejected questions decided with fewer than ``required`` answers)."""
+
+    annotations: int
+    accepted: int
+    annotations_per_accepted: float | None
+    annotations_saved: int
+
+
+def annotation_cost(rows: Iterable[Mapping[str, Any]], required: int = 4) -> AnnotationCost:
+    """:class:`AnnotationCost` of consensus rows (CONSENSUS contract: ``status`` and ``answers``)."""
+    annotations = accepted = saved = 0
+    for row in rows:
+        if row["status"] == PENDING:
+            continue
+        n = len(row.get("answers") or [])
+        annotations += n
+        if row["status"] == ACCEPTED:
+            accepted += 1
+        elif n < required:
+            saved += required - n
+    per = round(annotations / accepted, 4) if accepted else None
+    return AnnotationCost(annotations, accepted, per, saved)
+
 
 def _order_key(rec: AnnotationRecord) -> tuple[datetime, int]:
     return (rec.submitted_at, rec.annotation_id if rec.annotation_id is not None else 0)
@@ -95,14 +134,59 @@ def _generated(value: Any) -> str | None:
         return None
 
 
+def count_answers(
+    records: Iterable[AnnotationRecord], required: int = 4
+) -> tuple[list[AnnotationRecord], list[Reject]]:
+    """One question's annotations → (counted, ignored): ordered by ``submitted_at`` (then id), one
+    answer per annotator, the first ``required`` distinct annotators. The one counting rule, shared
+    by :func:`decide` and the early stop."""
+    counted: list[AnnotationRecord] = []
+    ignored: list[Reject] = []
+    annotators: set[str] = set()
+    for rec in sorted(records, key=_order_key):
+        if rec.annotator in annotators:
+            ignored.append(_reject(rec, "consensus.repeat_annotation",
+                                   "second annotation by the same annotator ignored"))
+        elif len(counted) >= required:
+            ignored.append(_reject(rec, "consensus.beyond_required",
+                                   f"annotator beyond the first {required} distinct ignored"))
+        else:
+            annotators.add(rec.annotator)
+            counted.append(rec)
+    return counted, ignored
+
+
+def stop_reason(counted: list[AnnotationRecord], required: int = 4) -> str | None:
+    """The rejection reason when ``counted`` answers can no longer be unanimous, else None.
+
+    Any ``not answerable`` verdict → ``not answerable (n of required)``, else any ``ambiguous`` →
+    ``ambiguous (n of required)``, else two different canonical answers → ``disagreement (...)``.
+    Monotonic: more answers never turn a reason back into None.
+    """
+    votes = Counter(_vote(r) for r in counted)
+    n_not = sum(r.verdict == NOT_ANSWERABLE for r in counted)
+    n_amb = sum(r.verdict == AMBIGUOUS for r in counted)
+    if n_not:
+        return f"not answerable ({n_not} of {required})"
+    if n_amb:
+        return f"ambiguous ({n_amb} of {required})"
+    if len(votes) > 1:
+        split = " vs ".join(str(c) for _, c in votes.most_common())
+        return f"disagreement ({split}: {', '.join(sorted(votes))})"
+    return None
+
+
 def decide(
     records: Iterable[AnnotationRecord],
     generated_answers: Mapping[str, Any],
     required: int = 4,
+    early_stop: bool = True,
 ) -> ConsensusResult:
     """Decide every question of ``generated_answers`` (question_id → generated answer).
 
-    Annotations of questions not in ``generated_answers`` are ignored and reported.
+    Annotations of questions not in ``generated_answers`` are ignored and reported. With
+    ``early_stop=False`` a question is decided only once ``required`` annotators answered it
+    (what the platform did before the early stop).
     """
     by_question: dict[str, list[AnnotationRecord]] = defaultdict(list)
     ignored: list[Reject] = []
@@ -116,18 +200,8 @@ def decide(
     counted_all: list[AnnotationRecord] = []
     references: dict[str, str] = {}
     for qid, generated in generated_answers.items():
-        counted: list[AnnotationRecord] = []
-        annotators: set[str] = set()
-        for rec in sorted(by_question.get(qid, []), key=_order_key):
-            if rec.annotator in annotators:
-                ignored.append(_reject(rec, "consensus.repeat_annotation",
-                                       "second annotation by the same annotator ignored"))
-            elif len(counted) >= required:
-                ignored.append(_reject(rec, "consensus.beyond_required",
-                                       f"annotator beyond the first {required} distinct ignored"))
-            else:
-                annotators.add(rec.annotator)
-                counted.append(rec)
+        counted, skipped = count_answers(by_question.get(qid, []), required)
+        ignored += skipped
         counted_all += counted
         answers = [r.answer for r in counted]
         votes = Counter(_vote(r) for r in counted)
@@ -141,9 +215,12 @@ def decide(
             "agreed_answer": None,
             "matches_generated": False,
         }
-        if len(counted) < required:
+        reason = stop_reason(counted, required)
+        if reason is not None and (early_stop or len(counted) >= required):
+            row.update(status=REJECTED, reason=reason)
+        elif len(counted) < required:
             row.update(status=PENDING, reason=f"{len(counted)} of {required} annotators so far")
-        elif len(votes) == 1 and counted[0].verdict == ANSWERABLE:
+        else:  # required answers, one answerable vote
             agreed = counted[0].answer
             row.update(
                 status=ACCEPTED,
@@ -151,17 +228,6 @@ def decide(
                 agreed_answer=agreed,
                 matches_generated=agreed == _generated(generated),
             )
-        else:
-            n_not = sum(r.verdict == NOT_ANSWERABLE for r in counted)
-            n_amb = sum(r.verdict == AMBIGUOUS for r in counted)
-            if n_not:
-                reason = f"not answerable ({n_not} of {required})"
-            elif n_amb:
-                reason = f"ambiguous ({n_amb} of {required})"
-            else:
-                split = " vs ".join(str(c) for _, c in votes.most_common())
-                reason = f"disagreement ({split}: {', '.join(sorted(votes))})"
-            row.update(status=REJECTED, reason=reason)
         rows.append(row)
     return ConsensusResult(
         rows, counted_all, ignored, annotator_stats(counted_all, ignored, references), references

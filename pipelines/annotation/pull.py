@@ -57,6 +57,7 @@ class PullResult:
     tasks_seen: int
     tasks_fetched: int = 0  # tasks read from Label Studio for this decision
     held_elsewhere: dict[str, str] = field(default_factory=dict)  # question_id -> the batch holding its task
+    withdrawn: int = 0  # tasks this decision took out of the labeling stream (early stop)
 
     @property
     def rejects(self) -> list[Reject]:
@@ -80,6 +81,7 @@ class PullResult:
             "annotations_counted": len(self.consensus.counted),
             "annotations_rejected": len(self.invalid),
             "annotations_ignored": len(self.consensus.ignored),
+            "withdrawn": self.withdrawn,
         }
 
 
@@ -95,6 +97,7 @@ def decide_tasks(
     generated_answers: Mapping[str, Any],
     required: int = 4,
     names: Mapping[int, str] | None = None,
+    early_stop: bool = True,
 ) -> PullResult:
     """Validate the annotations of ``tasks`` and decide the questions of ``generated_answers``.
 
@@ -102,8 +105,21 @@ def decide_tasks(
     """
     wanted = [t for t in tasks if str((t.get("data") or {}).get("question_id")) in generated_answers]
     records, invalid = validate_task_annotations(wanted, names)
-    result = decide(records, generated_answers, required)
+    result = decide(records, generated_answers, required, early_stop)
     return PullResult(result, invalid, len(wanted))
+
+
+def withdraw_stopped(client: LabelStudioClient, tasks: Iterable[Mapping[str, Any]], required: int = 4) -> int:
+    """Take the tasks stopped early out of the labeling stream (the ones still open); returns how many.
+    The annotation wait's trigger does this while it polls; a decision does it too, so that a question
+    it rejects early is never left in the stream."""
+    from pipelines.annotation.early_stop import withdrawals
+
+    done = 0
+    for w in withdrawals(tasks, required):
+        client.withdraw_task(w.task_id, w.overlap)
+        done += 1
+    return done
 
 
 def decide_batch(
@@ -113,6 +129,7 @@ def decide_batch(
     questions: Iterable[Mapping[str, Any]],
     required: int = 4,
     names: Mapping[int, str] | None = None,
+    early_stop: bool = True,
 ) -> PullResult:
     """Decide the questions of one batch from that batch's tasks only (the ``data.batch`` filter).
 
@@ -121,6 +138,8 @@ def decide_batch(
     so it is left out of this decision and reported in ``held_elsewhere``. Those few are looked up by
     ``question_id`` (:func:`~pipelines.annotation.push.tasks_with`); one with no task anywhere stays
     ``pending``. What is read is the batch plus its missing questions, never the whole project.
+    With ``early_stop`` a question whose answers can no longer be unanimous is rejected now and its
+    task withdrawn from the labeling stream if it still was in it.
     """
     generated = {str(q["question_id"]): q.get("answer") for q in questions}
     tasks = list(client.iter_tasks(project_id, batch=batch, fields="all"))
@@ -133,8 +152,12 @@ def decide_batch(
         fetched += lookup.tasks_fetched
         held = {qid: b for qid, (_, b) in lookup.found.items() if b != batch}
     wanted = {qid: answer for qid, answer in generated.items() if qid not in held}
-    result = decide_tasks(tasks, wanted, required, annotator_names(client) if names is None else names)
+    result = decide_tasks(tasks, wanted, required, annotator_names(client) if names is None else names,
+                          early_stop)
     result.tasks_fetched, result.held_elsewhere = fetched, held
+    if early_stop:
+        own_tasks = [t for t in tasks if str((t.get("data") or {}).get("question_id")) in wanted]
+        result.withdrawn = withdraw_stopped(client, own_tasks, required)
     log.info("consensus for batch %s of project %s: %s", batch, project_id, result.summary())
     return result
 
@@ -145,6 +168,7 @@ def pull_and_decide(
     questions: Iterable[Mapping[str, Any]],
     required: int = 4,
     batch: str | None = None,
+    early_stop: bool = True,
 ) -> PullResult:
     """Decide the given questions: those of one ``batch`` (:func:`decide_batch`), or, with
     ``batch=None``, from every task of the project (a whole-project read, for tools and tests; the
@@ -153,10 +177,13 @@ def pull_and_decide(
     ``questions`` are QUESTIONS-contract rows (``question_id``, ``answer``).
     """
     if batch is not None:
-        return decide_batch(client, project_id, batch, questions, required)
+        return decide_batch(client, project_id, batch, questions, required, early_stop=early_stop)
     generated = {str(q["question_id"]): q.get("answer") for q in questions}
     tasks = list(client.iter_tasks(project_id, fields="all"))
-    result = decide_tasks(tasks, generated, required, annotator_names(client))
+    result = decide_tasks(tasks, generated, required, annotator_names(client), early_stop)
     result.tasks_fetched = len(tasks)
+    if early_stop:
+        result.withdrawn = withdraw_stopped(
+            client, [t for t in tasks if str((t.get("data") or {}).get("question_id")) in generated], required)
     log.info("consensus for project %s: %s", project_id, result.summary())
     return result

@@ -8,9 +8,16 @@ never from Label Studio's stored counters. Connection errors, 5xx answers (Label
 restarting) and garbled bodies are logged and the polling goes on until the deadline; a 4xx (bad
 token, unknown project) fails the trigger.
 
+Early stop (``early_stop``, on by default): each poll also finds the tasks whose counted answers can
+no longer be unanimous (:mod:`pipelines.annotation.early_stop`) and withdraws them from Label
+Studio's ``/next`` stream (``PATCH /api/tasks/<id>`` with ``overlap`` = the annotators it has and
+``is_labeled``); such a task counts as complete, and the decision rejects it with its reason.
+
 Events (JSON): ``{"status": "complete" | "deadline", "project_id", "batch", "total", "complete",
-"incomplete", "required", "counter_mismatches", "polls", "errors", "last_error"}``. At the
-deadline the complete items go on and the rest stay pending for the next run.
+"incomplete", "required", "counter_mismatches", "stopped", "withdrawn", "polls", "errors",
+"last_error"}`` (``stopped``: tasks stopped early, counted in ``complete``; ``withdrawn``: tasks this
+wait took out of the stream). At the deadline the complete items go on and the rest stay pending
+for the next run.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from label_studio_sdk.core.parse_error import ParsingError
 
 from pipelines.annotation.client import AsyncLabelStudioClient
 from pipelines.annotation.completion import CompletionSummary, summarize_completion
+from pipelines.annotation.early_stop import stopped_questions, withdrawals
 
 CLASSPATH = "hopchain_airflow.triggers.annotation.AnnotationCompleteTrigger"
 
@@ -49,6 +57,7 @@ class AnnotationCompleteTrigger(BaseTrigger):
         conn_id: str = "hopchain_label_studio",
         page_size: int = 500,
         request_timeout_s: float = 30.0,
+        early_stop: bool = True,
     ) -> None:
         super().__init__()
         if not conn_id:
@@ -61,6 +70,8 @@ class AnnotationCompleteTrigger(BaseTrigger):
         self.conn_id = str(conn_id)
         self.page_size = int(page_size)
         self.request_timeout_s = float(request_timeout_s)
+        self.early_stop = bool(early_stop)
+        self.withdrawn = 0
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return CLASSPATH, {
@@ -72,12 +83,20 @@ class AnnotationCompleteTrigger(BaseTrigger):
             "conn_id": self.conn_id,
             "page_size": self.page_size,
             "request_timeout_s": self.request_timeout_s,
+            "early_stop": self.early_stop,
         }
 
     async def poll_once(self, client: AsyncLabelStudioClient) -> CompletionSummary:
-        """Fetch every task of the batch (with annotations) and count distinct annotators."""
+        """Fetch every task of the batch (with annotations), withdraw the ones stopped early from the
+        labeling stream, and count distinct annotators."""
         tasks = [t async for t in client.iter_tasks(self.project_id, self.batch, "all", self.page_size)]
-        return summarize_completion(tasks, self.required)
+        if not self.early_stop:
+            return summarize_completion(tasks, self.required)
+        for w in withdrawals(tasks, self.required):
+            await client.withdraw_task(w.task_id, w.overlap)
+            self.withdrawn += 1
+            self.log.info("withdrew task %s (%s) from the labeling stream: %s", w.task_id, w.question_id, w.reason)
+        return summarize_completion(tasks, self.required, stopped_questions(tasks, self.required))
 
     def _event(
         self, status: str, summary: CompletionSummary | None, polls: int, errors: int, last_error: str | None
@@ -91,6 +110,7 @@ class AnnotationCompleteTrigger(BaseTrigger):
                 "complete": None,
                 "incomplete": None,
                 "counter_mismatches": None,
+                "stopped": None,
             }
         )
         return TriggerEvent(
@@ -99,6 +119,7 @@ class AnnotationCompleteTrigger(BaseTrigger):
                 "project_id": self.project_id,
                 "batch": self.batch,
                 **counts,
+                "withdrawn": self.withdrawn,
                 "polls": polls,
                 "errors": errors,
                 "last_error": last_error,

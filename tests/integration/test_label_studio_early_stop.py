@@ -1,0 +1,174 @@
+"""Early stop against a real Label Studio 1.23: the annotation wait's trigger (driven by asyncio, no
+Airflow DB) withdraws a question from the ``/next`` labeling stream at its first disagreement, and the
+decision rejects it as the same answers are rejected without the early stop."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+
+from pipelines.annotation.annotators import add_annotator, user_token
+from pipelines.annotation.client import LabelStudioClient, LabelStudioCredentials
+from pipelines.annotation.consensus import decide
+from pipelines.annotation.labeling import AMBIGUOUS, ANSWERABLE
+from pipelines.annotation.project import ensure_project
+from pipelines.annotation.pull import pull_and_decide
+from pipelines.annotation.push import push_questions
+from pipelines.annotation.simulated import answer_result
+from pipelines.annotation.validate import validate_task_annotations
+
+PLUGINS = str(Path(__file__).resolve().parents[2] / "plugins")
+if PLUGINS not in sys.path:
+    sys.path.insert(0, PLUGINS)
+
+pytestmark = pytest.mark.integration
+BATCH = "batch-1"
+
+
+@pytest.fixture(scope="module")
+def setup(label_studio):
+    """The admin and five annotator accounts, each with its own token (its own ``/next`` stream)."""
+    creds = LabelStudioCredentials.from_mapping(label_studio.credentials())
+    admin = LabelStudioClient.from_credentials(creds)
+    tag = uuid.uuid4().hex[:6]
+    people = []
+    for i in range(5):
+        acc = add_annotator(admin, f"stopper{i}-{tag}@example.org")
+        people.append(LabelStudioClient(admin.url, user_token(admin.url, acc.email, acc.password)))
+    yield creds, admin, people
+    for c in [admin, *people]:
+        c.close()
+
+
+@pytest.fixture(autouse=True)
+def ls_connection(setup, monkeypatch) -> str:
+    creds = setup[0]
+    host_port = creds.url.split("://", 1)[1]
+    monkeypatch.setenv("AIRFLOW_CONN_LS_EARLY_STOP",
+                       f"label-studio://:{quote(creds.token, safe='')}@{host_port}?timeout_s=5")
+    return "ls_early_stop"
+
+
+def make_project(admin: LabelStudioClient, qids: list[str]) -> tuple[int, list[dict], dict[str, int]]:
+    pid = int(ensure_project(admin, f"stop-{uuid.uuid4().hex[:8]}")["id"])
+    qs = [{"question_id": q, "image_id": "i", "question": "How many?", "answer": "3"} for q in qids]
+    push_questions(admin, pid, qs, lambda _: "http://127.0.0.1:9/i.png", batch=BATCH)
+    tasks = {t["data"]["question_id"]: int(t["id"]) for t in admin.iter_tasks(pid, fields="task_only")}
+    return pid, qs, tasks
+
+
+def wait_once(pid: int, early_stop: bool = True) -> dict:
+    """Run the annotation wait's trigger (what the triggerer rebuilds from its JSON) for ~1 s."""
+    from hopchain_airflow.triggers.annotation import AnnotationCompleteTrigger
+
+    deadline = (datetime.now(UTC) + timedelta(seconds=1.0)).isoformat()
+    _, kwargs = AnnotationCompleteTrigger(pid, BATCH, deadline, poll_interval_s=0.3, conn_id="ls_early_stop",
+                                          request_timeout_s=5, early_stop=early_stop).serialize()
+
+    async def first() -> dict:
+        async for event in AnnotationCompleteTrigger(**kwargs).run():
+            return event.payload
+        raise AssertionError("no event")
+
+    return asyncio.run(first())
+
+
+def qid_of(task: dict | None) -> str | None:
+    return None if task is None else str(task["data"]["question_id"])
+
+
+def answer(client: LabelStudioClient, task_id: int, value: object, verdict: str = ANSWERABLE) -> None:
+    client.create_annotation(task_id, answer_result(value, verdict), lead_time_s=5.0)
+
+
+def test_disagreement_leaves_the_stream_three_equal_stay_for_the_fourth(setup):
+    _, admin, people = setup
+    p0, p1, p2, p3, p4 = people
+    pid, qs, task = make_project(admin, ["split", "agree"])
+    answer(p0, task["split"], 3)
+    answer(p1, task["split"], 5)  # two different answers: can no longer be unanimous
+    for p in (p0, p1, p2):
+        answer(p, task["agree"], 3)
+    held = p2.next_task(pid)  # p2 opens "split" before the stop: it holds the task
+    assert qid_of(held) == "split"
+
+    event = wait_once(pid)
+    assert (event["stopped"], event["withdrawn"], event["complete"], event["total"]) == (1, 1, 1, 2)
+    split = admin.get_task(task["split"])
+    assert split["overlap"] == 2 and split["is_labeled"] is True
+    assert wait_once(pid)["withdrawn"] == 0  # already withdrawn: nothing is sent again
+
+    answer(p2, task["split"], 3)  # the holder may still submit; the answer is kept and counted
+    assert qid_of(p3.next_task(pid)) == "agree"  # three equal answers: still in the stream
+    answer(p3, task["agree"], 3)
+    assert p3.next_task(pid) is None
+    assert p4.next_task(pid) is None  # a fifth annotator never receives the stopped task
+
+    result = pull_and_decide(admin, pid, qs, batch=BATCH)
+    rows = {r["question_id"]: r for r in result.consensus.consensus}
+    assert (rows["agree"]["status"], rows["agree"]["agreed_answer"]) == ("accepted", "3")
+    assert rows["split"]["status"] == "rejected"
+    assert rows["split"]["reason"] == "disagreement (2 vs 1: 3, 5)"
+    assert rows["split"]["answers"] == ["3", "5", "3"]  # the holder's late answer counted
+    cost = result.consensus.cost()
+    assert (cost.annotations, cost.annotations_per_accepted, cost.annotations_saved) == (7, 7.0, 1)
+    assert result.withdrawn == 0  # the trigger already did it
+
+
+def test_ambiguous_stops_at_once(setup):
+    _, admin, people = setup
+    pid, qs, task = make_project(admin, ["amb"])
+    answer(people[0], task["amb"], None, AMBIGUOUS)
+    assert wait_once(pid)["stopped"] == 1
+    for p in people[1:]:
+        assert p.next_task(pid) is None
+    rows = pull_and_decide(admin, pid, qs, batch=BATCH).consensus.consensus
+    assert [(r["status"], r["reason"]) for r in rows] == [("rejected", "ambiguous (1 of 4)")]
+
+
+def test_a_stopped_decision_equals_the_same_answers_without_early_stop(setup):
+    """Two projects get the same answers in the same order. With the early stop the questions leave
+    the stream at their first disagreement; without it they collect four answers. Every question is
+    decided the same (status, and the reason's kind; for a verdict the whole reason), and a
+    stopped question's decision is what the offline consensus gives its answers."""
+    _, admin, people = setup
+    plan = {  # the answers of annotators 0..3, in order
+        "q-equal": [3, 3, 3, 3],
+        "q-late-split": [3, 3, 3, 4],
+        "q-split": [3, 5, 3, 3],
+        "q-amb": [3, (None, AMBIGUOUS), 3, 3],
+        "q-not": [(None, "not answerable"), 3, 3, 3],
+    }
+    decisions = {}
+    for early_stop in (True, False):
+        pid, qs, task = make_project(admin, list(plan))
+        for k in range(4):
+            for qid, answers in plan.items():
+                value, verdict = answers[k] if isinstance(answers[k], tuple) else (answers[k], ANSWERABLE)
+                if early_stop and admin.get_task(task[qid])["is_labeled"]:
+                    continue  # withdrawn: the stream would not give it to this annotator
+                answer(people[k], task[qid], value, verdict)
+            wait_once(pid, early_stop)
+        result = pull_and_decide(admin, pid, qs, batch=BATCH, early_stop=early_stop)
+        decisions[early_stop] = {r["question_id"]: r for r in result.consensus.consensus}
+        if early_stop:
+            tasks = list(admin.iter_tasks(pid, batch=BATCH, fields="all"))
+            records, _ = validate_task_annotations(tasks)
+            offline = decide(records, {q["question_id"]: q["answer"] for q in qs})
+            assert offline.consensus == result.consensus.consensus
+            assert result.consensus.cost().annotations_saved == 2 + 2 + 3  # split, amb, not: 4 - answers given
+    stopped, full = decisions[True], decisions[False]
+    for qid in plan:
+        assert stopped[qid]["status"] == full[qid]["status"], qid
+        assert stopped[qid]["reason"].split(" (")[0] == full[qid]["reason"].split(" (")[0], qid
+    assert stopped["q-equal"] == full["q-equal"] and stopped["q-equal"]["status"] == "accepted"
+    assert stopped["q-late-split"] == full["q-late-split"]  # the fourth answer breaks it: nothing saved
+    assert stopped["q-amb"]["reason"] == full["q-amb"]["reason"] == "ambiguous (1 of 4)"
+    assert stopped["q-not"]["reason"] == full["q-not"]["reason"] == "not answerable (1 of 4)"
+    assert stopped["q-split"]["answers"] == ["3", "5"] and len(full["q-split"]["answers"]) == 4
