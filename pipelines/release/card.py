@@ -6,7 +6,11 @@
 * ``metrics.json`` (DVC metrics, committed to git): counts, ``acceptance_rate`` (accepted /
   decided, decided = accepted + rejected), ``generator_precision`` (share of accepted questions
   whose generated answer equals the human consensus: ``matches_generated``), mean hop count, and
-  ``pass_rate_mean`` when the questions carry a ``pass_rate`` column (difficulty calibration).
+  ``pass_rate_mean`` when the questions carry a ``pass_rate`` column (difficulty calibration), and
+  ``annotation_cost``: counted ``annotations`` of the decided questions (from the consensus table's
+  ``answers`` lists), ``annotations_per_accepted`` (that ÷ accepted; null when none) and
+  ``annotations_saved`` (answers the early stop did not ask for: 4 − answers of each rejected
+  question decided with fewer; :func:`pipelines.annotation.consensus.annotation_cost`).
 * ``README.md`` (the registry root's dataset card, whose ``configs:`` metadata makes
   ``datasets.load_dataset(<folder>)`` one call) plus PNG plots in ``card/`` (matplotlib, Agg):
   hop-length histogram, answer histogram, category frequencies, agreement statistics; model
@@ -27,6 +31,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
+from pipelines.annotation.consensus import annotation_cost
 from pipelines.config import ReleaseConfig
 from pipelines.files import replacing_folder, write_atomic
 from pipelines.release.assemble import PROVENANCE_FILE, REJECTS_FILE, SPLITS, read_meta_table, read_removals
@@ -96,6 +101,10 @@ def compute_metrics(data: Path, release: Path) -> tuple[dict[str, Any], dict[str
                  if q["question_id"] in ids and q["pass_rate"] is not None]
         if rates:
             metrics["pass_rate_mean"] = round(sum(rates) / len(rates), 6)
+    cost = annotation_cost(consensus)
+    metrics["annotation_cost"] = {"annotations": cost.annotations,
+                                  "annotations_per_accepted": cost.annotations_per_accepted,
+                                  "annotations_saved": cost.annotations_saved}
     distinct_answers = Counter(len(set(c["answers"] or [])) for c in consensus if c["status"] != "pending")
     provenance: dict[str, Any] = {"run_ids": [], "sources": {}}
     for f in sorted(data.glob("meta/part-*/" + PROVENANCE_FILE)):
@@ -166,6 +175,17 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
+def _cost_line(cost: dict[str, Any] | None) -> str:
+    if not cost:
+        return ""
+    per = cost.get("annotations_per_accepted")
+    return (f"Annotation cost: {cost['annotations']} counted annotations, "
+            f"**{per:.2f}** per accepted question" if per is not None else
+            f"Annotation cost: {cost['annotations']} counted annotations, no accepted question") + (
+        f"; {cost['annotations_saved']} annotations saved by stopping questions at their first "
+        "disagreement.")
+
+
 def render_card(cfg: ReleaseConfig, metrics: dict[str, Any], details: dict[str, Any]) -> str:
     """The Markdown dataset card (YAML front matter in the Hugging Face card layout)."""
     splits = details["index"]["splits"]
@@ -199,6 +219,8 @@ def render_card(cfg: ReleaseConfig, metrics: dict[str, Any], details: dict[str, 
         f"Generator precision (generated answer = human consensus, over accepted): "
         f"**{metrics['generator_precision']:.3f}**."
         + (f" Mean reference-model pass rate: {metrics['pass_rate_mean']:.3f}." if "pass_rate_mean" in metrics else ""),
+        "",
+        _cost_line(metrics.get("annotation_cost")),
         "",
         _table(["distinct answers per decided question", "questions"],
                sorted(details["distinct_answers"].items())) if details["distinct_answers"] else "",

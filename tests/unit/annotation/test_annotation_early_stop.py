@@ -96,3 +96,14 @@ def test_annotation_cost_per_accepted_and_saved():
     cost = annotation_cost(rows)
     assert (cost.annotations, cost.accepted, cost.annotations_per_accepted, cost.annotations_saved) == (15, 2, 7.5, 5)
     assert annotation_cost([{"status": "rejected", "answers": ["1", "2"]}]).annotations_per_accepted is None
+
+
+def test_consensus_records_written_before_the_cost_fields_still_read():
+    from pipelines.ledger import ConsensusRecord
+
+    old = {"batch_id": "b", "run_id": "r", "decided_by": "r", "accepted": 1, "rejected": 0, "pending": 0,
+           "annotations_rejected": 0, "agreement_rate": 1.0, "decided_at": "2026-01-01T00:00:00Z", "keys": {}}
+    rec = ConsensusRecord.model_validate(old)
+    assert (rec.annotations_per_accepted, rec.annotations_saved, rec.withdrawn) == (None, 0, 0)
+    again = ConsensusRecord.model_validate(rec.model_copy(update={"annotations_per_accepted": 4.5}).to_json())
+    assert again.annotations_per_accepted == 4.5

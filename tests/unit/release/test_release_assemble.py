@@ -179,7 +179,12 @@ def test_card_and_metrics_report_counts_rates_models_and_runs(built, tmp_path):
     assert metrics["acceptance_rate"] == round(len(acc) / (len(acc) + len(rej)), 6)
     assert metrics["generator_precision"] == round(sum(c["matches_generated"] for c in acc) / len(acc), 6)
     assert json.loads((tmp_path / "metrics.json").read_text()) == metrics
+    counted = sum(len(c["answers"]) for c in acc + rej)
+    saved = sum(4 - len(c["answers"]) for c in rej if len(c["answers"]) < 4)
+    assert metrics["annotation_cost"] == {"annotations": counted, "annotations_saved": saved,
+                                          "annotations_per_accepted": round(counted / len(acc), 4)}
     card = (tmp_path / "README.md").read_text()
+    assert f"**{counted / len(acc):.2f}** per accepted question" in card and f"; {saved} annotations saved" in card
     for needle in ("hop_lengths.png", "answers.png", "categories.png", "agreement.png", "run-a",
                    "program:v1", "annotations:synthetic-v1", "Acceptance rate", "path: data/train/*.parquet"):
         assert needle in card
