@@ -143,6 +143,7 @@ def run_on_root(stage_name: Literal["detect", "segment"], root: str, params: Par
     Progress: a bar over the images of every shard on a terminal, else one log line per shard
     (:class:`pipelines.progress.ItemProgress`). A run root without a manifest is an input error.
     """
+    from pipelines.config import ConfigError
     from pipelines.ingest.sources import ImageSource, load_images, save_table
     from pipelines.progress import ItemProgress
 
@@ -150,6 +151,12 @@ def run_on_root(stage_name: Literal["detect", "segment"], root: str, params: Par
     if not shards:
         raise FileNotFoundError(2, "no manifest shards (run `hopchain ingest --out` on this root first)",
                                 f"{root}/manifest")
+    no_model = params.detect.backend != "vlm" if stage_name == "detect" else params.segment.backend == "annotations"
+    if no_model:
+        key = "detect.backend" if stage_name == "detect" else "segment.backend"
+        raise ConfigError(f"{key} is 'annotations' in profile {params.profile!r}: `hopchain {stage_name}` needs a "
+                          "model (select a profile with one, e.g. --profile gpu; annotated images go through "
+                          "`hopchain import-coco`)")
     source = ImageSource()
     manifests = {n: read_shard(root, "manifest", n, "manifest") for n in shards}
 

@@ -52,10 +52,10 @@ def label_studio_credentials(args: argparse.Namespace):
     stack = LocalStack(load_params(args.params, args.profile))
     f = stack.labelstudio.credentials_file()
     if not f.exists():
-        raise SystemExit(
-            "error: no Label Studio credentials: set HOPCHAIN_LS_URL and HOPCHAIN_LS_TOKEN "
-            "or start the local stack (hopchain stack up)"
-        )
+        from pipelines.cli import CommandError
+
+        raise CommandError("Label Studio", "no credentials",
+                           "set HOPCHAIN_LS_URL and HOPCHAIN_LS_TOKEN, or start the local stack: hopchain stack up")
     data = read_secret_file(f)
     data["url"] = stack.labelstudio.url()
     return LabelStudioCredentials.from_mapping(data)
@@ -63,7 +63,7 @@ def label_studio_credentials(args: argparse.Namespace):
 
 def _annotators_add(args: argparse.Namespace) -> int:
     from pipelines.annotation.annotators import AnnotatorExists, add_annotator
-    from pipelines.annotation.client import LabelStudioClient, LabelStudioError
+    from pipelines.annotation.client import LabelStudioClient
 
     password = None
     if args.password_env:
@@ -82,9 +82,7 @@ def _annotators_add(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 3
-        except LabelStudioError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 1
+        # other Label Studio failures (refused token, server down) are one line from run_cli
     from pipelines.config import load_params
 
     print(account.instructions(load_params(args.params, args.profile).annotation.project_title))

@@ -39,9 +39,7 @@ def _ingest(args: argparse.Namespace) -> int:
     with ItemProgress("ingest", len(todo), unit="shards") as progress:
         for s in todo:
             results[s] = ingest_shard(cfg, args.source, s, source)
-            progress.advance()
-            progress.shard_done(s, {"images": results[s].manifest.num_rows,
-                                    "quarantined": results[s].quarantine.num_rows})
+            progress.advance()  # the stage logs its own line per shard
     if args.shard is None and len(results) > 1:
         # a whole run also collapses duplicates across shards (the lowest shard keeps the image)
         import pyarrow as pa
