@@ -12,6 +12,8 @@ from tests.support.celery_cluster import celery_cluster, dump, logs_tail, redis_
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 GPU_TASKS = {"shard.detect", "shard.segment"}
+# the preflight checks models and GPUs where they are used: on the gpu queue, without a gpu pool slot
+GPU_WORKER_TASKS = GPU_TASKS | {"preflight"}
 
 
 def _seed(object_store, count: int = 4) -> None:
@@ -37,11 +39,11 @@ def test_nightly_gpu_tasks_run_only_on_the_gpu_worker(tmp_path: Path, s3_server,
         assert state == "success", detail
         ran = [ti for ti in tis if ti["state"] == "success"]
         on_gpu = {ti["task_id"] for ti in ran if ti["hostname"] == "worker-gpu"}
-        assert on_gpu == GPU_TASKS, detail
+        assert on_gpu == GPU_WORKER_TASKS, detail
         for ti in ran:
-            expected = "worker-gpu" if ti["task_id"] in GPU_TASKS else "worker-default"
+            expected = "worker-gpu" if ti["task_id"] in GPU_WORKER_TASKS else "worker-default"
             assert ti["hostname"] == expected, (ti["task_id"], ti["hostname"])
-            assert ti["queue"] == ("gpu" if ti["task_id"] in GPU_TASKS else "default")
+            assert ti["queue"] == ("gpu" if ti["task_id"] in GPU_WORKER_TASKS else "default")
             if ti["task_id"] in GPU_TASKS:
                 assert ti["pool"] == "gpu"
         assert sum(1 for ti in ran if ti["task_id"] == "shard.detect") == 2  # two shards mapped

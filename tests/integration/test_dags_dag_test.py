@@ -48,6 +48,9 @@ def _dag_test(stack, tmp_path: Path, dag_id: str, conf: dict) -> dict:
     if not (home / "airflow.db").exists():
         subprocess.run([str(Path(sys.executable).parent / "airflow"), "db", "migrate"], env=env, check=True,
                        capture_output=True, timeout=300)
+        # the nightly's preflight checks the gpu pool (dag.test itself ignores pools)
+        subprocess.run([str(Path(sys.executable).parent / "airflow"), "pools", "set", "gpu", "1", "GPU stages"],
+                       env=env, check=True, capture_output=True, timeout=300)
     out = subprocess.run([sys.executable, "-c", DAG_TEST.format(dags=str(REPO / "dags")), dag_id, json.dumps(conf)],
                          env=env, capture_output=True, text=True, timeout=600, cwd=home)
     lines = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
