@@ -105,7 +105,7 @@ def _pool_check(timeout_s: float = 10.0) -> Any:
         exe = shutil.which("airflow") or os.path.join(os.path.dirname(sys.executable), "airflow")
         try:
             proc = subprocess.run([exe, "pools", "get", GPU_POOL, "-o", "json"], capture_output=True, text=True,
-                                  timeout=timeout_s - 0.5)
+                                  timeout=max(1.0, timeout_s - 2.0))
         except (OSError, subprocess.TimeoutExpired) as err:
             return f"not checked here ({type(err).__name__}); the scheduler never runs tasks of a missing pool"
         if proc.returncode == 0:
