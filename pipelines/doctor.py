@@ -158,7 +158,7 @@ def estimate_weight_bytes(ref: ModelRef, device: str) -> tuple[int | None, str]:
     dtype = ref.dtype if ref.dtype != "auto" else ("bfloat16" if device.startswith("cuda") else "float32")
     per_param = _BYTES[dtype]
     try:
-        found = locate_model(ref.model, key="", single_file=False)
+        found = locate_model(ref.model, key="", single_file=Path(ref.model).suffix in (".pt", ".pth"))
     except ModelUnavailable:
         found = None
     if found is not None and found.path is not None and found.path.is_dir():
@@ -178,6 +178,9 @@ def estimate_weight_bytes(ref: ModelRef, device: str) -> tuple[int | None, str]:
                         if f.suffix in (".safetensors", ".bin", ".pt", ".pth") and f.is_file())
         if total:
             return int(total / stored * per_param), f"{total / 1e9:.2f} GB of weights as {dtype}"
+    if found is not None and found.path is not None and found.path.is_file():  # a sam2 checkpoint: float32
+        total = found.path.stat().st_size
+        return int(total / 4 * per_param), f"{total / 1e9:.2f} GB checkpoint as {dtype}"
     m = _SIZE_IN_ID.search(Path(ref.model).name)
     if m:
         n = float(m.group(1)) * 1e9

@@ -234,3 +234,13 @@ def test_hopchain_doctor_prints_one_line_per_check_and_exits_1(tmp_path, monkeyp
     assert lines[0] == "hopchain doctor: profile base"
     assert [ln.split(":")[0] for ln in lines[1:]] == ["FAILED  model vlm.qwen3vl", "FAILED  s3", "FAILED  label studio"]
     assert "3 of 3 checks failed" in out.err
+
+
+def test_a_sam2_checkpoint_is_sized_from_its_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    ckpt = tmp_path / "sam2.1_hiera_large.pt"
+    ckpt.write_bytes(b"\0" * (8 << 20))  # 8 MiB of float32 weights
+    monkeypatch.setattr(torch, "cuda", _FakeCuda(free_gib=0.001))
+    res = _checked(cuda_check("segment.sam2", ModelRef(model=str(ckpt), device="cuda", dtype="float32")))
+    assert not res.ok and "0.01 GB checkpoint as float32" in res.detail
