@@ -300,7 +300,7 @@ class Flow:
         Reads only the tasks of the shard's images (:func:`pipelines.annotation.push.push_questions`):
         the record's ``tasks_fetched`` says how many."""
         from pipelines.annotation.project import ensure_project
-        from pipelines.annotation.push import presigned_image_urls, push_questions
+        from pipelines.annotation.push import push_questions
 
         questions = self.get("questions", shard)
         batch_id = batch_id_for(self.run_id, shard)
@@ -316,8 +316,8 @@ class Flow:
         with self._client() as client:
             project = ensure_project(client, cfg.project_title, cfg.annotators_required)
             uris = dict(zip(manifest["image_id"].to_pylist(), manifest["uri"].to_pylist(), strict=True))
-            report = push_questions(client, int(project["id"]), questions.to_pylist(),
-                                    presigned_image_urls(self.store, uris, cfg.image_url_expiry_s), batch_id,
+            image_refs, image_ref = self._image_refs(client, int(project["id"]), uris)
+            report = push_questions(client, int(project["id"]), questions.to_pylist(), image_ref, batch_id,
                                     cfg.import_batch_size)
         earlier = self.ledger.batch(batch_id)  # a retried push keeps the first push time and deadline
         record = BatchRecord(
@@ -326,10 +326,32 @@ class Flow:
             pushed_at=earlier.pushed_at if earlier else now,
             deadline=earlier.deadline if earlier else now + timedelta(minutes=cfg.deadline_minutes),
             questions_key=self.keys.table("questions", shard), created_tasks=report.created,
-            already_present=report.already_present, tasks_fetched=report.tasks_fetched,
+            already_present=report.already_present, tasks_fetched=report.tasks_fetched, image_refs=image_refs,
         )
         self.ledger.put_batch(record)
         return record
+
+    def _image_refs(self, client: Any, project_id: int, uris: dict[str, str]) -> tuple[str, Callable[[str], str]]:
+        """How the batch's tasks reference images: ``"s3"`` (``s3://`` URIs the project's image storage
+        signs on every open: they never expire) or, when Label Studio refuses that storage (e.g. its
+        SSRF guard bans the object store's address), ``"presigned"`` (URLs signed now, valid
+        ``annotation.image_url_expiry_s``), logged and recorded on the batch record."""
+        from pipelines.annotation.client import LabelStudioError
+        from pipelines.annotation.project import ImageStorage, ensure_image_storage
+        from pipelines.annotation.push import presigned_image_urls, s3_image_refs
+
+        creds = self.store.creds
+        storage = ImageStorage(self.store.bucket, creds.url, creds.access_key, creds.secret_key, creds.region)
+        try:
+            ensure_image_storage(client, project_id, storage)
+        except LabelStudioError as err:
+            if err.status_code is None or err.status_code >= 500:
+                raise
+            log.warning("Label Studio refused the image storage (HTTP %s: %s); this batch's images are "
+                        "presigned URLs valid %d s", err.status_code, str(err.body)[:200],
+                        self.params.annotation.image_url_expiry_s)
+            return "presigned", presigned_image_urls(self.store, uris, self.params.annotation.image_url_expiry_s)
+        return "s3", s3_image_refs(self.store.bucket, uris)
 
     def pushed_batches(self) -> list[BatchRecord]:
         """Open batches this run pushed to Label Studio."""

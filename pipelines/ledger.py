@@ -88,6 +88,9 @@ class BatchRecord(_Record):
     tasks_fetched: int = Field(0, ge=0)  # Label Studio tasks the push read to find those
     carried_over: int = Field(0, ge=0)  # decisions that left items pending and moved the deadline
     pending: int | None = None  # items still pending after the last decision
+    # how its tasks reference images: "s3" (signed by Label Studio on every open, never expire),
+    # "presigned" (URLs signed at push time, expire); None: pushed before this was recorded
+    image_refs: Literal["s3", "presigned"] | None = None
 
 
 class ConsensusRecord(_Record):

@@ -167,6 +167,18 @@ class LabelStudioClient:
     def delete_project(self, project_id: int) -> None:
         self.sdk.projects.delete(project_id)
 
+    # -- storages -------------------------------------------------------------------------------
+    def s3_import_storages(self, project_id: int) -> list[dict[str, Any]]:
+        """The project's S3 source storages (the secret key is never returned by the server)."""
+        return [as_json(s) for s in self.sdk.import_storage.s3.list(project=int(project_id),
+                                                                    request_options=self._read)]
+
+    def create_s3_import_storage(self, project_id: int, settings: dict[str, Any]) -> dict[str, Any]:
+        return as_json(self.sdk.import_storage.s3.create(project=int(project_id), **settings))
+
+    def update_s3_import_storage(self, storage_id: int, settings: dict[str, Any]) -> dict[str, Any]:
+        return as_json(self.sdk.import_storage.s3.update(int(storage_id), **settings))
+
     # -- tasks ----------------------------------------------------------------------------------
     def import_tasks(self, project_id: int, tasks: list[dict[str, Any]]) -> int:
         """Import ``tasks`` (``[{"data": {...}}, ...]``) in ONE request; returns the task count."""

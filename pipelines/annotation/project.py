@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from pipelines.annotation.client import LabelStudioClient
@@ -45,3 +46,64 @@ def ensure_project(client: LabelStudioClient, title: str, annotators_required: i
         log.info("repairing project %s settings: %s", project["id"], sorted(drift))
         project = client.update_project(int(project["id"]), drift)
     return project
+
+
+IMAGE_STORAGE_TITLE = "hopchain-images"
+
+
+@dataclass(frozen=True)
+class ImageStorage:
+    """The object store Label Studio signs image references against (an S3 *source storage* of the
+    project, never synced: it only resolves ``s3://<bucket>/<key>`` in task data).
+
+    ``endpoint`` must be reachable by the annotators' browsers (the presigned URLs point there);
+    ``access_key`` / ``secret_key`` should be a read-only key of ``bucket`` in production. They are
+    stored in Label Studio's database, never in task data. ``presign_ttl_min``: each signature's
+    lifetime, counted from the moment a task is opened (Label Studio signs on every open)."""
+
+    bucket: str
+    endpoint: str
+    access_key: str
+    secret_key: str
+    region: str = "us-east-1"
+    presign_ttl_min: int = 60
+
+    def __repr__(self) -> str:
+        return f"ImageStorage(bucket={self.bucket!r}, endpoint={self.endpoint!r}, secret_key='***')"
+
+    def settings(self) -> dict[str, Any]:
+        return {
+            "title": IMAGE_STORAGE_TITLE,
+            "bucket": self.bucket,
+            "prefix": "",
+            "s3endpoint": self.endpoint,
+            "region_name": self.region,
+            "aws_access_key_id": self.access_key,
+            "aws_secret_access_key": self.secret_key,
+            "presign": True,
+            "presign_ttl": int(self.presign_ttl_min),
+            "use_blob_urls": True,
+            "recursive_scan": False,
+            "description": "Resolves the s3:// image references of HopChain tasks; never synced.",
+        }
+
+
+def ensure_image_storage(client: LabelStudioClient, project_id: int, storage: ImageStorage) -> dict[str, Any]:
+    """Give the project the S3 source storage that resolves its tasks' ``s3://`` images; idempotent.
+
+    A storage titled :data:`IMAGE_STORAGE_TITLE` is created once and repaired when its bucket,
+    endpoint, key or TTL drifted (the secret is re-sent only then: the server never returns it).
+    It is never synced, so it imports nothing: tasks come only from the push.
+    """
+    wanted = storage.settings()
+    found = [s for s in client.s3_import_storages(project_id) if s.get("title") == IMAGE_STORAGE_TITLE]
+    if not found:
+        created = client.create_s3_import_storage(project_id, wanted)
+        log.info("project %s: image storage for s3://%s created (id %s)", project_id, storage.bucket, created.get("id"))
+        return created
+    current = min(found, key=lambda s: int(s["id"]))
+    checked = ("bucket", "s3endpoint", "region_name", "aws_access_key_id", "presign", "presign_ttl", "use_blob_urls")
+    if any(current.get(k) != wanted[k] for k in checked):
+        log.info("project %s: repairing image storage %s", project_id, current["id"])
+        return client.update_s3_import_storage(int(current["id"]), wanted)
+    return current

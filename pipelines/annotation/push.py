@@ -7,10 +7,13 @@ are deterministic: the image's bytes and the program) is found there. What is re
 shard, never on how many tasks the project holds. Such a question keeps its first task and is decided
 once, by the batch that holds it (:func:`pipelines.annotation.pull.decide_batch`).
 
-A task's data is ``{"image": <presigned URL>, "question", "question_id", "image_id", "batch"}``.
-The generated answer is NOT sent: annotators must not see it. Images are referenced by presigned
-GET URLs of the object store (never inlined as base64); their lifetime (at most 7 days, the
-S3 signature limit) should cover the batch deadline.
+A task's data is ``{"image": <reference>, "question", "question_id", "image_id", "batch"}``.
+The generated answer is NOT sent: annotators must not see it. Images are never inlined as base64;
+the platform references them as ``s3://<bucket>/<key>`` (:func:`s3_image_refs`), which the project's
+S3 source storage (:func:`pipelines.annotation.project.ensure_image_storage`) signs each time a task
+is opened: no secret and no expiry in task data, so a batch carried over for weeks still shows its
+images. :func:`presigned_image_urls` (a URL signed at push time, at most 7 days) remains for a Label
+Studio without that storage.
 """
 
 from __future__ import annotations
@@ -146,6 +149,27 @@ def push_questions(
                       held)
 
 
+def _object_key(store_bucket: str, image_id: str, uri: str) -> str:
+    if "://" in uri:
+        scheme, rest = uri.split("://", 1)
+        bucket, _, key = rest.partition("/")
+        if scheme != "s3" or bucket != store_bucket or not key:
+            raise ValueError(f"image {image_id}: {uri!r} is not an object in bucket {store_bucket!r}")
+        return key
+    return uri.lstrip("/")
+
+
+def s3_image_refs(bucket: str, uris: Mapping[str, str]) -> Callable[[str], str]:
+    """``image_id -> s3://<bucket>/<key>``: a reference Label Studio resolves through the project's
+    image storage on every open. ``uris`` as for :func:`presigned_image_urls` (another bucket or
+    scheme is refused)."""
+
+    def ref(image_id: str) -> str:
+        return f"s3://{bucket}/{_object_key(bucket, image_id, uris[image_id])}"
+
+    return ref
+
+
 def presigned_image_urls(
     store: Any, uris: Mapping[str, str], expires_s: int = MAX_PRESIGN_S
 ) -> Callable[[str], str]:
@@ -158,14 +182,6 @@ def presigned_image_urls(
     expires_s = min(int(expires_s), MAX_PRESIGN_S)
 
     def url(image_id: str) -> str:
-        uri = uris[image_id]
-        if "://" in uri:
-            scheme, rest = uri.split("://", 1)
-            bucket, _, key = rest.partition("/")
-            if scheme != "s3" or bucket != store.bucket or not key:
-                raise ValueError(f"image {image_id}: {uri!r} is not an object in bucket {store.bucket!r}")
-        else:
-            key = uri.lstrip("/")
-        return str(store.presigned_get(key, expires_s=expires_s))
+        return str(store.presigned_get(_object_key(store.bucket, image_id, uris[image_id]), expires_s=expires_s))
 
     return url

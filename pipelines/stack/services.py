@@ -262,6 +262,18 @@ def label_studio_bin() -> Path:
     return REPO_ROOT / ".venv-ls" / "bin" / "label-studio"
 
 
+# Label Studio's SSRF guard bans these (its own default list) for storages and webhooks. The local
+# stack's object store listens on loopback only, and the project's image storage must reach it:
+# the list without 127.0.0.0/8, every other reserved range still banned (production keeps the default).
+LS_BANNED_SUBNETS_BUT_LOOPBACK = (
+    "0.0.0.0/8,10.0.0.0/8,100.64.0.0/10,169.254.0.0/16,172.16.0.0/12,192.0.0.0/24,192.0.2.0/24,"
+    "192.88.99.0/24,192.168.0.0/16,198.18.0.0/15,198.51.100.0/24,203.0.113.0/24,224.0.0.0/4,"
+    "233.252.0.0/24,240.0.0.0/4,255.255.255.255/32,::/128,::1/128,::ffff:0:0/96,::ffff:0:0:0/96,"
+    "64:ff9b::/96,64:ff9b:1::/48,100::/64,2001:0000::/32,2001:20::/28,2001:db8::/32,2002::/16,fc00::/7,"
+    "fe80::/10,ff00::/8"
+)
+
+
 class LabelStudio(Service):
     """Label Studio 1.23 (open-source) on SQLite, no outbound calls, admin + token preset."""
 
@@ -302,6 +314,9 @@ class LabelStudio(Service):
                 "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": "true",
                 "DISABLE_SIGNUP_WITHOUT_LINK": "true",
                 "LABEL_STUDIO_HOST": self.url(),
+                "SSRF_PROTECTION_ENABLED": "true",
+                "USE_DEFAULT_BANNED_SUBNETS": "false",
+                "USER_ADDITIONAL_BANNED_SUBNETS": LS_BANNED_SUBNETS_BUT_LOOPBACK,
                 "DJANGO_DB": "sqlite",
                 "LOG_LEVEL": "WARNING",
                 "PYTHONUNBUFFERED": "1",
