@@ -26,6 +26,7 @@ from typing import Any
 from pipelines.annotation.annotators import AnnotatorExists, add_annotator, user_token
 from pipelines.annotation.client import LabelStudioClient
 from pipelines.annotation.labeling import (
+    AMBIGUOUS,
     ANSWER_FIELD,
     ANSWERABLE,
     NOT_ANSWERABLE,
@@ -63,11 +64,15 @@ class SimulatedAnnotator:
     client: LabelStudioClient
     empty_retries: int = 5
     retry_wait_s: float = 1.0
+    ambiguous_rate: float = 0.0  # share of questions this annotator calls ambiguous
+    think_scale: float = 0.0  # sleeps lead time x this before submitting (0: answer at once)
 
     def decide(self, question_id: str, truth: Any, error_rate: float, seed: int) -> tuple[Any, str, float]:
         """(answer, verdict, lead time s) this annotator gives; deterministic per question."""
         rng = random.Random(f"{seed}:{self.email}:{question_id}")
         lead = round(rng.uniform(4.0, 45.0), 2)
+        if self.ambiguous_rate and rng.random() < self.ambiguous_rate:
+            return None, AMBIGUOUS, lead
         try:
             value = float(canonical_number(truth))
         except ValueError:
@@ -105,6 +110,8 @@ class SimulatedAnnotator:
                 answer, verdict, lead = self.decide(qid, truths[qid], error_rate, seed)
             else:  # a task this simulation has no truth for: say so rather than invent one
                 answer, verdict, lead = None, NOT_ANSWERABLE, 1.0
+            if self.think_scale:
+                time.sleep(lead * self.think_scale)
             self.client.create_annotation(int(task["id"]), answer_result(answer, verdict), lead_time_s=lead)
             done += 1
         return done
