@@ -169,8 +169,8 @@ def test_a_reviewer_browses_questions_annotators_trends_and_the_run_link(  # typ
         assert SCRIPT_TEXT in page.text()  # the question text holding <script> shows as text
         assert page.evaluate("[...document.querySelectorAll('.card.question .q')].some(p => p.children.length)") \
             is False
-        page.wait_for("[...document.querySelectorAll('.card img')].every(i => i.complete && i.naturalWidth > 0)",
-                      60, what="the question images")
+        page.wait_for("[...document.querySelectorAll('.card > a > img')].filter(i => i.getBoundingClientRect().top"
+                      " < innerHeight).every(i => i.complete && i.naturalWidth > 0)", 60, what="the question images")
         shots.append(page.screenshot(tmp_path / "review-questions-rejected.png"))
 
         # One demo question's hop trace: four answers, every hop's value, the overlays loaded.
@@ -204,10 +204,10 @@ def test_a_reviewer_browses_questions_annotators_trends_and_the_run_link(  # typ
 
         # The HopChain tab of the nightly run's page opens the questions of that run.
         page.goto(f"{base}/dags/hopchain_nightly/runs/{run_id}")
-        page.wait_for("[...document.querySelectorAll('a')].some(a => a.innerText.trim() === 'HopChain'"
-                      " && a.href.includes('/runs/'))", 60, what="the HopChain tab on the run page")
-        page.evaluate("[...document.querySelectorAll('a')].find(a => a.innerText.trim() === 'HopChain'"
-                      " && a.href.includes('/runs/')).click()")
+        tab = f"a[href$='/runs/{run_id}/plugin/hopchain-run'], a[href$='/plugin/hopchain-run']"
+        page.wait_for(f"!!document.querySelector({tab!r})", 60, what="the HopChain tab on the run page")
+        assert "HopChain" in page.evaluate(f"document.querySelector({tab!r}).innerText")
+        page.click(tab)
         page.wait_for(
             "(() => { const f = document.querySelector('iframe'); try { return f && f.src.includes("
             "'/hopchain/questions?run=') && f.contentDocument.querySelectorAll('.card.question').length > 0; }"

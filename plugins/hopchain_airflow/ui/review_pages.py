@@ -85,8 +85,10 @@ def _hop_label(h: Any) -> str:
     return f"{h.index}. {h.op}({args}){ins}"
 
 
-def hop_trace(base: str, q: QuestionRow, size: int = 320) -> str:
-    """Each hop: op and args, its value, and the image with the instances it picked."""
+def hop_trace(base: str, q: QuestionRow, size: int = 320, lazy: bool = True) -> str:
+    """Each hop: op and args, its value, and the image with the instances it picked (``lazy``: the
+    browser loads an image when it scrolls into view)."""
+    loading = "lazy" if lazy else "eager"
     cells = []
     for h in q.hops:
         value = json.dumps(h.value)
@@ -96,7 +98,7 @@ def hop_trace(base: str, q: QuestionRow, size: int = 320) -> str:
             f"<div class='hop' data-hop='{h.index}'><div><code>{esc(_hop_label(h))}</code></div>"
             f"<div>{esc(h.value_type)} value: <b class='value'>{esc(value)}</b> · {esc(h.kind)}</div>"
             f"<div class='meta'>{esc(picked)}</div>"
-            f"<img loading='lazy' alt='hop {h.index}' src='{esc(overlay_url(base, q, h.index, size * 2))}'></div>")
+            f"<img loading='{loading}' alt='hop {h.index}' src='{esc(overlay_url(base, q, h.index, size * 2))}'></div>")
     return f"<div class='hops'>{''.join(cells)}</div>"
 
 
@@ -160,7 +162,7 @@ def question_page(base: str, q: QuestionRow) -> str:
             f" · generator's answer <b class='gen'>{esc(q.answer)}</b></div>"
             f"<div class='meta'>question {esc(q.question_id)} · image {esc(q.image_id[:16])}… · batch "
             f"{esc(q.batch_id)} · {esc(q.num_hops)} hops · <code>{esc(q.skeleton)}</code></div>"
-            f"<h2>The four answers</h2>{_answers(q)}<h2>Hop trace</h2>{hop_trace(base, q)}</div></div>")
+            f"<h2>The four answers</h2>{_answers(q)}<h2>Hop trace</h2>{hop_trace(base, q, lazy=False)}</div></div>")
     return page(base, "questions", "Question", body)
 
 
