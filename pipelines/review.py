@@ -576,7 +576,8 @@ def trend_plot(rows: list[TrendRow], what: Literal["rates", "released", "reasons
 
     fig = Figure(figsize=(6.4, 3.0), dpi=100)
     ax = fig.add_subplot()
-    labels = [r.label if len(r.label) <= 18 else r.label[:8] + "…" + r.label[-8:] for r in rows]
+    # run ids and tags are data: shortened, and "$" escaped so that matplotlib never reads them as mathtext
+    labels = [(r.label if len(r.label) <= 18 else r.label[:8] + "…" + r.label[-8:]).replace("$", r"\$") for r in rows]
     xs = list(range(len(rows)))
     if what == "rates":
         for field, name, style in (("acceptance_rate", "acceptance rate", "o-"),
