@@ -68,11 +68,19 @@ class Check:
     probe: Callable[[], str]
     timeout_s: float = CHECK_TIMEOUT_S
     fix_on_timeout: str = "check that the service is up and reachable from this machine"
+    imports: tuple[str, ...] = ()  # modules imported before the clock starts (torch alone can take seconds)
 
 
 def run_check(check: Check) -> CheckResult:
-    """Run one check in a daemon thread, capped at ``check.timeout_s``."""
+    """Run one check in a daemon thread, capped at ``check.timeout_s`` (its imports not counted)."""
+    import importlib
+
     box: dict[str, Any] = {}
+    for module in check.imports:
+        try:
+            importlib.import_module(module)
+        except ImportError as missing:
+            return CheckResult(check.name, False, f"cannot import {module}: {missing}", "reinstall the environment")
 
     def target() -> None:
         try:
@@ -90,8 +98,8 @@ def run_check(check: Check) -> CheckResult:
     if thread.is_alive():
         return CheckResult(check.name, False, f"no answer within {check.timeout_s:.0f} s", check.fix_on_timeout, took)
     if "failed" in box:
-        err = box["failed"]
-        return CheckResult(check.name, False, str(err), err.fix, took)
+        failed: CheckFailed = box["failed"]
+        return CheckResult(check.name, False, str(failed), failed.fix, took)
     return CheckResult(check.name, True, str(box.get("detail", "")), "", took)
 
 
@@ -137,7 +145,7 @@ def model_check(key: str, ref: ModelRef, *, single_file: bool = False) -> Check:
             raise CheckFailed(f"{err.what}: {err.why}", err.fix) from None
         return found.describe()
 
-    return Check(f"model {key}", probe)
+    return Check(f"model {key}", probe, imports=("huggingface_hub",))
 
 
 _BYTES = {"bfloat16": 2, "float16": 2, "float32": 4}
@@ -219,7 +227,8 @@ def cuda_check(key: str, ref: ModelRef, *, headroom: float = 1.2) -> Check:
             )
         return f"{have}; needs ~{want / 2**30:.1f} GiB ({how})"
 
-    return Check(f"cuda {key}", probe, fix_on_timeout="torch did not answer: check the CUDA driver")
+    return Check(f"cuda {key}", probe, fix_on_timeout="torch did not answer: check the CUDA driver",
+                 imports=("torch",))
 
 
 # -- services ----------------------------------------------------------------------------------------
@@ -257,7 +266,7 @@ def openai_check(params: Params, api_key: str | None = None, timeout_s: float = 
                               "with vLLM's --served-model-name")
         return f"{ep.base_url} serves {ep.model}"
 
-    return Check("vlm endpoint", probe)
+    return Check("vlm endpoint", probe, imports=("httpx",))
 
 
 def s3_check(params: Params, creds: Any, timeout_s: float = 5.0, origin: str = "") -> Check:
@@ -295,7 +304,7 @@ def s3_check(params: Params, creds: Any, timeout_s: float = 5.0, origin: str = "
                               "create them (mc mb / aws s3 mb) or set store.bucket / release.dvc_remote_bucket")
         return f"{creds.url}{origin}: credentials accepted, buckets {', '.join(buckets)} exist"
 
-    return Check("s3", probe)
+    return Check("s3", probe, imports=("minio", "urllib3"))
 
 
 def label_studio_check(params: Params, creds: Any, timeout_s: float = 5.0, origin: str = "") -> Check:
@@ -330,7 +339,7 @@ def label_studio_check(params: Params, creds: Any, timeout_s: float = 5.0, origi
             return f"{creds.url}{origin}: token of {who} accepted; project {title!r} will be created on the first push"
         return f"{creds.url}{origin}: token of {who} accepted; project {title!r} is #{project['id']}"
 
-    return Check("label studio", probe)
+    return Check("label studio", probe, imports=("httpx", "label_studio_sdk"))
 
 
 # -- putting it together ----------------------------------------------------------------------------
