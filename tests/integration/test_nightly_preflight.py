@@ -1,0 +1,79 @@
+"""The nightly's first task fails the run when a check fails, and no shard starts: ``dag.test()`` of
+``hopchain_nightly`` (the real DAG file, Airflow's own task runner) with connections to dead loopback
+ports. No other service is needed (a few minutes, mostly dag.test start-up on a 2-core machine)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.integration]
+REPO = Path(__file__).resolve().parents[2]
+
+DAG_TEST = """
+import json, sys
+from airflow.dag_processing.dagbag import DagBag
+bag = DagBag(dag_folder={dags!r})
+assert not bag.import_errors, bag.import_errors
+dag = bag.get_dag("hopchain_nightly")
+run = dag.test(run_conf={{"profile": "demo", "input_prefix": "demo"}})
+tis = run.get_task_instances()
+print("RESULT " + json.dumps({{"state": str(run.state),
+      "tasks": {{ti.task_id + ("[%d]" % ti.map_index if ti.map_index >= 0 else ""): str(ti.state) for ti in tis}},
+      "preflight_s": next(((ti.end_date - ti.start_date).total_seconds() for ti in tis
+                           if ti.task_id == "preflight" and ti.end_date and ti.start_date), None)}}))
+"""
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_a_failed_preflight_fails_the_nightly_before_any_shard(tmp_path: Path) -> None:
+    home = tmp_path / "airflow"
+    home.mkdir()
+    env = dict(os.environ)
+    env.update({
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+        "PYTHONPATH": f"{REPO / 'plugins'}{os.pathsep}{REPO}",
+        "AIRFLOW_CONN_HOPCHAIN_S3": json.dumps({"conn_type": "hopchain_s3", "host": "127.0.0.1",
+                                                "port": _closed_port(), "login": "k", "password": "s"}),
+        "AIRFLOW_CONN_HOPCHAIN_LABEL_STUDIO": json.dumps({"conn_type": "label_studio", "host": "http://127.0.0.1",
+                                                          "port": _closed_port(), "password": "t"}),
+    })
+    airflow = str(Path(sys.executable).parent / "airflow")
+    subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
+    subprocess.run([airflow, "pools", "set", "gpu", "1", "GPU stages"], env=env, check=True, capture_output=True,
+                   timeout=300)
+    t0 = time.monotonic()
+    out = subprocess.run([sys.executable, "-c", DAG_TEST.format(dags=str(REPO / "dags"))], env=env,
+                         capture_output=True, text=True, timeout=600, cwd=home)
+    took = time.monotonic() - t0
+    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
+    assert lines, f"dag.test failed:\n{out.stdout[-3000:]}\n{out.stderr[-5000:]}"
+    result = json.loads(lines[-1][len("RESULT "):])
+    print(f"\n{result} (dag.test took {took:.1f} s)")
+    assert result["state"] == "failed", result
+    assert result["tasks"]["preflight"] == "failed"
+    assert result["tasks"]["ingest"] == "upstream_failed"
+    started = [t for t, state in result["tasks"].items() if t.startswith("shard.") and state not in
+               ("upstream_failed", "None", "skipped")]
+    assert started == [], result
+    assert result["preflight_s"] is not None and result["preflight_s"] < 30  # three checks of ≤ 10 s, side by side
+    logs = out.stdout + out.stderr
+    assert "FAILED  s3: no answer at http://127.0.0.1:" in logs
+    assert "FAILED  label studio: no answer at http://127.0.0.1:" in logs
