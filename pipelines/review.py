@@ -557,12 +557,14 @@ class Review:
                 continue
             m = r.metrics or {}
             con: dict[str, Any] = m["consensus"] if isinstance(m.get("consensus"), dict) else {}
+            # issue 19's cost fields: metrics["annotation_cost"] (older releases: absent)
+            cost: dict[str, Any] = m["annotation_cost"] if isinstance(m.get("annotation_cost"), dict) else {}
             rel_rows.append(TrendRow(
                 label=r.tag, at=r.released_at, accepted=int(con.get("accepted") or 0),
                 rejected=int(con.get("rejected") or 0), pending=int(con.get("pending") or 0),
                 acceptance_rate=m.get("acceptance_rate"), generator_precision=m.get("generator_precision"),
-                released=r.questions, annotations_per_accepted=m.get("annotations_per_accepted"),
-                annotations_saved=m.get("annotations_saved")))
+                released=r.questions, annotations_per_accepted=cost.get("annotations_per_accepted"),
+                annotations_saved=cost.get("annotations_saved")))
         return sorted(runs.values(), key=lambda t: t.at), sorted(rel_rows, key=lambda t: t.at)
 
 

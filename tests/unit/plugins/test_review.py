@@ -241,3 +241,22 @@ def test_the_dag_run_link_opens_the_questions_of_that_run() -> None:
     views = {v["destination"]: v for v in HopChainPlugin.external_views}
     assert views["dag_run"]["href"] == "/hopchain/questions?run={RUN_ID}&dag={DAG_ID}"
     assert views["nav"]["href"] == "/hopchain/"
+
+
+def test_release_trends_read_the_cost_fields_when_the_metrics_have_them() -> None:
+    from pipelines.ledger import ReleaseRecord
+
+    params, store = Params(), MemoryStore()
+    ledger = Ledger(store, params.store)  # type: ignore[arg-type]
+    t = datetime(2026, 11, 3, tzinfo=UTC)
+    for tag, cost in (("v1", None), ("v2", {"annotations": 70, "annotations_per_accepted": 4.4, "annotations_saved": 6})):
+        metrics = {"acceptance_rate": 0.6, "generator_precision": 0.9, "consensus": {"accepted": 16, "rejected": 4}}
+        if cost:
+            metrics["annotation_cost"] = cost
+        ledger.put_release(ReleaseRecord(tag=tag, registry="/r", commit="c", questions=16, images=4, metrics=metrics,
+                                         card=None, run_ids=[], accepted_digest="d", released_by="x",
+                                         released_at=t if tag == "v1" else t.replace(day=4)))
+    _, releases = _review(store, params).trends()
+    assert [(r.label, r.annotations_per_accepted, r.annotations_saved) for r in releases] == [
+        ("v1", None, None), ("v2", 4.4, 6)]
+    assert releases[1].acceptance_rate == 0.6 and releases[1].released == 16 and releases[1].accepted == 16
