@@ -10,7 +10,8 @@
   ``annotation_cost``: counted ``annotations`` of the decided questions (from the consensus table's
   ``answers`` lists), ``annotations_per_accepted`` (that ÷ accepted; null when none) and
   ``annotations_saved`` (answers the early stop did not ask for: 4 − answers of each rejected
-  question decided with fewer; :func:`pipelines.annotation.consensus.annotation_cost`).
+  question decided with fewer; the definition of :func:`pipelines.annotation.consensus.annotation_cost`,
+  restated in :func:`annotation_cost_metrics` so the registry's ``card`` stage needs no annotation code).
 * ``README.md`` (the registry root's dataset card, whose ``configs:`` metadata makes
   ``datasets.load_dataset(<folder>)`` one call) plus PNG plots in ``card/`` (matplotlib, Agg):
   hop-length histogram, answer histogram, category frequencies, agreement statistics; model
@@ -31,7 +32,6 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from pipelines.annotation.consensus import annotation_cost
 from pipelines.config import ReleaseConfig
 from pipelines.files import replacing_folder, write_atomic
 from pipelines.release.assemble import PROVENANCE_FILE, REJECTS_FILE, SPLITS, read_meta_table, read_removals
@@ -52,6 +52,20 @@ def _released_rows(data: Path, index: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _rate(num: int, den: int) -> float:
     return round(num / den, 6) if den else 0.0
+
+
+def annotation_cost_metrics(consensus: Sequence[dict[str, Any]], required: int = 4) -> dict[str, Any]:
+    """Counted ``annotations`` of the decided questions, ``annotations_per_accepted`` (None when none
+    was accepted) and ``annotations_saved`` (``required`` − answers of each rejected question decided
+    with fewer: stopped at its first disagreement), from consensus rows (``status``, ``answers``)."""
+    decided = [c for c in consensus if c["status"] in ("accepted", "rejected")]
+    annotations = sum(len(c["answers"] or []) for c in decided)
+    accepted = sum(c["status"] == "accepted" for c in decided)
+    saved = sum(required - len(c["answers"] or []) for c in decided
+                if c["status"] == "rejected" and len(c["answers"] or []) < required)
+    return {"annotations": annotations,
+            "annotations_per_accepted": round(annotations / accepted, 4) if accepted else None,
+            "annotations_saved": saved}
 
 
 def compute_metrics(data: Path, release: Path) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -101,10 +115,7 @@ def compute_metrics(data: Path, release: Path) -> tuple[dict[str, Any], dict[str
                  if q["question_id"] in ids and q["pass_rate"] is not None]
         if rates:
             metrics["pass_rate_mean"] = round(sum(rates) / len(rates), 6)
-    cost = annotation_cost(consensus)
-    metrics["annotation_cost"] = {"annotations": cost.annotations,
-                                  "annotations_per_accepted": cost.annotations_per_accepted,
-                                  "annotations_saved": cost.annotations_saved}
+    metrics["annotation_cost"] = annotation_cost_metrics(consensus)
     distinct_answers = Counter(len(set(c["answers"] or [])) for c in consensus if c["status"] != "pending")
     provenance: dict[str, Any] = {"run_ids": [], "sources": {}}
     for f in sorted(data.glob("meta/part-*/" + PROVENANCE_FILE)):

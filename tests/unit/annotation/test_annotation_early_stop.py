@@ -96,6 +96,10 @@ def test_annotation_cost_per_accepted_and_saved():
     cost = annotation_cost(rows)
     assert (cost.annotations, cost.accepted, cost.annotations_per_accepted, cost.annotations_saved) == (15, 2, 7.5, 5)
     assert annotation_cost([{"status": "rejected", "answers": ["1", "2"]}]).annotations_per_accepted is None
+    from pipelines.release.card import annotation_cost_metrics  # the card's restatement agrees
+
+    assert annotation_cost_metrics(rows) == {"annotations": 15, "annotations_per_accepted": 7.5,
+                                             "annotations_saved": 5}
 
 
 def test_consensus_records_written_before_the_cost_fields_still_read():
