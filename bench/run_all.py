@@ -42,6 +42,7 @@ class Bench:
     args: list[str]
     timeout_s: int
     json_out: bool = False
+    default: bool = True  # False: runs only when named in --only
     rc: int | None = None
     seconds: float = 0.0
     output: str = ""
@@ -70,6 +71,9 @@ BENCHES = [
           ["bench/worker_memory.py", "--images", "500"], 600, json_out=True),
     Bench("demo", "End-to-end demo through the real Airflow scheduler (cold stack)",
           ["bench/demo.py", "--images", "24"], 1200, json_out=True),
+    Bench("scale", "Nightly at scale through the real scheduler (opt-in: --only scale; ~45 min)",
+          ["bench/scale.py", "--sizes", "1000,5000", "--shard-size", "250", "--extra", "0.05", "--filler", "50000"],
+          3600, json_out=True, default=False),
 ]
 
 
@@ -261,9 +265,56 @@ def rows_demo(b: Bench) -> list[Row]:
     return out
 
 
+def rows_scale(b: Bench) -> list[Row]:
+    from scale import overhead, push_rate, stage_seconds
+
+    d = b.data
+    if not d:
+        return []
+    a, z = d["nights"][0], d["nights"][-1]
+    sa, sz = sum(stage_seconds(a).values()) / a["images"], sum(stage_seconds(z).values()) / z["images"]
+    out: list[Row] = [("nightly at scale", f"all task seconds per image, {a['images']:,} -> {z['images']:,} images",
+                       f"{sa:.3f} -> {sz:.3f} s/image", "linear: ratio <= 1.2", f"{sz / sa:.2f}x"),
+                      ("nightly at scale", f"Airflow overhead per mapped shard ({z['images']:,} images)",
+                       f"{overhead(z)['per_shard_s']:.1f} s", "-", "-")]
+    second = d.get("second")
+    if second:
+        p1, p2 = push_rate(second["nights"][0]), push_rate(second["nights"][-1])
+        filler = second.get("filler", {}).get("tasks", 0)
+        out.append(("nightly at scale", f"push tasks/s, empty project -> +{filler:,} tasks", f"{p1['rate']:.0f} -> "
+                    f"{p2['rate']:.0f} tasks/s", "the same", f"{p2['rate'] / p1['rate']:.2f}x" if p1["rate"] else "-"))
+        dv = second.get("dvc")
+        if dv:
+            out.append(("nightly at scale", "second night (+5% images): dvc push bytes / first release",
+                        f"{dv['push_added_bytes'] / dv['first_bytes']:.1%}", "target <= 10%", "-"))
+            pull = dv["pull"]
+            out.append(("nightly at scale", "trainer dvc pull of the new tag on top of the old / first pull",
+                        f"{pull['added_bytes'] / pull['first_bytes']:.1%}", "target <= 10%", "-"))
+    return out
+
+
+SCALE_TITLE = "## Nightly at scale (bench/scale.py)"
+
+
+def scale_section(by: dict[str, Bench], old: str) -> list[str]:
+    """The scale bench's section: from this run when it ran, else carried over from the old report."""
+    b = by.get("scale")
+    if b and b.data:
+        from scale import DEFINITIONS, report
+
+        body = [f"* {ln}" if ln and not ln.startswith(("|", "Second night")) else ln for ln in report(b.data)]
+        return [SCALE_TITLE, "", f"`.venv/bin/python {' '.join(b.args)}`", "", *body, "", *DEFINITIONS, ""]
+    if SCALE_TITLE in old:
+        rest = old.split(SCALE_TITLE, 1)[1]
+        end = rest.find("\n## ")
+        return [SCALE_TITLE + (rest[:end] if end >= 0 else rest).rstrip("\n"), ""]
+    return []
+
+
 PARSERS: dict[str, Callable[[Bench], list[Row]]] = {
     "questions": rows_questions, "validation": rows_validation, "perception": rows_perception,
     "annotation": rows_annotation, "release": rows_release, "worker_memory": rows_worker, "demo": rows_demo,
+    "scale": rows_scale,
 }
 
 
@@ -382,7 +433,8 @@ def write_report(benches: list[Bench], out: Path, started: datetime, total_s: fl
         lines.append(_md_row(["**whole stack**", f"**{d['idle_total_pss_mb']:.0f}**", f"{d['idle_total_rss_mb']:.0f}", ""]))
         lines.append("")
         lines.append(f"Peak RSS of the whole stack during the demo (2 s samples): {d['stack_peak_rss_mb']:.0f} MB.")
-    lines += ["", "## Notes", "", *NOTES, "", "## Raw output of each bench", ""]
+    old = out.read_text() if out.exists() else ""
+    lines += ["", *scale_section(by, old), "## Notes", "", *NOTES, "", "## Raw output of each bench", ""]
     for b in benches:
         lines += [f"### {b.title}", "", f"`.venv/bin/python {' '.join(b.args)}` — exit {b.rc}, {b.seconds:.0f} s", "",
                   "```text", _clean(b.output), "```", ""]
@@ -422,7 +474,7 @@ def main() -> int:
     unknown = only - {b.name for b in BENCHES}
     if unknown:
         ap.error(f"unknown bench: {', '.join(sorted(unknown))}")
-    benches = [b for b in BENCHES if not only or b.name in only]
+    benches = [b for b in BENCHES if (b.name in only if only else b.default)]
     started = datetime.now(UTC)
     t0 = time.monotonic()
     (BENCH / "_work").mkdir(exist_ok=True)
