@@ -46,6 +46,14 @@ def _publish(args: argparse.Namespace) -> int:
     if missing and not args.compact:
         print(f"error: hopchain release needs {', '.join(missing)}", file=sys.stderr)
         return 2
+    local = [(f"--{n}", getattr(args, n)) for n in ("consensus", "questions", "instances", "manifest")]
+    local.append(("--images-from", args.images_from if args.images_from not in (None, "s3") else None))
+    absent = [f"{flag} {value}" for flag, value in local
+              if value and not str(value).startswith("s3://") and not Path(value).exists()]
+    if absent:
+        print(f"error: hopchain release: no such file or folder: {', '.join(absent)} (check the path)",
+              file=sys.stderr)
+        return 2
     params = load_params(args.params, args.profile)
     home = work_home(params)
     sources = ReleaseSources(args.consensus or "", args.questions or "", args.instances or "", args.manifest or "",

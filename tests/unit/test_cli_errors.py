@@ -26,6 +26,8 @@ def _commands(tmp: Path) -> dict[str, list[str]]:
         "questions": ["questions", "--instances", missing, "--manifest", missing, "--out", str(tmp / "q.parquet")],
         "consensus": ["consensus", "--annotations", missing, "--questions", missing, "--out", str(tmp / "c.parquet")],
         "validate": ["validate", "--suite", "questions", "--data", missing],
+        "release": ["release", "--consensus", missing, "--questions", missing, "--instances", missing,
+                    "--manifest", missing],
         "params": ["--params", str(tmp / "params.yaml"), "doctor"],
     }
 
