@@ -118,28 +118,22 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep bench/_work/release afterwards")
     args = parser.parse_args()
 
-    from pipelines.stack.services import SeaweedS3
     from pipelines.store import S3Credentials
-    from tests.support.stack import free_ports, params_with_ports
+    from tests.support.stack import running_s3_server
 
     work = REPO / "bench" / "_work" / "release"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    params = params_with_ports(free_ports())
-    svc = SeaweedS3(params, work / "s3home")
-    svc.check_ports()
-    svc.start()
     tables = []
     try:
-        svc.wait_healthy(60)
-        svc.ensure_buckets()
-        c = svc.credentials()
-        creds = S3Credentials(c["endpoint"], c["access_key"], c["secret_key"])
-        for size in args.sizes.split(","):
-            width, height = (int(v) for v in size.split("x"))
-            tables.append(run_size(svc, params, creds, work, args.images, args.questions_per_image, width, height))
+        with running_s3_server(work / "s3home") as svc:
+            c = svc.credentials()
+            creds = S3Credentials(c["endpoint"], c["access_key"], c["secret_key"])
+            for size in args.sizes.split(","):
+                width, height = (int(v) for v in size.split("x"))
+                tables.append(run_size(svc, svc.params, creds, work, args.images, args.questions_per_image,
+                                       width, height))
     finally:
-        svc.stop()
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
 

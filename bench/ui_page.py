@@ -107,33 +107,26 @@ def main() -> int:
     args = parser.parse_args()
 
     from pipelines.config import StoreConfig
-    from pipelines.stack.services import SeaweedS3
     from pipelines.store import ObjectStore, S3Credentials
-    from tests.support.stack import free_ports, params_with_ports
+    from tests.support.stack import running_s3_server
 
     work = REPO / "bench" / "_work" / "ui_page"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    params = params_with_ports(free_ports())
-    svc = SeaweedS3(params, work / "s3home")
-    svc.check_ports()
-    svc.start()
     results = []
     try:
-        svc.wait_healthy(60)
-        svc.ensure_buckets()
-        c = svc.credentials()
-        creds = S3Credentials(c["endpoint"], c["access_key"], c["secret_key"])
-        for n in (args.small, args.questions):
-            bucket = f"ui-bench-{n}"
-            store = ObjectStore(creds, bucket)
-            store.ensure_bucket()
-            sized = params.model_copy(update={"store": StoreConfig(bucket=bucket)})
-            seconds, batches = seed(store, sized.store, n)
-            print(f"seeded {batches * PER_BATCH} questions in {batches} batches in {seconds:.0f} s", flush=True)
-            results.append((batches * PER_BATCH, batches, measure(store, sized, args.repeat, args.deep_pages)))
+        with running_s3_server(work / "s3home") as svc:
+            c = svc.credentials()
+            creds = S3Credentials(c["endpoint"], c["access_key"], c["secret_key"])
+            for n in (args.small, args.questions):
+                bucket = f"ui-bench-{n}"
+                store = ObjectStore(creds, bucket)
+                store.ensure_bucket()
+                sized = svc.params.model_copy(update={"store": StoreConfig(bucket=bucket)})
+                seconds, batches = seed(store, sized.store, n)
+                print(f"seeded {batches * PER_BATCH} questions in {batches} batches in {seconds:.0f} s", flush=True)
+                results.append((batches * PER_BATCH, batches, measure(store, sized, args.repeat, args.deep_pages)))
     finally:
-        svc.stop()
         shutil.rmtree(work, ignore_errors=True)
 
     print(f"\nreview page bench — machine: {cpu_model()}, {os.cpu_count()} cores; SeaweedFS on loopback; "
