@@ -338,11 +338,12 @@ def _working_copy(workdir: Path, registry_url: str, env: dict[str, str]) -> Path
         try:
             git("fetch", "--quiet", "--tags", "--force", "origin", cwd=wc, env=env)
             remote_head = git("ls-remote", "--heads", "origin", BRANCH, cwd=wc, env=env).stdout.strip()
-            if remote_head:
+            if remote_head:  # discard whatever a failed release committed locally
                 git("checkout", "--quiet", "-B", BRANCH, f"origin/{BRANCH}", cwd=wc, env=env)
                 git("reset", "--quiet", "--hard", f"origin/{BRANCH}", cwd=wc, env=env)
-            git("clean", "--quiet", "-fd", cwd=wc, env=env)
-            return wc
+                git("clean", "--quiet", "-fd", cwd=wc, env=env)
+                return wc
+            # the registry is still empty (a first release that failed): start from a fresh clone
         except ToolError:
             shutil.rmtree(wc, ignore_errors=True)  # a broken copy: start again from the registry
     shutil.rmtree(wc, ignore_errors=True)
