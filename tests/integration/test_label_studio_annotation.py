@@ -224,9 +224,14 @@ def test_simulated_annotators_through_the_labeling_stream(admin, label_studio):
     sims = simulated_annotators(admin, token, 5)
     assert sims[0].email.startswith("simulated-annotator-")
     done = run_simulation(sims, pid, {q["question_id"]: q["answer"] for q in qs}, error_rate=0.0, seed=3)
-    assert sum(done.values()) == 20  # 5 tasks x 4: the stream refuses a fifth annotator
+    total = sum(done.values())
+    # 5 tasks x 4: the stream hands a task to four annotators. Under load, two concurrent /next
+    # calls can both get a task's last open slot (Label Studio's lock race: about 1 run in 3 on this
+    # loaded 2-core machine): the consensus then counts the first four and reports the fifth.
+    assert 20 <= total <= 21, done
     result = pull_and_decide(admin, pid, qs)
     assert result.consensus.status_counts() == {"accepted": 5, "rejected": 0, "pending": 0}
+    assert [r.code for r in result.consensus.ignored] == ["consensus.beyond_required"] * (total - 20)
     assert all(r["matches_generated"] for r in result.consensus.consensus)
     with pytest.raises(AnnotatorExists):  # reusing an email never overwrites an account
         add_annotator(admin, sims[0].email)
