@@ -26,7 +26,7 @@ import os
 import platform
 import sys
 import tempfile
-import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -35,12 +35,18 @@ sys.path.insert(0, str(REPO))
 from _machine import cpu_model  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 from pipelines.annotation.client import LabelStudioClient  # noqa: E402
+from pipelines.annotation.handout import reconcile_batches  # noqa: E402
 from pipelines.annotation.project import ensure_project  # noqa: E402
-from pipelines.annotation.pull import pull_and_decide, withdraw_stopped  # noqa: E402
+from pipelines.annotation.pull import pull_and_decide  # noqa: E402
 from pipelines.annotation.push import push_questions  # noqa: E402
 from pipelines.annotation.simulated import run_simulation, simulated_annotators  # noqa: E402
 
 BATCH = "bench"
+CONFIGS = (  # (name, handout, early stop)
+    ("today", "parallel", False),
+    ("parallel + early stop", "parallel", True),
+    ("serial + early stop", "serial", True),
+)
 
 
 def questions(n: int, tag: str) -> list[dict]:
@@ -48,30 +54,51 @@ def questions(n: int, tag: str) -> list[dict]:
              "answer": str(1 + i % 6)} for i in range(n)]
 
 
-def one_run(admin: LabelStudioClient, sims: list, qs: list[dict], error_rate: float, early_stop: bool,
-            poll_s: float, seed: int) -> dict:
-    pid = int(ensure_project(admin, f"cost-{uuid.uuid4().hex[:8]}")["id"])
+def serial_bound(sims: list, qs: list[dict], error_rate: float, seed: int, required: int = 4) -> float:
+    """Expected answers per question if each question stops right after the answer that makes it
+    non-unanimous (the best any handout can do), from the same seeded votes, averaged over the 24
+    orders in which the four annotators may come."""
+    import itertools
+    from datetime import UTC, datetime, timedelta
+
+    from pipelines.annotation.consensus import decide
+    from pipelines.annotation.validate import AnnotationRecord
+
+    total = 0.0
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    for q in qs:
+        votes = [s.decide(q["question_id"], q["answer"], error_rate, seed) for s in sims]
+        orders = list(itertools.permutations(range(len(sims))))
+        for order in orders:
+            recs = [AnnotationRecord(q["question_id"], sims[k].email, None if a is None else str(a), v,
+                                     t0 + timedelta(seconds=i), lead, "", i)
+                    for i, (k, (a, v, lead)) in enumerate((k, votes[k]) for k in order)]
+            n = next((m for m in range(1, required) if decide(recs[:m], {q["question_id"]: q["answer"]}, required
+                                                                ).consensus[0]["status"] == "rejected"), required)
+            total += n / len(orders)
+    return total
+
+
+def one_run(admin: LabelStudioClient, sims: list, qs: list[dict], error_rate: float, handout: str,
+            early_stop: bool, poll_s: float, seed: int) -> dict:
+    pid = int(ensure_project(admin, f"cost-{uuid.uuid4().hex[:8]}", handout=handout)["id"])
     push_questions(admin, pid, qs, lambda i: f"http://127.0.0.1:9/{i}.png", batch=BATCH)
     truths = {q["question_id"]: q["answer"] for q in qs}
-    stop = threading.Event()
-    withdrawn = [0]
+    passes = {"opened": 0, "withdrawn": 0, "polls": 0}
 
-    def poller() -> None:
-        with LabelStudioClient(admin.url, admin.token) as client:
-            while not stop.wait(poll_s):
-                tasks = list(client.iter_tasks(pid, batch=BATCH, fields="all"))
-                withdrawn[0] += withdraw_stopped(client, tasks)
+    with LabelStudioClient(admin.url, admin.token) as poller:
+        def handout_pass() -> bool:  # what the annotation wait's trigger does on every poll
+            done = reconcile_batches(poller, pid, [BATCH], handout=handout, early_stop=early_stop)  # type: ignore[arg-type]
+            passes["opened"] += done.opened
+            passes["withdrawn"] += done.withdrawn
+            passes["polls"] += 1
+            return done.all_complete
 
-    thread = threading.Thread(target=poller, daemon=True)
-    if early_stop:
-        thread.start()
-    try:
-        done = run_simulation(sims, pid, truths, error_rate=error_rate, seed=seed)
-    finally:
-        stop.set()
-        if early_stop:
-            thread.join()
-    result = pull_and_decide(admin, pid, qs, batch=BATCH, early_stop=early_stop)
+        t0 = time.perf_counter()
+        done = run_simulation(sims, pid, truths, error_rate=error_rate, seed=seed, handout=handout_pass,
+                              handout_poll_s=poll_s)
+        wall = time.perf_counter() - t0
+    result = pull_and_decide(admin, pid, qs, batch=BATCH, early_stop=early_stop, handout=handout)  # type: ignore[arg-type]
     cost = result.consensus.cost()
     rows = result.consensus.consensus
     return {
@@ -81,7 +108,9 @@ def one_run(admin: LabelStudioClient, sims: list, qs: list[dict], error_rate: fl
         "pending": sum(r["status"] == "pending" for r in rows),
         "per_accepted": cost.annotations_per_accepted,
         "saved": cost.annotations_saved,
-        "withdrawn": withdrawn[0] + result.withdrawn,
+        "withdrawn": passes["withdrawn"] + result.withdrawn,
+        "opened": passes["opened"],
+        "wall_s": wall,
     }
 
 
@@ -100,7 +129,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--questions", type=int, default=80)
     ap.add_argument("--error-rates", default="0.05,0.10,0.20")
-    ap.add_argument("--ambiguous", type=float, default=0.02, help="share of answers that say ambiguous")
+    ap.add_argument("--ambiguous", default="0.02,0.05",
+                    help="shares of answers that say ambiguous (comma-separated: each is a run per error rate)")
     ap.add_argument("--think-scale", type=float, default=0.01)
     ap.add_argument("--poll-s", type=float, default=0.3)
     ap.add_argument("--seed", type=int, default=19)
@@ -118,24 +148,32 @@ def main() -> int:
     ok = True
     try:
         with LabelStudioClient(ls_url, token) as admin:
-            sims = [dataclasses.replace(s, ambiguous_rate=args.ambiguous, think_scale=args.think_scale,
-                                        empty_retries=3, retry_wait_s=0.5)
-                    for s in simulated_annotators(admin, token, 4)]
+            base = simulated_annotators(admin, token, 4)
             try:
-                for rate in (float(r) for r in args.error_rates.split(",")):
-                    qs = questions(args.questions, f"e{int(rate * 100):02d}")
-                    with_stop = one_run(admin, sims, qs, rate, True, args.poll_s, args.seed)
-                    without = one_run(admin, sims, qs, rate, False, args.poll_s, args.seed)
-                    same = with_stop["accepted"] == without["accepted"]
-                    ok &= same and not with_stop["pending"] and not without["pending"]
-                    a, b = with_stop["per_accepted"], without["per_accepted"]
-                    saving = 1 - with_stop["submitted"] / without["submitted"]
-                    rows.append((f"{rate:.0%}", str(len(with_stop["accepted"])),
-                                 f"{b:.2f}" if b else "-", f"{a:.2f}" if a else "-",
-                                 f"{without['submitted']} → {with_stop['submitted']}", f"{saving:.1%}",
-                                 str(with_stop["saved"]), str(with_stop["withdrawn"]), "yes" if same else "NO"))
+                for amb in (float(a) for a in args.ambiguous.split(",")):
+                    sims = [dataclasses.replace(s, ambiguous_rate=amb, think_scale=args.think_scale,
+                                                empty_retries=3, retry_wait_s=0.2) for s in base]
+                    for rate in (float(r) for r in args.error_rates.split(",")):
+                        qs = questions(args.questions, f"e{int(rate * 100):02d}a{int(amb * 100):02d}")
+                        runs = {name: one_run(admin, sims, qs, rate, handout, stop, args.poll_s, args.seed)
+                                for name, handout, stop in CONFIGS}
+                        today = runs["today"]
+                        bound = serial_bound(sims, qs, rate, args.seed)
+                        for name, run in runs.items():
+                            same = run["accepted"] == today["accepted"]
+                            ok &= same and not run["pending"]
+                            per = run["per_accepted"]
+                            rows.append((f"{rate:.0%}", f"{amb:.0%}", name, str(len(run["accepted"])),
+                                         f"{per:.2f}" if per else "-", str(run["submitted"]),
+                                         f"{1 - run['submitted'] / today['submitted']:.1%}",
+                                         str(run["saved"]), str(run["withdrawn"]), str(run["opened"]),
+                                         f"{run['wall_s']:.0f}", "yes" if same else "NO"))
+                            print(f"error {rate:.0%} ambiguous {amb:.0%} {name}: {run['submitted']} annotations, "
+                                  f"{len(run['accepted'])} accepted, {run['wall_s']:.0f} s", flush=True)
+                        rows.append((f"{rate:.0%}", f"{amb:.0%}", "best possible", "", "", f"{bound:.0f}",
+                                     f"{1 - bound / today['submitted']:.1%}", "", "", "", "", ""))
             finally:
-                for s in sims:
+                for s in base:
                     s.client.close()
     finally:
         if svc is not None:
@@ -143,15 +181,15 @@ def main() -> int:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"early stop — {args.questions} questions per rate, 4 simulated annotators, "
-                        f"{args.ambiguous:.0%} ambiguous, poll {args.poll_s} s, think ×{args.think_scale} — "
+    table = Table(title=f"early stop and handout — {args.questions} questions per error rate, 4 simulated annotators, "
+                        f"poll {args.poll_s} s, think ×{args.think_scale} — "
                         f"{cpu_model()}, {os.cpu_count()} cores, Python {platform.python_version()}")
-    for col in ("error rate", "accepted", "annotations/accepted without", "with early stop",
-                "annotations submitted", "fewer", "saved (consensus rows)", "withdrawn", "same accepted set"):
+    for col in ("error rate", "ambiguous", "handout", "accepted", "annotations/accepted", "annotations submitted",
+                "fewer than today", "saved (consensus rows)", "withdrawn", "opened", "wall s", "same accepted set"):
         table.add_column(col)
     for row in rows:
         table.add_row(*row)
-    Console(width=160).print(table)
+    Console(width=200).print(table)
     return 0 if ok else 1
 
 

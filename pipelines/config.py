@@ -182,6 +182,8 @@ class SimulatedAnnotators(_Model):
     count: int = Field(4, ge=1)
     error_rate: float = Field(0.05, ge=0, le=1)
     seed: int = 0
+    # how often the simulation reconciles the handout while its annotators work (the trigger's poll)
+    handout_poll_s: float = Field(0.5, gt=0)
 
 
 class AnnotationConfig(_Model):
@@ -190,6 +192,11 @@ class AnnotationConfig(_Model):
     import_batch_size: int = Field(500, ge=1)
     deadline_minutes: float = Field(24 * 60, gt=0)
     poll_interval_s: float = Field(30.0, gt=0)
+    # serial: each task goes to one annotator at a time, opened to the next after each answer while the
+    # answers agree (pipelines.annotation.handout); parallel: to all annotators_required at once.
+    handout: Literal["serial", "parallel"] = "serial"
+    # a question whose answers can no longer be unanimous leaves the labeling stream at once
+    early_stop: bool = True
     # Lifetime of the presigned image URLs in the tasks (S3 caps presigned URLs at 7 days).
     image_url_expiry_s: int = Field(7 * 24 * 3600, ge=60, le=7 * 24 * 3600)
     simulated: SimulatedAnnotators = SimulatedAnnotators()

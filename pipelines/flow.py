@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -47,6 +47,8 @@ class OpenBatches(BaseModel):
     batches: list[BatchRecord]
     poll_interval_s: float
     annotators_required: int
+    handout: Literal["serial", "parallel"] = "serial"
+    early_stop: bool = True
 
 
 class Decisions(BaseModel):
@@ -314,7 +316,7 @@ class Flow:
             return record
         manifest = self.get("manifest", shard)
         with self._client() as client:
-            project = ensure_project(client, cfg.project_title, cfg.annotators_required)
+            project = ensure_project(client, cfg.project_title, cfg.annotators_required, cfg.handout)
             uris = dict(zip(manifest["image_id"].to_pylist(), manifest["uri"].to_pylist(), strict=True))
             image_refs, image_ref = self._image_refs(client, int(project["id"]), uris)
             report = push_questions(client, int(project["id"]), questions.to_pylist(), image_ref, batch_id,
@@ -361,22 +363,27 @@ class Flow:
     def open_batches(self) -> OpenBatches:
         cfg = self.params.annotation
         return OpenBatches(batches=self.ledger.open_batches(), poll_interval_s=cfg.poll_interval_s,
-                           annotators_required=cfg.annotators_required)
+                           annotators_required=cfg.annotators_required, handout=cfg.handout,
+                           early_stop=cfg.early_stop)
 
     def simulate_annotators(self, open_batches: OpenBatches | dict[str, Any]) -> dict[str, Any]:
         """Demo only: the simulated accounts answer every open batch through the real LS API.
         ``open_batches`` is :meth:`open_batches`' result (or its JSON, as XCom carries it)."""
+        from pipelines.annotation.handout import reconcile_batches
         from pipelines.annotation.simulated import run_simulation, simulated_annotators
 
         open_batches = OpenBatches.model_validate(open_batches)
-        sim = self.params.annotation.simulated
+        cfg = self.params.annotation
+        sim = cfg.simulated
         done: dict[str, int] = {}
         # The labeling stream hands out tasks of every batch of a project, so the simulated
         # annotators get the answers of all open batches of that project at once.
         truths_by_project: dict[int, dict[str, Any]] = {}
+        batches_by_project: dict[int, list[str]] = {}
         for b in open_batches.batches:
             if b.project_id is None:
                 continue
+            batches_by_project.setdefault(b.project_id, []).append(b.batch_id)
             truths = truths_by_project.setdefault(b.project_id, {})
             for q in self.store.get_table(b.questions_key, "questions").to_pylist():
                 truths[q["question_id"]] = q["answer"]
@@ -384,7 +391,13 @@ class Flow:
             annotators = simulated_annotators(client, client.token, sim.count)
             try:
                 for project_id, truths in truths_by_project.items():
-                    for email, n in run_simulation(annotators, project_id, truths, sim.error_rate, sim.seed).items():
+                    def handout(project_id: int = project_id) -> bool:
+                        # what the wait's trigger does on each poll, while these stand-ins for people work
+                        return reconcile_batches(client, project_id, batches_by_project[project_id],
+                                                 cfg.annotators_required, cfg.handout, cfg.early_stop).all_complete
+
+                    for email, n in run_simulation(annotators, project_id, truths, sim.error_rate, sim.seed,
+                                                   handout=handout, handout_poll_s=sim.handout_poll_s).items():
                         done[email] = done.get(email, 0) + n
             finally:
                 for a in annotators:
@@ -411,7 +424,7 @@ class Flow:
                     continue
                 questions = self.store.get_table(b.questions_key, "questions")
                 result = decide_batch(client, b.project_id, b.batch_id, questions.to_pylist(),
-                                      cfg.annotators_required, names)
+                                      cfg.annotators_required, names, cfg.early_stop, cfg.handout)
                 tables = result.tables()
                 keys = {}
                 for name, table in tables.items():

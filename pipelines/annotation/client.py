@@ -207,11 +207,13 @@ class LabelStudioClient:
     def get_task(self, task_id: int) -> dict[str, Any]:
         return as_json(self.sdk.tasks.get(str(task_id), request_options=self._read))
 
-    def withdraw_task(self, task_id: int, overlap: int) -> dict[str, Any]:
-        """Take a task out of the ``/next`` labeling stream (early stop): ``PATCH /api/tasks/<id>``
-        with ``overlap`` (the annotators it already has) and ``is_labeled: true``. Its annotations
-        stay; annotators who hold it open can still submit. Idempotent."""
-        return as_json(self.sdk.tasks.update(str(int(task_id)), overlap=max(1, int(overlap)), is_labeled=True))
+    def set_task_overlap(self, task_id: int, overlap: int, is_labeled: bool) -> dict[str, Any]:
+        """``PATCH /api/tasks/<id>`` with ``overlap`` and ``is_labeled`` (:mod:`pipelines.annotation.handout`):
+        ``overlap`` = its annotators and ``is_labeled`` takes a task out of the ``/next`` stream (early
+        stop); ``overlap`` = annotators + 1 and not ``is_labeled`` opens it to one more annotator. Its
+        annotations stay; annotators who hold it open can still submit. Idempotent."""
+        return as_json(self.sdk.tasks.update(str(int(task_id)), overlap=max(1, int(overlap)),
+                                             is_labeled=bool(is_labeled)))
 
     def next_task(self, project_id: int) -> dict[str, Any] | None:
         """The next task the labeling stream gives the caller, or None when it has none left."""
@@ -301,9 +303,10 @@ class AsyncLabelStudioClient:
             yield as_json(task)
 
 
-    async def withdraw_task(self, task_id: int, overlap: int) -> dict[str, Any]:
-        """Like :meth:`LabelStudioClient.withdraw_task`, asynchronously (the trigger's early stop)."""
-        return as_json(await self.sdk.tasks.update(str(int(task_id)), overlap=max(1, int(overlap)), is_labeled=True))
+    async def set_task_overlap(self, task_id: int, overlap: int, is_labeled: bool) -> dict[str, Any]:
+        """Like :meth:`LabelStudioClient.set_task_overlap`, asynchronously (the trigger's handout)."""
+        return as_json(await self.sdk.tasks.update(str(int(task_id)), overlap=max(1, int(overlap)),
+                                                   is_labeled=bool(is_labeled)))
 
 
 def base_url_from_parts(host: str, port: int | None = None, schema: str | None = None) -> str:

@@ -119,9 +119,11 @@ def summarize_completion(
         stored = task.get("total_annotations")
         non_cancelled = sum(1 for a in task.get("annotations") or [] if not a.get("was_cancelled"))
         labeled = task.get("is_labeled")
-        if (stored is not None and int(stored) != non_cancelled) or (
-            labeled is not None and bool(labeled) != (len(users) >= required)
-        ):
+        # Label Studio's rule: labeled when its distinct annotators reach the task's own overlap (which
+        # the serial handout keeps at answers + 1, so a task between two answers is labeled too)
+        overlap = task.get("overlap")
+        enough = len(users) >= (int(overlap) if overlap is not None else required)
+        if (stored is not None and int(stored) != non_cancelled) or (labeled is not None and bool(labeled) != enough):
             summary.counter_mismatches += 1
     return summary
 

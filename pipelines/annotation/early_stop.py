@@ -17,32 +17,18 @@ the decision too, so a stop is never missed) finds such tasks here and withdraws
   (:func:`~pipelines.annotation.consensus.decide`), as its answers would be decided had it been
   answered to the end.
 
-Pure functions here; the Label Studio calls are the clients' ``withdraw_task``.
+Pure functions here; :mod:`pipelines.annotation.handout` turns them into task changes and the
+clients' ``set_task_overlap`` sends them.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
-from pipelines.annotation.completion import distinct_annotators
 from pipelines.annotation.consensus import count_answers, stop_reason
 from pipelines.annotation.validate import AnnotationRecord, validate_task_annotations
-
-
-@dataclass(frozen=True)
-class Withdrawal:
-    """One task to take out of the labeling stream: set its ``overlap`` to ``overlap``."""
-
-    task_id: int
-    question_id: str
-    overlap: int  # distinct annotators it already has (at least 1)
-    reason: str  # the rejection reason its counted answers give
-
-    def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
 
 
 def stopped_questions(tasks: Iterable[Mapping[str, Any]], required: int = 4) -> dict[str, str]:
@@ -62,31 +48,3 @@ def stopped_questions(tasks: Iterable[Mapping[str, Any]], required: int = 4) -> 
         if reason is not None:
             out[qid] = reason
     return out
-
-
-def _question_id(task: Mapping[str, Any]) -> str:
-    return str((task.get("data") or {}).get("question_id", f"task-{task.get('id')}"))
-
-
-def withdrawals(tasks: Iterable[Mapping[str, Any]], required: int = 4) -> list[Withdrawal]:
-    """The stopped tasks still open to new annotators (their ``overlap`` is above the annotators they
-    have, or ``is_labeled`` is false): what :meth:`withdraw_task` must be called for. A task already
-    withdrawn is not listed again, so polling is idempotent and cheap."""
-    tasks = list(tasks)
-    reasons = stopped_questions(tasks, required)
-    out: list[Withdrawal] = []
-    for task in tasks:
-        qid = _question_id(task)
-        if qid not in reasons:
-            continue
-        have = max(1, len(distinct_annotators(task)))
-        overlap = task.get("overlap")
-        open_to_others = overlap is None or int(overlap) > have or task.get("is_labeled") is False
-        if open_to_others:
-            out.append(Withdrawal(int(task["id"]), qid, have, reasons[qid]))
-    return out
-
-
-def withdraw_payload(w: Withdrawal) -> dict[str, Any]:
-    """The ``PATCH /api/tasks/<id>`` body that takes a task out of the ``/next`` stream."""
-    return {"overlap": w.overlap, "is_labeled": True}

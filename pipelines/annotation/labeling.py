@@ -53,20 +53,25 @@ INSTRUCTIONS = (
 )
 
 
-def project_settings(title: str, annotators_required: int = 4) -> dict[str, Any]:
+def project_settings(title: str, annotators_required: int = 4, handout: str = "serial") -> dict[str, Any]:
     """The project payload (POST/PATCH ``/api/projects``) that bootstrap enforces.
 
-    ``maximum_annotations`` with ``overlap_cohort_percentage=100`` makes the ``/next`` labeling
-    stream hand every task to exactly ``annotators_required`` users; skipping and seeing other
-    users' results (history, collaborators' predictions) are off so answers stay independent.
+    ``maximum_annotations`` (with ``overlap_cohort_percentage=100``) is what a pushed task's
+    ``overlap`` becomes: ``annotators_required`` for the ``parallel`` handout (``/next`` hands every
+    task to that many users at once), 1 for ``serial`` (one at a time; the poller opens each task to
+    one more annotator after each agreeing answer, and ``show_overlap_first`` serves those before
+    fresh tasks: :mod:`pipelines.annotation.handout`). Skipping and seeing other users' results
+    (history, collaborators' predictions) are off so answers stay independent.
     """
+    serial = handout == "serial"
     return {
         "title": title,
         "label_config": LABEL_CONFIG,
         "expert_instruction": INSTRUCTIONS,
         "show_instruction": True,
-        "maximum_annotations": annotators_required,
+        "maximum_annotations": 1 if serial else annotators_required,
         "overlap_cohort_percentage": 100,
+        "show_overlap_first": serial,
         "show_skip_button": False,
         "show_annotation_history": False,
         "show_collab_predictions": False,

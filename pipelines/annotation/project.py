@@ -15,6 +15,7 @@ log = logging.getLogger(__name__)
 _ENFORCED = (
     "maximum_annotations",
     "overlap_cohort_percentage",
+    "show_overlap_first",
     "show_skip_button",
     "show_annotation_history",
     "show_collab_predictions",
@@ -28,12 +29,17 @@ def _norm(xml: str | None) -> str:
     return " ".join((xml or "").split())
 
 
-def ensure_project(client: LabelStudioClient, title: str, annotators_required: int = 4) -> dict[str, Any]:
+def ensure_project(
+    client: LabelStudioClient, title: str, annotators_required: int = 4, handout: str = "serial"
+) -> dict[str, Any]:
     """Return the project titled ``title``, creating it or repairing drifted settings.
 
     Calling it again changes nothing (no second project, no PATCH when settings already hold).
+    Switching ``handout`` changes ``maximum_annotations``; Label Studio then resets the overlap of
+    tasks in progress, and the next reconciliation (:mod:`pipelines.annotation.handout`) puts each
+    one back where the new handout wants it.
     """
-    wanted = project_settings(title, annotators_required)
+    wanted = project_settings(title, annotators_required, handout)
     project = client.find_project(title)
     if project is None:
         project = client.create_project(wanted)

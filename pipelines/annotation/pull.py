@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from pipelines.annotation.client import LabelStudioClient
 from pipelines.annotation.consensus import ConsensusResult, decide
+from pipelines.annotation.handout import Handout, reconcile
 from pipelines.annotation.push import tasks_with
 from pipelines.annotation.validate import AnnotationRecord, validate_task_annotations
 from pipelines.contracts import ANNOTATIONS
@@ -109,19 +110,6 @@ def decide_tasks(
     return PullResult(result, invalid, len(wanted))
 
 
-def withdraw_stopped(client: LabelStudioClient, tasks: Iterable[Mapping[str, Any]], required: int = 4) -> int:
-    """Take the tasks stopped early out of the labeling stream (the ones still open); returns how many.
-    The annotation wait's trigger does this while it polls; a decision does it too, so that a question
-    it rejects early is never left in the stream."""
-    from pipelines.annotation.early_stop import withdrawals
-
-    done = 0
-    for w in withdrawals(tasks, required):
-        client.withdraw_task(w.task_id, w.overlap)
-        done += 1
-    return done
-
-
 def decide_batch(
     client: LabelStudioClient,
     project_id: int,
@@ -130,6 +118,7 @@ def decide_batch(
     required: int = 4,
     names: Mapping[int, str] | None = None,
     early_stop: bool = True,
+    handout: Handout = "serial",
 ) -> PullResult:
     """Decide the questions of one batch from that batch's tasks only (the ``data.batch`` filter).
 
@@ -139,7 +128,9 @@ def decide_batch(
     ``question_id`` (:func:`~pipelines.annotation.push.tasks_with`); one with no task anywhere stays
     ``pending``. What is read is the batch plus its missing questions, never the whole project.
     With ``early_stop`` a question whose answers can no longer be unanimous is rejected now and its
-    task withdrawn from the labeling stream if it still was in it.
+    task withdrawn from the labeling stream if it still was in it; the batch's other unfinished tasks
+    are handed out as ``handout`` wants (:func:`~pipelines.annotation.handout.reconcile`), so a
+    carried-over batch stays open to annotators until the next wait polls it.
     """
     generated = {str(q["question_id"]): q.get("answer") for q in questions}
     tasks = list(client.iter_tasks(project_id, batch=batch, fields="all"))
@@ -155,9 +146,8 @@ def decide_batch(
     result = decide_tasks(tasks, wanted, required, annotator_names(client) if names is None else names,
                           early_stop)
     result.tasks_fetched, result.held_elsewhere = fetched, held
-    if early_stop:
-        own_tasks = [t for t in tasks if str((t.get("data") or {}).get("question_id")) in wanted]
-        result.withdrawn = withdraw_stopped(client, own_tasks, required)
+    own_tasks = [t for t in tasks if str((t.get("data") or {}).get("question_id")) in wanted]
+    result.withdrawn = reconcile(client, own_tasks, required, handout, early_stop).withdrawn
     log.info("consensus for batch %s of project %s: %s", batch, project_id, result.summary())
     return result
 
@@ -169,6 +159,7 @@ def pull_and_decide(
     required: int = 4,
     batch: str | None = None,
     early_stop: bool = True,
+    handout: Handout = "serial",
 ) -> PullResult:
     """Decide the given questions: those of one ``batch`` (:func:`decide_batch`), or, with
     ``batch=None``, from every task of the project (a whole-project read, for tools and tests; the
@@ -177,13 +168,12 @@ def pull_and_decide(
     ``questions`` are QUESTIONS-contract rows (``question_id``, ``answer``).
     """
     if batch is not None:
-        return decide_batch(client, project_id, batch, questions, required, early_stop=early_stop)
+        return decide_batch(client, project_id, batch, questions, required, early_stop=early_stop, handout=handout)
     generated = {str(q["question_id"]): q.get("answer") for q in questions}
     tasks = list(client.iter_tasks(project_id, fields="all"))
     result = decide_tasks(tasks, generated, required, annotator_names(client), early_stop)
     result.tasks_fetched = len(tasks)
-    if early_stop:
-        result.withdrawn = withdraw_stopped(
-            client, [t for t in tasks if str((t.get("data") or {}).get("question_id")) in generated], required)
+    own_tasks = [t for t in tasks if str((t.get("data") or {}).get("question_id")) in generated]
+    result.withdrawn = reconcile(client, own_tasks, required, handout, early_stop).withdrawn
     log.info("consensus for project %s: %s", project_id, result.summary())
     return result

@@ -17,8 +17,9 @@ import hashlib
 import hmac
 import logging
 import random
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -89,10 +90,17 @@ class SimulatedAnnotator:
         error_rate: float,
         seed: int,
         max_tasks: int | None = None,
+        finished: threading.Event | None = None,
+        max_idle_s: float = 300.0,
     ) -> int:
-        """Answer tasks from the labeling stream until it has none left; returns how many."""
+        """Answer tasks from the labeling stream until it has none left; returns how many.
+
+        With ``finished`` (the serial handout: a task reopens for the next annotator only after a
+        poll), an empty stream means "wait for the handout": the annotator asks again until
+        ``finished`` is set (every task complete or stopped) or it has been idle ``max_idle_s``."""
         done = 0
         idle = 0
+        idle_since: float | None = None
         while max_tasks is None or done < max_tasks:
             task = self.client.next_task(project_id)
             if not task:
@@ -100,10 +108,15 @@ class SimulatedAnnotator:
                 # locks against the overlap: an empty answer may only mean "busy right now". Ask again
                 # a few times before deciding the stream is really exhausted.
                 idle += 1
-                if idle > self.empty_retries:
+                idle_since = idle_since or time.monotonic()
+                if finished is not None:
+                    if finished.is_set() or time.monotonic() - idle_since > max_idle_s:
+                        break
+                elif idle > self.empty_retries:
                     break
                 time.sleep(self.retry_wait_s)
                 continue
+            idle_since = None
             idle = 0
             qid = str((task.get("data") or {}).get("question_id"))
             if qid in truths:
@@ -144,10 +157,29 @@ def run_simulation(
     error_rate: float = 0.05,
     seed: int = 0,
     max_tasks: int | None = None,
+    handout: Callable[[], bool] | None = None,
+    handout_poll_s: float = 0.5,
 ) -> dict[str, int]:
-    """All simulated annotators work in parallel (one thread each); returns tasks done per email."""
-    with ThreadPoolExecutor(max_workers=max(1, len(annotators))) as pool:
+    """All simulated annotators work in parallel (one thread each); returns tasks done per email.
+
+    ``handout``: one reconciliation pass (what the annotation wait's trigger does every poll:
+    :func:`pipelines.annotation.handout.reconcile_batches`), returning True once every task is
+    complete or stopped. It runs every ``handout_poll_s`` while the annotators work, as the
+    trigger would while people work; needed by the serial handout, where a task reopens only then.
+    """
+    finished = threading.Event() if handout is not None else None
+    with ThreadPoolExecutor(max_workers=max(1, len(annotators)) + 1) as pool:
         futures = {
-            a.email: pool.submit(a.work, project_id, truths, error_rate, seed, max_tasks) for a in annotators
+            a.email: pool.submit(a.work, project_id, truths, error_rate, seed, max_tasks, finished)
+            for a in annotators
         }
+        if handout is not None and finished is not None:
+            workers = list(futures.values())
+            while not all(f.done() for f in workers):
+                try:
+                    if handout():
+                        finished.set()
+                except Exception as err:  # noqa: BLE001 - a failed poll is retried, as the trigger does
+                    log.warning("handout poll failed (%s); polling on", err)
+                time.sleep(handout_poll_s)
         return {email: f.result() for email, f in futures.items()}

@@ -1,6 +1,7 @@
-"""Early stop against a real Label Studio 1.23: the annotation wait's trigger (driven by asyncio, no
-Airflow DB) withdraws a question from the ``/next`` labeling stream at its first disagreement, and the
-decision rejects it as the same answers are rejected without the early stop."""
+"""Early stop and the handout against a real Label Studio 1.23: the annotation wait's trigger (driven
+by asyncio, no Airflow DB) hands each task to one annotator at a time (serial) and withdraws a
+question from the ``/next`` labeling stream at its first disagreement, and the decision rejects it as
+the same answers are rejected without the early stop."""
 
 from __future__ import annotations
 
@@ -55,21 +56,22 @@ def ls_connection(setup, monkeypatch) -> str:
     return "ls_early_stop"
 
 
-def make_project(admin: LabelStudioClient, qids: list[str]) -> tuple[int, list[dict], dict[str, int]]:
-    pid = int(ensure_project(admin, f"stop-{uuid.uuid4().hex[:8]}")["id"])
+def make_project(admin: LabelStudioClient, qids: list[str], handout: str = "serial"
+                 ) -> tuple[int, list[dict], dict[str, int]]:
+    pid = int(ensure_project(admin, f"stop-{uuid.uuid4().hex[:8]}", handout=handout)["id"])
     qs = [{"question_id": q, "image_id": "i", "question": "How many?", "answer": "3"} for q in qids]
     push_questions(admin, pid, qs, lambda _: "http://127.0.0.1:9/i.png", batch=BATCH)
     tasks = {t["data"]["question_id"]: int(t["id"]) for t in admin.iter_tasks(pid, fields="task_only")}
     return pid, qs, tasks
 
 
-def wait_once(pid: int, early_stop: bool = True) -> dict:
+def wait_once(pid: int, early_stop: bool = True, handout: str = "serial") -> dict:
     """Run the annotation wait's trigger (what the triggerer rebuilds from its JSON) for ~1 s."""
     from hopchain_airflow.triggers.annotation import AnnotationCompleteTrigger
 
     deadline = (datetime.now(UTC) + timedelta(seconds=1.0)).isoformat()
     _, kwargs = AnnotationCompleteTrigger(pid, BATCH, deadline, poll_interval_s=0.3, conn_id="ls_early_stop",
-                                          request_timeout_s=5, early_stop=early_stop).serialize()
+                                          request_timeout_s=5, early_stop=early_stop, handout=handout).serialize()
 
     async def first() -> dict:
         async for event in AnnotationCompleteTrigger(**kwargs).run():
@@ -87,10 +89,55 @@ def answer(client: LabelStudioClient, task_id: int, value: object, verdict: str 
     client.create_annotation(task_id, answer_result(value, verdict), lead_time_s=5.0)
 
 
-def test_disagreement_leaves_the_stream_three_equal_stay_for_the_fourth(setup):
+def test_serial_handout_gives_a_task_to_one_annotator_at_a_time_and_stops_it_at_its_first_disagreement(setup):
+    """Everything through ``/next``, as people work: a pushed task goes to one annotator; after each
+    agreeing answer the trigger's poll opens it to exactly one more; after two different answers a
+    fifth annotator never receives it; three equal answers stay available for the fourth."""
     _, admin, people = setup
     p0, p1, p2, p3, p4 = people
-    pid, qs, task = make_project(admin, ["split", "agree"])
+    pid, qs, task = make_project(admin, ["x", "y"])
+    assert admin.get_task(task["x"])["overlap"] == 1  # the project asks for one annotation at a time
+    first, second = p0.next_task(pid), p1.next_task(pid)
+    assert {qid_of(first), qid_of(second)} == {"x", "y"}  # one task each: nobody shares a task
+    assert p2.next_task(pid) is None  # both held
+    split, agree = (first, second) if qid_of(first) == "x" else (second, first)
+    holder = {qid_of(first): p0, qid_of(second): p1}
+    answer(holder["x"], int(split["id"]), 3)
+    answer(holder["y"], int(agree["id"]), 3)
+    assert p2.next_task(pid) is None  # answered: closed until the poll sees the answers agree
+
+    event = wait_once(pid)
+    assert (event["opened"], event["withdrawn"], event["complete"]) == (2, 0, 0)
+    assert {(t["overlap"], t["is_labeled"]) for t in map(admin.get_task, task.values())} == {(2, False)}
+    third, fourth = p2.next_task(pid), p3.next_task(pid)
+    assert {qid_of(third), qid_of(fourth)} == {"x", "y"}
+    answerer = {qid_of(third): p2, qid_of(fourth): p3}
+    answer(answerer["x"], task["x"], 5)  # x: 3 then 5, can no longer be unanimous
+    answer(answerer["y"], task["y"], 3)
+
+    event = wait_once(pid)
+    assert (event["stopped"], event["complete"], event["opened"]) == (1, 1, 1)
+    assert (admin.get_task(task["x"])["overlap"], admin.get_task(task["x"])["is_labeled"]) == (2, True)
+    assert qid_of(p4.next_task(pid)) == "y"  # the fifth annotator gets y, never x
+    answer(p4, task["y"], 3)
+    wait_once(pid)
+    last = next(p for p in people if p not in (holder["y"], answerer["y"], p4))
+    assert qid_of(last.next_task(pid)) == "y"  # three equal answers: available for the fourth
+    answer(last, task["y"], 3)
+    assert all(p.next_task(pid) is None for p in people)
+
+    result = pull_and_decide(admin, pid, qs, batch=BATCH)
+    rows = {r["question_id"]: r for r in result.consensus.consensus}
+    assert (rows["y"]["status"], rows["y"]["agreed_answer"]) == ("accepted", "3")
+    assert (rows["x"]["status"], rows["x"]["reason"]) == ("rejected", "disagreement (1 vs 1: 3, 5)")
+    assert result.consensus.cost().annotations_saved == 2 and result.withdrawn == 0
+
+
+def test_disagreement_leaves_the_stream_three_equal_stay_for_the_fourth(setup):
+    """The parallel handout (every task open to four at once): a holder may still submit."""
+    _, admin, people = setup
+    p0, p1, p2, p3, p4 = people
+    pid, qs, task = make_project(admin, ["split", "agree"], handout="parallel")
     answer(p0, task["split"], 3)
     answer(p1, task["split"], 5)  # two different answers: can no longer be unanimous
     for p in (p0, p1, p2):
@@ -98,11 +145,11 @@ def test_disagreement_leaves_the_stream_three_equal_stay_for_the_fourth(setup):
     held = p2.next_task(pid)  # p2 opens "split" before the stop: it holds the task
     assert qid_of(held) == "split"
 
-    event = wait_once(pid)
+    event = wait_once(pid, handout="parallel")
     assert (event["stopped"], event["withdrawn"], event["complete"], event["total"]) == (1, 1, 1, 2)
     split = admin.get_task(task["split"])
     assert split["overlap"] == 2 and split["is_labeled"] is True
-    assert wait_once(pid)["withdrawn"] == 0  # already withdrawn: nothing is sent again
+    assert wait_once(pid, handout="parallel")["withdrawn"] == 0  # already withdrawn: nothing is sent again
 
     answer(p2, task["split"], 3)  # the holder may still submit; the answer is kept and counted
     assert qid_of(p3.next_task(pid)) == "agree"  # three equal answers: still in the stream
@@ -110,7 +157,7 @@ def test_disagreement_leaves_the_stream_three_equal_stay_for_the_fourth(setup):
     assert p3.next_task(pid) is None
     assert p4.next_task(pid) is None  # a fifth annotator never receives the stopped task
 
-    result = pull_and_decide(admin, pid, qs, batch=BATCH)
+    result = pull_and_decide(admin, pid, qs, batch=BATCH, handout="parallel")
     rows = {r["question_id"]: r for r in result.consensus.consensus}
     assert (rows["agree"]["status"], rows["agree"]["agreed_answer"]) == ("accepted", "3")
     assert rows["split"]["status"] == "rejected"
@@ -147,15 +194,16 @@ def test_a_stopped_decision_equals_the_same_answers_without_early_stop(setup):
     }
     decisions = {}
     for early_stop in (True, False):
-        pid, qs, task = make_project(admin, list(plan))
+        handout = "serial" if early_stop else "parallel"  # early stop as configured, and as it was before
+        pid, qs, task = make_project(admin, list(plan), handout)
         for k in range(4):
             for qid, answers in plan.items():
                 value, verdict = answers[k] if isinstance(answers[k], tuple) else (answers[k], ANSWERABLE)
                 if early_stop and admin.get_task(task[qid])["is_labeled"]:
                     continue  # withdrawn: the stream would not give it to this annotator
                 answer(people[k], task[qid], value, verdict)
-            wait_once(pid, early_stop)
-        result = pull_and_decide(admin, pid, qs, batch=BATCH, early_stop=early_stop)
+            wait_once(pid, early_stop, handout)
+        result = pull_and_decide(admin, pid, qs, batch=BATCH, early_stop=early_stop, handout=handout)
         decisions[early_stop] = {r["question_id"]: r for r in result.consensus.consensus}
         if early_stop:
             tasks = list(admin.iter_tasks(pid, batch=BATCH, fields="all"))

@@ -1,10 +1,11 @@
-"""``AnnotationWaitOperator``: defers on :class:`AnnotationCompleteTrigger` for each open batch.
+"""``AnnotationWaitOperator``: defers on one :class:`AnnotationCompleteTrigger` for all open batches.
 
-While deferred it holds no worker slot; the triggerer polls Label Studio. The operator waits for
-the open batches one after another (each deferral resumes in ``execute_complete`` and defers again
-for the next batch) and returns every trigger event, JSON only. Everything it needs comes in its
-``batches`` argument (the upstream task's :class:`pipelines.flow.OpenBatches` as JSON: the
-batches, ``poll_interval_s``, ``annotators_required``) and its connection id; it reads no
+While deferred it holds no worker slot; the triggerer polls Label Studio, handing out and waiting
+for every open batch at once (one batch waited for first would leave the others' tasks without a
+handout under the serial handout). It returns the trigger's per-batch results, JSON only.
+Everything it needs comes in its ``batches`` argument (the upstream task's
+:class:`pipelines.flow.OpenBatches` as JSON: the batches, ``poll_interval_s``,
+``annotators_required``, ``handout``, ``early_stop``) and its connection id; it reads no
 configuration file.
 """
 
@@ -24,48 +25,51 @@ class AnnotationWaitOperator(BaseOperator):
         self.batches = batches  # OpenBatches JSON: {"batches": [...], "poll_interval_s", "annotators_required"}
         self.conn_id = conn_id
 
-    def _plan(self) -> tuple[list[dict[str, Any]], float, int]:
+    def _plan(self) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         plan = self.batches or {}
         pending = [b for b in plan.get("batches", []) if b.get("project_id")]
-        return pending, float(plan.get("poll_interval_s", 30.0)), int(plan.get("annotators_required", 4))
+        options = {
+            "poll_interval_s": float(plan.get("poll_interval_s", 30.0)),
+            "required": int(plan.get("annotators_required", 4)),
+            "handout": str(plan.get("handout", "serial")),
+            "early_stop": bool(plan.get("early_stop", True)),
+        }
+        return pending, options
 
     def execute(self, context: Any) -> dict[str, Any]:
-        pending, _, _ = self._plan()
+        pending, _ = self._plan()
         if not pending:
             self.log.info("no open batches: nothing to wait for")
             return {"events": []}
-        return self._wait_next(pending, [], context)
+        return self._wait(pending, [], context)
 
-    def _wait_next(self, pending: list[dict[str, Any]], events: list[dict[str, Any]], context: Any) -> dict[str, Any]:
+    def _wait(self, pending: list[dict[str, Any]], events: list[dict[str, Any]], context: Any) -> dict[str, Any]:
         if not pending:
             return {"events": events}
         from hopchain_airflow.triggers.annotation import AnnotationCompleteTrigger
 
-        _, poll_interval_s, required = self._plan()
-        batch = pending[0]
-        self.log.info("waiting for batch %s (project %s) until %s", batch["batch_id"], batch["project_id"],
-                      batch["deadline"])
+        _, options = self._plan()
+        for b in pending:
+            self.log.info("waiting for batch %s (project %s) until %s", b["batch_id"], b["project_id"], b["deadline"])
         self.defer(
             trigger=AnnotationCompleteTrigger(
-                project_id=int(batch["project_id"]),
-                batch=str(batch["batch_id"]),
-                deadline=str(batch["deadline"]),
-                poll_interval_s=poll_interval_s,
-                required=required,
+                batches=[{"project_id": int(b["project_id"]), "batch": str(b["batch_id"]),
+                          "deadline": str(b["deadline"])} for b in pending],
                 conn_id=self.conn_id,
+                **options,
             ),
             method_name="execute_complete",
-            kwargs={"pending": pending[1:], "events": events},
+            kwargs={"events": events},
         )
         raise AssertionError("unreachable: defer() raises")  # pragma: no cover
 
     def execute_complete(self, context: Any, event: dict[str, Any], pending: list[dict[str, Any]] | None = None,
                          events: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-        self.log.info("batch %s: %s (%s of %s tasks complete)", event.get("batch"), event.get("status"),
-                      event.get("complete"), event.get("total"))
-        if pending is None:  # resumed without the defer kwargs (dag.test): recompute from the batch list
-            batches, _, _ = self._plan()
-            ids = [str(b["batch_id"]) for b in batches]
-            done = ids.index(str(event.get("batch"))) + 1 if str(event.get("batch")) in ids else len(ids)
-            pending = batches[done:]
-        return self._wait_next(pending, [*(events or []), event], context)
+        results = event.get("batches") or [event]
+        for r in results:
+            self.log.info("batch %s: %s (%s of %s tasks complete)", r.get("batch"), r.get("status"),
+                          r.get("complete"), r.get("total"))
+        self.log.info("handout: %s tasks opened to one more annotator, %s withdrawn (early stop)",
+                      event.get("opened"), event.get("withdrawn"))
+        # ``pending``: batches a single-batch wait of an earlier version still had to wait for
+        return self._wait(list(pending or []), [*(events or []), *results], context)

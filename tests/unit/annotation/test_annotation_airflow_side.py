@@ -159,7 +159,8 @@ def test_trigger_serialize_round_trip():
     module, _, name = classpath.rpartition(".")
     rebuilt = getattr(importlib.import_module(module), name)(**kwargs)
     assert rebuilt.serialize() == (classpath, kwargs)
-    assert kwargs["project_id"] == 3 and kwargs["batch"] == "run-1"
+    assert kwargs["batches"] == [{"project_id": 3, "batch": "run-1", "deadline": deadline}]
+    assert (kwargs["handout"], kwargs["early_stop"]) == ("serial", True)
     assert kwargs["conn_id"] == "hopchain_label_studio"
     assert not {"token", "base_url"} & set(kwargs)  # no secret in the serialized kwargs
 
@@ -173,6 +174,28 @@ def test_trigger_refuses_naive_deadline_and_missing_connection():
         AnnotationCompleteTrigger(1, "b", "2026-01-01T00:00:00+00:00", conn_id="")
     with pytest.raises(TypeError):
         AnnotationCompleteTrigger(1, "b", "2026-01-01T00:00:00+00:00", base_url="http://h", token="t")
+    with pytest.raises(ValueError, match="handout"):
+        AnnotationCompleteTrigger(1, "b", "2026-01-01T00:00:00+00:00", handout="random")
+    with pytest.raises(ValueError, match="at least one batch"):
+        AnnotationCompleteTrigger(batches=[])
+
+
+def test_one_trigger_waits_for_every_batch_until_each_is_complete_or_past_its_deadline(fake_ls):
+    """Two batches: the first completes, the second's deadline passes; one event names both."""
+    from hopchain_airflow.triggers.annotation import AnnotationCompleteTrigger
+
+    end = (404, {"detail": "Invalid page."})
+    unanswered = [(200, tasks_page([])), end] * 30  # batch b, on every poll until its deadline
+    fake_ls.answer("/api/tasks/", (200, tasks_page([1])), end, *unanswered)
+    trig = AnnotationCompleteTrigger(batches=[{"project_id": 5, "batch": "a", "deadline": in_seconds(30)},
+                                              {"project_id": 5, "batch": "b", "deadline": in_seconds(2)}],
+                                     poll_interval_s=0.1, required=1, conn_id="ls_test")
+    payload = first_event(trig)
+    assert payload["status"] == "deadline" and "batch" not in payload
+    assert [(b["batch"], b["status"]) for b in payload["batches"]] == [("a", "complete"), ("b", "deadline")]
+    assert (payload["total"], payload["complete"]) == (2, 1) and payload["polls"] >= 2
+    polled = [url for url, _ in fake_ls.seen]
+    assert sum("%22a%22" in u for u in polled) == 2  # a complete batch is not polled again (page 1, end)
 
 
 def test_hook_builds_an_async_client_in_the_triggerer(fake_ls):

@@ -9,7 +9,8 @@ import pytest
 
 from pipelines.annotation.completion import summarize_completion
 from pipelines.annotation.consensus import annotation_cost, decide
-from pipelines.annotation.early_stop import stopped_questions, withdraw_payload, withdrawals
+from pipelines.annotation.early_stop import stopped_questions
+from pipelines.annotation.handout import plan, project_overlap, reconcile_batches
 from pipelines.annotation.labeling import AMBIGUOUS, ANSWERABLE, NOT_ANSWERABLE
 from pipelines.annotation.simulated import answer_result
 from pipelines.annotation.validate import AnnotationRecord
@@ -76,12 +77,63 @@ def test_withdrawals_pick_the_tasks_that_can_no_longer_be_unanimous():
     ]
     assert stopped_questions(tasks) == {"split": "disagreement (1 vs 1: 3, 5)", "amb": "ambiguous (1 of 4)",
                                         "done-split": "disagreement (1 vs 1: 3, 5)"}
-    got = withdrawals(tasks)
-    assert [(w.task_id, w.overlap) for w in got] == [(1, 2), (3, 1)]
-    assert withdraw_payload(got[0]) == {"overlap": 2, "is_labeled": True}
-    summary = summarize_completion(tasks, 4, stopped_questions(tasks))
+    changes, summary = plan(tasks, 4, "parallel")
+    assert [(c.task_id, c.overlap, c.is_labeled) for c in changes] == [(1, 2, True), (3, 1, True)]
+    assert changes[0].payload() == {"overlap": 2, "is_labeled": True} and changes[0].withdraws
     assert (summary.complete, summary.stopped, summary.total, summary.counter_mismatches) == (4, 3, 6, 0)
+    assert summary == summarize_completion(tasks, 4, stopped_questions(tasks))
     assert summarize_completion(tasks, 4).complete == 1  # without the early stop only the complete one
+    # early stop switched off: a task it withdrew is opened to everyone again, nothing else changes
+    assert [(c.task_id, c.overlap, c.is_labeled) for c in plan(tasks, 4, "parallel", early_stop=False)[0]] == [
+        (4, 4, False)]
+
+
+def test_serial_handout_opens_each_agreeing_task_to_exactly_one_more_annotator():
+    tasks = [
+        task(1, "fresh", [], overlap=1),  # pushed: one annotator may take it
+        task(2, "one", [(1, 3, ANSWERABLE)], overlap=1, labeled=True),  # answered, waiting for the poll
+        task(3, "two-agree-open", [(1, 3, ANSWERABLE), (2, 3, ANSWERABLE)], overlap=3),  # already opened
+        task(4, "three", [(u, 3, ANSWERABLE) for u in (1, 2, 3)], overlap=3, labeled=True),
+        task(5, "split", [(1, 3, ANSWERABLE), (2, 5, ANSWERABLE)], overlap=2, labeled=True),  # withdrawn already
+        task(6, "amb", [(1, None, AMBIGUOUS)], overlap=2),  # opened, then the answer was ambiguous
+        task(7, "four", [(u, 3, ANSWERABLE) for u in (1, 2, 3, 4)], overlap=4, labeled=True),
+        task(8, "held-withdrawn", [(1, 3, ANSWERABLE), (2, 5, ANSWERABLE), (3, 3, ANSWERABLE)],
+             overlap=2, labeled=True),  # a holder submitted after the withdrawal: still withdrawn
+        task(9, "reset", [(1, 3, ANSWERABLE)], overlap=4),  # parallel before: back to one at a time
+    ]
+    changes, summary = plan(tasks, 4, "serial")
+    assert [(c.question_id, c.overlap, c.is_labeled, c.withdraws) for c in changes] == [
+        ("one", 2, False, False), ("three", 4, False, False), ("amb", 1, True, True), ("reset", 2, False, False)]
+    assert (summary.total, summary.complete, summary.stopped, summary.counter_mismatches) == (9, 4, 3, 0)
+    # after applying the changes, polling again changes nothing
+    by_id = {c.task_id: c for c in changes}
+    applied = [{**t, "overlap": by_id[t["id"]].overlap, "is_labeled": by_id[t["id"]].is_labeled}
+               if t["id"] in by_id else t for t in tasks]
+    assert plan(applied, 4, "serial")[0] == []
+    # parallel wants every open task at the full overlap
+    assert [(c.question_id, c.overlap) for c in plan(applied, 4, "parallel")[0]] == [
+        ("fresh", 4), ("one", 4), ("two-agree-open", 4), ("reset", 4)]
+    assert project_overlap("serial", 4) == 1 and project_overlap("parallel", 4) == 4
+
+
+def test_reconcile_sends_one_patch_per_change():
+    class Client:
+        def __init__(self) -> None:
+            self.sent: list[tuple[int, int, bool]] = []
+
+        def iter_tasks(self, project_id, batch=None, fields="all"):
+            assert (project_id, fields) == (7, "all")
+            return iter([task(1, f"{batch}-a", [(1, 3, ANSWERABLE)], overlap=1, labeled=True),
+                         task(2, f"{batch}-b", [(1, 3, ANSWERABLE), (2, 4, ANSWERABLE)], overlap=3)])
+
+        def set_task_overlap(self, task_id, overlap, is_labeled):
+            self.sent.append((task_id, overlap, is_labeled))
+
+    client = Client()
+    done = reconcile_batches(client, 7, ["b1", "b2"], 4, "serial")
+    assert client.sent == [(1, 2, False), (2, 2, True)] * 2
+    assert (done.opened, done.withdrawn, done.total, done.complete, done.all_complete) == (2, 2, 4, 2, False)
+    assert done.reasons == {"b1-b": "disagreement (1 vs 1: 3, 4)", "b2-b": "disagreement (1 vs 1: 3, 4)"}
 
 
 def test_annotation_cost_per_accepted_and_saved():
