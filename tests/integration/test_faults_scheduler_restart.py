@@ -13,6 +13,7 @@ import uuid
 
 import pytest
 
+from pipelines.annotation.completion import summarize_completion
 from pipelines.annotation.simulated import run_simulation, simulated_annotators
 from pipelines.config import load_params
 from pipelines.flow import Flow
@@ -90,8 +91,14 @@ def test_scheduler_and_triggerer_crash_during_the_deferred_wait_and_the_run_resu
 
             with ls_client(local_stack.labelstudio) as admin:
                 annotators = simulated_annotators(admin, admin.token, 4)
+
+                def all_answered() -> bool:  # the restarted trigger hands each task on (serial handout)
+                    tasks = admin.iter_tasks(project_id, batch=batch.batch_id, fields="all")
+                    return summarize_completion(tasks, 4).all_complete
+
                 try:
-                    done = run_simulation(annotators, project_id, truths, error_rate=0.0, seed=11)
+                    done = run_simulation(annotators, project_id, truths, error_rate=0.0, seed=11,
+                                          handout=all_answered, handout_poll_s=2.0)
                 finally:
                     for a in annotators:
                         a.client.close()

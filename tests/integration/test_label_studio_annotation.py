@@ -15,6 +15,7 @@ import pytest
 
 from pipelines.annotation.annotators import AnnotatorExists, add_annotator, user_token
 from pipelines.annotation.client import LabelStudioClient, LabelStudioCredentials
+from pipelines.annotation.handout import reconcile_batches
 from pipelines.annotation.labeling import AMBIGUOUS, NOT_ANSWERABLE
 from pipelines.annotation.project import ensure_project
 from pipelines.annotation.pull import pull_and_decide
@@ -68,12 +69,17 @@ def project(admin: LabelStudioClient) -> int:
 def test_bootstrap_is_idempotent_and_enforces_settings(admin):
     title = f"verify-{uuid.uuid4().hex[:8]}"
     first = ensure_project(admin, title)
-    admin.update_project(first["id"], {"maximum_annotations": 1, "show_skip_button": True})  # drift
+    # drift: someone sets four annotations at once and the skip button in the UI
+    admin.update_project(first["id"], {"maximum_annotations": 4, "show_overlap_first": False,
+                                       "show_skip_button": True})
     second = ensure_project(admin, title)
     assert second["id"] == first["id"]
     assert [p["id"] for p in [admin.find_project(title)]] == [first["id"]]
     got = admin.get_project(first["id"])
-    assert got["maximum_annotations"] == 4 and got["overlap_cohort_percentage"] == 100
+    # the serial handout (default): one annotation per task at a time, answered tasks served first
+    assert (got["maximum_annotations"], got["show_overlap_first"], got["overlap_cohort_percentage"]) == (1, True, 100)
+    parallel = admin.get_project(ensure_project(admin, title, 4, handout="parallel")["id"])
+    assert (parallel["maximum_annotations"], parallel["show_overlap_first"]) == (4, False)
     assert got["show_skip_button"] is False and got["show_annotation_history"] is False
     for tag in (
         '<Image name="image"',
@@ -216,16 +222,18 @@ def test_bad_annotations_are_rejected_and_the_rest_decided(admin, people):
 
 
 def test_simulated_annotators_through_the_labeling_stream(admin, label_studio):
-    """Five simulated accounts work the /next stream: each task gets exactly four annotators."""
+    """Five simulated accounts work the /next stream while the handout reconciles (what the wait's
+    trigger does): each task gets exactly four annotators."""
     pid = project(admin)
     qs = questions(5, "sim")
     push_questions(admin, pid, qs, fake_url, batch="b")
     token = label_studio.credentials()["token"]
     sims = simulated_annotators(admin, token, 5)
     assert sims[0].email.startswith("simulated-annotator-")
-    done = run_simulation(sims, pid, {q["question_id"]: q["answer"] for q in qs}, error_rate=0.0, seed=3)
+    done = run_simulation(sims, pid, {q["question_id"]: q["answer"] for q in qs}, error_rate=0.0, seed=3,
+                          handout=lambda: reconcile_batches(admin, pid, ["b"]).all_complete)
     total = sum(done.values())
-    # 5 tasks x 4: the stream hands a task to four annotators. Under load, two concurrent /next
+    # 5 tasks x 4: the stream hands a task to one annotator at a time, four in all. Under load, two concurrent /next
     # calls can both get a task's last open slot (Label Studio's lock race: about 1 run in 3 on this
     # loaded 2-core machine): the consensus then counts the first four and reports the fifth.
     assert 20 <= total <= 21, done
