@@ -75,8 +75,12 @@ class DeploymentSettings(BaseModel):
         "s3_access_key": "HOPCHAIN_S3_ACCESS_KEY",
         "s3_secret_key": "HOPCHAIN_S3_SECRET_KEY",
         "ls_token": "HOPCHAIN_LS_TOKEN",
+        "s3_reader_access_key": "HOPCHAIN_S3_READER_ACCESS_KEY",
+        "s3_reader_secret_key": "HOPCHAIN_S3_READER_SECRET_KEY",
     }
-    SECRETS: ClassVar[tuple[str, ...]] = ("s3_access_key", "s3_secret_key", "ls_token")
+    # the reader key: read and list the platform bucket only (Label Studio signs image URLs with it)
+    SECRETS: ClassVar[tuple[str, ...]] = ("s3_access_key", "s3_secret_key", "ls_token", "s3_reader_access_key",
+                                          "s3_reader_secret_key")
     S3_CONN_ID: ClassVar[str] = S3_CONN_ID
     LABEL_STUDIO_CONN_ID: ClassVar[str] = LABEL_STUDIO_CONN_ID
 
@@ -94,6 +98,8 @@ class DeploymentSettings(BaseModel):
     s3_access_key: SecretStr | None = None
     s3_secret_key: SecretStr | None = None
     ls_token: SecretStr | None = None
+    s3_reader_access_key: SecretStr | None = None
+    s3_reader_secret_key: SecretStr | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> DeploymentSettings:
@@ -167,6 +173,8 @@ class DeploymentSettings(BaseModel):
             "HOPCHAIN_S3_ACCESS_KEY": s3["access_key"], "HOPCHAIN_S3_SECRET_KEY": s3["secret_key"],
             "HOPCHAIN_LS_HOST": f"{ls_scheme}://{ls_host}", "HOPCHAIN_LS_PORT": ls_port,
             "HOPCHAIN_LS_TOKEN": ls["token"],
+            "HOPCHAIN_S3_READER_ACCESS_KEY": s3.get("reader_access_key", ""),
+            "HOPCHAIN_S3_READER_SECRET_KEY": s3.get("reader_secret_key", ""),
         })
 
     # -- derived values --------------------------------------------------------------------------
@@ -202,8 +210,12 @@ class DeploymentSettings(BaseModel):
         """The local stack's S3 credential layout (contains the secret)."""
         self._require_secrets()
         assert self.s3_access_key is not None and self.s3_secret_key is not None
-        return {"endpoint": self.s3_endpoint, "access_key": self.s3_access_key.get_secret_value(),
-                "secret_key": self.s3_secret_key.get_secret_value(), "region": self.s3_region}
+        out = {"endpoint": self.s3_endpoint, "access_key": self.s3_access_key.get_secret_value(),
+               "secret_key": self.s3_secret_key.get_secret_value(), "region": self.s3_region}
+        if self.s3_reader_access_key is not None and self.s3_reader_secret_key is not None:
+            out["reader_access_key"] = self.s3_reader_access_key.get_secret_value()
+            out["reader_secret_key"] = self.s3_reader_secret_key.get_secret_value()
+        return out
 
     def label_studio_credentials_dict(self) -> dict[str, str]:
         self._require_secrets()
@@ -296,7 +308,9 @@ if __name__ == "__main__":
 
 
 def airflow_connections(s3: dict[str, str], ls: dict[str, str]) -> dict[str, Any]:
-    """The Airflow connections of the platform, from the generated (or production) credentials."""
+    """The Airflow connections of the platform, from the generated (or production) credentials;
+    ``hopchain_s3_reader`` (the bucket's read-only key, for Label Studio's image storage) when
+    ``s3`` has ``reader_access_key`` / ``reader_secret_key``."""
     s3_host, s3_port = s3["endpoint"].split("://", 1)[-1].rsplit(":", 1)
     ls_host, ls_port = ls["url"].split("://", 1)[-1].rsplit(":", 1)
     return {
@@ -310,6 +324,16 @@ def airflow_connections(s3: dict[str, str], ls: dict[str, str]) -> dict[str, Any
             "extra": json.dumps({"secure": s3["endpoint"].startswith("https"),
                                  "region": s3.get("region", "us-east-1")}),
         },
+        **({"hopchain_s3_reader": {
+            "conn_type": "hopchain_s3",
+            "description": "Read-only key of the platform bucket: Label Studio signs image URLs with it",
+            "host": s3_host,
+            "port": int(s3_port),
+            "login": s3["reader_access_key"],
+            "password": s3["reader_secret_key"],
+            "extra": json.dumps({"secure": s3["endpoint"].startswith("https"),
+                                 "region": s3.get("region", "us-east-1")}),
+        }} if s3.get("reader_access_key") and s3.get("reader_secret_key") else {}),
         "hopchain_label_studio": {
             "conn_type": "label_studio",
             "description": "Label Studio of the HopChain platform",

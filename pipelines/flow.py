@@ -70,7 +70,9 @@ class Flow:
     """One DAG run's view of the platform: configuration, object store, run id, Label Studio.
 
     ``label_studio`` is a factory returning a Label Studio client used as a context manager
-    (:class:`pipelines.annotation.client.LabelStudioClient`).
+    (:class:`pipelines.annotation.client.LabelStudioClient`). ``image_reader``: a read-only key of
+    the bucket, which Label Studio's image storage signs image URLs with (the store's own key when
+    None, with a warning at each push).
     """
 
     params: Params
@@ -78,6 +80,7 @@ class Flow:
     run_id: str
     label_studio: Callable[[], AbstractContextManager[Any]] | None = None
     s3_credentials: S3Credentials | None = None
+    image_reader: S3Credentials | None = None
     _coco: dict[str, Any] | None = field(default=None, repr=False)
 
     @cached_property
@@ -342,7 +345,11 @@ class Flow:
         from pipelines.annotation.project import ImageStorage, ensure_image_storage
         from pipelines.annotation.push import presigned_image_urls, s3_image_refs
 
-        creds = self.store.creds
+        creds = self.image_reader or self.store.creds
+        if self.image_reader is None:
+            log.warning("Label Studio's image storage gets the platform's read-write key: give it a read-only "
+                        "key of bucket %s (Airflow connection hopchain_s3_reader, or HOPCHAIN_S3_READER_ACCESS_KEY "
+                        "/ HOPCHAIN_S3_READER_SECRET_KEY)", self.store.bucket)
         storage = ImageStorage(self.store.bucket, creds.url, creds.access_key, creds.secret_key, creds.region)
         try:
             ensure_image_storage(client, project_id, storage)

@@ -149,16 +149,19 @@ class SeaweedS3(Service):
         return f"http://127.0.0.1:{self.params.stack.ports.s3}"
 
     def credentials(self) -> dict[str, str]:
+        """The platform's read-write key, and ``reader_access_key`` / ``reader_secret_key``: a key that
+        may only read and list the platform bucket (what Label Studio signs image URLs with).
+        A credentials file written before the reader key existed gets one added."""
         f = self.credentials_file()
-        if f.exists():
-            return read_secret_file(f)
-        creds = {
+        creds = read_secret_file(f) if f.exists() else {
             "endpoint": self.url(),
             "access_key": "hc" + _hex(9),
             "secret_key": _token(30),
             "region": "us-east-1",
         }
-        write_secret_file(f, creds)
+        if "reader_access_key" not in creds:
+            creds.update({"reader_access_key": "hr" + _hex(9), "reader_secret_key": _token(30)})
+            write_secret_file(f, creds)
         return creds
 
     def start(self) -> None:
@@ -175,7 +178,13 @@ class SeaweedS3(Service):
                         "name": "hopchain",
                         "credentials": [{"accessKey": creds["access_key"], "secretKey": creds["secret_key"]}],
                         "actions": ["Admin", "Read", "List", "Tagging", "Write"],
-                    }
+                    },
+                    {  # Label Studio's image storage: read and list the platform bucket, nothing else
+                        "name": "hopchain-images-reader",
+                        "credentials": [{"accessKey": creds["reader_access_key"],
+                                         "secretKey": creds["reader_secret_key"]}],
+                        "actions": [f"Read:{self.params.store.bucket}", f"List:{self.params.store.bucket}"],
+                    },
                 ]
             },
         )

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 S3_CONN_ID = "hopchain_s3"
+S3_READER_CONN_ID = "hopchain_s3_reader"
 LABEL_STUDIO_CONN_ID = "hopchain_label_studio"
 
 
@@ -36,7 +37,21 @@ def flow_for(context: dict[str, Any]) -> Any:
     params = load_params(None, profile)
     store = ObjectStoreHook(S3_CONN_ID).get_store(params.store.bucket)
     return Flow(params=params, store=store, run_id=str(context["run_id"]),
-                label_studio=LabelStudioHook(LABEL_STUDIO_CONN_ID).get_conn, s3_credentials=store.creds)
+                label_studio=LabelStudioHook(LABEL_STUDIO_CONN_ID).get_conn, s3_credentials=store.creds,
+                image_reader=_image_reader())
+
+
+def _image_reader() -> Any:
+    """The bucket's read-only key (connection ``hopchain_s3_reader``) that Label Studio's image storage
+    signs with; None where the deployment has none (the push then uses the platform's key and says so)."""
+    from airflow.exceptions import AirflowNotFoundException
+
+    from hopchain_airflow.hooks.object_store import ObjectStoreHook
+
+    try:
+        return ObjectStoreHook(S3_READER_CONN_ID).get_credentials()
+    except AirflowNotFoundException:
+        return None
 
 
 def to_jsonable(value: Any) -> Any:

@@ -28,18 +28,38 @@ def png() -> bytes:
     return buf.getvalue()
 
 
-def test_a_task_pushed_long_ago_still_shows_its_image(label_studio, object_store):
+def test_the_reader_key_reads_and_lists_the_bucket_and_cannot_write(s3_server, object_store):
+    from minio.error import S3Error
+
+    from pipelines.store import ObjectStore, S3Credentials
+
+    c = s3_server.credentials()
+    reader = ObjectStore(S3Credentials(c["endpoint"], c["reader_access_key"], c["reader_secret_key"]),
+                         object_store.bucket, retries=0)
+    key = object_store.put_bytes(f"tests/reader/{uuid.uuid4().hex[:8]}/a.png", png(), "image/png")
+    assert reader.get_bytes(key) == png() and key in reader.list(key.rsplit("/", 1)[0])
+    with pytest.raises(S3Error) as denied:
+        reader.client.put_object(object_store.bucket, key + ".new", io.BytesIO(b"x"), 1)
+    assert denied.value.code == "AccessDenied"
+    with pytest.raises(S3Error):
+        reader.client.remove_object(object_store.bucket, key)
+    assert object_store.get_bytes(key) == png()  # still there
+
+
+def test_a_task_pushed_long_ago_still_shows_its_image(label_studio, object_store, s3_server):
     creds = LabelStudioCredentials.from_mapping(label_studio.credentials())
     admin = LabelStudioClient.from_credentials(creds)
     body = png()
     key = object_store.put_bytes(f"tests/storage/{uuid.uuid4().hex[:8]}/a.png", body, "image/png")
     pid = int(ensure_project(admin, f"img-{uuid.uuid4().hex[:8]}")["id"])
     s3 = object_store.creds
-    storage = ImageStorage(object_store.bucket, s3.url, s3.access_key, s3.secret_key, presign_ttl_min=1)
+    c = s3_server.credentials()  # Label Studio signs with the bucket's read-only key
+    storage = ImageStorage(object_store.bucket, s3.url, c["reader_access_key"], c["reader_secret_key"],
+                           presign_ttl_min=1)
     first = ensure_image_storage(admin, pid, storage)
     assert ensure_image_storage(admin, pid, storage)["id"] == first["id"]  # idempotent
     assert len(admin.s3_import_storages(pid)) == 1
-    assert s3.secret_key not in str(admin.s3_import_storages(pid))  # the server never returns the secret
+    assert c["reader_secret_key"] not in str(admin.s3_import_storages(pid))  # the server never returns it
 
     q = {"question_id": "q1", "image_id": "a", "question": "How many?", "answer": "1"}
     push_questions(admin, pid, [q], s3_image_refs(object_store.bucket, {"a": f"s3://{object_store.bucket}/{key}"}),

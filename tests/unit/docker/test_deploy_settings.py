@@ -26,7 +26,9 @@ PARAMS = REPO / "params.yaml"
 def secrets_env() -> dict[str, str]:
     return {"HOPCHAIN_S3_ACCESS_KEY": "hc" + secrets.token_hex(9),
             "HOPCHAIN_S3_SECRET_KEY": secrets.token_urlsafe(30),
-            "HOPCHAIN_LS_TOKEN": secrets.token_hex(20)}
+            "HOPCHAIN_LS_TOKEN": secrets.token_hex(20),
+            "HOPCHAIN_S3_READER_ACCESS_KEY": "hr" + secrets.token_hex(9),
+            "HOPCHAIN_S3_READER_SECRET_KEY": secrets.token_urlsafe(30)}
 
 
 @pytest.fixture()
@@ -44,7 +46,8 @@ def test_the_compose_env_template_loads_into_the_settings_model() -> None:
     assert settings.label_studio_url == "http://label-studio:8080"
     # The template holds no secret: exactly the three platform secrets are missing.
     assert settings.missing_secrets() == [
-        "HOPCHAIN_S3_ACCESS_KEY", "HOPCHAIN_S3_SECRET_KEY", "HOPCHAIN_LS_TOKEN"]
+        "HOPCHAIN_S3_ACCESS_KEY", "HOPCHAIN_S3_SECRET_KEY", "HOPCHAIN_LS_TOKEN", "HOPCHAIN_S3_READER_ACCESS_KEY",
+        "HOPCHAIN_S3_READER_SECRET_KEY"]
     with pytest.raises(ConfigError, match="missing secrets"):
         settings.airflow_connections()
     # The deployment runs the repository's params.yaml with the template's profile.
@@ -63,7 +66,9 @@ def test_local_stack_and_compose_give_the_same_connections_and_profiles(local_st
     # The local stack's own provisioning and the settings model build identical connections.
     assert local.airflow_connections() == airflow_connections(s3, ls)
     local_conns, compose_conns = local.airflow_connections(), compose.airflow_connections()
-    assert set(local_conns) == set(compose_conns) == {S3_CONN_ID, LABEL_STUDIO_CONN_ID}
+    assert set(local_conns) == set(compose_conns) == {S3_CONN_ID, "hopchain_s3_reader", LABEL_STUDIO_CONN_ID}
+    # the reader is a key of its own: Label Studio never gets the platform's read-write key
+    assert local_conns["hopchain_s3_reader"]["login"] != local_conns[S3_CONN_ID]["login"]
     for cid in local_conns:
         a, b = local_conns[cid], compose_conns[cid]
         assert set(a) == set(b) and a["conn_type"] == b["conn_type"]
