@@ -1,21 +1,30 @@
-"""Benchmark of the early stop: annotations per accepted question with and without it, on a real
-Label Studio, with the simulated annotators working its ``/next`` stream.
+"""Benchmark of the early stop and the handout: annotations per accepted question on a real Label
+Studio, with the simulated annotators working its ``/next`` stream.
 
     .venv/bin/python bench/annotation_cost.py                 # starts a private Label Studio (~1 min)
     HOPCHAIN_LS_URL=... HOPCHAIN_LS_TOKEN=... .venv/bin/python bench/annotation_cost.py   # reuse one
 
-For each per-annotator error rate (5 %, 10 %, 20 %) and a share of *ambiguous* verdicts, the same
-questions are pushed into two projects and answered by the same four simulated annotators (answers
-seeded per annotator and question, so a question gets the same four votes in both). In the first
-project a poller withdraws stopped questions from the stream while they work (what the annotation
-wait's trigger does, :func:`pipelines.annotation.pull.withdraw_stopped`, every ``--poll-s``); in the
-second nothing is withdrawn. Each annotator "thinks" its lead time × ``--think-scale`` before
-submitting (lead times 4–45 s; 0.01 → 0.04–0.45 s, with a 0.3 s poll: the ratio of a 30 s poll to
-people's answer times). With four annotators every question that is not stopped gets all four
-votes, so the accepted sets must be identical: the bench checks it.
+For each share of *ambiguous* verdicts (2 %, 5 %) and per-annotator error rate (5 %, 10 %, 20 %: a
+wrong number, truth ± 1 or 2), the same questions are pushed into one project per handout and
+answered by the same four simulated annotators (votes seeded per annotator and question, so a
+question gets the same four votes in every project):
 
-Prints per error rate: annotations per accepted question with and without early stop, the saving,
-annotations saved (from the consensus rows) and whether the accepted sets are equal.
+* ``today``: four at once (``parallel``), no early stop (the platform before issue 19);
+* ``parallel + early stop``: four at once, stopped questions withdrawn;
+* ``serial + early stop``: one annotator at a time (the default).
+
+While they work, a poller reconciles the handout every ``--poll-s`` (what the annotation wait's
+trigger does: :func:`pipelines.annotation.handout.reconcile_batches`). Each annotator "thinks" its
+lead time × ``--think-scale`` before submitting (lead times 4–45 s; 0.01 → 0.04–0.45 s, with a
+0.3 s poll: the ratio of a 30 s poll to people's answer times). Every question that is not stopped
+gets all four votes, so the accepted sets must be identical to today's: the bench checks it (exit 1
+otherwise). ``best possible`` is what stopping right after the first non-unanimous answer would
+cost, from the same votes, averaged over the 24 orders in which the four may come: no handout can
+do better.
+
+Prints per error rate and handout: accepted, annotations per accepted question, annotations
+submitted, fewer than today, annotations saved (from the consensus rows), tasks withdrawn and
+opened, wall time, and whether the accepted set equals today's.
 """
 
 from __future__ import annotations
@@ -134,7 +143,11 @@ def main() -> int:
     ap.add_argument("--think-scale", type=float, default=0.01)
     ap.add_argument("--poll-s", type=float, default=0.3)
     ap.add_argument("--seed", type=int, default=19)
+    ap.add_argument("--configs", default=",".join(name for name, _, _ in CONFIGS),
+                    help="which handouts to run (comma-separated names; 'today' is always run: the baseline)")
     args = ap.parse_args()
+    wanted = {"today", *args.configs.split(",")}
+    configs = [c for c in CONFIGS if c[0] in wanted]
     svc = None
     if os.environ.get("HOPCHAIN_LS_URL") and os.environ.get("HOPCHAIN_LS_TOKEN"):
         ls_url, token = os.environ["HOPCHAIN_LS_URL"], os.environ["HOPCHAIN_LS_TOKEN"]
@@ -156,7 +169,7 @@ def main() -> int:
                     for rate in (float(r) for r in args.error_rates.split(",")):
                         qs = questions(args.questions, f"e{int(rate * 100):02d}a{int(amb * 100):02d}")
                         runs = {name: one_run(admin, sims, qs, rate, handout, stop, args.poll_s, args.seed)
-                                for name, handout, stop in CONFIGS}
+                                for name, handout, stop in configs}
                         today = runs["today"]
                         bound = serial_bound(sims, qs, rate, args.seed)
                         for name, run in runs.items():
