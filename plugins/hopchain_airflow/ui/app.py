@@ -190,9 +190,14 @@ def render_page(data: dict[str, Any], error: str = "") -> str:
             prog_txt = " ".join(f"{k}&#8239;ann:&nbsp;{v}" for k, v in sorted(prog.items())) or "-"
         batches.append([_esc(b.get("batch_id")), _esc(b.get("run_id")), _esc(b.get("questions")),
                         _esc(b.get("status")), prog_txt, _esc(b.get("pushed_at"))])
+    def per_accepted(c: dict[str, Any]) -> str:
+        value = c.get("annotations_per_accepted")
+        return "-" if value is None else f"{float(value):.2f}"
+
     consensus = [
         [_esc(c.get("batch_id")), _esc(c.get("accepted")), _esc(c.get("rejected")), _esc(c.get("pending")),
-         _esc(c.get("agreement_rate")), _esc(c.get("decided_at"))]
+         _esc(c.get("agreement_rate")), _esc(per_accepted(c)), _esc(c.get("annotations_saved", 0)),
+         _esc(c.get("decided_at"))]
         for c in data.get("consensus", [])
     ]
     releases = [
@@ -220,7 +225,8 @@ th{{background:#f6f8fa}} .empty{{color:#777}} .error{{color:#b00}}
 <a href='annotators'>Annotators</a> &middot; <a href='trends'>Trends</a></nav>{err}{nav_html}
 <h2>Runs</h2>{_table(["run", "images", "quarantined", "instances", "questions", "rejects", "validation"], runs)}
 <h2>Batches in Label Studio</h2>{_table(["batch", "run", "questions", "status", progress_head, "pushed"], batches)}
-<h2>Consensus</h2>{_table(["batch", "accepted", "rejected", "pending", "agreement", "decided"], consensus)}
+<h2>Consensus</h2>{_table(["batch", "accepted", "rejected", "pending", "agreement", "annotations / accepted",
+                           "saved by early stop", "decided"], consensus)}
 <h2>Releases</h2>{_table(["tag", "questions", "images", "registry", "card", "released"], releases)}
 {nav_html}
 <script>const d={json.dumps({"n_releases": len(releases)})};</script>

@@ -42,7 +42,9 @@ def test_page_lists_every_level_and_escapes_user_text() -> None:
                      "progress": {"4": 10, "2": 6}, "pushed_at": "t"},
                     {"batch_id": "b2<script>", "run_id": "r", "questions": 1, "status": "open",
                      "progress": {"error": "ConnectError"}}],
-        "consensus": [{"batch_id": "b0", "accepted": 12, "rejected": 4, "pending": 0, "agreement_rate": 0.75}],
+        "consensus": [{"batch_id": "b0", "accepted": 12, "rejected": 4, "pending": 0, "agreement_rate": 0.75,
+                       "annotations_per_accepted": 4.5, "annotations_saved": 6},
+                      {"batch_id": "b-old", "accepted": 0, "rejected": 1, "pending": 0, "agreement_rate": 0.0}],
         "releases": [{"tag": "v2026.11.24", "questions": 59, "images": 21, "registry": "/r.git",
                       "card": "releases/v2026.11.24/card/index.html"}],
     }
@@ -51,6 +53,9 @@ def test_page_lists_every_level_and_escapes_user_text() -> None:
                  "Label Studio unreachable (ConnectError)", "docs/runs/manual__1/datadocs/index.html"):
         assert text in page
     assert "b2<script>" not in page and "b2&lt;script&gt;" in page  # user text is escaped, never markup
+    # the cost of each decided batch (issue 19): annotations per accepted question, saved by the early stop
+    assert "annotations / accepted" in page and "saved by early stop" in page
+    assert "<td>4.50</td><td>6</td>" in page and "<td>-</td><td>0</td>" in page  # a record older than the fields
 
 
 class DownStore:
