@@ -39,17 +39,28 @@ class AirflowAPI:
             self._token = str(r.json()["access_token"])
         return self._token
 
-    def request(self, method: str, path: str, **kw: Any) -> Any:
-        for attempt in range(2):
+    # idempotent calls are retried on a 5xx: the local stack's SQLite metadata database answers
+    # "database is locked" (HTTP 500 after its 5 s busy timeout) while the scheduler writes a lot
+    RETRIED: tuple[str, ...] = ("GET", "PATCH", "PUT", "DELETE")
+
+    def request(self, method: str, path: str, retries: int = 3, **kw: Any) -> Any:
+        refreshed = False
+        attempt = 0
+        while True:
             headers = {"Authorization": f"Bearer {self.token()}"}
             r = self._http.request(method, f"/api/v2{path}", headers=headers, **kw)
-            if r.status_code == 401 and attempt == 0:
-                self._token = None
+            if r.status_code == 401 and not refreshed:
+                self._token, refreshed = None, True
                 continue
+            if r.status_code >= 500 and method.upper() in self.RETRIED and attempt < retries:
+                attempt += 1
+                time.sleep(min(8.0, 0.5 * 2**attempt))
+                continue
+            if r.status_code == 401:
+                raise AirflowAPIError(f"{method} {path}: unauthorised")
             if r.status_code >= 400:
                 raise AirflowAPIError(f"{method} {path}: HTTP {r.status_code}: {r.text[:500]}")
             return r.json() if r.content else None
-        raise AirflowAPIError(f"{method} {path}: unauthorised")
 
     # -- DAGs and runs -------------------------------------------------------------------------
     def dags(self) -> list[dict[str, Any]]:
