@@ -95,13 +95,14 @@ def _consensus(args: argparse.Namespace) -> int:
     from pipelines.contracts import read_parquet, write_parquet_atomic
     from pipelines.rejects import rejects_table
 
-    required = args.required or load_params(args.params, args.profile).annotation.annotators_required
+    cfg = load_params(args.params, args.profile).annotation
+    required = args.required or cfg.annotators_required
     questions = read_parquet(args.questions, "questions")
     annotations = read_parquet(args.annotations)
     records, invalid = records_from_table(annotations)
     generated = dict(zip(questions.column("question_id").to_pylist(), questions.column("answer").to_pylist(),
                          strict=True))
-    result = decide(records, generated, required)
+    result = decide(records, generated, required, cfg.early_stop)  # as the platform decides
     rejects = invalid + result.ignored
     out: Path = args.out
     write_parquet_atomic(result.consensus_table(), out)
