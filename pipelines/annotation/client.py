@@ -295,10 +295,11 @@ class AsyncLabelStudioClient:
         return self._sdk
 
     async def iter_tasks(
-        self, project_id: int, batch: str | None = None, fields: str = "all", page_size: int = 500
+        self, project_id: int, batch: str | None = None, fields: str = "all", page_size: int = 500,
+        query: str | None = None,
     ) -> AsyncIterator[dict[str, Any]]:
         """Like :meth:`LabelStudioClient.iter_tasks`, asynchronously."""
-        pager = await self.sdk.tasks.list(**tasks_query(project_id, batch, fields, page_size))
+        pager = await self.sdk.tasks.list(**tasks_query(project_id, batch, fields, page_size, query))
         async for task in pager:
             yield as_json(task)
 

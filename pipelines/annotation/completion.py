@@ -32,6 +32,13 @@ def data_in_filter(key: str, values: list[str]) -> str:
     return _data_filter(key, "in_list", [str(v) for v in values])
 
 
+def ids_after_filter(task_id: int) -> str:
+    """A Data Manager ``query`` (JSON text) selecting the tasks with an id above ``task_id``: Label Studio
+    numbers tasks in creation order, so these are the tasks pushed after it."""
+    item = {"filter": "filter:tasks:id", "operator": "greater", "type": "Number", "value": int(task_id)}
+    return json.dumps({"filters": {"conjunction": "and", "items": [item]}})
+
+
 def tasks_query(
     project_id: int, batch: str | None = None, fields: str = "all", page_size: int = 500, query: str | None = None
 ) -> dict[str, str | int]:

@@ -133,6 +133,24 @@ def test_serial_handout_gives_a_task_to_one_annotator_at_a_time_and_stops_it_at_
     assert result.consensus.cost().annotations_saved == 2 and result.withdrawn == 0
 
 
+def test_the_wait_hands_out_a_batch_pushed_after_it_began(setup):
+    """The annotation DAG runs one at a time: a batch pushed while a wait runs is waited for by the next
+    run, but this wait already hands its tasks on, so they do not stop after one answer meanwhile."""
+    _, admin, people = setup
+    pid, qs, task = make_project(admin, ["waited"])
+    later = [{"question_id": "later", "image_id": "i", "question": "How many?", "answer": "3"}]
+    push_questions(admin, pid, later, lambda _: "http://127.0.0.1:9/i.png", batch="batch-2")
+    later_id = next(int(t["id"]) for t in admin.iter_tasks(pid, batch="batch-2", fields="task_only"))
+    answer(people[0], later_id, 3)
+    assert admin.get_task(later_id)["is_labeled"] is True  # one answer: closed until a handout
+
+    event = wait_once(pid)  # waits for batch-1 only
+    assert [b["batch"] for b in event["batches"]] == [BATCH] and event["total"] == 1
+    assert event["opened_later_batches"] == 1 and event["opened"] == 0
+    assert (admin.get_task(later_id)["overlap"], admin.get_task(later_id)["is_labeled"]) == (2, False)
+    assert qid_of(people[1].next_task(pid)) == "later"  # answered questions are served first
+
+
 def test_disagreement_leaves_the_stream_three_equal_stay_for_the_fourth(setup):
     """The parallel handout (every task open to four at once): a holder may still submit."""
     _, admin, people = setup

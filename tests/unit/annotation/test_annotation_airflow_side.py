@@ -189,7 +189,8 @@ def test_one_trigger_waits_for_every_batch_until_each_is_complete_or_past_its_de
     fake_ls.answer("/api/tasks/", (200, tasks_page([1])), end, *unanswered)
     trig = AnnotationCompleteTrigger(batches=[{"project_id": 5, "batch": "a", "deadline": in_seconds(30)},
                                               {"project_id": 5, "batch": "b", "deadline": in_seconds(2)}],
-                                     poll_interval_s=0.1, required=1, conn_id="ls_test")
+                                     poll_interval_s=0.1, required=1, conn_id="ls_test",
+                                     hand_out_later_batches=False)
     payload = first_event(trig)
     assert payload["status"] == "deadline" and "batch" not in payload
     assert [(b["batch"], b["status"]) for b in payload["batches"]] == [("a", "complete"), ("b", "deadline")]
@@ -214,7 +215,8 @@ def test_trigger_completes_from_the_annotations_with_the_connection_token(fake_l
         "/api/tasks/", (200, tasks_page([1, 2], [3, 3])), end, (200, tasks_page([1, 2], [3, 4])), end
     )
     payload = first_event(
-        AnnotationCompleteTrigger(5, "b", in_seconds(30), poll_interval_s=0.05, required=2, conn_id="ls_test")
+        AnnotationCompleteTrigger(5, "b", in_seconds(30), poll_interval_s=0.05, required=2, conn_id="ls_test",
+                                  hand_out_later_batches=False)
     )
     assert json.loads(json.dumps(payload)) == payload  # JSON only
     assert (payload["status"], payload["total"], payload["complete"]) == ("complete", 2, 2)
@@ -235,7 +237,8 @@ def test_trigger_polls_on_through_5xx_and_garbled_bodies(fake_ls):
         (404, {"detail": "Invalid page."}),
     )
     payload = first_event(
-        AnnotationCompleteTrigger(5, "b", in_seconds(30), poll_interval_s=0.05, required=1, conn_id="ls_test")
+        AnnotationCompleteTrigger(5, "b", in_seconds(30), poll_interval_s=0.05, required=1, conn_id="ls_test",
+                                  hand_out_later_batches=False)
     )
     assert payload["status"] == "complete" and payload["errors"] == 2 and payload["polls"] == 1
     assert payload["last_error"] == "HTTP 200"
