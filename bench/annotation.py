@@ -14,7 +14,6 @@ import os
 import platform
 import random
 import sys
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -30,6 +29,7 @@ from pipelines.annotation.project import ensure_project  # noqa: E402
 from pipelines.annotation.push import build_task, push_questions  # noqa: E402
 from pipelines.annotation.simulated import answer_result  # noqa: E402
 from pipelines.annotation.validate import validate_task_annotations  # noqa: E402
+from tests.support.stack import bench_label_studio  # noqa: E402
 
 
 def questions(n: int, tag: str) -> list[dict]:
@@ -147,17 +147,6 @@ def bench_consensus(n: int) -> list[tuple]:
     ]
 
 
-def start_private_label_studio(home: Path):
-    from pipelines.stack.services import LabelStudio
-    from tests.support.stack import free_ports, params_with_ports
-
-    svc = LabelStudio(params_with_ports(free_ports()), home)
-    svc.check_ports()
-    svc.start()
-    svc.wait_healthy(300)
-    return svc
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batched", type=int, default=1000)
@@ -167,22 +156,9 @@ def main() -> int:
     ap.add_argument("--skip-push", action="store_true", help="consensus only (no Label Studio needed)")
     args = ap.parse_args()
     rows = bench_consensus(args.annotations)
-    svc = None
     if not args.skip_push:
-        if os.environ.get("HOPCHAIN_LS_URL") and os.environ.get("HOPCHAIN_LS_TOKEN"):
-            ls_url, token = os.environ["HOPCHAIN_LS_URL"], os.environ["HOPCHAIN_LS_TOKEN"]
-        else:
-            work = REPO / "bench" / "_work"
-            work.mkdir(parents=True, exist_ok=True)
-            print("starting a private Label Studio (first start runs migrations, ~1 min) ...", flush=True)
-            svc = start_private_label_studio(Path(tempfile.mkdtemp(prefix="ls-", dir=work)))
-            ls_url, token = svc.credentials()["url"], svc.credentials()["token"]
-        try:
-            with LabelStudioClient(ls_url, token) as client:
-                rows = bench_push(client, args.batched, args.single, args.batch_size) + rows
-        finally:
-            if svc is not None:
-                svc.stop()
+        with bench_label_studio() as (ls_url, token), LabelStudioClient(ls_url, token) as client:
+            rows = bench_push(client, args.batched, args.single, args.batch_size) + rows
     from rich.console import Console
     from rich.table import Table
 

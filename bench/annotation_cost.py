@@ -34,7 +34,6 @@ import dataclasses
 import os
 import platform
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -49,6 +48,7 @@ from pipelines.annotation.project import ensure_project  # noqa: E402
 from pipelines.annotation.pull import pull_and_decide  # noqa: E402
 from pipelines.annotation.push import push_questions  # noqa: E402
 from pipelines.annotation.simulated import run_simulation, simulated_annotators  # noqa: E402
+from tests.support.stack import bench_label_studio  # noqa: E402
 
 BATCH = "bench"
 CONFIGS = (  # (name, handout, early stop)
@@ -123,17 +123,6 @@ def one_run(admin: LabelStudioClient, sims: list, qs: list[dict], error_rate: fl
     }
 
 
-def start_private_label_studio(home: Path):
-    from pipelines.stack.services import LabelStudio
-    from tests.support.stack import free_ports, params_with_ports
-
-    svc = LabelStudio(params_with_ports(free_ports()), home)
-    svc.check_ports()
-    svc.start()
-    svc.wait_healthy(300)
-    return svc
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--questions", type=int, default=80)
@@ -148,18 +137,9 @@ def main() -> int:
     args = ap.parse_args()
     wanted = {"today", *args.configs.split(",")}
     configs = [c for c in CONFIGS if c[0] in wanted]
-    svc = None
-    if os.environ.get("HOPCHAIN_LS_URL") and os.environ.get("HOPCHAIN_LS_TOKEN"):
-        ls_url, token = os.environ["HOPCHAIN_LS_URL"], os.environ["HOPCHAIN_LS_TOKEN"]
-    else:
-        work = REPO / "bench" / "_work"
-        work.mkdir(parents=True, exist_ok=True)
-        print("starting a private Label Studio (first start runs migrations, ~1 min) ...", flush=True)
-        svc = start_private_label_studio(Path(tempfile.mkdtemp(prefix="ls-", dir=work)))
-        ls_url, token = svc.credentials()["url"], svc.credentials()["token"]
     rows = []
     ok = True
-    try:
+    with bench_label_studio() as (ls_url, token):
         with LabelStudioClient(ls_url, token) as admin:
             base = simulated_annotators(admin, token, 4)
             try:
@@ -188,9 +168,6 @@ def main() -> int:
             finally:
                 for s in base:
                     s.client.close()
-    finally:
-        if svc is not None:
-            svc.stop()
     from rich.console import Console
     from rich.table import Table
 

@@ -22,7 +22,7 @@ for _var in ("HOPCHAIN_PROFILE", "HOPCHAIN_PARAMS", "HOPCHAIN_HOME"):  # tests n
 
 import pytest  # noqa: E402
 
-from tests.support.stack import free_ports, params_with_ports, running_s3_server  # noqa: E402
+from tests.support.stack import free_ports, params_with_ports, running_label_studio, running_s3_server  # noqa: E402
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -65,17 +65,8 @@ def object_store(s3_creds, request):
 @pytest.fixture(scope="session")
 def label_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
     """A real Label Studio server (own venv) with an admin and a legacy API token."""
-    from pipelines.stack.services import LabelStudio
-
-    params = params_with_ports(free_ports())
-    svc = LabelStudio(params, tmp_path_factory.mktemp("lshome"))
-    svc.check_ports()
-    svc.start()
-    try:
-        svc.wait_healthy(240)
+    with running_label_studio(tmp_path_factory.mktemp("lshome"), timeout_s=240) as svc:
         yield svc
-    finally:
-        svc.stop()
 
 
 @pytest.fixture(scope="session")

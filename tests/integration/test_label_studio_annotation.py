@@ -21,6 +21,7 @@ from pipelines.annotation.project import ensure_project
 from pipelines.annotation.pull import pull_and_decide
 from pipelines.annotation.push import presigned_image_urls, push_questions
 from pipelines.annotation.simulated import answer_result, run_simulation, simulated_annotators
+from tests.support.stack import annotator_accounts
 
 pytestmark = pytest.mark.integration
 
@@ -51,12 +52,7 @@ def admin(label_studio):
 @pytest.fixture(scope="module")
 def people(admin):
     """Five annotator accounts created like `hopchain annotators add`, each with its own token."""
-    out = []
-    tag = uuid.uuid4().hex[:6]
-    for i in range(5):
-        account = add_annotator(admin, f"annotator{i}-{tag}@example.org")
-        token = user_token(admin.url, account.email, account.password)
-        out.append((account, LabelStudioClient(admin.url, token)))
+    out = annotator_accounts(admin, "annotator", 5)
     yield out
     for _, client in out:
         client.close()

@@ -14,7 +14,6 @@ from urllib.parse import quote
 
 import pytest
 
-from pipelines.annotation.annotators import add_annotator, user_token
 from pipelines.annotation.client import LabelStudioClient, LabelStudioCredentials
 from pipelines.annotation.consensus import decide
 from pipelines.annotation.labeling import AMBIGUOUS, ANSWERABLE
@@ -23,6 +22,7 @@ from pipelines.annotation.pull import pull_and_decide
 from pipelines.annotation.push import push_questions
 from pipelines.annotation.simulated import answer_result
 from pipelines.annotation.validate import validate_task_annotations
+from tests.support.stack import annotator_accounts
 
 PLUGINS = str(Path(__file__).resolve().parents[2] / "plugins")
 if PLUGINS not in sys.path:
@@ -37,11 +37,7 @@ def setup(label_studio):
     """The admin and five annotator accounts, each with its own token (its own ``/next`` stream)."""
     creds = LabelStudioCredentials.from_mapping(label_studio.credentials())
     admin = LabelStudioClient.from_credentials(creds)
-    tag = uuid.uuid4().hex[:6]
-    people = []
-    for i in range(5):
-        acc = add_annotator(admin, f"stopper{i}-{tag}@example.org")
-        people.append(LabelStudioClient(admin.url, user_token(admin.url, acc.email, acc.password)))
+    people = [client for _, client in annotator_accounts(admin, "stopper", 5)]
     yield creds, admin, people
     for c in [admin, *people]:
         c.close()

@@ -15,12 +15,12 @@ from urllib.parse import quote
 
 import pytest
 
-from pipelines.annotation.annotators import add_annotator, user_token
 from pipelines.annotation.client import LabelStudioClient, LabelStudioCredentials
 from pipelines.annotation.project import ensure_project
 from pipelines.annotation.pull import pull_and_decide
 from pipelines.annotation.push import push_questions
 from pipelines.annotation.simulated import answer_result
+from tests.support.stack import annotator_accounts
 
 PLUGINS = str(Path(__file__).resolve().parents[2] / "plugins")
 if PLUGINS not in sys.path:
@@ -33,11 +33,7 @@ pytestmark = pytest.mark.integration
 def setup(label_studio):
     creds = LabelStudioCredentials.from_mapping(label_studio.credentials())
     admin = LabelStudioClient.from_credentials(creds)
-    tag = uuid.uuid4().hex[:6]
-    people = []
-    for i in range(4):
-        acc = add_annotator(admin, f"waiter{i}-{tag}@example.org")
-        people.append(LabelStudioClient(admin.url, user_token(admin.url, acc.email, acc.password)))
+    people = [client for _, client in annotator_accounts(admin, "waiter", 4)]
     yield creds, admin, people
     for c in [admin, *people]:
         c.close()

@@ -1,4 +1,5 @@
-"""Local services for tests and benches: free loopback ports, params that use them, a throwaway S3 server."""
+"""Local services for tests and benches: free loopback ports, params that use them, throwaway S3 and Label
+Studio servers."""
 
 from __future__ import annotations
 
@@ -55,3 +56,53 @@ def running_s3_server(home: Path) -> Iterator:
         yield svc
     finally:
         svc.stop()
+
+
+@contextmanager
+def running_label_studio(home: Path, timeout_s: float = 300) -> Iterator:
+    """A real Label Studio (its own venv) on free ports in ``home``, with an admin and a legacy API token;
+    stopped by pid after."""
+    from pipelines.stack.services import LabelStudio
+
+    svc = LabelStudio(params_with_ports(free_ports()), home)
+    svc.check_ports()
+    svc.start()
+    try:
+        svc.wait_healthy(timeout_s)
+        yield svc
+    finally:
+        svc.stop()
+
+
+@contextmanager
+def bench_label_studio() -> Iterator[tuple[str, str]]:
+    """``(url, token)`` of the Label Studio a bench uses: ``HOPCHAIN_LS_URL`` / ``HOPCHAIN_LS_TOKEN`` when
+    both are set, else a private one under ``bench/_work`` (first start runs migrations, ~1 min)."""
+    if os.environ.get("HOPCHAIN_LS_URL") and os.environ.get("HOPCHAIN_LS_TOKEN"):
+        yield os.environ["HOPCHAIN_LS_URL"], os.environ["HOPCHAIN_LS_TOKEN"]
+        return
+    import tempfile
+
+    work = REPO_ROOT / "bench" / "_work"
+    work.mkdir(parents=True, exist_ok=True)
+    print("starting a private Label Studio (first start runs migrations, ~1 min) ...", flush=True)
+    with running_label_studio(Path(tempfile.mkdtemp(prefix="ls-", dir=work))) as svc:
+        creds = svc.credentials()
+        yield creds["url"], creds["token"]
+
+
+def annotator_accounts(admin, prefix: str, count: int) -> list:  # type: ignore[no-untyped-def]
+    """``count`` new annotator accounts ``<prefix><i>-<tag>@example.org`` (created like `hopchain annotators
+    add`), each with a client on its own token (its own ``/next`` stream): ``[(account, client), ...]``.
+    The caller closes the clients."""
+    import uuid
+
+    from pipelines.annotation.annotators import add_annotator, user_token
+    from pipelines.annotation.client import LabelStudioClient
+
+    tag = uuid.uuid4().hex[:6]
+    out = []
+    for i in range(count):
+        account = add_annotator(admin, f"{prefix}{i}-{tag}@example.org")
+        out.append((account, LabelStudioClient(admin.url, user_token(admin.url, account.email, account.password))))
+    return out
