@@ -313,27 +313,20 @@ def airflow_connections(s3: dict[str, str], ls: dict[str, str]) -> dict[str, Any
     ``s3`` has ``reader_access_key`` / ``reader_secret_key``."""
     s3_host, s3_port = s3["endpoint"].split("://", 1)[-1].rsplit(":", 1)
     ls_host, ls_port = ls["url"].split("://", 1)[-1].rsplit(":", 1)
+
+    def s3_connection(description: str, access_key: str, secret_key: str) -> dict[str, Any]:
+        return {"conn_type": "hopchain_s3", "description": description, "host": s3_host, "port": int(s3_port),
+                "login": access_key, "password": secret_key,
+                "extra": json.dumps({"secure": s3["endpoint"].startswith("https"),
+                                     "region": s3.get("region", "us-east-1")})}
+
+    reader = s3.get("reader_access_key", ""), s3.get("reader_secret_key", "")
     return {
-        "hopchain_s3": {
-            "conn_type": "hopchain_s3",
-            "description": "Object store of the HopChain platform (S3 API)",
-            "host": s3_host,
-            "port": int(s3_port),
-            "login": s3["access_key"],
-            "password": s3["secret_key"],
-            "extra": json.dumps({"secure": s3["endpoint"].startswith("https"),
-                                 "region": s3.get("region", "us-east-1")}),
-        },
-        **({"hopchain_s3_reader": {
-            "conn_type": "hopchain_s3",
-            "description": "Read-only key of the platform bucket: Label Studio signs image URLs with it",
-            "host": s3_host,
-            "port": int(s3_port),
-            "login": s3["reader_access_key"],
-            "password": s3["reader_secret_key"],
-            "extra": json.dumps({"secure": s3["endpoint"].startswith("https"),
-                                 "region": s3.get("region", "us-east-1")}),
-        }} if s3.get("reader_access_key") and s3.get("reader_secret_key") else {}),
+        "hopchain_s3": s3_connection("Object store of the HopChain platform (S3 API)", s3["access_key"],
+                                     s3["secret_key"]),
+        **({"hopchain_s3_reader": s3_connection(
+            "Read-only key of the platform bucket: Label Studio signs image URLs with it", *reader)}
+           if all(reader) else {}),
         "hopchain_label_studio": {
             "conn_type": "label_studio",
             "description": "Label Studio of the HopChain platform",
