@@ -70,9 +70,9 @@ class Flow:
     """One DAG run's view of the platform: configuration, object store, run id, Label Studio.
 
     ``label_studio`` is a factory returning a Label Studio client used as a context manager
-    (:class:`pipelines.annotation.client.LabelStudioClient`). ``image_reader``: a read-only key of
-    the bucket, which Label Studio's image storage signs image URLs with (the store's own key when
-    None, with a warning at each push).
+    (:class:`pipelines.annotation.client.LabelStudioClient`). ``image_reader`` returns a read-only
+    key of the bucket, which Label Studio's image storage signs image URLs with; it is called by the
+    push only (the store's own key when it returns None or is None, with a warning at each push).
     """
 
     params: Params
@@ -80,7 +80,7 @@ class Flow:
     run_id: str
     label_studio: Callable[[], AbstractContextManager[Any]] | None = None
     s3_credentials: S3Credentials | None = None
-    image_reader: S3Credentials | None = None
+    image_reader: Callable[[], S3Credentials | None] | None = None
     _coco: dict[str, Any] | None = field(default=None, repr=False)
 
     @cached_property
@@ -345,11 +345,12 @@ class Flow:
         from pipelines.annotation.project import ImageStorage, ensure_image_storage
         from pipelines.annotation.push import presigned_image_urls, s3_image_refs
 
-        creds = self.image_reader or self.store.creds
-        if self.image_reader is None:
+        reader = self.image_reader() if self.image_reader is not None else None
+        creds = reader or self.store.creds
+        if reader is None:
             log.warning("Label Studio's image storage gets the platform's read-write key: give it a read-only "
-                        "key of bucket %s (Airflow connection hopchain_s3_reader, or HOPCHAIN_S3_READER_ACCESS_KEY "
-                        "/ HOPCHAIN_S3_READER_SECRET_KEY)", self.store.bucket)
+                        "key of bucket %s (Airflow connection hopchain_s3_reader; in docker/.env "
+                        "HOPCHAIN_S3_READER_ACCESS_KEY / HOPCHAIN_S3_READER_SECRET_KEY)", self.store.bucket)
         storage = ImageStorage(self.store.bucket, creds.url, creds.access_key, creds.secret_key, creds.region)
         try:
             ensure_image_storage(client, project_id, storage)

@@ -38,7 +38,7 @@ def flow_for(context: dict[str, Any]) -> Any:
     store = ObjectStoreHook(S3_CONN_ID).get_store(params.store.bucket)
     return Flow(params=params, store=store, run_id=str(context["run_id"]),
                 label_studio=LabelStudioHook(LABEL_STUDIO_CONN_ID).get_conn, s3_credentials=store.creds,
-                image_reader=_image_reader())
+                image_reader=_image_reader)
 
 
 def _image_reader() -> Any:
