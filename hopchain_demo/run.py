@@ -17,6 +17,7 @@ from typing import Any
 from pipelines.airflow_api import AirflowAPI, AirflowAPIError
 from pipelines.config import Params
 from pipelines.stack import LocalStack, StackError
+from pipelines.stack.services import AIRFLOW_COMPONENTS
 
 DAGS = ("hopchain_nightly", "hopchain_annotations", "hopchain_release")
 DEMO_INPUT = "demo"
@@ -82,6 +83,10 @@ def run_demo(params: Params, timeout_s: float = 840.0, images: int = 24, stack: 
                              "run `make down` and try again")
         running_profile = (stack.airflow.env().get("HOPCHAIN_PROFILE") or "base")
         progress(f"using the running stack at {stack.home}")
+        if stack.airflow.code_changed():
+            # its processes keep the modules they imported when they started: old code, or a mix
+            progress("the platform's code changed since Airflow started: restarting its components ...")
+            stack.airflow.restart(AIRFLOW_COMPONENTS)
         if params.profile != "base" and running_profile != params.profile:
             progress(f"note: stack was configured for profile {running_profile!r}")
     else:

@@ -353,6 +353,20 @@ class LabelStudio(Service):
 
 # ------------------------------------------------------------------------------------------------
 AIRFLOW_COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+CODE_ROOTS = ("pipelines", "plugins", "dags")  # what Airflow's processes import from this checkout
+
+
+def code_fingerprint(roots: Iterable[Path] | None = None) -> str:
+    """A digest of the platform's Python files (path, size, modification time): Airflow's long-lived
+    processes keep the modules they imported, so a running stack must restart after these change."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for root in roots if roots is not None else [REPO_ROOT / r for r in CODE_ROOTS]:
+        for f in sorted(root.rglob("*.py")):
+            st = f.stat()
+            digest.update(f"{f.relative_to(root.parent)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
 
 
 class Airflow(Service):
@@ -465,10 +479,22 @@ class Airflow(Service):
         return self.processes[AIRFLOW_COMPONENTS.index(component)]
 
     def start(self, components: Iterable[str] = AIRFLOW_COMPONENTS) -> None:
-        """Start the given components (all by default); each must not be running already."""
+        """Start the given components (all by default); each must not be running already. Records the
+        code they run (:func:`code_fingerprint`) when all are started."""
         env = self.env()
+        components = list(components)
         for comp in components:
             self.process(comp).start(self._command(comp), env, cwd=self.airflow_home)
+        if set(components) >= set(AIRFLOW_COMPONENTS):
+            write_atomic(self._code_stamp(), code_fingerprint().encode())
+
+    def _code_stamp(self) -> Path:
+        return self.airflow_home / "code-fingerprint"
+
+    def code_changed(self) -> bool:
+        """True when the platform's code changed since the components started (or nobody recorded it)."""
+        stamp = self._code_stamp()
+        return not stamp.exists() or stamp.read_text() != code_fingerprint()
 
     def restart(self, components: Iterable[str], timeout_s: float = 120.0) -> None:
         """Stop the given components (by recorded pid; a dead one is just started) and start them
