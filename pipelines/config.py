@@ -61,6 +61,8 @@ class StoreConfig(_Model):
     batches_prefix: str = "batches"
     consensus_prefix: str = "consensus"
     releases_prefix: str = "releases"
+    journal_prefix: str = "annotation-journal"  # every annotation seen, append-only (pipelines.annotation.journal)
+    annotators_prefix: str = "annotators"  # the registered annotators (pipelines.annotation.registry)
 
 
 class IngestConfig(_Model):

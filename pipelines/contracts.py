@@ -107,6 +107,8 @@ CONSENSUS = pa.schema(
         ("agreed_answer", pa.string()),
         ("matches_generated", pa.bool_()),
         ("reason", pa.string()),
+        # who gave the counted answers: "people", "simulated" or "mixed" (null: decided before it was recorded)
+        ("answers_source", pa.string()),
     ]
 )
 

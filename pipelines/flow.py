@@ -18,6 +18,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
+import httpx
 import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel
@@ -63,6 +64,9 @@ class Decisions(BaseModel):
     tasks_fetched: int = 0
     annotations_saved: int = 0  # answers not asked for thanks to the early stop
     withdrawn: int = 0  # tasks the decisions took out of the labeling stream
+    annotations_uncounted: int = 0  # annotations that did not count (integrity.* reasons)
+    held: dict[str, str] = {}  # batch -> why it was not decided (its project changed outside the platform)
+    from_journal: list[str] = []  # batches decided from the store alone (Label Studio's copy unreachable)
 
 
 @dataclass
@@ -377,8 +381,9 @@ class Flow:
     def simulate_annotators(self, open_batches: OpenBatches | dict[str, Any]) -> dict[str, Any]:
         """Demo only: the simulated accounts answer every open batch through the real LS API.
         ``open_batches`` is :meth:`open_batches`' result (or its JSON, as XCom carries it)."""
-        from pipelines.annotation.handout import reconcile_batches
+        from pipelines.annotation.registry import SIMULATED, save
         from pipelines.annotation.simulated import run_simulation, simulated_annotators
+        from pipelines.annotation.tend import tend
 
         open_batches = OpenBatches.model_validate(open_batches)
         cfg = self.params.annotation
@@ -387,22 +392,28 @@ class Flow:
         # The labeling stream hands out tasks of every batch of a project, so the simulated
         # annotators get the answers of all open batches of that project at once.
         truths_by_project: dict[int, dict[str, Any]] = {}
-        batches_by_project: dict[int, list[str]] = {}
         for b in open_batches.batches:
             if b.project_id is None:
                 continue
-            batches_by_project.setdefault(b.project_id, []).append(b.batch_id)
             truths = truths_by_project.setdefault(b.project_id, {})
             for q in self.store.get_table(b.questions_key, "questions").to_pylist():
                 truths[q["question_id"]] = q["answer"]
         with self._client() as client:
             annotators = simulated_annotators(client, client.token, sim.count)
+            # the stand-ins are registered as what they are: their answers are released as "simulated"
+            registry = self.registry()
+            platform = {int(client.whoami()["id"])}
+            if any([registry.register(int(a.client.whoami()["id"]), a.email, SIMULATED, platform)
+                    for a in annotators]):
+                save(self.store, self.ledger.annotators_key, registry)
             try:
                 for project_id, truths in truths_by_project.items():
-                    def handout(project_id: int = project_id) -> bool:
-                        # what the wait's trigger does on each poll, while these stand-ins for people work
-                        return reconcile_batches(client, project_id, batches_by_project[project_id],
-                                                 cfg.annotators_required, cfg.handout, cfg.early_stop).all_complete
+                    project_batches = [b for b in open_batches.batches if b.project_id == project_id]
+
+                    def handout(project_batches: list[BatchRecord] = project_batches) -> bool:
+                        # what hopchain_labeling's tend does on its schedule, while these stand-ins work
+                        report = tend(client, self._tending(client, project_batches))
+                        return report.complete == report.tasks and not report.held
 
                     for email, n in run_simulation(annotators, project_id, truths, sim.error_rate, sim.seed,
                                                    handout=handout, handout_poll_s=sim.handout_poll_s).items():
@@ -412,68 +423,159 @@ class Flow:
                     a.client.close()
         return {"tasks_done": done}
 
+    def tend(self, open_batches: OpenBatches | dict[str, Any] | None = None) -> Any:
+        """One pass of :func:`pipelines.annotation.tend.tend` over the open batches (default: the
+        ledger's): journal new answers, find the ones that do not count, hand tasks out. Returns a
+        :class:`~pipelines.annotation.tend.TendReport`. Idempotent; what DAG ``hopchain_labeling``
+        runs on its schedule, each decision before it decides, and the demo's simulation."""
+        from pipelines.annotation.tend import TendReport, tend
+
+        batches = OpenBatches.model_validate(open_batches).batches if open_batches is not None \
+            else self.ledger.open_batches()
+        if not any(b.project_id is not None for b in batches):
+            return TendReport()
+        with self._client() as client:
+            return tend(client, self._tending(client, batches))
+
+    # -- trust: journal, registered annotators, the project as the platform set it --------------------
+    @cached_property
+    def journal(self) -> Any:
+        from pipelines.annotation.journal import Journal
+
+        return Journal(self.store, self.ledger.journal_prefix)
+
+    def registry(self) -> Any:
+        from pipelines.annotation.registry import load
+
+        return load(self.store, self.ledger.annotators_key)
+
+    def project_hold(self, client: Any, project_id: int) -> str | None:
+        """One line saying how project ``project_id`` differs from what the platform set (its batches
+        are then held), or None. A project that is gone (Label Studio's database lost) is not a
+        hold: its batches are decided from the journal."""
+        from pipelines.annotation.guard import check_project, expected_state, hold_reason
+
+        cfg = self.params.annotation
+        drifts = check_project(client, project_id,
+                               expected_state(cfg.project_title, cfg.annotators_required, cfg.handout))
+        drifts = [d for d in drifts if d.field != "project"]
+        return hold_reason(drifts) if drifts else None
+
+    def _tending(self, client: Any, batches: list[BatchRecord]) -> Any:
+        from pipelines.annotation.tend import BatchRef, Tending
+
+        cfg = self.params.annotation
+        return Tending(
+            batches=[BatchRef(int(b.project_id), b.batch_id) for b in batches if b.project_id is not None],
+            required=cfg.annotators_required, handout=cfg.handout, early_stop=cfg.early_stop,
+            journal=self.journal, registry=self.registry(), platform=frozenset({int(client.whoami()["id"])}),
+            check_project=self.project_hold)
+
     def decide(self, open_batches: OpenBatches | dict[str, Any]) -> Decisions:
-        """Pull, validate and decide every open batch; pending items stay open for the next run.
+        """Pull, journal, validate and decide every open batch; pending items stay open for the next run.
         ``open_batches`` is :meth:`open_batches`' result (or its JSON, as XCom carries it).
 
-        Each batch is decided from its own tasks (:func:`pipelines.annotation.pull.decide_batch`): a
-        question pushed again by a later run keeps its first task and is decided by that batch only.
-        What is read depends on the open batches, not on the project's size (``tasks_fetched``).
+        Each batch is decided from its own tasks (:func:`pipelines.annotation.pull.decide_batch`) as the
+        annotation journal holds them, counting only the annotations of registered annotators that
+        nobody changed after the platform first saw them. A batch whose project changed outside the
+        platform is held (not decided). When Label Studio cannot serve the batch (down, or its
+        database lost: the project is gone) the batch is decided from the journal alone.
         """
-        from pipelines.annotation.pull import annotator_names, decide_batch
+        from pipelines.annotation.client import LabelStudioError
 
         open_batches = OpenBatches.model_validate(open_batches)
-        cfg = self.params.annotation
         totals = Decisions(batches=[])
-        with self._client() as client:
-            names = annotator_names(client)
+        registry = self.registry()
+        names = {a.user_id: a.email for a in registry.annotators}
+        try:
+            client_cm = self._client()
+            client = client_cm.__enter__()
+            platform = frozenset({int(client.whoami()["id"])})
+        except (LabelStudioError, OSError, httpx.HTTPError) as err:
+            log.warning("Label Studio unreachable (%s: %s): deciding from the annotation journal alone",
+                        type(err).__name__, err)
+            client_cm, client, platform = None, None, frozenset()
+        try:
+            holds: dict[int, str | None] = {}
             for b in open_batches.batches:
                 if b.project_id is None:
                     continue
-                questions = self.store.get_table(b.questions_key, "questions")
-                result = decide_batch(client, b.project_id, b.batch_id, questions.to_pylist(),
-                                      cfg.annotators_required, names, cfg.early_stop, cfg.handout)
-                tables = result.tables()
-                keys = {}
-                for name, table in tables.items():
-                    keys[name] = self.ledger.consensus_table_key(b.batch_id, name)
-                    self.store.put_table(keys[name], table, name if name in SCHEMAS else None)
-                self.validate(f"consensus-{b.batch_id}", [
-                    ("annotations", tables["annotations"], {"questions": questions}),
-                    ("consensus", tables["consensus"], {"questions": questions, "annotations": tables["annotations"]}),
-                ])
-                counts = result.consensus.status_counts()
-                held_here = max(1, len(questions) - len(result.held_elsewhere))
-                cost = result.consensus.cost(cfg.annotators_required)
-                decision = ConsensusRecord(
-                    batch_id=b.batch_id, run_id=b.run_id, decided_by=self.run_id,
-                    accepted=counts.get("accepted", 0), rejected=counts.get("rejected", 0),
-                    pending=counts.get("pending", 0), annotations_rejected=len(result.invalid),
-                    agreement_rate=round(counts.get("accepted", 0) / held_here, 4),
-                    decided_at=utc_now(), keys=keys, held_elsewhere=len(result.held_elsewhere),
-                    tasks_fetched=result.tasks_fetched,
-                    annotations_per_accepted=cost.annotations_per_accepted,
-                    annotations_saved=cost.annotations_saved, withdrawn=result.withdrawn,
-                )
-                self.ledger.put_consensus(decision)
-                if decision.pending:
-                    # carried over: the next run waits for the rest with a fresh deadline
-                    batch = b.model_copy(update={
-                        "deadline": utc_now() + timedelta(minutes=cfg.deadline_minutes),
-                        "carried_over": b.carried_over + 1, "pending": decision.pending})
-                else:
-                    batch = b.model_copy(update={"status": "closed", "pending": 0})
-                self.ledger.put_batch(batch)
-                totals.batches.append(b.batch_id)
-                totals.accepted += decision.accepted
-                totals.rejected += decision.rejected
-                totals.pending += decision.pending
-                totals.annotations_rejected += decision.annotations_rejected
-                totals.held_elsewhere += decision.held_elsewhere
-                totals.tasks_fetched += decision.tasks_fetched
-                totals.annotations_saved += decision.annotations_saved
-                totals.withdrawn += decision.withdrawn
+                if client is not None and b.project_id not in holds:
+                    holds[b.project_id] = self.project_hold(client, b.project_id)
+                reason = holds.get(b.project_id)
+                if reason is not None:
+                    log.warning("batch %s held: %s", b.batch_id, reason)
+                    self.ledger.put_batch(b.model_copy(update={"held": reason}))
+                    totals.held[b.batch_id] = reason
+                    continue
+                self._decide_batch(client, b, registry, names, platform, totals)
+        finally:
+            if client_cm is not None:
+                client_cm.__exit__(None, None, None)
         return totals
+
+    def _decide_batch(self, client: Any, b: BatchRecord, registry: Any, names: dict[int, str],
+                      platform: frozenset[int], totals: Decisions) -> None:
+        from pipelines.annotation.pull import decide_batch, decide_journaled
+
+        cfg = self.params.annotation
+        questions = self.store.get_table(b.questions_key, "questions")
+        assert b.project_id is not None
+        result = None
+        if client is not None:
+            try:
+                result = decide_batch(client, b.project_id, b.batch_id, questions.to_pylist(),
+                                      cfg.annotators_required, names, cfg.early_stop, cfg.handout,
+                                      journal=self.journal, registry=registry, platform=platform)
+            except LookupError as err:  # the project is gone (Label Studio's database lost)
+                log.warning("batch %s: %s; deciding from the annotation journal alone", b.batch_id, err)
+        if result is None:
+            result = decide_journaled(self.journal.view(b.project_id, b.batch_id), questions.to_pylist(),
+                                      cfg.annotators_required, names, cfg.early_stop, registry, platform)
+            totals.from_journal.append(b.batch_id)
+        tables = result.tables()
+        keys = {}
+        for name, table in tables.items():
+            keys[name] = self.ledger.consensus_table_key(b.batch_id, name)
+            self.store.put_table(keys[name], table, name if name in SCHEMAS else None)
+        self.validate(f"consensus-{b.batch_id}", [
+            ("annotations", tables["annotations"], {"questions": questions}),
+            ("consensus", tables["consensus"], {"questions": questions, "annotations": tables["annotations"]}),
+        ])
+        counts = result.consensus.status_counts()
+        held_here = max(1, len(questions) - len(result.held_elsewhere))
+        cost = result.consensus.cost(cfg.annotators_required)
+        decision = ConsensusRecord(
+            batch_id=b.batch_id, run_id=b.run_id, decided_by=self.run_id,
+            accepted=counts.get("accepted", 0), rejected=counts.get("rejected", 0),
+            pending=counts.get("pending", 0), annotations_rejected=len(result.invalid),
+            agreement_rate=round(counts.get("accepted", 0) / held_here, 4),
+            decided_at=utc_now(), keys=keys, held_elsewhere=len(result.held_elsewhere),
+            tasks_fetched=result.tasks_fetched,
+            annotations_per_accepted=cost.annotations_per_accepted,
+            annotations_saved=cost.annotations_saved, withdrawn=result.withdrawn,
+            integrity=result.integrity_counts(), journaled=result.journaled,
+            source="journal" if result.source == "journal" else "label-studio",
+        )
+        self.ledger.put_consensus(decision)
+        if decision.pending:
+            # carried over: the next run waits for the rest with a fresh deadline
+            batch = b.model_copy(update={
+                "deadline": utc_now() + timedelta(minutes=cfg.deadline_minutes),
+                "carried_over": b.carried_over + 1, "pending": decision.pending, "held": None})
+        else:
+            batch = b.model_copy(update={"status": "closed", "pending": 0, "held": None})
+        self.ledger.put_batch(batch)
+        totals.batches.append(b.batch_id)
+        totals.accepted += decision.accepted
+        totals.rejected += decision.rejected
+        totals.pending += decision.pending
+        totals.annotations_rejected += decision.annotations_rejected
+        totals.held_elsewhere += decision.held_elsewhere
+        totals.tasks_fetched += decision.tasks_fetched
+        totals.annotations_saved += decision.annotations_saved
+        totals.withdrawn += decision.withdrawn
+        totals.annotations_uncounted += sum(decision.integrity.values())
 
     # -- release ---------------------------------------------------------------------------------
     def release(self, home: Path | None = None) -> ReleaseRecord:

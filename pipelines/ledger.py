@@ -91,6 +91,9 @@ class BatchRecord(_Record):
     # how its tasks reference images: "s3" (signed by Label Studio on every open, never expire),
     # "presigned" (URLs signed at push time, expire); None: pushed before this was recorded
     image_refs: Literal["s3", "presigned"] | None = None
+    # why the batch is held (its project changed outside the platform: no decision, no release until
+    # `hopchain project repair` puts it back); None: not held
+    held: str | None = None
 
 
 class ConsensusRecord(_Record):
@@ -111,6 +114,11 @@ class ConsensusRecord(_Record):
     annotations_per_accepted: float | None = Field(None, ge=0)
     annotations_saved: int = Field(0, ge=0)  # answers not asked for: questions stopped at their first disagreement
     withdrawn: int = Field(0, ge=0)  # tasks this decision took out of the labeling stream (early stop)
+    # annotations not counted, by reason code (integrity.*: changed by another account, changed after
+    # first seen, not a registered annotator); the tasks went back for fresh answers
+    integrity: dict[str, int] = Field(default_factory=dict)
+    journaled: int = Field(0, ge=0)  # annotation snapshots this decision appended to the journal
+    source: Literal["label-studio", "journal"] = "label-studio"  # "journal": decided from the store alone
     keys: dict[str, str]  # table name (annotations, consensus, rejects, ...) -> object key
 
 
@@ -273,6 +281,16 @@ class Ledger:
 
     def consensus_prefix(self, batch_id: str) -> str:
         return safe_key(self.layout.consensus_prefix, batch_id) + "/"
+
+    @property
+    def journal_prefix(self) -> str:
+        """Where the annotation journal lives (:class:`pipelines.annotation.journal.Journal`)."""
+        return self.layout.journal_prefix.strip("/")
+
+    @property
+    def annotators_key(self) -> str:
+        """The registered annotators (:mod:`pipelines.annotation.registry`)."""
+        return safe_key(self.layout.annotators_prefix, "registry.json")
 
     def release_key(self, tag: str) -> str:
         return safe_key(self.layout.releases_prefix, f"{tag}.json")

@@ -20,6 +20,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="take the password from this environment variable (default: generate one)",
     )
     add.set_defaults(handler=_annotators_add)
+    reg = asub.add_parser("register", help="count an existing Label Studio account's answers (registered annotator)")
+    reg.add_argument("email", help="the account's email in Label Studio")
+    reg.add_argument("--simulated", action="store_true", help="a simulated stand-in (demo/tests): released as such")
+    reg.set_defaults(handler=_annotators_register)
+    unreg = asub.add_parser("unregister", help="stop counting an account's answers (kept in the registry, inactive)")
+    unreg.add_argument("email")
+    unreg.set_defaults(handler=_annotators_unregister)
+    ls = asub.add_parser("list", help="the registered annotators")
+    ls.set_defaults(handler=_annotators_list)
 
     c = sub.add_parser("consensus", help="decide four-way consensus from an annotations table (no Airflow)")
     c.add_argument(
@@ -83,9 +92,96 @@ def _annotators_add(args: argparse.Namespace) -> int:
             )
             return 3
         # other Label Studio failures (refused token, server down) are one line from run_cli
+        store, key = _registry_context(args)
+        register_account(store, key, admin, args.email)  # the accounts the platform creates count
     from pipelines.config import load_params
 
     print(account.instructions(load_params(args.params, args.profile).annotation.project_title))
+    return 0
+
+
+def _registry_context(args: argparse.Namespace):  # -> (store, key)
+    """The platform bucket (HOPCHAIN_S3_* or the local stack) and the registry key."""
+    from pipelines.cli import CommandError, _doctor_services
+    from pipelines.config import load_params
+    from pipelines.ledger import Ledger
+    from pipelines.store import ObjectStore
+
+    params = load_params(args.params, args.profile)
+    services = _doctor_services(params)
+    if services.s3 is None:
+        raise CommandError("object store", "no credentials",
+                           "set HOPCHAIN_S3_ENDPOINT, HOPCHAIN_S3_ACCESS_KEY and HOPCHAIN_S3_SECRET_KEY, or start "
+                           "the local stack: hopchain stack up")
+    store = ObjectStore(services.s3, params.store.bucket)
+    return store, Ledger(store, params.store).annotators_key
+
+
+def _client(args: argparse.Namespace):
+    from pipelines.annotation.client import LabelStudioClient
+
+    return LabelStudioClient.from_credentials(label_studio_credentials(args))
+
+
+def _account(client, email: str) -> dict:
+    from pipelines.cli import CommandError
+
+    for user in client.users():
+        if str(user.get("email", "")).lower() == email.lower():
+            return user
+    raise CommandError(f"annotator {email}", "no such Label Studio account",
+                       f"create it first: hopchain annotators add {email}")
+
+
+def register_account(store, key: str, client, email: str, kind: str = "person") -> bool:
+    """Register the Label Studio account ``email`` (True when the registry changed)."""
+    from pipelines.annotation.registry import load, save
+
+    registry = load(store, key)
+    user = _account(client, email)
+    changed = registry.register(int(user["id"]), str(user.get("email") or email), kind,  # type: ignore[arg-type]
+                                platform={int(client.whoami()["id"])})
+    if changed:
+        save(store, key, registry)
+    return changed
+
+
+def _annotators_register(args: argparse.Namespace) -> int:
+    from pipelines.annotation.registry import RegistryError
+
+    store, key = _registry_context(args)
+    with _client(args) as client:
+        try:
+            changed = register_account(store, key, client, args.email, "simulated" if args.simulated else "person")
+        except RegistryError as err:
+            print(f"error: annotator {args.email}: {err} (register the people who annotate, not the platform)",
+                  file=sys.stderr)
+            return 2
+    print(f"{args.email}: {'registered' if changed else 'already registered'}")
+    return 0
+
+
+def _annotators_unregister(args: argparse.Namespace) -> int:
+    from pipelines.annotation.registry import load, save
+
+    store, key = _registry_context(args)
+    with _client(args) as client:
+        user = _account(client, args.email)
+    registry = load(store, key)
+    changed = registry.unregister(int(user["id"]))
+    if changed:
+        save(store, key, registry)
+    print(f"{args.email}: {'unregistered' if changed else 'was not registered'}")
+    return 0
+
+
+def _annotators_list(args: argparse.Namespace) -> int:
+    from pipelines.annotation.registry import load
+
+    store, key = _registry_context(args)
+    for a in load(store, key).annotators:
+        print(f"{a.user_id}\t{a.email}\t{a.kind}\t{'active' if a.active else 'inactive'}\t"
+              f"{a.registered_at.isoformat()}")
     return 0
 
 

@@ -214,6 +214,7 @@ def decide(
             "answers": answers,
             "agreed_answer": None,
             "matches_generated": False,
+            "answers_source": answers_source(counted),
         }
         reason = stop_reason(counted, required)
         if reason is not None and (early_stop or len(counted) >= required):
@@ -232,6 +233,17 @@ def decide(
     return ConsensusResult(
         rows, counted_all, ignored, annotator_stats(counted_all, ignored, references), references
     )
+
+
+def answers_source(counted: Iterable[AnnotationRecord]) -> str | None:
+    """Who gave a question's counted answers: ``people``, ``simulated`` (the demo's stand-ins) or
+    ``mixed``; None when nobody answered yet."""
+    sources = {r.source for r in counted}
+    if not sources:
+        return None
+    if sources == {"person"}:
+        return "people"
+    return "simulated" if sources == {"simulated"} else "mixed"
 
 
 def _reject(rec: AnnotationRecord, code: str, detail: str) -> Reject:

@@ -34,7 +34,7 @@ run while people work, which the annotation DAG does. ``parallel`` is the previo
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -72,8 +72,17 @@ def _question_id(task: Mapping[str, Any]) -> str:
     return str((task.get("data") or {}).get("question_id", f"task-{task.get('id')}"))
 
 
+def counted_view(task: Mapping[str, Any], uncounted: Collection[int]) -> Mapping[str, Any]:
+    """``task`` without the annotations that do not count (:mod:`pipelines.annotation.integrity`)."""
+    if not uncounted:
+        return task
+    anns = [a for a in task.get("annotations") or [] if a.get("id") is None or int(a["id"]) not in uncounted]
+    return {**task, "annotations": anns}
+
+
 def plan(
-    tasks: Iterable[Mapping[str, Any]], required: int = 4, handout: Handout = "serial", early_stop: bool = True
+    tasks: Iterable[Mapping[str, Any]], required: int = 4, handout: Handout = "serial", early_stop: bool = True,
+    uncounted: Collection[int] = frozenset(),
 ) -> tuple[list[TaskChange], CompletionSummary]:
     """The changes that put each task (``fields=all`` JSON, with ``overlap`` and ``is_labeled``) where
     it should be, and the batch's completion (stopped tasks count as complete).
@@ -83,31 +92,39 @@ def plan(
     * otherwise open: ``overlap`` = annotators + 1 (``serial``) or ``required`` (``parallel``),
       ``is_labeled`` false.
 
+    ``uncounted``: ids of annotations that do not count (changed by another account, changed after
+    first seen, not a registered annotator). Counting, stopping and completion use only the others;
+    the overlap targets add the accounts of the uncounted ones (Label Studio counts every annotation
+    against ``overlap`` and never hands a task back to an account that annotated it), so such a task
+    goes back to the stream for a fresh answer from another annotator.
+
     Only tasks that differ from their target are listed, so polling again sends nothing (idempotent).
     A task that is open is never changed while it may be held: its target is recomputed from
     answers that can only grow, and an open task already has the target overlap.
     """
     tasks = list(tasks)
-    stopped = stopped_questions(tasks, required) if early_stop else {}
+    counted = [counted_view(t, uncounted) for t in tasks]
+    stopped = stopped_questions(counted, required) if early_stop else {}
     changes: list[TaskChange] = []
-    for task in tasks:
+    for task, mine in zip(tasks, counted, strict=True):
         qid = _question_id(task)
-        have = len(distinct_annotators(task))
+        have = len(distinct_annotators(mine))
+        present = len(distinct_annotators(task))  # every account with an answer here, counted or not
         overlap, labeled = task.get("overlap"), task.get("is_labeled")
         if qid in stopped:
-            target = TaskChange(int(task["id"]), qid, max(1, have), True, stopped[qid])
+            target = TaskChange(int(task["id"]), qid, max(1, present), True, stopped[qid])
             # a withdrawn task may have gained an answer from someone who held it: still withdrawn
-            if labeled is True and overlap is not None and int(overlap) <= max(1, have):
+            if labeled is True and overlap is not None and int(overlap) <= max(1, present):
                 continue
         elif have >= required:
             continue
         else:
-            want = have + 1 if handout == "serial" else required
+            want = present + 1 if handout == "serial" else required + (present - have)
             target = TaskChange(int(task["id"]), qid, want, False)
             if overlap is None or (int(overlap) == want and labeled is False):
                 continue  # (a task listed without its overlap is left as it is)
         changes.append(target)
-    return changes, summarize_completion(tasks, required, stopped)
+    return changes, summarize_completion(counted, required, stopped)
 
 
 @dataclass
@@ -144,9 +161,10 @@ def reconcile(
     required: int = 4,
     handout: Handout = "serial",
     early_stop: bool = True,
+    uncounted: Collection[int] = frozenset(),
 ) -> HandoutPass:
     """Apply :func:`plan` to ``tasks`` with the synchronous client (``client.set_task_overlap``)."""
-    changes, summary = plan(tasks, required, handout, early_stop)
+    changes, summary = plan(tasks, required, handout, early_stop, uncounted)
     for c in changes:
         client.set_task_overlap(c.task_id, c.overlap, c.is_labeled)
     done = HandoutPass()

@@ -9,6 +9,7 @@ cancelled and ignored annotations with their reasons) and ``annotator_stats``.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -18,8 +19,11 @@ import pyarrow as pa
 
 from pipelines.annotation.client import LabelStudioClient
 from pipelines.annotation.consensus import ConsensusResult, decide
-from pipelines.annotation.handout import Handout, reconcile
+from pipelines.annotation import integrity
+from pipelines.annotation.handout import Handout, counted_view, reconcile
+from pipelines.annotation.journal import Journal, JournalView, view_of
 from pipelines.annotation.push import tasks_with
+from pipelines.annotation.registry import AnnotatorRegistry
 from pipelines.annotation.validate import AnnotationRecord, validate_task_annotations
 from pipelines.contracts import ANNOTATIONS
 from pipelines.rejects import Reject, rejects_table
@@ -59,10 +63,19 @@ class PullResult:
     tasks_fetched: int = 0  # tasks read from Label Studio for this decision
     held_elsewhere: dict[str, str] = field(default_factory=dict)  # question_id -> the batch holding its task
     withdrawn: int = 0  # tasks this decision took out of the labeling stream (early stop)
+    uncounted: list[Reject] = field(default_factory=list)  # integrity.* findings: annotations that do not count
+    journaled: int = 0  # annotation snapshots this decision appended to the journal
+    source: str = "label-studio"  # where the annotations were read: "label-studio" or "journal" (store alone)
 
     @property
     def rejects(self) -> list[Reject]:
-        return self.invalid + self.consensus.ignored
+        return self.invalid + self.uncounted + self.consensus.ignored
+
+    def integrity_counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for r in self.uncounted:
+            out[r.code] = out.get(r.code, 0) + 1
+        return out
 
     def tables(self) -> dict[str, pa.Table]:
         return {
@@ -82,7 +95,10 @@ class PullResult:
             "annotations_counted": len(self.consensus.counted),
             "annotations_rejected": len(self.invalid),
             "annotations_ignored": len(self.consensus.ignored),
+            "annotations_uncounted": len(self.uncounted),
             "withdrawn": self.withdrawn,
+            "journaled": self.journaled,
+            "source": self.source,
         }
 
 
@@ -99,15 +115,49 @@ def decide_tasks(
     required: int = 4,
     names: Mapping[int, str] | None = None,
     early_stop: bool = True,
+    registry: AnnotatorRegistry | None = None,
+    platform: Iterable[int] = (),
+    view: JournalView | None = None,
 ) -> PullResult:
     """Validate the annotations of ``tasks`` and decide the questions of ``generated_answers``.
 
     Tasks of questions outside ``generated_answers`` are skipped (they belong to other batches).
+    Only annotations that count are decided on (:mod:`pipelines.annotation.integrity`, over ``view``:
+    the journal of these tasks, or these tasks alone when None); the others are ``uncounted`` with their
+    reason. ``registry`` None: every account counts as a person (tools and tests without a deployment).
     """
-    wanted = [t for t in tasks if str((t.get("data") or {}).get("question_id")) in generated_answers]
-    records, invalid = validate_task_annotations(wanted, names)
+    tasks = list(tasks)
+    if view is None:
+        view = view_of(tasks)
+    findings = integrity.check(view, registry, platform)
+    uncounted = [f.reject() for f in findings.values()
+                 if str(f.question_id) in generated_answers]
+    wanted = [counted_view(t, set(findings)) for t in tasks
+              if str((t.get("data") or {}).get("question_id")) in generated_answers]
+    users = {a.get("completed_by") for t in wanted for a in t.get("annotations") or []}
+    kinds = integrity.kinds(registry, [u.get("id") if isinstance(u, Mapping) else u for u in users])
+    records, invalid = validate_task_annotations(wanted, names, kinds)
     result = decide(records, generated_answers, required, early_stop)
-    return PullResult(result, invalid, len(wanted))
+    out = PullResult(result, invalid, len(wanted))
+    out.uncounted = sorted(uncounted, key=lambda r: r.item_id)
+    return out
+
+
+def decide_journaled(
+    view: JournalView,
+    questions: Iterable[Mapping[str, Any]],
+    required: int = 4,
+    names: Mapping[int, str] | None = None,
+    early_stop: bool = True,
+    registry: AnnotatorRegistry | None = None,
+    platform: Iterable[int] = (),
+) -> PullResult:
+    """Decide a batch from its journal alone (Label Studio's copy unreachable or lost): the same rules
+    over the tasks as the journal last saw them."""
+    generated = {str(q["question_id"]): q.get("answer") for q in questions}
+    result = decide_tasks(view.tasks(), generated, required, names, early_stop, registry, platform, view)
+    result.source = "journal"
+    return result
 
 
 def decide_batch(
@@ -119,8 +169,14 @@ def decide_batch(
     names: Mapping[int, str] | None = None,
     early_stop: bool = True,
     handout: Handout = "serial",
+    journal: Journal | None = None,
+    registry: AnnotatorRegistry | None = None,
+    platform: Iterable[int] = (),
 ) -> PullResult:
     """Decide the questions of one batch from that batch's tasks only (the ``data.batch`` filter).
+
+    With a ``journal``, the tasks' annotations are journaled first and the decision reads the journal
+    (so what is decided is exactly what is kept, and changes after first seen are caught).
 
     A question of ``questions`` without a task in the batch was already held by another batch when
     this one was pushed (same ``question_id``): it keeps that first task and is decided there, once,
@@ -143,11 +199,14 @@ def decide_batch(
         fetched += lookup.tasks_fetched
         held = {qid: b for qid, (_, b) in lookup.found.items() if b != batch}
     wanted = {qid: answer for qid, answer in generated.items() if qid not in held}
-    result = decide_tasks(tasks, wanted, required, annotator_names(client) if names is None else names,
-                          early_stop)
-    result.tasks_fetched, result.held_elsewhere = fetched, held
+    view, journaled = journal.append(project_id, batch, tasks) if journal is not None else (None, 0)
+    decided_tasks = view.tasks() if view is not None else tasks
+    result = decide_tasks(decided_tasks, wanted, required, annotator_names(client) if names is None else names,
+                          early_stop, registry, platform, view)
+    result.tasks_fetched, result.held_elsewhere, result.journaled = fetched, held, journaled
     own_tasks = [t for t in tasks if str((t.get("data") or {}).get("question_id")) in wanted]
-    result.withdrawn = reconcile(client, own_tasks, required, handout, early_stop).withdrawn
+    uncounted = {int(json.loads(r.raw)["annotation_id"]) for r in result.uncounted}
+    result.withdrawn = reconcile(client, own_tasks, required, handout, early_stop, uncounted).withdrawn
     log.info("consensus for batch %s of project %s: %s", batch, project_id, result.summary())
     return result
 

@@ -52,6 +52,8 @@ class AnnotationRecord:
     comment: str = ""
     annotation_id: int | None = None
     task_id: int | None = None
+    annotator_id: int | None = None  # the Label Studio user id (what the audit's pseudonym is keyed on)
+    source: str = "person"  # "person" or "simulated": the registered kind of the account
 
     @property
     def answerable(self) -> bool:
@@ -146,12 +148,14 @@ def _user_id(ann: Mapping[str, Any]) -> int | None:
 
 
 def validate_task_annotations(
-    tasks: Iterable[Mapping[str, Any]], annotator_names: Mapping[int, str] | None = None
+    tasks: Iterable[Mapping[str, Any]], annotator_names: Mapping[int, str] | None = None,
+    kinds: Mapping[int, str] | None = None,
 ) -> tuple[list[AnnotationRecord], list[Reject]]:
     """Every annotation of ``tasks`` (Label Studio task JSON with ``annotations``) → records + rejects.
 
     Cancelled (skipped) annotations are ignored and reported. ``annotator_names`` maps user ids
-    to names (emails); unknown ids become ``user-<id>``. Per-question rules (one answer per
+    to names (emails); unknown ids become ``user-<id>``. ``kinds`` maps user ids to ``person`` /
+    ``simulated`` (the registry's kind; default ``person``). Per-question rules (one answer per
     annotator, first four distinct annotators) are applied later by consensus.
     """
     names = dict(annotator_names or {})
@@ -193,6 +197,8 @@ def validate_task_annotations(
                     comment=comment,
                     annotation_id=int(ann["id"]) if ann.get("id") is not None else None,
                     task_id=int(task["id"]) if task.get("id") is not None else None,
+                    annotator_id=user,
+                    source=(kinds or {}).get(user, "person"),
                 )
             )
     return records, rejects

@@ -1,0 +1,174 @@
+"""The annotation journal: every annotation the platform sees, appended to the object store.
+
+Annotations are paid for, and Label Studio's database is one volume: until a batch is decided they
+would live nowhere else. Each pass that reads a batch's tasks (:mod:`pipelines.annotation.tend`, each
+decision) appends the annotations it has not seen *in this form* to the journal, so a batch can be
+decided from the store alone (:meth:`JournalView.tasks` rebuilds the tasks as Label Studio served
+them) and every change an account made after the platform first saw an answer is on record.
+
+Layout (one folder per batch; :meth:`pipelines.ledger.Ledger.journal_prefix`)::
+
+    <journal_prefix>/<project_id>/<batch_id>/<seen_at>-<sha256>.jsonl
+
+* A **segment** holds the snapshots one pass saw new, one JSON object a line, sorted by annotation id.
+  Its name is its first-seen time (``YYYYmmddTHHMMSSffffffZ``, so names sort in time order) and the
+  sha256 of its bytes: append-only and content-addressed, a segment is never rewritten (writing the
+  same name again could only write the same bytes).
+* A **snapshot** is an annotation's fields that matter (:data:`FIELDS`) plus ``version`` (sha256 of
+  them: a new version at every change, ``updated_at`` included), ``content`` (sha256 of what the answer
+  is: :data:`CONTENT` — its author and its result) and ``seen_at``.
+* The **first version** of an annotation is the one in the earliest segment that holds it; the
+  **latest** is the last. :mod:`pipelines.annotation.integrity` compares the two.
+
+Cost: one PUT per pass that saw something new (none when nothing changed), one LIST and one GET per
+segment to read a batch (bench/RESULTS.md: "annotation journal").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from pipelines.store import safe_key
+
+#: The annotation fields a snapshot keeps (Label Studio 1.23 task JSON, ``fields=all``).
+FIELDS = ("id", "completed_by", "updated_by", "created_at", "updated_at", "was_cancelled", "lead_time", "result")
+#: What an answer *is*: who gave it and what it says. A change here after first seen voids it.
+CONTENT = ("completed_by", "was_cancelled", "result")
+
+
+def _user(value: Any) -> Any:
+    return value.get("id") if isinstance(value, Mapping) else value
+
+
+def _digest(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
+
+
+def snapshot(task: Mapping[str, Any], ann: Mapping[str, Any]) -> dict[str, Any]:
+    """One annotation of ``task`` as the journal keeps it (without ``seen_at``)."""
+    data = task.get("data") or {}
+    snap: dict[str, Any] = {k: ann.get(k) for k in FIELDS}
+    snap["completed_by"] = _user(snap["completed_by"])
+    snap["updated_by"] = _user(snap["updated_by"])
+    snap["task_id"] = task.get("id")
+    snap["question_id"] = data.get("question_id")
+    snap["batch"] = data.get("batch")
+    snap["content"] = _digest({k: snap[k] for k in CONTENT})
+    snap["version"] = _digest({k: v for k, v in snap.items() if k != "content"})
+    return snap
+
+
+def _stamp(t: datetime) -> str:
+    return t.astimezone(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+
+
+@dataclass
+class JournalView:
+    """Everything journaled for one batch, in first-seen order."""
+
+    versions: dict[int, list[dict[str, Any]]] = field(default_factory=dict)  # annotation id -> versions
+    segments: int = 0
+
+    def known(self) -> set[str]:
+        return {v["version"] for vs in self.versions.values() for v in vs}
+
+    def add(self, snap: Mapping[str, Any]) -> None:
+        vs = self.versions.setdefault(int(snap["id"]), [])
+        if all(v["version"] != snap["version"] for v in vs):  # a version journaled twice (two passes at once)
+            vs.append(dict(snap))
+
+    def first(self, annotation_id: int) -> dict[str, Any]:
+        return self.versions[annotation_id][0]
+
+    def latest(self, annotation_id: int) -> dict[str, Any]:
+        return self.versions[annotation_id][-1]
+
+    def __len__(self) -> int:
+        return len(self.versions)
+
+    def tasks(self) -> list[dict[str, Any]]:
+        """The batch's tasks as Label Studio served them (``fields=all`` shape), each annotation in its
+        latest journaled version: what a decision reads when Label Studio's copy is gone."""
+        by_task: dict[int, dict[str, Any]] = {}
+        anns: dict[int, list[dict[str, Any]]] = defaultdict(list)
+        for aid in sorted(self.versions):
+            snap = self.latest(aid)
+            tid = int(snap["task_id"])
+            by_task.setdefault(tid, {"id": tid, "data": {"question_id": snap["question_id"], "batch": snap["batch"]}})
+            anns[tid].append({k: snap[k] for k in FIELDS})
+        return [{**by_task[tid], "annotations": anns[tid]} for tid in sorted(by_task)]
+
+
+def view_of(tasks: Iterable[Mapping[str, Any]]) -> JournalView:
+    """An in-memory view of ``tasks`` as if seen once now (no journal: the authorship rules still apply)."""
+    view = JournalView()
+    for t in tasks:
+        for ann in t.get("annotations") or []:
+            if ann.get("id") is not None:
+                view.add(snapshot(t, ann))
+    return view
+
+
+class Journal:
+    """Append-only annotation journal of one object store under ``prefix`` (see the module doc)."""
+
+    def __init__(self, store: Any, prefix: str) -> None:
+        self.store = store
+        self.prefix = prefix.strip("/")
+        # folder -> (view, segments read into it): a pass reads only the segments added since the last
+        self._cache: dict[str, tuple[JournalView, set[str]]] = {}
+
+    def folder(self, project_id: int, batch: str) -> str:
+        return safe_key(self.prefix, str(int(project_id)), batch) + "/"
+
+    def view(self, project_id: int, batch: str) -> JournalView:
+        """Everything journaled for one batch: one LIST, and one GET per segment not read before by
+        this journal object (segments never change, so what was read stays true)."""
+        folder = self.folder(project_id, batch)
+        view, read = self._cache.setdefault(folder, (JournalView(), set()))
+        for key in sorted(self.store.list(folder)):
+            if not key.endswith(".jsonl") or key in read:
+                continue
+            read.add(key)
+            view.segments += 1
+            for line in self.store.get_bytes(key).decode().splitlines():
+                if line.strip():
+                    view.add(json.loads(line))
+        return view
+
+    def append(self, project_id: int, batch: str, tasks: Iterable[Mapping[str, Any]],
+               view: JournalView | None = None, now: datetime | None = None) -> tuple[JournalView, int]:
+        """Journal the annotations of ``tasks`` not yet journaled in this version: one new segment
+        (none when nothing is new). Returns the updated view and the number of snapshots written."""
+        view = view if view is not None else self.view(project_id, batch)
+        known = view.known()
+        seen_at = now or datetime.now(UTC)
+        new: list[dict[str, Any]] = []
+        for task in tasks:
+            for ann in task.get("annotations") or []:
+                if ann.get("id") is None:
+                    continue
+                snap = snapshot(task, ann)
+                if snap["version"] in known:
+                    continue
+                known.add(snap["version"])
+                new.append({**snap, "seen_at": seen_at.isoformat()})
+        if not new:
+            return view, 0
+        new.sort(key=lambda s: (int(s["id"]), s["version"]))
+        body = "".join(json.dumps(s, sort_keys=True, separators=(",", ":"), default=str) + "\n" for s in new).encode()
+        folder = self.folder(project_id, batch)
+        key = f"{folder}{_stamp(seen_at)}-{hashlib.sha256(body).hexdigest()}.jsonl"
+        self.store.put_bytes(key, body, "application/x-ndjson")
+        for s in new:
+            view.add(s)
+        view.segments += 1
+        if folder in self._cache and self._cache[folder][0] is view:
+            self._cache[folder][1].add(key)
+        return view, len(new)
