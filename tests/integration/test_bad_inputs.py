@@ -34,6 +34,7 @@ from pipelines.flow import Flow
 from pipelines.release.platform import release_from_store
 from pipelines.store import ObjectStore, safe_key
 from tests.support.fake_openai import FakeChatServer
+from tests.support.stack import register_annotators
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -169,6 +170,7 @@ def test_mixed_bad_inputs_run_completes_and_the_card_reconciles(s3_creds, label_
         tasks = sorted(admin.iter_tasks(project_id, fields="task_only"),
                        key=lambda t: t["data"]["question_id"])
         annotators = simulated_annotators(admin, admin.token, 4)
+    register_annotators(flow, [a.client for a in annotators], "simulated")
     assert len(tasks) == len(questions)
     garbage_results = [
         [{"from_name": ANSWER_FIELD, "to_name": "image", "type": "number", "value": {"number": "three"}}],

@@ -21,7 +21,7 @@ from pipelines.annotation.project import ensure_project
 from pipelines.annotation.pull import pull_and_decide
 from pipelines.annotation.push import presigned_image_urls, push_questions
 from pipelines.annotation.simulated import answer_result, run_simulation, simulated_annotators
-from tests.support.stack import annotator_accounts
+from tests.support.stack import annotator_accounts, register_annotators
 
 pytestmark = pytest.mark.integration
 
@@ -327,7 +327,8 @@ def test_decide_on_a_project_of_many_closed_batches_fetches_only_the_open_batch(
     tag = uuid.uuid4().hex[:8]
     params = Params(
         store=StoreConfig(runs_prefix=f"t-{tag}/runs", batches_prefix=f"t-{tag}/batches",
-                          consensus_prefix=f"t-{tag}/consensus", releases_prefix=f"t-{tag}/releases"),
+                          consensus_prefix=f"t-{tag}/consensus", releases_prefix=f"t-{tag}/releases",
+                          journal_prefix=f"t-{tag}/journal", annotators_prefix=f"t-{tag}/annotators"),
         annotation=AnnotationConfig(project_title=f"decide-{tag}"),
     )
     pid = int(ensure_project(admin, params.annotation.project_title)["id"])
@@ -352,6 +353,7 @@ def test_decide_on_a_project_of_many_closed_batches_fetches_only_the_open_batch(
     assert [b.batch_id for b in flow.ledger.open_batches()] == [batch.batch_id]
     truth = {q["question_id"]: q["answer"] for q in questions_rows}
     tasks = list(admin.iter_tasks(pid, batch=batch.batch_id, fields="task_only"))
+    register_annotators(flow, [client for _, client in people[:4]])
     for _, client in people[:4]:
         for t in tasks:
             client.create_annotation(int(t["id"]), answer_result(truth[t["data"]["question_id"]]))

@@ -106,3 +106,15 @@ def annotator_accounts(admin, prefix: str, count: int) -> list:  # type: ignore[
         account = add_annotator(admin, f"{prefix}{i}-{tag}@example.org")
         out.append((account, LabelStudioClient(admin.url, user_token(admin.url, account.email, account.password))))
     return out
+
+
+def register_annotators(flow, clients, kind: str = "person") -> None:  # type: ignore[no-untyped-def]
+    """Register the accounts of ``clients`` (Label Studio clients on their own tokens) as annotators of
+    ``flow``'s deployment (what `hopchain annotators register` does), so their answers count."""
+    from pipelines.annotation.registry import save
+
+    registry = flow.registry()
+    for client in clients:
+        me = client.whoami()
+        registry.register(int(me["id"]), str(me.get("email") or me["id"]), kind)
+    save(flow.store, flow.ledger.annotators_key, registry)
