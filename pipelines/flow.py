@@ -449,6 +449,13 @@ class Flow:
 
         return load(self.store, self.ledger.annotators_key)
 
+    @cached_property
+    def pseudonym(self) -> Callable[[int | None], str]:
+        """Label Studio user id → the stable pseudonym the audit tables and releases show."""
+        from pipelines.annotation.registry import pseudonym_key, pseudonymizer
+
+        return pseudonymizer(pseudonym_key(self.store, self.ledger.pseudonym_key_key))
+
     def project_hold(self, client: Any, project_id: int) -> str | None:
         """One line saying how project ``project_id`` differs from what the platform set (its batches
         are then held), or None. A project that is gone (Label Studio's database lost) is not a
@@ -534,6 +541,7 @@ class Flow:
                                       cfg.annotators_required, names, cfg.early_stop, registry, platform)
             totals.from_journal.append(b.batch_id)
         tables = result.tables()
+        tables["audit"] = result.audit_table(self.pseudonym)
         keys = {}
         for name, table in tables.items():
             keys[name] = self.ledger.consensus_table_key(b.batch_id, name)

@@ -292,6 +292,11 @@ class Ledger:
         """The registered annotators (:mod:`pipelines.annotation.registry`)."""
         return safe_key(self.layout.annotators_prefix, "registry.json")
 
+    @property
+    def pseudonym_key_key(self) -> str:
+        """Where a generated pseudonym key is kept when ``HOPCHAIN_PSEUDONYM_KEY`` is not set."""
+        return safe_key(self.layout.annotators_prefix, "pseudonym.key")
+
     def release_key(self, tag: str) -> str:
         return safe_key(self.layout.releases_prefix, f"{tag}.json")
 

@@ -8,7 +8,8 @@ them) and every change an account made after the platform first saw an answer is
 
 Layout (one folder per batch; :meth:`pipelines.ledger.Ledger.journal_prefix`)::
 
-    <journal_prefix>/<project_id>/<batch_id>/<seen_at>-<sha256>.jsonl
+    <journal_prefix>/<project_id>/<batch_id>/<seen_at>-<sha256>.jsonl        a segment
+    <journal_prefix>/<project_id>/<batch_id>/<seen_at>-<sha256>.ckpt.jsonl   a checkpoint (see Journal)
 
 * A **segment** holds the snapshots one pass saw new, one JSON object a line, sorted by annotation id.
   Its name is its first-seen time (``YYYYmmddTHHMMSSffffffZ``, so names sort in time order) and the
@@ -20,8 +21,8 @@ Layout (one folder per batch; :meth:`pipelines.ledger.Ledger.journal_prefix`)::
 * The **first version** of an annotation is the one in the earliest segment that holds it; the
   **latest** is the last. :mod:`pipelines.annotation.integrity` compares the two.
 
-Cost: one PUT per pass that saw something new (none when nothing changed), one LIST and one GET per
-segment to read a batch (bench/RESULTS.md: "annotation journal").
+Cost: one PUT per pass that saw something new (none when nothing changed); to read a batch, one LIST
+and at most one checkpoint plus ``checkpoint_every`` segments (bench/RESULTS.md: "Annotation journal").
 """
 
 from __future__ import annotations
@@ -74,6 +75,9 @@ class JournalView:
 
     versions: dict[int, list[dict[str, Any]]] = field(default_factory=dict)  # annotation id -> versions
     segments: int = 0
+    covered: set[str] = field(default_factory=set)  # segment keys read into this view
+    checkpoint_covers: set[str] = field(default_factory=set)  # segments the newest known checkpoint holds
+    since_checkpoint: int = 0  # segments read that the newest known checkpoint does not hold
 
     def known(self) -> set[str]:
         return {v["version"] for vs in self.versions.values() for v in vs}
@@ -115,31 +119,58 @@ def view_of(tasks: Iterable[Mapping[str, Any]]) -> JournalView:
     return view
 
 
-class Journal:
-    """Append-only annotation journal of one object store under ``prefix`` (see the module doc)."""
+def _lines(body: bytes) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in body.decode().splitlines() if line.strip()]
 
-    def __init__(self, store: Any, prefix: str) -> None:
+
+def _body(rows: Iterable[Mapping[str, Any]]) -> bytes:
+    return "".join(json.dumps(r, sort_keys=True, separators=(",", ":"), default=str) + "\n" for r in rows).encode()
+
+
+class Journal:
+    """Append-only annotation journal of one object store under ``prefix`` (see the module doc).
+
+    Reading a batch costs one LIST plus one GET per object not yet read by this journal object. So
+    that a fresh process (each Airflow task is one) does not read every segment of a long-lived
+    batch, every ``checkpoint_every`` segments a **checkpoint** is added (``<seen_at>-<sha256>.ckpt.jsonl``):
+    one object holding every version journaled so far, first line listing the segments it covers. A
+    reader takes the newest checkpoint and the segments it does not cover. A checkpoint is only ever
+    added, like a segment; it never replaces or changes one.
+    """
+
+    def __init__(self, store: Any, prefix: str, checkpoint_every: int = 32) -> None:
         self.store = store
         self.prefix = prefix.strip("/")
-        # folder -> (view, segments read into it): a pass reads only the segments added since the last
+        self.checkpoint_every = checkpoint_every
+        # folder -> (view, objects read into it): a pass reads only the objects added since the last
         self._cache: dict[str, tuple[JournalView, set[str]]] = {}
 
     def folder(self, project_id: int, batch: str) -> str:
         return safe_key(self.prefix, str(int(project_id)), batch) + "/"
 
     def view(self, project_id: int, batch: str) -> JournalView:
-        """Everything journaled for one batch: one LIST, and one GET per segment not read before by
-        this journal object (segments never change, so what was read stays true)."""
+        """Everything journaled for one batch (see the class doc for what is read)."""
         folder = self.folder(project_id, batch)
         view, read = self._cache.setdefault(folder, (JournalView(), set()))
-        for key in sorted(self.store.list(folder)):
-            if not key.endswith(".jsonl") or key in read:
+        keys = sorted(k for k in self.store.list(folder) if k.endswith(".jsonl"))
+        checkpoints = [k for k in keys if k.endswith(".ckpt.jsonl")]
+        if checkpoints and not read:  # a fresh reader starts from the newest checkpoint
+            rows = _lines(self.store.get_bytes(checkpoints[-1]))
+            covered = set(rows[0].get("covers", [])) if rows else set()
+            for row in rows[1:]:
+                view.add(row)
+            read |= covered | {checkpoints[-1]}
+            view.segments += len(covered)
+            view.checkpoint_covers = covered
+        for key in keys:
+            if key in read or key.endswith(".ckpt.jsonl"):
                 continue
             read.add(key)
             view.segments += 1
-            for line in self.store.get_bytes(key).decode().splitlines():
-                if line.strip():
-                    view.add(json.loads(line))
+            for row in _lines(self.store.get_bytes(key)):
+                view.add(row)
+        view.covered = {k for k in read if not k.endswith(".ckpt.jsonl")}
+        view.since_checkpoint = len(view.covered - view.checkpoint_covers)
         return view
 
     def append(self, project_id: int, batch: str, tasks: Iterable[Mapping[str, Any]],
@@ -162,13 +193,29 @@ class Journal:
         if not new:
             return view, 0
         new.sort(key=lambda s: (int(s["id"]), s["version"]))
-        body = "".join(json.dumps(s, sort_keys=True, separators=(",", ":"), default=str) + "\n" for s in new).encode()
         folder = self.folder(project_id, batch)
+        body = _body(new)
         key = f"{folder}{_stamp(seen_at)}-{hashlib.sha256(body).hexdigest()}.jsonl"
         self.store.put_bytes(key, body, "application/x-ndjson")
         for s in new:
             view.add(s)
         view.segments += 1
+        view.covered.add(key)
+        view.since_checkpoint += 1
         if folder in self._cache and self._cache[folder][0] is view:
             self._cache[folder][1].add(key)
+        if view.since_checkpoint >= self.checkpoint_every:
+            self._checkpoint(folder, view, seen_at)
         return view, len(new)
+
+    def _checkpoint(self, folder: str, view: JournalView, at: datetime) -> str:
+        rows = [{"covers": sorted(view.covered)}]
+        rows += sorted((v for vs in view.versions.values() for v in vs), key=lambda v: (v["seen_at"], int(v["id"])))
+        body = _body(rows)
+        key = f"{folder}{_stamp(at)}-{hashlib.sha256(body).hexdigest()}.ckpt.jsonl"
+        self.store.put_bytes(key, body, "application/x-ndjson")
+        view.since_checkpoint = 0
+        view.checkpoint_covers = set(view.covered)
+        if folder in self._cache:
+            self._cache[folder][1].add(key)
+        return key

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
 
-from pipelines.annotation.client import LabelStudioClient
+from pipelines.annotation.client import LabelStudioClient, LabelStudioError
 from pipelines.annotation.consensus import ConsensusResult, decide
 from pipelines.annotation import integrity
 from pipelines.annotation.handout import Handout, counted_view, reconcile
@@ -37,6 +37,21 @@ DETAIL = pa.schema(
         pa.field("lead_time_s", pa.float64()),
         pa.field("annotation_id", pa.int64()),
         pa.field("task_id", pa.int64()),
+    ]
+)
+
+
+#: Per counted answer of a decided question: the release's audit table (no account names: pseudonyms).
+AUDIT = pa.schema(
+    [
+        pa.field("question_id", pa.string()),
+        pa.field("annotator", pa.string()),  # keyed hash of the Label Studio account (stable across releases)
+        pa.field("source", pa.string()),  # person | simulated
+        pa.field("answer", pa.string()),
+        pa.field("verdict", pa.string()),
+        pa.field("submitted_at", pa.timestamp("us", tz="UTC")),
+        pa.field("lead_time_s", pa.float64()),
+        pa.field("snapshot", pa.string()),  # sha256 of the journaled annotation version that was counted
     ]
 )
 
@@ -66,10 +81,24 @@ class PullResult:
     uncounted: list[Reject] = field(default_factory=list)  # integrity.* findings: annotations that do not count
     journaled: int = 0  # annotation snapshots this decision appended to the journal
     source: str = "label-studio"  # where the annotations were read: "label-studio" or "journal" (store alone)
+    snapshots: dict[int, str] = field(default_factory=dict)  # annotation id -> its journaled version (sha256)
 
     @property
     def rejects(self) -> list[Reject]:
         return self.invalid + self.uncounted + self.consensus.ignored
+
+    def audit_table(self, pseudonym: Callable[[int | None], str]) -> pa.Table:
+        """Who answered each decided question (AUDIT): annotator pseudonym (``pseudonym`` of the Label
+        Studio user id: a keyed hash, stable across releases), source, answer or verdict, time, and
+        the journal snapshot the answer was counted from."""
+        decided = {r["question_id"] for r in self.consensus.consensus if r["status"] != "pending"}
+        rows = [{"question_id": r.question_id, "annotator": pseudonym(r.annotator_id), "source": r.source,
+                 "answer": r.answer, "verdict": r.verdict, "submitted_at": r.submitted_at,
+                 "lead_time_s": r.lead_time_s,
+                 "snapshot": self.snapshots.get(r.annotation_id) if r.annotation_id is not None else None}
+                for r in self.consensus.counted if r.question_id in decided]
+        rows.sort(key=lambda row: (row["question_id"], row["submitted_at"]))
+        return pa.Table.from_pylist(rows, schema=AUDIT)
 
     def integrity_counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -140,6 +169,7 @@ def decide_tasks(
     result = decide(records, generated_answers, required, early_stop)
     out = PullResult(result, invalid, len(wanted))
     out.uncounted = sorted(uncounted, key=lambda r: r.item_id)
+    out.snapshots = {aid: vs[0]["version"] for aid, vs in view.versions.items()}
     return out
 
 
@@ -189,7 +219,12 @@ def decide_batch(
     carried-over batch stays open to annotators until the next wait polls it.
     """
     generated = {str(q["question_id"]): q.get("answer") for q in questions}
-    tasks = list(client.iter_tasks(project_id, batch=batch, fields="all"))
+    try:
+        tasks = list(client.iter_tasks(project_id, batch=batch, fields="all"))
+    except LabelStudioError as err:
+        if err.status_code == 404:
+            raise LookupError(f"project {project_id} not found in Label Studio") from err
+        raise
     fetched = len(tasks)
     own = {str((t.get("data") or {}).get("question_id")) for t in tasks}
     missing = [qid for qid in generated if qid not in own]

@@ -17,8 +17,12 @@ it) through ``hopchain annotators add | register | unregister | list``.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
-from collections.abc import Iterable
+import os
+import secrets
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -88,3 +92,32 @@ def load(store: Any, key: str) -> AnnotatorRegistry:
 
 def save(store: Any, key: str, registry: AnnotatorRegistry) -> None:
     store.put_json(key, registry.model_dump(mode="json"))
+
+
+PSEUDONYM_ENV = "HOPCHAIN_PSEUDONYM_KEY"
+
+
+def pseudonymizer(key: bytes) -> Callable[[int | None], str]:
+    """Label Studio user id → ``a-<16 hex>``: HMAC-SHA256 of the account under the deployment's key, so
+    the same person has the same pseudonym in every release, and nobody without the key can tell who
+    (user ids are small integers: an unkeyed hash would be reversed by trying them all)."""
+
+    def pseudonym(user_id: int | None) -> str:
+        if user_id is None:
+            return "a-unknown"
+        return "a-" + hmac.new(key, f"label-studio-user:{int(user_id)}".encode(), hashlib.sha256).hexdigest()[:16]
+
+    return pseudonym
+
+
+def pseudonym_key(store: Any, key: str) -> bytes:
+    """The deployment's pseudonym key: ``HOPCHAIN_PSEUDONYM_KEY``, else one generated once and kept in the
+    platform bucket at ``key`` (readable by whoever can read the bucket: set the variable in production)."""
+    env = os.environ.get(PSEUDONYM_ENV, "")
+    if env:
+        return env.encode()
+    if store.exists(key):
+        return store.get_bytes(key).strip()
+    fresh = secrets.token_hex(32).encode()
+    store.put_bytes(key, fresh, "text/plain")
+    return fresh

@@ -131,3 +131,30 @@ def test_decision_counts_only_what_counts_and_knows_who_answered():
     alone = decide_journaled(view, [{"question_id": q, "answer": "3"} for q in ("q1", "q2", "q3")],
                              registry=reg, platform={1})
     assert alone.consensus.consensus == result.consensus.consensus and alone.source == "journal"
+
+
+def test_checkpoints_bound_what_a_fresh_reader_reads():
+    class Counting(MemoryStore):
+        gets = 0
+
+        def get_bytes(self, key: str) -> bytes:
+            Counting.gets += 1
+            return super().get_bytes(key)
+
+    store = Counting()
+    writer = Journal(store, "j", checkpoint_every=3)
+    anns: list[dict] = []
+    for i in range(1, 11):  # ten passes, one new answer each, and a change at pass 5
+        anns.append(ann(i, 100 + i, 3))
+        if i == 5:
+            anns[0] = ann(1, 101, 4, at=99)
+        writer.append(1, "b", [task(10, "q", list(anns))], now=T0 + timedelta(minutes=i))
+    keys = sorted(store.list("j/1/b/"))
+    assert len([k for k in keys if k.endswith(".ckpt.jsonl")]) == 3 and len(keys) == 10 + 3
+    Counting.gets = 0
+    fresh = Journal(store, "j").view(1, "b")
+    assert Counting.gets == 2  # the newest checkpoint and the one segment after it, not 11 objects
+    full = Journal(store, "j", checkpoint_every=10**6)
+    full._cache[full.folder(1, "b")] = (type(fresh)(), {k for k in keys if k.endswith(".ckpt.jsonl")})
+    assert fresh.versions == full.view(1, "b").versions  # the same history as reading every segment
+    assert [v["content"] for v in fresh.versions[1]][0] != fresh.latest(1)["content"]
