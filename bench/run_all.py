@@ -63,6 +63,8 @@ BENCHES = [
     Bench("annotation", "Annotation: Label Studio push (batched vs per task) and consensus",
           ["bench/annotation.py", "--batched", "1000", "--single", "100", "--batch-size", "500",
            "--annotations", "10000"], 420),
+    Bench("journal", "Annotation journal: snapshot cost per 1,000 annotations (issue 26)",
+          ["bench/journal.py", "--annotations", "1000,4000,16000", "--passes", "100"], 300),
     Bench("release", "Release: DVC push vs plain boto3 (same objects, same concurrency)",
           ["bench/release.py", "--images", "2000", "--questions-per-image", "5",
            "--sizes", "160x120,320x240,640x480"],
@@ -234,6 +236,20 @@ def rows_release(b: Bench) -> list[Row]:
     return out
 
 
+def rows_journal(b: Bench) -> list[Row]:
+    out: list[Row] = []
+    for m in re.finditer(r"^\| ([\d,]+) \| ([\d,]+) \| ([\d.,]+) \| ([\d,]+) \| ([\d.]+) \| ([\d.]+) \|$",
+                         b.output, re.M):
+        out.append(("annotation journal", f"{m.group(1)} annotations over {m.group(2)} tend passes",
+                    f"{m.group(5)} s, {m.group(3)} objects, {m.group(4)} KB per 1,000", "read back "
+                    f"{m.group(6)} s per 1,000", "-"))
+    ratio = re.search(r"vs [\d,]+ annotations: ([\d.]+)x", b.output)
+    if ratio:
+        out.append(("annotation journal", "cost per annotation, largest vs smallest size", f"{ratio.group(1)}x",
+                    "linear: <= 1.2", f"{ratio.group(1)}x"))
+    return out
+
+
 def rows_worker(b: Bench) -> list[Row]:
     d = b.data
     if not d:
@@ -314,7 +330,7 @@ def scale_section(by: dict[str, Bench], old: str) -> list[str]:
 PARSERS: dict[str, Callable[[Bench], list[Row]]] = {
     "questions": rows_questions, "validation": rows_validation, "perception": rows_perception,
     "annotation": rows_annotation, "release": rows_release, "worker_memory": rows_worker, "demo": rows_demo,
-    "scale": rows_scale,
+    "scale": rows_scale, "journal": rows_journal,
 }
 
 
