@@ -188,16 +188,26 @@ def render_page(data: dict[str, Any], error: str = "") -> str:
             prog_txt = f"Label Studio unreachable ({_esc(prog['error'])})"
         else:
             prog_txt = " ".join(f"{k}&#8239;ann:&nbsp;{v}" for k, v in sorted(prog.items())) or "-"
+        status = _esc(b.get("status"))
+        if b.get("held"):  # its project changed outside the platform: no decision, no release
+            status = f"<b class='error'>held</b>: {_esc(b['held'])}"
         batches.append([_esc(b.get("batch_id")), _esc(b.get("run_id")), _esc(b.get("questions")),
-                        _esc(b.get("status")), prog_txt, _esc(b.get("pushed_at"))])
+                        status, prog_txt, _esc(b.get("pushed_at"))])
     def per_accepted(c: dict[str, Any]) -> str:
         value = c.get("annotations_per_accepted")
         return "-" if value is None else f"{float(value):.2f}"
 
+    def not_counted(c: dict[str, Any]) -> str:
+        found = c.get("integrity") or {}
+        if not found:
+            return "0"
+        codes = ", ".join(f"{_esc(code.removeprefix('integrity.'))}: {_esc(n)}" for code, n in sorted(found.items()))
+        return f"<b class='error'>{_esc(sum(found.values()))}</b> ({codes})"
+
     consensus = [
         [_esc(c.get("batch_id")), _esc(c.get("accepted")), _esc(c.get("rejected")), _esc(c.get("pending")),
          _esc(c.get("agreement_rate")), _esc(per_accepted(c)), _esc(c.get("annotations_saved", 0)),
-         _esc(c.get("decided_at"))]
+         not_counted(c), _esc(c.get("source", "label-studio")), _esc(c.get("decided_at"))]
         for c in data.get("consensus", [])
     ]
     releases = [
@@ -226,7 +236,7 @@ th{{background:#f6f8fa}} .empty{{color:#777}} .error{{color:#b00}}
 <h2>Runs</h2>{_table(["run", "images", "quarantined", "instances", "questions", "rejects", "validation"], runs)}
 <h2>Batches in Label Studio</h2>{_table(["batch", "run", "questions", "status", progress_head, "pushed"], batches)}
 <h2>Consensus</h2>{_table(["batch", "accepted", "rejected", "pending", "agreement", "annotations / accepted",
-                           "saved by early stop", "decided"], consensus)}
+                           "saved by early stop", "answers not counted", "read from", "decided"], consensus)}
 <h2>Releases</h2>{_table(["tag", "questions", "images", "registry", "card", "released"], releases)}
 {nav_html}
 <script>const d={json.dumps({"n_releases": len(releases)})};</script>

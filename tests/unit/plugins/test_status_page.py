@@ -41,9 +41,13 @@ def test_page_lists_every_level_and_escapes_user_text() -> None:
         "batches": [{"batch_id": "b1", "run_id": "manual__1", "questions": 16, "status": "open",
                      "progress": {"4": 10, "2": 6}, "pushed_at": "t"},
                     {"batch_id": "b2<script>", "run_id": "r", "questions": 1, "status": "open",
-                     "progress": {"error": "ConnectError"}}],
+                     "progress": {"error": "ConnectError"}},
+                    {"batch_id": "b3", "run_id": "r", "questions": 2, "status": "open", "progress": {},
+                     "held": "project 1 changed outside the platform: maximum_annotations 1 → 4"}],
         "consensus": [{"batch_id": "b0", "accepted": 12, "rejected": 4, "pending": 0, "agreement_rate": 0.75,
-                       "annotations_per_accepted": 4.5, "annotations_saved": 6},
+                       "annotations_per_accepted": 4.5, "annotations_saved": 6,
+                       "integrity": {"integrity.changed_by_other": 3, "integrity.unregistered_annotator": 1},
+                       "source": "journal"},
                       {"batch_id": "b-old", "accepted": 0, "rejected": 1, "pending": 0, "agreement_rate": 0.0}],
         "releases": [{"tag": "v2026.11.24", "questions": 59, "images": 21, "registry": "/r.git",
                       "card": "releases/v2026.11.24/card/index.html"}],
@@ -55,7 +59,11 @@ def test_page_lists_every_level_and_escapes_user_text() -> None:
     assert "b2<script>" not in page and "b2&lt;script&gt;" in page  # user text is escaped, never markup
     # the cost of each decided batch (issue 19): annotations per accepted question, saved by the early stop
     assert "annotations / accepted" in page and "saved by early stop" in page
-    assert "<td>4.50</td><td>6</td>" in page and "<td>-</td><td>0</td>" in page  # a record older than the fields
+    assert "<td>4.50</td><td>6</td>" in page and "<td>-</td><td>0</td><td>0</td>" in page  # older records
+    # issue 26: answers that do not count, by reason; where the decision read them; held batches
+    assert "answers not counted" in page and "changed_by_other: 3, unregistered_annotator: 1" in page
+    assert "<b class='error'>4</b>" in page and "<td>journal</td>" in page
+    assert "held</b>: project 1 changed outside the platform: maximum_annotations 1 → 4" in page
 
 
 class DownStore:
