@@ -209,8 +209,8 @@ class Journal:
         return view, len(new)
 
     def _checkpoint(self, folder: str, view: JournalView, at: datetime) -> str:
-        rows = [{"covers": sorted(view.covered)}]
-        rows += sorted((v for vs in view.versions.values() for v in vs), key=lambda v: (v["seen_at"], int(v["id"])))
+        history = sorted((v for vs in view.versions.values() for v in vs), key=lambda v: (v["seen_at"], int(v["id"])))
+        rows: list[dict[str, Any]] = [{"covers": sorted(view.covered)}, *history]
         body = _body(rows)
         key = f"{folder}{_stamp(at)}-{hashlib.sha256(body).hexdigest()}.ckpt.jsonl"
         self.store.put_bytes(key, body, "application/x-ndjson")

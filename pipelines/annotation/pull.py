@@ -17,9 +17,9 @@ from typing import Any
 
 import pyarrow as pa
 
+from pipelines.annotation import integrity
 from pipelines.annotation.client import LabelStudioClient, LabelStudioError
 from pipelines.annotation.consensus import ConsensusResult, decide
-from pipelines.annotation import integrity
 from pipelines.annotation.handout import Handout, counted_view, reconcile
 from pipelines.annotation.journal import Journal, JournalView, view_of
 from pipelines.annotation.push import tasks_with

@@ -28,8 +28,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-PERSON, SIMULATED = "person", "simulated"
 Kind = Literal["person", "simulated"]
+PERSON: Kind = "person"
+SIMULATED: Kind = "simulated"
 
 
 class RegistryError(ValueError):
