@@ -114,7 +114,11 @@ def consensus_checks(params: Params) -> list[Check]:
     s = "consensus"
     required = params.annotation.annotators_required
     return [
-        *schema_checks(s, CONSENSUS, nullable=["agreed_answer", "matches_generated", "reason"]),
+        *schema_checks(s, CONSENSUS, nullable=["agreed_answer", "matches_generated", "reason", "answers_source"]),
+        Check(f"{s}.answers_source_known", "range", "answers_source is people, simulated or mixed (or null: "
+              "nobody answered yet, or decided before it was recorded)",
+              lambda gxe, _c: gxe.ExpectColumnValuesToBeInSet(column="answers_source",
+                                                              value_set=["people", "simulated", "mixed"])),
         Check(f"{s}.question_id_unique", "uniqueness", "one consensus row per question",
               lambda gxe, _c: gxe.ExpectColumnValuesToBeUnique(column="question_id")),
         Check(f"{s}.status_known", "range", f"status is one of {', '.join(STATUSES)}",
