@@ -466,7 +466,7 @@ class Flow:
         drifts = check_project(client, project_id,
                                expected_state(cfg.project_title, cfg.annotators_required, cfg.handout))
         drifts = [d for d in drifts if d.field != "project"]
-        return hold_reason(drifts) if drifts else None
+        return hold_reason(drifts, project_id) if drifts else None
 
     def _tending(self, client: Any, batches: list[BatchRecord]) -> Any:
         from pipelines.annotation.tend import BatchRef, Tending

@@ -30,6 +30,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     ls = asub.add_parser("list", help="the registered annotators")
     ls.set_defaults(handler=_annotators_list)
 
+    proj = sub.add_parser("project",
+                          help="the Label Studio project as the platform set it (config, settings, webhooks)")
+    psub = proj.add_subparsers(dest="project_command", metavar="ACTION", required=True)
+    chk = psub.add_parser("check", help="one line per difference from what the platform set; exit 1 if any")
+    chk.set_defaults(handler=_project_check)
+    rep = psub.add_parser("repair", help="put the project back as the platform set it (its held batches then go on)")
+    rep.set_defaults(handler=_project_repair)
+
     c = sub.add_parser("consensus", help="decide four-way consensus from an annotations table (no Airflow)")
     c.add_argument(
         "--annotations",
@@ -182,6 +190,42 @@ def _annotators_list(args: argparse.Namespace) -> int:
     for a in load(store, key).annotators:
         print(f"{a.user_id}\t{a.email}\t{a.kind}\t{'active' if a.active else 'inactive'}\t"
               f"{a.registered_at.isoformat()}")
+    return 0
+
+
+def _project(args: argparse.Namespace, client) -> tuple[int, object]:
+    from pipelines.annotation.guard import expected_state
+    from pipelines.cli import CommandError
+    from pipelines.config import load_params
+
+    cfg = load_params(args.params, args.profile).annotation
+    project = client.find_project(cfg.project_title)
+    if project is None:
+        raise CommandError(f"project {cfg.project_title!r}", "not found in Label Studio",
+                           "the first push creates it")
+    return int(project["id"]), expected_state(cfg.project_title, cfg.annotators_required, cfg.handout)
+
+
+def _project_check(args: argparse.Namespace) -> int:
+    from pipelines.annotation.guard import check_project, hold_reason
+
+    with _client(args) as client:
+        pid, expected = _project(args, client)
+        drifts = check_project(client, pid, expected)  # type: ignore[arg-type]
+    for d in drifts:
+        print(hold_reason([d], pid))
+    if not drifts:
+        print(f"project {pid}: as the platform set it")
+    return 1 if drifts else 0
+
+
+def _project_repair(args: argparse.Namespace) -> int:
+    from pipelines.annotation.guard import hold_reason, repair_project
+
+    with _client(args) as client:
+        pid, expected = _project(args, client)
+        changed = repair_project(client, pid, expected)  # type: ignore[arg-type]
+    print(f"repaired: {hold_reason(changed, pid)}" if changed else f"project {pid}: nothing to repair")
     return 0
 
 

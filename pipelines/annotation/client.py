@@ -168,6 +168,15 @@ class LabelStudioClient:
         self.sdk.projects.delete(project_id)
 
     # -- storages -------------------------------------------------------------------------------
+    def webhooks(self, project_id: int | None) -> list[dict[str, Any]]:
+        """The webhooks of a project, or (``None``) of the whole organisation."""
+        hooks = self.sdk.webhooks.list(project=None if project_id is None else str(int(project_id)),
+                                       request_options=self._read)
+        return [as_json(h) for h in hooks]
+
+    def delete_webhook(self, webhook_id: int) -> None:
+        self.sdk.webhooks.delete(int(webhook_id))
+
     def s3_import_storages(self, project_id: int) -> list[dict[str, Any]]:
         """The project's S3 source storages (the secret key is never returned by the server)."""
         return [as_json(s) for s in self.sdk.import_storage.s3.list(project=int(project_id),

@@ -11,46 +11,38 @@ from pipelines.annotation.labeling import project_settings
 
 log = logging.getLogger(__name__)
 
-# Settings whose drift bootstrap repairs (the label config is compared whitespace-insensitively).
-_ENFORCED = (
-    "maximum_annotations",
-    "overlap_cohort_percentage",
-    "show_overlap_first",
-    "show_skip_button",
-    "show_annotation_history",
-    "show_collab_predictions",
-    "show_ground_truth_first",
-    "enable_empty_annotation",
-    "is_published",
-)
-
-
-def _norm(xml: str | None) -> str:
-    return " ".join((xml or "").split())
-
-
 def ensure_project(
-    client: LabelStudioClient, title: str, annotators_required: int = 4, handout: str = "serial"
+    client: LabelStudioClient, title: str, annotators_required: int = 4, handout: str = "serial",
+    repair: bool = False,
 ) -> dict[str, Any]:
-    """Return the project titled ``title``, creating it or repairing drifted settings.
+    """Return the project titled ``title``, creating it with the platform's settings if there is none.
 
-    Calling it again changes nothing (no second project, no PATCH when settings already hold).
-    Switching ``handout`` changes ``maximum_annotations``; Label Studio then resets the overlap of
-    tasks in progress, and the next reconciliation (:mod:`pipelines.annotation.handout`) puts each
-    one back where the new handout wants it.
+    Calling it again changes nothing (no second project). An existing project that differs from what
+    the platform sets (:mod:`pipelines.annotation.guard`: labeling config, settings, webhooks) is left
+    as it is and logged: the next tend pass and decision hold its batches until an operator looks and
+    repairs it (``hopchain project repair``, or ``repair=True`` here). Changing ``handout`` or
+    ``annotators_required`` in the configuration is such a difference too, applied by the repair;
+    Label Studio then resets the overlap of tasks in progress, and the next reconciliation
+    (:mod:`pipelines.annotation.handout`) puts each one back where the new handout wants it.
     """
-    wanted = project_settings(title, annotators_required, handout)
+    from pipelines.annotation.guard import check_project, expected_state, hold_reason, repair_project
+
     project = client.find_project(title)
     if project is None:
-        project = client.create_project(wanted)
+        project = client.create_project(project_settings(title, annotators_required, handout))
         log.info("created Label Studio project %s (id %s)", title, project["id"])
         return project
-    drift = {k: wanted[k] for k in _ENFORCED if project.get(k) != wanted[k]}
-    if _norm(project.get("label_config")) != _norm(wanted["label_config"]):
-        drift["label_config"] = wanted["label_config"]
-    if drift:
-        log.info("repairing project %s settings: %s", project["id"], sorted(drift))
-        project = client.update_project(int(project["id"]), drift)
+    expected = expected_state(title, annotators_required, handout)
+    if repair:
+        changed = repair_project(client, int(project["id"]), expected)
+        if changed:
+            log.info("repaired project %s: %s", project["id"], hold_reason(changed, int(project["id"])))
+            project = client.get_project(int(project["id"]))
+        return project
+    drifts = [d for d in check_project(client, int(project["id"]), expected) if d.field != "project"]
+    if drifts:
+        log.warning("%s (its batches are held until `hopchain project repair`)",
+                    hold_reason(drifts, int(project["id"])))
     return project
 
 

@@ -116,6 +116,7 @@ def compute_metrics(data: Path, release: Path) -> tuple[dict[str, Any], dict[str
         if rates:
             metrics["pass_rate_mean"] = round(sum(rates) / len(rates), 6)
     metrics["annotation_cost"] = annotation_cost_metrics(consensus)
+    metrics["integrity"] = integrity_metrics(data)
     distinct_answers = Counter(len(set(c["answers"] or [])) for c in consensus if c["status"] != "pending")
     provenance: dict[str, Any] = {"run_ids": [], "sources": {}}
     for f in sorted(data.glob("meta/part-*/" + PROVENANCE_FILE)):
@@ -186,6 +187,39 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
+def integrity_metrics(data: Path) -> dict[str, Any]:
+    """Who answered and what did not count, over every part's ``audit.parquet`` / ``uncounted.parquet``
+    (parts released before they existed have neither): counted answers on record, distinct annotator
+    pseudonyms, answers by source (person / simulated), and answers not counted by reason code."""
+    audit = [pq.read_table(f, columns=["annotator", "source"]).to_pylist()
+             for f in sorted(Path(data).glob("meta/part-*/audit.parquet"))]
+    rows = [r for part in audit for r in part]
+    uncounted: Counter[str] = Counter()
+    for f in sorted(Path(data).glob("meta/part-*/uncounted.parquet")):
+        uncounted.update(pq.read_table(f, columns=["code"]).column("code").to_pylist())
+    return {"audited_answers": len(rows), "annotators": len({r["annotator"] for r in rows}),
+            "answers_by_source": dict(sorted(Counter(r["source"] for r in rows).items())),
+            "uncounted": dict(sorted(uncounted.items())), "parts_audited": len(audit)}
+
+
+def _integrity_lines(found: dict[str, Any] | None) -> list[str]:
+    if not found or not found.get("parts_audited"):
+        return ["No audit table in this release's parts (decided before answers were journaled)."]
+    by = ", ".join(f"{n} by {k}" for k, n in found["answers_by_source"].items()) or "none"
+    lines = [f"{found['audited_answers']} counted answers of decided questions are on record in "
+             f"`data/meta/part-NNNNN/audit.parquet` ({by}), from {found['annotators']} annotators "
+             "(pseudonyms: a keyed hash of the account, the same in every release), each with its answer, time and "
+             "the journal snapshot it was counted from. Only registered annotators count, and only answers "
+             "that their author handed in and nobody changed afterwards.", ""]
+    if found["uncounted"]:
+        lines += ["Answers not counted (the question went back for a fresh answer):", "",
+                  _table(["reason", "answers"], sorted(found["uncounted"].items()))]
+    else:
+        lines.append("No answer had to be set aside (none changed by another account or after it was seen, none "
+                     "from an unregistered account).")
+    return lines
+
+
 def _cost_line(cost: dict[str, Any] | None) -> str:
     if not cost:
         return ""
@@ -239,6 +273,9 @@ def render_card(cfg: ReleaseConfig, metrics: dict[str, Any], details: dict[str, 
         _table(["rejection reason", "questions"], details["reject_reasons"].most_common())
         if details["reject_reasons"] else "No rejected questions.",
         "",
+        "## Who answered",
+        *_integrity_lines(metrics.get("integrity")),
+        "",
         "![agreement](card/agreement.png)",
         "",
         "## Hop lengths",
@@ -276,7 +313,9 @@ def render_card(cfg: ReleaseConfig, metrics: dict[str, Any], details: dict[str, 
         "`num_hops`, `hops` (JSON hop program), `variant`, `generator`. Each release adds a part; earlier "
         "files never change (a withdrawal replaces only the shard that held the question).",
         "- `data/removals.parquet`: questions withdrawn after release; `data/meta/part-NNNNN/`: the "
-        "part's contract tables (decisions, questions, instances, manifest).",
+        "part's contract tables (decisions, questions, instances, manifest), `audit.parquet` (per counted "
+        "answer: annotator pseudonym, person or simulated, answer, time, journal snapshot) and "
+        "`uncounted.parquet` (answers not counted, by reason code).",
         "- `release/coco/<split>/part-NNNNN.json`: COCO instances (compressed RLE masks) of the part's images.",
         "- `metrics.json`: the numbers above (`dvc metrics diff` compares releases).",
         "",

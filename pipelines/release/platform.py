@@ -27,6 +27,11 @@ from pipelines.store import ObjectStore
 log = logging.getLogger(__name__)
 
 
+#: Answers that did not count, per question (released as ``data/meta/part-NNNNN/uncounted.parquet``):
+#: only the reason code, no account.
+UNCOUNTED = pa.schema([("question_id", pa.string()), ("code", pa.string())])
+
+
 class NothingToRelease(RuntimeError):
     """No batch has been decided yet."""
 
@@ -37,6 +42,7 @@ def gather_tables(ledger: Ledger) -> tuple[dict[str, pa.Table], list[str], datet
     them to the registry's data, which already holds everything before (O(new), not O(history))."""
     store = ledger.store
     parts: dict[str, list[pa.Table]] = {"consensus": [], "questions": [], "instances": [], "manifest": []}
+    extras: dict[str, list[pa.Table]] = {"audit": [], "uncounted": []}
     run_ids: set[str] = set()
     decisions = ledger.decided_since_release()
     for decision in decisions:
@@ -50,6 +56,13 @@ def gather_tables(ledger: Ledger) -> tuple[dict[str, pa.Table], list[str], datet
         parts["instances"].append(store.get_table(run.table("instances", batch.shard), "instances"))
         parts["manifest"].append(store.get_table(run.table("manifest", batch.shard), "manifest"))
         run_ids.add(batch.run_id)
+        if "audit" in decision.keys:  # decisions since issue 26: who answered, what did not count
+            extras["audit"].append(store.get_table(decision.keys["audit"]))
+            rejects = store.get_table(decision.keys["rejects"], "rejects")
+            uncounted = [{"question_id": r["item_id"].split("/", 1)[0], "code": r["code"]}
+                         for r in rejects.select(["item_id", "code"]).to_pylist()
+                         if str(r["code"]).startswith("integrity.")]
+            extras["uncounted"].append(pa.Table.from_pylist(uncounted, schema=UNCOUNTED))
     if not parts["consensus"]:
         raise NothingToRelease("no batch decided since the last release: nothing to release")
     tables = {}
@@ -59,6 +72,9 @@ def gather_tables(ledger: Ledger) -> tuple[dict[str, pa.Table], list[str], datet
         ids = {"consensus": ["question_id"], "questions": ["question_id"], "manifest": ["image_id"],
                "instances": ["image_id", "instance_id"]}[name]
         tables[name] = _dedupe(t, ids)
+    for name, tabs in extras.items():
+        if tabs:
+            tables[name] = pa.concat_tables(tabs, promote_options="default")
     return tables, sorted(run_ids), max(d.decided_at for d in decisions)
 
 
@@ -100,7 +116,8 @@ def release_from_store(params: Params, store: ObjectStore, run_id: str, home: Pa
             paths[name] = str(Path(tmp) / f"{name}.parquet")
             pq.write_table(table, paths[name])
         sources = ReleaseSources(paths["consensus"], paths["questions"], paths["instances"], paths["manifest"],
-                                 images_from=None, run_ids=tuple(run_ids))
+                                 images_from=None, run_ids=tuple(run_ids), audit=paths.get("audit"),
+                                 uncounted=paths.get("uncounted"))
         registry = default_registry_url(params, home)
         workdir = home / "release" / params.release.name
         result = publish(params, sources, creds=store.creds, workdir=workdir, registry_url=registry,

@@ -75,6 +75,9 @@ class ReleaseSources:
     manifest: str
     images_from: str | None = None  # None: the manifest uri; "s3": object store; else a folder
     run_ids: tuple[str, ...] = ()
+    # optional, from the platform's decisions: who answered (AUDIT) and which answers did not count
+    audit: str | None = None
+    uncounted: str | None = None
 
     def tables(self) -> dict[str, str]:
         return {name: getattr(self, name) for name in INPUT_TABLES}
@@ -296,6 +299,12 @@ def append_part(
             pc.is_in(tables["instances"]["image_id"], pa.array(sorted(released_images), pa.string()))),
         "manifest": manifest.filter(pc.is_in(manifest["image_id"], pa.array(sorted(released_images), pa.string()))),
     }
+    decided_ids = pa.array(sorted(decided), pa.string())
+    for name in ("audit", "uncounted"):  # per decided question: who answered, what did not count
+        src = getattr(sources, name)
+        if src is not None:
+            extra = reader.read_table(src)
+            part_tables[name] = extra.filter(pc.is_in(extra["question_id"], decided_ids))
     for name, table in part_tables.items():
         write_parquet_atomic(table, meta / f"{name}.parquet")
     write_parquet_atomic(to_table(rejects, "rejects"), meta / REJECTS_FILE)

@@ -71,10 +71,13 @@ def test_bootstrap_is_idempotent_and_enforces_settings(admin):
     second = ensure_project(admin, title)
     assert second["id"] == first["id"]
     assert [p["id"] for p in [admin.find_project(title)]] == [first["id"]]
+    # a change made outside the platform is left for the guard to hold (issue 26), never repaired silently
+    assert admin.get_project(first["id"])["maximum_annotations"] == 4
+    ensure_project(admin, title, repair=True)  # what `hopchain project repair` does
     got = admin.get_project(first["id"])
     # the serial handout (default): one annotation per task at a time, answered tasks served first
     assert (got["maximum_annotations"], got["show_overlap_first"], got["overlap_cohort_percentage"]) == (1, True, 100)
-    parallel = admin.get_project(ensure_project(admin, title, 4, handout="parallel")["id"])
+    parallel = admin.get_project(ensure_project(admin, title, 4, handout="parallel", repair=True)["id"])
     assert (parallel["maximum_annotations"], parallel["show_overlap_first"]) == (4, False)
     assert got["show_skip_button"] is False and got["show_annotation_history"] is False
     for tag in (
