@@ -37,6 +37,7 @@ REWARD_VERSION = "hopchain-reward-1"
 #: What the released prompts ask of the model, after the question (the rule :func:`extract_answer` reads).
 ANSWER_FORMAT = "Think it through, then give the number on the last line as: Answer: <number>"
 
+_MAX_EXPONENT = 100  # |value| beyond 1e100 is no answer to any question (and would not fit a string)
 _WORDS = {w: str(i) for i, w in enumerate(
     "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
     "sixteen seventeen eighteen nineteen twenty".split())}
@@ -62,12 +63,14 @@ def canonical_number(value: Any) -> str:
         text = str(value).strip().replace(",", "") if isinstance(value, str) else str(value)
     try:
         d = Decimal(text)
-    except InvalidOperation:
-        raise ValueError(f"not a number: {value!r}") from None
+    except (InvalidOperation, ArithmeticError, ValueError, TypeError):
+        raise ValueError(f"not a number: {str(value)[:40]!r}") from None
     if not d.is_finite():
-        raise ValueError(f"not a finite number: {value!r}")
+        raise ValueError(f"not a finite number: {str(value)[:40]!r}")
     if d == 0:
         return "0"
+    if abs(d.adjusted()) > _MAX_EXPONENT:  # 1e999999999 would be a billion-digit string (or overflow)
+        raise ValueError(f"number out of range: {str(value)[:40]!r}")
     d = d.normalize()
     sign, digits, exp = d.as_tuple()
     if isinstance(exp, int) and exp >= 0:  # finite: exp is an int (never 'n', 'N' or 'F')

@@ -30,6 +30,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from pipelines.annotation.answers import parse_answer
 from pipelines.annotation.labeling import AMBIGUOUS, ANSWERABLE, NOT_ANSWERABLE, VERDICTS
 from pipelines.annotation.validate import (
     INVALID_VERDICT,
@@ -323,10 +324,10 @@ def records_from_table(table: pa.Table) -> tuple[list[AnnotationRecord], list[Re
             if verdict == ANSWERABLE:
                 if row["answer"] is None or str(row["answer"]).strip() == "":
                     raise InvalidAnnotation(NO_ANSWER, "answerable without an answer")
-                try:
-                    answer = canonical_number(row["answer"])
-                except ValueError:
-                    raise InvalidAnnotation(NON_NUMERIC, f"non-numeric answer {row['answer']!r}") from None
+                parsed = parse_answer(row["answer"])
+                if not parsed.ok:
+                    raise InvalidAnnotation(parsed.code or NON_NUMERIC, parsed.detail)
+                answer = parsed.value
             submitted = (
                 parse_time(row["submitted_at"])
                 if row["submitted_at"] is not None
@@ -348,6 +349,7 @@ def records_from_table(table: pa.Table) -> tuple[list[AnnotationRecord], list[Re
             )
         except InvalidAnnotation as err:
             rejects.append(annotation_reject(item, err.code, err.detail, raw))
-        except (ValueError, TypeError) as err:
-            rejects.append(annotation_reject(item, "row.malformed", f"malformed row: {err}", raw))
+        except Exception as err:  # noqa: BLE001 - a row of a file is data: refused with its reason, never a crash
+            rejects.append(annotation_reject(item, "row.malformed", f"malformed row: {type(err).__name__}: "
+                                                                    f"{str(err)[:200]}", raw))
     return records, rejects

@@ -12,11 +12,13 @@ labeling contract, the ``result.*`` codes of :class:`InvalidAnnotation`.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from pipelines.annotation.answers import parse_answer
 from pipelines.annotation.labeling import (
     ANSWER_FIELD,
     ANSWERABLE,
@@ -25,7 +27,6 @@ from pipelines.annotation.labeling import (
     VERDICT_FIELD,
     VERDICTS,
 )
-from pipelines.contracts import canonical_number
 from pipelines.rejects import Reject
 
 STAGE = "annotation"
@@ -85,16 +86,42 @@ class InvalidAnnotation(ValueError):
 
 
 def parse_time(value: Any) -> datetime:
-    """ISO-8601 text (``...Z`` allowed) or datetime → aware UTC datetime."""
-    if isinstance(value, datetime):
-        dt = value
-    else:
-        dt = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+    """ISO-8601 text (``...Z`` allowed) or datetime → aware UTC datetime; ``ValueError`` for anything else."""
+    try:
+        if isinstance(value, datetime):
+            dt = value
+        else:
+            text = str(value)
+            if len(text) > 64:
+                raise ValueError("timestamp too long")
+            dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+    except (ValueError, TypeError, OverflowError) as err:
+        raise ValueError(f"not a timestamp: {str(value)[:40]!r} ({err})") from None
+
+
+def _lead_time(value: Any) -> float | None:
+    """Label Studio's ``lead_time`` (seconds) when it is a finite non-negative number, else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    v = float(value)
+    return v if math.isfinite(v) and v >= 0 else None
+
+
+MAX_COMMENT = 2000
 
 
 def parse_result(result: Any) -> tuple[str | None, str, str]:
-    """``result`` list → ``(canonical answer or None, verdict, comment)``; raises InvalidAnnotation."""
+    """``result`` list → ``(canonical answer or None, verdict, comment)``; raises InvalidAnnotation (only)."""
+    try:
+        return _parse_result(result)
+    except InvalidAnnotation:
+        raise
+    except Exception as err:  # noqa: BLE001 - whatever an account sends is data, never a crash
+        raise InvalidAnnotation(MALFORMED, f"malformed result ({type(err).__name__})") from None
+
+
+def _parse_result(result: Any) -> tuple[str | None, str, str]:
     if not isinstance(result, list):
         raise InvalidAnnotation(MALFORMED, f"malformed result: expected a list, got {type(result).__name__}")
     seen: dict[str, Any] = {}
@@ -102,7 +129,7 @@ def parse_result(result: Any) -> tuple[str | None, str, str]:
         if not isinstance(region, Mapping):
             raise InvalidAnnotation(MALFORMED, "malformed result: region is not an object")
         name = region.get("from_name")
-        if name not in KNOWN_FIELDS:
+        if not isinstance(name, str) or name not in KNOWN_FIELDS:
             raise InvalidAnnotation(UNKNOWN_FIELD, f"unknown field {name!r}")
         if name in seen:
             raise InvalidAnnotation(REPEATED_FIELD, f"field {name!r} given twice")
@@ -116,19 +143,20 @@ def parse_result(result: Any) -> tuple[str | None, str, str]:
     verdict: str | None = None
     if VERDICT_FIELD in seen:
         choices = seen[VERDICT_FIELD].get("choices") if isinstance(seen[VERDICT_FIELD], Mapping) else None
-        if not isinstance(choices, list) or len(choices) != 1 or choices[0] not in VERDICTS:
+        if not isinstance(choices, list) or len(choices) != 1 or not isinstance(choices[0], str) \
+                or choices[0] not in VERDICTS:
             raise InvalidAnnotation(INVALID_VERDICT, f"invalid verdict {choices!r} (expected one of {list(VERDICTS)})")
         verdict = choices[0]
     comment = ""
     if COMMENT_FIELD in seen:
         text = seen[COMMENT_FIELD].get("text") if isinstance(seen[COMMENT_FIELD], Mapping) else None
-        comment = " ".join(map(str, text)) if isinstance(text, list) else str(text or "")
+        comment = (" ".join(map(str, text)) if isinstance(text, list) else str(text or ""))[:MAX_COMMENT]
     answer: str | None = None
     if raw_answer is not None and raw_answer != "":
-        try:
-            answer = canonical_number(raw_answer)
-        except ValueError:
-            raise InvalidAnnotation(NON_NUMERIC, f"non-numeric answer {raw_answer!r}") from None
+        parsed = parse_answer(raw_answer)
+        if not parsed.ok:
+            raise InvalidAnnotation(parsed.code or NON_NUMERIC, parsed.detail)
+        answer = parsed.value
     if verdict is None:
         if answer is None:
             raise InvalidAnnotation(EMPTY, "empty annotation: no answer and no verdict")
@@ -144,7 +172,19 @@ def _user_id(ann: Mapping[str, Any]) -> int | None:
     user = ann.get("completed_by")
     if isinstance(user, Mapping):
         user = user.get("id")
-    return int(user) if user is not None else None
+    if isinstance(user, bool) or not isinstance(user, (int, str)):
+        return None
+    try:
+        return int(user)
+    except ValueError:
+        return None
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        return int(value) if value is not None and not isinstance(value, bool) else None
+    except (TypeError, ValueError, OverflowError):
+        return None
 
 
 def validate_task_annotations(
@@ -165,6 +205,10 @@ def validate_task_annotations(
         data = task.get("data") or {}
         qid = str(data.get("question_id", f"task-{task.get('id')}"))
         for ann in task.get("annotations") or []:
+            if not isinstance(ann, Mapping):
+                rejects.append(annotation_reject(f"{qid}/annotation-?", "annotation.malformed",
+                                                 "annotation is not an object", json.dumps(ann, default=str)))
+                continue
             item = f"{qid}/annotation-{ann.get('id')}"
             raw = json.dumps(ann, sort_keys=True, default=str)
             user = _user_id(ann)
@@ -185,7 +229,6 @@ def validate_task_annotations(
             except ValueError as err:
                 rejects.append(annotation_reject(item, "annotation.bad_created_at", f"bad created_at: {err}", raw))
                 continue
-            lead = ann.get("lead_time")
             records.append(
                 AnnotationRecord(
                     question_id=qid,
@@ -193,9 +236,9 @@ def validate_task_annotations(
                     answer=answer,
                     verdict=verdict,
                     submitted_at=submitted,
-                    lead_time_s=float(lead) if isinstance(lead, (int, float)) else None,
+                    lead_time_s=_lead_time(ann.get("lead_time")),
                     comment=comment,
-                    annotation_id=int(ann["id"]) if ann.get("id") is not None else None,
+                    annotation_id=_int_or_none(ann.get("id")),
                     task_id=int(task["id"]) if task.get("id") is not None else None,
                     annotator_id=user,
                     source=(kinds or {}).get(user, "person"),
