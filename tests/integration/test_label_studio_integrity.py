@@ -132,3 +132,26 @@ def test_journal_survives_and_decides_alone(people, object_store):
     assert live.consensus.consensus == alone.consensus.consensus
     assert {r["status"] for r in live.consensus.consensus} == {"accepted", "rejected"}
     assert live.tables()["annotations"].equals(alone.tables()["annotations"])
+
+
+def test_any_typed_answer_is_data(people, object_store):
+    """Hostile and careless answers typed through the real API: the pass and the decision go on, each
+    answer is a value or a reject with its code (1e999999999 used to crash every decision)."""
+    admin, accounts = people
+    a = [c for _, c in accounts]
+    pid, qs, tasks, registry, platform, journal, tending = _setup(
+        admin, accounts, object_store, ["q-typed", "q-comma"])
+    typed = ["1e999999999", "NaN", "1" * 5000, "\u0663"]
+    for i, value in enumerate(typed):
+        a[i].create_annotation(tasks["q-typed"], [{"from_name": "answer", "to_name": "image", "type": "number",
+                                                   "value": {"number": value}}])
+        a[i].create_annotation(tasks["q-comma"], [{"from_name": "answer", "to_name": "image", "type": "number",
+                                                   "value": {"number": "2,5"}}])
+    tend(admin, tending)
+    result = decide_batch(admin, pid, BATCH, [{**q, "answer": "2.5"} for q in qs], 4, handout="parallel",
+                          journal=journal, registry=registry, platform=platform)
+    rows = {r["question_id"]: r for r in result.consensus.consensus}
+    assert rows["q-comma"]["status"] == "accepted" and rows["q-comma"]["agreed_answer"] == "2.5"
+    codes = sorted(r.code for r in result.invalid)
+    assert codes == ["result.answer_too_long", "result.non_numeric_answer", "result.number_out_of_range"]
+    assert rows["q-typed"]["status"] == "pending" and rows["q-typed"]["answers"] == ["3"]
