@@ -17,9 +17,11 @@ Scheduled whenever `hopchain_nightly` pushes a batch (the `hopchain_questions_ba
 1. **open_batches** — every batch still open (including items left *pending* by an earlier run).
 2. **simulate** — demo profile only: simulated annotators answer through the real Label Studio API.
 3. **wait** — after *simulate* (done or skipped); deferrable: the `AnnotationCompleteTrigger` polls Label Studio
-   (distinct annotators per task) until
+   (distinct annotators per task, read only: tasks are handed out by `hopchain_labeling`) until
    every task has four answers or the batch deadline passes; it holds no worker slot while waiting.
-4. **decide** — pulls annotations, validates each one (rejects are kept with reasons), decides unanimous consensus,
+4. **decide** — one labeling pass (journal, integrity, handout), then decides from the annotation journal: validates
+   each answer, counts only registered annotators' answers nobody changed (rejects are kept with reasons), holds a
+   batch whose project changed outside the platform, decides unanimous consensus,
    runs the Great Expectations suites, and closes what is decided; pending items stay open for the next run.
 """
 

@@ -19,7 +19,7 @@ from pipelines.config import Params
 from pipelines.stack import LocalStack, StackError
 from pipelines.stack.services import AIRFLOW_COMPONENTS
 
-DAGS = ("hopchain_nightly", "hopchain_annotations", "hopchain_release")
+DAGS = ("hopchain_nightly", "hopchain_annotations", "hopchain_release", "hopchain_labeling")
 DEMO_INPUT = "demo"
 
 

@@ -1,7 +1,8 @@
-"""Early stop and the handout against a real Label Studio 1.23: the annotation wait's trigger (driven
-by asyncio, no Airflow DB) hands each task to one annotator at a time (serial) and withdraws a
-question from the ``/next`` labeling stream at its first disagreement, and the decision rejects it as
-the same answers are rejected without the early stop."""
+"""Early stop and the handout against a real Label Studio 1.23: the labeling pass (``pipelines.annotation.tend``,
+what DAG ``hopchain_labeling`` runs) hands each task to one annotator at a time (serial) and withdraws a
+question from the ``/next`` labeling stream at its first disagreement, while the annotation wait's trigger
+(driven by asyncio, no Airflow DB) only watches; the decision rejects a stopped question as the same
+answers are rejected without the early stop."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from pipelines.annotation.project import ensure_project
 from pipelines.annotation.pull import pull_and_decide
 from pipelines.annotation.push import push_questions
 from pipelines.annotation.simulated import answer_result
+from pipelines.annotation.tend import BatchRef, Tending, tend
 from pipelines.annotation.validate import validate_task_annotations
 from tests.support.stack import annotator_accounts
 
@@ -77,6 +79,19 @@ def wait_once(pid: int, early_stop: bool = True, handout: str = "serial") -> dic
     return asyncio.run(first())
 
 
+def tend_once(admin: LabelStudioClient, pid: int, early_stop: bool = True, handout: str = "serial",
+              batches: tuple[str, ...] = (BATCH,)) -> dict:
+    """One pass of the one module that acts on tasks (what ``hopchain_labeling`` runs every minute), then
+    what the annotation wait's trigger sees (it only reads): the trigger's event with the pass's
+    ``opened`` / ``withdrawn``."""
+    report = tend(admin, Tending([BatchRef(pid, b) for b in batches], 4, handout, early_stop))  # type: ignore[arg-type]
+    before = {int(t["id"]): (t["overlap"], t["is_labeled"]) for t in admin.iter_tasks(pid, fields="task_only")}
+    event = wait_once(pid, early_stop, handout)
+    after = {int(t["id"]): (t["overlap"], t["is_labeled"]) for t in admin.iter_tasks(pid, fields="task_only")}
+    assert before == after, "the wait's trigger changed a task"  # it watches, never acts
+    return {**event, "opened": report.opened, "withdrawn": report.withdrawn}
+
+
 def qid_of(task: dict | None) -> str | None:
     return None if task is None else str(task["data"]["question_id"])
 
@@ -102,7 +117,7 @@ def test_serial_handout_gives_a_task_to_one_annotator_at_a_time_and_stops_it_at_
     answer(holder["y"], int(agree["id"]), 3)
     assert p2.next_task(pid) is None  # answered: closed until the poll sees the answers agree
 
-    event = wait_once(pid)
+    event = tend_once(admin, pid)
     assert (event["opened"], event["withdrawn"], event["complete"]) == (2, 0, 0)
     assert {(t["overlap"], t["is_labeled"]) for t in map(admin.get_task, task.values())} == {(2, False)}
     third, fourth = p2.next_task(pid), p3.next_task(pid)
@@ -111,12 +126,12 @@ def test_serial_handout_gives_a_task_to_one_annotator_at_a_time_and_stops_it_at_
     answer(answerer["x"], task["x"], 5)  # x: 3 then 5, can no longer be unanimous
     answer(answerer["y"], task["y"], 3)
 
-    event = wait_once(pid)
+    event = tend_once(admin, pid)
     assert (event["stopped"], event["complete"], event["opened"]) == (1, 1, 1)
     assert (admin.get_task(task["x"])["overlap"], admin.get_task(task["x"])["is_labeled"]) == (2, True)
     assert qid_of(p4.next_task(pid)) == "y"  # the fifth annotator gets y, never x
     answer(p4, task["y"], 3)
-    wait_once(pid)
+    tend_once(admin, pid)
     last = next(p for p in people if p not in (holder["y"], answerer["y"], p4))
     assert qid_of(last.next_task(pid)) == "y"  # three equal answers: available for the fourth
     answer(last, task["y"], 3)
@@ -129,9 +144,9 @@ def test_serial_handout_gives_a_task_to_one_annotator_at_a_time_and_stops_it_at_
     assert result.consensus.cost().annotations_saved == 2 and result.withdrawn == 0
 
 
-def test_the_wait_hands_out_a_batch_pushed_after_it_began(setup):
-    """The annotation DAG runs one at a time: a batch pushed while a wait runs is waited for by the next
-    run, but this wait already hands its tasks on, so they do not stop after one answer meanwhile."""
+def test_every_open_batch_is_handed_out_whatever_the_wait_waits_for(setup):
+    """A batch pushed while a wait runs is waited for by the next run; the labeling pass hands out every
+    open batch meanwhile, so its tasks do not stop after one answer."""
     _, admin, people = setup
     pid, qs, task = make_project(admin, ["waited"])
     later = [{"question_id": "later", "image_id": "i", "question": "How many?", "answer": "3"}]
@@ -140,9 +155,9 @@ def test_the_wait_hands_out_a_batch_pushed_after_it_began(setup):
     answer(people[0], later_id, 3)
     assert admin.get_task(later_id)["is_labeled"] is True  # one answer: closed until a handout
 
-    event = wait_once(pid)  # waits for batch-1 only
+    event = tend_once(admin, pid, batches=(BATCH, "batch-2"))  # the wait waits for batch-1 only
     assert [b["batch"] for b in event["batches"]] == [BATCH] and event["total"] == 1
-    assert event["opened_later_batches"] == 1 and event["opened"] == 0
+    assert event["opened"] == 1
     assert (admin.get_task(later_id)["overlap"], admin.get_task(later_id)["is_labeled"]) == (2, False)
     assert qid_of(people[1].next_task(pid)) == "later"  # answered questions are served first
 
@@ -159,11 +174,11 @@ def test_disagreement_leaves_the_stream_three_equal_stay_for_the_fourth(setup):
     held = p2.next_task(pid)  # p2 opens "split" before the stop: it holds the task
     assert qid_of(held) == "split"
 
-    event = wait_once(pid, handout="parallel")
+    event = tend_once(admin, pid, handout="parallel")
     assert (event["stopped"], event["withdrawn"], event["complete"], event["total"]) == (1, 1, 1, 2)
     split = admin.get_task(task["split"])
     assert split["overlap"] == 2 and split["is_labeled"] is True
-    assert wait_once(pid, handout="parallel")["withdrawn"] == 0  # already withdrawn: nothing is sent again
+    assert tend_once(admin, pid, handout="parallel")["withdrawn"] == 0  # already withdrawn: nothing sent again
 
     answer(p2, task["split"], 3)  # the holder may still submit; the answer is kept and counted
     assert qid_of(p3.next_task(pid)) == "agree"  # three equal answers: still in the stream
@@ -179,14 +194,14 @@ def test_disagreement_leaves_the_stream_three_equal_stay_for_the_fourth(setup):
     assert rows["split"]["answers"] == ["3", "5", "3"]  # the holder's late answer counted
     cost = result.consensus.cost()
     assert (cost.annotations, cost.annotations_per_accepted, cost.annotations_saved) == (7, 7.0, 1)
-    assert result.withdrawn == 0  # the trigger already did it
+    assert result.withdrawn == 0  # the labeling pass already did it
 
 
 def test_ambiguous_stops_at_once(setup):
     _, admin, people = setup
     pid, qs, task = make_project(admin, ["amb"])
     answer(people[0], task["amb"], None, AMBIGUOUS)
-    assert wait_once(pid)["stopped"] == 1
+    assert tend_once(admin, pid)["stopped"] == 1
     for p in people[1:]:
         assert p.next_task(pid) is None
     rows = pull_and_decide(admin, pid, qs, batch=BATCH).consensus.consensus
@@ -216,7 +231,7 @@ def test_a_stopped_decision_equals_the_same_answers_without_early_stop(setup):
                 if early_stop and admin.get_task(task[qid])["is_labeled"]:
                     continue  # withdrawn: the stream would not give it to this annotator
                 answer(people[k], task[qid], value, verdict)
-            wait_once(pid, early_stop, handout)
+            tend_once(admin, pid, early_stop, handout)
         result = pull_and_decide(admin, pid, qs, batch=BATCH, early_stop=early_stop, handout=handout)
         decisions[early_stop] = {r["question_id"]: r for r in result.consensus.consensus}
         if early_stop:

@@ -1,8 +1,8 @@
 """``AnnotationWaitOperator``: defers on one :class:`AnnotationCompleteTrigger` for all open batches.
 
-While deferred it holds no worker slot; the triggerer polls Label Studio, handing out and waiting
-for every open batch at once (one batch waited for first would leave the others' tasks without a
-handout under the serial handout). It returns the trigger's per-batch results, JSON only.
+While deferred it holds no worker slot; the triggerer polls Label Studio (read only: the tasks are
+handed out by DAG ``hopchain_labeling``'s tend, :mod:`pipelines.annotation.tend`) until every open batch
+is complete or past its deadline. It returns the trigger's per-batch results, JSON only.
 Everything it needs comes in its ``batches`` argument (the upstream task's
 :class:`pipelines.flow.OpenBatches` as JSON: the batches, ``poll_interval_s``,
 ``annotators_required``, ``handout``, ``early_stop``) and its connection id; it reads no
@@ -31,7 +31,6 @@ class AnnotationWaitOperator(BaseOperator):
         options = {
             "poll_interval_s": float(plan.get("poll_interval_s", 30.0)),
             "required": int(plan.get("annotators_required", 4)),
-            "handout": str(plan.get("handout", "serial")),
             "early_stop": bool(plan.get("early_stop", True)),
         }
         return pending, options
@@ -69,7 +68,5 @@ class AnnotationWaitOperator(BaseOperator):
         for r in results:
             self.log.info("batch %s: %s (%s of %s tasks complete)", r.get("batch"), r.get("status"),
                           r.get("complete"), r.get("total"))
-        self.log.info("handout: %s tasks opened to one more annotator, %s withdrawn (early stop)",
-                      event.get("opened"), event.get("withdrawn"))
         # ``pending``: batches a single-batch wait of an earlier version still had to wait for
         return self._wait(list(pending or []), [*(events or []), *results], context)

@@ -1,5 +1,5 @@
 """Who may see the HopChain pages: an authenticated Airflow user with READ access to every HopChain
-DAG (``hopchain_nightly``, ``hopchain_annotations``, ``hopchain_release``), asked of the configured
+DAG (``hopchain_nightly``, ``hopchain_annotations``, ``hopchain_release``, ``hopchain_labeling``), asked of the configured
 auth manager in one batch call. No token: 401 (Airflow's ``GetUserDep``); a token whose user lacks
 DAG read: 403. Multi-team mode is not considered (the DAGs carry no team here).
 """
@@ -15,7 +15,7 @@ try:  # available inside the api-server; kept importable for unit tests outside 
 except ImportError:  # pragma: no cover - only outside an Airflow installation
     GetUserDep = Any  # type: ignore[misc,assignment]
 
-HOPCHAIN_DAGS = ("hopchain_nightly", "hopchain_annotations", "hopchain_release")
+HOPCHAIN_DAGS = ("hopchain_nightly", "hopchain_annotations", "hopchain_release", "hopchain_labeling")
 
 
 def require_hopchain_read(user: GetUserDep) -> Any:

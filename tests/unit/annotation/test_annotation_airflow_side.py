@@ -31,6 +31,7 @@ class ScriptedLabelStudio:
     def __init__(self) -> None:
         self.answers: dict[str, list[tuple[int, bytes]]] = {}
         self.seen: list[tuple[str, str | None]] = []
+        self.writes: list[tuple[str, str]] = []
         script = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -44,6 +45,14 @@ class ScriptedLabelStudio:
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
+
+            def _write(self) -> None:  # the trigger only reads: any write is recorded and refused
+                script.writes.append((self.command, self.path))
+                self.send_response(405)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            do_POST = do_PATCH = do_PUT = do_DELETE = _write
 
             def log_message(self, *args: object) -> None:
                 pass
@@ -160,7 +169,7 @@ def test_trigger_serialize_round_trip():
     rebuilt = getattr(importlib.import_module(module), name)(**kwargs)
     assert rebuilt.serialize() == (classpath, kwargs)
     assert kwargs["batches"] == [{"project_id": 3, "batch": "run-1", "deadline": deadline}]
-    assert (kwargs["handout"], kwargs["early_stop"]) == ("serial", True)
+    assert kwargs["early_stop"] is True and "handout" not in kwargs  # it only watches: no handout to do
     assert kwargs["conn_id"] == "hopchain_label_studio"
     assert not {"token", "base_url"} & set(kwargs)  # no secret in the serialized kwargs
 
@@ -189,8 +198,7 @@ def test_one_trigger_waits_for_every_batch_until_each_is_complete_or_past_its_de
     fake_ls.answer("/api/tasks/", (200, tasks_page([1])), end, *unanswered)
     trig = AnnotationCompleteTrigger(batches=[{"project_id": 5, "batch": "a", "deadline": in_seconds(30)},
                                               {"project_id": 5, "batch": "b", "deadline": in_seconds(2)}],
-                                     poll_interval_s=0.1, required=1, conn_id="ls_test",
-                                     hand_out_later_batches=False)
+                                     poll_interval_s=0.1, required=1, conn_id="ls_test")
     payload = first_event(trig)
     assert payload["status"] == "deadline" and "batch" not in payload
     assert [(b["batch"], b["status"]) for b in payload["batches"]] == [("a", "complete"), ("b", "deadline")]
@@ -215,8 +223,7 @@ def test_trigger_completes_from_the_annotations_with_the_connection_token(fake_l
         "/api/tasks/", (200, tasks_page([1, 2], [3, 3])), end, (200, tasks_page([1, 2], [3, 4])), end
     )
     payload = first_event(
-        AnnotationCompleteTrigger(5, "b", in_seconds(30), poll_interval_s=0.05, required=2, conn_id="ls_test",
-                                  hand_out_later_batches=False)
+        AnnotationCompleteTrigger(5, "b", in_seconds(30), poll_interval_s=0.05, required=2, conn_id="ls_test")
     )
     assert json.loads(json.dumps(payload)) == payload  # JSON only
     assert (payload["status"], payload["total"], payload["complete"]) == ("complete", 2, 2)
@@ -224,6 +231,50 @@ def test_trigger_completes_from_the_annotations_with_the_connection_token(fake_l
     assert payload["counter_mismatches"] == 0 and len(fake_ls.seen) == 4
     assert {auth for _, auth in fake_ls.seen} == {"Token tok-1"}
     assert "filter%3Atasks%3Adata.batch" in fake_ls.seen[0][0] and "project=5" in fake_ls.seen[0][0]
+
+
+def test_trigger_only_reads(fake_ls):
+    """Tasks that the handout would change (answered, closed at overlap 1; a disagreement still open):
+    the trigger counts them and sends nothing but GETs; acting is the labeling pass's job."""
+    from hopchain_airflow.triggers.annotation import AnnotationCompleteTrigger
+
+    page = tasks_page([1], [1, 2])
+    page["tasks"][0].update(overlap=1, is_labeled=True)
+    page["tasks"][1].update(overlap=4, is_labeled=False)
+    for t, answers in zip(page["tasks"], (["3"], ["3", "5"]), strict=True):
+        for a, value in zip(t["annotations"], answers, strict=True):
+            a.update(id=hash((t["id"], value)) % 1000, created_at="2026-12-01T00:00:00Z",
+                     result=[{"from_name": "answer", "to_name": "image", "type": "number", "value": {"number": value}}])
+    fake_ls.answer("/api/tasks/", *[(200, page), (404, {"detail": "Invalid page."})] * 30)
+    payload = first_event(AnnotationCompleteTrigger(5, "b", in_seconds(0.5), poll_interval_s=0.1, required=4,
+                                                    conn_id="ls_test", handout="serial", hand_out_later_batches=True))
+    assert payload["status"] == "deadline" and (payload["stopped"], payload["complete"]) == (1, 1)
+    assert fake_ls.writes == [] and all(url.startswith("/api/tasks/") for url, _ in fake_ls.seen)
+    assert not {"opened", "withdrawn", "opened_later_batches"} & set(payload)
+
+
+def test_operator_defers_once_and_returns_the_events():
+    from airflow.exceptions import TaskDeferred
+
+    from hopchain_airflow.operators.annotation import AnnotationWaitOperator
+    from hopchain_airflow.triggers.annotation import AnnotationCompleteTrigger
+
+    plan = {"batches": [{"batch_id": "b1", "project_id": 5, "deadline": in_seconds(60)},
+                        {"batch_id": "empty", "project_id": None, "deadline": in_seconds(60)}],
+            "poll_interval_s": 7, "annotators_required": 3, "handout": "serial", "early_stop": False}
+    op = AnnotationWaitOperator(task_id="wait", batches=plan, conn_id="ls_x")
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute({})
+    trigger = deferred.value.trigger
+    assert isinstance(trigger, AnnotationCompleteTrigger) and deferred.value.method_name == "execute_complete"
+    _, kwargs = trigger.serialize()
+    assert kwargs["batches"][0]["batch"] == "b1" and len(kwargs["batches"]) == 1  # nothing pushed: not waited
+    assert (kwargs["poll_interval_s"], kwargs["required"], kwargs["early_stop"], kwargs["conn_id"]) == (7, 3, False,
+                                                                                                      "ls_x")
+    for status in ("complete", "deadline"):
+        event = {"status": status, "batches": [{"batch": "b1", "status": status, "complete": 1, "total": 2}]}
+        assert op.execute_complete({}, event, **deferred.value.kwargs) == {"events": event["batches"]}
+    assert AnnotationWaitOperator(task_id="w", batches={"batches": []}).execute({}) == {"events": []}
 
 
 def test_trigger_polls_on_through_5xx_and_garbled_bodies(fake_ls):
@@ -237,8 +288,7 @@ def test_trigger_polls_on_through_5xx_and_garbled_bodies(fake_ls):
         (404, {"detail": "Invalid page."}),
     )
     payload = first_event(
-        AnnotationCompleteTrigger(5, "b", in_seconds(30), poll_interval_s=0.05, required=1, conn_id="ls_test",
-                                  hand_out_later_batches=False)
+        AnnotationCompleteTrigger(5, "b", in_seconds(30), poll_interval_s=0.05, required=1, conn_id="ls_test")
     )
     assert payload["status"] == "complete" and payload["errors"] == 2 and payload["polls"] == 1
     assert payload["last_error"] == "HTTP 200"

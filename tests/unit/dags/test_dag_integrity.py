@@ -43,7 +43,7 @@ def test_dagbag_has_no_import_errors(tmp_path: Path) -> None:
     data = json.loads(out.stdout.strip().splitlines()[-1])
     assert data["errors"] == {}
     dags = data["dags"]
-    assert {"hopchain_nightly", "hopchain_annotations", "hopchain_release"} <= set(dags)
+    assert {"hopchain_nightly", "hopchain_annotations", "hopchain_release", "hopchain_labeling"} <= set(dags)
     for dag_id, d in dags.items():
         assert d["tags"] and d["doc"], f"{dag_id} needs tags and doc_md"
         assert d["max_active_runs"] == 1

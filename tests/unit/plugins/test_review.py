@@ -162,7 +162,7 @@ def client_for(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
         class Manager:
             def batch_is_authorized_dag(self, requests, *, user):  # type: ignore[no-untyped-def]
                 assert {r["details"].id for r in requests} == {
-                    "hopchain_nightly", "hopchain_annotations", "hopchain_release"}
+                    "hopchain_nightly", "hopchain_annotations", "hopchain_release", "hopchain_labeling"}
                 assert all(r["method"] == "GET" for r in requests)
                 return allowed
 
