@@ -1,5 +1,6 @@
 """Who may see the HopChain pages: an authenticated Airflow user with READ access to every HopChain
-DAG (``hopchain_nightly``, ``hopchain_annotations``, ``hopchain_release``, ``hopchain_labeling``), asked of the configured
+DAG (``hopchain_nightly``, ``hopchain_annotations``, ``hopchain_release``, ``hopchain_labeling``),
+asked of the configured
 auth manager in one batch call. No token: 401 (Airflow's ``GetUserDep``); a token whose user lacks
 DAG read: 403. Multi-team mode is not considered (the DAGs carry no team here).
 """
