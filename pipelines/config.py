@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -340,6 +341,44 @@ def params_from_dict(raw: dict[str, Any], profile: str | None = None, source: st
         return Params.model_validate(merged)
     except ValidationError as err:
         raise ConfigError(_format_errors(err, source)) from None
+
+
+class Refused(ConfigError):
+    """Something this deployment refuses to do (a release of simulated answers, a simulation where they
+    are forbidden): fails a task without retry."""
+
+
+#: The deployment says whether simulated annotators may run here: ``allow`` only on the local demo stack
+#: (its Airflow components get it from ``hopchain stack``); unset or anything else forbids them. The
+#: production compose sets ``forbid`` outright.
+SIMULATED_ENV = "HOPCHAIN_SIMULATED_ANNOTATORS"
+
+
+def simulated_allowed(env: Mapping[str, str] | None = None) -> bool:
+    """Whether this deployment allows simulated annotators (``HOPCHAIN_SIMULATED_ANNOTATORS=allow``)."""
+    value = (os.environ if env is None else env).get(SIMULATED_ENV, "")
+    return value.strip().lower() == "allow"
+
+
+def check_deployment(params: Params, requested_profile: str | None = None,
+                     env: Mapping[str, str] | None = None) -> None:
+    """Refuse (:class:`ConfigError`, one line) a configuration that turns on simulated annotators
+    (``annotation.simulated.enabled``) where the deployment forbids them, whether the deployment's own
+    profile does or a run's conf selects one that does (``requested_profile``): the profile belongs to
+    the deployment, and only a deployment that says ``HOPCHAIN_SIMULATED_ANNOTATORS=allow`` (the local
+    demo stack) runs simulations."""
+    env = os.environ if env is None else env
+    if not params.annotation.simulated.enabled or simulated_allowed(env):
+        return
+    deployment = env.get("HOPCHAIN_PROFILE") or "base"
+    value = env.get(SIMULATED_ENV) or "unset"
+    if requested_profile and requested_profile != deployment:
+        raise ConfigError(f"profile {requested_profile!r} from the run's conf turns on simulated annotators "
+                          f"(annotation.simulated.enabled), which this deployment (profile {deployment!r}) forbids "
+                          f"({SIMULATED_ENV} is {value}): a run may not swap people for simulations")
+    raise ConfigError(f"profile {params.profile!r} turns on simulated annotators (annotation.simulated.enabled), "
+                      f"which this deployment forbids ({SIMULATED_ENV} is {value}; only the local demo stack "
+                      "sets it to allow)")
 
 
 def load_params(path: str | Path | None = None, profile: str | None = None) -> Params:

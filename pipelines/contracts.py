@@ -141,7 +141,9 @@ def to_table(rows: Sequence[Mapping[str, Any] | BaseModel], name: str) -> pa.Tab
 
 
 #: Columns a table may leave out (read as nulls): set only by an optional stage.
-OPTIONAL: dict[str, frozenset[str]] = {"questions": frozenset({"pass_rate"})}
+OPTIONAL: dict[str, frozenset[str]] = {"questions": frozenset({"pass_rate"}),
+                                       # decisions made before issue 26 did not record who answered
+                                       "consensus": frozenset({"answers_source"})}
 
 
 class ContractError(ValueError):

@@ -23,7 +23,13 @@ HOPCHAIN_LS_PORT           Label Studio port                                    
 HOPCHAIN_S3_ACCESS_KEY     S3 access key of the platform's (non-root) user       yes
 HOPCHAIN_S3_SECRET_KEY     its secret key                                        yes
 HOPCHAIN_LS_TOKEN          Label Studio API token (legacy ``Token`` scheme)      yes
+HOPCHAIN_PSEUDONYM_KEY     key of the annotator pseudonyms in releases            yes
+HOPCHAIN_SIMULATED_ANNOTATORS ``forbid`` (production, default) or ``allow``       no
 =========================  ====================================================  ==========
+
+Simulated annotators are the local demo stack's: the production compose sets
+``HOPCHAIN_SIMULATED_ANNOTATORS=forbid`` outright, and :meth:`DeploymentSettings.params` refuses a profile
+that turns them on in a deployment that forbids them (:func:`pipelines.config.check_deployment`).
 
 Secrets are :class:`pydantic.SecretStr` (never shown by ``repr``/``str``) and come only from the
 environment; a missing secret is reported by name, never guessed. The Airflow connections built
@@ -77,10 +83,12 @@ class DeploymentSettings(BaseModel):
         "ls_token": "HOPCHAIN_LS_TOKEN",
         "s3_reader_access_key": "HOPCHAIN_S3_READER_ACCESS_KEY",
         "s3_reader_secret_key": "HOPCHAIN_S3_READER_SECRET_KEY",
+        "pseudonym_key": "HOPCHAIN_PSEUDONYM_KEY",
+        "simulated_annotators": "HOPCHAIN_SIMULATED_ANNOTATORS",
     }
     # the reader key: read and list the platform bucket only (Label Studio signs image URLs with it)
     SECRETS: ClassVar[tuple[str, ...]] = ("s3_access_key", "s3_secret_key", "ls_token", "s3_reader_access_key",
-                                          "s3_reader_secret_key")
+                                          "s3_reader_secret_key", "pseudonym_key")
     S3_CONN_ID: ClassVar[str] = S3_CONN_ID
     LABEL_STUDIO_CONN_ID: ClassVar[str] = LABEL_STUDIO_CONN_ID
 
@@ -100,6 +108,8 @@ class DeploymentSettings(BaseModel):
     ls_token: SecretStr | None = None
     s3_reader_access_key: SecretStr | None = None
     s3_reader_secret_key: SecretStr | None = None
+    pseudonym_key: SecretStr | None = None
+    simulated_annotators: Literal["allow", "forbid"] = "forbid"
 
     @model_validator(mode="after")
     def _consistent(self) -> DeploymentSettings:
@@ -175,6 +185,7 @@ class DeploymentSettings(BaseModel):
             "HOPCHAIN_LS_TOKEN": ls["token"],
             "HOPCHAIN_S3_READER_ACCESS_KEY": s3.get("reader_access_key", ""),
             "HOPCHAIN_S3_READER_SECRET_KEY": s3.get("reader_secret_key", ""),
+            "HOPCHAIN_SIMULATED_ANNOTATORS": "allow",  # the local stack is the demo deployment
         })
 
     # -- derived values --------------------------------------------------------------------------
@@ -191,7 +202,8 @@ class DeploymentSettings(BaseModel):
         return [self.ENV[n] for n in self.SECRETS if getattr(self, n) is None]
 
     def _require_secrets(self) -> None:
-        missing = self.missing_secrets()
+        """The secrets the connections need (the pseudonym key is the tasks', checked where it is used)."""
+        missing = [m for m in self.missing_secrets() if m != self.ENV["pseudonym_key"]]
         if missing:
             raise ConfigError(f"missing secrets (set them in the environment): {', '.join(missing)}")
 
@@ -204,6 +216,9 @@ class DeploymentSettings(BaseModel):
                  for var, (got, want) in expected.items() if got is not None and got != want]
         if wrong:
             raise ConfigError("deployment and params.yaml disagree: " + "; ".join(wrong))
+        from pipelines.config import SIMULATED_ENV, check_deployment
+
+        check_deployment(params, env={"HOPCHAIN_PROFILE": self.profile, SIMULATED_ENV: self.simulated_annotators})
         return params
 
     def s3_credentials_dict(self) -> dict[str, str]:

@@ -384,7 +384,11 @@ class Flow:
         from pipelines.annotation.registry import SIMULATED, save
         from pipelines.annotation.simulated import run_simulation, simulated_annotators
         from pipelines.annotation.tend import tend
+        from pipelines.config import Refused, simulated_allowed
 
+        if not simulated_allowed():
+            raise Refused("simulated annotators are forbidden in this deployment (HOPCHAIN_SIMULATED_ANNOTATORS is "
+                          "not 'allow'): their answers would be released as human ones")
         open_batches = OpenBatches.model_validate(open_batches)
         cfg = self.params.annotation
         sim = cfg.simulated

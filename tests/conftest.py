@@ -19,6 +19,9 @@ os.environ["DO_NOT_TRACK"] = "1"
 os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
 for _var in ("HOPCHAIN_PROFILE", "HOPCHAIN_PARAMS", "HOPCHAIN_HOME"):  # tests never inherit a developer's stack
     os.environ.pop(_var, None)
+# The tests are a demo deployment, as the local stack is (simulated annotators allowed); the tests of the
+# production refusal set HOPCHAIN_SIMULATED_ANNOTATORS=forbid themselves.
+os.environ["HOPCHAIN_SIMULATED_ANNOTATORS"] = "allow"
 
 import pytest  # noqa: E402
 

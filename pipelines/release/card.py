@@ -117,6 +117,9 @@ def compute_metrics(data: Path, release: Path) -> tuple[dict[str, Any], dict[str
             metrics["pass_rate_mean"] = round(sum(rates) / len(rates), 6)
     metrics["annotation_cost"] = annotation_cost_metrics(consensus)
     metrics["integrity"] = integrity_metrics(data)
+    released_ids = {r["question_id"] for r in rows}
+    metrics["answers_source"] = dict(sorted(Counter(
+        c.get("answers_source") or "unrecorded" for c in accepted if c["question_id"] in released_ids).items()))
     distinct_answers = Counter(len(set(c["answers"] or [])) for c in consensus if c["status"] != "pending")
     provenance: dict[str, Any] = {"run_ids": [], "sources": {}}
     for f in sorted(data.glob("meta/part-*/" + PROVENANCE_FILE)):
@@ -202,6 +205,16 @@ def integrity_metrics(data: Path) -> dict[str, Any]:
             "uncounted": dict(sorted(uncounted.items())), "parts_audited": len(audit)}
 
 
+def _source_line(sources: dict[str, int] | None) -> str:
+    """Who gave the released answers: people, simulated annotators (demo only), or not recorded."""
+    if not sources:
+        return ""
+    words = {"people": "answered by people", "simulated": "answered by **simulated annotators** (demo: not human "
+             "answers)", "mixed": "answered partly by **simulated annotators**",
+             "unrecorded": "decided before the source was recorded"}
+    return "Released questions: " + "; ".join(f"{n} {words.get(k, k)}" for k, n in sources.items()) + "."
+
+
 def _integrity_lines(found: dict[str, Any] | None) -> list[str]:
     if not found or not found.get("parts_audited"):
         return ["No audit table in this release's parts (decided before answers were journaled)."]
@@ -274,6 +287,8 @@ def render_card(cfg: ReleaseConfig, metrics: dict[str, Any], details: dict[str, 
         if details["reject_reasons"] else "No rejected questions.",
         "",
         "## Who answered",
+        _source_line(metrics.get("answers_source")),
+        "",
         *_integrity_lines(metrics.get("integrity")),
         "",
         "![agreement](card/agreement.png)",

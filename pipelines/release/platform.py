@@ -36,7 +36,8 @@ class NothingToRelease(RuntimeError):
     """No batch has been decided yet."""
 
 
-def gather_tables(ledger: Ledger) -> tuple[dict[str, pa.Table], list[str], datetime | None]:
+def gather_tables(ledger: Ledger, simulated: dict[str, int] | None = None
+                  ) -> tuple[dict[str, pa.Table], list[str], datetime | None]:
     """Consensus, questions, instances and manifest of the batches decided since the last release,
     their run ids, and the newest decision time read. Reads only those batches: the release appends
     them to the registry's data, which already holds everything before (O(new), not O(history))."""
@@ -51,7 +52,13 @@ def gather_tables(ledger: Ledger) -> tuple[dict[str, pa.Table], list[str], datet
         if batch is None or not batch.questions or not store.exists(key):
             continue
         run = ledger.run(batch.run_id)
-        parts["consensus"].append(store.get_table(key, "consensus"))
+        consensus = store.get_table(key, "consensus")
+        parts["consensus"].append(consensus)
+        if simulated is not None:  # accepted questions whose answers came (partly) from the simulation
+            n = sum(1 for r in consensus.select(["status", "answers_source"]).to_pylist()
+                    if r["status"] == "accepted" and r["answers_source"] in ("simulated", "mixed"))
+            if n:
+                simulated[decision.batch_id] = n
         parts["questions"].append(store.get_table(batch.questions_key, "questions"))
         parts["instances"].append(store.get_table(run.table("instances", batch.shard), "instances"))
         parts["manifest"].append(store.get_table(run.table("manifest", batch.shard), "manifest"))
@@ -96,19 +103,25 @@ def release_from_store(params: Params, store: ObjectStore, run_id: str, home: Pa
     ``<home>/release/<release.name>`` and, unless ``release.registry_url`` is set, the registry is
     the bare repository ``<home>/registry.git``.
     """
+    from pipelines.config import Refused, simulated_allowed
     from pipelines.release.registry import default_registry_url, publish
     from pipelines.release.snapshot import ReleaseSources
 
     ledger = Ledger(store, params.store)
     latest = ledger.latest_release()
+    simulated: dict[str, int] = {}
     try:
-        tables, run_ids, through = gather_tables(ledger)
+        tables, run_ids, through = gather_tables(ledger, simulated)
     except NothingToRelease:
         if latest is None:
             raise
         # Nothing decided since the last release: trainers keep pulling that tag.
         log.info("release: nothing decided since %s; no new tag", latest.tag)
         return latest.model_copy(update={"reused": True, "released_by": run_id})
+    if simulated and not simulated_allowed():
+        raise Refused(f"release refused: {sum(simulated.values())} accepted questions carry simulated answers "
+                      f"(batches {', '.join(sorted(simulated))}), and this deployment forbids simulated annotators; "
+                      "re-annotate those batches with people or discard them")
     digest = accepted_digest(tables["consensus"])
     with tempfile.TemporaryDirectory(prefix="hopchain-release-") as tmp:
         paths = {}

@@ -426,6 +426,9 @@ class Airflow(Service):
                 "HOPCHAIN_PARAMS": os.environ.get("HOPCHAIN_PARAMS", str(REPO_ROOT / "params.yaml")),
             }
         )
+        # The local stack is the embedded demo deployment: simulated annotators may run here (and nowhere
+        # else: production forbids them, pipelines.config.check_deployment).
+        env["HOPCHAIN_SIMULATED_ANNOTATORS"] = "allow"
         # Tasks read params.yaml with the profile the stack was started with.
         if self.params.profile != "base":
             env["HOPCHAIN_PROFILE"] = self.params.profile

@@ -26,15 +26,31 @@ S3_READER_CONN_ID = "hopchain_s3_reader"
 LABEL_STUDIO_CONN_ID = "hopchain_label_studio"
 
 
+def run_params(context: dict[str, Any]) -> Any:
+    """This DAG run's configuration: ``params.yaml`` with the run conf's ``profile`` (else the deployment's
+    ``HOPCHAIN_PROFILE``), refused (``AirflowFailException``, no retry) when the run may not use it here
+    (:func:`pipelines.config.check_deployment`: simulated annotators where the deployment forbids them, or a
+    run conf switching to a profile that turns them on)."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from pipelines.config import ConfigError, check_deployment, load_params
+
+    profile = (context.get("params") or {}).get("profile") or None
+    try:
+        params = load_params(None, profile)
+        check_deployment(params, profile)
+    except ConfigError as err:
+        raise AirflowFailException(f"refused: {err}") from None
+    return params
+
+
 def flow_for(context: dict[str, Any]) -> Any:
     """A :class:`pipelines.flow.Flow` for this task's DAG run."""
     from hopchain_airflow.hooks.label_studio import LabelStudioHook
     from hopchain_airflow.hooks.object_store import ObjectStoreHook
-    from pipelines.config import load_params
     from pipelines.flow import Flow
 
-    profile = (context.get("params") or {}).get("profile") or None
-    params = load_params(None, profile)
+    params = run_params(context)
     store = ObjectStoreHook(S3_CONN_ID).get_store(params.store.bucket)
     return Flow(params=params, store=store, run_id=str(context["run_id"]),
                 label_studio=LabelStudioHook(LABEL_STUDIO_CONN_ID).get_conn, s3_credentials=store.creds,
@@ -70,18 +86,22 @@ def to_jsonable(value: Any) -> Any:
 def run_task(context: dict[str, Any], step: Callable[[Any], T]) -> Any:
     """Run ``step(flow)`` for this task's DAG run and return its result as JSON.
 
-    :class:`expectations.runner.ValidationFailed` becomes ``AirflowFailException`` (no retry);
-    everything else propagates unchanged (Airflow retries it).
+    :class:`expectations.runner.ValidationFailed` and :class:`pipelines.config.Refused` (a release or a
+    simulation this deployment refuses) become ``AirflowFailException`` (no retry); everything else
+    propagates unchanged (Airflow retries it).
     """
     from airflow.sdk.exceptions import AirflowFailException
 
     from expectations.runner import ValidationFailed
+    from pipelines.config import Refused
 
     flow = flow_for(context)
     try:
         return to_jsonable(step(flow))
     except ValidationFailed as err:
         raise AirflowFailException(f"critical validation failure (no retry): {err}") from err
+    except Refused as err:
+        raise AirflowFailException(f"refused (no retry): {err}") from err
 
 
 
@@ -164,13 +184,14 @@ def preflight(context: dict[str, Any], *, pool: bool = True) -> dict[str, Any]:
 
     from airflow.sdk.exceptions import AirflowFailException
 
-    from pipelines.config import ConfigError, load_params
+    from pipelines.config import ConfigError, check_deployment, load_params
     from pipelines.doctor import run_checks, summary_line
 
     log = logging.getLogger("hopchain.preflight")
     profile = (context.get("params") or {}).get("profile") or None
     try:
         params = load_params(None, profile)
+        check_deployment(params, profile)
     except ConfigError as err:
         raise AirflowFailException(f"preflight: {err}") from None
     results = run_checks(preflight_checks(params, pool=pool))

@@ -53,3 +53,19 @@ class MemoryStore:
         self.listings.append(prefix)
         return sorted({prefix + key[len(prefix):].split("/", 1)[0] + "/" for key in self.objects
                        if key.startswith(prefix) and "/" in key[len(prefix):]})
+
+    def put_table(self, key: str, table: Any, contract: str | None = None) -> str:
+        from pipelines.contracts import conform
+        from pipelines.store import parquet_bytes
+
+        return self.put_bytes(key, parquet_bytes(conform(table, contract) if contract else table))
+
+    def get_table(self, key: str, contract: str | None = None) -> Any:
+        import io
+
+        import pyarrow.parquet as pq
+
+        from pipelines.contracts import conform
+
+        table = pq.read_table(io.BytesIO(self.get_bytes(key)))
+        return conform(table, contract) if contract else table

@@ -283,7 +283,23 @@ def test_env_template_defines_every_variable_compose_uses(raw: dict[str, Any]) -
     # VLM endpoint key (read by pipelines.vlm.backends, not a connection).
     not_settings = {"HOPCHAIN_IMAGE_TAG", "HOPCHAIN_VLM_API_KEY"}
     hopchain = {k for k in defined if k.startswith("HOPCHAIN_")} - not_settings
-    assert hopchain == set(DeploymentSettings.ENV.values()) - {"HOPCHAIN_PARAMS"}
+    # HOPCHAIN_SIMULATED_ANNOTATORS is fixed to forbid in the compose itself, never taken from .env
+    assert hopchain == set(DeploymentSettings.ENV.values()) - {"HOPCHAIN_PARAMS", "HOPCHAIN_SIMULATED_ANNOTATORS"}
+
+
+def test_production_refuses_simulated_annotators_outright(raw: dict[str, Any]) -> None:
+    """Issue 26: the compose fixes HOPCHAIN_SIMULATED_ANNOTATORS=forbid (no .env can allow it), and a
+    deployment that forbids them refuses a profile that turns them on, the demo profile included."""
+    from pipelines.config import ConfigError
+
+    common = raw["x-hopchain-env"] if "x-hopchain-env" in raw else next(
+        v for k, v in raw.items() if k.startswith("x-") and isinstance(v, dict) and "HOPCHAIN_PROFILE" in v)
+    assert common["HOPCHAIN_SIMULATED_ANNOTATORS"] == "forbid"
+    settings = DeploymentSettings.from_env_file(TEMPLATE, overrides={"HOPCHAIN_PROFILE": "demo"})
+    assert settings.simulated_annotators == "forbid"
+    with pytest.raises(ConfigError, match="simulated annotators"):
+        settings.params()
+    assert DeploymentSettings.from_env_file(TEMPLATE, overrides={"HOPCHAIN_PROFILE": "gpu"}).params().profile == "gpu"
 
 
 # -- the same connections as the local stack -------------------------------------------------------

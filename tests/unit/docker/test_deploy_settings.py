@@ -28,7 +28,8 @@ def secrets_env() -> dict[str, str]:
             "HOPCHAIN_S3_SECRET_KEY": secrets.token_urlsafe(30),
             "HOPCHAIN_LS_TOKEN": secrets.token_hex(20),
             "HOPCHAIN_S3_READER_ACCESS_KEY": "hr" + secrets.token_hex(9),
-            "HOPCHAIN_S3_READER_SECRET_KEY": secrets.token_urlsafe(30)}
+            "HOPCHAIN_S3_READER_SECRET_KEY": secrets.token_urlsafe(30),
+            "HOPCHAIN_PSEUDONYM_KEY": secrets.token_hex(32)}
 
 
 @pytest.fixture()
@@ -47,7 +48,7 @@ def test_the_compose_env_template_loads_into_the_settings_model() -> None:
     # The template holds no secret: exactly the three platform secrets are missing.
     assert settings.missing_secrets() == [
         "HOPCHAIN_S3_ACCESS_KEY", "HOPCHAIN_S3_SECRET_KEY", "HOPCHAIN_LS_TOKEN", "HOPCHAIN_S3_READER_ACCESS_KEY",
-        "HOPCHAIN_S3_READER_SECRET_KEY"]
+        "HOPCHAIN_S3_READER_SECRET_KEY", "HOPCHAIN_PSEUDONYM_KEY"]
     with pytest.raises(ConfigError, match="missing secrets"):
         settings.airflow_connections()
     # The deployment runs the repository's params.yaml with the template's profile.
