@@ -26,11 +26,11 @@ S3_READER_CONN_ID = "hopchain_s3_reader"
 LABEL_STUDIO_CONN_ID = "hopchain_label_studio"
 
 
-def run_params(context: dict[str, Any]) -> Any:
+def run_params(context: dict[str, Any], refusal: str = "refused") -> Any:
     """This DAG run's configuration: ``params.yaml`` with the run conf's ``profile`` (else the deployment's
-    ``HOPCHAIN_PROFILE``), refused (``AirflowFailException``, no retry) when the run may not use it here
-    (:func:`pipelines.config.check_deployment`: simulated annotators where the deployment forbids them, or a
-    run conf switching to a profile that turns them on)."""
+    ``HOPCHAIN_PROFILE``), refused (``AirflowFailException`` "<refusal>: <why>", no retry) when it does not
+    load or the run may not use it here (:func:`pipelines.config.check_deployment`: simulated annotators
+    where the deployment forbids them, whether its own profile or the run conf's turns them on)."""
     from airflow.sdk.exceptions import AirflowFailException
 
     from pipelines.config import ConfigError, check_deployment, load_params
@@ -40,7 +40,7 @@ def run_params(context: dict[str, Any]) -> Any:
         params = load_params(None, profile)
         check_deployment(params, profile)
     except ConfigError as err:
-        raise AirflowFailException(f"refused: {err}") from None
+        raise AirflowFailException(f"{refusal}: {err}") from None
     return params
 
 
@@ -184,16 +184,10 @@ def preflight(context: dict[str, Any], *, pool: bool = True) -> dict[str, Any]:
 
     from airflow.sdk.exceptions import AirflowFailException
 
-    from pipelines.config import ConfigError, check_deployment, load_params
     from pipelines.doctor import run_checks, summary_line
 
     log = logging.getLogger("hopchain.preflight")
-    profile = (context.get("params") or {}).get("profile") or None
-    try:
-        params = load_params(None, profile)
-        check_deployment(params, profile)
-    except ConfigError as err:
-        raise AirflowFailException(f"preflight: {err}") from None
+    params = run_params(context, "preflight")
     results = run_checks(preflight_checks(params, pool=pool))
     for r in results:
         log.info(r.line())

@@ -38,7 +38,8 @@ def _closed_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_a_failed_preflight_fails_the_nightly_before_any_shard(tmp_path: Path) -> None:
+def _airflow(tmp_path: Path, **extra: str) -> tuple[Path, dict[str, str]]:
+    """A fresh Airflow home (migrated, with the gpu pool) whose connections point at dead loopback ports."""
     home = tmp_path / "airflow"
     home.mkdir()
     env = dict(os.environ)
@@ -54,11 +55,17 @@ def test_a_failed_preflight_fails_the_nightly_before_any_shard(tmp_path: Path) -
                                                 "port": _closed_port(), "login": "k", "password": "s"}),
         "AIRFLOW_CONN_HOPCHAIN_LABEL_STUDIO": json.dumps({"conn_type": "label_studio", "host": "http://127.0.0.1",
                                                           "port": _closed_port(), "password": "t"}),
+        **extra,
     })
     airflow = str(Path(sys.executable).parent / "airflow")
     subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
     subprocess.run([airflow, "pools", "set", "gpu", "1", "GPU stages"], env=env, check=True, capture_output=True,
                    timeout=300)
+    return home, env
+
+
+def test_a_failed_preflight_fails_the_nightly_before_any_shard(tmp_path: Path) -> None:
+    home, env = _airflow(tmp_path)
     t0 = time.monotonic()
     out = subprocess.run([sys.executable, "-c", DAG_TEST.format(dags=str(REPO / "dags"))], env=env,
                          capture_output=True, text=True, timeout=600, cwd=home)
@@ -94,28 +101,8 @@ def test_a_production_deployment_refuses_a_run_conf_that_turns_on_simulated_anno
     """Issue 26: a production deployment (HOPCHAIN_SIMULATED_ANNOTATORS=forbid, its own profile) given
     ``{"profile": "demo"}``: the nightly fails at preflight and the annotation DAG at its first task, each
     with the one-line refusal and without retry; no shard starts, nothing is simulated or decided."""
-    home = tmp_path / "airflow"
-    home.mkdir()
-    env = dict(os.environ)
-    env.update({
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
-        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
-        "PYTHONPATH": f"{REPO / 'plugins'}{os.pathsep}{REPO}",
-        "HOPCHAIN_SIMULATED_ANNOTATORS": "forbid",  # what the production compose sets
-        "HOPCHAIN_PROFILE": "base",
-        "AIRFLOW_CONN_HOPCHAIN_S3": json.dumps({"conn_type": "hopchain_s3", "host": "127.0.0.1",
-                                                "port": _closed_port(), "login": "k", "password": "s"}),
-        "AIRFLOW_CONN_HOPCHAIN_LABEL_STUDIO": json.dumps({"conn_type": "label_studio", "host": "http://127.0.0.1",
-                                                          "port": _closed_port(), "password": "t"}),
-    })
-    airflow = str(Path(sys.executable).parent / "airflow")
-    subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
-    subprocess.run([airflow, "pools", "set", "gpu", "1", "GPU stages"], env=env, check=True, capture_output=True,
-                   timeout=300)
+    # what the production compose sets
+    home, env = _airflow(tmp_path, HOPCHAIN_SIMULATED_ANNOTATORS="forbid", HOPCHAIN_PROFILE="base")
     results = {}
     for dag_id in ("hopchain_nightly", "hopchain_annotations"):
         out = subprocess.run([sys.executable, "-c", DAG_TEST_ANY.format(dags=str(REPO / "dags")), dag_id,
