@@ -24,12 +24,13 @@ HOPCHAIN_S3_ACCESS_KEY     S3 access key of the platform's (non-root) user      
 HOPCHAIN_S3_SECRET_KEY     its secret key                                        yes
 HOPCHAIN_LS_TOKEN          Label Studio API token (legacy ``Token`` scheme)      yes
 HOPCHAIN_PSEUDONYM_KEY     key of the annotator pseudonyms in releases            yes
-HOPCHAIN_SIMULATED_ANNOTATORS ``forbid`` (production, default) or ``allow``       no
+HOPCHAIN_SIMULATED_ANNOTATORS ``forbid`` (the only value production accepts)       no
 =========================  ====================================================  ==========
 
-Simulated annotators are the local demo stack's: the production compose sets
-``HOPCHAIN_SIMULATED_ANNOTATORS=forbid`` outright, and :meth:`DeploymentSettings.params` refuses a profile
-that turns them on in a deployment that forbids them (:func:`pipelines.config.check_deployment`).
+Simulated annotators are the local demo stack's (:meth:`DeploymentSettings.from_credentials` says
+``allow``): the production compose sets ``HOPCHAIN_SIMULATED_ANNOTATORS=forbid`` outright, settings read from
+an environment or an env file (:meth:`DeploymentSettings.from_env`) refuse ``allow``, and
+:meth:`DeploymentSettings.params` refuses a profile that turns them on (:func:`pipelines.config.check_deployment`).
 
 Secrets are :class:`pydantic.SecretStr` (never shown by ``repr``/``str``) and come only from the
 environment; a missing secret is reported by name, never guessed. The Airflow connections built
@@ -131,8 +132,11 @@ class DeploymentSettings(BaseModel):
 
     # -- construction ----------------------------------------------------------------------------
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> DeploymentSettings:
+    def from_env(cls, env: Mapping[str, str], *, local_stack: bool = False) -> DeploymentSettings:
         """Read the ``HOPCHAIN_*`` variables of ``env``; empty values count as unset.
+
+        A production deployment (anything but the local stack, ``local_stack``) never runs simulated
+        annotators: ``HOPCHAIN_SIMULATED_ANNOTATORS=allow`` is refused here.
 
         Raises :class:`ConfigError` naming each offending variable (never its value).
         """
@@ -141,6 +145,9 @@ class DeploymentSettings(BaseModel):
             value = env.get(var)
             if value is not None and value.strip() != "":
                 raw[name] = value.strip()
+        if raw.get("simulated_annotators") == "allow" and not local_stack:
+            raise ConfigError("invalid deployment settings:\n  HOPCHAIN_SIMULATED_ANNOTATORS: 'allow' is the local "
+                              "demo stack's; a production deployment never runs simulated annotators (set forbid)")
         secure = raw.get("s3_secure")
         if secure is not None and secure not in ("true", "false"):  # pasted into JSON by compose
             raise ConfigError("invalid deployment settings:\n  HOPCHAIN_S3_SECURE: must be true or false")
@@ -186,7 +193,7 @@ class DeploymentSettings(BaseModel):
             "HOPCHAIN_S3_READER_ACCESS_KEY": s3.get("reader_access_key", ""),
             "HOPCHAIN_S3_READER_SECRET_KEY": s3.get("reader_secret_key", ""),
             "HOPCHAIN_SIMULATED_ANNOTATORS": "allow",  # the local stack is the demo deployment
-        })
+        }, local_stack=True)
 
     # -- derived values --------------------------------------------------------------------------
     @property
@@ -265,6 +272,7 @@ class DeploymentSettings(BaseModel):
             "profile": self.profile, "params": str(self.params_path), "s3": self.s3_endpoint,
             "region": self.s3_region, "label_studio": self.label_studio_url,
             "connections": f"{S3_CONN_ID}, {LABEL_STUDIO_CONN_ID}",
+            "simulated": f"{self.simulated_annotators} (simulated annotators)",
             "missing secrets": ", ".join(self.missing_secrets()) or "none",
         }
 

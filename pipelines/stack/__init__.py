@@ -147,4 +147,6 @@ class LocalStack:
             "HOPCHAIN_S3_SECRET_KEY": s3["secret_key"],
             "HOPCHAIN_LS_URL": ls["url"],
             "HOPCHAIN_LS_TOKEN": ls["token"],
+            # a shell using the local stack is part of its demo deployment (pipelines.config.SIMULATED_ENV)
+            "HOPCHAIN_SIMULATED_ANNOTATORS": "allow",
         }

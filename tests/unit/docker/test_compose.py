@@ -302,6 +302,29 @@ def test_production_refuses_simulated_annotators_outright(raw: dict[str, Any]) -
     assert DeploymentSettings.from_env_file(TEMPLATE, overrides={"HOPCHAIN_PROFILE": "gpu"}).params().profile == "gpu"
 
 
+@needs_compose
+def test_no_env_file_turns_on_simulated_annotators_in_production(tmp_path: Path) -> None:
+    """``docker-compose config`` with a .env that says allow and selects the demo profile: every Airflow
+    component (the tasks run in the workers) still gets forbid, and its settings refuse the demo profile."""
+    from pipelines.config import ConfigError
+
+    env_file = tmp_path / "test.env"
+    filled_env(env_file)
+    text = env_file.read_text().replace("HOPCHAIN_PROFILE=gpu\n", "HOPCHAIN_PROFILE=demo\n")
+    env_file.write_text(text + "HOPCHAIN_SIMULATED_ANNOTATORS=allow\n")
+    proc = compose_config(env_file)
+    assert proc.returncode == 0, proc.stderr
+    services = yaml.safe_load(proc.stdout)["services"]
+    for name in AIRFLOW_COMPONENTS | {"airflow-worker-default", "airflow-worker-gpu", "airflow-init"}:
+        svc_env = services[name]["environment"]
+        assert svc_env["HOPCHAIN_SIMULATED_ANNOTATORS"] == "forbid", name
+        assert svc_env["HOPCHAIN_PROFILE"] == "demo"
+    with pytest.raises(ConfigError, match=r"profile 'demo' turns on simulated annotators"):
+        # (the image's params.yaml is the repository's)
+        DeploymentSettings.from_env({**services["airflow-init"]["environment"],
+                                     "HOPCHAIN_PARAMS": str(REPO / "params.yaml")}).params()
+
+
 # -- the same connections as the local stack -------------------------------------------------------
 @needs_compose
 def test_compose_connections_are_the_local_stack_connections(

@@ -133,6 +133,28 @@ def test_bucket_names_must_agree_with_params_yaml() -> None:
         settings.params()
 
 
+def test_a_production_env_that_allows_simulated_annotators_is_refused(tmp_path: Path) -> None:
+    """Issue 26: only the local demo stack allows simulated annotators; settings read from an environment or
+    an env file (a production deployment) refuse ``allow`` naming the variable, and ``check`` exits 1."""
+    with pytest.raises(ConfigError, match=r"HOPCHAIN_SIMULATED_ANNOTATORS: 'allow' is the local demo stack's"):
+        DeploymentSettings.from_env_file(TEMPLATE, overrides={"HOPCHAIN_SIMULATED_ANNOTATORS": "allow"})
+    with pytest.raises(ConfigError, match="HOPCHAIN_SIMULATED_ANNOTATORS"):
+        DeploymentSettings.from_env_file(TEMPLATE, overrides={"HOPCHAIN_SIMULATED_ANNOTATORS": "yes"})
+    assert DeploymentSettings.from_env_file(TEMPLATE).simulated_annotators == "forbid"  # the default
+    env = tmp_path / "allow.env"
+    env.write_text(TEMPLATE.read_text() + "HOPCHAIN_SIMULATED_ANNOTATORS=allow\n")
+    assert main(["check", str(env)]) == 1
+
+
+def test_the_local_stack_is_the_deployment_that_allows_simulated_annotators(local_stack) -> None:
+    local = DeploymentSettings.from_credentials(local_stack.s3.credentials(), local_stack.labelstudio.credentials(),
+                                                profile="demo")
+    assert local.simulated_annotators == "allow" and local.params().annotation.simulated.enabled
+    assert local_stack.env_exports()["HOPCHAIN_SIMULATED_ANNOTATORS"] == "allow"  # `hopchain stack env`
+    env = local_stack.airflow.env()  # what its Airflow components (and so the tasks) run with
+    assert env["HOPCHAIN_SIMULATED_ANNOTATORS"] == "allow" and env["HOPCHAIN_PROFILE"] == "demo"
+
+
 def test_env_file_parser(tmp_path: Path) -> None:
     f = tmp_path / "x.env"
     f.write_text("# comment\n\nexport A=1\nB='two words'\nC=\"q\"\nD=\n")
