@@ -112,6 +112,12 @@ CONSENSUS = pa.schema(
     ]
 )
 
+#: ``consensus.answers_source``: who gave a decided question's counted answers (null: not recorded, decided
+#: before issue 26). Answers from the simulation (``simulated``, or ``mixed`` with people) are never released
+#: where the deployment forbids simulated annotators (:func:`pipelines.config.simulated_allowed`).
+ANSWERS_SOURCES: tuple[str, ...] = ("people", "simulated", "mixed")
+SIMULATED_SOURCES: frozenset[str] = frozenset({"simulated", "mixed"})
+
 SCHEMAS: dict[str, pa.Schema] = {
     "manifest": MANIFEST,
     "quarantine": QUARANTINE,

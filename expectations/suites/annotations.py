@@ -14,7 +14,7 @@ import pandas as pd
 from expectations.checks import Check, References, SuiteSpec
 from expectations.suites.common import CANONICAL_DECIMAL, null_check, reasons, schema_checks
 from pipelines.config import Params
-from pipelines.contracts import ANNOTATIONS, CONSENSUS, canonical_number
+from pipelines.contracts import ANNOTATIONS, ANSWERS_SOURCES, CONSENSUS, canonical_number
 
 STATUSES = ("accepted", "rejected", "pending")
 
@@ -118,7 +118,7 @@ def consensus_checks(params: Params) -> list[Check]:
         Check(f"{s}.answers_source_known", "range", "answers_source is people, simulated or mixed (or null: "
               "nobody answered yet, or decided before it was recorded)",
               lambda gxe, _c: gxe.ExpectColumnValuesToBeInSet(column="answers_source",
-                                                              value_set=["people", "simulated", "mixed"])),
+                                                              value_set=list(ANSWERS_SOURCES))),
         Check(f"{s}.question_id_unique", "uniqueness", "one consensus row per question",
               lambda gxe, _c: gxe.ExpectColumnValuesToBeUnique(column="question_id")),
         Check(f"{s}.status_known", "range", f"status is one of {', '.join(STATUSES)}",

@@ -11,7 +11,10 @@
   ``answers`` lists), ``annotations_per_accepted`` (that ÷ accepted; null when none) and
   ``annotations_saved`` (answers the early stop did not ask for: 4 − answers of each rejected
   question decided with fewer; the definition of :func:`pipelines.annotation.consensus.annotation_cost`,
-  restated in :func:`annotation_cost_metrics` so the registry's ``card`` stage needs no annotation code).
+  restated in :func:`annotation_cost_metrics` so the registry's ``card`` stage needs no annotation code),
+  and ``answers_source``: released questions by who answered them (``people``, ``simulated``, ``mixed``;
+  ``unrecorded`` for decisions made before it was recorded), which the card states in "Who answered" and,
+  when any answer came from the simulation, under its first paragraph.
 * ``README.md`` (the registry root's dataset card, whose ``configs:`` metadata makes
   ``datasets.load_dataset(<folder>)`` one call) plus PNG plots in ``card/`` (matplotlib, Agg):
   hop-length histogram, answer histogram, category frequencies, agreement statistics; model
@@ -206,13 +209,26 @@ def integrity_metrics(data: Path) -> dict[str, Any]:
 
 
 def _source_line(sources: dict[str, int] | None) -> str:
-    """Who gave the released answers: people, simulated annotators (demo only), or not recorded."""
-    if not sources:
+    """Who gave the released answers (``metrics["answers_source"]``): people and simulated annotators are
+    always both stated, partly simulated (``mixed``) and not recorded (decided before it was) when present."""
+    if sources is None:
         return ""
-    words = {"people": "answered by people", "simulated": "answered by **simulated annotators** (demo: not human "
-             "answers)", "mixed": "answered partly by **simulated annotators**",
-             "unrecorded": "decided before the source was recorded"}
-    return "Released questions: " + "; ".join(f"{n} {words.get(k, k)}" for k, n in sources.items()) + "."
+    line = (f"Answers: {sources.get('people', 0):,} questions answered by people; "
+            f"{sources.get('simulated', 0):,} by simulated annotators")
+    if sources.get("mixed"):
+        line += f"; {sources['mixed']:,} partly by simulated annotators"
+    if sources.get("unrecorded"):
+        line += f"; {sources['unrecorded']:,} decided before who answered was recorded"
+    return line + " (`answers_source` in `data/meta/part-NNNNN/consensus.parquet`)."
+
+
+def _simulation_notice(sources: dict[str, int] | None) -> list[str]:
+    """A warning under the card's first paragraph when any released answer came from the simulation."""
+    n = sum((sources or {}).get(k, 0) for k in ("simulated", "mixed"))
+    if not n:
+        return []
+    return [f"> **Simulated answers.** {n:,} released questions were answered, wholly or partly, by simulated "
+            "annotators of a demo deployment, not by people: they are not human-verified.", ""]
 
 
 def _integrity_lines(found: dict[str, Any] | None) -> list[str]:
@@ -260,6 +276,7 @@ def render_card(cfg: ReleaseConfig, metrics: dict[str, Any], details: dict[str, 
         "that four annotators answered identically are released; the released answer is that human "
         "consensus.",
         "",
+        *_simulation_notice(metrics.get("answers_source")),
         "## Contents",
         _table(["", "train", "eval", "total"], [
             ["questions", rel["train_questions"], rel["eval_questions"], rel["questions"]],

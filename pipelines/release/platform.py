@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipelines.config import Params
-from pipelines.contracts import conform
+from pipelines.contracts import SIMULATED_SOURCES, conform
 from pipelines.ledger import Ledger, ReleaseRecord, utc_now
 from pipelines.store import ObjectStore
 
@@ -36,11 +36,14 @@ class NothingToRelease(RuntimeError):
     """No batch has been decided yet."""
 
 
-def gather_tables(ledger: Ledger, simulated: dict[str, int] | None = None
+def gather_tables(ledger: Ledger, simulated: dict[str, list[str]] | None = None
                   ) -> tuple[dict[str, pa.Table], list[str], datetime | None]:
     """Consensus, questions, instances and manifest of the batches decided since the last release,
     their run ids, and the newest decision time read. Reads only those batches: the release appends
-    them to the registry's data, which already holds everything before (O(new), not O(history))."""
+    them to the registry's data, which already holds everything before (O(new), not O(history)).
+
+    ``simulated``, when given, gets ``batch id -> question ids`` of the accepted questions whose answers
+    came (partly) from simulated annotators (``answers_source`` simulated or mixed)."""
     store = ledger.store
     parts: dict[str, list[pa.Table]] = {"consensus": [], "questions": [], "instances": [], "manifest": []}
     extras: dict[str, list[pa.Table]] = {"audit": [], "uncounted": []}
@@ -55,10 +58,10 @@ def gather_tables(ledger: Ledger, simulated: dict[str, int] | None = None
         consensus = store.get_table(key, "consensus")
         parts["consensus"].append(consensus)
         if simulated is not None:  # accepted questions whose answers came (partly) from the simulation
-            n = sum(1 for r in consensus.select(["status", "answers_source"]).to_pylist()
-                    if r["status"] == "accepted" and r["answers_source"] in ("simulated", "mixed"))
-            if n:
-                simulated[decision.batch_id] = n
+            ids = [r["question_id"] for r in consensus.select(["question_id", "status", "answers_source"]).to_pylist()
+                   if r["status"] == "accepted" and r["answers_source"] in SIMULATED_SOURCES]
+            if ids:
+                simulated[decision.batch_id] = ids
         parts["questions"].append(store.get_table(batch.questions_key, "questions"))
         parts["instances"].append(store.get_table(run.table("instances", batch.shard), "instances"))
         parts["manifest"].append(store.get_table(run.table("manifest", batch.shard), "manifest"))
@@ -96,6 +99,18 @@ def _dedupe(table: pa.Table, keys: list[str]) -> pa.Table:
     return table.take(pa.array(keep, type=pa.int64())) if len(keep) != len(table) else table
 
 
+def simulated_refusal(simulated: dict[str, list[str]], shown: int = 10) -> str:
+    """The one-line refusal of a release holding simulated answers: how many questions, which batches."""
+    from pipelines.config import SIMULATED_ENV
+
+    questions = {q for ids in simulated.values() for q in ids}
+    batches = sorted(simulated)
+    listed = ", ".join(batches[:shown]) + (f" and {len(batches) - shown} more" if len(batches) > shown else "")
+    return (f"release refused: {len(questions)} accepted questions carry simulated answers ({len(batches)} batches: "
+            f"{listed}), and this deployment forbids simulated annotators ({SIMULATED_ENV} is not 'allow'); "
+            "only people's answers are released here")
+
+
 def release_from_store(params: Params, store: ObjectStore, run_id: str, home: Path) -> ReleaseRecord:
     """Publish the cumulative release; returns its ledger record (tag, counts, card key).
 
@@ -109,7 +124,7 @@ def release_from_store(params: Params, store: ObjectStore, run_id: str, home: Pa
 
     ledger = Ledger(store, params.store)
     latest = ledger.latest_release()
-    simulated: dict[str, int] = {}
+    simulated: dict[str, list[str]] = {}
     try:
         tables, run_ids, through = gather_tables(ledger, simulated)
     except NothingToRelease:
@@ -119,9 +134,7 @@ def release_from_store(params: Params, store: ObjectStore, run_id: str, home: Pa
         log.info("release: nothing decided since %s; no new tag", latest.tag)
         return latest.model_copy(update={"reused": True, "released_by": run_id})
     if simulated and not simulated_allowed():
-        raise Refused(f"release refused: {sum(simulated.values())} accepted questions carry simulated answers "
-                      f"(batches {', '.join(sorted(simulated))}), and this deployment forbids simulated annotators; "
-                      "re-annotate those batches with people or discard them")
+        raise Refused(simulated_refusal(simulated))
     digest = accepted_digest(tables["consensus"])
     with tempfile.TemporaryDirectory(prefix="hopchain-release-") as tmp:
         paths = {}

@@ -33,8 +33,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipelines.config import ReleaseConfig
-from pipelines.contracts import conform, to_table, write_parquet_atomic
+from pipelines.config import SIMULATED_ENV, Refused, ReleaseConfig, simulated_allowed
+from pipelines.contracts import SIMULATED_SOURCES, conform, to_table, write_parquet_atomic
 from pipelines.files import write_atomic
 from pipelines.release.assemble import (
     INPUT_TABLES,
@@ -223,6 +223,11 @@ def append_part(
             withdraw[q] = ("release.withdrawn_image", "the image was withdrawn")
     to_release = {r["question_id"] for r in new_rows
                   if r["status"] == "accepted" and r["question_id"] not in released}
+    simulated = sorted(q for q in to_release if latest[q]["answers_source"] in SIMULATED_SOURCES)
+    if simulated and not simulated_allowed():  # the CLI's release too, not only the platform's
+        raise Refused(f"release refused: {len(simulated)} accepted questions carry simulated answers (first: "
+                      f"{simulated[0]}; consensus.answers_source), and this deployment forbids simulated annotators "
+                      f"({SIMULATED_ENV} is not 'allow'); only people's answers are released here")
     if not new_rows and not withdraw:
         say("snapshot: nothing new since the last part")
         return PartSummary(part=0)

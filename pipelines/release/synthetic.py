@@ -61,8 +61,10 @@ def make_inputs(
     mismatch_rate: float = 0.1,
     fmt: str = "jpeg",
     run_id: str = "synthetic-run",
+    answers_source: str | None = "people",
 ) -> SyntheticInputs:
-    """Write a complete, consistent set of release inputs under ``folder``."""
+    """Write a complete, consistent set of release inputs under ``folder`` (every decision's
+    ``answers_source`` is ``answers_source``: None writes decisions made before it was recorded)."""
     from pycocotools import mask as mask_utils
 
     rng = random.Random(seed)
@@ -128,6 +130,8 @@ def make_inputs(
             else:
                 consensus.append({"question_id": qid, "status": "pending", "answers": [answer],
                                   "agreed_answer": None, "matches_generated": None, "reason": "2 of 4 answered"})
+    for c in consensus:
+        c["answers_source"] = answers_source
     runs = folder / "runs" / run_id
     paths = {}
     for name, rows in (("consensus", consensus), ("questions", questions), ("instances", instances),

@@ -185,6 +185,9 @@ def test_card_and_metrics_report_counts_rates_models_and_runs(built, tmp_path):
                                           "annotations_per_accepted": round(counted / len(acc), 4)}
     card = (tmp_path / "README.md").read_text()
     assert f"**{counted / len(acc):.2f}** per accepted question" in card and f"; {saved} annotations saved" in card
+    assert metrics["answers_source"] == {"people": len(acc)}  # who answered the released questions
+    assert f"Answers: {len(acc)} questions answered by people; 0 by simulated annotators (" in card
+    assert "Simulated answers" not in card
     for needle in ("hop_lengths.png", "answers.png", "categories.png", "agreement.png", "run-a",
                    "program:v1", "annotations:synthetic-v1", "Acceptance rate", "path: data/train/*.parquet"):
         assert needle in card
@@ -193,6 +196,62 @@ def test_card_and_metrics_report_counts_rates_models_and_runs(built, tmp_path):
     write_card(data, out, tmp_path / "card2", tmp_path / "metrics2.json", CFG, tmp_path / "README2.md")
     assert _tree_digest(tmp_path / "card2") == _tree_digest(tmp_path / "card")
     assert (tmp_path / "README2.md").read_text() == card
+
+
+def test_the_card_says_which_released_answers_came_from_the_simulation(tmp_path, monkeypatch):
+    """Where the deployment allows simulated annotators (the demo), their answers are released and the card
+    says so at the top and in "Who answered"; decisions made before the source was recorded are counted apart."""
+    monkeypatch.setenv("HOPCHAIN_SIMULATED_ANNOTATORS", "allow")
+    sim = make_inputs(tmp_path / "a", n_images=3, questions_per_image=2, seed=31, accept_rate=1.0,
+                      answers_source="simulated")
+    old = make_inputs(tmp_path / "b", n_images=2, questions_per_image=1, seed=32, accept_rate=1.0, answers_source=None)
+    data = tmp_path / "data"
+    append_part(_sources(sim), data, CFG, SourceReader())
+    append_part(_sources(old), data, CFG, SourceReader())
+    consensus = pq.read_table(data / "meta" / "part-00001" / "consensus.parquet")
+    assert set(consensus.column("answers_source").to_pylist()) == {"simulated"}  # carried into the release
+    build_release(data, tmp_path / "release", CFG)
+    metrics = write_card(data, tmp_path / "release", tmp_path / "card", tmp_path / "metrics.json", CFG)
+    assert metrics["answers_source"] == {"simulated": 6, "unrecorded": 2}
+    card = (tmp_path / "README.md").read_text()
+    assert "> **Simulated answers.** 6 released questions were answered, wholly or partly, by simulated annotators" \
+        in card.split("## Contents")[0]
+    assert ("Answers: 0 questions answered by people; 6 by simulated annotators; 2 decided before who answered was "
+            "recorded") in card
+
+
+def test_source_line_counts_people_simulated_and_mixed() -> None:
+    from pipelines.release.card import _simulation_notice, _source_line
+
+    assert _source_line({"people": 1234}).startswith("Answers: 1,234 questions answered by people; "
+                                                     "0 by simulated annotators (")
+    assert "; 3 partly by simulated annotators" in _source_line({"people": 1, "mixed": 3})
+    assert _simulation_notice({"people": 5}) == [] and "4 released questions" in _simulation_notice(
+        {"mixed": 3, "simulated": 1})[0]
+
+
+def test_the_card_counts_audited_answers_and_lists_those_not_counted() -> None:
+    from pipelines.release.card import _integrity_lines
+
+    lines = _integrity_lines({"audited_answers": 40, "annotators": 5, "answers_by_source": {"person": 40},
+                              "uncounted": {"integrity.changed_by_other": 2}, "parts_audited": 1})
+    text = "\n".join(lines)
+    assert "40 counted answers" in text and "from 5 annotators" in text
+    assert "| integrity.changed_by_other | 2 |" in text
+
+
+def test_a_release_of_simulated_answers_is_refused_where_the_deployment_forbids_them(tmp_path, monkeypatch):
+    """The command line's release too (not only the platform's): nothing is written."""
+    from pipelines.config import Refused
+
+    monkeypatch.setenv("HOPCHAIN_SIMULATED_ANNOTATORS", "forbid")
+    inputs = make_inputs(tmp_path / "a", n_images=3, questions_per_image=2, seed=33, accept_rate=1.0,
+                         answers_source="mixed")
+    with pytest.raises(Refused, match=r"^release refused: 6 accepted questions carry simulated answers \(first: "):
+        append_part(_sources(inputs), tmp_path / "data", CFG, SourceReader())
+    assert not list((tmp_path / "data").rglob("*.parquet"))
+    people = make_inputs(tmp_path / "b", n_images=3, questions_per_image=2, seed=33, accept_rate=1.0)
+    assert append_part(_sources(people), tmp_path / "data", CFG, SourceReader()).released == 6
 
 
 def test_the_registry_root_loads_in_one_call(built, tmp_path):
