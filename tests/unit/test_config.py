@@ -84,3 +84,63 @@ def test_one_vlm_serves_detect_the_writer_and_the_solver(tmp_path: Path) -> None
         "detect": {"backend": "vlm"}, "questions": {"writer": "vlm", "difficulty": {"enabled": True}}}))
     params = load_params(f)
     assert params.vlm.batch_size == 5  # the endpoint's requests in flight are the detect batch
+
+
+# -- the profile belongs to the deployment (issue 26) ------------------------------------------------
+FORBIDDING = {"HOPCHAIN_SIMULATED_ANNOTATORS": "forbid", "HOPCHAIN_PROFILE": "gpu"}  # what production sets
+
+
+def test_only_an_explicit_allow_lets_a_deployment_run_simulated_annotators() -> None:
+    from pipelines.config import simulated_allowed
+
+    assert simulated_allowed({"HOPCHAIN_SIMULATED_ANNOTATORS": "allow"})
+    for env in ({}, {"HOPCHAIN_SIMULATED_ANNOTATORS": ""}, {"HOPCHAIN_SIMULATED_ANNOTATORS": "yes"},
+                {"HOPCHAIN_SIMULATED_ANNOTATORS": "1"}, FORBIDDING):
+        assert not simulated_allowed(env), env
+
+
+def test_a_deployment_that_allows_simulation_runs_the_demo_profile() -> None:
+    from pipelines.config import check_deployment
+
+    demo = load_params(REPO / "params.yaml", "demo")
+    assert demo.annotation.simulated.enabled
+    check_deployment(demo, "demo", {"HOPCHAIN_SIMULATED_ANNOTATORS": "allow", "HOPCHAIN_PROFILE": "demo"})
+    check_deployment(demo, "demo", {"HOPCHAIN_SIMULATED_ANNOTATORS": "allow"})  # a base stack, run conf demo
+
+
+def test_a_run_conf_profile_that_turns_on_simulation_is_refused_where_the_deployment_forbids_it() -> None:
+    from pipelines.config import check_deployment
+
+    demo = load_params(REPO / "params.yaml", "demo")
+    with pytest.raises(ConfigError) as err:
+        check_deployment(demo, "demo", FORBIDDING)
+    msg = str(err.value)
+    assert "\n" not in msg  # one line
+    assert msg.startswith("profile 'demo' from the run's conf turns on simulated annotators "
+                          "(annotation.simulated.enabled), which this deployment (profile 'gpu') forbids "
+                          "(HOPCHAIN_SIMULATED_ANNOTATORS is forbid)")
+    with pytest.raises(ConfigError, match=r"HOPCHAIN_SIMULATED_ANNOTATORS is unset"):  # default: forbidden
+        check_deployment(demo, "demo", {})
+
+
+def test_the_deployment_profile_itself_turning_on_simulation_is_refused_where_it_forbids_it() -> None:
+    from pipelines.config import check_deployment
+
+    demo = load_params(REPO / "params.yaml", "demo")
+    for env in ({"HOPCHAIN_PROFILE": "demo", "HOPCHAIN_SIMULATED_ANNOTATORS": "forbid"}, {"HOPCHAIN_PROFILE": "demo"}):
+        with pytest.raises(ConfigError, match=r"^profile 'demo' turns on simulated annotators "
+                                              r"\(annotation.simulated.enabled\), which this deployment forbids "
+                                              r"\(HOPCHAIN_SIMULATED_ANNOTATORS is (forbid|unset);"):
+            check_deployment(demo, None, env)
+        with pytest.raises(ConfigError, match="which this deployment forbids"):
+            check_deployment(demo, "demo", env)  # the run conf naming the deployment's own profile
+
+
+def test_profiles_with_people_run_in_any_deployment() -> None:
+    from pipelines.config import check_deployment
+
+    for name in ("base", "gpu"):
+        params = load_params(REPO / "params.yaml", name)
+        assert not params.annotation.simulated.enabled
+        check_deployment(params, name, FORBIDDING)  # a run conf switching to a people profile is fine
+        check_deployment(params, None, {})

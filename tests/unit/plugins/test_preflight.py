@@ -88,6 +88,30 @@ def test_a_gpu_profile_on_this_machine_fails_on_models_in_seconds(monkeypatch, t
     assert "FAILED  model vlm.qwen3vl: vlm.qwen3vl.model 'Qwen/Qwen3-VL-8B-Instruct': not in the local" in str(err.value)
 
 
+def test_preflight_refuses_a_run_conf_that_turns_on_simulated_annotators_before_any_check(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 26: a deployment that forbids simulated annotators (the production compose) given
+    ``{"profile": "demo"}``: the run fails at its first task with one line, no check is run."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from hopchain_airflow import runtime
+
+    _dead_connections(monkeypatch)
+    monkeypatch.setenv("HOPCHAIN_PROFILE", "gpu")
+    monkeypatch.setenv("HOPCHAIN_SIMULATED_ANNOTATORS", "forbid")
+    checked: list[object] = []
+    monkeypatch.setattr(runtime, "preflight_checks", lambda params, pool=True: checked.append(params) or [])
+    with pytest.raises(AirflowFailException) as err:
+        runtime.preflight({"run_id": "r1", "params": {"profile": "demo"}}, pool=False)
+    msg = str(err.value)
+    assert msg.startswith("preflight: profile 'demo' from the run's conf turns on simulated annotators "
+                          "(annotation.simulated.enabled), which this deployment (profile 'gpu') forbids "
+                          "(HOPCHAIN_SIMULATED_ANNOTATORS is forbid)")
+    assert "\n" not in msg and checked == []
+    runtime.preflight({"run_id": "r2", "params": {}}, pool=False)  # the deployment's own profile is checked
+    assert [p.profile for p in checked] == ["gpu"]  # type: ignore[attr-defined]
+
+
 def test_preflight_is_the_nightly_first_task_and_gates_ingest() -> None:
     """Wiring, read from the DAG file as Airflow parses it: preflight has no upstream, ingest and so every
     mapped shard task waits for it; it runs on the gpu queue (where the models are) without the gpu pool."""

@@ -1,4 +1,5 @@
-"""The task runner: one explicit call per task, JSON out, a critical validation failure fails without retry."""
+"""The task runner: one explicit call per task, JSON out, a critical validation failure fails without retry;
+a run conf may not turn on simulated annotators where the deployment forbids them (issue 26)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,11 @@ class FakeFlow:
 
     def push(self, shard: int) -> None:
         raise ConnectionError("Label Studio is restarting")
+
+    def release(self) -> None:
+        from pipelines.config import Refused
+
+        raise Refused("release refused: 4 accepted questions carry simulated answers (1 batches: b1)")
 
 
 @pytest.fixture
@@ -68,8 +74,66 @@ def test_flow_for_builds_the_run_from_connections_and_the_profile(monkeypatch: p
 
     from hopchain_airflow.runtime import flow_for
 
+    monkeypatch.setenv("HOPCHAIN_SIMULATED_ANNOTATORS", "allow")  # the local demo stack: the run may pick the demo
     monkeypatch.setenv("AIRFLOW_CONN_HOPCHAIN_S3", json.dumps({
         "conn_type": "hopchain_s3", "host": "127.0.0.1", "port": 9, "login": "k", "password": "s"}))
     flow = flow_for({"run_id": "manual__1", "params": {"profile": "demo"}})
     assert flow.run_id == "manual__1" and flow.params.profile == "demo"
     assert flow.store.bucket == flow.params.store.bucket and flow.store.creds.url == "http://127.0.0.1:9"
+
+
+def test_a_refusal_of_this_deployment_fails_the_task_without_retry(flow: FakeFlow) -> None:
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from hopchain_airflow.runtime import run_task
+
+    with pytest.raises(AirflowFailException, match=r"^refused \(no retry\): release refused: 4 accepted questions"):
+        run_task({"run_id": "r1"}, lambda f: f.release())
+
+
+def _forbidding_deployment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the production compose sets: its own profile, simulated annotators forbidden."""
+    import json
+
+    monkeypatch.setenv("HOPCHAIN_PROFILE", "gpu")
+    monkeypatch.setenv("HOPCHAIN_SIMULATED_ANNOTATORS", "forbid")
+    monkeypatch.setenv("AIRFLOW_CONN_HOPCHAIN_S3", json.dumps({
+        "conn_type": "hopchain_s3", "host": "127.0.0.1", "port": 9, "login": "k", "password": "s"}))
+
+
+def test_every_task_refuses_a_run_conf_that_turns_on_simulated_annotators(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each task builds its flow with ``flow_for``: given ``{"profile": "demo"}`` in a deployment that forbids
+    simulated annotators, it fails at once (no retry) with one line, before the step is called."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from hopchain_airflow.runtime import flow_for, run_task
+
+    _forbidding_deployment(monkeypatch)
+    context = {"run_id": "manual__1", "params": {"profile": "demo"}}
+    with pytest.raises(AirflowFailException) as err:
+        flow_for(context)
+    msg = str(err.value)
+    assert msg.startswith("refused: profile 'demo' from the run's conf turns on simulated annotators "
+                          "(annotation.simulated.enabled), which this deployment (profile 'gpu') forbids")
+    assert "HOPCHAIN_SIMULATED_ANNOTATORS is forbid" in msg and "\n" not in msg
+    called: list[str] = []
+    with pytest.raises(AirflowFailException, match="^refused: profile 'demo' from the run's conf"):
+        run_task(context, lambda flow: called.append("step"))
+    assert called == []
+    # the deployment's own profile (no conf, or the conf naming it) runs
+    assert flow_for({"run_id": "manual__2", "params": {}}).params.profile == "gpu"
+    assert flow_for({"run_id": "manual__3", "params": {"profile": "gpu"}}).params.profile == "gpu"
+
+
+def test_a_forbidding_deployment_whose_own_profile_turns_on_simulation_fails_every_task(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from hopchain_airflow.runtime import flow_for
+
+    _forbidding_deployment(monkeypatch)
+    monkeypatch.setenv("HOPCHAIN_PROFILE", "demo")
+    with pytest.raises(AirflowFailException, match=r"^refused: profile 'demo' turns on simulated annotators "
+                                                    r"\(annotation.simulated.enabled\), which this deployment forbids"):
+        flow_for({"run_id": "manual__1", "params": {}})
+
