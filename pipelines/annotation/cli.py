@@ -1,4 +1,5 @@
-"""``hopchain annotators add EMAIL`` and ``hopchain consensus --annotations --questions --out``."""
+"""``hopchain annotators add|register|unregister|list``, ``hopchain project check|repair`` (the project as the
+platform set it: :mod:`pipelines.annotation.guard`) and ``hopchain consensus --annotations --questions --out``."""
 
 from __future__ import annotations
 
@@ -7,6 +8,11 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pipelines.annotation.client import LabelStudioClient
+    from pipelines.annotation.guard import ProjectState
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -37,6 +43,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     chk.set_defaults(handler=_project_check)
     rep = psub.add_parser("repair", help="put the project back as the platform set it (its held batches then go on)")
     rep.set_defaults(handler=_project_repair)
+    for action in (chk, rep):
+        action.add_argument("--project", type=int, metavar="ID",
+                            help="the project's id (default: the project titled annotation.project_title)")
 
     c = sub.add_parser("consensus", help="decide four-way consensus from an annotations table (no Airflow)")
     c.add_argument(
@@ -193,39 +202,69 @@ def _annotators_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _project(args: argparse.Namespace, client) -> tuple[int, object]:
+def _project(args: argparse.Namespace, client: LabelStudioClient) -> tuple[int, ProjectState]:
+    """The project to check (``--project ID``, else the one titled ``annotation.project_title``) and what
+    the platform set on it (from the configuration: title, annotators_required, handout)."""
     from pipelines.annotation.guard import expected_state
     from pipelines.cli import CommandError
     from pipelines.config import load_params
 
     cfg = load_params(args.params, args.profile).annotation
+    expected = expected_state(cfg.project_title, cfg.annotators_required, cfg.handout)
+    if args.project is not None:
+        return int(args.project), expected
     project = client.find_project(cfg.project_title)
     if project is None:
-        raise CommandError(f"project {cfg.project_title!r}", "not found in Label Studio",
-                           "the first push creates it")
-    return int(project["id"]), expected_state(cfg.project_title, cfg.annotators_required, cfg.handout)
+        raise CommandError(f"project {cfg.project_title!r}", "no such project in Label Studio",
+                           "the first push creates it; if it was renamed, give its id: --project ID")
+    return int(project["id"]), expected
+
+
+def _missing(pid: int) -> Exception:
+    from pipelines.cli import CommandError
+
+    return CommandError(f"project {pid}", "missing in Label Studio",
+                        "its open batches are decided from the annotation journal; the next push creates a new one")
 
 
 def _project_check(args: argparse.Namespace) -> int:
-    from pipelines.annotation.guard import check_project, hold_reason
+    from pipelines.annotation.guard import MISSING, check_project
 
     with _client(args) as client:
         pid, expected = _project(args, client)
-        drifts = check_project(client, pid, expected)  # type: ignore[arg-type]
+        drifts = check_project(client, pid, expected)
+    if any(d.field == "project" and d.actual == MISSING for d in drifts):
+        raise _missing(pid)
     for d in drifts:
-        print(hold_reason([d], pid))
+        print(f"project {pid}: {d.describe()}")
     if not drifts:
         print(f"project {pid}: as the platform set it")
     return 1 if drifts else 0
 
 
 def _project_repair(args: argparse.Namespace) -> int:
-    from pipelines.annotation.guard import hold_reason, repair_project
+    from pipelines.annotation.client import LabelStudioError
+    from pipelines.annotation.guard import ProjectMissing, repair_project
+    from pipelines.cli import CommandError
 
     with _client(args) as client:
         pid, expected = _project(args, client)
-        changed = repair_project(client, pid, expected)  # type: ignore[arg-type]
-    print(f"repaired: {hold_reason(changed, pid)}" if changed else f"project {pid}: nothing to repair")
+        try:
+            changed = repair_project(client, pid, expected)
+        except ProjectMissing:
+            raise _missing(pid) from None
+        except LabelStudioError as err:
+            if err.status_code != 400:
+                raise
+            body = err.body if isinstance(err.body, dict) else {"detail": err.body}
+            why = "; ".join(str(m) for v in (body.get("validation_errors") or {}).values()
+                            for m in (v if isinstance(v, list) else [v])) or str(body.get("detail"))
+            raise CommandError(f"project {pid}", f"Label Studio refused the repair: {' '.join(why.split())[:200]}",
+                               "annotations made under the changed labeling config do not fit the platform's; "
+                               "delete them in Label Studio, then repair again") from None
+    for d in changed:
+        print(f"project {pid}: undone: {d.describe()}")
+    print(f"project {pid}: as the platform set it" + ("; its held batches go on at the next pass" if changed else ""))
     return 0
 
 

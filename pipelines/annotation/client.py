@@ -167,9 +167,10 @@ class LabelStudioClient:
     def delete_project(self, project_id: int) -> None:
         self.sdk.projects.delete(project_id)
 
-    # -- storages -------------------------------------------------------------------------------
+    # -- webhooks -------------------------------------------------------------------------------
     def webhooks(self, project_id: int | None) -> list[dict[str, Any]]:
-        """The webhooks of a project, or (``None``) of the whole organisation."""
+        """The webhooks of project ``project_id``, or (``None``) every webhook of the caller's
+        organisation: those of every project and the organisation-wide ones (``project`` null)."""
         hooks = self.sdk.webhooks.list(project=None if project_id is None else str(int(project_id)),
                                        request_options=self._read)
         return [as_json(h) for h in hooks]
@@ -177,6 +178,7 @@ class LabelStudioClient:
     def delete_webhook(self, webhook_id: int) -> None:
         self.sdk.webhooks.delete(int(webhook_id))
 
+    # -- storages -------------------------------------------------------------------------------
     def s3_import_storages(self, project_id: int) -> list[dict[str, Any]]:
         """The project's S3 source storages (the secret key is never returned by the server)."""
         return [as_json(s) for s in self.sdk.import_storage.s3.list(project=int(project_id),
@@ -312,6 +314,14 @@ class AsyncLabelStudioClient:
         async for task in pager:
             yield as_json(task)
 
+    async def get_project(self, project_id: int) -> dict[str, Any]:
+        """Like :meth:`LabelStudioClient.get_project`, asynchronously (the trigger's project guard)."""
+        return as_json(await self.sdk.projects.get(int(project_id)))
+
+    async def webhooks(self, project_id: int | None) -> list[dict[str, Any]]:
+        """Like :meth:`LabelStudioClient.webhooks`, asynchronously (the trigger's project guard)."""
+        hooks = await self.sdk.webhooks.list(project=None if project_id is None else str(int(project_id)))
+        return [as_json(h) for h in hooks]
 
     async def set_task_overlap(self, task_id: int, overlap: int, is_labeled: bool) -> dict[str, Any]:
         """Like :meth:`LabelStudioClient.set_task_overlap`, asynchronously (the trigger's handout)."""

@@ -7,9 +7,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipelines.annotation.client import LabelStudioClient
+from pipelines.annotation.guard import check_project, expected_state, hold_reason, repair_project
 from pipelines.annotation.labeling import project_settings
 
 log = logging.getLogger(__name__)
+
 
 def ensure_project(
     client: LabelStudioClient, title: str, annotators_required: int = 4, handout: str = "serial",
@@ -18,31 +20,31 @@ def ensure_project(
     """Return the project titled ``title``, creating it with the platform's settings if there is none.
 
     Calling it again changes nothing (no second project). An existing project that differs from what
-    the platform sets (:mod:`pipelines.annotation.guard`: labeling config, settings, webhooks) is left
-    as it is and logged: the next tend pass and decision hold its batches until an operator looks and
-    repairs it (``hopchain project repair``, or ``repair=True`` here). Changing ``handout`` or
-    ``annotators_required`` in the configuration is such a difference too, applied by the repair;
-    Label Studio then resets the overlap of tasks in progress, and the next reconciliation
-    (:mod:`pipelines.annotation.handout`) puts each one back where the new handout wants it.
+    the platform sets (:mod:`pipelines.annotation.guard`: labeling config, instructions, settings,
+    webhooks) is, with ``repair=False``, left as it is and logged as a warning naming the differences:
+    the next tend pass and decision hold its batches until an operator looks and repairs it
+    (``hopchain project repair``). With ``repair=True`` it is put back (webhooks the platform did not
+    set are deleted) and what changed is logged. Changing ``handout`` or ``annotators_required`` in
+    the configuration is such a difference too, applied by the repair; Label Studio then resets the
+    overlap of tasks in progress, and the next reconciliation (:mod:`pipelines.annotation.handout`)
+    puts each one back where the new handout wants it.
     """
-    from pipelines.annotation.guard import check_project, expected_state, hold_reason, repair_project
-
     project = client.find_project(title)
     if project is None:
         project = client.create_project(project_settings(title, annotators_required, handout))
         log.info("created Label Studio project %s (id %s)", title, project["id"])
         return project
+    pid = int(project["id"])
     expected = expected_state(title, annotators_required, handout)
     if repair:
-        changed = repair_project(client, int(project["id"]), expected)
+        changed = repair_project(client, pid, expected)
         if changed:
-            log.info("repaired project %s: %s", project["id"], hold_reason(changed, int(project["id"])))
-            project = client.get_project(int(project["id"]))
+            log.info("repaired: %s", hold_reason(changed, pid))
+            project = client.get_project(pid)
         return project
-    drifts = [d for d in check_project(client, int(project["id"]), expected) if d.field != "project"]
+    drifts = check_project(client, pid, expected)
     if drifts:
-        log.warning("%s (its batches are held until `hopchain project repair`)",
-                    hold_reason(drifts, int(project["id"])))
+        log.warning("%s (its batches are held until `hopchain project repair`)", hold_reason(drifts, pid))
     return project
 
 
