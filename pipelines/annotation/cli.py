@@ -97,6 +97,9 @@ def _annotators_add(args: argparse.Namespace) -> int:
         if not password:
             print(f"error: environment variable {args.password_env} is empty", file=sys.stderr)
             return 2
+    # the registry first: an account the platform creates must count, so nothing is created where it could
+    # not be registered (no object store credentials)
+    store, key = _registry_context(args)
     with LabelStudioClient.from_credentials(label_studio_credentials(args)) as admin:
         try:
             account = add_annotator(admin, args.email, password)
@@ -109,7 +112,6 @@ def _annotators_add(args: argparse.Namespace) -> int:
             )
             return 3
         # other Label Studio failures (refused token, server down) are one line from run_cli
-        store, key = _registry_context(args)
         register_account(store, key, admin, args.email)  # the accounts the platform creates count
     from pipelines.config import load_params
 

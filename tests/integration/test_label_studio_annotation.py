@@ -246,13 +246,24 @@ def test_simulated_annotators_through_the_labeling_stream(admin, label_studio):
     assert again[0].email == sims[0].email
 
 
-def test_annotators_add_command_creates_an_account_that_can_log_in(admin, label_studio, monkeypatch, capsys):
+def test_annotators_add_command_creates_an_account_that_can_log_in(admin, label_studio, s3_creds, monkeypatch,
+                                                                   capsys):
     from pipelines.cli import main
 
     creds = label_studio.credentials()
     monkeypatch.setenv("HOPCHAIN_LS_URL", creds["url"])
     monkeypatch.setenv("HOPCHAIN_LS_TOKEN", creds["token"])
     email = f"new-{uuid.uuid4().hex[:6]}@example.org"
+    # without the object store the account could not be registered: nothing is created
+    for var in ("HOPCHAIN_S3_ENDPOINT", "HOPCHAIN_S3_ACCESS_KEY", "HOPCHAIN_S3_SECRET_KEY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HOPCHAIN_HOME", "/nonexistent/hopchain-stack")  # and no local stack to fall back on
+    assert main(["annotators", "add", email]) != 0
+    assert "object store: no credentials" in capsys.readouterr().err
+    assert all(u.get("email") != email for u in admin.users())
+    monkeypatch.setenv("HOPCHAIN_S3_ENDPOINT", s3_creds.url)
+    monkeypatch.setenv("HOPCHAIN_S3_ACCESS_KEY", s3_creds.access_key)
+    monkeypatch.setenv("HOPCHAIN_S3_SECRET_KEY", s3_creds.secret_key)
     assert main(["annotators", "add", email]) == 0
     out = capsys.readouterr().out
     lines = {
@@ -268,6 +279,8 @@ def test_annotators_add_command_creates_an_account_that_can_log_in(admin, label_
     assert email in {u["email"] for u in admin.users()}  # a member of the organisation
     assert main(["annotators", "add", email]) == 3  # exists: refused, password untouched
     assert "already exists" in capsys.readouterr().err
+    assert main(["annotators", "list"]) == 0  # the account the platform created counts: registered
+    assert any(email in line and "person" in line and "active" in line for line in capsys.readouterr().out.splitlines())
 
 
 class CountingTransport(httpx.HTTPTransport):
