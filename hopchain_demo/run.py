@@ -72,6 +72,25 @@ def _failed_tasks(api: AirflowAPI, dag_id: str, run_id: str) -> list[str]:
             if ti.get("state") in ("failed", "upstream_failed")]
 
 
+def _repair_demo_project(stack: LocalStack, params: Params, progress: Any) -> None:
+    """The demo stack is its operator's own: a project left by an earlier version of the platform (other
+    settings, instructions) would hold every batch, so the demo puts it back as the platform sets it
+    (what an operator does with `hopchain project repair` after looking) and says what it changed."""
+    from pipelines.annotation.client import LabelStudioClient
+    from pipelines.annotation.guard import expected_state, hold_reason, repair_project
+
+    cfg = params.annotation
+    ls = stack.labelstudio.credentials()
+    with LabelStudioClient(stack.labelstudio.url(), ls["token"]) as client:
+        project = client.find_project(cfg.project_title)
+        if project is None:
+            return
+        changed = repair_project(client, int(project["id"]),
+                                 expected_state(cfg.project_title, cfg.annotators_required, cfg.handout))
+    if changed:
+        progress(f"repaired the demo's Label Studio project: {hold_reason(changed, int(project['id']))}")
+
+
 def run_demo(params: Params, timeout_s: float = 840.0, images: int = 24, stack: LocalStack | None = None,
              quiet: bool = False) -> dict[str, Any]:
     progress = Progress(quiet)
@@ -94,6 +113,7 @@ def run_demo(params: Params, timeout_s: float = 840.0, images: int = 24, stack: 
         stack.up(log=lambda m: progress(m.strip()))
     n = seed_samples(stack, params, images)
     progress(f"seeded {n} sample files into s3://{params.store.bucket}/{params.store.inputs_prefix}/{DEMO_INPUT}/")
+    _repair_demo_project(stack, params, progress)
 
     creds = stack.airflow.credentials()
     api = AirflowAPI(creds["url"], creds["username"], creds["password"])
