@@ -324,6 +324,11 @@ class Flow:
         manifest = self.get("manifest", shard)
         with self._client() as client:
             project = ensure_project(client, cfg.project_title, cfg.annotators_required, cfg.handout)
+            hold = self.project_hold(client, int(project["id"]))
+            if hold is not None:  # never hand new questions to a project that is not as the platform set it
+                from pipelines.config import Refused
+
+                raise Refused(f"push refused: {hold} (look, then `hopchain project repair`, then clear this task)")
             uris = dict(zip(manifest["image_id"].to_pylist(), manifest["uri"].to_pylist(), strict=True))
             image_refs, image_ref = self._image_refs(client, int(project["id"]), uris)
             report = push_questions(client, int(project["id"]), questions.to_pylist(), image_ref, batch_id,

@@ -200,6 +200,16 @@ def test_a_changed_project_holds_its_batches_until_repaired(label_studio, object
     assert "show_annotation_history false -> true" in reason and "webhook added" in reason and "\n" not in reason
     held = flow.ledger.batch(batch.batch_id)
     assert held is not None and held.held == reason and held.status == "open"
+    # the next night's push into the changed project is refused (no new questions go to it), one line
+    from pipelines.config import Refused
+
+    flow.put("manifest", 1, flow.get("manifest", 0))
+    flow.put("questions", 1, tables["questions"])
+    with pytest.raises(Refused, match=f"push refused: project {pid} changed outside the platform"):
+        flow.push(1)
+    from pipelines.ledger import batch_id_for
+
+    assert flow.ledger.batch(batch_id_for(flow.run_id, 1)) is None  # nothing recorded as pushed
 
     monkeypatch.setenv("HOPCHAIN_LS_URL", admin.url)
     monkeypatch.setenv("HOPCHAIN_LS_TOKEN", admin.token)
