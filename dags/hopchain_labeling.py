@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from airflow.sdk import dag, task
 
@@ -23,7 +24,13 @@ minute, over every open batch:
    platform: its batches are **held** until `hopchain project repair`.
 
 Idempotent: a pass over unchanged tasks writes and sends nothing, so retries, restarts and a pass of the
-`hopchain_annotations` decision at the same time are safe. The annotation wait only watches.
+`hopchain_annotations` decision at the same time are safe. The annotation wait (`hopchain_annotations`'
+`wait`) only watches. The same pass also runs once in each decision, before it decides, and between the
+demo's simulated answers.
+
+One run at a time (`max_active_runs=1`), no catch-up: a run that overlaps the next minute delays it and a
+missed minute is not made up (the next pass sees everything anyway). A pass is short: it times out after
+5 minutes and is retried twice, like every HopChain task.
 """
 
 
@@ -33,13 +40,13 @@ Idempotent: a pass over unchanged tasks writes and sends nothing, so retries, re
     start_date=START_DATE,
     catchup=False,
     max_active_runs=1,
-    default_args=default_args(retry_delay_s=10, execution_timeout=timedelta(minutes=10)) | {"retries": 1},
+    default_args=default_args(retry_delay_s=10, execution_timeout=timedelta(minutes=5)),
     tags=["hopchain", "annotation", "label-studio"],
     doc_md=DOC,
 )
-def hopchain_labeling():
+def hopchain_labeling() -> None:
     @task
-    def tend(**context) -> dict:
+    def tend(**context: Any) -> dict[str, Any]:
         from hopchain_airflow.runtime import run_task
 
         return run_task(context, lambda flow: flow.tend())

@@ -1,4 +1,4 @@
-"""What the three HopChain DAGs share: start date and task defaults (retries with backoff, timeouts)."""
+"""What the HopChain DAGs share: start date and task defaults (retries with backoff, timeouts)."""
 
 from __future__ import annotations
 

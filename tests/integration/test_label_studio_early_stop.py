@@ -84,7 +84,8 @@ def tend_once(admin: LabelStudioClient, pid: int, early_stop: bool = True, hando
     """One pass of the one module that acts on tasks (what ``hopchain_labeling`` runs every minute), then
     what the annotation wait's trigger sees (it only reads): the trigger's event with the pass's
     ``opened`` / ``withdrawn``."""
-    report = tend(admin, Tending([BatchRef(pid, b) for b in batches], 4, handout, early_stop))  # type: ignore[arg-type]
+    report = tend(admin, Tending(batches=[BatchRef(pid, b) for b in batches], required=4,
+                                 handout=handout, early_stop=early_stop))  # type: ignore[arg-type]
     before = {int(t["id"]): (t["overlap"], t["is_labeled"]) for t in admin.iter_tasks(pid, fields="task_only")}
     event = wait_once(pid, early_stop, handout)
     after = {int(t["id"]): (t["overlap"], t["is_labeled"]) for t in admin.iter_tasks(pid, fields="task_only")}
@@ -102,7 +103,7 @@ def answer(client: LabelStudioClient, task_id: int, value: object, verdict: str 
 
 def test_serial_handout_gives_a_task_to_one_annotator_at_a_time_and_stops_it_at_its_first_disagreement(setup):
     """Everything through ``/next``, as people work: a pushed task goes to one annotator; after each
-    agreeing answer the trigger's poll opens it to exactly one more; after two different answers a
+    agreeing answer the labeling pass opens it to exactly one more; after two different answers a
     fifth annotator never receives it; three equal answers stay available for the fourth."""
     _, admin, people = setup
     p0, p1, p2, p3, p4 = people
@@ -115,7 +116,7 @@ def test_serial_handout_gives_a_task_to_one_annotator_at_a_time_and_stops_it_at_
     holder = {qid_of(first): p0, qid_of(second): p1}
     answer(holder["x"], int(split["id"]), 3)
     answer(holder["y"], int(agree["id"]), 3)
-    assert p2.next_task(pid) is None  # answered: closed until the poll sees the answers agree
+    assert p2.next_task(pid) is None  # answered: closed until the labeling pass sees the answers agree
 
     event = tend_once(admin, pid)
     assert (event["opened"], event["withdrawn"], event["complete"]) == (2, 0, 0)

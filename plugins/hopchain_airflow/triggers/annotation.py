@@ -10,39 +10,95 @@ triggerer, or two of them, cannot act twice, and labeling advances whether or no
 
 Completion is counted from the annotations themselves (:mod:`pipelines.annotation.completion`, the
 stopped questions of :mod:`pipelines.annotation.early_stop` counting as complete), never from Label
-Studio's stored counters. Connection errors, 5xx answers (Label Studio restarting) and garbled bodies
-are logged and the polling goes on until the deadline; a 4xx (bad token, unknown project) fails the
-trigger. One trigger waits for all open batches (``batches``: ``[{"project_id", "batch", "deadline"}]``)
-and fires once every batch is complete or past its own deadline.
+Studio's stored counters. It counts every annotation, also one that the labeling pass does not count
+(:mod:`pipelines.annotation.integrity` needs the journal and the annotator registry, which a trigger does
+not read): a batch it reports complete may still have items that the decision keeps pending and the
+labeling pass sends back for a fresh answer. Connection errors, 5xx answers (Label Studio restarting)
+and garbled bodies are logged and the polling goes on until the deadline; a 4xx (bad token, unknown
+project) fails the trigger. One trigger waits for all open batches (``batches``: ``[{"project_id",
+"batch", "deadline"}]``) and fires once every batch is complete or past its own deadline.
 
-Event (JSON): ``{"status": "complete" | "deadline", "batches": [{"status", "project_id", "batch",
-"deadline", "total", "complete", "incomplete", "required", "counter_mismatches", "stopped"}, ...],
-"total", "complete", "incomplete", "stopped", "counter_mismatches", "required", "polls", "errors",
-"last_error"}`` (totals over the batches; with one batch also its ``project_id`` and ``batch``). At a
-deadline the complete items go on and the rest stay pending for the next run. The single-batch form
-``(project_id, batch, deadline)`` and the acting kwargs of earlier versions (``handout``,
-``hand_out_later_batches``) are still accepted, so a trigger serialized by them rebuilds; they no
-longer do anything.
+One event (JSON, :class:`AnnotationEvent`): ``{"status": "complete" | "deadline", "batches": [{"status",
+"project_id", "batch", "deadline", "required", "total", "complete", "incomplete", "counter_mismatches",
+"stopped"}, ...], "required", "total", "complete", "incomplete", "counter_mismatches", "stopped", "polls",
+"errors", "last_error"}`` (totals over the batches; with one batch also its ``project_id`` and ``batch``). It
+says nothing about tasks opened or withdrawn: the trigger does neither. At a deadline the complete items go
+on and the rest stay pending for the next run. The single-batch form ``(project_id, batch, deadline)`` and
+the acting kwargs of earlier versions (``handout``, ``hand_out_later_batches``) are still accepted, so a
+trigger serialized by them rebuilds; the acting ones are ignored.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal, NotRequired, Protocol, TypedDict, get_args
 
 import httpx
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 from label_studio_sdk.core.api_error import ApiError
 from label_studio_sdk.core.parse_error import ParsingError
 
-from pipelines.annotation.client import AsyncLabelStudioClient
 from pipelines.annotation.completion import CompletionSummary, summarize_completion
 from pipelines.annotation.early_stop import stopped_questions
-from pipelines.annotation.handout import HANDOUTS, Handout
 
 CLASSPATH = "hopchain_airflow.triggers.annotation.AnnotationCompleteTrigger"
+
+EventStatus = Literal["complete", "deadline"]
+EVENT_STATUSES: tuple[EventStatus, ...] = get_args(EventStatus)
+COUNTS = ("total", "complete", "incomplete", "counter_mismatches", "stopped")
+
+
+class TaskReader(Protocol):
+    """All the trigger may call: listing tasks (:meth:`AsyncLabelStudioClient.iter_tasks
+    <pipelines.annotation.client.AsyncLabelStudioClient.iter_tasks>`). It has no method that changes one."""
+
+    def iter_tasks(
+        self, project_id: int, batch: str | None = None, fields: str = "all", page_size: int = 500,
+    ) -> AsyncIterator[dict[str, Any]]: ...
+
+
+class WaitedBatch(TypedDict):
+    """One batch the trigger waits for (its serialized form)."""
+
+    project_id: int
+    batch: str
+    deadline: str  # ISO-8601 in UTC
+
+
+class BatchResult(TypedDict):
+    """Where one batch stood when the event fired. The counts are ``None`` when no poll of the batch
+    succeeded (Label Studio down until the deadline)."""
+
+    status: EventStatus
+    project_id: int
+    batch: str
+    deadline: str
+    required: int
+    total: int | None
+    complete: int | None
+    incomplete: int | None
+    counter_mismatches: int | None
+    stopped: int | None
+
+
+class AnnotationEvent(TypedDict):
+    """The trigger's one event (JSON). The counts are sums over ``batches`` (``None`` if any is)."""
+
+    status: EventStatus  # complete: every batch complete; deadline: at least one past its deadline, not complete
+    batches: list[BatchResult]
+    required: int
+    total: int | None
+    complete: int | None
+    incomplete: int | None
+    counter_mismatches: int | None
+    stopped: int | None
+    polls: int  # successful polls of every batch not yet complete
+    errors: int  # polls that failed (5xx, garbled body, connection error)
+    last_error: str | None
+    project_id: NotRequired[int]  # with one batch: its project and name
+    batch: NotRequired[str]
 
 
 class AnnotationCompleteTrigger(BaseTrigger):
@@ -52,7 +108,9 @@ class AnnotationCompleteTrigger(BaseTrigger):
     ``batches``: ``[{"project_id": int, "batch": str, "deadline": str}]``; or one batch as
     ``project_id, batch, deadline``. ``conn_id`` names the Label Studio connection
     (``AIRFLOW_CONN_<ID>`` works too); it is resolved in the triggerer, so no token travels in the
-    serialized kwargs.
+    serialized kwargs. ``early_stop``: a task whose answers can no longer be unanimous counts as
+    complete (as the decision counts it). ``handout`` and ``hand_out_later_batches`` are accepted
+    from triggers serialized by earlier versions, which acted on tasks; they are ignored.
     """
 
     def __init__(
@@ -66,11 +124,12 @@ class AnnotationCompleteTrigger(BaseTrigger):
         page_size: int = 500,
         request_timeout_s: float = 30.0,
         early_stop: bool = True,
-        handout: str = "serial",
-        batches: list[dict[str, Any]] | None = None,
-        hand_out_later_batches: bool = True,
+        handout: str | None = None,
+        batches: Sequence[Mapping[str, Any]] | None = None,
+        hand_out_later_batches: bool | None = None,
     ) -> None:
         super().__init__()
+        del handout, hand_out_later_batches  # earlier versions acted on tasks; acting is tend's alone now
         if not conn_id:
             raise ValueError("AnnotationCompleteTrigger needs a Label Studio conn_id")
         if batches is None:
@@ -79,9 +138,7 @@ class AnnotationCompleteTrigger(BaseTrigger):
             batches = [{"project_id": project_id, "batch": batch, "deadline": deadline}]
         if not batches:
             raise ValueError("AnnotationCompleteTrigger needs at least one batch")
-        if handout not in HANDOUTS:
-            raise ValueError(f"handout must be one of {HANDOUTS}, not {handout!r}")
-        self.batches: list[dict[str, Any]] = [
+        self.batches: list[WaitedBatch] = [
             {"project_id": int(b["project_id"]), "batch": str(b["batch"]),
              "deadline": _parse_deadline(b["deadline"]).isoformat()}
             for b in batches
@@ -92,12 +149,10 @@ class AnnotationCompleteTrigger(BaseTrigger):
         self.page_size = int(page_size)
         self.request_timeout_s = float(request_timeout_s)
         self.early_stop = bool(early_stop)
-        self.handout: Handout = handout  # type: ignore[assignment]
-        self.hand_out_later_batches = bool(hand_out_later_batches)  # accepted from earlier versions; unused
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return CLASSPATH, {
-            "batches": self.batches,
+            "batches": [dict(b) for b in self.batches],
             "poll_interval_s": self.poll_interval_s,
             "required": self.required,
             "conn_id": self.conn_id,
@@ -106,50 +161,58 @@ class AnnotationCompleteTrigger(BaseTrigger):
             "early_stop": self.early_stop,
         }
 
-    async def poll_batch(self, client: AsyncLabelStudioClient, project_id: int, batch: str) -> CompletionSummary:
+    async def poll_batch(self, client: TaskReader, project_id: int, batch: str) -> CompletionSummary:
         """Fetch every task of one batch (with annotations) and count where it stands; changes nothing."""
         tasks = [t async for t in client.iter_tasks(project_id, batch, "all", self.page_size)]
         stopped = stopped_questions(tasks, self.required) if self.early_stop else {}
         return summarize_completion(tasks, self.required, stopped)
 
-    async def poll_once(self, client: AsyncLabelStudioClient, summaries: dict[str, CompletionSummary]) -> None:
+    async def poll_once(self, client: TaskReader, summaries: dict[tuple[int, str], CompletionSummary]) -> None:
         """One poll of every batch not yet complete (a batch past its deadline is still counted: people
-        may still be answering it)."""
+        may still be answering it). ``summaries`` is keyed by ``(project_id, batch)``."""
         for b in self.batches:
-            done = summaries.get(b["batch"])
+            key = (b["project_id"], b["batch"])
+            done = summaries.get(key)
             if done is not None and done.all_complete:
                 continue
-            summaries[b["batch"]] = await self.poll_batch(client, b["project_id"], b["batch"])
+            summaries[key] = await self.poll_batch(client, b["project_id"], b["batch"])
 
-    def _event(
-        self, summaries: dict[str, CompletionSummary], polls: int, errors: int, last_error: str | None
-    ) -> TriggerEvent:
-        per_batch = []
-        totals: dict[str, Any] = {"required": self.required, "total": 0, "complete": 0, "incomplete": 0,
-                                  "counter_mismatches": 0, "stopped": 0}
+    def event_payload(
+        self, summaries: Mapping[tuple[int, str], CompletionSummary], polls: int, errors: int, last_error: str | None
+    ) -> AnnotationEvent:
+        """The event for where the batches stand (see :class:`AnnotationEvent`)."""
+        per_batch: list[BatchResult] = []
+        totals: dict[str, int | None] = dict.fromkeys(COUNTS, 0)
         for b in self.batches:
-            summary = summaries.get(b["batch"])
-            counts: dict[str, Any] = summary.as_dict() if summary else {
-                "required": self.required, "total": None, "complete": None, "incomplete": None,
-                "counter_mismatches": None, "stopped": None}
+            summary = summaries.get((b["project_id"], b["batch"]))
+            counts: dict[str, int | None] = (
+                {k: int(getattr(summary, k)) for k in COUNTS} if summary is not None else dict.fromkeys(COUNTS)
+            )
             complete = summary is not None and summary.all_complete
-            per_batch.append({"status": "complete" if complete else "deadline", "project_id": b["project_id"],
-                              "batch": b["batch"], "deadline": b["deadline"], **counts})
-            for k in ("total", "complete", "incomplete", "counter_mismatches", "stopped"):
-                if counts[k] is None:
-                    totals[k] = None
-                elif totals[k] is not None:
-                    totals[k] += counts[k]
-        status = "complete" if all(p["status"] == "complete" for p in per_batch) else "deadline"
-        single = {"project_id": self.batches[0]["project_id"], "batch": self.batches[0]["batch"]} \
-            if len(self.batches) == 1 else {}
-        return TriggerEvent({"status": status, **single, **totals, "batches": per_batch, "polls": polls,
-                             "errors": errors, "last_error": last_error})
+            per_batch.append({
+                "status": "complete" if complete else "deadline", "project_id": b["project_id"],
+                "batch": b["batch"], "deadline": b["deadline"], "required": self.required,
+                "total": counts["total"], "complete": counts["complete"], "incomplete": counts["incomplete"],
+                "counter_mismatches": counts["counter_mismatches"], "stopped": counts["stopped"],
+            })
+            for k in COUNTS:
+                have, add = totals[k], counts[k]
+                totals[k] = None if have is None or add is None else have + add
+        event: AnnotationEvent = {
+            "status": "complete" if all(r["status"] == "complete" for r in per_batch) else "deadline",
+            "batches": per_batch, "required": self.required,
+            "total": totals["total"], "complete": totals["complete"], "incomplete": totals["incomplete"],
+            "counter_mismatches": totals["counter_mismatches"], "stopped": totals["stopped"],
+            "polls": polls, "errors": errors, "last_error": last_error,
+        }
+        if len(self.batches) == 1:
+            event["project_id"], event["batch"] = self.batches[0]["project_id"], self.batches[0]["batch"]
+        return event
 
-    def _finished(self, summaries: dict[str, CompletionSummary]) -> bool:
+    def _finished(self, summaries: Mapping[tuple[int, str], CompletionSummary]) -> bool:
         now = datetime.now(UTC)
         for b in self.batches:
-            summary = summaries.get(b["batch"])
+            summary = summaries.get((b["project_id"], b["batch"]))
             if not (summary is not None and summary.all_complete) and _parse_deadline(b["deadline"]) > now:
                 return False
         return True
@@ -157,7 +220,7 @@ class AnnotationCompleteTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         from hopchain_airflow.hooks.label_studio import LabelStudioHook
 
-        summaries: dict[str, CompletionSummary] = {}
+        summaries: dict[tuple[int, str], CompletionSummary] = {}
         polls = errors = 0
         last_error: str | None = None
         last_deadline = max(_parse_deadline(b["deadline"]) for b in self.batches)
@@ -169,8 +232,9 @@ class AnnotationCompleteTrigger(BaseTrigger):
                     polls += 1
                     self.log.info("%s", "; ".join(
                         f"batch {b['batch']} of project {b['project_id']}: "
-                        f"{summaries[b['batch']].complete}/{summaries[b['batch']].total} complete"
-                        for b in self.batches if b["batch"] in summaries))
+                        f"{summaries[b['project_id'], b['batch']].complete}/"
+                        f"{summaries[b['project_id'], b['batch']].total} complete"
+                        for b in self.batches if (b["project_id"], b["batch"]) in summaries))
                 except ApiError as err:
                     if err.status_code is not None and 400 <= err.status_code < 500:
                         raise  # a wrong token or project does not heal by waiting
@@ -184,7 +248,7 @@ class AnnotationCompleteTrigger(BaseTrigger):
                     self.log.warning("Label Studio unreachable (%s); polling on until %s", last_error,
                                      last_deadline.isoformat())
                 if self._finished(summaries):
-                    yield self._event(summaries, polls, errors, last_error)
+                    yield TriggerEvent(self.event_payload(summaries, polls, errors, last_error))
                     return
                 remaining = (last_deadline - datetime.now(UTC)).total_seconds()
                 await asyncio.sleep(max(0.0, min(self.poll_interval_s, remaining)))

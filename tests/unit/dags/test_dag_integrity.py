@@ -36,7 +36,9 @@ def test_dagbag_has_no_import_errors(tmp_path: Path) -> None:
         f"bag = DagBag(dag_folder={str(REPO / 'dags')!r})\n"
         "print(json.dumps({'errors': {k: v[-2000:] for k, v in bag.import_errors.items()},\n"
         "  'dags': {d.dag_id: {'tags': sorted(d.tags), 'doc': bool(d.doc_md), 'tasks': [t.task_id for t in d.tasks],\n"
-        "   'max_active_runs': d.max_active_runs} for d in bag.dags.values()}}))\n"
+        "   'max_active_runs': d.max_active_runs, 'schedule': str(d.schedule), 'catchup': d.catchup,\n"
+        "   'timeouts': {t.task_id: t.execution_timeout and t.execution_timeout.total_seconds() for t in d.tasks},\n"
+        "   'retries': {t.task_id: t.retries for t in d.tasks}} for d in bag.dags.values()}}))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], env=_env(tmp_path), capture_output=True, text=True, timeout=180)
     assert out.returncode == 0, out.stderr[-3000:]
@@ -47,6 +49,9 @@ def test_dagbag_has_no_import_errors(tmp_path: Path) -> None:
     for dag_id, d in dags.items():
         assert d["tags"] and d["doc"], f"{dag_id} needs tags and doc_md"
         assert d["max_active_runs"] == 1
+    labeling = dags["hopchain_labeling"]  # the one labeling pass: every minute, one at a time, short, retried
+    assert (labeling["tasks"], labeling["schedule"], labeling["catchup"]) == (["tend"], "0:01:00", False)
+    assert 0 < labeling["timeouts"]["tend"] <= 600 and labeling["retries"]["tend"] >= 1
     nightly = dags["hopchain_nightly"]["tasks"]
     assert {"ingest", "shard.detect", "shard.segment", "shard.questions", "shard.validate", "shard.push"} <= set(nightly)
 
