@@ -65,6 +65,10 @@ def test_dag_test_of_each_dag_against_the_real_services(local_stack, demo_releas
     assert nightly["tasks"]["announce"] == "success"
     assert sum(1 for t in nightly["tasks"] if t.startswith("shard.push[")) == 2
 
+    # the labeling pass over the batches just pushed (what the scheduler runs every minute)
+    labeling = _dag_test(local_stack, tmp_path, "hopchain_labeling", {})
+    assert labeling == {"state": "success", "tasks": {"tend": "success"}}, labeling
+
     annotations = _dag_test(local_stack, tmp_path, "hopchain_annotations", {})
     assert annotations["state"] == "success", annotations
     assert annotations["tasks"]["decide"] == "success" and annotations["tasks"]["wait"] == "success"
