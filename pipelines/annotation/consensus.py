@@ -39,6 +39,7 @@ from pipelines.annotation.validate import (
     AnnotationRecord,
     InvalidAnnotation,
     annotation_reject,
+    lead_time_seconds,
     parse_time,
 )
 from pipelines.contracts import canonical_number, to_table
@@ -333,7 +334,6 @@ def records_from_table(table: pa.Table) -> tuple[list[AnnotationRecord], list[Re
                 if row["submitted_at"] is not None
                 else datetime(1970, 1, 1, tzinfo=UTC)
             )
-            lead = row.get("lead_time_s")
             ann_id = row.get("annotation_id")
             records.append(
                 AnnotationRecord(
@@ -342,7 +342,7 @@ def records_from_table(table: pa.Table) -> tuple[list[AnnotationRecord], list[Re
                     answer,
                     verdict,
                     submitted,
-                    float(lead) if lead is not None else None,
+                    lead_time_seconds(row.get("lead_time_s")),
                     "",
                     int(ann_id) if ann_id is not None else i,
                 )

@@ -100,11 +100,15 @@ def parse_time(value: Any) -> datetime:
         raise ValueError(f"not a timestamp: {str(value)[:40]!r} ({err})") from None
 
 
-def _lead_time(value: Any) -> float | None:
-    """Label Studio's ``lead_time`` (seconds) when it is a finite non-negative number, else None."""
+def lead_time_seconds(value: Any) -> float | None:
+    """Time spent on an annotation (Label Studio's ``lead_time``, seconds) when it is a finite
+    non-negative number; None for anything else (NaN, inf, a huge integer, text, a boolean). Never raises."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    v = float(value)
+    try:
+        v = float(value)
+    except OverflowError:  # an integer beyond float range
+        return None
     return v if math.isfinite(v) and v >= 0 else None
 
 
@@ -236,7 +240,7 @@ def validate_task_annotations(
                     answer=answer,
                     verdict=verdict,
                     submitted_at=submitted,
-                    lead_time_s=_lead_time(ann.get("lead_time")),
+                    lead_time_s=lead_time_seconds(ann.get("lead_time")),
                     comment=comment,
                     annotation_id=_int_or_none(ann.get("id")),
                     task_id=int(task["id"]) if task.get("id") is not None else None,

@@ -35,6 +35,20 @@ CASES = [
     (float("nan"), NON_NUMERIC), (float("inf"), NON_NUMERIC), (True, NON_NUMERIC), (None, NON_NUMERIC),
     ("", NON_NUMERIC), ("three", NON_NUMERIC), ({"n": 3}, NON_NUMERIC), ([], NON_NUMERIC), (["1", "2"], NON_NUMERIC),
     ("1,2,3", AMBIGUOUS), ("1.2.3", AMBIGUOUS), ("1,2.3", AMBIGUOUS), ("1 00", AMBIGUOUS), ("1" * 10_000, TOO_LONG),
+    # one comma + exactly three digits after a non-zero lead is thousands; any other single comma is decimal
+    ("1,500", "1500"), ("1,5000", "1.5"), ("1,50", "1.5"), ("0,500", "0.5"), (",5", "0.5"), ("1.000", "1"),
+    ("1.234.567,89", "1234567.89"), ("1 000,5", "1000.5"), ("1\u3000000", "1000"), ("-1'234.5", "-1234.5"),
+    ("0.500,5", AMBIGUOUS), ("0 500", AMBIGUOUS), ("1 000'000", AMBIGUOUS), ("1,000 000", AMBIGUOUS),
+    ("1,000,5", AMBIGUOUS), ("2,5e3", AMBIGUOUS), ("--3", AMBIGUOUS), ("5-3", AMBIGUOUS),
+    # invisible marks around copied text, other spaces, dashes used as minus
+    ("\u200f\u0663", "3"), ("\ufeff3", "3"), ("3\u200b", "3"), ("\u20023\u2003", "3"), ("\u20133", "-3"),
+    ("\uff11\uff0c\uff15", "1.5"), ("\uff12\uff45\uff13", "2000"),
+    # exponents are bounded; so are significant digits (never silently rounded)
+    ("2.5E-2", "0.025"), ("1e14", "100000000000000"), ("1e15", OUT_OF_RANGE), ("1e-16", OUT_OF_RANGE),
+    ("1" * 28, OUT_OF_RANGE), ("1234567890.123456789012345678", "1234567890.123456789012345678"),
+    ("1234567890.1234567890123456789", OUT_OF_RANGE), ("1e999999999999999999999", OUT_OF_RANGE),
+    (1e300, OUT_OF_RANGE), (5e-324, OUT_OF_RANGE), (0.1, "0.1"), (-0.0, "0"), (10**15 - 1, "999999999999999"),
+    ("3 cups", NON_NUMERIC), ("\u00b2", NON_NUMERIC), ("e", NON_NUMERIC), ("-", NON_NUMERIC), ("\u200b", NON_NUMERIC),
 ]
 
 
@@ -66,6 +80,26 @@ def test_random_text_is_a_value_or_a_reason(text):
     if got.value is not None:
         assert parse_answer(got.value).value == got.value  # canonical values round-trip
         assert canonical_number(got.value) == got.value  # and agree with the release's rule
+
+
+@FAST
+@given(st.text(alphabet="0123456789,.'- eE+\u2212\u0663\uff13\u00a0\u2009\u200f", max_size=24))
+def test_number_like_text_is_a_value_or_a_reason(text):
+    # mostly digits and separators: exercises the grouping / decimal-comma rules far more than st.text()
+    got = parse_answer(text)
+    assert (got.value is None) != (got.code is None)
+    if got.value is not None:
+        assert parse_answer(got.value).value == got.value
+        assert canonical_number(got.value) == got.value
+    else:
+        assert got.code in {NON_NUMERIC, AMBIGUOUS, OUT_OF_RANGE} and got.detail
+
+
+@FAST
+@given(st.decimals(min_value=-10**14, max_value=10**14, places=6, allow_nan=False, allow_infinity=False))
+def test_plain_numbers_agree_with_canonical_number(d):
+    assert parse_answer(str(d)).value == canonical_number(str(d))
+    assert parse_answer(f"{d:,}").value == canonical_number(str(d))  # with thousands commas
 
 
 JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
@@ -134,11 +168,19 @@ ANNOTATION = st.one_of(JSON, st.fixed_dictionaries({
 def test_validate_task_annotations_never_raises(anns):
     records, rejects = validate_task_annotations([{"id": 1, "data": {"question_id": "q"}, "annotations": anns}])
     assert len(records) + len(rejects) == len(anns)
-    for r in records:
-        assert r.lead_time_s is None or (math.isfinite(r.lead_time_s) and r.lead_time_s >= 0)
-    for r in rejects:
-        assert r.code and r.detail
-        json.loads(r.raw)
+    for record in records:
+        assert record.lead_time_s is None or (math.isfinite(record.lead_time_s) and record.lead_time_s >= 0)
+    for reject in rejects:
+        assert reject.code and reject.detail
+        json.loads(reject.raw)
+
+
+@pytest.mark.parametrize("lead", [float("nan"), float("inf"), -1.0, 10**400, "12", True, None])
+def test_a_lead_time_that_is_no_duration_is_none(lead):
+    ann = {"id": 1, "completed_by": 1, "created_at": "2026-12-01T00:00:00Z", "lead_time": lead,
+           "result": [{"from_name": ANSWER_FIELD, "to_name": "image", "type": "number", "value": {"number": "2,5"}}]}
+    records, rejects = validate_task_annotations([{"id": 1, "data": {"question_id": "q"}, "annotations": [ann]}])
+    assert not rejects and records[0].lead_time_s is None and records[0].answer == "2.5"
 
 
 ROW = st.fixed_dictionaries({
@@ -160,3 +202,5 @@ def test_records_from_table_never_raises(rows):
     assert len(records) + len(rejects) == len(rows)
     assert all(r.code for r in rejects)
     assert all(isinstance(r.submitted_at, datetime) for r in records)
+    assert all(r.lead_time_s is None or math.isfinite(r.lead_time_s) for r in records)
+    assert all(r.answer is None or parse_answer(r.answer).value == r.answer for r in records)
