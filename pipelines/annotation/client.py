@@ -324,7 +324,8 @@ class AsyncLabelStudioClient:
         return [as_json(h) for h in hooks]
 
     async def set_task_overlap(self, task_id: int, overlap: int, is_labeled: bool) -> dict[str, Any]:
-        """Like :meth:`LabelStudioClient.set_task_overlap`, asynchronously (the trigger's handout)."""
+        """Like :meth:`LabelStudioClient.set_task_overlap`, asynchronously (for async callers; the annotation
+        wait's trigger never changes a task)."""
         return as_json(await self.sdk.tasks.update(str(int(task_id)), overlap=max(1, int(overlap)),
                                                    is_labeled=bool(is_labeled)))
 

@@ -198,7 +198,7 @@ def check_project(client: ProjectReader, project_id: int, expected: ProjectState
 
 async def check_project_async(client: AsyncProjectReader, project_id: int, expected: ProjectState) -> list[Drift]:
     """:func:`check_project` on an asynchronous client
-    (:class:`~pipelines.annotation.client.AsyncLabelStudioClient`: the trigger's loop)."""
+    (:class:`~pipelines.annotation.client.AsyncLabelStudioClient`), for an async caller."""
     try:
         project = await client.get_project(int(project_id))
     except LabelStudioError as err:

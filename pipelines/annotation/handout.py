@@ -14,8 +14,8 @@ agreement threshold: one extra annotator at a time):
   ``overlap = 1`` and ``/next`` hands it to one annotator; ``show_overlap_first`` makes the stream
   serve tasks that already have answers (``overlap > 1``) before fresh ones, so questions finish
   rather than pile up half-answered;
-* the process that already polls Label Studio (the annotation wait's trigger; each decision and the
-  demo's simulation too) *reconciles* every task of its batches after each poll: a task whose
+* the labeling pass (:mod:`pipelines.annotation.tend`: DAG ``hopchain_labeling`` every minute, each
+  decision, and the demo's simulation) *reconciles* every task of the open batches: a task whose
   counted answers can still be unanimous and has fewer than ``required`` gets
   ``overlap = answers + 1`` (open to exactly one more annotator); a task stopped early keeps
   ``overlap = answers`` and ``is_labeled`` (withdrawn: :mod:`pipelines.annotation.early_stop`);
@@ -24,12 +24,12 @@ agreement threshold: one extra annotator at a time):
 
 Cost: one ``PATCH /api/tasks/<id>`` per answer, and each question waits up to one poll between its
 answers (annotators meanwhile work on other questions; only the last questions of a batch wait).
-Without a poller a serial task stops after one answer, so serial needs the wait (or a decision) to
-run while people work, which the annotation DAG does. ``parallel`` is the previous behaviour
+Without a pass a serial task stops after one answer, so serial needs ``hopchain_labeling`` unpaused
+while people work (it runs whether or not a wait is deferred). ``parallel`` is the previous behaviour
 (``overlap = required`` at once; the early stop then only withdraws what nobody holds yet).
 
-:func:`plan` is pure (the sync client, the async trigger and the simulation all call it);
-:func:`reconcile` applies it with the synchronous client.
+:func:`plan` is pure (the labeling pass applies it; the annotation wait's trigger only reads the
+same completion counts); :func:`reconcile` applies it with the synchronous client.
 """
 
 from __future__ import annotations
