@@ -49,14 +49,6 @@ def only_event(trigger: AnnotationCompleteTrigger) -> dict[str, Any]:
 
 
 @pytest.fixture
-def fake_ls(monkeypatch: pytest.MonkeyPatch) -> Iterator[ScriptedLabelStudio]:
-    server = ScriptedLabelStudio()
-    monkeypatch.setenv("AIRFLOW_CONN_LS_TEST", server.connection("tok-1"))
-    yield server
-    server.close()
-
-
-@pytest.fixture
 def reader(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[ScriptedTaskReader]]:
     """Give the trigger a :class:`ScriptedTaskReader` instead of the client the hook would build: append
     one to the yielded list before running the trigger."""

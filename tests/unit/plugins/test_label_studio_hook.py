@@ -5,21 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 
 import pytest
 
 from tests.support.scripted_label_studio import ScriptedLabelStudio
 
 pytestmark = pytest.mark.unit
-
-
-@pytest.fixture
-def fake_ls(monkeypatch: pytest.MonkeyPatch) -> Iterator[ScriptedLabelStudio]:
-    server = ScriptedLabelStudio()
-    monkeypatch.setenv("AIRFLOW_CONN_LS_TEST", server.connection("tok-1"))
-    yield server
-    server.close()
 
 
 def test_hook_builds_client_from_connection(monkeypatch: pytest.MonkeyPatch) -> None:
