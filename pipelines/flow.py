@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import cached_property
@@ -503,15 +503,16 @@ class Flow:
         totals = Decisions(batches=[])
         registry = self.registry()
         names = {a.user_id: a.email for a in registry.annotators}
-        try:
-            client_cm = self._client()
-            client = client_cm.__enter__()
-            platform = frozenset({int(client.whoami()["id"])})
-        except (LabelStudioError, OSError, httpx.HTTPError) as err:
-            log.warning("Label Studio unreachable (%s: %s): deciding from the annotation journal alone",
-                        type(err).__name__, err)
-            client_cm, client, platform = None, None, frozenset()
-        try:
+        with ExitStack() as stack:
+            client: Any = None
+            platform: frozenset[int] = frozenset()
+            try:
+                client = stack.enter_context(self._client())
+                platform = frozenset({int(client.whoami()["id"])})
+            except (LabelStudioError, OSError, httpx.HTTPError) as err:
+                log.warning("Label Studio unreachable (%s: %s): deciding from the annotation journal alone",
+                            type(err).__name__, err)
+                client = None
             holds: dict[int, str | None] = {}
             for b in open_batches.batches:
                 if b.project_id is None:
@@ -525,9 +526,6 @@ class Flow:
                     totals.held[b.batch_id] = reason
                     continue
                 self._decide_batch(client, b, registry, names, platform, totals)
-        finally:
-            if client_cm is not None:
-                client_cm.__exit__(None, None, None)
         return totals
 
     def _decide_batch(self, client: Any, b: BatchRecord, registry: Any, names: dict[int, str],

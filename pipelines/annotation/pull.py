@@ -9,7 +9,6 @@ cancelled and ignored annotations with their reasons) and ``annotator_stats``.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -82,6 +81,7 @@ class PullResult:
     journaled: int = 0  # annotation snapshots this decision appended to the journal
     source: str = "label-studio"  # where the annotations were read: "label-studio" or "journal" (store alone)
     snapshots: dict[int, str] = field(default_factory=dict)  # annotation id -> its journaled version (sha256)
+    uncounted_ids: set[int] = field(default_factory=set)  # ids of the annotations in ``uncounted``
 
     @property
     def rejects(self) -> list[Reject]:
@@ -159,8 +159,8 @@ def decide_tasks(
     if view is None:
         view = view_of(tasks)
     findings = integrity.check(view, registry, platform)
-    uncounted = [f.reject() for f in findings.values()
-                 if str(f.question_id) in generated_answers]
+    mine = {aid: f for aid, f in findings.items() if str(f.question_id) in generated_answers}
+    uncounted = [f.reject() for f in mine.values()]
     wanted = [counted_view(t, set(findings)) for t in tasks
               if str((t.get("data") or {}).get("question_id")) in generated_answers]
     users = {a.get("completed_by") for t in wanted for a in t.get("annotations") or []}
@@ -169,6 +169,7 @@ def decide_tasks(
     result = decide(records, generated_answers, required, early_stop)
     out = PullResult(result, invalid, len(wanted))
     out.uncounted = sorted(uncounted, key=lambda r: r.item_id)
+    out.uncounted_ids = set(mine)
     out.snapshots = {aid: vs[0]["version"] for aid, vs in view.versions.items()}
     return out
 
@@ -240,8 +241,7 @@ def decide_batch(
                           early_stop, registry, platform, view)
     result.tasks_fetched, result.held_elsewhere, result.journaled = fetched, held, journaled
     own_tasks = [t for t in tasks if str((t.get("data") or {}).get("question_id")) in wanted]
-    uncounted = {int(json.loads(r.raw)["annotation_id"]) for r in result.uncounted}
-    result.withdrawn = reconcile(client, own_tasks, required, handout, early_stop, uncounted).withdrawn
+    result.withdrawn = reconcile(client, own_tasks, required, handout, early_stop, result.uncounted_ids).withdrawn
     log.info("consensus for batch %s of project %s: %s", batch, project_id, result.summary())
     return result
 
