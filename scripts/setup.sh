@@ -2,6 +2,8 @@
 # Idempotent set-up of everything the platform needs on a fresh machine:
 #   .venv      the platform (Airflow, DVC, GX, torch, transformers, sam2, ...) from requirements/lock.txt
 #   .venv-ls   the Label Studio server, in its own environment (requirements/labelstudio.lock)
+#   .venv-<x>  one small environment per requirements/trainer-<x>.lock: the trainer libraries a release is
+#              tested against at versions that cannot share .venv (datasets 3.x, verl's configuration)
 #   Debian     chromium (browser tests), redis-server (Celery scale-out test), docker-compose (compose checks)
 # Each part is skipped when its stamp matches the lock file it was built from, so a second run takes ~1 s.
 set -euo pipefail
@@ -51,12 +53,34 @@ install_main() {
   echo "$want" > .venv/.stamp
 }
 
-# The two environments install in parallel (each is mostly waiting on I/O).
+# requirements/trainer-<x>.lock -> .venv-<x> (stamped like the others; pip's own resolver, no extra steps).
+install_trainer_envs() {
+  local lock name want
+  for lock in requirements/trainer-*.lock; do
+    [ -e "$lock" ] || continue
+    name=$(basename "$lock" .lock); name=${name#trainer-}
+    want=$(stamp_of "$lock")
+    if [ -f ".venv-$name/.stamp" ] && [ "$(cat ".venv-$name/.stamp")" = "$want" ]; then continue; fi
+    echo "==> trainer environment .venv-$name ($lock)"
+    rm -rf ".venv-$name"
+    $PY -m venv ".venv-$name"
+    ".venv-$name/bin/pip" install -q --upgrade pip
+    ".venv-$name/bin/pip" install -q -r "$lock"
+    echo "$want" > ".venv-$name/.stamp"
+  done
+}
+
+# The environments install in parallel (each is mostly waiting on I/O).
 install_ls > /tmp/hopchain-setup-ls.log 2>&1 &
 ls_pid=$!
+install_trainer_envs > /tmp/hopchain-setup-trainers.log 2>&1 &
+tr_pid=$!
 install_main
 if ! wait "$ls_pid"; then
   echo "Label Studio environment failed:"; tail -20 /tmp/hopchain-setup-ls.log; exit 1
+fi
+if ! wait "$tr_pid"; then
+  echo "trainer environments failed:"; tail -20 /tmp/hopchain-setup-trainers.log; exit 1
 fi
 grep -v "is ignored: it is neither" /tmp/hopchain-setup-ls.log || true
 echo "==> set-up complete"
