@@ -98,12 +98,16 @@ def _value(dtype: str) -> dict[str, str]:
     return {"dtype": dtype, "_type": "Value"}
 
 
-def _list(feature: Any) -> dict[str, Any]:
-    return {"feature": feature, "_type": "List"}
+def _list(feature: Any) -> list[Any]:
+    """A variable-length list of ``feature``, in the list shorthand ``[feature]``: the one spelling that
+    ``datasets`` 3.x and 4.x+ both read as a list of that feature (``{"_type": "List"}`` exists only
+    from 4.0 on; ``Sequence`` of a dict means a dict of lists in 3.x, not the list of structs stored)."""
+    return [feature]
 
 
 #: ``datasets`` reads these features from the Parquet schema metadata key ``huggingface``, so
-#: ``load_dataset`` decodes ``images`` to PIL images.
+#: ``load_dataset`` decodes ``images`` to PIL images (``datasets`` >= 3.0; checked with 3.6 and 5.x in
+#: ``tests/integration/test_trainer_datasets.py``).
 HF_FEATURES: dict[str, Any] = {
     "question_id": _value("string"),
     "image_id": _value("string"),

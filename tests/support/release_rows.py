@@ -8,19 +8,23 @@ the registry working copy::
     <root>/data/meta/...                           the part's contract tables
     <root>/README.md                               the dataset card (``configs:`` → both splits)
     <root>/card/, <root>/metrics.json              plots and metrics
+    <root>/pipelines/...                           the code the release ships (``reward.py`` among it), as
+                                                   ``publish`` copies it (``stage_code_deps``)
 
 so ``datasets.load_dataset(str(root))`` gives the splits, and trainer commands run with ``cwd=root``.
 """
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipelines.config import ReleaseConfig
+from pipelines.config import REPO_ROOT, ReleaseConfig
 from pipelines.release.build import build_release
 from pipelines.release.card import write_card
+from pipelines.release.registry import stage_code_deps
 from pipelines.release.snapshot import ReleaseSources, SourceReader, append_part
 from pipelines.release.synthetic import SyntheticInputs, make_inputs
 
@@ -59,11 +63,14 @@ def build_registry(
     accept_rate: float = 0.75,
     cfg: ReleaseConfig = DEFAULT_CONFIG,
     run_id: str = "run-a",
+    with_code: bool = True,
 ) -> Registry:
     """Build a released registry folder at ``root`` (created; must not hold a release yet).
 
     The synthetic inputs and the release build folder live next to it (``<root>.work/``), so ``root``
-    holds only what the registry holds.
+    holds only what the registry holds. ``with_code``: also copy the code the release ships
+    (``pipelines/reward.py`` and the stages' other code deps), as ``publish`` does, so trainer commands
+    run in ``root`` import the release's own reward.
     """
     root = Path(root)
     work = root.parent / f"{root.name}.work"
@@ -76,4 +83,9 @@ def build_registry(
     release = work / "release"
     index = build_release(data, release, cfg)
     metrics = write_card(data, release, root / "card", root / "metrics.json", cfg, root / "README.md")
+    if with_code:
+        for rel in stage_code_deps():
+            dest = root / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(REPO_ROOT / rel, dest)
     return Registry(root=root, inputs=inputs, index=index, metrics=metrics)
