@@ -1,0 +1,96 @@
+"""Completions and the number each one gives by the reward's rules (``None``: no answer, scores 0).
+
+One table for ``tests/unit/test_reward.py`` and for ``bench/reward.py``, which judges other parsers
+on it. Each row: ``(kind, completion, number)``; ``kind`` names the rule (or the measured mistake of
+``hopchain-reward-1`` the row pins down).
+"""
+
+from __future__ import annotations
+
+CASES: list[tuple[str, str, str | None]] = [
+    # plain and explicit answers
+    ("bare", "3", "3"),
+    ("bare", "3.0", "3"),
+    ("bare", "**4**", "4"),
+    ("bare", "$4$", "4"),
+    ("bare", "four", "4"),
+    ("bare", "Four.", "4"),
+    ("explicit", "Answer: 3", "3"),
+    ("explicit", "Answer: 3.", "3"),
+    ("explicit", "answer = 12", "12"),
+    ("explicit", "**Answer:** 7", "7"),
+    ("explicit", "**Answer**: 7", "7"),
+    ("explicit", "Final answer: 8", "8"),
+    ("explicit", "Answer:\n\n7", "7"),
+    ("explicit", "There are 2 cups and 3 bowls, so 5 in all.\nAnswer: 5 objects", "5"),
+    ("explicit", "first I thought Answer: 4, but recounting... Answer: 6", "6"),
+    ("explicit", "Answer: 6\nExplanation: 2 + 4", "6"),
+    ("explicit", "Answer: 3. There are 2 red and 1 blue.", "3"),
+    ("explicit", "Answer: 3 (three)", "3"),
+    ("explicit", "Answer: 3 (the one on the left)", "3"),
+    ("boxed", "so the final answer is \\boxed{42}.", "42"),
+    ("boxed", "Hence $\\boxed{7}$", "7"),
+    ("boxed", "\\boxed{\\text{5 cups}}", "5"),
+    ("answer is", "the answer is 4", "4"),
+    ("answer is", "The answer is 3 cups.", "3"),
+    ("answer is", "The answer would be 6", "6"),
+    ("answer is", "the answer is $\\frac{3}{4}$", "0.75"),
+    ("answer is", "The answer is correct: 5", None),  # "answer is correct" is no answer
+    # reward-1 mistakes, one row each kind the issue measured
+    ("scientific", "Answer: 1.2e3", "1200"),
+    ("scientific", "Answer: 1.2 × 10^3", "1200"),
+    ("scientific", "Answer: 1.2\\times10^{3}", "1200"),
+    ("scientific", "Answer: 3e-2", "0.03"),
+    ("think", "<think>I see 7 cups</think>\nAnswer: 5", "5"),
+    ("think", "<think>Answer: 7</think> 5", "5"),
+    ("think", "<think>maybe 7</think><think>or 8</think>\n\\boxed{9}", "9"),
+    ("think", "so far 3 </think> Answer: 9", "9"),  # the template opened the block in the prompt
+    ("think", "<think>Answer: 7 and then the generation stopped", None),
+    ("number words", "Answer: twenty-one", "21"),
+    ("number words", "Answer: one hundred and five", "105"),
+    ("number words", "Answer: three thousand two hundred", "3200"),
+    ("number words", "Answer: ninety-nine thousand nine hundred ninety-nine", "99999"),
+    ("number words", "Answer: 2 million", "2000000"),
+    ("number words", "Answer: a hundred", "100"),
+    ("number words", "Answer: minus three", "-3"),
+    ("number words", "Answer: three point five", "3.5"),
+    ("number words", "Answer: none", "0"),
+    ("answer is words", "the answer is four", "4"),
+    ("answer is words", "I counted 2 at first, but the answer is four", "4"),
+    ("cut off", "There are 3 cups on the left and", None),
+    ("cut off", "I count 4 cups", None),
+    ("cut off", "The total is 1,250.", None),
+    ("equation", "Answer: 2 + 1 = 3", "3"),
+    ("equation", "\\boxed{4 \\times 3 = 12}", "12"),
+    ("equation", "Answer: 3 + 4", None),  # no result given
+    ("fraction", "Answer: 3/4", "0.75"),
+    ("fraction", "Answer: 3/4.", "0.75"),
+    ("fraction", "Answer: \\frac{3}{4}", "0.75"),
+    ("fraction", "Answer: 1/3", "1/3"),
+    ("unicode minus", "Answer: −2", "-2"),
+    ("unicode minus", "Answer: -2", "-2"),
+    ("decimal comma", "Answer: 2,5", "2.5"),
+    ("decimal comma", "Answer: 0,500", "0.5"),
+    ("decimal comma", "Answer: 1.234,5", "1234.5"),
+    ("thousands", "Answer: 1,500", "1500"),
+    ("thousands", "Answer: 12,345.5", "12345.5"),
+    ("thousands", "Answer: 1\u202f000", "1000"),
+    ("leading dot", "Answer: .5", "0.5"),
+    ("hedge", "Answer: 3 or 4", None),
+    ("hedge", "Answer: 3-4", None),
+    ("hedge", "Answer: 3 (2 red + 1 blue)", None),
+    ("hedge", "Answer: three or 4", None),
+    ("hedge", "Answer: one two", None),
+    # units, exponents, odd forms
+    ("units", "Answer: 50%", "50"),
+    ("units", "Answer: 12 m^2", "12"),
+    ("units", "Answer: 3cm", "3"),
+    ("units", "Answer: x2", None),
+    ("power", "Answer: 3^2", "9"),
+    ("power", "Answer: 10^3", "1000"),
+    ("range", "Answer: 1e999999", None),
+    ("digits", "Answer: ٣", "3"),
+    ("no number", "Answer: unclear. Maybe 3", None),  # the last explicit answer decides
+    ("no number", "I cannot tell.", None),
+    ("no number", "", None),
+]
