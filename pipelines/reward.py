@@ -483,11 +483,15 @@ def score(completion: Any, answer: Any) -> float:
 
 
 def _version(dist: str) -> tuple[int, ...] | None:
-    from importlib.metadata import PackageNotFoundError, version
-    try:
-        raw = version(dist)
-    except (PackageNotFoundError, ValueError, OSError):  # not installed, or metadata of a broken install
-        return None
+    """The version of ``dist``: of the module loaded in this process when it is, else of its installed
+    distribution; ``None`` when it is neither."""
+    raw = getattr(sys.modules.get(dist), "__version__", None)
+    if not isinstance(raw, str):
+        from importlib.metadata import PackageNotFoundError, version
+        try:
+            raw = version(dist)
+        except (PackageNotFoundError, ValueError, OSError):  # not installed, or metadata of a broken install
+            return None
     parts = []
     for piece in raw.split(".")[:3]:
         m = re.match(r"\d+", piece)

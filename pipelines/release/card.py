@@ -39,7 +39,7 @@ from pipelines.config import ReleaseConfig
 from pipelines.files import replacing_folder, write_atomic
 from pipelines.release.assemble import PROVENANCE_FILE, REJECTS_FILE, SPLITS, read_meta_table, read_removals
 from pipelines.release.build import read_release_config
-from pipelines.reward import REWARD_VERSION
+from pipelines.reward import MIN_VERSIONS, REWARD_VERSION
 
 
 def _released_rows(data: Path, index: dict[str, Any]) -> list[dict[str, Any]]:
@@ -357,14 +357,22 @@ def render_card(cfg: ReleaseConfig, metrics: dict[str, Any], details: dict[str, 
         "AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=... dvc pull",
         "```",
         "```python",
-        "import datasets",
-        'ds = datasets.load_dataset(".")  # this card\'s configs: ' + ", ".join(present),
+        "import datasets, os",
+        'ds = datasets.load_dataset(os.getcwd())  # this card\'s configs: ' + ", ".join(present),
         "```",
         "",
         "Every row is ready for TRL's `GRPOTrainer` (`prompt` + `images`, reward "
         "`pipelines.reward.trl_reward`) and for verl (`data.prompt_key=verl_prompt`, `data.image_key=images`, "
-        "`custom_reward_function.path=pipelines/reward.py`, `name=compute_score`). "
-        f"Reward rule: `{details.get('reward_version', '')}` (`pipelines/reward.py`, shipped with this release).",
+        "`custom_reward_function.path=pipelines/reward.py`, `name=compute_score`); the platform's "
+        "`docs/releases.md` has both commands. Needs " + ", ".join(
+            f"{dist} >= {'.'.join(map(str, v))}" for dist, v in MIN_VERSIONS.items()) + ".",
+        "",
+        f"**Reward: `{details.get('reward_version', '')}`** (`pipelines/reward.py` at this tag, standard library "
+        "only; its docstring states the rules): the last explicit final answer outside any `<think>` block "
+        "(`Answer: n`, `\\boxed{n}`, \"the answer is n\"), exactly one number in it, compared exactly; no "
+        "explicit answer scores 0 unless the completion is only a number. Each row's "
+        "`extra_info.reward_version` is the version current when its part was published; score every row "
+        "with this tag's file.",
         "",
     ]
     return "\n".join(front + parts)

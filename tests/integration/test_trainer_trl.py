@@ -120,22 +120,24 @@ def test_the_docs_block_reads_production_defaults_from_the_environment() -> None
     for name, default in [("MODEL", '"Qwen/Qwen2.5-VL-3B-Instruct"'), ("NUM_GENERATIONS", '"8"'),
                           ("USE_CPU", '"0"'), ("MAX_STEPS", '"-1"'), ("OUTPUT_DIR", '"out"')]:
         assert f'os.environ.get("{name}", {default})' in block, name
-    assert "reward_funcs=[trl_reward]" in block and 'Version("0.24")' in block
+    assert "reward_funcs=[trl_reward]" in block and "sys.exit(str(too_old))" in block
 
 
 def test_the_docs_block_refuses_a_trl_that_ignores_images_in_one_line(tmp_path: Path) -> None:
-    """TRL 0.20–0.23 train on text alone without a word: the block stops before loading anything."""
+    """TRL 0.20–0.23 train on text alone without a word: the block stops before loading anything, with the
+    release's own reward module's one-line check (``pipelines.reward.MIN_VERSIONS``)."""
     pytest.importorskip("trl")
+    registry = build_registry(tmp_path / "registry", n_images=2)
     block = tmp_path / "trl_block.py"
     block.write_text(docs_block(DOCS.read_text()))
     old_trl = "import runpy, sys, trl; trl.__version__ = '0.23.0'; runpy.run_path(sys.argv[1], run_name='__main__')"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PYTHONPATH": ""}
-    proc = subprocess.run([sys.executable, "-c", old_trl, str(block)], cwd=tmp_path, env=env, capture_output=True,
-                          text=True, timeout=120, check=False)
+    proc = subprocess.run([sys.executable, "-c", old_trl, str(block)], cwd=registry.root, env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 1
-    assert proc.stderr.strip().splitlines()[-1].startswith("need TRL >= 0.24 (older TRL ignores `images`"), (
-        proc.stderr[-2000:])
-    assert "have TRL 0.23.0" in proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "HopChain releases need trl>=0.24, found 0.23.0 (older versions ignore the images column and train on "
+        "the text alone): pip install -U 'trl>=0.24'"], proc.stderr[-2000:]
 
 
 @pytest.fixture(scope="module")
