@@ -4,17 +4,20 @@ by ``bench/reward.py``) and properties over generated completions."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import pipelines.reward as reward
+from pipelines.release.registry import stage_code_deps
 from pipelines.reward import (
     REWARD_VERSION,
     canonical_number,
@@ -25,6 +28,7 @@ from pipelines.reward import (
     score,
     trl_reward,
 )
+from tests.support.release_rows import build_registry
 from tests.support.reward_cases import CASES
 
 pytestmark = pytest.mark.unit
@@ -188,3 +192,35 @@ def _words(n: int) -> str:
 def test_number_words_of_any_size(n: int) -> None:
     assert extract_answer(f"Answer: {_words(n)}") == str(n)
     assert extract_answer(f"the answer is {_words(n)}.") == str(n)
+
+
+#: The last commit whose pipelines/reward.py is hopchain-reward-1: what every release before reward-2 carries.
+REWARD_1_REV = "cc0087f"
+
+
+def test_an_older_release_keeps_a_reward_that_works_for_it(tmp_path: Path) -> None:
+    """A tag holds the ``pipelines/reward.py`` its card names (the release copies the code its stages list as
+    deps). reward-1, as such a tag holds it, still imports alone and scores the rows a release writes; and
+    reward-2 scores rows a reward-1 part wrote (the answer column is the same canonical string)."""
+    assert "pipelines/reward.py" in stage_code_deps()
+    try:
+        old = subprocess.run(["git", "show", f"{REWARD_1_REV}:pipelines/reward.py"], cwd=Path(reward.__file__).parents[1],
+                             capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError) as exc:
+        pytest.skip(f"reward-1 is read from git history ({REWARD_1_REV}); this checkout lacks it: {exc}")
+    registry = build_registry(tmp_path / "registry", n_images=4)
+    rows = [r for p in sorted(registry.data.glob("*/part-*.parquet"))
+            for r in pq.read_table(p, columns=["answer", "reward_model", "extra_info"]).to_pylist()]
+    assert rows
+    (registry.root / "pipelines" / "reward.py").write_text(old)  # the tag of an older release
+    script = ("import json, sys; sys.path.insert(0, '.'); from pipelines import reward as r; "
+              "rows = json.load(sys.stdin); "
+              "print(r.REWARD_VERSION, sum(r.compute_score('hopchain', 'Answer: ' + x['answer'], "
+              "x['reward_model']['ground_truth'], x['extra_info']) for x in rows), len(rows))")
+    out = subprocess.run([sys.executable, "-I", "-c", script], cwd=registry.root, input=json.dumps(rows),
+                         capture_output=True, text=True, check=True)
+    version, scored, n = out.stdout.split()
+    assert version == "hopchain-reward-1" and float(scored) == int(n) == len(rows)
+    for r in rows:  # and this reward reads a reward-1 part's rows
+        info = dict(r["extra_info"], reward_version="hopchain-reward-1")
+        assert compute_score("hopchain", f"Answer: {r['answer']}", r["reward_model"]["ground_truth"], info) == 1.0
