@@ -65,6 +65,8 @@ BENCHES = [
            "--annotations", "10000"], 420),
     Bench("journal", "Annotation journal: snapshot cost per 1,000 annotations (issue 26)",
           ["bench/journal.py", "--annotations", "1000,4000,16000", "--passes", "100"], 300),
+    Bench("reward", "Reward: one score() on degenerate completions up to 1 MB, and the parsers judged (issue 27)",
+          ["bench/reward.py", "--sizes", "16000,128000,1000000"], 300),
     Bench("release", "Release: DVC push vs plain boto3 (same objects, same concurrency)",
           ["bench/release.py", "--images", "2000", "--questions-per-image", "5",
            "--sizes", "160x120,320x240,640x480"],
@@ -250,6 +252,23 @@ def rows_journal(b: Bench) -> list[Row]:
     return out
 
 
+def rows_reward(b: Bench) -> list[Row]:
+    out: list[Row] = []
+    worst = re.search(r"worst shape at ([\d,]+) chars: ([\d.]+) ms", b.output)
+    if worst:
+        out.append(("reward", f"one score() call, worst degenerate completion of {worst.group(1)} chars",
+                    f"{worst.group(2)} ms", "< 50 ms for 1 MB", f"{float(worst.group(2)) / 50:.2f}x of the limit"))
+    growth = re.search(r"time per character, ([\d,]+) vs ([\d,]+) chars: ([\d.]+)x", b.output)
+    if growth:
+        out.append(("reward", f"time per character, {growth.group(1)} vs {growth.group(2)} chars",
+                    f"{growth.group(3)}x", "linear: <= 1.2", f"{growth.group(3)}x"))
+    base = re.search(r"reward-1 ([\d.]+) s(?: or more)? vs reward-2 ([\d.]+) ms: ([\d,]+)x", b.output)
+    if base:
+        out.append(("reward", "worst degenerate completion, reward-1 vs reward-2", f"{base.group(2)} ms",
+                    f"reward-1: {base.group(1)} s", f"{base.group(3)}x faster"))
+    return out
+
+
 def rows_worker(b: Bench) -> list[Row]:
     d = b.data
     if not d:
@@ -330,7 +349,7 @@ def scale_section(by: dict[str, Bench], old: str) -> list[str]:
 PARSERS: dict[str, Callable[[Bench], list[Row]]] = {
     "questions": rows_questions, "validation": rows_validation, "perception": rows_perception,
     "annotation": rows_annotation, "release": rows_release, "worker_memory": rows_worker, "demo": rows_demo,
-    "scale": rows_scale, "journal": rows_journal,
+    "scale": rows_scale, "journal": rows_journal, "reward": rows_reward,
 }
 
 
