@@ -76,8 +76,9 @@ REWARD_VERSION = "hopchain-reward-2"
 ANSWER_FORMAT = "Think it through, then give the number on the last line as: Answer: <number>"
 
 #: The oldest trainer libraries that read a release correctly: TRL before 0.24 ignores the ``images``
-#: column (it trains on the text alone, silently); datasets before 3.0 lacks the features the rows declare.
-MIN_VERSIONS: dict[str, tuple[int, ...]] = {"trl": (0, 24), "datasets": (3, 0), "verl": (0, 5)}
+#: column (it trains on the text alone, silently); datasets before 3.0 lacks the features the rows declare;
+#: verl's documented command (``reward.custom_reward_function``, rollout and micro-batch keys) is verl 0.9's.
+MIN_VERSIONS: dict[str, tuple[int, ...]] = {"trl": (0, 24), "datasets": (3, 0), "verl": (0, 9)}
 
 _MAX_EXPONENT = 100  # |value| beyond 1e100 is no answer to any question (and would not fit a string)
 _MAX_ANSWER = 1000  # characters of one final answer
@@ -531,8 +532,9 @@ def _require(dist: str) -> None:
 
 def compute_score(data_source: Any, solution_str: Any, ground_truth: Any, extra_info: Any = None,
                   **kwargs: Any) -> float:
-    """verl's custom reward (``custom_reward_function.path=pipelines/reward.py``,
-    ``custom_reward_function.name=compute_score``); verl passes further keyword arguments, all ignored."""
+    """verl's custom reward (verl 0.9: ``reward.custom_reward_function.path=pipelines/reward.py``,
+    ``reward.custom_reward_function.name=compute_score``); verl passes further keyword arguments
+    (``reward_router_address``, ``reward_model_tokenizer``, …), all ignored."""
     _require("verl")
     return score(solution_str, ground_truth)
 

@@ -363,7 +363,7 @@ def render_card(cfg: ReleaseConfig, metrics: dict[str, Any], details: dict[str, 
         "",
         "Every row is ready for TRL's `GRPOTrainer` (`prompt` + `images`, reward "
         "`pipelines.reward.trl_reward`) and for verl (`data.prompt_key=verl_prompt`, `data.image_key=images`, "
-        "`custom_reward_function.path=pipelines/reward.py`, `name=compute_score`); the platform's "
+        "`reward.custom_reward_function.path=pipelines/reward.py`, `name=compute_score`); the platform's "
         "`docs/releases.md` has both commands. Needs " + ", ".join(
             f"{dist} >= {'.'.join(map(str, v))}" for dist, v in MIN_VERSIONS.items()) + ".",
         "",

@@ -50,7 +50,8 @@ def test_half_and_single_are_shorter_verified_programs_on_the_same_image() -> No
 
 def test_solver_answer_parsing() -> None:
     assert solver_answer("Let me count: 1, 2, 3.\nAnswer: **4**") == "4"
-    assert solver_answer("there are 3.0 of them") == "3"
+    assert solver_answer("there are 3.0 of them") is None  # hopchain-reward-2: no explicit answer scores 0
+    assert solver_answer("<think>about 3</think>\nthe answer is 3.0") == "3"
     assert solver_answer("no idea") is None
 
 

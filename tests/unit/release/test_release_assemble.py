@@ -190,7 +190,7 @@ def test_card_and_metrics_report_counts_rates_models_and_runs(built, tmp_path):
     assert "Simulated answers" not in card
     from pipelines.reward import REWARD_VERSION
     assert REWARD_VERSION == "hopchain-reward-2" and f"**Reward: `{REWARD_VERSION}`**" in card  # the card names it
-    assert "Needs trl >= 0.24, datasets >= 3.0" in card and "load_dataset(os.getcwd())" in card
+    assert "Needs trl >= 0.24, datasets >= 3.0, verl >= 0.9" in card and "load_dataset(os.getcwd())" in card
     for needle in ("hop_lengths.png", "answers.png", "categories.png", "agreement.png", "run-a",
                    "program:v1", "annotations:synthetic-v1", "Acceptance rate", "path: data/train/*.parquet"):
         assert needle in card
