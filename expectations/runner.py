@@ -430,19 +430,23 @@ def validate(
     return report
 
 
+def render_docs_index(run_id: str, sites: list[str]) -> str:
+    """The HTML of a run's Data Docs index (``templates/datadocs_index.html``, autoescaped): one link per
+    site, ``sites`` being each site's ``index.html`` relative to the index (``<suite>[/<label>]/index.html``)."""
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.PackageLoader("expectations", "templates"),
+                             autoescape=jinja2.select_autoescape(("html",)), auto_reload=False)
+    return env.get_template("datadocs_index.html").render(
+        run_id=run_id, sites=[(site, site.removesuffix("/index.html")) for site in sites])
+
+
 def write_docs_index(store: ObjectStore, datadocs_prefix: str, run_id: str) -> str:
     """``<runs>/<run_id>/datadocs/index.html``: one page linking the Data Docs site of every suite
     (and label) validated in the run. GX builds one site per validation; this joins them."""
-    import html
-
     prefix = datadocs_prefix.rstrip("/") + "/"
     sites = sorted(k for k in store.list(prefix) if k.endswith("/index.html") and k != prefix + "index.html")
-    items = "".join(
-        f"<li><a href='{html.escape(k[len(prefix):])}'>{html.escape(k[len(prefix):-len('/index.html')])}</a></li>"
-        for k in sites)
-    title = html.escape(run_id)
-    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>Data Docs {title}</title></head>"
-            f"<body><h1>Great Expectations Data Docs</h1><p>run {title}</p><ul>{items}</ul></body></html>")
+    page = render_docs_index(run_id, [k[len(prefix):] for k in sites])
     key = prefix + "index.html"
     store.put_bytes(key, page.encode(), "text/html")
     return key

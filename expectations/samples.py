@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 
 from pipelines.contracts import canonical_number, to_table
+from pipelines.rejects import DECISION_UNANIMOUS
 
 CATEGORIES = ("cat", "dog", "cup", "traffic light", "person")
 
@@ -99,7 +100,8 @@ def sample_tables(n_images: int = 4, questions_per_image: int = 3, seed: int = 0
                 annotations.append({"question_id": qid, "annotator": f"annotator-{a}", "answer": answer,
                                     "answerable": True, "submitted_at": t0 + timedelta(minutes=len(annotations))})
             consensus.append({"question_id": qid, "status": "accepted", "answers": [answer] * 4,
-                              "agreed_answer": answer, "matches_generated": True, "reason": None})
+                              "agreed_answer": answer, "matches_generated": True, "reason": None,
+                              "reason_code": DECISION_UNANIMOUS})
     quarantine = [{"uri": "s3://hopchain/inputs/broken.jpg", "code": "truncated_or_corrupt",
                    "detail": "image file is truncated"}]
     from expectations.suites.questions import RELEASE_SCHEMA

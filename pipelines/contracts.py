@@ -106,7 +106,9 @@ CONSENSUS = pa.schema(
         ("answers", pa.list_(pa.string())),
         ("agreed_answer", pa.string()),
         ("matches_generated", pa.bool_()),
-        ("reason", pa.string()),
+        ("reason", pa.string()),  # the human sentence ("disagreement (3 vs 1: 1, 2)"); never parsed
+        # the decision's code (pipelines.rejects.REASONS: decision.*); null: decided before it was recorded
+        ("reason_code", pa.string()),
         # who gave the counted answers: "people", "simulated" or "mixed" (null: decided before it was recorded)
         ("answers_source", pa.string()),
     ]
@@ -149,7 +151,8 @@ def to_table(rows: Sequence[Mapping[str, Any] | BaseModel], name: str) -> pa.Tab
 #: Columns a table may leave out (read as nulls): set only by an optional stage.
 OPTIONAL: dict[str, frozenset[str]] = {"questions": frozenset({"pass_rate"}),
                                        # decisions made before issue 26 did not record who answered
-                                       "consensus": frozenset({"answers_source"})}
+                                       # and before issue 28 did not record a reason code
+                                       "consensus": frozenset({"answers_source", "reason_code"})}
 
 
 class ContractError(ValueError):

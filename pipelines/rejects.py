@@ -14,6 +14,10 @@ A :class:`Reject` is one row of the ``rejects`` contract (:data:`pipelines.contr
 * ``raw`` — the offending input as text (model output, annotation JSON, uri), at most
   :data:`MAX_RAW` characters (longer input is cut; non-text input is serialised as JSON).
 
+Every code a report or a page shows has one entry in :data:`REASONS`: its ``family`` (what counts,
+filters and plots group by) and its human ``label``. :func:`reason_label` is the one way to read
+them; nothing parses a ``detail`` or a consensus ``reason`` sentence back into a kind.
+
 A :class:`Quarantined` is one row of the ``quarantine`` contract: an input file refused before it
 became an image of the manifest, with its refusal ``code`` (one lowercase snake-case word such as
 ``truncated_or_corrupt``, see :data:`pipelines.ingest.decode.REFUSAL_CODES`) and ``detail``.
@@ -24,6 +28,8 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Iterable
+from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Final
 
 import pyarrow as pa
@@ -34,6 +40,62 @@ from pipelines.contracts import QUARANTINE, REJECTS
 MAX_RAW: Final = 4000  # characters of offending input kept in a reject row
 CODE_PATTERN: Final = r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)+$"
 QUARANTINE_CODE_PATTERN: Final = r"^[a-z][a-z0-9_]*$"
+
+
+@dataclass(frozen=True)
+class ReasonLabel:
+    """How a code reads on a page or a card: ``family`` (what reports group by) and ``label``."""
+
+    family: str
+    label: str
+
+
+#: consensus decisions (``consensus.reason_code``, :func:`pipelines.annotation.consensus.decide`)
+DECISION_UNANIMOUS: Final = "decision.unanimous"
+DECISION_PENDING: Final = "decision.pending"
+DECISION_NOT_ANSWERABLE: Final = "decision.not_answerable"
+DECISION_AMBIGUOUS: Final = "decision.ambiguous"
+DECISION_DISAGREEMENT: Final = "decision.disagreement"
+#: the family of a rejected question decided before ``reason_code`` was recorded (no code to read)
+UNRECORDED: Final = ReasonLabel("unrecorded", "decided before reason codes were recorded")
+
+DECISION_CODES: Final = (DECISION_UNANIMOUS, DECISION_PENDING, DECISION_NOT_ANSWERABLE, DECISION_AMBIGUOUS,
+                         DECISION_DISAGREEMENT)
+#: code -> (family, human label): the one table pages, cards and reports read codes through.
+REASONS: Final[MappingProxyType[str, ReasonLabel]] = MappingProxyType({
+    DECISION_UNANIMOUS: ReasonLabel("unanimous", "every annotator gave the same answer"),
+    DECISION_PENDING: ReasonLabel("pending", "waiting for more annotators"),
+    DECISION_NOT_ANSWERABLE: ReasonLabel("not answerable", "an annotator found it not answerable"),
+    DECISION_AMBIGUOUS: ReasonLabel("ambiguous", "an annotator found it ambiguous"),
+    DECISION_DISAGREEMENT: ReasonLabel("disagreement", "annotators gave different answers"),
+    # answers not counted (pipelines.annotation.integrity)
+    "integrity.unregistered_annotator": ReasonLabel("integrity", "from an unregistered account"),
+    "integrity.platform_account": ReasonLabel("integrity", "from a platform account"),
+    "integrity.changed_by_other": ReasonLabel("integrity", "changed by another account"),
+    "integrity.changed_after_seen": ReasonLabel("integrity", "changed after it was seen"),
+    # accepted questions the release drops or withdraws (pipelines.release)
+    "release.duplicate_consensus": ReasonLabel("release", "duplicate accepted consensus row"),
+    "release.question_missing": ReasonLabel("release", "question missing"),
+    "release.answer_not_numeric": ReasonLabel("release", "agreed answer is not a number"),
+    "release.image_not_in_manifest": ReasonLabel("release", "image missing from the manifest"),
+    "release.image_unavailable": ReasonLabel("release", "image unavailable"),
+    "release.image_altered": ReasonLabel("release", "image bytes changed"),
+    "release.withdrawn_decision": ReasonLabel("release", "decision changed after release"),
+    "release.withdrawn_image": ReasonLabel("release", "image withdrawn"),
+})
+#: the families a rejected question can have (the review page's reason filter), in the table's order
+REJECTION_FAMILIES: Final = tuple(REASONS[c].family for c in (
+    DECISION_NOT_ANSWERABLE, DECISION_AMBIGUOUS, DECISION_DISAGREEMENT))
+
+
+def reason_label(code: str | None) -> ReasonLabel:
+    """The family and label of ``code`` from :data:`REASONS`. A code the table does not name yet reads
+    as its own family (the part before the first dot, by the code grammar) with the code as label;
+    no code (a record older than its codes) is :data:`UNRECORDED`."""
+    if not code:
+        return UNRECORDED
+    found = REASONS.get(code)
+    return found if found is not None else ReasonLabel(code.partition(".")[0], code)
 
 
 def raw_text(value: Any) -> str:

@@ -33,16 +33,17 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, Field
 
 from pipelines.ledger import BatchRecord, ConsensusRecord, Ledger, NewestFirst, batch_id_for
+from pipelines.rejects import DECISION_PENDING, DECISION_UNANIMOUS, REJECTION_FAMILIES, reason_label
 from pipelines.reward import canonical_number
 
 __all__ = [
     "AnnotatorRow", "AnswerRow", "Cursor", "HopStep", "ImageRefused", "QuestionFilter", "QuestionPage",
-    "QuestionRow", "Review", "TrendRow", "reason_kind", "render_overlay",
+    "QuestionRow", "Review", "TrendRow", "reason_code", "reason_kind", "render_overlay",
 ]
 
 Status = Literal["accepted", "rejected", "pending"]
-#: rejection reasons, by kind (the consensus ``reason`` column starts with one of these)
-REASON_KINDS = ("not answerable", "ambiguous", "disagreement")
+#: rejection reasons, by kind: the families of the ``decision.*`` rejection codes (:data:`pipelines.rejects.REASONS`)
+REASON_KINDS = REJECTION_FAMILIES
 #: overlay colours, one per picked instance in turn (RGB); the fill is blended at :data:`OVERLAY_ALPHA`
 PALETTE = ((255, 0, 255), (0, 200, 255), (255, 200, 0), (0, 255, 100), (255, 80, 0), (120, 80, 255))
 OVERLAY_ALPHA = 0.55
@@ -55,13 +56,21 @@ class ImageRefused(ValueError):
     """An image or document outside the platform bucket's known prefixes: never served."""
 
 
-def reason_kind(status: str, reason: str | None) -> str:
-    """The kind of a consensus ``reason``: ``not answerable``, ``ambiguous``, ``disagreement`` for a
-    rejected question, ``unanimous`` for an accepted one, ``pending`` otherwise."""
-    if status == "rejected":
-        text = (reason or "").strip().lower()
-        return next((k for k in REASON_KINDS if text.startswith(k)), text.split(" (")[0] or "unknown")
-    return "unanimous" if status == "accepted" else "pending"
+#: the code of an accepted or pending question decided before ``reason_code`` was recorded (its status says it)
+_STATUS_CODES = {"accepted": DECISION_UNANIMOUS, "pending": DECISION_PENDING}
+
+
+def reason_code(status: str, code: str | None) -> str | None:
+    """A consensus row's ``reason_code``; for a row decided before codes were recorded, the code its
+    status implies (accepted: unanimous, pending: pending) or None (rejected: the kind was not recorded)."""
+    return code or _STATUS_CODES.get(status)
+
+
+def reason_kind(status: str, code: str | None) -> str:
+    """The kind of a decision, from its code (:func:`pipelines.rejects.reason_label`): ``not answerable``,
+    ``ambiguous``, ``disagreement`` for a rejected question, ``unanimous`` for an accepted one, ``pending``;
+    ``unrecorded`` for a rejection decided before codes were recorded."""
+    return reason_label(reason_code(status, code)).family
 
 
 class AnswerRow(BaseModel):
@@ -104,8 +113,9 @@ class QuestionRow(BaseModel):
     categories: list[str]
     hops: list[HopStep]
     status: Status
-    reason: str
-    reason_kind: str
+    reason: str  # the decision's sentence, as the consensus wrote it (shown, never parsed)
+    reason_code: str | None  # decision.* (None: a rejection decided before codes were recorded)
+    reason_kind: str  # the code's family (:func:`pipelines.rejects.reason_label`)
     agreed_answer: str | None = None
     matches_generated: bool | None = None
     answers: list[AnswerRow] = []
@@ -239,11 +249,12 @@ def join_batch(batch: BatchRecord, questions: pa.Table, consensus: pa.Table | No
         c = decided.get(q["question_id"])
         status = c["status"] if c and c.get("status") in ("accepted", "rejected") else "pending"
         reason = (c.get("reason") if c else None) or ("not decided yet" if c is None else "")
+        code = reason_code(status, c.get("reason_code") if c else None)
         out.append(QuestionRow(
             question_id=q["question_id"], batch_id=batch.batch_id, run_id=batch.run_id, shard=batch.shard,
             image_id=q["image_id"], question=q.get("question") or "", answer=str(q.get("answer")),
             num_hops=int(q.get("num_hops") or len(steps)), skeleton=skel, categories=categories, hops=steps,
-            status=status, reason=reason, reason_kind=reason_kind(status, reason),
+            status=status, reason=reason, reason_code=code, reason_kind=reason_kind(status, code),
             agreed_answer=c.get("agreed_answer") if c else None,
             matches_generated=c.get("matches_generated") if c else None,
             answers=sorted(answers.get(q["question_id"], []),

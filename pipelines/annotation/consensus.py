@@ -43,7 +43,14 @@ from pipelines.annotation.validate import (
     parse_time,
 )
 from pipelines.contracts import canonical_number, to_table
-from pipelines.rejects import Reject
+from pipelines.rejects import (
+    DECISION_AMBIGUOUS,
+    DECISION_DISAGREEMENT,
+    DECISION_NOT_ANSWERABLE,
+    DECISION_PENDING,
+    DECISION_UNANIMOUS,
+    Reject,
+)
 
 ACCEPTED, REJECTED, PENDING = "accepted", "rejected", "pending"
 
@@ -158,23 +165,33 @@ def count_answers(
     return counted, ignored
 
 
-def stop_reason(counted: list[AnnotationRecord], required: int = 4) -> str | None:
+@dataclass(frozen=True)
+class StopReason:
+    """Why a question is rejected: ``code`` (``decision.*``, :data:`pipelines.rejects.REASONS`) and the
+    human ``detail`` (``disagreement (3 vs 1: 1, 2)``)."""
+
+    code: str
+    detail: str
+
+
+def stop_reason(counted: list[AnnotationRecord], required: int = 4) -> StopReason | None:
     """The rejection reason when ``counted`` answers can no longer be unanimous, else None.
 
-    Any ``not answerable`` verdict → ``not answerable (n of required)``, else any ``ambiguous`` →
-    ``ambiguous (n of required)``, else two different canonical answers → ``disagreement (...)``.
+    Any ``not answerable`` verdict → ``decision.not_answerable`` (``not answerable (n of required)``),
+    else any ``ambiguous`` → ``decision.ambiguous`` (``ambiguous (n of required)``), else two different
+    canonical answers → ``decision.disagreement`` (``disagreement (...)``).
     Monotonic: more answers never turn a reason back into None.
     """
     votes = Counter(_vote(r) for r in counted)
     n_not = sum(r.verdict == NOT_ANSWERABLE for r in counted)
     n_amb = sum(r.verdict == AMBIGUOUS for r in counted)
     if n_not:
-        return f"not answerable ({n_not} of {required})"
+        return StopReason(DECISION_NOT_ANSWERABLE, f"not answerable ({n_not} of {required})")
     if n_amb:
-        return f"ambiguous ({n_amb} of {required})"
+        return StopReason(DECISION_AMBIGUOUS, f"ambiguous ({n_amb} of {required})")
     if len(votes) > 1:
         split = " vs ".join(str(c) for _, c in votes.most_common())
-        return f"disagreement ({split}: {', '.join(sorted(votes))})"
+        return StopReason(DECISION_DISAGREEMENT, f"disagreement ({split}: {', '.join(sorted(votes))})")
     return None
 
 
@@ -220,14 +237,16 @@ def decide(
         }
         reason = stop_reason(counted, required)
         if reason is not None and (early_stop or len(counted) >= required):
-            row.update(status=REJECTED, reason=reason)
+            row.update(status=REJECTED, reason=reason.detail, reason_code=reason.code)
         elif len(counted) < required:
-            row.update(status=PENDING, reason=f"{len(counted)} of {required} annotators so far")
+            row.update(status=PENDING, reason=f"{len(counted)} of {required} annotators so far",
+                       reason_code=DECISION_PENDING)
         else:  # required answers, one answerable vote
             agreed = counted[0].answer
             row.update(
                 status=ACCEPTED,
                 reason="unanimous",
+                reason_code=DECISION_UNANIMOUS,
                 agreed_answer=agreed,
                 matches_generated=agreed == _generated(generated),
             )

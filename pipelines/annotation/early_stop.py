@@ -46,5 +46,5 @@ def stopped_questions(tasks: Iterable[Mapping[str, Any]], required: int = 4) -> 
             continue
         reason = stop_reason(counted, required)
         if reason is not None:
-            out[qid] = reason
+            out[qid] = reason.detail
     return out

@@ -44,13 +44,21 @@ LABEL_CONFIG = f"""<View>
 </View>
 """
 
-INSTRUCTIONS = (
-    "<p>Answer the question about the image with <b>one number</b>. Work it out yourself from the "
-    "image; nothing is highlighted on purpose. If the question cannot be answered from the image, "
-    "choose <i>not answerable</i>; if it has more than one reasonable answer, choose "
-    "<i>ambiguous</i>, and say why in the comment.</p>"
-    f"<p><b>Conventions.</b> {CONVENTIONS}</p>"
-)
+
+
+def instructions() -> str:
+    """The project's instructions (``expert_instruction``: HTML that Label Studio shows above the labeling
+    screen), from ``templates/instructions.html`` (autoescaped).
+
+    :data:`CONVENTIONS` goes in as trusted text: it is this module's constant, no data, and Label Studio
+    stores the exact string, which the project guard compares (escaping its apostrophes would make every
+    existing project read as changed outside the platform)."""
+    import jinja2
+    from markupsafe import Markup
+
+    env = jinja2.Environment(loader=jinja2.PackageLoader("pipelines.annotation", "templates"),
+                             autoescape=jinja2.select_autoescape(("html",)), auto_reload=False)
+    return env.get_template("instructions.html").render(conventions=Markup(CONVENTIONS))  # noqa: S704 - a constant
 
 
 def project_settings(title: str, annotators_required: int = 4, handout: str = "serial") -> dict[str, Any]:
@@ -67,7 +75,7 @@ def project_settings(title: str, annotators_required: int = 4, handout: str = "s
     return {
         "title": title,
         "label_config": LABEL_CONFIG,
-        "expert_instruction": INSTRUCTIONS,
+        "expert_instruction": instructions(),
         "show_instruction": True,
         "maximum_annotations": 1 if serial else annotators_required,
         "overlap_cohort_percentage": 100,

@@ -39,6 +39,7 @@ from pipelines.config import ReleaseConfig
 from pipelines.files import replacing_folder, write_atomic
 from pipelines.release.assemble import PROVENANCE_FILE, REJECTS_FILE, SPLITS, read_meta_table, read_removals
 from pipelines.release.build import read_release_config
+from pipelines.rejects import reason_label
 from pipelines.reward import MIN_VERSIONS, REWARD_VERSION
 
 
@@ -133,7 +134,9 @@ def compute_metrics(data: Path, release: Path) -> tuple[dict[str, Any], dict[str
         "index": index,
         "rows": rows,
         "categories": Counter(i["category"] for i in rel_instances),
-        "reject_reasons": Counter(c["reason"] or "(none)" for c in consensus if c["status"] == "rejected"),
+        # by the decision's code, read through the one code table (never by the reason sentence)
+        "reject_reasons": Counter(reason_label(c.get("reason_code")).label for c in consensus
+                                  if c["status"] == "rejected"),
         "distinct_answers": distinct_answers,
         "dropped": dropped,
         "generators": Counter(r["generator"] for r in rows),
@@ -193,6 +196,11 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
+def _labelled(counts: Counter[str]) -> list[tuple[str, str, int]]:
+    """``(code, label, n)`` rows, most frequent first: a code with its label from :data:`pipelines.rejects.REASONS`."""
+    return [(code, reason_label(code).label, n) for code, n in counts.most_common()]
+
+
 def integrity_metrics(data: Path) -> dict[str, Any]:
     """Who answered and what did not count, over every part's ``audit.parquet`` / ``uncounted.parquet``
     (parts released before they existed have neither): counted answers on record, distinct annotator
@@ -242,7 +250,8 @@ def _integrity_lines(found: dict[str, Any] | None) -> list[str]:
              "that their author handed in and nobody changed afterwards.", ""]
     if found["uncounted"]:
         lines += ["Answers not counted (the question went back for a fresh answer):", "",
-                  _table(["reason", "answers"], sorted(found["uncounted"].items()))]
+                  _table(["code", "reason", "answers"],
+                         [(code, reason_label(code).label, n) for code, n in sorted(found["uncounted"].items())])]
     else:
         lines.append("No answer had to be set aside (none changed by another account or after it was seen, none "
                      "from an unregistered account).")
@@ -331,12 +340,12 @@ def render_card(cfg: ReleaseConfig, metrics: dict[str, Any], details: dict[str, 
         _table(["input", "source"], sorted(prov.get("sources", {}).items())) if prov.get("sources") else "",
         "",
         "## Withdrawn after release",
-        _table(["code", "questions"], details["removed"].most_common()) if details["removed"]
+        _table(["code", "reason", "questions"], _labelled(details["removed"])) if details["removed"]
         else "No released question has been withdrawn.",
         "(`data/removals.parquet` lists them; the shards of this tag no longer hold them.)",
         "",
         "## Dropped",
-        _table(["code", "questions"], details["dropped"].most_common()) if details["dropped"]
+        _table(["code", "reason", "questions"], _labelled(details["dropped"])) if details["dropped"]
         else "No accepted question was dropped.",
         "",
         "## Files",

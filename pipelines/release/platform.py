@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 from pipelines.config import Params
 from pipelines.contracts import SIMULATED_SOURCES, conform
 from pipelines.ledger import Ledger, ReleaseRecord, utc_now
+from pipelines.rejects import reason_label
 from pipelines.store import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,7 @@ def gather_tables(ledger: Ledger, simulated: dict[str, list[str]] | None = None
             rejects = store.get_table(decision.keys["rejects"], "rejects")
             uncounted = [{"question_id": r["item_id"].split("/", 1)[0], "code": r["code"]}
                          for r in rejects.select(["item_id", "code"]).to_pylist()
-                         if str(r["code"]).startswith("integrity.")]
+                         if reason_label(r["code"]).family == "integrity"]
             extras["uncounted"].append(pa.Table.from_pylist(uncounted, schema=UNCOUNTED))
     if not parts["consensus"]:
         raise NothingToRelease("no batch decided since the last release: nothing to release")
@@ -185,12 +186,13 @@ def _upload_card(ledger: Ledger, wc: Path, tag: str) -> str | None:
 
 
 def _markdown_page(md: str, tag: str) -> str:
-    """The card's Markdown as an HTML page (mistune, with tables); its YAML front matter (the
-    ``configs:`` metadata ``datasets`` reads) is shown as a small table, not as stray text."""
-    import html
-
+    """The card's Markdown as an HTML page (mistune, with tables, raw HTML escaped; the page from
+    ``templates/card_page.html``, autoescaped); its YAML front matter (the ``configs:`` metadata
+    ``datasets`` reads) is shown as a small table, not as stray text."""
+    import jinja2
     import mistune
     import yaml
+    from markupsafe import Markup
 
     meta: dict[str, Any] = {}
     if md.startswith("---\n"):
@@ -198,12 +200,9 @@ def _markdown_page(md: str, tag: str) -> str:
         if sep:
             loaded = yaml.safe_load(head)
             meta, md = (loaded if isinstance(loaded, dict) else {}), rest
-    rows = "".join(f"<tr><th>{html.escape(str(k))}</th>"
-                   f"<td><code>{html.escape(yaml.safe_dump(v).strip())}</code></td></tr>" for k, v in meta.items())
-    header = f"<table class='meta'>{rows}</table>" if rows else ""
-    body = str(mistune.create_markdown(escape=True, plugins=["table"])(md))
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(tag)}</title>"
-            "<style>body{font-family:system-ui,sans-serif;margin:1.5rem}td,th{padding:.2rem .6rem;"
-            "border-bottom:1px solid #eee;text-align:left}img{max-width:640px}code{white-space:pre}"
-            "table.meta{font-size:.85rem;color:#444;margin-bottom:1rem}</style></head><body>"
-            + header + body + "</body></html>")
+    # mistune escapes the Markdown's own HTML (escape=True): its output is markup, everything else is data
+    body = Markup(mistune.create_markdown(escape=True, plugins=["table"])(md))
+    env = jinja2.Environment(loader=jinja2.PackageLoader("pipelines.release", "templates"),
+                             autoescape=jinja2.select_autoescape(("html",)), auto_reload=False)
+    return env.get_template("card_page.html").render(
+        tag=tag, meta=[(str(k), yaml.safe_dump(v).strip()) for k, v in meta.items()], body=body)

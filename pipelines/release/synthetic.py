@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from pipelines.contracts import to_table, write_parquet_atomic
+from pipelines.rejects import DECISION_DISAGREEMENT, DECISION_PENDING, DECISION_UNANIMOUS
 
 CATEGORIES = ("cup", "book", "chair", "bottle", "plant", "lamp")
 
@@ -122,14 +123,15 @@ def make_inputs(
                 human = answer if rng.random() >= mismatch_rate else str(na + nb + 1)
                 consensus.append({"question_id": qid, "status": "accepted", "answers": [human] * 4,
                                   "agreed_answer": human, "matches_generated": human == answer,
-                                  "reason": None})
+                                  "reason": None, "reason_code": DECISION_UNANIMOUS})
             elif roll < accept_rate + (1 - accept_rate) / 2:
                 consensus.append({"question_id": qid, "status": "rejected", "answers": [answer, answer, answer,
                                   str(na + nb + 2)], "agreed_answer": None, "matches_generated": None,
-                                  "reason": "annotators disagree"})
+                                  "reason": "annotators disagree", "reason_code": DECISION_DISAGREEMENT})
             else:
                 consensus.append({"question_id": qid, "status": "pending", "answers": [answer],
-                                  "agreed_answer": None, "matches_generated": None, "reason": "2 of 4 answered"})
+                                  "agreed_answer": None, "matches_generated": None, "reason": "2 of 4 answered",
+                                  "reason_code": DECISION_PENDING})
     for c in consensus:
         c["answers_source"] = answers_source
     runs = folder / "runs" / run_id

@@ -19,6 +19,12 @@ import pyarrow as pa
 from pipelines.config import StoreConfig
 from pipelines.contracts import SCHEMAS, parquet_bytes
 from pipelines.ledger import BatchRecord, ConsensusRecord, Ledger, batch_id_for
+from pipelines.rejects import (
+    DECISION_DISAGREEMENT,
+    DECISION_NOT_ANSWERABLE,
+    DECISION_PENDING,
+    DECISION_UNANIMOUS,
+)
 
 W, H = 160, 120
 #: the two instances of every image: id -> (category, [x, y, w, h])
@@ -104,11 +110,13 @@ def seed_batch(store: Any, layout: StoreConfig, run_id: str, shard: int, n_quest
         answers = ["1", "1", "1", "1"] if status == "accepted" else ["1", "1", "1", "2"]
         if status == "pending":
             answers = answers[:2]
-        reason = {"accepted": "unanimous", "pending": "2 of 4 annotators so far"}.get(
-            status, "disagreement (3 vs 1: 1, 2)" if n % 3 else "not answerable (1 of 4)")
+        reason, code = {"accepted": ("unanimous", DECISION_UNANIMOUS),
+                        "pending": ("2 of 4 annotators so far", DECISION_PENDING)}.get(
+            status, ("disagreement (3 vs 1: 1, 2)", DECISION_DISAGREEMENT) if n % 3
+            else ("not answerable (1 of 4)", DECISION_NOT_ANSWERABLE))
         consensus.append({"question_id": qid, "status": status, "answers": answers,
                           "agreed_answer": "1" if status == "accepted" else None,
-                          "matches_generated": status == "accepted", "reason": reason})
+                          "matches_generated": status == "accepted", "reason": reason, "reason_code": code})
         for k, (who, answer) in enumerate(zip(ANNOTATORS, answers, strict=False)):
             detail.append({"question_id": qid, "annotator": who, "answer": answer, "answerable": True,
                            "submitted_at": at + timedelta(seconds=n * 10 + k), "verdict": "answerable",

@@ -13,20 +13,23 @@ answering is 502; an image outside the platform bucket's known prefixes is 404.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
-from hopchain_airflow.ui import review_pages as pages
+from hopchain_airflow.ui.cache import TTLCache
+from hopchain_airflow.ui.review_pages import PLOTS as PLOT_NAMES
+from hopchain_airflow.ui.review_pages import Pages
 from hopchain_airflow.ui.security import HopChainReader
 
 if TYPE_CHECKING:
-    from pipelines.review import Review
+    from pipelines.review import Review, TrendRow
 
-PLOTS = ("runs-rates", "runs-reasons", "releases-rates", "releases-released")
+PLOTS = tuple(name for name, _ in PLOT_NAMES)
+#: trend rows are served from the app's cache for this long (one entry: the newest decisions and releases)
+TRENDS_TTL_S = 30.0
 
 
 def _base(request: Request) -> str:
@@ -55,10 +58,12 @@ def _store_call(fn: Callable[[], Any]) -> Any:
         raise
 
 
-def add_review_routes(app: FastAPI, review: Callable[[], Review], cache: dict[str, tuple[float, Any]]) -> None:
-    """Add the review routes to ``app``; ``review`` gives this process's reader, ``cache``
-    is the app's short-lived cache (trend rows live there for 30 s)."""
+def add_review_routes(app: FastAPI, review: Callable[[], Review], pages: Pages) -> None:
+    """Add the review routes to ``app``; ``review`` gives the app's reader, ``pages`` renders the HTML.
+    Trend rows are kept :data:`TRENDS_TTL_S` seconds in a cache of these routes."""
     from pipelines.review import Cursor, QuestionFilter, trend_plot
+
+    trend_cache: TTLCache[tuple[list[TrendRow], list[TrendRow]]] = TTLCache(1, TRENDS_TTL_S)
 
     def question_filter(run: str, batch: str, status: str, reason: str, hops: str, skeleton: str,
                         category: str) -> QuestionFilter:
@@ -90,7 +95,7 @@ def add_review_routes(app: FastAPI, review: Callable[[], Review], cache: dict[st
         if dag and dag != "hopchain_nightly":
             note = (f"Questions are pushed by hopchain_nightly runs; this is a run of {dag}: its decisions are "
                     "on the Status and Trends tabs.")
-        return HTMLResponse(pages.questions_page(_base(request), flt, result, recent, note))
+        return HTMLResponse(pages.questions(_base(request), flt, result, recent, note))
 
     def one(batch_id: str, question_id: str) -> Any:
         q = _store_call(lambda: review().question(batch_id, question_id))
@@ -100,7 +105,7 @@ def add_review_routes(app: FastAPI, review: Callable[[], Review], cache: dict[st
 
     @app.get("/question/{batch_id}/{question_id}", response_class=HTMLResponse)
     def question(request: Request, batch_id: str, question_id: str, user: HopChainReader) -> HTMLResponse:
-        return HTMLResponse(pages.question_page(_base(request), one(batch_id, question_id)))
+        return HTMLResponse(pages.question(_base(request), one(batch_id, question_id)))
 
     @app.get("/overlay/{batch_id}/{question_id}/{which}.png")
     def overlay(batch_id: str, question_id: str, which: str, user: HopChainReader,
@@ -127,15 +132,10 @@ def add_review_routes(app: FastAPI, review: Callable[[], Review], cache: dict[st
     def annotators(request: Request, user: HopChainReader,
                    decisions: int = Query(30, ge=1, le=200)) -> HTMLResponse:
         rows = _store_call(lambda: review().annotators(decisions))
-        return HTMLResponse(pages.annotators_page(_base(request), rows, decisions))
+        return HTMLResponse(pages.annotators(_base(request), rows, decisions))
 
-    def trend_rows() -> Any:
-        hit = cache.get("trends")
-        if hit and time.monotonic() - hit[0] < 30:
-            return hit[1]
-        rows = _store_call(lambda: review().trends())
-        cache["trends"] = (time.monotonic(), rows)
-        return rows
+    def trend_rows() -> tuple[list[TrendRow], list[TrendRow]]:
+        return trend_cache.get_or("trends", lambda: _store_call(lambda: review().trends()))
 
     @app.get("/api/trends")
     def api_trends(user: HopChainReader) -> JSONResponse:
@@ -146,7 +146,7 @@ def add_review_routes(app: FastAPI, review: Callable[[], Review], cache: dict[st
     @app.get("/trends", response_class=HTMLResponse)
     def trends(request: Request, user: HopChainReader) -> HTMLResponse:
         runs, releases = trend_rows()
-        return HTMLResponse(pages.trends_page(_base(request), runs, releases))
+        return HTMLResponse(pages.trends(_base(request), runs, releases))
 
     @app.get("/trends/{plot}.png")
     def trend_png(plot: str, user: HopChainReader) -> Response:

@@ -61,7 +61,7 @@ def test_page_lists_every_level_and_escapes_user_text() -> None:
     assert "annotations / accepted" in page and "saved by early stop" in page
     assert "<td>4.50</td><td>6</td>" in page and "<td>-</td><td>0</td><td>0</td>" in page  # older records
     # issue 26: answers that do not count, by reason; where the decision read them; held batches
-    assert "answers not counted" in page and "changed_by_other: 3, unregistered_annotator: 1" in page
+    assert "answers not counted" in page and "changed by another account: 3, from an unregistered account: 1" in page
     assert "<b class='error'>4</b>" in page and "<td>journal</td>" in page
     assert "held</b>: project 1 changed outside the platform: maximum_annotations 1 → 4" in page
 
@@ -79,7 +79,7 @@ class DownStore:
 
 
 @pytest.fixture
-def app_with(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+def app_with():  # type: ignore[no-untyped-def]
     """The page's app with an authenticated user and the ledger on ``store``."""
     from fastapi.testclient import TestClient
 
@@ -89,10 +89,7 @@ def app_with(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
 
     def make(store, params: Params | None = None):  # type: ignore[no-untyped-def]
         params = params or Params()
-        monkeypatch.setattr(ui, "_params", lambda: params)
-        monkeypatch.setattr(ui, "_ledger", lambda: Ledger(store, params.store))
-        ui._CACHE.clear()
-        application = ui.create_app()
+        application = ui.create_app(params=params, ledger=lambda: Ledger(store, params.store))
         from airflow.api_fastapi.core_api.security import get_user
 
         from hopchain_airflow.ui.security import require_hopchain_read
