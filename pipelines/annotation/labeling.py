@@ -58,7 +58,7 @@ def instructions() -> str:
 
     env = jinja2.Environment(loader=jinja2.PackageLoader("pipelines.annotation", "templates"),
                              autoescape=jinja2.select_autoescape(("html",)), auto_reload=False)
-    return env.get_template("instructions.html").render(conventions=Markup(CONVENTIONS))  # noqa: S704 - a constant
+    return env.get_template("instructions.html").render(conventions=Markup(CONVENTIONS))
 
 
 def project_settings(title: str, annotators_required: int = 4, handout: str = "serial") -> dict[str, Any]:

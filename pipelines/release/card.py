@@ -37,9 +37,9 @@ import pyarrow.parquet as pq
 
 from pipelines.config import ReleaseConfig
 from pipelines.files import replacing_folder, write_atomic
+from pipelines.rejects import reason_label
 from pipelines.release.assemble import PROVENANCE_FILE, REJECTS_FILE, SPLITS, read_meta_table, read_removals
 from pipelines.release.build import read_release_config
-from pipelines.rejects import reason_label
 from pipelines.reward import MIN_VERSIONS, REWARD_VERSION
 
 

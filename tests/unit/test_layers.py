@@ -5,6 +5,7 @@ dependency from the reader, not from this test)."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -110,3 +111,68 @@ def test_no_import_circle_among_product_modules() -> None:
         if m not in index:
             visit(m)
     assert not cycles, cycles
+
+
+# -- no HTML built in Python ---------------------------------------------------------------------------
+#: HTML elements a page is made of. Lowercase only: Label Studio's labeling config is XML with capitalised
+#: tags (``<View>``, ``<Image>``, ``<Number>``, ``<Choices>``), which is not a page and stays in Python.
+HTML_TAGS = ("a", "b", "body", "br", "button", "code", "details", "div", "em", "form", "h1", "h2", "h3", "h4",
+             "head", "html", "i", "iframe", "img", "input", "label", "li", "link", "meta", "nav", "ol", "option",
+             "p", "pre", "script", "section", "select", "span", "strong", "style", "summary", "table", "tbody",
+             "td", "th", "thead", "title", "tr", "ul")
+#: a tag (or the start of one that an f-string part leaves open: ``f"<a href='{url}'>"``), or a doctype
+_HTML_TAG = re.compile(r"(?i:<!doctype html)|</?(?:" + "|".join(HTML_TAGS) + r")(?:\s[^<>]*)?(?:/?>|$)")
+
+
+def _docstrings(tree: ast.AST) -> set[int]:
+    """``id()`` of every docstring node: documentation may show markup or ``<table>`` placeholders."""
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+                out.add(id(first.value))
+    return out
+
+
+def html_strings(source: str, filename: str = "<source>") -> list[tuple[int, str]]:
+    """``(line, text)`` of every string constant or f-string part of ``source`` holding an HTML tag."""
+    tree = ast.parse(source, filename=filename)
+    docs = _docstrings(tree)
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docs:
+            # f-string parts are Constants inside a JoinedStr: ast.walk visits them too
+            hit = _HTML_TAG.search(node.value.replace("\n", " "))
+            if hit:
+                found.append((node.lineno, hit.group(0)))
+    return found
+
+
+def test_no_html_is_built_in_python() -> None:
+    """Pages render from Jinja2 templates with autoescaping (``templates/`` next to the code); a string of
+    HTML in Python is markup that escapes nothing by default."""
+    bad = [f"{path.relative_to(REPO)}:{line}: {text}" for path in _files("pipelines", "plugins", "expectations")
+           for line, text in html_strings(path.read_text(), str(path))]
+    assert not bad, "\n".join(bad)
+
+
+def test_the_html_rule_catches_a_planted_page_and_spares_labeling_xml() -> None:
+    planted = '''
+def page(name):
+    """Returns a <table> of things (documentation may say so)."""
+    rows = "".join(f"<tr><td>{n}</td></tr>" for n in name)
+    return "<div class='x'>" + rows + f"<a href='/q/{name}'>open</a></div>"
+'''
+    assert set(html_strings(planted)) == {(4, "<tr>"), (4, "</td>"), (5, "<div class='x'>"), (5, "<a href='/q/"),
+                                          (5, "</a>")}  # the docstring's <table> is documentation
+    assert html_strings('x = "<!doctype html><html><body></body></html>"')
+    assert html_strings('x = "<p>Answer with <b>one number</b></p>"')
+    labeling = '''CONFIG = """<View>
+  <Image name="image" value="$image"/>
+  <Number name="answer" toName="image"/>
+  <Choices name="v" toName="image"><Choice value="a"/></Choices>
+  <Text name="t" value="$q"/><Header value="$question"/><TextArea name="c" toName="image"/>
+</View>"""'''
+    assert html_strings(labeling) == []
+    assert html_strings('KEY = "<root>/<run_id>/<name>.parquet"; T = "<think>x</think>"') == []

@@ -90,3 +90,25 @@ def test_quarantine_rows_split_code_and_detail() -> None:
     for bad in ({"code": "Not A Code"}, {"detail": ""}, {"uri": ""}):
         with pytest.raises(ValidationError):
             Quarantined(**{"uri": "u", "code": "empty", "detail": "0 bytes", **bad})
+
+
+# -- the code table (issue 28: typed reasons end to end) ---------------------------------------------------
+def test_every_code_of_the_table_is_well_formed_and_every_decision_code_has_a_label() -> None:
+    import re
+
+    from pipelines.rejects import CODE_PATTERN, DECISION_CODES, REASONS, REJECTION_FAMILIES, reason_label
+
+    assert all(re.fullmatch(CODE_PATTERN, code) for code in REASONS)
+    assert set(DECISION_CODES) <= set(REASONS)
+    assert REJECTION_FAMILIES == ("not answerable", "ambiguous", "disagreement")
+    assert reason_label("integrity.changed_by_other").label == "changed by another account"
+    # a code the table does not name yet reads as its own family, labelled by itself; no code: unrecorded
+    assert (reason_label("scene.new_kind").family, reason_label("scene.new_kind").label) == ("scene", "scene.new_kind")
+    assert reason_label(None).family == reason_label("").family == "unrecorded"
+
+
+def test_the_integrity_codes_of_the_annotation_stage_are_all_labelled() -> None:
+    from pipelines.annotation.integrity import CODES
+    from pipelines.rejects import REASONS
+
+    assert {REASONS[c].family for c in CODES} == {"integrity"}

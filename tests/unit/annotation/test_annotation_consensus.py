@@ -147,3 +147,20 @@ def test_tables_conform_to_contracts():
     ann = res.annotations_table()
     assert ann.num_rows == 8 and ann.column("answerable").to_pylist().count(False) == 1
     assert res.status_counts() == {"accepted": 1, "rejected": 1, "pending": 0}
+
+
+def test_every_decision_carries_its_code_beside_its_sentence() -> None:
+    from pipelines.rejects import REASONS
+
+    cases = {
+        "decision.unanimous": four("q", ["3", "3", "3", "3"]),
+        "decision.pending": [rec("q", "a0", "3")],
+        "decision.disagreement": [rec("q", "a0", "3", minute=0), rec("q", "a1", "4", minute=1)],
+        "decision.ambiguous": [rec("q", "a0", "3", minute=0), rec("q", "a1", None, AMBIGUOUS, minute=1)],
+        "decision.not_answerable": [rec("q", "a0", None, AMBIGUOUS, minute=0),
+                                    rec("q", "a1", None, NOT_ANSWERABLE, minute=1)],
+    }
+    for code, records in cases.items():
+        row = by_id(decide(records, {"q": "3"}))["q"]
+        assert row["reason_code"] == code and code in REASONS, (code, row)
+        assert row["reason"]  # the sentence stays, for people

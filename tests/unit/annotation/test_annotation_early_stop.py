@@ -54,7 +54,8 @@ def test_partial_answers_that_can_still_agree_stay_pending():
     assert row([rec(0, "3"), rec(1, "3"), rec(2, "3")])["status"] == "pending"
     assert row([rec(0, "3"), rec(1, "4")]) == {
         "question_id": "q", "answers": ["3", "4"], "agreed_answer": None, "matches_generated": False,
-        "status": "rejected", "reason": "disagreement (1 vs 1: 3, 4)", "answers_source": "people"}
+        "status": "rejected", "reason": "disagreement (1 vs 1: 3, 4)", "reason_code": "decision.disagreement",
+        "answers_source": "people"}
     assert row([rec(0, "3"), rec(1, "4")], early_stop=False)["status"] == "pending"  # the old rule
 
 

@@ -340,3 +340,16 @@ def test_project_by_id_and_the_expected_failures_are_one_line(ls, cli, monkeypat
     assert err.count("\n") == 1 and err.startswith(
         f"error: project {PID}: Label Studio refused the repair: Created annotations are incompatible with provided "
         "labeling schema (")
+
+
+def test_the_instructions_template_renders_the_text_projects_already_hold() -> None:
+    """Label Studio stores the instructions and the guard compares them: the template must give the exact
+    string the platform set before it was a template (else every project reads as changed)."""
+    from pipelines.annotation.labeling import CONVENTIONS, instructions
+
+    assert instructions() == (
+        "<p>Answer the question about the image with <b>one number</b>. Work it out yourself from the "
+        "image; nothing is highlighted on purpose. If the question cannot be answered from the image, "
+        "choose <i>not answerable</i>; if it has more than one reasonable answer, choose "
+        "<i>ambiguous</i>, and say why in the comment.</p>"
+        f"<p><b>Conventions.</b> {CONVENTIONS}</p>")

@@ -138,3 +138,12 @@ def test_cli_exit_codes_and_names(tables, bad_questions, tmp_path, capsys) -> No
     assert (tmp_path / "out" / "questions.validation.json").is_file()
     assert (tmp_path / "out" / "datadocs" / "questions" / "index.html").is_file()
     assert hopchain(["validate", "--suite", "questions", "--data", str(tmp_path / "nope.parquet")]) == 2
+
+
+def test_the_data_docs_index_escapes_run_ids_and_file_names() -> None:
+    from expectations.runner import render_docs_index
+
+    page = render_docs_index("run<1>'", ["questions/index.html", "q'><script>x</script>/index.html"])
+    assert "<script>" not in page and "<title>Data Docs run&lt;1&gt;&#39;</title>" in page
+    assert "<li><a href='questions/index.html'>questions</a></li>" in page
+    assert "<a href='q&#39;&gt;&lt;script&gt;x&lt;/script&gt;/index.html'>q&#39;&gt;&lt;script&gt;x&lt;/script&gt;</a>" in page

@@ -257,3 +257,45 @@ def test_release_trends_read_the_cost_fields_when_the_metrics_have_them() -> Non
     assert [(r.label, r.annotations_per_accepted, r.annotations_saved) for r in releases] == [
         ("v1", None, None), ("v2", 4.4, 6)]
     assert releases[1].acceptance_rate == 0.6 and releases[1].released == 16 and releases[1].accepted == 16
+
+
+def test_the_kind_of_a_decision_comes_from_its_code_never_from_its_sentence() -> None:
+    import pyarrow as pa
+
+    from pipelines.contracts import SCHEMAS
+    from pipelines.ledger import BatchRecord
+    from pipelines.review import join_batch
+
+    t = datetime(2026, 11, 2, tzinfo=UTC)
+    batch = BatchRecord(batch_id="r.shard-00000", run_id="r", shard=0, questions=4, project_id=1, status="closed",
+                        pushed_at=t, deadline=t, questions_key="k")
+    questions = pa.Table.from_pylist([{"question_id": f"q{i}", "image_id": "i", "question": "?", "answer": "1",
+                                       "num_hops": 1, "hops": "[]"} for i in range(4)], schema=SCHEMAS["questions"])
+    consensus = pa.Table.from_pylist([
+        # the sentence says one thing, the code another: the code wins
+        {"question_id": "q0", "status": "rejected", "reason": "not answerable (1 of 4)",
+         "reason_code": "decision.disagreement"},
+        {"question_id": "q1", "status": "rejected", "reason": "ambiguous (2 of 4)", "reason_code": None},  # legacy
+        {"question_id": "q2", "status": "accepted", "reason": "unanimous", "reason_code": None},  # legacy
+    ], schema=SCHEMAS["consensus"])
+    rows = {q.question_id: q for q in join_batch(batch, questions, consensus, None)}
+    assert (rows["q0"].reason_kind, rows["q0"].reason) == ("disagreement", "not answerable (1 of 4)")
+    assert (rows["q1"].reason_kind, rows["q1"].reason_code) == ("unrecorded", None)
+    assert (rows["q2"].reason_kind, rows["q2"].reason_code) == ("unanimous", "decision.unanimous")
+    assert (rows["q3"].reason_kind, rows["q3"].reason_code) == ("pending", "decision.pending")  # not decided
+    assert QuestionFilter(reason="disagreement").matches(rows["q0"])
+    assert not QuestionFilter(reason="not answerable").matches(rows["q0"])
+
+
+def test_the_review_package_parses_no_reason_text() -> None:
+    import ast
+    import inspect
+
+    import pipelines.review
+
+    tree = ast.parse(inspect.getsource(pipelines.review))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in (
+                "startswith", "split", "partition", "lower"):
+            target = ast.unparse(node.func.value)
+            assert "reason" not in target and "detail" not in target, ast.unparse(node)

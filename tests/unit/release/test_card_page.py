@@ -19,3 +19,12 @@ def test_the_card_header_is_a_metadata_table_and_the_body_is_html() -> None:
     assert "<h1>HopChain v1</h1>" in page
     assert "<b>released</b>" not in page and "&lt;b&gt;released&lt;/b&gt;" in page  # card text is escaped
     assert "<title>v1&lt;x&gt;</title>" in page
+
+
+def test_hostile_metadata_and_tags_come_out_escaped() -> None:
+    md = "---\n\"<script>k\": \"v' onmouseover='alert(1)\"\n---\n[x](javascript:alert(1)) <img src=x onerror=alert(1)>\n"
+    page = _markdown_page(md, "<script>alert('t')</script>")
+    assert "<script>" not in page and "<img src=x" not in page
+    assert "<title>&lt;script&gt;alert(&#39;t&#39;)&lt;/script&gt;</title>" in page
+    assert "<th>&lt;script&gt;k</th>" in page and "v&#39; onmouseover=&#39;alert(1)" in page
+    assert 'href="javascript:' not in page  # mistune refuses the scheme

@@ -240,7 +240,7 @@ def test_the_card_counts_audited_answers_and_lists_those_not_counted() -> None:
                               "uncounted": {"integrity.changed_by_other": 2}, "parts_audited": 1})
     text = "\n".join(lines)
     assert "40 counted answers" in text and "from 5 annotators" in text
-    assert "| integrity.changed_by_other | 2 |" in text
+    assert "| integrity.changed_by_other | changed by another account | 2 |" in text
 
 
 def test_a_release_of_simulated_answers_is_refused_where_the_deployment_forbids_them(tmp_path, monkeypatch):
