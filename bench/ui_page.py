@@ -42,19 +42,27 @@ def seed(store, layout, questions: int) -> tuple[float, int]:  # type: ignore[no
     return time.monotonic() - t0, batches
 
 
-def client_for(store, params):  # type: ignore[no-untyped-def]
-    from fastapi.testclient import TestClient
+class AppClient:
+    """A test client of the HopChain app on ``store``; :meth:`cold` starts a fresh app (empty caches: the
+    app owns them, as one api-server process does)."""
 
-    from hopchain_airflow.ui import app as ui
-    from hopchain_airflow.ui.security import require_hopchain_read
-    from pipelines.ledger import Ledger
+    def __init__(self, store, params) -> None:  # type: ignore[no-untyped-def]
+        self.store, self.params = store, params
+        self.cold()
 
-    ui._params = lambda: params  # type: ignore[method-assign]
-    ui._ledger = lambda: Ledger(store, params.store)  # type: ignore[method-assign]
-    ui._CACHE.clear()
-    app = ui.create_app()
-    app.dependency_overrides[require_hopchain_read] = lambda: object()
-    return TestClient(app), ui
+    def cold(self) -> None:
+        from fastapi.testclient import TestClient
+
+        from hopchain_airflow.ui.app import create_app
+        from hopchain_airflow.ui.security import require_hopchain_read
+        from pipelines.ledger import Ledger
+
+        app = create_app(params=self.params, ledger=lambda: Ledger(self.store, self.params.store))
+        app.dependency_overrides[require_hopchain_read] = lambda: object()
+        self.client = TestClient(app)
+
+    def get(self, path: str, params: dict | None = None):  # type: ignore[no-untyped-def]
+        return self.client.get(path, params=params)
 
 
 def timed(client, path: str, params: dict | None = None, repeat: int = 1, cold=None) -> float:  # type: ignore[no-untyped-def]
@@ -71,11 +79,9 @@ def timed(client, path: str, params: dict | None = None, repeat: int = 1, cold=N
 
 
 def measure(store, params, repeat: int, deep_pages: int) -> dict[str, float]:  # type: ignore[no-untyped-def]
-    client, ui = client_for(store, params)
+    client = AppClient(store, params)
     client.get("/questions")  # the first read of a ledger builds its indexes (once, ever): not timed
-
-    def cold() -> None:
-        ui._CACHE.clear()
+    cold = client.cold
 
     out = {
         "first page, cold caches": timed(client, "/questions", repeat=repeat, cold=cold),
