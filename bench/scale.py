@@ -155,19 +155,19 @@ def coco_for(entries: list[dict[str, Any]]) -> dict[str, Any]:
 
 def upload_inputs(store: Any, params: Any, prefix: str, folder: Path, entries: list[dict[str, Any]]) -> float:
     """Images under ``inputs/<prefix>/images/`` + ``instances.json`` (as hopchain_demo.run seeds them)."""
-    from pipelines.store import safe_key
+    from pipelines.layout import BucketLayout
 
-    base = safe_key(params.store.inputs_prefix, prefix)
+    layout = BucketLayout(params.store)
     t0 = time.monotonic()
 
     def put(e: dict[str, Any]) -> None:
         name = e["file_name"]
-        store.put_bytes(safe_key(base, "images", name), (folder / "images" / name).read_bytes(),
+        store.put_bytes(layout.input_key(prefix, "images", name), (folder / "images" / name).read_bytes(),
                         mimetypes.guess_type(name)[0] or "application/octet-stream")
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(put, entries))
-    store.put_bytes(safe_key(base, "instances.json"), json.dumps(coco_for(entries)).encode(), "application/json")
+    store.put_bytes(layout.input_key(prefix, "instances.json"), json.dumps(coco_for(entries)).encode(), "application/json")
     return time.monotonic() - t0
 
 

@@ -85,8 +85,9 @@ def main() -> int:
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
     from hopchain_demo.samples import write_samples
     from pipelines.flow import Flow
+    from pipelines.layout import BucketLayout
     from pipelines.stack.services import SeaweedS3
-    from pipelines.store import ObjectStore, S3Credentials, safe_key
+    from pipelines.store import ObjectStore, S3Credentials
     from tests.support.stack import free_ports, params_with_ports
 
     params = params_with_ports(free_ports(), profile=None if args.profile == "base" else args.profile)
@@ -111,9 +112,8 @@ def main() -> int:
         samples = home / "samples"
         coco = write_samples(samples, args.images)
         files = [coco, *sorted((samples / "images").iterdir())]
-        prefix = safe_key(params.store.inputs_prefix, INPUT)
         for f in files:
-            store.put_bytes(safe_key(prefix, str(f.relative_to(samples))), f.read_bytes(),
+            store.put_bytes(BucketLayout(params.store).input_key(INPUT, str(f.relative_to(samples))), f.read_bytes(),
                             mimetypes.guess_type(f.name)[0] or "application/octet-stream")
         result["prepare_s"] = round(time.perf_counter() - t, 1)
         result["input_mb"] = round(sum(f.stat().st_size for f in files) / 1e6, 1)

@@ -10,9 +10,10 @@ Contract of :func:`validate`:
 3. Each expectation carries its stable name (``meta.name`` and the start of its ``description``,
    which Data Docs shows) and its severity from ``params.validation``.
 4. The full result (GX's JSON plus a summary) is written — to ``out_dir`` and, given a store, to
-   ``runs/<run_id>/validation/<suite>[/<label>].json`` — and Data Docs are built with GX's
-   own site builder and uploaded under ``runs/<run_id>/datadocs/<suite>[/<label>]/``; all of
-   this happens *before* anything is raised.
+   ``runs/<run_id>/validation/<suite>/<label|result>.json`` — and Data Docs are built with GX's
+   own site builder and uploaded under ``runs/<run_id>/datadocs/<suite>[/<label>]/`` with a marker
+   of their own (keys: :class:`pipelines.layout.RunKeys`; the run's index is merged from the markers
+   on read, :func:`docs_sites`); all of this happens *before* anything is raised.
 5. Then, if a ``critical`` expectation failed, :class:`ValidationFailed` is raised (naming the
    failing expectations); failed ``warning`` expectations are only reported.
 """
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from pipelines.config import Params
+    from pipelines.layout import RunKeys
     from pipelines.store import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -322,19 +324,32 @@ def _site_files(docs_dir: Path) -> list[str]:
     return sorted(p.relative_to(docs_dir).as_posix() for p in docs_dir.rglob("*") if p.is_file())
 
 
-def _upload_docs(store: ObjectStore, docs_dir: Path, prefix: str, files: list[str]) -> None:
-    """Upload the site's ``files`` under ``prefix`` with their content types."""
-    from pipelines.store import safe_key
+def publish_docs_site(store: ObjectStore, run: RunKeys, suite: str, label: str | None, docs_dir: Path,
+                      files: list[str]) -> str:
+    """Upload one built Data Docs site (its ``files``, relative to ``docs_dir``) under
+    ``<runs>/<run_id>/datadocs/<suite>[/<label>]/``, then its marker; returns the site's ``index.html`` key.
 
+    The run's index is never read-modified-written here: each validation writes only its own site
+    and its own marker (:meth:`~pipelines.layout.RunKeys.datadocs_site_marker`), so validations of
+    parallel shards cannot drop each other's entries; :func:`docs_sites` merges the markers on read.
+    """
     uploaded = set()
     for rel in files:
         ctype = mimetypes.guess_type(rel)[0] or "application/octet-stream"
-        uploaded.add(store.put_bytes(safe_key(prefix, rel), (docs_dir / rel).read_bytes(), ctype))
+        uploaded.add(store.put_bytes(run.datadocs_site_file(suite, label, rel), (docs_dir / rel).read_bytes(), ctype))
     # A rerun replaces the site: pages of an earlier attempt (timestamped names) are removed, so a
     # retried task leaves exactly one Data Docs site per suite and label.
-    stale = [k for k in store.list(prefix.rstrip("/") + "/") if k not in uploaded]
+    stale = [k for k in store.list(run.datadocs_site(suite, label)) if k not in uploaded]
     if stale:
         store.delete_keys(stale)
+    store.put_bytes(run.datadocs_site_marker(suite, label), b"")  # after the site: a marker never dangles
+    return run.datadocs_site_file(suite, label, "index.html")
+
+
+def docs_sites(store: ObjectStore, run: RunKeys) -> list[str]:
+    """The Data Docs sites of a run (``<suite>[/<label>]``, sorted), merged on read from their markers:
+    one listing, whatever wrote them and in whatever order."""
+    return sorted(run.datadocs_site_of_marker(k) for k in store.list(run.datadocs_sites_root()))
 
 
 def validate(
@@ -358,7 +373,7 @@ def validate(
     and ``raise_on_critical``.
     """
     from expectations.suites import get_suite
-    from pipelines.store import safe_key
+    from pipelines.layout import RunKeys
 
     started = time.perf_counter()
     spec = get_suite(suite)
@@ -406,13 +421,12 @@ def validate(
         pages: list[str] = []
         if store is not None:
             assert docs_dir is not None
-            runs = params.store.runs_prefix
-            report.result_key = safe_key(runs, run_id, "validation", suite, f"{label or 'result'}.json")
-            prefix = safe_key(runs, run_id, "datadocs", suite, *([label] if label else []))
+            run = RunKeys(params.store.runs_prefix, run_id)
+            report.result_key = run.validation_result(suite, label)
             pages = _site_files(docs_dir)
-            report.docs_index_key = safe_key(prefix, "index.html")
-            report.docs_page_key = next(
-                (safe_key(prefix, p) for p in pages if p.startswith("validations/") and p.endswith(".html")), None)
+            report.docs_index_key = run.datadocs_site_file(suite, label, "index.html")
+            report.docs_page_key = next((run.datadocs_site_file(suite, label, p) for p in pages
+                                         if p.startswith("validations/") and p.endswith(".html")), None)
         # the full result is saved first: before Data Docs go up and before anything is raised
         document = json.loads(json.dumps(
             {"report": report.to_dict(), "great_expectations": result.to_json_dict()}, default=str))
@@ -420,7 +434,7 @@ def validate(
             write_atomic(report.result_path, json.dumps(document, indent=1, default=str))
         if store is not None and report.result_key:
             store.put_json(report.result_key, document)
-            _upload_docs(store, docs_dir, prefix, pages)  # type: ignore[arg-type]
+            publish_docs_site(store, run, suite, label, docs_dir, pages)  # type: ignore[arg-type]
     finally:
         if tmp_docs is not None:
             tmp_docs.cleanup()
@@ -432,21 +446,20 @@ def validate(
 
 def render_docs_index(run_id: str, sites: list[str]) -> str:
     """The HTML of a run's Data Docs index (``templates/datadocs_index.html``, autoescaped): one link per
-    site, ``sites`` being each site's ``index.html`` relative to the index (``<suite>[/<label>]/index.html``)."""
+    site, ``sites`` being the sites' folders relative to the index (``<suite>[/<label>]``)."""
     import jinja2
 
     env = jinja2.Environment(loader=jinja2.PackageLoader("expectations", "templates"),
                              autoescape=jinja2.select_autoescape(("html",)), auto_reload=False)
-    return env.get_template("datadocs_index.html").render(
-        run_id=run_id, sites=[(site, site.removesuffix("/index.html")) for site in sites])
+    return env.get_template("datadocs_index.html").render(run_id=run_id, sites=sites)
 
 
-def write_docs_index(store: ObjectStore, datadocs_prefix: str, run_id: str) -> str:
+def write_docs_index(store: ObjectStore, run: RunKeys) -> str:
     """``<runs>/<run_id>/datadocs/index.html``: one page linking the Data Docs site of every suite
-    (and label) validated in the run. GX builds one site per validation; this joins them."""
-    prefix = datadocs_prefix.rstrip("/") + "/"
-    sites = sorted(k for k in store.list(prefix) if k.endswith("/index.html") and k != prefix + "index.html")
-    page = render_docs_index(run_id, [k[len(prefix):] for k in sites])
-    key = prefix + "index.html"
+    (and label) validated in the run, rendered from :func:`docs_sites` (GX builds one site per
+    validation; this joins them). Called by one task after the validations (the run's summary), so
+    it is complete; the markers, not this page, are the record. Returns the page's key."""
+    page = render_docs_index(run.run_id, docs_sites(store, run))
+    key = run.datadocs_index()
     store.put_bytes(key, page.encode(), "text/html")
     return key

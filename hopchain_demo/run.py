@@ -38,19 +38,20 @@ class Progress:
 def seed_samples(stack: LocalStack, params: Params, count: int = 24) -> int:
     """Upload the demo images + COCO instances to ``inputs/demo/`` (idempotent)."""
     from hopchain_demo.samples import write_samples
-    from pipelines.store import ObjectStore, S3Credentials, safe_key
+    from pipelines.layout import BucketLayout
+    from pipelines.store import ObjectStore, S3Credentials
 
     creds = stack.s3.credentials()
     store = ObjectStore(S3Credentials(creds["endpoint"], creds["access_key"], creds["secret_key"]),
                         params.store.bucket)
-    prefix = safe_key(params.store.inputs_prefix, DEMO_INPUT)
-    present = set(store.list(prefix + "/"))
+    layout = BucketLayout(params.store)
+    present = set(store.list(layout.input_prefix(DEMO_INPUT) + "/"))
     with tempfile.TemporaryDirectory() as tmp:
         coco = write_samples(tmp, count)
         files = [coco, *sorted((Path(tmp) / "images").iterdir())]
         uploaded = 0
         for f in files:
-            key = safe_key(prefix, str(f.relative_to(tmp)))
+            key = layout.input_key(DEMO_INPUT, str(f.relative_to(tmp)))
             if key in present and f.name != "instances.json":
                 continue
             store.put_bytes(key, f.read_bytes(), mimetypes.guess_type(f.name)[0] or "application/octet-stream")

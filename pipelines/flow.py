@@ -25,6 +25,7 @@ from pydantic import BaseModel
 
 from pipelines.config import Params, work_home
 from pipelines.contracts import SCHEMAS
+from pipelines.layout import BucketLayout, shard_label
 from pipelines.ledger import (
     BatchRecord,
     ConsensusRecord,
@@ -35,7 +36,7 @@ from pipelines.ledger import (
     batch_id_for,
     utc_now,
 )
-from pipelines.store import ObjectStore, S3Credentials, safe_key
+from pipelines.store import ObjectStore, S3Credentials
 
 log = logging.getLogger(__name__)
 
@@ -120,8 +121,7 @@ class Flow:
 
     # -- ingest ----------------------------------------------------------------------------------
     def input_uri(self, input_prefix: str) -> str:
-        inputs = self.params.store.inputs_prefix
-        return f"s3://{self.store.bucket}/{safe_key(inputs, input_prefix.removeprefix(inputs + '/'))}"
+        return self.ledger.keys.input_uri(self.store.bucket, input_prefix)
 
     def ingest(self, input_prefix: str, shard_size: int = 0, max_images: int = 0) -> list[int]:
         """Hash, decode and shard every input image; returns the shard numbers that have images.
@@ -165,7 +165,7 @@ class Flow:
                 shards.append(shard)
         # stage boundary: nothing downstream reads a manifest that failed its suite
         for shard in shards:
-            self.validate(f"shard-{shard:05d}", [("manifest", self.get("manifest", shard), {}),
+            self.validate(shard_label(shard), [("manifest", self.get("manifest", shard), {}),
                                                  ("quarantine", self.get("quarantine", shard), {})])
         self.store.put_json(self.keys.plan(), {"input": uri, "shards": shards, "images": len(manifest),
                                                "listed": len(uris)})
@@ -196,7 +196,7 @@ class Flow:
 
         bucket, _, prefix = self._input_uri_of_run().removeprefix("s3://").partition("/")
         if self._coco is None:
-            self._coco = json.loads(self.store.get_bytes(f"{prefix}/instances.json"))
+            self._coco = json.loads(self.store.get_bytes(BucketLayout.coco_instances(prefix)))
         base = f"s3://{bucket}/{prefix}/"
         return match_coco_instances(self._coco, manifest, lambda uri: uri.removeprefix(base))
 
@@ -245,7 +245,7 @@ class Flow:
         self.put_rejects("segment", shard, rejects)
         self.put_stats("segment", shard, stats)
         # stage boundary: the questions stage never reads instances that failed their suite
-        self.validate(f"shard-{shard:05d}", [("instances", instances, {"manifest": manifest})])
+        self.validate(shard_label(shard), [("instances", instances, {"manifest": manifest})])
         return stats
 
     # -- questions -------------------------------------------------------------------------------
@@ -278,16 +278,14 @@ class Flow:
         """Run GX suites ``[(suite, table, references)]``; every result and its Data Docs are saved
         first, then a critical failure raises :class:`expectations.runner.ValidationFailed`."""
         from expectations.checks import References
-        from expectations.runner import ValidationFailed, validate, write_docs_index
+        from expectations.runner import ValidationFailed, validate
 
         reports = [validate(suite, table, params=self.params, refs=References(**refs), run_id=self.run_id,
                             label=label, store=self.store, raise_on_critical=False)
                    for suite, table, refs in plan]
-        write_docs_index(self.store, self.keys.datadocs_prefix(), self.run_id)
         summary = {r.suite: {"success": r.success, "critical": r.critical_failures, "warnings": r.warnings,
                              "docs": r.docs_page_key or r.docs_index_key} for r in reports}
-        suites = "+".join(r.suite for r in reports)
-        self.store.put_json(self.keys.validation(f"{label}.{suites}.json"), summary)
+        self.store.put_json(self.keys.validation_step(label, [r.suite for r in reports]), summary)
         failed = [r for r in reports if not r.success]
         if failed:
             raise ValidationFailed(failed[0])
@@ -298,7 +296,7 @@ class Flow:
         instances) before the push. Manifest/quarantine were validated by ingest and instances by
         segment, each before the next stage read them."""
         t = {name: self.get(name, shard) for name in ("manifest", "instances", "questions")}
-        return self.validate(f"shard-{shard:05d}", [
+        return self.validate(shard_label(shard), [
             ("questions", t["questions"], {"manifest": t["manifest"], "instances": t["instances"]}),
         ])
 
@@ -526,6 +524,7 @@ class Flow:
                     totals.held[b.batch_id] = reason
                     continue
                 self._decide_batch(client, b, registry, names, platform, totals)
+        self.write_docs_index()  # the consensus suites' sites of this run, now that every batch is decided
         return totals
 
     def _decide_batch(self, client: Any, b: BatchRecord, registry: Any, names: dict[int, str],
@@ -602,16 +601,27 @@ class Flow:
         return release_from_store(self.params, self.store, self.run_id, home or work_home(self.params))
 
     # -- summary ---------------------------------------------------------------------------------
+    def write_docs_index(self) -> str | None:
+        """Render the run's Data Docs index from the sites its validations marked (one task per run
+        calls this after them: the summary, or the decisions); returns its key, or None when the run
+        has none (a run written before the markers keeps the index it has)."""
+        from expectations.runner import docs_sites, write_docs_index
+
+        if docs_sites(self.store, self.keys):
+            return write_docs_index(self.store, self.keys)
+        docs = self.keys.datadocs_index()
+        return docs if self.store.exists(docs) else None
+
     def summary(self) -> RunSummary:
         """Counts of the run from the per-shard stats (also written to ``<runs>/<run_id>/summary.json``)."""
         totals: dict[str, dict[str, float]] = {}
         for key in self.store.list(self.keys.stats_prefix()):
-            stage = key.split("/")[-2]
+            stage = self.keys.stats_stage(key)
             agg = totals.setdefault(stage, {})
             for k, v in self.store.get_json(key).items():
                 if isinstance(v, int | float) and not isinstance(v, bool):
                     agg[k] = agg.get(k, 0) + v
-        docs = self.keys.datadocs_index()
+        docs = self.write_docs_index()
         summary = RunSummary(
             run_id=self.run_id,
             images=int(totals.get("ingest", {}).get("images", 0)),
@@ -620,7 +630,7 @@ class Flow:
             questions=int(totals.get("questions", {}).get("questions", 0)),
             rejects=int(sum(t.get("rejected", 0) for t in totals.values())),
             stages=totals,
-            datadocs=docs if self.store.exists(docs) else None,
+            datadocs=docs,
             finished_at=utc_now(),
         )
         self.ledger.put_run_summary(summary)

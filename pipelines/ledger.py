@@ -1,14 +1,9 @@
-"""The platform's ledger: where every run artifact and record lives in the bucket, and what the
-records are.
+"""The platform's ledger: the records of runs, batches, decisions and releases, and their indexes.
 
-One place owns the key layout (prefixes from ``params.store``) and the typed records the DAGs
-pass between tasks (as JSON), the Airflow page shows and the release reads:
+The key layout lives in :mod:`pipelines.layout` (the one module that builds keys; its docstring
+draws the whole tree); this module owns the typed records the DAGs pass between tasks (as JSON), the
+Airflow page shows and the release reads, and where each is kept:
 
-* ``<runs>/<run_id>/<stage>/shard-NNNNN.parquet``            manifest, quarantine, detections, instances, questions
-* ``<runs>/<run_id>/rejects/<stage>/shard-NNNNN.parquet``    refused items (contract ``rejects``)
-* ``<runs>/<run_id>/stats/<stage>/shard-NNNNN.json``         counts per task
-* ``<runs>/<run_id>/ingest/plan.json``                       what ingest listed and sharded
-* ``<runs>/<run_id>/validation/…``, ``<runs>/<run_id>/datadocs/…``   GX results and Data Docs
 * ``<runs>/<run_id>/summary.json``                           :class:`RunSummary`
 * ``<batches>/<batch_id>.json``                              :class:`BatchRecord` (a shard pushed to Label Studio)
 * ``<consensus>/<batch_id>.json`` + ``<consensus>/<batch_id>/<table>.parquet``   :class:`ConsensusRecord`
@@ -35,7 +30,6 @@ timezone-aware UTC. Reading a ledger lists one level of each prefix, never the d
 from __future__ import annotations
 
 import itertools
-import re
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
@@ -43,7 +37,8 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipelines.config import StoreConfig
-from pipelines.store import ObjectStore, safe_key
+from pipelines.layout import BucketLayout, RunKeys, batch_id_for
+from pipelines.store import ObjectStore
 
 __all__ = [
     "BatchRecord", "ConsensusRecord", "Ledger", "LedgerView", "ReleaseRecord", "RunKeys", "RunSummary",
@@ -53,12 +48,6 @@ __all__ = [
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-def batch_id_for(run_id: str, shard: int) -> str:
-    """A batch id that is a safe object-key segment and a Label Studio filter value."""
-    clean = re.sub(r"[^A-Za-z0-9._-]+", "_", run_id).strip("_")
-    return f"{clean}.shard-{shard:05d}"
 
 
 class _Record(BaseModel):
@@ -169,48 +158,6 @@ class LedgerView(BaseModel):
     more: bool = False
 
 
-class RunKeys:
-    """Object keys of one run: ``<runs>/<run_id>/...``."""
-
-    def __init__(self, runs_prefix: str, run_id: str) -> None:
-        self.runs_prefix = runs_prefix
-        self.run_id = run_id
-
-    def _key(self, *parts: str) -> str:
-        return safe_key(self.runs_prefix, self.run_id, *parts)
-
-    @property
-    def prefix(self) -> str:
-        return safe_key(self.runs_prefix, self.run_id) + "/"
-
-    def table(self, stage: str, shard: int) -> str:
-        return self._key(stage, f"shard-{int(shard):05d}.parquet")
-
-    def rejects(self, stage: str, shard: int) -> str:
-        return self._key("rejects", stage, f"shard-{int(shard):05d}.parquet")
-
-    def stats(self, stage: str, shard: int) -> str:
-        return self._key("stats", stage, f"shard-{int(shard):05d}.json")
-
-    def stats_prefix(self) -> str:
-        return self._key("stats") + "/"
-
-    def plan(self) -> str:
-        return self._key("ingest", "plan.json")
-
-    def validation(self, name: str) -> str:
-        return self._key("validation", name)
-
-    def datadocs_prefix(self) -> str:
-        return self._key("datadocs") + "/"
-
-    def datadocs_index(self) -> str:
-        return self._key("datadocs", "index.html")
-
-    def summary(self) -> str:
-        return self._key("summary.json")
-
-
 R = TypeVar("R", bound=_Record)
 
 _MAX_MS = 10**13 - 1  # inverted milliseconds stay 13 digits until the year 2286
@@ -229,10 +176,11 @@ class NewestFirst:
 
     def __init__(self, store: ObjectStore, prefix: str) -> None:
         self.store = store
-        self.root = safe_key(prefix, "_index", "newest-first") + "/"
+        self.prefix = prefix
+        self.root = BucketLayout.newest_first_root(prefix)
 
     def key(self, record_id: str, at: datetime) -> str:
-        return self.root + safe_key("x", f"{_inverted(at)}.{record_id}").removeprefix("x/")
+        return BucketLayout.newest_first_marker(self.prefix, _inverted(at), record_id)
 
     def add(self, record_id: str, at: datetime) -> None:
         self.store.put_bytes(self.key(record_id, at), b"")
@@ -261,52 +209,53 @@ class Ledger:
     def __init__(self, store: ObjectStore, layout: StoreConfig) -> None:
         self.store = store
         self.layout = layout
+        self.keys = BucketLayout(layout)
         self._built: set[str] = set()
 
     # -- keys ------------------------------------------------------------------------------------
     def run(self, run_id: str) -> RunKeys:
-        return RunKeys(self.layout.runs_prefix, run_id)
+        return self.keys.run(run_id)
 
     def batch_key(self, batch_id: str) -> str:
-        return safe_key(self.layout.batches_prefix, f"{batch_id}.json")
+        return self.keys.batch(batch_id)
 
     def open_marker_key(self, batch_id: str) -> str:
-        return safe_key(self.layout.batches_prefix, "_index", "open", batch_id)
+        return self.keys.open_marker(batch_id)
 
     def consensus_key(self, batch_id: str) -> str:
-        return safe_key(self.layout.consensus_prefix, f"{batch_id}.json")
+        return self.keys.consensus(batch_id)
 
     def consensus_table_key(self, batch_id: str, table: str) -> str:
-        return safe_key(self.layout.consensus_prefix, batch_id, f"{table}.parquet")
+        return self.keys.consensus_table(batch_id, table)
 
     def consensus_prefix(self, batch_id: str) -> str:
-        return safe_key(self.layout.consensus_prefix, batch_id) + "/"
+        return self.keys.consensus_tables(batch_id)
 
     @property
     def journal_prefix(self) -> str:
         """Where the annotation journal lives (:class:`pipelines.annotation.journal.Journal`)."""
-        return self.layout.journal_prefix.strip("/")
+        return self.keys.journal_root
 
     @property
     def annotators_key(self) -> str:
         """The registered annotators (:mod:`pipelines.annotation.registry`)."""
-        return safe_key(self.layout.annotators_prefix, "registry.json")
+        return self.keys.annotators_registry
 
     @property
     def pseudonym_key_key(self) -> str:
         """Where a generated pseudonym key is kept when ``HOPCHAIN_PSEUDONYM_KEY`` is not set."""
-        return safe_key(self.layout.annotators_prefix, "pseudonym.key")
+        return self.keys.pseudonym_key
 
     def release_key(self, tag: str) -> str:
-        return safe_key(self.layout.releases_prefix, f"{tag}.json")
+        return self.keys.release(tag)
 
     def release_file_key(self, tag: str, *parts: str) -> str:
-        return safe_key(self.layout.releases_prefix, tag, *parts)
+        return self.keys.release_file(tag, *parts)
 
     @property
     def document_prefixes(self) -> tuple[str, ...]:
         """Prefixes of the documents the Airflow page may proxy (Data Docs, dataset cards)."""
-        return (self.layout.runs_prefix.strip("/") + "/", self.layout.releases_prefix.strip("/") + "/")
+        return self.keys.document_prefixes
 
     # -- indexes ---------------------------------------------------------------------------------
     def _newest(self, prefix: str) -> NewestFirst:
@@ -316,7 +265,7 @@ class Ledger:
         """Build the indexes of ``prefix`` from one full listing if this ledger predates them."""
         if prefix in self._built:
             return
-        built = safe_key(prefix, "_index", "built.json")
+        built = self.keys.index_built(prefix)
         if not self.store.exists(built):
             index = self._newest(prefix)
             if prefix == self.layout.batches_prefix:
@@ -351,7 +300,7 @@ class Ledger:
 
     # -- records ---------------------------------------------------------------------------------
     def _records(self, prefix: str, model: type[R]) -> list[R]:
-        keys = sorted(self.store.list(prefix.strip("/") + "/", recursive=False))
+        keys = sorted(self.store.list(self.keys.records_root(prefix), recursive=False))
         return [model.model_validate(self.store.get_json(k)) for k in keys if k.endswith(".json")]
 
     def batches(self) -> list[BatchRecord]:
@@ -361,7 +310,7 @@ class Ledger:
     def open_batches(self) -> list[BatchRecord]:
         """The open batches, oldest push first: one listing of the open markers and one read per open batch."""
         self._ensure_index(self.layout.batches_prefix)
-        root = safe_key(self.layout.batches_prefix, "_index", "open") + "/"
+        root = self.keys.open_markers_root()
         out = []
         for key in self.store.list(root, recursive=False):
             record = self.batch(key[len(root):])
@@ -456,9 +405,9 @@ class Ledger:
         """Summaries of every finished run, newest first (one listing level, never every object of every
         run; still a full listing of the runs: see :meth:`view`)."""
         out: list[RunSummary] = []
-        index_prefix = safe_key(self.layout.runs_prefix, "_index") + "/"
-        for run_prefix in self.store.list_prefixes(self.layout.runs_prefix.strip("/") + "/"):
-            key = run_prefix + "summary.json"
+        index_prefix = self.keys.runs_index_root
+        for run_prefix in self.store.list_prefixes(self.keys.runs_root):
+            key = self.keys.run_summary_of(run_prefix)
             if run_prefix != index_prefix and self.store.exists(key):
                 out.append(RunSummary.model_validate(self.store.get_json(key)))
         return sorted(out, key=lambda r: r.finished_at, reverse=True)

@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 from pipelines.config import Params
 from pipelines.contracts import empty_table
 from pipelines.ingest.decode import ImageItem
+from pipelines.layout import SHARD_GLOB, shard_of
 from pipelines.rejects import rejects_table
 
 T = TypeVar("T")
@@ -108,7 +109,6 @@ def run_segment(stage: Any, manifest: pa.Table, detections: pa.Table, params: Pa
 # -- run roots (the CLI's folders or s3:// prefixes of shards) ---------------------------------------
 def shard_numbers(root: str, table: str) -> list[int]:
     """Shard numbers present under ``<root>/<table>/`` (local or s3)."""
-    import re
     from pathlib import Path
 
     from pipelines.ingest.sources import ImageSource, parse_s3_uri
@@ -118,8 +118,8 @@ def shard_numbers(root: str, table: str) -> list[int]:
         bucket, prefix = parse_s3_uri(base)
         names = list(ImageSource().store(bucket).list(prefix + "/"))
     else:
-        names = [p.name for p in Path(base).glob("shard-*.parquet")]
-    found = {int(m.group(1)) for n in names if (m := re.search(r"shard-(\d+)\.parquet$", n))}
+        names = [p.name for p in Path(base).glob(SHARD_GLOB)]
+    found = {n for name in names if name.endswith(".parquet") and (n := shard_of(name)) is not None}
     return sorted(found)
 
 

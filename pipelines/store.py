@@ -1,8 +1,9 @@
 """Object store access (S3 API via the minio SDK: SeaweedFS locally, MinIO in production).
 
-Keys are always built with :func:`safe_key`, so a user-supplied file name can never escape the
-prefix it is placed under. A single ``put_object`` is atomic on S3 (readers see the old object
-or the complete new one, never a partial one), so a retried task simply overwrites its own keys.
+Keys are built by :mod:`pipelines.layout` (the one module that builds keys; :func:`safe_key` is
+re-exported here for callers that import it from this module). A single ``put_object`` is atomic on
+S3 (readers see the old object or the complete new one, never a partial one), so a retried task
+simply overwrites its own keys.
 """
 
 from __future__ import annotations
@@ -11,8 +12,6 @@ import builtins
 import io
 import json
 import os
-import posixpath
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,35 +22,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipelines.contracts import conform, parquet_bytes
+from pipelines.layout import KeyError_, RunKeys, safe_key
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9._\-/=+@]")
-
-
-class KeyError_(ValueError):
-    """A key that would escape its prefix or is otherwise unusable."""
-
-
-def safe_key(prefix: str, *parts: str) -> str:
-    """Join ``parts`` under ``prefix`` so the result cannot leave ``prefix``.
-
-    Backslashes become slashes, ``.``/``..``/empty segments are dropped, and characters outside
-    a conservative set are replaced by ``_``. Raises :class:`KeyError_` if nothing is left.
-    """
-    segments: list[str] = []
-    for part in parts:
-        for seg in str(part).replace("\\", "/").split("/"):
-            seg = _UNSAFE.sub("_", seg.strip())
-            if seg in ("", ".", ".."):
-                continue
-            segments.append(seg)
-    if not segments:
-        raise KeyError_(f"empty object key from {parts!r}")
-    prefix = prefix.strip("/")
-    key = posixpath.join(prefix, *segments) if prefix else posixpath.join(*segments)
-    if prefix and not key.startswith(prefix + "/"):
-        raise KeyError_(f"key {key!r} escapes prefix {prefix!r}")
-    return key
-
+__all__ = ["KeyError_", "ObjectStore", "S3Credentials", "run_key", "safe_key"]
 
 @dataclass(frozen=True)
 class S3Credentials:
@@ -203,6 +176,6 @@ class ObjectStore:
 
 
 def run_key(runs_prefix: str, run_id: str, stage: str, shard: int | None = None, name: str | None = None) -> str:
-    """``runs/<run_id>/<stage>/shard-NNNNN.parquet`` (or ``.../<name>``)."""
-    leaf = name if name is not None else f"shard-{int(shard or 0):05d}.parquet"
-    return safe_key(runs_prefix, run_id, stage, leaf)
+    """``runs/<run_id>/<stage>/shard-NNNNN.parquet`` (or ``.../<name>``); see :class:`pipelines.layout.RunKeys`."""
+    keys = RunKeys(runs_prefix, run_id)
+    return keys.table(stage, int(shard or 0)) if name is None else keys.stage_file(stage, name)

@@ -6,7 +6,7 @@ decision) appends the annotations it has not seen *in this form* to the journal,
 decided from the store alone (:meth:`JournalView.tasks` rebuilds the tasks as Label Studio served
 them) and every change an account made after the platform first saw an answer is on record.
 
-Layout (one folder per batch; :meth:`pipelines.ledger.Ledger.journal_prefix`)::
+Layout (one folder per batch; keys from :class:`pipelines.layout.BucketLayout`)::
 
     <journal_prefix>/<project_id>/<batch_id>/<seen_at>-<sha256>.jsonl        a segment
     <journal_prefix>/<project_id>/<batch_id>/<seen_at>-<sha256>.ckpt.jsonl   a checkpoint (see Journal)
@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from pipelines.store import safe_key
+from pipelines.layout import BucketLayout
 
 #: The annotation fields a snapshot keeps (Label Studio 1.23 task JSON, ``fields=all``).
 FIELDS = ("id", "completed_by", "updated_by", "created_at", "updated_at", "was_cancelled", "lead_time", "result")
@@ -146,7 +146,7 @@ class Journal:
         self._cache: dict[str, tuple[JournalView, set[str]]] = {}
 
     def folder(self, project_id: int, batch: str) -> str:
-        return safe_key(self.prefix, str(int(project_id)), batch) + "/"
+        return BucketLayout.journal_folder(self.prefix, project_id, batch)
 
     def view(self, project_id: int, batch: str) -> JournalView:
         """Everything journaled for one batch (see the class doc for what is read)."""
@@ -195,7 +195,7 @@ class Journal:
         new.sort(key=lambda s: (int(s["id"]), s["version"]))
         folder = self.folder(project_id, batch)
         body = _body(new)
-        key = f"{folder}{_stamp(seen_at)}-{hashlib.sha256(body).hexdigest()}.jsonl"
+        key = BucketLayout.journal_segment(folder, _stamp(seen_at), hashlib.sha256(body).hexdigest())
         self.store.put_bytes(key, body, "application/x-ndjson")
         for s in new:
             view.add(s)
@@ -212,7 +212,7 @@ class Journal:
         history = sorted((v for vs in view.versions.values() for v in vs), key=lambda v: (v["seen_at"], int(v["id"])))
         rows: list[dict[str, Any]] = [{"covers": sorted(view.covered)}, *history]
         body = _body(rows)
-        key = f"{folder}{_stamp(at)}-{hashlib.sha256(body).hexdigest()}.ckpt.jsonl"
+        key = BucketLayout.journal_segment(folder, _stamp(at), hashlib.sha256(body).hexdigest(), checkpoint=True)
         self.store.put_bytes(key, body, "application/x-ndjson")
         view.since_checkpoint = 0
         view.checkpoint_covers = set(view.covered)

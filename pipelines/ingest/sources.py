@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipelines.ingest.decode import ImageItem
+from pipelines.layout import SHARD_GLOB, shard_file
 from pipelines.store import ObjectStore, S3Credentials
 
 if TYPE_CHECKING:
@@ -95,7 +96,7 @@ def assign_shards(uris: Sequence[str], shard_size: int) -> list[list[str]]:
 
 def shard_path(out: str, stage: str, shard: int) -> str:
     """``<out>/<stage>/shard-NNNNN.parquet`` — the same layout locally and under ``s3://``."""
-    return f"{out.rstrip('/')}/{stage}/shard-{int(shard):05d}.parquet"
+    return f"{out.rstrip('/')}/{stage}/{shard_file(shard)}"
 
 
 def save_table(
@@ -127,7 +128,7 @@ def load_tables(out: str, stage: str, contract: str, source: ImageSource | None 
         keys = sorted(k for k in store.list(prefix + "/") if k.endswith(".parquet"))
         tables = [store.get_table(k, contract) for k in keys]
     else:
-        files = sorted(Path(base).glob("shard-*.parquet"))
+        files = sorted(Path(base).glob(SHARD_GLOB))
         tables = [read_parquet(f, contract) for f in files]
     if not tables:
         return empty_table(contract)

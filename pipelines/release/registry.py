@@ -42,6 +42,7 @@ from urllib.parse import urlparse
 import yaml
 
 from pipelines.config import REPO_ROOT, Params
+from pipelines.layout import dvc_remote_object
 from pipelines.release.dvc import ToolError, dvc, git, tool_env
 from pipelines.release.snapshot import PartSummary, ReleaseSources, SourceReader, append_part, compact_parts
 from pipelines.store import S3Credentials
@@ -222,7 +223,7 @@ def verify_remote(wc: Path, creds: S3Credentials, bucket: str, prefix: str, cach
     bad = []
     objects = {md5: rel for md5, rel in cached_objects(wc, cache).items() if md5 not in skip}
     for md5, rel in objects.items():
-        key = f"{prefix.strip('/')}/files/md5/{md5[:2]}/{md5[2:]}"
+        key = dvc_remote_object(prefix, md5)
         try:
             etag = store.client.stat_object(bucket, key).etag.strip('"')
         except S3Error as err:

@@ -52,8 +52,10 @@ def test_segment_boundary_validation(object_store, corrupt: bool) -> None:
     with pytest.raises(ValidationFailed) as err:
         flow.segment(shards[0])
     assert "instances.score" in str(err.value) or any("score" in n for n in err.value.report.critical_failures)
-    # saved before raising: the full GX result and the run's Data Docs index
+    # saved before raising: the full GX result and the site of its Data Docs, which the run's summary
+    # (it runs after a failed task too) links from the run's Data Docs index
     results = [k for k in object_store.list(f"runs/{prefix}/validation/instances/")]
     assert results, "the validation result was not saved before the task failed"
-    assert object_store.exists(f"runs/{prefix}/datadocs/index.html")
-    assert b"instances" in object_store.get_bytes(f"runs/{prefix}/datadocs/index.html")
+    assert object_store.exists(f"runs/{prefix}/datadocs/_sites/instances/shard-00000")
+    assert flow.summary().datadocs == f"runs/{prefix}/datadocs/index.html"
+    assert b"instances/shard-00000/index.html" in object_store.get_bytes(f"runs/{prefix}/datadocs/index.html")

@@ -1,6 +1,7 @@
 """The house has three floors — ``dags/`` → ``plugins/`` → ``pipelines/`` (+ ``expectations/``) — with
 no arrow back up and no circle, counting imports inside functions too (a lazy import hides a
-dependency from the reader, not from this test)."""
+dependency from the reader, not from this test). And one rule of where things live: only
+``pipelines/layout.py`` builds object keys."""
 
 from __future__ import annotations
 
@@ -124,6 +125,23 @@ HTML_TAGS = ("a", "b", "body", "br", "button", "code", "details", "div", "em", "
 _HTML_TAG = re.compile(r"(?i:<!doctype html)|</?(?:" + "|".join(HTML_TAGS) + r")(?:\s[^<>]*)?(?:/?>|$)")
 
 
+# -- keys in one place ------------------------------------------------------------------------------
+LAYOUT_MODULE = "pipelines/layout.py"
+KEY_SCOPE = ("pipelines", "expectations", "plugins", "dags", "hopchain_demo", "bench")
+# key segments only the layout names (a constant equal to one of these is a key being spelled out)
+LAYOUT_SEGMENTS = frozenset({"_index", "newest-first", "_sites", "built.json", "pseudonym.key", "summary.json",
+                             "plan.json", "registry.json"})
+# how an f-string ends when it spells out a key's leaf (journal segments, COCO inputs, index pages)
+LAYOUT_LEAVES = (".jsonl", "/instances.json", "/summary.json", "/index.html")
+
+
+def _bucket_prefixes() -> tuple[str, ...]:
+    """``runs/``, ``inputs/``, ... : every top-level prefix of the bucket, as ``params.store`` names them."""
+    from pipelines.config import StoreConfig
+
+    return tuple(f"{v.strip('/')}/" for k, v in StoreConfig().model_dump().items() if k.endswith("_prefix"))
+
+
 def _docstrings(tree: ast.AST) -> set[int]:
     """``id()`` of every docstring node: documentation may show markup or ``<table>`` placeholders."""
     out = set()
@@ -176,3 +194,73 @@ def page(name):
 </View>"""'''
     assert html_strings(labeling) == []
     assert html_strings('KEY = "<root>/<run_id>/<name>.parquet"; T = "<think>x</think>"') == []
+
+
+def key_building(source: str, prefixes: tuple[str, ...]) -> list[str]:
+    """Where ``source`` builds an object key itself: a ``safe_key`` call (the layout's join), a string
+    that starts with a bucket prefix (``"runs/..."``, ``f"annotators/{x}"``), a layout-only segment
+    (``"_index"``, ``"summary.json"``, ...), an f-string making a shard name (``f"shard-{n:05d}"``) or
+    ending in a layout leaf (``f"{folder}{stamp}.jsonl"``, ``f"{prefix}/instances.json"``), or DVC's
+    object path (``/files/md5/``). Docstrings are prose, not keys."""
+    tree = ast.parse(source)
+    docs = _docstrings(tree)
+    found: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            f = node.func
+            if (f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else "") == "safe_key":
+                found.append(f"line {node.lineno}: safe_key(...)")
+        elif isinstance(node, ast.JoinedStr):
+            parts = node.values
+            if any(isinstance(a, ast.Constant) and str(a.value).endswith("shard-") and isinstance(b, ast.FormattedValue)
+                   for a, b in zip(parts, parts[1:], strict=False)):
+                found.append(f"line {node.lineno}: f-string shard name")
+            text = [str(p.value) for p in parts if isinstance(p, ast.Constant)]
+            if any("/files/md5/" in t for t in text) or (
+                    parts and isinstance(parts[-1], ast.Constant) and str(parts[-1].value).endswith(LAYOUT_LEAVES)):
+                found.append(f"line {node.lineno}: f-string key leaf {''.join(text)!r}")
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docs:
+            if node.value.startswith(prefixes):
+                found.append(f"line {node.lineno}: key literal {node.value[:60]!r}")
+            elif node.value in LAYOUT_SEGMENTS:
+                found.append(f"line {node.lineno}: layout segment {node.value!r}")
+    return found
+
+
+def test_no_object_key_is_built_outside_the_layout_module() -> None:
+    """Only :mod:`pipelines.layout` builds object keys; every other module asks it."""
+    prefixes = _bucket_prefixes()
+    bad = []
+    for path in _files(*KEY_SCOPE):
+        rel = path.relative_to(REPO).as_posix()
+        if rel != LAYOUT_MODULE:
+            bad += [f"{rel} {hit}" for hit in key_building(path.read_text(), prefixes)]
+    assert not bad, "object keys built outside pipelines/layout.py:\n" + "\n".join(bad)
+
+
+@pytest.mark.parametrize("planted", [
+    'key = safe_key(runs, run_id, "stats")',
+    'key = store_mod.safe_key(prefix, name)',
+    'key = f"runs/{run_id}/summary.json"',
+    'key = "annotators/registry.json"',
+    'key = f"annotation-journal/{project}/{batch}/"',
+    'key = prefix + "_index"',
+    'name = f"shard-{shard:05d}.parquet"',
+    'key = f"{folder}{stamp}-{digest}.ckpt.jsonl"',
+    'key = f"{prefix}/instances.json"',
+    'key = f"{prefix}/files/md5/{md5[:2]}/{md5[2:]}"',
+])
+def test_the_key_rule_catches_a_planted_violation(planted: str) -> None:
+    assert key_building(planted, _bucket_prefixes()), planted
+
+
+@pytest.mark.parametrize("benign", [
+    '"""Writes runs/<run_id>/summary.json."""',  # a docstring is prose
+    'url = f"{base_url}/models"',
+    'path = out_dir / "datadocs" / suite',
+    'glob = f"{folder}/*.parquet"',
+    'help = "source run id (also read from runs/<id>/ paths)"',
+    'label = shard_label(shard)',
+])
+def test_the_key_rule_leaves_other_strings_alone(benign: str) -> None:
+    assert key_building(benign, _bucket_prefixes()) == [], benign

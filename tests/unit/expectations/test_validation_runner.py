@@ -143,7 +143,7 @@ def test_cli_exit_codes_and_names(tables, bad_questions, tmp_path, capsys) -> No
 def test_the_data_docs_index_escapes_run_ids_and_file_names() -> None:
     from expectations.runner import render_docs_index
 
-    page = render_docs_index("run<1>'", ["questions/index.html", "q'><script>x</script>/index.html"])
+    page = render_docs_index("run<1>'", ["questions", "q'><script>x</script>"])
     assert "<script>" not in page and "<title>Data Docs run&lt;1&gt;&#39;</title>" in page
     assert "<li><a href='questions/index.html'>questions</a></li>" in page
     assert "<a href='q&#39;&gt;&lt;script&gt;x&lt;/script&gt;/index.html'>q&#39;&gt;&lt;script&gt;x&lt;/script&gt;</a>" in page
