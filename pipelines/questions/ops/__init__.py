@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from collections.abc import Iterable
 from string import Template
 
 from pipelines.questions.ops.spec import OpSpec, Registry
@@ -18,12 +19,13 @@ from pipelines.questions.ops.spec import OpSpec, Registry
 _NOT_OPS = frozenset({"spec", "docs", "__main__"})
 
 
-def _discover() -> Registry:
+def discover(package: str, path: Iterable[str]) -> Registry:
+    """A registry of the ``SPEC`` of every module of ``package`` (found on ``path``)."""
     registry = Registry()
-    for info in pkgutil.iter_modules(__path__):
+    for info in sorted(pkgutil.iter_modules(list(path)), key=lambda m: m.name):
         if info.name in _NOT_OPS:
             continue
-        module = importlib.import_module(f"{__name__}.{info.name}")
+        module = importlib.import_module(f"{package}.{info.name}")
         spec = getattr(module, "SPEC", None)
         if isinstance(spec, OpSpec):
             registry.register(spec)
@@ -31,7 +33,7 @@ def _discover() -> Registry:
 
 
 #: every hop op, in listing order
-OPS: Registry = _discover()
+OPS: Registry = discover(__name__, __path__)
 
 
 def writer_ops_text(max_count: int, registry: Registry | None = None) -> str:
@@ -40,4 +42,4 @@ def writer_ops_text(max_count: int, registry: Registry | None = None) -> str:
     return "\n".join(Template(s.writer_text).safe_substitute(max_count=max_count) for s in ops)
 
 
-__all__ = ["OPS", "OpSpec", "Registry", "writer_ops_text"]
+__all__ = ["OPS", "OpSpec", "Registry", "discover", "writer_ops_text"]
