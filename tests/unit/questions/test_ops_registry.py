@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import pipelines.questions.ops as ops_package
 from pipelines.questions.english import plural
 from pipelines.questions.generator import generate
 from pipelines.questions.ops import OPS, discover, writer_ops_text
@@ -147,7 +148,7 @@ def test_a_module_with_a_spec_is_an_op(tmp_path: Path, monkeypatch: pytest.Monke
 
 
 def test_every_op_module_is_registered_and_the_core_ops_are_kept() -> None:
-    modules = {p.stem for p in (Path(DOCS_PATH).parents[1] / "pipelines/questions/ops").glob("*.py")}
+    modules = {p.stem for p in Path(ops_package.__file__).parent.glob("*.py")}
     assert modules - {"__init__", "__main__", "spec", "docs"} == set(OPS.names())
     assert {s.name for s in OPS if s.core} == set(CORE)
     for spec in OPS:
