@@ -47,9 +47,6 @@ REASON_KINDS = REJECTION_FAMILIES
 #: overlay colours, one per picked instance in turn (RGB); the fill is blended at :data:`OVERLAY_ALPHA`
 PALETTE = ((255, 0, 255), (0, 200, 255), (255, 200, 0), (0, 255, 100), (255, 80, 0), (120, 80, 255))
 OVERLAY_ALPHA = 0.55
-_VALUE_TYPES = {"find": "set", "extreme": "instance", "relate": "set", "nearest": "instance", "count": "number",
-                "rank": "number", "arith": "number", "unique": "instance", "filter_color": "set",
-                "same_color": "set"}
 
 
 class ImageRefused(ValueError):
@@ -203,9 +200,13 @@ def _table(store: Any, key: str) -> pa.Table | None:
 
 
 def _picked(hops: list[dict[str, Any]], i: int, depth: int = 0) -> list[int]:
-    op = str(hops[i].get("op"))
+    """The instance ids drawn for hop ``i``: its op's registered review overlay says whether they are
+    the ids the hop yields (``value``) or those of the hops it reads (``inputs``)."""
+    from pipelines.questions.ops import OPS
+
+    spec = OPS.get(str(hops[i].get("op")))
     value = hops[i].get("value")
-    if _VALUE_TYPES.get(op) in ("set", "instance"):
+    if spec is not None and spec.overlay == "value":
         return sorted(int(v) for v in value) if isinstance(value, list) else []
     if depth > 6:
         return []
@@ -218,6 +219,7 @@ def _picked(hops: list[dict[str, Any]], i: int, depth: int = 0) -> list[int]:
 
 def _steps(hops_json: str) -> tuple[list[HopStep], str, list[str]]:
     """Hop steps, the program skeleton (:func:`pipelines.questions.program.skeleton`) and categories."""
+    from pipelines.questions.ops import OPS
     from pipelines.questions.program import ProgramError, program_from_json, skeleton
 
     try:
@@ -226,7 +228,7 @@ def _steps(hops_json: str) -> tuple[list[HopStep], str, list[str]]:
     except (ValueError, ProgramError):
         return [], "unreadable", []
     steps = [HopStep(index=i, op=h.op, args=dict(h.args), inputs=list(h.inputs), kind=h.kind, value=h.value,
-                     value_type=_VALUE_TYPES.get(h.op, "?"), picked=_picked(raw, i))
+                     value_type=OPS[h.op].output if h.op in OPS else "?", picked=_picked(raw, i))
              for i, h in enumerate(program)]
     categories = sorted({str(h.args["category"]) for h in program if "category" in h.args})
     return steps, skeleton(program), categories

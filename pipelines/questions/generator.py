@@ -39,6 +39,7 @@ import numpy as np
 from pipelines.questions import program as P
 from pipelines.questions.degenerate import check_not_degenerate
 from pipelines.questions.leakage import check_needs_image, check_text
+from pipelines.questions.ops import OPS
 from pipelines.questions.program import Hop, Margins, ProgramError
 from pipelines.questions.scene import Scene
 from pipelines.questions.templates import render
@@ -178,7 +179,7 @@ class _Builder:
         if isinstance(hit, ProgramError):
             self.failures[hit.reason] += 1
             return None
-        if P.SIGNATURES[op][1] == "instance" and int(hit[0]) in self.named:
+        if OPS[op].output == "instance" and int(hit[0]) in self.named:
             self.failures["reach.revisit"] += 1
             return None
         return hit

@@ -1,9 +1,11 @@
-"""Hop programs: the data model, the op semantics, the unambiguity margins and the executor.
+"""Hop programs: the data model, the chain rules, the reach rules and the executor.
 
 A program is a list of hops ``{"op", "args", "inputs", "kind", "value"}``;
-``docs/hop-programs.md`` states every op and margin precisely. Values speak in
+``docs/hop-programs.md`` states every op and margin precisely. Each op — its semantics, arguments,
+margins, reason codes and chain roles — is declared once in :mod:`pipelines.questions.ops`; this
+module runs programs by reading that registry and knows no op by name. Values speak in
 instance ids (a sorted list) or numbers. Positions in a :class:`~pipelines.questions.scene.Scene`
-are internal and never leave this module.
+are internal and never leave the executor.
 
 Every failure is a :class:`ProgramError` whose ``reason`` is a stable dotted code (``margin.extreme_area``,
 ``structure.dangling_hop``, ...) and whose ``hop`` is the index of the offending hop (or ``None``).
@@ -15,67 +17,42 @@ import hashlib
 import json
 import math
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from dataclasses import replace
+from typing import Any
 
 import numpy as np
 
 from pipelines.contracts import canonical_number
+from pipelines.questions.ops import OPS
+from pipelines.questions.ops.arith import ARITH_FNS, op_arith
+from pipelines.questions.ops.count import op_count
+from pipelines.questions.ops.extreme import op_extreme
+from pipelines.questions.ops.filter_color import COLORS, op_filter_color
+from pipelines.questions.ops.find import EMPTY, op_find
+from pipelines.questions.ops.nearest import op_nearest
+from pipelines.questions.ops.rank import op_rank
+from pipelines.questions.ops.relate import RELATIONS, op_relate
+from pipelines.questions.ops.same_color import op_same_color
+from pipelines.questions.ops.spec import (
+    DEFAULT_MARGINS,
+    KEYS,
+    ORDERS,
+    ArgumentError,
+    ExecutionError,
+    Hop,
+    Kind,
+    LeakageError,
+    MarginError,
+    Margins,
+    OpSpec,
+    ProgramError,
+    ReachError,
+    StructureError,
+    Value,
+    ValueType,
+)
+from pipelines.questions.ops.unique import op_unique
 from pipelines.questions.scene import Scene
-
-Value = list[int] | int | float
-ValueType = Literal["set", "instance", "number"]
-Kind = Literal["perception", "instance_chain"]
-
-KEYS = ("area", "cx", "cy")
-ORDERS = ("max", "min")
-RELATIONS = ("left_of", "right_of", "above", "below")
-ARITH_FNS = ("add", "sub", "max", "min")
-# the basic colour terms of pipelines.questions.color (kept literal here: no import cycle)
-COLORS = ("black", "white", "gray", "red", "orange", "yellow", "green", "blue", "purple", "pink", "brown")
-
-# op -> (input types, output type, allowed args)
-SIGNATURES: dict[str, tuple[tuple[ValueType, ...], ValueType, tuple[str, ...]]] = {
-    "find": ((), "set", ("category",)),
-    "extreme": (("set",), "instance", ("key", "order")),
-    "relate": (("instance",), "set", ("relation", "category")),
-    "nearest": (("instance",), "instance", ("category",)),
-    "count": (("set",), "number", ()),
-    "rank": (("instance", "set"), "number", ("key", "order")),
-    "arith": (("number", "number"), "number", ("fn",)),
-    # added ops (docs/hop-programs.md): naming by uniqueness and by colour
-    "unique": (("set",), "instance", ()),
-    "filter_color": (("set",), "set", ("color",)),
-    "same_color": (("instance",), "set", ("category",)),
-}
-INSTANCE_STEP_SOURCES = ("relate", "same_color")  # a set from another instance, narrowed to one
-
-
-@dataclass(frozen=True)
-class Margins:
-    """The unambiguity margins (docs/hop-programs.md, "Ops"; set for a reader, not a program).
-
-    ``area_ratio``: extreme/rank by area need winner >= ratio x runner-up.
-    ``axis_gap``: extreme/rank by cx (cy) need a centroid gap >= this fraction of the image width
-    (height), and the winner's leading box edge ahead by >= half of it.
-    ``nearest_ratio``: nearest needs runner-up distance >= ratio x the nearest distance.
-    ``relate_gap``: relate needs every candidate centroid >= this fraction of the image width
-    (left_of/right_of) or height (above/below) outside the band between A's boundary edge and
-    A's own centroid.
-    ``max_count``: every count, rank and every set a person must count or order stays <= this.
-
-    The first build used the design's minimums (1.2x / 3% / 1.2x / 2%); a reader study on real
-    photographs showed those are a program's margins, not an eye's, so the defaults are wider.
-    """
-
-    area_ratio: float = 1.5
-    axis_gap: float = 0.06
-    nearest_ratio: float = 1.5
-    relate_gap: float = 0.04
-    max_count: int = 15
-
-
-DEFAULT_MARGINS = Margins()
 
 
 def margins_of(cfg: Any) -> Margins:
@@ -89,75 +66,12 @@ def margins_of(cfg: Any) -> Margins:
     )
 
 
-class ProgramError(ValueError):
-    """A program that cannot be accepted; ``reason`` is a stable dotted code, ``hop`` an index."""
-
-    family = "program"
-
-    def __init__(self, reason: str, detail: str = "", hop: int | None = None) -> None:
-        self.reason = f"{self.family}.{reason}"
-        self.detail = detail
-        self.hop = hop
-        where = f" (hop {hop})" if hop is not None else ""
-        super().__init__(f"{self.reason}{where}: {detail}" if detail else f"{self.reason}{where}")
-
-
-class StructureError(ProgramError):
-    """The chain is malformed: wrong inputs, dangling hops, wrong length, last hop not a number."""
-
-    family = "structure"
-
-
-class ArgumentError(ProgramError):
-    """An unknown op, an unknown or missing argument, or a wrongly typed input."""
-
-    family = "args"
-
-
-class ExecutionError(ProgramError):
-    """The program is well-formed but cannot run on this scene (empty set, no candidate, ...)."""
-
-    family = "execution"
-
-
-class MarginError(ProgramError):
-    """The program runs but one hop breaks an unambiguity margin."""
-
-    family = "margin"
-
-
-class LeakageError(ProgramError):
-    """The question text gives away a value, or a hop does not need the image."""
-
-    family = "leakage"
-
-
-class ReachError(ProgramError):
-    """The program asks more than a person can do reliably: count or order too many things, count a
-    category a reader cannot enumerate, compare sizes of cut or hidden instances, or return to an
-    instance already named."""
-
-    family = "reach"
-
-
-@dataclass(frozen=True)
-class Hop:
-    """One hop. ``value`` is ``None`` until executed; ``kind`` is derived (see :func:`hop_kinds`)."""
-
-    op: str
-    args: dict[str, Any] = field(default_factory=dict)
-    inputs: tuple[int, ...] = ()
-    kind: Kind = "perception"
-    value: Value | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "op": self.op,
-            "args": dict(self.args),
-            "inputs": list(self.inputs),
-            "kind": self.kind,
-            "value": self.value,
-        }
+def spec_of(op: str, hop: int | None = None) -> OpSpec:
+    """The registered op ``op``; :class:`ArgumentError` ``unknown_op`` if there is none."""
+    spec = OPS.get(op)
+    if spec is None:
+        raise ArgumentError("unknown_op", f"{op!r} (known: {', '.join(OPS.names())})", hop)
+    return spec
 
 
 def program_from_json(data: str | Sequence[Any]) -> list[Hop]:
@@ -222,7 +136,7 @@ def question_id(image_id: str, hops: Sequence[Hop]) -> str:
 
 
 def output_type(hop: Hop) -> ValueType:
-    return SIGNATURES[hop.op][1]
+    return OPS[hop.op].output
 
 
 def check_structure(hops: Sequence[Hop], min_hops: int = 3, max_hops: int = 6) -> None:
@@ -234,9 +148,8 @@ def check_structure(hops: Sequence[Hop], min_hops: int = 3, max_hops: int = 6) -
         raise StructureError("num_hops", f"{n} hops, expected {min_hops}..{max_hops}")
     consumed = [False] * n
     for i, h in enumerate(hops):
-        if h.op not in SIGNATURES:
-            raise ArgumentError("unknown_op", f"{h.op!r} (known: {', '.join(SIGNATURES)})", i)
-        in_types, _, allowed = SIGNATURES[h.op]
+        spec = spec_of(h.op, i)
+        in_types = spec.inputs
         if i == 0 and h.inputs:
             raise StructureError("first_hop_has_inputs", f"inputs {list(h.inputs)}", 0)
         if i > 0 and not h.inputs:
@@ -252,7 +165,7 @@ def check_structure(hops: Sequence[Hop], min_hops: int = 3, max_hops: int = 6) -
                     "input_type", f"{h.op} input {j} must be a {want}, hop {src} yields a {got}", i
                 )
             consumed[src] = True
-        _check_args(h, allowed, i)
+        _check_args(h, spec, i)
     for i in range(n - 1):
         if not consumed[i]:
             raise StructureError("dangling_hop", f"hop {i} ({hops[i].op}) is used by no later hop", i)
@@ -262,7 +175,8 @@ def check_structure(hops: Sequence[Hop], min_hops: int = 3, max_hops: int = 6) -
         )
 
 
-def _check_args(h: Hop, allowed: tuple[str, ...], i: int) -> None:
+def _check_args(h: Hop, spec: OpSpec, i: int) -> None:
+    allowed = tuple(spec.args)
     extra = set(h.args) - set(allowed)
     missing = set(allowed) - set(h.args)
     if extra or missing:
@@ -272,27 +186,31 @@ def _check_args(h: Hop, allowed: tuple[str, ...], i: int) -> None:
             i,
         )
     a = h.args
-    choices = {"key": KEYS, "order": ORDERS, "relation": RELATIONS, "fn": ARITH_FNS, "color": COLORS}
-    for name, options in choices.items():
-        if name in a and a[name] not in options:
+    for name, options in spec.args.items():  # closed choices first, then category names
+        if options is not None and a[name] not in options:
             raise ArgumentError(f"bad_{name}", f"{a[name]!r} not in {options}", i)
-    if "category" in a and (not isinstance(a["category"], str) or not a["category"].strip()):
-        raise ArgumentError("bad_category", f"{a['category']!r}", i)
+    for name, options in spec.args.items():
+        if options is None and (not isinstance(a[name], str) or not a[name].strip()):
+            raise ArgumentError(f"bad_{name}", f"{a[name]!r}", i)
 
 
 def hop_kinds(hops: Sequence[Hop]) -> list[Kind]:
     """Each hop's kind (docs/hop-programs.md, "Hop kinds"):
 
-    ``instance_chain`` for a step from one instance to another — ``nearest``; a ``relate`` or
-    ``same_color`` whose set is narrowed by ``extreme``/``unique`` to the next instance; that
-    narrowing hop. Everything else (finding, single-object attributes, multi-object relations
-    that are counted or ranked, counts, ranks, arithmetic) is ``perception``.
+    ``instance_chain`` for a step from one instance to another — a ``chain_step`` op (``nearest``);
+    a ``from_reference`` set (``relate``, ``same_color``) narrowed by a ``narrows`` op
+    (``extreme``, ``unique``) to the next instance; that narrowing hop. Everything else (finding,
+    single-object attributes, multi-object relations that are counted or ranked, counts, ranks,
+    arithmetic) is ``perception``.
     """
     kinds: list[Kind] = ["perception"] * len(hops)
     for i, h in enumerate(hops):
-        if h.op == "nearest":
+        spec = OPS.get(h.op)
+        if spec is None:
+            continue
+        if spec.chain_step:
             kinds[i] = "instance_chain"
-        elif h.op in ("extreme", "unique") and h.inputs and hops[h.inputs[0]].op in INSTANCE_STEP_SOURCES:
+        elif spec.narrows and h.inputs and getattr(OPS.get(hops[h.inputs[0]].op), "from_reference", False):
             kinds[i] = "instance_chain"
             kinds[h.inputs[0]] = "instance_chain"
     return kinds
@@ -300,10 +218,11 @@ def hop_kinds(hops: Sequence[Hop]) -> list[Kind]:
 
 def has_both_kinds(hops: Sequence[Hop]) -> bool:
     """True when the program has an instance-chain step and a perception-level hop other than
-    ``find`` (an attribute, a relation that is counted, a count, a rank, arithmetic)."""
+    one that only names a category (``find``): an attribute, a relation that is counted, a count,
+    a rank, arithmetic."""
     kinds = hop_kinds(hops)
     return "instance_chain" in kinds and any(
-        k == "perception" and h.op != "find" for h, k in zip(hops, kinds, strict=True)
+        k == "perception" and getattr(OPS.get(h.op), "perceives", True) for h, k in zip(hops, kinds, strict=True)
     )
 
 
@@ -312,154 +231,13 @@ def skeleton(hops: Sequence[Hop]) -> str:
     return ">".join(f"{h.op}({','.join(map(str, h.inputs))})" if h.inputs else h.op for h in hops)
 
 
-# ----------------------------------------------------------------------------------------- ops
-# Every op works on scene *positions* (np.int64 arrays); sets are sorted position arrays, an
-# instance is a 1-element array. They raise ExecutionError / MarginError with hop=None; the
-# executor fills the hop index in.
-
-_EMPTY = np.zeros(0, dtype=np.int64)
-# the box edge that leads along an axis ordering: (key, order) -> edge array name
-_LEADING_EDGE = {("cx", "min"): "x0", ("cx", "max"): "x1", ("cy", "min"): "y0", ("cy", "max"): "y1"}
-
-
-def op_find(scene: Scene, category: str) -> np.ndarray:
-    return scene.by_category.get(category, _EMPTY)
-
-
-def _ranked_gap_ok(key: str, order: str, winner: float, runner: float, scene: Scene, m: Margins) -> bool:
-    if key == "area":
-        big, small = (winner, runner) if order == "max" else (runner, winner)
-        return big >= m.area_ratio * small and big > small
-    size = scene.width if key == "cx" else scene.height
-    return abs(winner - runner) >= m.axis_gap * size
-
-
-def op_extreme(scene: Scene, s: np.ndarray, key: str, order: str, m: Margins) -> np.ndarray:
-    if s.shape[0] == 0:
-        raise ExecutionError("empty_set", f"extreme {key} {order} of an empty set")
-    v = scene.key(key)[s]
-    if s.shape[0] == 1:
-        return s
-    idx = np.argsort(-v if order == "max" else v, kind="stable")
-    w, r = v[idx[0]], v[idx[1]]
-    if not _ranked_gap_ok(key, order, float(w), float(r), scene, m):
-        raise MarginError(f"extreme_{key}", f"{order} {key}: winner {w:.2f} vs runner-up {r:.2f} too close")
-    if key != "area":
-        # a reader may judge "leftmost" by the left edge: the winner must lead on it too
-        edge = getattr(scene, _LEADING_EDGE[(key, order)])[s]
-        lead = edge[idx[0]] - edge[idx[1:]]
-        lead = -lead if order == "min" else lead
-        half = 0.5 * m.axis_gap * (scene.width if key == "cx" else scene.height)
-        if lead.min() <= 0 or lead.min() < half:
-            raise MarginError(f"extreme_{key}", f"{order} {key}: the winner's box edge leads by {lead.min():.2f}px")
-    return s[idx[:1]]
-
-
-def _relate_band(scene: Scene, pa: int, relation: str, m: Margins) -> tuple[np.ndarray, float, float, float]:
-    """(candidate coordinate array, boundary, band low, band high) of a relation from ``pa``."""
-    if relation in ("left_of", "right_of"):
-        coord, g = scene.cx, m.relate_gap * scene.width
-        edge, centre = (scene.x0[pa], scene.cx[pa]) if relation == "left_of" else (scene.x1[pa], scene.cx[pa])
-    else:
-        coord, g = scene.cy, m.relate_gap * scene.height
-        edge, centre = (scene.y0[pa], scene.cy[pa]) if relation == "above" else (scene.y1[pa], scene.cy[pa])
-    lo, hi = (edge - g, centre + g) if relation in ("left_of", "above") else (centre - g, edge + g)
-    return coord, float(edge), float(lo), float(hi)
-
-
-def op_relate(scene: Scene, a: np.ndarray, relation: str, category: str, m: Margins) -> np.ndarray:
-    pa = int(a[0])
-    cand = scene.by_category.get(category, _EMPTY)
-    cand = cand[cand != pa]
-    coord, bound, lo, hi = _relate_band(scene, pa, relation, m)
-    c = coord[cand]
-    if cand.shape[0]:
-        inside = (c > lo) & (c < hi)
-        if inside.any():
-            raise MarginError(
-                "relate_boundary",
-                f"a {category} centroid lies between the {relation} boundary and the reference's centre",
-            )
-    keep = c < bound if relation in ("left_of", "above") else c > bound
-    return cand[keep]
-
-
-def op_nearest(scene: Scene, a: np.ndarray, category: str, m: Margins) -> np.ndarray:
-    pa = int(a[0])
-    cand = scene.by_category.get(category, _EMPTY)
-    cand = cand[cand != pa]
-    if cand.shape[0] == 0:
-        raise ExecutionError("no_candidate", f"no other {category} to be nearest")
-    d = scene.dist[pa, cand]
-    if cand.shape[0] == 1:
-        return cand
-    two = np.argpartition(d, 1)[:2]
-    i1, i2 = (two[0], two[1]) if d[two[0]] <= d[two[1]] else (two[1], two[0])
-    if not (d[i2] >= m.nearest_ratio * d[i1] and d[i2] > d[i1]):
-        raise MarginError("nearest_ratio", f"runner-up {d[i2]:.2f}px vs nearest {d[i1]:.2f}px")
-    return cand[i1 : i1 + 1]
-
-
-def op_count(s: np.ndarray, m: Margins) -> int:
-    n = int(s.shape[0])
-    if n > m.max_count:
-        raise MarginError("count_too_large", f"{n} > {m.max_count}")
-    return n
-
-
-def op_rank(scene: Scene, x: np.ndarray, s: np.ndarray, key: str, order: str, m: Margins) -> int:
-    px = int(x[0])
-    if not np.any(s == px):
-        raise ExecutionError("rank_not_member", "the ranked instance is not in the set")
-    v = scene.key(key)
-    others = s[s != px]
-    vx = float(v[px])
-    for o in v[others].tolist():
-        if not _ranked_gap_ok(key, "max", max(vx, o), min(vx, o), scene, m):
-            raise MarginError(f"rank_{key}", f"{key} {vx:.2f} vs {o:.2f} too close to rank")
-    if key != "area" and others.shape[0]:
-        lo, hi = (scene.x0, scene.x1) if key == "cx" else (scene.y0, scene.y1)
-        side = np.sign(v[others] - vx)
-        if not (np.all(np.sign(lo[others] - lo[px]) == side) and np.all(np.sign(hi[others] - hi[px]) == side)):
-            raise MarginError(f"rank_{key}", f"box edges and centres order the {key} ranking differently")
-    before = v[others] > vx if order == "max" else v[others] < vx
-    return 1 + int(before.sum())
-
-
-def op_arith(a: float, b: float, fn: str) -> int | float:
-    out = {"add": a + b, "sub": a - b, "max": max(a, b), "min": min(a, b)}[fn]
-    return int(out) if float(out).is_integer() else float(out)
-
-
-def op_unique(s: np.ndarray) -> np.ndarray:
-    if s.shape[0] != 1:
-        raise ExecutionError("not_unique", f"the set has {s.shape[0]} members, not exactly one")
-    return s
-
-
-def _require_colors(scene: Scene, positions: np.ndarray, what: str) -> None:
-    if not scene.color:
-        raise MarginError("color_unclear", "the scene has no colours (no image was read)")
-    unclear = [int(scene.ids[p]) for p in positions.tolist() if scene.color[p] is None]
-    if unclear:
-        raise MarginError("color_unclear", f"{what}: {len(unclear)} instance(s) without a clear colour")
-
-
-def op_filter_color(scene: Scene, s: np.ndarray, color: str) -> np.ndarray:
-    _require_colors(scene, s, "filter_color")
-    return s[np.asarray([scene.color[p] == color for p in s.tolist()], dtype=bool)] if s.shape[0] else s
-
-
-def op_same_color(scene: Scene, a: np.ndarray, category: str) -> np.ndarray:
-    pa = int(a[0])
-    cand = scene.by_category.get(category, _EMPTY)
-    cand = cand[cand != pa]
-    _require_colors(scene, np.concatenate([a, cand]), "same_color")
-    want = scene.color[pa]
-    return cand[np.asarray([scene.color[p] == want for p in cand.tolist()], dtype=bool)] if cand.shape[0] else cand
-
-
 # ----------------------------------------------------------------------------------------- reach
+
+
+def _no_other_candidate(h: Hop, ins: list[Any], scene: Scene) -> bool:
+    """A ``from_reference`` hop over a category with no instance besides its reference A."""
+    members = scene.by_category.get(h.args["category"], EMPTY)
+    return not (members != int(ins[0][0])).any()
 
 
 def check_reach(h: Hop, ins: list[Any], result: Any, named: Collection[int], scene: Scene, m: Margins) -> None:
@@ -469,30 +247,29 @@ def check_reach(h: Hop, ins: list[Any], result: Any, named: Collection[int], sce
     * ``uncountable_category``: it names a category a reader cannot enumerate;
     * ``set_too_large``: it names a category with more than ``max_count`` instances, or its set
       has more than ``max_count`` members (every set is one a person counts, orders or scans);
-    * ``size_not_whole``: it compares sizes (``extreme``/``rank`` by area) in a set holding an
-      instance cut by the border or possibly hidden;
+    * ``size_not_whole``: it compares sizes (an op's ``compares_size`` set, by ``key == "area"``:
+      ``extreme``/``rank``) in a set holding an instance cut by the border or possibly hidden;
     * ``revisit``: it yields an instance that an earlier instance-valued hop already named
       (``named`` holds their positions);
-    * ``no_candidate``: a ``relate``/``same_color`` over a category with no instance besides A
-      (its set is empty whatever the picture shows).
+    * ``no_candidate``: a ``from_reference`` op (``relate``/``same_color``) over a category with no
+      instance besides A (its set is empty whatever the picture shows).
     """
+    spec = OPS[h.op]
     cat = h.args.get("category")
     if cat is not None:
         if cat in scene.uncountable:
             raise ReachError("uncountable_category", f"{cat!r} has instances a reader cannot enumerate")
-        if scene.by_category.get(cat, _EMPTY).shape[0] > m.max_count:
+        if scene.by_category.get(cat, EMPTY).shape[0] > m.max_count:
             raise ReachError("set_too_large", f"{scene.by_category[cat].shape[0]} {cat} > {m.max_count}")
-    if isinstance(result, np.ndarray) and output_type(h) == "set" and result.shape[0] > m.max_count:
+    if isinstance(result, np.ndarray) and spec.output == "set" and result.shape[0] > m.max_count:
         raise ReachError("set_too_large", f"a set of {result.shape[0]} > {m.max_count}")
-    if h.op in ("extreme", "rank") and h.args.get("key") == "area":
-        s = ins[0] if h.op == "extreme" else ins[1]
+    if spec.compares_size is not None and h.args.get("key") == "area":
+        s = ins[spec.compares_size]
         if s.shape[0] > 1 and not scene.whole[s].all():
             raise ReachError("size_not_whole", "sizes compared with an instance cut by the border or hidden")
-    if h.op in ("relate", "same_color"):
-        members = scene.by_category.get(h.args["category"], _EMPTY)
-        if not (members != int(ins[0][0])).any():
-            raise ReachError("no_candidate", f"no {h.args['category']} other than the reference")
-    if output_type(h) == "instance" and int(result[0]) in named:
+    if spec.from_reference and _no_other_candidate(h, ins, scene):
+        raise ReachError("no_candidate", f"no {h.args['category']} other than the reference")
+    if spec.output == "instance" and int(result[0]) in named:
         raise ReachError("revisit", "the step returns to an instance already named")
 
 
@@ -502,40 +279,21 @@ def check_reach(h: Hop, ins: list[Any], result: Any, named: Collection[int], sce
 def run_hop(
     h: Hop, results: list[Any], scene: Scene, m: Margins, named: Collection[int] = (), *, reach: bool = True
 ) -> Any:
-    """Run one hop on the earlier hops' ``results`` (positions / numbers) and check its margins and
-    reach (``named``: positions earlier instance-valued hops yielded; ``reach=False`` checks only
-    ``revisit``, for the randomised scenes of the degeneracy check); raises a :class:`ProgramError`
-    (with ``hop=None``)."""
-    a, ins = h.args, [results[j] for j in h.inputs]
-    if h.op == "find":
-        out: Any = op_find(scene, a["category"])
-    elif h.op == "extreme":
-        out = op_extreme(scene, ins[0], a["key"], a["order"], m)
-    elif h.op == "relate":
-        out = op_relate(scene, ins[0], a["relation"], a["category"], m)
-    elif h.op == "nearest":
-        out = op_nearest(scene, ins[0], a["category"], m)
-    elif h.op == "count":
-        out = op_count(ins[0], m)
-    elif h.op == "rank":
-        out = op_rank(scene, ins[0], ins[1], a["key"], a["order"], m)
-    elif h.op == "arith":
-        out = op_arith(ins[0], ins[1], a["fn"])
-    elif h.op == "unique":
-        out = op_unique(ins[0])
-    elif h.op == "filter_color":
-        out = op_filter_color(scene, ins[0], a["color"])
-    elif h.op == "same_color":
-        out = op_same_color(scene, ins[0], a["category"])
-    else:
+    """Run one hop on the earlier hops' ``results`` (positions / numbers) with its op's registered
+    function, and check its margins and reach (``named``: positions earlier instance-valued hops
+    yielded; ``reach=False`` checks only ``revisit`` and ``no_candidate``, for the randomised scenes
+    of the degeneracy check); raises a :class:`ProgramError` (with ``hop=None``)."""
+    spec = OPS.get(h.op)
+    if spec is None:
         raise ArgumentError("unknown_op", h.op)
+    ins = [results[j] for j in h.inputs]
+    out = spec.run(scene, ins, h.args, m)
     if reach:
         check_reach(h, ins, out, named, scene, m)
-    elif output_type(h) == "instance" and int(out[0]) in named:
+    elif spec.output == "instance" and int(out[0]) in named:
         raise ReachError("revisit", "the step returns to an instance already named")
-    elif (h.op in ("relate", "same_color")
-          and not (scene.by_category.get(a["category"], _EMPTY) != int(ins[0][0])).any()):
-        raise ReachError("no_candidate", f"no {a['category']} other than the reference")
+    elif spec.from_reference and _no_other_candidate(h, ins, scene):
+        raise ReachError("no_candidate", f"no {h.args['category']} other than the reference")
     return out
 
 
@@ -621,3 +379,52 @@ def _norm(v: Any) -> Any:
         return canonical_number(v)
     except ValueError:
         return v
+
+
+__all__ = [
+    "ARITH_FNS",
+    "COLORS",
+    "DEFAULT_MARGINS",
+    "KEYS",
+    "ORDERS",
+    "RELATIONS",
+    "ArgumentError",
+    "ExecutionError",
+    "Hop",
+    "Kind",
+    "LeakageError",
+    "MarginError",
+    "Margins",
+    "ProgramError",
+    "ReachError",
+    "StructureError",
+    "Value",
+    "ValueType",
+    "answer_of",
+    "canonical_program",
+    "check_reach",
+    "check_structure",
+    "execute",
+    "has_both_kinds",
+    "hop_key",
+    "hop_kinds",
+    "margins_of",
+    "op_arith",
+    "op_count",
+    "op_extreme",
+    "op_filter_color",
+    "op_find",
+    "op_nearest",
+    "op_rank",
+    "op_relate",
+    "op_same_color",
+    "op_unique",
+    "output_type",
+    "program_from_json",
+    "program_to_json",
+    "question_id",
+    "run_hop",
+    "skeleton",
+    "spec_of",
+    "verify",
+]

@@ -25,6 +25,7 @@ from pipelines.questions import program as P
 from pipelines.questions.degenerate import check_not_degenerate
 from pipelines.questions.generator import Question, make_question
 from pipelines.questions.leakage import check_needs_image, check_text
+from pipelines.questions.ops import writer_ops_text
 from pipelines.questions.program import Margins, ProgramError
 from pipelines.questions.prompts import load_prompt
 from pipelines.questions.scene import Scene, question_reject
@@ -239,6 +240,7 @@ class VLMQuestionWriter:
             width=item.scene.width,
             height=item.scene.height,
             instance_table=instance_table_text(item.scene),
+            ops=writer_ops_text(self.margins.max_count),
             min_hops=self.min_hops,
             max_hops=self.max_hops,
             max_count=self.margins.max_count,
