@@ -27,8 +27,17 @@ import pytest  # noqa: E402
 
 from tests.support.stack import free_ports, params_with_ports, running_label_studio, running_s3_server  # noqa: E402
 
+#: Session servers that are expensive to start: with ``pytest -n N --dist loadgroup`` (``make test``) every
+#: test that uses one runs on the same worker, so each starts once; the other tests spread over the rest.
+SHARED_SERVERS = {"local_stack": "stack", "demo_release": "stack", "label_studio": "label_studio"}
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        group = next((g for f, g in SHARED_SERVERS.items() if f in used), None)  # "stack" wins: it has its own LS
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))
     try:
         import torch
 
