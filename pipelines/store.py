@@ -206,3 +206,69 @@ def run_key(runs_prefix: str, run_id: str, stage: str, shard: int | None = None,
     """``runs/<run_id>/<stage>/shard-NNNNN.parquet`` (or ``.../<name>``)."""
     leaf = name if name is not None else f"shard-{int(shard or 0):05d}.parquet"
     return safe_key(runs_prefix, run_id, stage, leaf)
+
+
+class FolderStore(ObjectStore):
+    """A local folder used as a bucket: the object ``<key>`` is the file ``<root>/<key>``.
+
+    The ``hopchain`` command's local mode: the same keys as the object store (the run layout of
+    :class:`pipelines.ledger.RunKeys`), so a folder written by the command and a bucket written by the
+    DAGs hold the same files. Each put is atomic (:func:`pipelines.files.write_atomic`: a reader sees
+    the old file or the new one). There is no server and no credentials (``creds`` is None).
+    """
+
+    def __init__(self, root: str | Path) -> None:  # no server: nothing of ObjectStore.__init__ applies
+        self.root = Path(root).resolve()
+        self.bucket = ""
+        self.creds = None  # type: ignore[assignment]
+        self._client = None
+
+    def __repr__(self) -> str:
+        return f"FolderStore({str(self.root)!r})"
+
+    @property
+    def client(self) -> Any:
+        raise RuntimeError(f"{self!r} is a local folder: it has no S3 client")
+
+    def path(self, key: str) -> Path:
+        """The file of ``key``; a key that would leave the folder is refused (:class:`KeyError_`)."""
+        path = (self.root / key).resolve()
+        if not path.is_relative_to(self.root) or path == self.root:
+            raise KeyError_(f"key {key!r} escapes the folder {self.root}")
+        return path
+
+    def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> str:
+        from pipelines.files import write_atomic
+
+        write_atomic(self.path(key), data)
+        return key
+
+    def get_bytes(self, key: str) -> bytes:
+        return self.path(key).read_bytes()
+
+    def exists(self, key: str) -> bool:
+        return self.path(key).is_file()
+
+    def list(self, prefix: str, recursive: bool = True) -> Iterator[str]:
+        if not self.root.is_dir():
+            return
+        found = sorted(p.relative_to(self.root).as_posix() for p in self.root.rglob("*")
+                       if p.is_file() and not p.name.startswith("."))  # temporaries of write_atomic
+        for key in found:
+            if key.startswith(prefix) and (recursive or "/" not in key[len(prefix):]):
+                yield key
+
+    def list_prefixes(self, prefix: str) -> builtins.list[str]:
+        return sorted({prefix + k[len(prefix):].split("/", 1)[0] + "/" for k in self.list(prefix)
+                       if "/" in k[len(prefix):]})
+
+    def delete_keys(self, keys: builtins.list[str]) -> int:
+        for key in keys:
+            self.path(key).unlink(missing_ok=True)
+        return len(keys)
+
+    def presigned_get(self, key: str, expires_s: int = 7 * 24 * 3600) -> str:
+        return self.path(key).as_uri()
+
+    def ensure_bucket(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)

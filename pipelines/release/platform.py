@@ -14,7 +14,7 @@ import mimetypes
 import tempfile
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -23,6 +23,9 @@ from pipelines.config import Params
 from pipelines.contracts import SIMULATED_SOURCES, conform
 from pipelines.ledger import Ledger, ReleaseRecord, utc_now
 from pipelines.store import ObjectStore
+
+if TYPE_CHECKING:
+    from pipelines.runner import RunEnv
 
 log = logging.getLogger(__name__)
 
@@ -207,3 +210,12 @@ def _markdown_page(md: str, tag: str) -> str:
             "border-bottom:1px solid #eee;text-align:left}img{max-width:640px}code{white-space:pre}"
             "table.meta{font-size:.85rem;color:#444;margin-bottom:1rem}</style></head><body>"
             + header + body + "</body></html>")
+
+
+def release(env: RunEnv, home: Path | None = None) -> ReleaseRecord:
+    """The release task of a run (not shard-shaped: it reads every decision so far): the cumulative release
+    (:func:`release_from_store`), with its registry checkout and default registry under ``home`` (default:
+    this machine's :func:`~pipelines.config.work_home`)."""
+    from pipelines.config import work_home
+
+    return release_from_store(env.params, env.store, env.run_id, home or work_home(env.params))
