@@ -209,7 +209,7 @@ class RunEnv:
         """Reads input images by uri (local paths, or ``s3://`` with the run's credentials)."""
         from pipelines.ingest.sources import ImageSource
 
-        return ImageSource(self.s3_credentials or self.store.creds)
+        return ImageSource(self.s3_credentials or getattr(self.store, "creds", None))
 
     def client(self) -> AbstractContextManager[Any]:
         if self.label_studio is None:
@@ -391,10 +391,10 @@ class Runner:
             results = stage.merge(results)
             for n, result in results.items():
                 self._write(stage, n, result)
-            for n, result in results.items():
-                self._run_checks(stage, n, {**result.tables}, report)
             first = stage.outputs[0] if stage.outputs else None
             report.shards = [n for n, r in sorted(results.items()) if first is None or r.tables[first].num_rows]
+            for n in report.shards:  # the shards it passes on (an empty one reaches no later stage)
+                self._run_checks(stage, n, {**results[n].tables}, report)
             if shards is None:  # a whole run: its plan is the run's
                 record = {**stage.record(results), "shards": report.shards}
                 self.env.store.put_json(self.env.keys.plan(), record)

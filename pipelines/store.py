@@ -250,9 +250,12 @@ class FolderStore(ObjectStore):
         return self.path(key).is_file()
 
     def list(self, prefix: str, recursive: bool = True) -> Iterator[str]:
-        if not self.root.is_dir():
+        """Keys under ``prefix``, sorted; only the folder of the prefix is walked (never the whole root)."""
+        folder = self.root / posixpath.dirname(prefix) if prefix else self.root
+        if not folder.resolve().is_relative_to(self.root) or not folder.is_dir():
             return
-        found = sorted(p.relative_to(self.root).as_posix() for p in self.root.rglob("*")
+        files = folder.rglob("*") if recursive else folder.iterdir()
+        found = sorted(p.relative_to(self.root).as_posix() for p in files
                        if p.is_file() and not p.name.startswith("."))  # temporaries of write_atomic
         for key in found:
             if key.startswith(prefix) and (recursive or "/" not in key[len(prefix):]):

@@ -161,3 +161,21 @@ def test_the_checks_a_stage_declares_run_on_its_shard(monkeypatch: pytest.Monkey
     assert run.checks == {"shard-00003": {"detections": {"success": True}}}
     Runner(env, checks=False).run(Checked(), [3])
     assert len(seen) == 1  # the command runs checks only when asked
+
+
+def test_a_folder_store_lists_only_the_folder_of_the_prefix(tmp_path: Path) -> None:
+    """A run root's parent may be any folder (a home, a checkout): listing a run's keys never walks beside it."""
+    from pipelines.store import FolderStore
+
+    store = FolderStore(tmp_path)
+    store.put_bytes("r1/stats/toy/shard-00000.json", b"{}")
+    store.put_bytes("r1/manifest/shard-00000.parquet", b"x")
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "unreadable").mkdir(mode=0)  # walking it would fail
+    try:
+        assert list(store.list("r1/stats/")) == ["r1/stats/toy/shard-00000.json"]
+        assert list(store.list("r1/", recursive=False)) == []
+        assert store.list_prefixes("r1/") == ["r1/manifest/", "r1/stats/"]
+        assert store.get_bytes("r1/manifest/shard-00000.parquet") == b"x" and not store.exists("r1/nope")
+    finally:
+        (tmp_path / "elsewhere" / "unreadable").chmod(0o755)
