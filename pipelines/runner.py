@@ -344,87 +344,104 @@ class Runner:
         self._require(stage, tables)
         stage.setup(self.env)
         try:
-            result = stage.process(Shard(shard, {n: tables[n] for n in stage.inputs}))
+            return self._process(stage, Shard(shard, {n: tables[n] for n in stage.inputs}))
         finally:
             stage.teardown()
-        self._check_result(stage, shard, result)
-        return result
 
     def run(self, stage: Stage, shards: Sequence[int] | None = None) -> StageRun:
-        """``stage`` over ``shards`` (default: every shard of its first input, or a source stage's whole
-        plan) with one ``setup``/``teardown``: each shard's inputs are read, processed, written, checked."""
-        source = isinstance(stage, SourceStage)
-        if shards is None and not source:
-            if not stage.inputs:
-                raise ValueError(f"stage {stage.name!r} reads no table: name the shards to run")
-            shards = self.env.shard_numbers(stage.inputs[0])
-            if not shards:
-                where = self.env.where(stage.inputs[0])
-                raise FileNotFoundError(2, f"no {stage.inputs[0]} shards (run the stage that writes them "
-                                           "first)", where)
+        """``stage`` over ``shards`` with one ``setup``/``teardown``: each shard's inputs are read, processed,
+        written and checked. ``shards`` None: every shard of its first input (a source stage: its whole plan,
+        which is then recorded as the run's)."""
+        if isinstance(stage, SourceStage):
+            return self._run_source(stage, shards)
+        if shards is None:
+            shards = self._present(stage)
+        report = StageRun(stage=stage.name)
+        stage.setup(self.env)
+        try:
+            with self._bar(stage, len(shards)) as bar:
+                for n in shards:
+                    bar.advance()
+                    if self._done(stage, n, report):
+                        continue
+                    tables = {name: self.env.read_table(name, n) for name in stage.inputs}
+                    result = self._process(stage, Shard(n, tables))
+                    self._write(stage, n, result, report)
+                    report.shards.append(n)
+                    self._run_checks(stage, n, {**tables, **result.tables}, report)
+                    bar.shard_done(n, _shown(stage, result))
+        finally:
+            stage.teardown()
+        report.totals = _numeric_sum(list(report.stats.values()))
+        return report
+
+    def _run_source(self, stage: SourceStage, shards: Sequence[int] | None) -> StageRun:
+        """A source stage: its plan's shards processed, merged across shards, then written and checked."""
         report = StageRun(stage=stage.name)
         results: dict[int, ShardResult] = {}
         stage.setup(self.env)
         try:
-            plan: dict[int, list[str]] = stage.plan() if isinstance(stage, SourceStage) else {}
-            todo = list(shards) if shards is not None else sorted(plan)
+            plan = stage.plan()
+            todo = sorted(plan) if shards is None else list(shards)
             with self._bar(stage, len(todo)) as bar:
                 for n in todo:
-                    if self.resume and self.env.store.exists(self.env.keys.stats(stage.name, n)):
-                        log.info("%s %s: done in an earlier run (resume)", stage.name, shard_label(n))
-                        report.resumed.append(n)
-                        bar.advance()
-                        continue
-                    tables = {name: self.env.read_table(name, n) for name in stage.inputs}
-                    result = stage.process(Shard(n, tables, plan.get(n, [])))
-                    self._check_result(stage, n, result)
-                    results[n] = result
-                    if not source:
-                        self._finish(stage, n, result, tables, report)
-                        bar.advance()
-                        bar.shard_done(n, _shown(stage, result))
-                    else:
-                        bar.advance()
+                    bar.advance()
+                    if not self._done(stage, n, report):
+                        results[n] = self._process(stage, Shard(n, {}, plan.get(n, [])))
         finally:
             stage.teardown()
-        if isinstance(stage, SourceStage):
-            results = stage.merge(results)
-            for n, result in results.items():
-                self._write(stage, n, result)
-            first = stage.outputs[0] if stage.outputs else None
-            report.shards = [n for n, r in sorted(results.items()) if first is None or r.tables[first].num_rows]
-            for n in report.shards:  # the shards it passes on (an empty one reaches no later stage)
-                self._run_checks(stage, n, {**results[n].tables}, report)
-            if shards is None:  # a whole run: its plan is the run's
-                record = {**stage.record(results), "shards": report.shards}
-                self.env.store.put_json(self.env.keys.plan(), record)
-            for n, r in results.items():
-                if r.stats is not None:
-                    report.stats[n] = r.stats
-        else:
-            report.shards = sorted(results)
+        results = stage.merge(results)
+        for n, result in sorted(results.items()):
+            self._write(stage, n, result, report)
+        first = stage.outputs[0] if stage.outputs else None
+        report.shards = [n for n, r in sorted(results.items()) if first is None or r.tables[first].num_rows]
+        for n in report.shards:  # the shards it passes on (an empty one reaches no later stage)
+            self._run_checks(stage, n, dict(results[n].tables), report)
+        if shards is None:  # a whole run: its plan is the run's
+            self.env.store.put_json(self.env.keys.plan(), {**stage.record(results), "shards": report.shards})
         report.totals = _numeric_sum(list(report.stats.values()))
         return report
 
     # -- steps -------------------------------------------------------------------------------------
+    def _present(self, stage: Stage) -> list[int]:
+        """Every shard of the stage's first input in the store (none: an error naming where it looked)."""
+        if not stage.inputs:
+            raise ValueError(f"stage {stage.name!r} reads no table: name the shards to run")
+        shards = self.env.shard_numbers(stage.inputs[0])
+        if not shards:
+            raise FileNotFoundError(2, f"no {stage.inputs[0]} shards (run the stage that writes them first)",
+                                    self.env.where(stage.inputs[0]))
+        return shards
+
+    def _done(self, stage: Stage, shard: int, report: StageRun) -> bool:
+        """With ``resume``: the shard's stats exist (written last), so it is skipped."""
+        if not self.resume or not self.env.store.exists(self.env.keys.stats(stage.name, shard)):
+            return False
+        log.info("%s %s: done in an earlier run (resume)", stage.name, shard_label(shard))
+        report.resumed.append(shard)
+        return True
+
     def _require(self, stage: Stage, tables: Mapping[str, pa.Table]) -> None:
         missing = [n for n in stage.inputs if n not in tables]
         if missing:
             raise ValueError(f"stage {stage.name!r} needs the tables {missing}")
 
-    def _check_result(self, stage: Stage, shard: int, result: ShardResult) -> None:
-        """Every declared output is there (a missing one is a bug of the stage, not data); reject codes
-        outside the declared families are logged (a new code should be declared)."""
+    def _process(self, stage: Stage, shard: Shard) -> ShardResult:
+        """``stage.process``, and its result checked against the declarations: every declared output is there
+        (a missing one is a bug of the stage, not data); reject codes outside the declared families are logged
+        (a new code should be declared)."""
+        result = stage.process(shard)
         missing = [n for n in stage.outputs if n not in result.tables]
         if missing:
-            raise RuntimeError(f"stage {stage.name!r} returned no {missing} for {shard_label(shard)}")
+            raise RuntimeError(f"stage {stage.name!r} returned no {missing} for {shard_label(shard.number)}")
         if result.rejects is not None and result.rejects.num_rows and stage.rejects:
             undeclared = sorted({c for c in result.rejects["code"].to_pylist() if c.split(".")[0] not in stage.rejects})
             if undeclared:
                 log.warning("stage %s wrote reject codes outside its declared families %s: %s", stage.name,
                             list(stage.rejects), undeclared)
+        return result
 
-    def _write(self, stage: Stage, shard: int, result: ShardResult) -> None:
+    def _write(self, stage: Stage, shard: int, result: ShardResult, report: StageRun) -> None:
         """Outputs, then rejects, then stats (last: they mark the shard done); one atomic put each."""
         for name in stage.outputs:
             self.env.write_table(name, shard, result.tables[name])
@@ -432,13 +449,7 @@ class Runner:
             self.env.store.put_table(self.env.keys.rejects(stage.name, shard), result.rejects, "rejects")
         if result.stats is not None:
             self.env.store.put_json(self.env.keys.stats(stage.name, shard), result.stats)
-
-    def _finish(self, stage: Stage, shard: int, result: ShardResult, inputs: dict[str, pa.Table],
-                report: StageRun) -> None:
-        self._write(stage, shard, result)
-        if result.stats is not None:
             report.stats[shard] = result.stats
-        self._run_checks(stage, shard, {**inputs, **result.tables}, report)
 
     def _run_checks(self, stage: Stage, shard: int, tables: dict[str, pa.Table], report: StageRun) -> None:
         """The stage's checks on this shard (its tables first, else the run's): results and Data Docs
