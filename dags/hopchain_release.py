@@ -34,7 +34,7 @@ def hopchain_release():
     def release(**context) -> dict:
         from hopchain_airflow.runtime import run_task
 
-        result = run_task(context, lambda flow: flow.release())
+        result = run_task(context, "pipelines.release.platform:release")
         context["outlet_events"][RELEASE].extra = result
         return result
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from pipelines.config import Params
     from pipelines.doctor import Services
+    from pipelines.runner import Runner
 
 # Modules that contribute sub-commands (each has ``register(subparsers)``).
 COMMAND_MODULES = [
@@ -140,6 +141,36 @@ def explain(err: BaseException) -> Explained | None:
         return Explained(FAILURE, f"error: connection failed: {_one_line(err)} (check the service; "
                                   "`hopchain doctor` checks every service)")
     return None
+
+
+# -- the stage commands: one runner, the run layout of the store ------------------------------------------
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    """``--checks`` and ``--resume``: what a stage command adds to the runner's defaults."""
+    p.add_argument("--checks", action="store_true",
+                   help="run the stage's Great Expectations checks as the DAG does (results and Data Docs under "
+                        "the run root's validation/ and datadocs/)")
+    p.add_argument("--resume", action="store_true", help="skip the shards already done (their stats exist)")
+
+
+def stage_runner(args: argparse.Namespace, root: str) -> Runner:
+    """The runner of a stage command on run root ``root`` (a folder or ``s3://bucket/<runs>/<run id>``: the
+    same layout as the DAGs' runs, :func:`pipelines.runner.open_root`)."""
+    from pipelines.config import load_params
+    from pipelines.runner import Runner, open_root
+
+    return Runner(open_root(root, load_params(args.params, args.profile)), checks=args.checks, resume=args.resume,
+                  progress=True)
+
+
+def root_shards(runner: Runner, shard: int | None, table: str = "manifest") -> list[int]:
+    """``[shard]``, or every shard of ``table`` in the run root (none: an input error naming the folder)."""
+    if shard is not None:
+        return [shard]
+    shards = runner.env.shard_numbers(table)
+    if not shards:
+        raise FileNotFoundError(2, f"no {table} shards (run `hopchain ingest --out` or `hopchain import-coco "
+                                   "--out` on this root first)", runner.env.where(table))
+    return shards
 
 
 # -- hopchain doctor (the checks are pipelines.doctor; only the command line reaches the local stack) --------

@@ -48,8 +48,8 @@ if TYPE_CHECKING:
     from pipelines.config import StoreConfig
 
 __all__ = [
-    "SHARD_GLOB", "BucketLayout", "KeyError_", "RunKeys", "batch_id_for", "dvc_remote_object", "safe_key",
-    "shard_file", "shard_label", "shard_of",
+    "SHARD_GLOB", "BucketLayout", "KeyError_", "RunKeys", "batch_id_for", "dvc_remote_object", "is_segment",
+    "safe_key", "shard_file", "shard_label", "shard_of",
 ]
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._\-/=+@]")
@@ -82,6 +82,14 @@ def safe_key(prefix: str, *parts: str) -> str:
     if prefix and not key.startswith(prefix + "/"):
         raise KeyError_(f"key {key!r} escapes prefix {prefix!r}")
     return key
+
+
+def is_segment(name: str) -> bool:
+    """Whether ``name`` is one key segment as it is (a run id, a folder name): :func:`safe_key` keeps it whole."""
+    try:
+        return safe_key("", name) == name
+    except KeyError_:
+        return False
 
 
 def _folder(prefix: str, *parts: str) -> str:

@@ -12,6 +12,7 @@ import builtins
 import io
 import json
 import os
+import posixpath
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -179,3 +180,72 @@ def run_key(runs_prefix: str, run_id: str, stage: str, shard: int | None = None,
     """``runs/<run_id>/<stage>/shard-NNNNN.parquet`` (or ``.../<name>``); see :class:`pipelines.layout.RunKeys`."""
     keys = RunKeys(runs_prefix, run_id)
     return keys.table(stage, int(shard or 0)) if name is None else keys.stage_file(stage, name)
+
+
+class FolderStore(ObjectStore):
+    """A local folder used as a bucket: the object ``<key>`` is the file ``<root>/<key>``.
+
+    The ``hopchain`` command's local mode: the same keys as the object store (the run layout of
+    :class:`pipelines.ledger.RunKeys`), so a folder written by the command and a bucket written by the
+    DAGs hold the same files. Each put is atomic (:func:`pipelines.files.write_atomic`: a reader sees
+    the old file or the new one). There is no server and no credentials (``creds`` is None).
+    """
+
+    def __init__(self, root: str | Path) -> None:  # no server: nothing of ObjectStore.__init__ applies
+        self.root = Path(root).resolve()
+        self.bucket = ""
+        self.creds = None  # type: ignore[assignment]
+        self._client = None
+
+    def __repr__(self) -> str:
+        return f"FolderStore({str(self.root)!r})"
+
+    @property
+    def client(self) -> Any:
+        raise RuntimeError(f"{self!r} is a local folder: it has no S3 client")
+
+    def path(self, key: str) -> Path:
+        """The file of ``key``; a key that would leave the folder is refused (:class:`KeyError_`)."""
+        path = (self.root / key).resolve()
+        if not path.is_relative_to(self.root) or path == self.root:
+            raise KeyError_(f"key {key!r} escapes the folder {self.root}")
+        return path
+
+    def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> str:
+        from pipelines.files import write_atomic
+
+        write_atomic(self.path(key), data)
+        return key
+
+    def get_bytes(self, key: str) -> bytes:
+        return self.path(key).read_bytes()
+
+    def exists(self, key: str) -> bool:
+        return self.path(key).is_file()
+
+    def list(self, prefix: str, recursive: bool = True) -> Iterator[str]:
+        """Keys under ``prefix``, sorted; only the folder of the prefix is walked (never the whole root)."""
+        folder = self.root / posixpath.dirname(prefix) if prefix else self.root
+        if not folder.resolve().is_relative_to(self.root) or not folder.is_dir():
+            return
+        files = folder.rglob("*") if recursive else folder.iterdir()
+        found = sorted(p.relative_to(self.root).as_posix() for p in files
+                       if p.is_file() and not p.name.startswith("."))  # temporaries of write_atomic
+        for key in found:
+            if key.startswith(prefix) and (recursive or "/" not in key[len(prefix):]):
+                yield key
+
+    def list_prefixes(self, prefix: str) -> builtins.list[str]:
+        return sorted({prefix + k[len(prefix):].split("/", 1)[0] + "/" for k in self.list(prefix)
+                       if "/" in k[len(prefix):]})
+
+    def delete_keys(self, keys: builtins.list[str]) -> int:
+        for key in keys:
+            self.path(key).unlink(missing_ok=True)
+        return len(keys)
+
+    def presigned_get(self, key: str, expires_s: int = 7 * 24 * 3600) -> str:
+        return self.path(key).as_uri()
+
+    def ensure_bucket(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)

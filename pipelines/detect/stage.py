@@ -1,6 +1,11 @@
-"""The detect stage: images → detections (category, optional pixel box) + reject rows.
+"""The detect stage: a manifest shard → detections (category, optional pixel box) + reject rows.
 
-``DetectStage(config)`` → ``setup()`` loads the VLM once per worker → ``process(items)`` for each
+:class:`DetectStage` is the stage contract (:mod:`pipelines.runner`): per shard it decodes the images
+(unreadable or changed ones become ``image.*`` rejects) and feeds the :class:`Detector` batches of
+:func:`batch_size` images; with ``detect.backend: annotations`` the detections are the COCO instances
+shipped with the input images (:class:`pipelines.segment.annotations.ShippedInstances`).
+
+``Detector(config, vlm)`` → ``setup()`` loads the VLM once per worker → ``process(items)`` for each
 batch → ``teardown()``. Per image: one grounding prompt; an unreadable answer gets **one** repair
 request (the model sees its own answer and is asked for valid JSON only); if that is unreadable
 too, a reject row (code :data:`UNPARSEABLE`) keeps both raw answers. A readable empty list means
@@ -15,19 +20,21 @@ mask scores are what the thresholds in ``segment`` apply to.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import pyarrow as pa
 
-from pipelines.config import DetectConfig, VLMConfig
-from pipelines.contracts import to_table
+from pipelines.config import DetectConfig, Params, VLMConfig
+from pipelines.contracts import empty_table, to_table
 from pipelines.detect.parser import ParsedAnswer, parse_grounding
 from pipelines.ingest.decode import ImageItem
 from pipelines.rejects import Reject, rejects_table
+from pipelines.runner import RunEnv, Shard, ShardResult, StageBase
 from pipelines.vlm import VLMBackend, VLMRequest
 
-__all__ = ["DetectResult", "DetectStage", "ImageItem"]
+__all__ = ["DetectResult", "DetectStage", "Detector", "ImageItem", "batch_size", "batches", "detect_shard"]
 log = logging.getLogger(__name__)
 UNPARSEABLE = "answer.unparseable"  # no JSON could be read, even after the repair request
 
@@ -53,13 +60,15 @@ class DetectResult:
     counts: dict[str, int] = field(default_factory=dict)
 
 
-class DetectStage:
+class Detector:
+    """The VLM grounding step over a batch of decoded images (see the module docstring)."""
+
     name = "detect"
 
     def __init__(self, config: DetectConfig, vlm: VLMConfig | None = None, backend: VLMBackend | None = None):
         """``vlm`` names the model loaded by :meth:`setup`; or pass a ready ``backend``."""
         if vlm is None and backend is None:
-            raise ValueError("DetectStage needs the VLM configuration (params.vlm) or a backend")
+            raise ValueError("Detector needs the VLM configuration (params.vlm) or a backend")
         self.config = config
         self.vlm = vlm
         self._backend = backend
@@ -67,7 +76,7 @@ class DetectStage:
     @property
     def backend(self) -> VLMBackend:
         if self._backend is None:
-            raise RuntimeError("DetectStage.setup() was not called")
+            raise RuntimeError("Detector.setup() was not called")
         return self._backend
 
     def setup(self) -> None:
@@ -145,3 +154,92 @@ class DetectStage:
         counts["detections"] = len(rows)
         log.info("detect: %s", counts)
         return DetectResult(to_table(rows, "detections"), rejects_table(rejects), counts)
+
+
+# -- the shard stage ---------------------------------------------------------------------------------
+ImageLoader = Callable[[pa.Table, str], tuple[list[ImageItem], list[Reject]]]
+
+
+def batch_size(params: Params, stage: str) -> int:
+    """Images per model call — the one rule for detect and segment.
+
+    detect: the VLM's batch (``vlm.qwen3vl.batch_size``, or ``vlm.openai.concurrency`` requests
+    in flight); segment: the backend's ``batch_size`` (``segment.<backend>.batch_size``).
+    """
+    if stage == "detect":
+        return max(1, params.vlm.batch_size)
+    seg = params.segment
+    return max(1, getattr(seg, seg.backend).batch_size) if seg.backend != "annotations" else 1
+
+
+def batches(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
+    """``items`` cut into consecutive batches of at most ``size``."""
+    size = max(1, int(size))
+    return [items[i: i + size] for i in range(0, len(items), size)]
+
+
+def sum_counts(parts: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """Numeric counts of several batches summed (floats rounded to 3 places)."""
+    out: dict[str, float] = {}
+    for counts in parts:
+        for k, v in counts.items():
+            if isinstance(v, int | float) and not isinstance(v, bool):
+                out[k] = out.get(k, 0) + v
+    return {k: round(v, 3) if isinstance(v, float) else v for k, v in out.items()}
+
+
+def detect_shard(detector: Any, manifest: pa.Table, size: int, load: ImageLoader
+                 ) -> tuple[pa.Table, pa.Table, dict[str, Any]]:
+    """Detections of one manifest shard: ``load(manifest, "detect")`` decodes the images (→ items, reject
+    records), ``detector`` (set up) gets batches of ``size``; every reject is kept, counts are summed."""
+    items, load_rejects = load(manifest, "detect")
+    parts = [detector.process(chunk) for chunk in batches(items, size)]
+    table = pa.concat_tables([p.detections for p in parts]) if parts else empty_table("detections")
+    rejects = pa.concat_tables([rejects_table(load_rejects), *[p.rejects for p in parts]])
+    counts = sum_counts([p.counts for p in parts])
+    return table, rejects, {**counts, "images": len(manifest), "detections": len(table), "rejected": len(rejects)}
+
+
+class DetectStage(StageBase):
+    """manifest → detections (+ rejects), on the VLM or, with ``detect.backend: annotations``, from the
+    COCO instances shipped with the images. ``detector``: a ready :class:`Detector` (tests)."""
+
+    name = "detect"
+    inputs = ("manifest",)
+    outputs = ("detections",)
+    rejects = ("answer", "item", "image", "coco")
+    metrics = ("images", "detections", "rejected")
+
+    def __init__(self, detector: Detector | None = None) -> None:
+        self._given = detector
+        self.detector: Detector | None = None
+
+    def setup(self, env: RunEnv) -> None:
+        from pipelines.ingest.sources import load_images
+
+        self.backend = env.params.detect.backend
+        self.batch = batch_size(env.params, "detect")
+        images, max_pixels = env.images, env.params.ingest.max_pixels
+        self.load: ImageLoader = lambda manifest, stage: load_images(manifest, max_pixels, images, stage=stage)
+        if self.backend == "annotations":
+            from pipelines.segment.annotations import ShippedInstances
+
+            self.shipped = ShippedInstances(env)
+            return
+        self.detector = self._given or Detector(env.params.detect, env.params.vlm)
+        self.detector.setup()
+
+    def process(self, shard: Shard) -> ShardResult:
+        manifest = shard.tables["manifest"]
+        if self.backend == "annotations":
+            instances, rejects = self.shipped.match(manifest)
+            dets = instances.select(["image_id", "category", "bbox", "score", "source"])
+            stats: dict[str, Any] = {"images": len(manifest), "detections": len(dets), "rejected": len(rejects)}
+        else:
+            dets, rejects, stats = detect_shard(self.detector, manifest, self.batch, self.load)
+        stats["backend"] = self.backend
+        return ShardResult({"detections": dets}, rejects, stats)
+
+    def teardown(self) -> None:
+        if self.detector is not None:
+            self.detector.teardown()

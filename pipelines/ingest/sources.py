@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipelines.ingest.decode import ImageItem
-from pipelines.layout import SHARD_GLOB, shard_file
 from pipelines.store import ObjectStore, S3Credentials
 
 if TYPE_CHECKING:
@@ -92,47 +91,6 @@ def assign_shards(uris: Sequence[str], shard_size: int) -> list[list[str]]:
     """
     ordered = sorted(uris)
     return [ordered[i : i + shard_size] for i in range(0, len(ordered), shard_size)]
-
-
-def shard_path(out: str, stage: str, shard: int) -> str:
-    """``<out>/<stage>/shard-NNNNN.parquet`` — the same layout locally and under ``s3://``."""
-    return f"{out.rstrip('/')}/{stage}/{shard_file(shard)}"
-
-
-def save_table(
-    table: pa.Table, out: str, stage: str, shard: int, contract: str, source: ImageSource | None = None
-) -> str:
-    """Write one shard of a stage atomically (local rename, or one S3 PUT) and return its uri."""
-    from pipelines.contracts import conform, write_parquet_atomic
-
-    target = shard_path(out, stage, shard)
-    table = conform(table, contract)
-    if target.startswith("s3://"):
-        bucket, key = parse_s3_uri(target)
-        (source or ImageSource()).store(bucket).put_table(key, table, contract)
-    else:
-        write_parquet_atomic(table, target)
-    return target
-
-
-def load_tables(out: str, stage: str, contract: str, source: ImageSource | None = None) -> pa.Table:
-    """Concatenate every ``<out>/<stage>/shard-*.parquet`` (sorted by shard) into one table."""
-    import pyarrow as pa
-
-    from pipelines.contracts import conform, empty_table, read_parquet
-
-    base = f"{out.rstrip('/')}/{stage}"
-    if base.startswith("s3://"):
-        bucket, prefix = parse_s3_uri(base)
-        store = (source or ImageSource()).store(bucket)
-        keys = sorted(k for k in store.list(prefix + "/") if k.endswith(".parquet"))
-        tables = [store.get_table(k, contract) for k in keys]
-    else:
-        files = sorted(Path(base).glob(SHARD_GLOB))
-        tables = [read_parquet(f, contract) for f in files]
-    if not tables:
-        return empty_table(contract)
-    return conform(pa.concat_tables(tables), contract)
 
 
 def load_images(

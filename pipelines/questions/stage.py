@@ -1,5 +1,7 @@
 """The questions stage: contract tables in (instances + manifest), contract tables out
-(questions + rejects). Used by the ``hopchain questions`` command and the Airflow tasks.
+(questions + rejects). :class:`QuestionsStage` is its stage contract (:mod:`pipelines.runner`), which the
+Airflow tasks and the ``hopchain questions`` command run; :func:`run_questions` is the stage's work on
+one shard's tables.
 
 Every image is accounted for: it yields questions or a reject saying why not; every refused
 instance, model output, balanced-out or too-easy question is a :class:`~pipelines.rejects.Reject`
@@ -30,6 +32,7 @@ from pipelines.questions.report import question_report
 from pipelines.questions.scene import Scene, question_reject, scenes_from_tables
 from pipelines.questions.variants import derive_variants
 from pipelines.rejects import Reject, count_codes, rejects_table
+from pipelines.runner import RunEnv, Shard, ShardResult, StageBase
 from pipelines.vlm import VLMBackend
 
 log = logging.getLogger(__name__)
@@ -259,3 +262,48 @@ def _vlm_questions(
     written, writer_rejects = writer.write(items)
     selected, dropped = select_balanced(_by_image(written, scenes), cfg.per_image, cfg.max_answer_share)
     return selected, dropped, rejects + writer_rejects
+
+
+class QuestionsStage(StageBase):
+    """manifest + instances → questions (+ rejects). ``config`` overrides ``params.questions`` (the
+    command's ``--seed``/``--per-image``/``--variants``). The VLM writer and the difficulty solver share
+    the platform's VLM (``params.vlm``), loaded once in :meth:`setup` (or ``backend``, ready, for tests);
+    images are read through the run's image source."""
+
+    name = "questions"
+    inputs = ("manifest", "instances")
+    outputs = ("questions",)
+    rejects = ("scene", "image", "no_question", "balance", "writer", "parse", "program", "structure", "args",
+               "execution", "margin", "leakage", "reach", "plan", "difficulty")
+    metrics = ("images", "questions", "rejected")
+
+    def __init__(self, config: QuestionsConfig | None = None, backend: VLMBackend | None = None) -> None:
+        self._config = config
+        self._given = backend
+        self.model: VLMBackend | None = None
+
+    def setup(self, env: RunEnv) -> None:
+        from pipelines.ingest.decode import decode_image
+
+        self.config = self._config or env.params.questions
+        images, max_pixels = env.images, env.params.ingest.max_pixels
+        self.image_loader: ImageLoader = lambda row: decode_image(images.read(row["uri"]), max_pixels=max_pixels).image
+        if self.config.writer == "vlm" or self.config.difficulty.enabled:  # one VLM writes and solves
+            if self._given is None:
+                from pipelines.vlm.backends import make_vlm_backend
+
+                self.model = make_vlm_backend(env.params.vlm)
+            else:
+                self.model = self._given
+            self.model.setup()
+
+    def process(self, shard: Shard) -> ShardResult:
+        manifest = shard.tables["manifest"]
+        res = run_questions(shard.tables["instances"], manifest, self.config, writer_backend=self.model,
+                            solver_backend=self.model, image_loader=self.image_loader)
+        stats = {"images": len(manifest), "questions": len(res.questions), "rejected": len(res.rejects)}
+        return ShardResult({"questions": res.questions}, res.rejects, {**stats, "detail": res.stats})
+
+    def teardown(self) -> None:
+        if self.model is not None:
+            self.model.teardown()

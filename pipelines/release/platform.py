@@ -14,7 +14,7 @@ import mimetypes
 import tempfile
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -24,6 +24,9 @@ from pipelines.contracts import SIMULATED_SOURCES, conform
 from pipelines.ledger import Ledger, ReleaseRecord, utc_now
 from pipelines.rejects import reason_label
 from pipelines.store import ObjectStore
+
+if TYPE_CHECKING:
+    from pipelines.runner import RunEnv
 
 log = logging.getLogger(__name__)
 
@@ -206,3 +209,12 @@ def _markdown_page(md: str, tag: str) -> str:
                              autoescape=jinja2.select_autoescape(("html",)), auto_reload=False)
     return env.get_template("card_page.html").render(
         tag=tag, meta=[(str(k), yaml.safe_dump(v).strip()) for k, v in meta.items()], body=body)
+
+
+def release(env: RunEnv, home: Path | None = None) -> ReleaseRecord:
+    """The release task of a run (not shard-shaped: it reads every decision so far): the cumulative release
+    (:func:`release_from_store`), with its registry checkout and default registry under ``home`` (default:
+    this machine's :func:`~pipelines.config.work_home`)."""
+    from pipelines.config import work_home
+
+    return release_from_store(env.params, env.store, env.run_id, home or work_home(env.params))

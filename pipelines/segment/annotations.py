@@ -15,8 +15,9 @@ quarantined image (``coco.image_quarantined``). A ``file_name`` that is absolute
 the images folder (``../../etc/hostname``, a symlink that points out) is quarantined with code
 :data:`OUTSIDE_IMAGES_FOLDER` and never opened.
 
-:func:`match_coco_instances` matches a COCO dict to the images of a manifest shard (the flow's
-annotations backend, where the JSON ships next to the images in the object store).
+:func:`match_coco_instances` matches a COCO dict to the images of a manifest shard; the detect and
+segment stages' ``annotations`` backend (:class:`ShippedInstances`) uses it with the JSON that ships
+next to the run's input images.
 
 :func:`export_coco` writes instances back as a COCO JSON (compressed RLE segmentations), which
 the release packs; importing an exported file gives back identical masks.
@@ -30,7 +31,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 from pycocotools import mask as mask_utils
@@ -39,8 +40,12 @@ from pipelines.contracts import to_table
 from pipelines.detect.parser import normalize_label
 from pipelines.ingest.decode import DUPLICATE, UNREADABLE, ImageRefused, decode_image
 from pipelines.ingest.stage import sha256_hex
+from pipelines.layout import BucketLayout
 from pipelines.rejects import Quarantined, Reject, count_codes, quarantine_table, rejects_table
 from pipelines.segment.masks import EncodedMask, from_rle
+
+if TYPE_CHECKING:
+    from pipelines.runner import RunEnv
 
 log = logging.getLogger(__name__)
 STAGE = "annotations"
@@ -272,3 +277,21 @@ def export_coco(manifest: pa.Table, instances: pa.Table) -> dict[str, Any]:
         "categories": [{"id": cat_id[n], "name": n, "supercategory": ""} for n in names],
         "annotations": annotations,
     }
+
+
+class ShippedInstances:
+    """The ``annotations`` backend of a run: ``instances.json`` beside the run's input images (the input
+    its ingest recorded in the run's plan), read once, matched to each manifest shard."""
+
+    def __init__(self, env: RunEnv) -> None:
+        self.env = env
+        self._coco: dict[str, Any] | None = None
+        self._input = ""
+
+    def match(self, manifest: pa.Table) -> tuple[pa.Table, pa.Table]:
+        """(instances, rejects) of the shard's images, as :func:`match_coco_instances` gives them."""
+        if self._coco is None:
+            self._input = str(self.env.store.get_json(self.env.keys.plan())["input"]).rstrip("/")
+            self._coco = json.loads(self.env.images.read(BucketLayout.coco_instances(self._input)))
+        base = self._input + "/"
+        return match_coco_instances(self._coco, manifest, lambda uri: uri.removeprefix(base))

@@ -1,4 +1,5 @@
-"""``hopchain segment``, ``hopchain import-coco`` and ``hopchain export-coco``."""
+"""``hopchain segment``, ``hopchain import-coco`` and ``hopchain export-coco``, on run roots (the layout of
+the DAGs' runs: :func:`pipelines.runner.open_root`)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,12 @@ from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from pipelines.cli import add_run_options
+
     p = sub.add_parser("segment", help="instance segmentation (SAM3 text prompts / SAM2 box prompts)")
     p.add_argument("--root", required=True, help="run root holding manifest/ and detections/")
     p.add_argument("--shard", type=int, default=None, help="process only this shard (default: all)")
+    add_run_options(p)
     p.set_defaults(handler=_segment)
 
     c = sub.add_parser("import-coco", help="COCO instance annotations + images → manifest + instances")
@@ -26,11 +30,19 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _segment(args: argparse.Namespace) -> int:
-    from pipelines.config import load_params
-    from pipelines.shards import run_on_root
+    from pipelines.cli import root_shards, stage_runner
+    from pipelines.config import ConfigError
+    from pipelines.segment.stage import SegmentStage
 
-    totals = run_on_root("segment", args.root, load_params(args.params, args.profile), args.shard)
-    print(json.dumps(totals))
+    runner = stage_runner(args, args.root)
+    shards = root_shards(runner, args.shard)
+    params = runner.env.params
+    if params.segment.backend == "annotations":
+        raise ConfigError(f"segment.backend is 'annotations' in profile {params.profile!r}: `hopchain segment` "
+                          "needs a model (select a profile with one, e.g. --profile gpu; annotated images go "
+                          "through `hopchain import-coco`)")
+    run = runner.run(SegmentStage(), shards)
+    print(json.dumps({"shards": run.shards, **run.totals}))
     return 0
 
 
@@ -39,10 +51,11 @@ def _import_coco(args: argparse.Namespace) -> int:
 
     from pipelines.cli import InputError
     from pipelines.config import load_params
-    from pipelines.ingest.sources import save_table
+    from pipelines.runner import open_root
     from pipelines.segment.annotations import import_coco
 
     params = load_params(args.params, args.profile)
+    env = open_root(args.out, params)
     if not Path(args.images).is_dir():
         raise InputError(args.images, "no such image folder", "--images is the folder the JSON's file_name "
                          "entries are relative to")
@@ -57,24 +70,26 @@ def _import_coco(args: argparse.Namespace) -> int:
     for shard in shards:
         manifest = res.manifest.filter(pc.equal(res.manifest["shard"], shard))
         instances = res.instances.filter(pc.is_in(res.instances["image_id"], value_set=manifest["image_id"]))
-        save_table(manifest, args.out, "manifest", shard, "manifest")
-        save_table(instances, args.out, "instances", shard, "instances")
+        env.write_table("manifest", shard, manifest)
+        env.write_table("instances", shard, instances)
     # refusals are not tied to a shard of accepted images: they go with shard 0
-    save_table(res.quarantine, args.out, "quarantine", 0, "quarantine")
-    save_table(res.rejects, args.out, "segment_rejects", 0, "rejects")
+    env.write_table("quarantine", 0, res.quarantine)
+    env.store.put_table(env.keys.rejects("segment", 0), res.rejects, "rejects")
     print(json.dumps({"shards": shards, **res.counts}))
     return 0
 
 
 def _export_coco(args: argparse.Namespace) -> int:
+    from pipelines.config import load_params
     from pipelines.files import write_atomic
-    from pipelines.ingest.sources import load_tables
+    from pipelines.runner import open_root
     from pipelines.segment.annotations import export_coco
 
-    if not args.root.startswith("s3://") and not any(Path(args.root, "manifest").glob("shard-*.parquet")):
+    env = open_root(args.root, load_params(args.params, args.profile))
+    if not env.shard_numbers("manifest"):
         raise FileNotFoundError(2, "no manifest shards (give a run root written by ingest or import-coco)",
-                                f"{args.root}/manifest")
-    coco = export_coco(load_tables(args.root, "manifest", "manifest"), load_tables(args.root, "instances", "instances"))
+                                env.where("manifest"))
+    coco = export_coco(env.read_all("manifest"), env.read_all("instances"))
     write_atomic(args.coco, json.dumps(coco))
     print(json.dumps({"images": len(coco["images"]), "annotations": len(coco["annotations"])}))
     return 0

@@ -1,6 +1,12 @@
-"""The segment stage: images + detections → instances (COCO RLE masks) + reject rows.
+"""The segment stage: a manifest shard + its detections → instances (COCO RLE masks) + reject rows.
 
-Per image: prompts from its detections (SAM3: one text prompt per distinct category; SAM2: one
+:class:`SegmentStage` is the stage contract (:mod:`pipelines.runner`): per shard it decodes the images
+(unreadable or changed ones become ``image.*`` rejects) and feeds the :class:`Segmenter` batches with the
+detections of their images; with ``segment.backend: annotations`` the instances are the COCO instances
+shipped with the input images. The instances are checked (Great Expectations, against the manifest)
+before the questions stage reads them.
+
+:class:`Segmenter`, per image: prompts from its detections (SAM3: one text prompt per distinct category; SAM2: one
 box prompt per detection), the backend's masks, then — in this order — the score threshold
 (``segment.score_threshold``), RLE encoding (pycocotools), the minimum area
 (``segment.min_area`` pixels), and suppression of duplicates across prompts by mask IoU
@@ -15,14 +21,17 @@ import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipelines.config import SegmentConfig
-from pipelines.contracts import to_table
-from pipelines.detect.stage import ImageItem
+from pipelines.contracts import empty_table, to_table
+from pipelines.detect.stage import ImageItem, ImageLoader, batch_size, batches, sum_counts
 from pipelines.rejects import Reject, rejects_table
+from pipelines.runner import Check, RunEnv, Shard, ShardResult, StageBase
 from pipelines.segment.backends import Prompt, SegmentBackend, make_segment_backend
 from pipelines.segment.masks import encode_masks, suppress_duplicates
 
@@ -64,7 +73,9 @@ def _stack(masks: list) -> object:
     return np.stack(masks)
 
 
-class SegmentStage:
+class Segmenter:
+    """The mask step over a batch of decoded images and their detections (see the module docstring)."""
+
     name = "segment"
 
     def __init__(self, config: SegmentConfig, backend: SegmentBackend | None = None):
@@ -74,7 +85,7 @@ class SegmentStage:
     @property
     def backend(self) -> SegmentBackend:
         if self._backend is None:
-            raise RuntimeError("SegmentStage.setup() was not called")
+            raise RuntimeError("Segmenter.setup() was not called")
         return self._backend
 
     def setup(self) -> None:
@@ -132,3 +143,66 @@ class SegmentStage:
         timings = {"model_s": t_model, "encode_s": t_encode, "total_s": time.perf_counter() - t0}
         log.info("segment: %s", counts)
         return SegmentResult(to_table(rows, "instances"), rejects_table(rejects), counts, timings)
+
+
+# -- the shard stage ---------------------------------------------------------------------------------
+def segment_shard(segmenter: Any, manifest: pa.Table, detections: pa.Table, size: int, load: ImageLoader
+                  ) -> tuple[pa.Table, pa.Table, dict[str, Any]]:
+    """Instances of one manifest shard from its detections: each batch of ``size`` decoded images gets the
+    detections of its images; every reject is kept, counts and timings are summed."""
+    items, load_rejects = load(manifest, "segment")
+    parts = []
+    for chunk in batches(items, size):
+        ids = pa.array([it.image_id for it in chunk], type=pa.string())
+        parts.append(segmenter.process(chunk, detections.filter(pc.is_in(detections["image_id"], value_set=ids))))
+    table = pa.concat_tables([p.instances for p in parts]) if parts else empty_table("instances")
+    rejects = pa.concat_tables([rejects_table(load_rejects), *[p.rejects for p in parts]])
+    counts = sum_counts([{**p.counts, **p.timings} for p in parts])
+    return table, rejects, {**counts, "images": len(manifest), "instances": len(table), "rejected": len(rejects)}
+
+
+class SegmentStage(StageBase):
+    """manifest + detections → instances (+ rejects), on SAM3/SAM2 or, with ``segment.backend:
+    annotations``, from the COCO instances shipped with the images. ``segmenter``: a ready
+    :class:`Segmenter` (tests)."""
+
+    name = "segment"
+    inputs = ("manifest", "detections")
+    outputs = ("instances",)
+    rejects = ("prompt", "image", "coco")
+    metrics = ("images", "instances", "rejected")
+    checks = (Check("instances", "instances", ("manifest",)),)
+
+    def __init__(self, segmenter: Segmenter | None = None) -> None:
+        self._given = segmenter
+        self.segmenter: Segmenter | None = None
+
+    def setup(self, env: RunEnv) -> None:
+        from pipelines.ingest.sources import load_images
+
+        self.backend = env.params.segment.backend
+        self.batch = batch_size(env.params, "segment")
+        images, max_pixels = env.images, env.params.ingest.max_pixels
+        self.load: ImageLoader = lambda manifest, stage: load_images(manifest, max_pixels, images, stage=stage)
+        if self.backend == "annotations":
+            from pipelines.segment.annotations import ShippedInstances
+
+            self.shipped = ShippedInstances(env)
+            return
+        self.segmenter = self._given or Segmenter(env.params.segment)
+        self.segmenter.setup()
+
+    def process(self, shard: Shard) -> ShardResult:
+        manifest = shard.tables["manifest"]
+        if self.backend == "annotations":
+            instances, rejects = self.shipped.match(manifest)
+            stats: dict[str, Any] = {"images": len(manifest), "instances": len(instances), "rejected": len(rejects)}
+        else:
+            instances, rejects, stats = segment_shard(self.segmenter, manifest, shard.tables["detections"],
+                                                      self.batch, self.load)
+        stats["backend"] = self.backend
+        return ShardResult({"instances": instances}, rejects, stats)
+
+    def teardown(self) -> None:
+        if self.segmenter is not None:
+            self.segmenter.teardown()

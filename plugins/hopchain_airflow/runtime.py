@@ -1,25 +1,33 @@
-"""How a HopChain task runs: build the run's :class:`pipelines.flow.Flow`, call one step, return JSON.
+"""How a HopChain task runs: build the run's :class:`pipelines.runner.RunEnv`, make one runner call, return JSON.
 
 Credentials come from the Airflow connections (``hopchain_s3``, ``hopchain_label_studio``) through
 the hooks; configuration from ``params.yaml`` and the DAG run's ``profile`` param, read once per
-task. A task body is one explicit call::
+task. A task body is one explicit call, naming what it runs by ``"module:name"`` (imported when the
+task runs, so parsing stays light)::
 
     @task
     def detect(shard: int, **context) -> dict:
+        from hopchain_airflow.runtime import run_stage
+
+        return run_stage(context, "pipelines.detect.stage:DetectStage", shard)
+
+    @task
+    def decide(batches: dict, **context) -> dict:
         from hopchain_airflow.runtime import run_task
 
-        return run_task(context, lambda flow: flow.detect(shard))
+        return run_task(context, "pipelines.annotation.tasks:decide", batches)
 
-A critical validation failure fails the task without retries (the data will not change on a
-retry; the full result and Data Docs are already saved).
+:func:`run_stage` runs a stage (:class:`pipelines.runner.Stage`) through :class:`pipelines.runner.Runner`
+on one shard (or, for a source stage, on its whole plan); :func:`run_task` calls a function of the run
+(``f(env, *args)``: the push, the annotation tasks, the release, the summary). A critical validation
+failure fails the task without retries (the data will not change on a retry; the full result and Data
+Docs are already saved).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
-
-T = TypeVar("T")
+from typing import Any
 
 S3_CONN_ID = "hopchain_s3"
 S3_READER_CONN_ID = "hopchain_s3_reader"
@@ -44,17 +52,17 @@ def run_params(context: dict[str, Any], refusal: str = "refused") -> Any:
     return params
 
 
-def flow_for(context: dict[str, Any]) -> Any:
-    """A :class:`pipelines.flow.Flow` for this task's DAG run."""
+def run_env(context: dict[str, Any]) -> Any:
+    """The :class:`pipelines.runner.RunEnv` of this task's DAG run (store and Label Studio from the connections)."""
     from hopchain_airflow.hooks.label_studio import LabelStudioHook
     from hopchain_airflow.hooks.object_store import ObjectStoreHook
-    from pipelines.flow import Flow
+    from pipelines.runner import RunEnv
 
     params = run_params(context)
     store = ObjectStoreHook(S3_CONN_ID).get_store(params.store.bucket)
-    return Flow(params=params, store=store, run_id=str(context["run_id"]),
-                label_studio=LabelStudioHook(LABEL_STUDIO_CONN_ID).get_conn, s3_credentials=store.creds,
-                image_reader=_image_reader)
+    return RunEnv(params=params, store=store, run_id=str(context["run_id"]),
+                  label_studio=LabelStudioHook(LABEL_STUDIO_CONN_ID).get_conn, s3_credentials=store.creds,
+                  image_reader=_image_reader)
 
 
 def _image_reader() -> Any:
@@ -83,8 +91,9 @@ def to_jsonable(value: Any) -> Any:
     return value
 
 
-def run_task(context: dict[str, Any], step: Callable[[Any], T]) -> Any:
-    """Run ``step(flow)`` for this task's DAG run and return its result as JSON.
+def run_task(context: dict[str, Any], step: str | Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Call ``step(env, *args, **kwargs)`` for this task's DAG run and return its result as JSON.
+    ``step`` is a function or its ``"module:name"``.
 
     :class:`expectations.runner.ValidationFailed` and :class:`pipelines.config.Refused` (a release or a
     simulation this deployment refuses) become ``AirflowFailException`` (no retry); everything else
@@ -94,14 +103,29 @@ def run_task(context: dict[str, Any], step: Callable[[Any], T]) -> Any:
 
     from expectations.runner import ValidationFailed
     from pipelines.config import Refused
+    from pipelines.runner import resolve
 
-    flow = flow_for(context)
+    env = run_env(context)
+    call = resolve(step) if isinstance(step, str) else step
     try:
-        return to_jsonable(step(flow))
+        return to_jsonable(call(env, *args, **kwargs))
     except ValidationFailed as err:
         raise AirflowFailException(f"critical validation failure (no retry): {err}") from err
     except Refused as err:
         raise AirflowFailException(f"refused (no retry): {err}") from err
+
+
+def run_stage(context: dict[str, Any], stage: str, shard: int | None = None, **options: Any) -> Any:
+    """Run the stage ``stage`` (``"module:Class"``, built with ``options``) through the runner on ``shard``
+    (None: a source stage's whole plan) for this task's DAG run; its :class:`pipelines.runner.StageRun` as JSON.
+    A retried task overwrites only its own shard's keys."""
+
+    def step(env: Any) -> Any:
+        from pipelines.runner import Runner, resolve
+
+        return Runner(env).run(resolve(stage)(**options), None if shard is None else [shard])
+
+    return run_task(context, step)
 
 
 

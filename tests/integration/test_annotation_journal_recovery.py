@@ -2,7 +2,7 @@
 and the decision and the release come out identical to those made with it.
 
 A private Label Studio (so its database can be removed) and the session's S3 server. The nightly's stages
-run through :class:`pipelines.flow.Flow` on three sample images (the ``annotations`` backend), four
+run through the runner (:mod:`pipelines.runner`, as the Airflow tasks call it; :mod:`tests.support.nightly`) on three sample images (the ``annotations`` backend), four
 registered annotators answer through their own accounts, and the labeling DAG's ``tend`` journals what
 they did. The ledger is then copied to a second bucket (the same platform state twice): bucket A decides
 and releases with Label Studio alive; then Label Studio is stopped, its data folder (SQLite database)
@@ -20,12 +20,14 @@ from pathlib import Path
 
 import pytest
 
+from pipelines.annotation import tasks as annotation_tasks
 from pipelines.annotation.client import LabelStudioClient
 from pipelines.annotation.simulated import answer_result
 from pipelines.config import load_params
-from pipelines.flow import Flow
 from pipelines.release.platform import release_from_store
+from pipelines.runner import RunEnv
 from pipelines.store import ObjectStore, safe_key
+from tests.support import nightly
 from tests.support.stack import annotator_accounts, register_annotators, running_label_studio
 
 pytestmark = pytest.mark.integration
@@ -74,19 +76,19 @@ def test_decision_and_release_survive_losing_label_studios_database(s3_creds, tm
         def client() -> LabelStudioClient:
             return LabelStudioClient(creds["url"], creds["token"])
 
-        flow = Flow(params, store_a, f"nightly-{tag}", label_studio=client)
-        for shard in flow.ingest("in"):
-            flow.detect(shard)
-            flow.segment(shard)
-            flow.questions(shard)
-            flow.push(shard)
-        batches = flow.ledger.open_batches()
+        env = RunEnv(params, store_a, f"nightly-{tag}", label_studio=client)
+        for shard in nightly.ingest(env, "in"):
+            nightly.run(env, "detect", shard)
+            nightly.run(env, "segment", shard)
+            nightly.run(env, "questions", shard)
+            annotation_tasks.push(env, shard)
+        batches = env.ledger.open_batches()
         assert batches and all(b.project_id for b in batches)
         truths = {q["question_id"]: q["answer"] for b in batches
                   for q in store_a.get_table(b.questions_key, "questions").to_pylist()}
         with client() as admin:
             people = annotator_accounts(admin, f"paid{tag}-", 4)
-            register_annotators(flow, [c for _, c in people])
+            register_annotators(env, [c for _, c in people])
             for b in batches:
                 for t in admin.iter_tasks(int(b.project_id), batch=b.batch_id, fields="task_only"):
                     qid = t["data"]["question_id"]
@@ -95,15 +97,15 @@ def test_decision_and_release_survive_losing_label_studios_database(s3_creds, tm
                         c.create_annotation(int(t["id"]), answer_result(float(truths[qid]) + wrong))
             for _, c in people:
                 c.close()
-        tended = flow.tend()
+        tended = annotation_tasks.tend(env)
         assert tended.journaled == 4 * len(truths) and not tended.integrity
 
         store_b = ObjectStore(s3_creds, f"journal-b-{tag}")
         assert _copy_bucket(store_a, store_b) > 0
 
-        decided_a = flow.decide(flow.open_batches())
+        decided_a = annotation_tasks.decide(env, annotation_tasks.open_batches(env))
         assert decided_a.accepted and decided_a.rejected and not decided_a.pending and not decided_a.from_journal
-        release_a = release_from_store(params, store_a, flow.run_id, home=tmp_path / "home-a")
+        release_a = release_from_store(params, store_a, env.run_id, home=tmp_path / "home-a")
 
         # Label Studio's database is lost: stopped, its data folder removed, started empty
         ls.stop()
@@ -113,22 +115,22 @@ def test_decision_and_release_survive_losing_label_studios_database(s3_creds, tm
         with client() as fresh:
             assert fresh.find_project(params.annotation.project_title) is None
 
-        flow_b = Flow(params, store_b, f"nightly-{tag}", label_studio=client)
-        decided_b = flow_b.decide(flow_b.open_batches())
-        release_b = release_from_store(params, store_b, flow_b.run_id, home=tmp_path / "home-b")
+        env_b = RunEnv(params, store_b, f"nightly-{tag}", label_studio=client)
+        decided_b = annotation_tasks.decide(env_b, annotation_tasks.open_batches(env_b))
+        release_b = release_from_store(params, store_b, env_b.run_id, home=tmp_path / "home-b")
 
     assert decided_b.from_journal == decided_a.batches
     for field in ("accepted", "rejected", "pending", "annotations_rejected", "annotations_uncounted"):
         assert getattr(decided_b, field) == getattr(decided_a, field), field
     for b in decided_a.batches:
         for table in ("consensus", "annotations", "annotations_detail", "rejects", "audit"):
-            key = flow.ledger.consensus_table_key(b, table)
+            key = env.ledger.consensus_table_key(b, table)
             assert store_a.get_table(key).equals(store_b.get_table(key)), (b, table)
-        assert flow_b.ledger.decision(b).source == "journal"  # type: ignore[union-attr]
+        assert env_b.ledger.decision(b).source == "journal"  # type: ignore[union-attr]
     assert release_a.accepted_digest == release_b.accepted_digest
     assert release_a.questions == release_b.questions and release_a.questions
     files_a = _data_files(tmp_path / "home-a", params.release.name)
     assert files_a and files_a == _data_files(tmp_path / "home-b", params.release.name)
-    audit = store_a.get_table(flow.ledger.consensus_table_key(decided_a.batches[0], "audit")).to_pylist()
+    audit = store_a.get_table(env.ledger.consensus_table_key(decided_a.batches[0], "audit")).to_pylist()
     assert audit and all(r["annotator"].startswith("a-") and r["snapshot"] for r in audit)
     assert not any("@" in json.dumps(r, default=str) for r in audit)  # pseudonyms, never emails

@@ -6,7 +6,7 @@ item is kept with its reason, and the dataset card's counts reconcile exactly wi
 * questions      = accepted + rejected + pending
 * released       = accepted (less what the release itself drops, with reasons: none here)
 
-Driven through ``pipelines.flow.Flow`` (what the Airflow tasks call) and
+Driven through the runner (:mod:`pipelines.runner`, as the Airflow tasks call it; :mod:`tests.support.nightly`) and
 ``pipelines.release.platform.release_from_store`` against the real S3 server and Label Studio of
 the session, in a bucket and a Label Studio project of its own.
 """
@@ -26,13 +26,15 @@ import pytest
 from PIL import Image
 
 from hopchain_demo.samples import write_samples
+from pipelines.annotation import tasks as annotation_tasks
 from pipelines.annotation.client import LabelStudioClient
 from pipelines.annotation.labeling import ANSWER_FIELD, NOT_ANSWERABLE
 from pipelines.annotation.simulated import answer_result, simulated_annotators
 from pipelines.config import OpenAIEndpoint, VLMConfig, load_params
-from pipelines.flow import Flow
 from pipelines.release.platform import release_from_store
+from pipelines.runner import RunEnv, summarize
 from pipelines.store import ObjectStore, safe_key
+from tests.support import nightly
 from tests.support.fake_openai import FakeChatServer
 from tests.support.stack import register_annotators
 
@@ -127,21 +129,21 @@ def test_mixed_bad_inputs_run_completes_and_the_card_reconciles(s3_creds, label_
             "release": base.release.model_copy(update={"dvc_remote_prefix": f"badinputs-{tag}"}),
         })
         ls = label_studio.credentials()
-        flow = Flow(params, store, f"bad_{tag}",
+        env = RunEnv(params, store, f"bad_{tag}",
                     label_studio=lambda: LabelStudioClient(ls["url"], ls["token"]))
-        shards = flow.ingest("mixed")
+        shards = nightly.ingest(env, "mixed")
         assert len(shards) >= 2
         for s in shards:
-            flow.detect(s)
-            flow.segment(s)
-            flow.questions(s)
-            flow.validate_shard(s)
-            flow.push(s)
-        summary = flow.summary()
+            nightly.run(env, "detect", s)
+            nightly.run(env, "segment", s)
+            nightly.run(env, "questions", s)
+            nightly.run(env, "validate", s)
+            annotation_tasks.push(env, s)
+        summary = summarize(env)
 
     # -- ingest: every file is either in the manifest or in quarantine with its reason -----------
-    manifest = [r for s in shards for r in flow.get("manifest", s).to_pylist()]
-    quarantine = [r for k in store.list(safe_key("runs", flow.run_id, "quarantine") + "/")
+    manifest = [r for s in shards for r in env.read_table("manifest", s).to_pylist()]
+    quarantine = [r for k in store.list(safe_key("runs", env.run_id, "quarantine") + "/")
                   for r in store.get_table(k, "quarantine").to_pylist()]
     assert summary.images + summary.quarantined == images_in
     assert len(manifest) + len(quarantine) == images_in
@@ -155,22 +157,22 @@ def test_mixed_bad_inputs_run_completes_and_the_card_reconciles(s3_creds, label_
     assert (rotated["width"], rotated["height"]) == (upright["width"], upright["height"])  # EXIF applied
 
     # -- the model's garbage answers are detect rejects with reasons; the run went on --------------
-    det_rejects = [r for s in shards for r in store.get_table(flow.keys.rejects("detect", s)).to_pylist()]
-    detections = sum(len(flow.get("detections", s)) for s in shards)
+    det_rejects = [r for s in shards for r in store.get_table(env.keys.rejects("detect", s)).to_pylist()]
+    detections = sum(len(env.read_table("detections", s)) for s in shards)
     assert det_rejects and detections
     assert all(r["code"] == "answer.unparseable" and GARBAGE in r["raw"] for r in det_rejects)
-    detected = {d for s in shards for d in flow.get("detections", s)["image_id"].to_pylist()}
+    detected = {d for s in shards for d in env.read_table("detections", s)["image_id"].to_pylist()}
     assert len(det_rejects) + len(detected) == len(manifest)
 
     # -- annotators: valid answers, disagreement, missing answers and garbage values ---------------
-    questions = {q["question_id"]: q for s in shards for q in flow.get("questions", s).to_pylist()}
+    questions = {q["question_id"]: q for s in shards for q in env.read_table("questions", s).to_pylist()}
     assert len(questions) >= 12
-    project_id = flow.pushed_batches()[0].project_id
+    project_id = annotation_tasks.pushed_batches(env)[0].project_id
     with LabelStudioClient(ls["url"], ls["token"]) as admin:
         tasks = sorted(admin.iter_tasks(project_id, fields="task_only"),
                        key=lambda t: t["data"]["question_id"])
         annotators = simulated_annotators(admin, admin.token, 4)
-    register_annotators(flow, [a.client for a in annotators], "simulated")
+    register_annotators(env, [a.client for a in annotators], "simulated")
     assert len(tasks) == len(questions)
     garbage_results = [
         [{"from_name": ANSWER_FIELD, "to_name": "image", "type": "number", "value": {"number": "three"}}],
@@ -202,22 +204,22 @@ def test_mixed_bad_inputs_run_completes_and_the_card_reconciles(s3_creds, label_
         for a in annotators:
             a.client.close()
 
-    decided = flow.decide(flow.open_batches())
+    decided = annotation_tasks.decide(env, annotation_tasks.open_batches(env))
     assert decided.annotations_rejected == plan["garbage"]  # each garbage value is a reject, with reason
     consensus = [r for b in decided.batches
-                 for r in store.get_table(flow.ledger.consensus_table_key(b, "consensus")).to_pylist()]
+                 for r in store.get_table(env.ledger.consensus_table_key(b, "consensus")).to_pylist()]
     status = Counter(c["status"] for c in consensus)
     assert status["accepted"] == plan["unanimous"]
     assert status["rejected"] == plan["disagree"] + plan["not_answerable"]
     assert status["pending"] == plan["missing"] + plan["garbage"]  # a garbage answer does not count as one
     assert sum(status.values()) == len(questions)
     rejects = [r for b in decided.batches
-               for r in store.get_table(flow.ledger.consensus_table_key(b, "rejects")).to_pylist()]
+               for r in store.get_table(env.ledger.consensus_table_key(b, "rejects")).to_pylist()]
     assert len([r for r in rejects if r["stage"] == "annotation"]) == plan["garbage"]
     assert all(r["code"] and r["detail"] for r in rejects)
 
     # -- the release and its card -----------------------------------------------------------------
-    record = release_from_store(params, store, flow.run_id, home=tmp_path / "home")
+    record = release_from_store(params, store, env.run_id, home=tmp_path / "home")
     metrics = record.metrics
     assert metrics["questions_generated"] == len(questions)
     assert metrics["consensus"] == {"accepted": status["accepted"], "rejected": status["rejected"],
@@ -227,6 +229,6 @@ def test_mixed_bad_inputs_run_completes_and_the_card_reconciles(s3_creds, label_
     released_images = {questions[c["question_id"]]["image_id"] for c in consensus
                        if c["status"] == "accepted"}
     assert metrics["released"]["images"] == len(released_images)
-    card = store.get_bytes(flow.ledger.release_file_key(record.tag, "README.md")).decode()
+    card = store.get_bytes(env.ledger.release_file_key(record.tag, "README.md")).decode()
     for name in ("accepted", "rejected", "pending"):
         assert f"| {name} | {status[name]} |" in card, name

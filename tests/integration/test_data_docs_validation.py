@@ -79,7 +79,7 @@ def _refs(tables):
 
 def test_task_runner_fails_the_task_without_retry_and_downstream_does_not_run(
         object_store, s3_creds, tables, bad_questions, monkeypatch) -> None:
-    """The one validation path of the DAGs: a task runs ``Flow.validate`` through ``run_task``; a
+    """The one validation path of the DAGs: a task runs :func:`pipelines.runner.validate` through ``run_task``; a
     critical failure saves result and Data Docs, then fails the task with no retry."""
     from urllib.parse import urlparse
 
@@ -91,6 +91,7 @@ def test_task_runner_fails_the_task_without_retry_and_downstream_does_not_run(
     from airflow.sdk.exceptions import AirflowFailException
 
     from hopchain_airflow.runtime import run_task
+    from pipelines.runner import validate
 
     run_id = f"op-{uuid.uuid4().hex[:8]}"
     context = {"run_id": run_id, "params": {}}
@@ -98,7 +99,7 @@ def test_task_runner_fails_the_task_without_retry_and_downstream_does_not_run(
     ran_downstream = []
 
     def stage(questions: pa.Table, label: str) -> dict:
-        result = run_task(context, lambda flow: flow.validate(label, [("questions", questions, refs)]))
+        result = run_task(context, validate, label, [("questions", questions, refs)])
         ran_downstream.append(label)  # the next stage only runs when validation passed
         return result
 

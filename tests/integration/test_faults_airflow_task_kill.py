@@ -15,7 +15,7 @@ import time
 import psutil
 import pytest
 
-from pipelines.flow import batch_id_for
+from pipelines.ledger import batch_id_for
 from pipelines.store import safe_key
 from tests.support.faults import (
     airflow_api,

@@ -15,10 +15,13 @@ import httpx
 import pytest
 
 from hopchain_demo.samples import write_samples
+from pipelines.annotation import tasks as annotation_tasks
 from pipelines.annotation.client import LabelStudioClient
 from pipelines.config import load_params
-from pipelines.flow import Flow, batch_id_for
+from pipelines.ledger import batch_id_for
+from pipelines.runner import RunEnv
 from pipelines.store import ObjectStore, safe_key
+from tests.support import nightly
 from tests.support.faults import kill_group
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -53,28 +56,28 @@ def test_label_studio_down_during_push_then_the_retry_leaves_no_duplicates(label
     creds = label_studio.credentials()
     ls = lambda: LabelStudioClient(creds["url"], creds["token"])
 
-    flow = Flow(params, store, f"push_{tag}", label_studio=ls)
-    assert flow.ingest("push", shard_size=8) == [0]
-    flow.detect(0)
-    flow.segment(0)
-    flow.questions(0)
-    questions = flow.get("questions", 0)["question_id"].to_pylist()
+    env = RunEnv(params, store, f"push_{tag}", label_studio=ls)
+    assert nightly.ingest(env, "push", shard_size=8) == [0]
+    nightly.run(env, "detect", 0)
+    nightly.run(env, "segment", 0)
+    nightly.run(env, "questions", 0)
+    questions = env.read_table("questions", 0)["question_id"].to_pylist()
     assert len(questions) > 10  # three import requests at least
 
     dying = DyingLabelStudio(creds["url"], creds["token"], 2, lambda: kill_group(label_studio.processes[0]))
-    failing = Flow(params, store, f"push_{tag}", label_studio=lambda: dying)
+    failing = RunEnv(params, store, f"push_{tag}", label_studio=lambda: dying)
     with pytest.raises(httpx.ConnectError, match="[Cc]onnection refused"):
-        failing.push(0)
+        annotation_tasks.push(failing, 0)
     assert dying.imports == 3 and not label_studio.running()
     # a failed push is not recorded as pushed
-    assert not store.exists(safe_key("batches", f"{batch_id_for(flow.run_id, 0)}.json"))
+    assert not store.exists(safe_key("batches", f"{batch_id_for(env.run_id, 0)}.json"))
 
     label_studio.start()
     label_studio.wait_healthy(120)
-    record = flow.push(0)  # the task's retry
+    record = annotation_tasks.push(env, 0)  # the task's retry
     assert record.status == "open" and record.questions == len(questions)
     assert 0 < record.created_tasks < len(questions)  # the first two requests had landed
-    again = flow.push(0)  # and a second retry creates nothing
+    again = annotation_tasks.push(env, 0)  # and a second retry creates nothing
     assert again.created_tasks == 0
 
     with ls() as client:

@@ -18,8 +18,9 @@ import urllib3
 
 from hopchain_demo.samples import write_samples
 from pipelines.config import load_params
-from pipelines.flow import Flow
+from pipelines.runner import RunEnv
 from pipelines.store import ObjectStore, S3Credentials
+from tests.support import nightly
 from tests.support.faults import kill_group, parquet_rows, read_objects
 from tests.support.stack import running_s3_server
 
@@ -75,19 +76,19 @@ def test_s3_killed_mid_stage_then_the_rerun_leaves_one_complete_copy_of_each_out
     store = ObjectStore(creds, "hopchain")
     _seed(store, tmp_path / "samples")
 
-    clean = Flow(params, store, "clean")
-    shards = clean.ingest(INPUT)
+    clean = RunEnv(params, store, "clean")
+    shards = nightly.ingest(clean, INPUT)
     assert len(shards) == IMAGES // params.ingest.shard_size
     for s in shards:
-        clean.detect(s)
-        clean.segment(s)
+        nightly.run(clean, "detect", s)
+        nightly.run(clean, "segment", s)
     expected = read_objects(store, "runs/clean/")
 
     # 1. killed during ingest's writes (after 5 of its ~19 objects)
     pid_before = svc.processes[0].pid
     dying = KillingStore(creds, "hopchain", "runs/faulty/", 5, lambda: kill_group(svc.processes[0]))
     with pytest.raises((urllib3.exceptions.HTTPError, OSError)):
-        Flow(params, dying, "faulty").ingest(INPUT)
+        nightly.ingest(RunEnv(params, dying, "faulty"), INPUT)
     assert dying.writes == 5 and not svc.running()
     _restart(svc)
     assert svc.processes[0].pid != pid_before
@@ -95,21 +96,21 @@ def test_s3_killed_mid_stage_then_the_rerun_leaves_one_complete_copy_of_each_out
     for key, data in read_objects(store, "runs/faulty/").items():
         if key.endswith(".parquet"):
             parquet_rows(data)
-    rerun = Flow(params, ObjectStore(creds, "hopchain"), "faulty")  # what the task's retry does
-    assert rerun.ingest(INPUT) == shards
+    rerun = RunEnv(params, ObjectStore(creds, "hopchain"), "faulty")  # what the task's retry does
+    assert nightly.ingest(rerun, INPUT) == shards
 
     # 2. killed during segment's writes of shard 2 (after its instances, before rejects/stats)
     for s in shards[:2]:
-        rerun.detect(s)
-        rerun.segment(s)
-    rerun.detect(shards[2])
+        nightly.run(rerun, "detect", s)
+        nightly.run(rerun, "segment", s)
+    nightly.run(rerun, "detect", shards[2])
     dying = KillingStore(creds, "hopchain", "runs/faulty/", 2, lambda: kill_group(svc.processes[0]))
     with pytest.raises((urllib3.exceptions.HTTPError, OSError)):
-        Flow(params, dying, "faulty").segment(shards[2])
+        nightly.run(RunEnv(params, dying, "faulty"), "segment", shards[2])
     _restart(svc)
     for s in shards[2:]:
-        rerun.detect(s)
-        rerun.segment(s)
+        nightly.run(rerun, "detect", s)
+        nightly.run(rerun, "segment", s)
 
     got = read_objects(ObjectStore(creds, "hopchain"), "runs/faulty/")
     # GX results and Data Docs name their pages by run id and time: compare those by count (one site

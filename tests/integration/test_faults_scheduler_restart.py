@@ -13,11 +13,13 @@ import uuid
 
 import pytest
 
+from pipelines.annotation import tasks as annotation_tasks
 from pipelines.annotation.completion import summarize_completion
 from pipelines.annotation.simulated import run_simulation, simulated_annotators
 from pipelines.config import load_params
-from pipelines.flow import Flow
 from pipelines.ledger import BatchRecord
+from pipelines.runner import RunEnv
+from tests.support import nightly
 from tests.support.faults import (
     airflow_api,
     dags_paused,
@@ -33,21 +35,21 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 DAG = "hopchain_annotations"
 
 
-def _push_own_batch(stack, run_id: str, title: str) -> tuple[Flow, BatchRecord, dict[str, str]]:
+def _push_own_batch(stack, run_id: str, title: str) -> tuple[RunEnv, BatchRecord, dict[str, str]]:
     """ingest → detect → segment → questions → push of 4 demo images into project ``title``."""
     params = load_params(None, "demo")
     annotation = params.annotation.model_copy(update={"project_title": title})
     params = params.model_copy(update={"annotation": annotation})
-    flow = Flow(params, stack_store(stack), run_id, label_studio=lambda: ls_client(stack.labelstudio))
-    shards = flow.ingest("demo", max_images=4)
+    env = RunEnv(params, stack_store(stack), run_id, label_studio=lambda: ls_client(stack.labelstudio))
+    shards = nightly.ingest(env, "demo", max_images=4)
     assert shards == [0]
-    flow.detect(0)
-    flow.segment(0)
-    flow.questions(0)
-    batch = flow.push(0)
+    nightly.run(env, "detect", 0)
+    nightly.run(env, "segment", 0)
+    nightly.run(env, "questions", 0)
+    batch = annotation_tasks.push(env, 0)
     assert batch.questions > 0 and batch.created_tasks == batch.questions, batch
-    truths = {q["question_id"]: q["answer"] for q in flow.get("questions", 0).to_pylist()}
-    return flow, batch, truths
+    truths = {q["question_id"]: q["answer"] for q in env.read_table("questions", 0).to_pylist()}
+    return env, batch, truths
 
 
 def test_scheduler_and_triggerer_crash_during_the_deferred_wait_and_the_run_resumes(
@@ -55,7 +57,7 @@ def test_scheduler_and_triggerer_crash_during_the_deferred_wait_and_the_run_resu
     api = airflow_api(local_stack)
     store = stack_store(local_stack)
     tag = uuid.uuid4().hex[:8]
-    flow, batch, truths = _push_own_batch(local_stack, f"faults_restart_{tag}", f"HopChain fault test {tag}")
+    env, batch, truths = _push_own_batch(local_stack, f"faults_restart_{tag}", f"HopChain fault test {tag}")
     project_id = int(batch.project_id)
     airflow = local_stack.airflow
     try:
@@ -111,14 +113,14 @@ def test_scheduler_and_triggerer_crash_during_the_deferred_wait_and_the_run_resu
             assert wait_ti["try_number"] == 1  # resumed from the deferral, not failed and retried
             assert states["decide"] == "success"
 
-        decided = flow.ledger.decision(batch.batch_id)
+        decided = env.ledger.decision(batch.batch_id)
         assert decided and decided.accepted == len(truths) and decided.pending == 0, decided
-        closed = flow.ledger.batch(batch.batch_id)
+        closed = env.ledger.batch(batch.batch_id)
         assert closed and closed.status == "closed"
     finally:
         # keep the shared stack as it was: this batch must not enter later releases
-        store.delete_prefix(flow.ledger.consensus_prefix(batch.batch_id))
-        for key in (flow.ledger.consensus_key(batch.batch_id), flow.ledger.batch_key(batch.batch_id)):
+        store.delete_prefix(env.ledger.consensus_prefix(batch.batch_id))
+        for key in (env.ledger.consensus_key(batch.batch_id), env.ledger.batch_key(batch.batch_id)):
             store.client.remove_object(store.bucket, key)
         with ls_client(local_stack.labelstudio) as admin:
             admin.delete_project(int(project_id))

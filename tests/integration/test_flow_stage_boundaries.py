@@ -1,6 +1,6 @@
 """A critical validation failure at a stage boundary stops the shard before the next stage reads it.
 
-Driven through :class:`pipelines.flow.Flow` (what the Airflow tasks call) against the real S3 server:
+Driven through the runner (:mod:`pipelines.runner`, as the Airflow tasks call it; :mod:`tests.support.nightly`) against the real S3 server:
 one annotation claims an impossible score, the instances suite fails in the segment task, the full
 result and its Data Docs are saved first, and the task raises.
 """
@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from pipelines.config import load_params
-from pipelines.flow import Flow
+from pipelines.runner import RunEnv, summarize
 from pipelines.store import safe_key
+from tests.support import nightly
 
 pytestmark = pytest.mark.integration
 
@@ -40,22 +41,22 @@ def test_segment_boundary_validation(object_store, corrupt: bool) -> None:
 
     prefix = f"boundary-{uuid.uuid4().hex[:8]}"
     _seed(object_store, prefix, corrupt)
-    flow = Flow(params=load_params(None, "demo"), store=object_store, run_id=prefix)
-    shards = flow.ingest(prefix)
+    env = RunEnv(params=load_params(None, "demo"), store=object_store, run_id=prefix)
+    shards = nightly.ingest(env, prefix)
     assert shards
-    flow.detect(shards[0])
+    nightly.run(env, "detect", shards[0])
     if not corrupt:
-        flow.segment(shards[0])
-        assert flow.questions(shards[0])["questions"] > 0
-        flow.validate_shard(shards[0])
+        nightly.run(env, "segment", shards[0])
+        assert nightly.run(env, "questions", shards[0]).totals["questions"] > 0
+        nightly.run(env, "validate", shards[0])
         return
     with pytest.raises(ValidationFailed) as err:
-        flow.segment(shards[0])
+        nightly.run(env, "segment", shards[0])
     assert "instances.score" in str(err.value) or any("score" in n for n in err.value.report.critical_failures)
     # saved before raising: the full GX result and the site of its Data Docs, which the run's summary
     # (it runs after a failed task too) links from the run's Data Docs index
     results = [k for k in object_store.list(f"runs/{prefix}/validation/instances/")]
     assert results, "the validation result was not saved before the task failed"
     assert object_store.exists(f"runs/{prefix}/datadocs/_sites/instances/shard-00000")
-    assert flow.summary().datadocs == f"runs/{prefix}/datadocs/index.html"
+    assert summarize(env).datadocs == f"runs/{prefix}/datadocs/index.html"
     assert b"instances/shard-00000/index.html" in object_store.get_bytes(f"runs/{prefix}/datadocs/index.html")

@@ -1,4 +1,5 @@
-"""Ingest from an S3 prefix on the real local S3 server (SeaweedFS), run root on S3 too."""
+"""Ingest from an S3 prefix on the real local S3 server (SeaweedFS), run root on S3 too (the command's
+``--out s3://…``: the run layout of the bucket)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ import uuid
 import pytest
 from PIL import Image
 
-from pipelines.config import IngestConfig
-from pipelines.ingest.sources import ImageSource, load_images, load_tables, save_table
-from pipelines.ingest.stage import ingest_shard, plan_shards
+from pipelines.config import IngestConfig, load_params
+from pipelines.ingest.sources import ImageSource, load_images
+from pipelines.ingest.stage import IngestStage, plan_shards
+from pipelines.runner import Runner, open_root
 
 pytestmark = pytest.mark.integration
 
@@ -21,7 +23,7 @@ def _png(color: tuple[int, int, int], size: tuple[int, int]) -> bytes:
     return buf.getvalue()
 
 
-def test_ingest_s3_prefix_to_s3_run_root(object_store, s3_creds) -> None:  # type: ignore[no-untyped-def]
+def test_ingest_s3_prefix_to_s3_run_root(object_store, s3_creds, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     prefix = f"inputs/test-{uuid.uuid4().hex[:8]}"
     object_store.put_bytes(f"{prefix}/a.png", _png((255, 0, 0), (30, 20)))
     object_store.put_bytes(f"{prefix}/b.png", _png((0, 255, 0), (20, 30)))
@@ -32,12 +34,13 @@ def test_ingest_s3_prefix_to_s3_run_root(object_store, s3_creds) -> None:  # typ
     src = f"s3://hopchain/{prefix}/"
     assert plan_shards(cfg, src, source) == [0, 1]
     root = f"s3://hopchain/runs/{prefix.split('/')[-1]}"
-    for shard in (0, 1):
-        res = ingest_shard(cfg, src, shard, source)
-        save_table(res.manifest, root, "manifest", shard, "manifest", source)
-        save_table(res.quarantine, root, "quarantine", shard, "quarantine", source)
-    manifest = load_tables(root, "manifest", "manifest", source)
-    quarantine = load_tables(root, "quarantine", "quarantine", source)
+    for name, value in (("ENDPOINT", s3_creds.endpoint), ("ACCESS_KEY", s3_creds.access_key),
+                        ("SECRET_KEY", s3_creds.secret_key)):
+        monkeypatch.setenv(f"HOPCHAIN_S3_{name}", value)
+    run = open_root(root, load_params())
+    assert run.keys.table("manifest", 0) == f"runs/{prefix.split('/')[-1]}/manifest/shard-00000.parquet"
+    assert Runner(run, checks=False).run(IngestStage(src, shard_size=2)).shards == [0]  # shard 1: only c.jpg
+    manifest, quarantine = run.read_all("manifest"), run.read_all("quarantine")
     assert manifest["uri"].to_pylist() == [f"{src}a.png", f"{src}b.png"]
     assert manifest["shard"].to_pylist() == [0, 0]
     assert quarantine.to_pylist() == [{"uri": f"{src}c.jpg", "code": "empty", "detail": "0 bytes"}]

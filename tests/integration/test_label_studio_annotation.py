@@ -331,14 +331,15 @@ def test_push_into_a_large_project_reads_only_the_tasks_of_its_images(admin):
 
 
 def test_decide_on_a_project_of_many_closed_batches_fetches_only_the_open_batch(admin, people, object_store):
-    """Flow.decide against the real Label Studio and S3 server: 2,000 tasks of ten closed batches in the
+    """The decision task (:func:`pipelines.annotation.tasks.decide`) against the real Label Studio and S3 server: 2,000 tasks of ten closed batches in the
     project, one open batch of 12 questions (one of them already held by a closed batch)."""
     import pyarrow as pa
 
     from expectations.samples import sample_tables
+    from pipelines.annotation import tasks as annotation_tasks
     from pipelines.config import AnnotationConfig, Params, StoreConfig
-    from pipelines.flow import Flow
     from pipelines.ledger import BatchRecord, utc_now
+    from pipelines.runner import RunEnv
 
     tag = uuid.uuid4().hex[:8]
     params = Params(
@@ -349,7 +350,7 @@ def test_decide_on_a_project_of_many_closed_batches_fetches_only_the_open_batch(
     )
     pid = int(ensure_project(admin, params.annotation.project_title)["id"])
     counter = CountingTransport()
-    flow = Flow(params, object_store, f"nightly-{tag}",
+    env = RunEnv(params, object_store, f"nightly-{tag}",
                 label_studio=lambda: LabelStudioClient(admin.url, admin.token, transport=counter))
     tables = sample_tables(n_images=4, questions_per_image=3, seed=7)
     questions_rows = tables["questions"].to_pylist()
@@ -357,30 +358,30 @@ def test_decide_on_a_project_of_many_closed_batches_fetches_only_the_open_batch(
     held = questions_rows[0]  # an earlier run's batch already holds this question (same image and program)
     push_questions(admin, pid, [held], fake_url, batch="old-earlier")
     for i in range(10):
-        object_store.put_json(flow.ledger.batch_key(f"old-{i}"), BatchRecord(
+        object_store.put_json(env.ledger.batch_key(f"old-{i}"), BatchRecord(
             batch_id=f"old-{i}", run_id="old", shard=i, questions=200, project_id=pid, status="closed",
             pushed_at=utc_now(), deadline=utc_now(), questions_key="unused").to_json())
     manifest = pa.Table.from_pylist([{**r, "uri": f"s3://{object_store.bucket}/t-{tag}/{r['image_id']}.jpg",
                                       "shard": 0} for r in tables["manifest"].to_pylist()])
-    flow.put("manifest", 0, manifest)
-    flow.put("questions", 0, tables["questions"])
-    batch = flow.push(0)
+    env.write_table("manifest", 0, manifest)
+    env.write_table("questions", 0, tables["questions"])
+    batch = annotation_tasks.push(env, 0)
     assert (batch.created_tasks, batch.already_present, batch.tasks_fetched) == (11, 1, 1)
-    assert [b.batch_id for b in flow.ledger.open_batches()] == [batch.batch_id]
+    assert [b.batch_id for b in env.ledger.open_batches()] == [batch.batch_id]
     truth = {q["question_id"]: q["answer"] for q in questions_rows}
     tasks = list(admin.iter_tasks(pid, batch=batch.batch_id, fields="task_only"))
-    register_annotators(flow, [client for _, client in people[:4]])
+    register_annotators(env, [client for _, client in people[:4]])
     for _, client in people[:4]:
         for t in tasks:
             client.create_annotation(int(t["id"]), answer_result(truth[t["data"]["question_id"]]))
 
     counter.task_lists = counter.tasks = 0
-    decided = flow.decide(flow.open_batches())
+    decided = annotation_tasks.decide(env, annotation_tasks.open_batches(env))
     assert (decided.accepted, decided.pending, decided.held_elsewhere) == (11, 0, 1)
     # the open batch's 11 tasks and the one held question's task; never the project's 2,013
     assert decided.tasks_fetched == 12 and counter.tasks == 12 and counter.task_lists <= 4
-    record = flow.ledger.decision(batch.batch_id)
+    record = env.ledger.decision(batch.batch_id)
     assert record is not None and record.agreement_rate == 1.0 and record.tasks_fetched == 12
     consensus = object_store.get_table(record.keys["consensus"])
     assert held["question_id"] not in consensus["question_id"].to_pylist() and consensus.num_rows == 11
-    assert flow.ledger.open_batches() == []  # decided: closed, and out of the open index
+    assert env.ledger.open_batches() == []  # decided: closed, and out of the open index

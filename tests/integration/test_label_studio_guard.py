@@ -2,7 +2,7 @@
 admin) can change the labeling config, the instructions, every setting the platform relies on, add a webhook
 and even delete the project; :func:`~pipelines.annotation.guard.check_project` reports each change, the push's
 ``ensure_project`` no longer repairs silently, ``hopchain project check`` exits 1 and ``hopchain project
-repair`` puts everything back. End to end with the flow: the tend pass and the decision hold the batch (no
+repair`` puts everything back. End to end with the env: the tend pass and the decision hold the batch (no
 decision) with a one-line reason until the repair, after which the batch is decided."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import uuid
 
 import pytest
 
+from pipelines.annotation import tasks as annotation_tasks
 from pipelines.annotation.client import AsyncLabelStudioClient, LabelStudioClient, LabelStudioError
 from pipelines.annotation.guard import (
     ENFORCED,
@@ -28,7 +29,7 @@ from pipelines.annotation.labeling import LABEL_CONFIG
 from pipelines.annotation.project import ensure_project
 from pipelines.annotation.simulated import answer_result
 from pipelines.config import AnnotationConfig, Params, StoreConfig
-from pipelines.flow import Flow
+from pipelines.runner import RunEnv
 from tests.support.stack import annotator_accounts, register_annotators
 
 pytestmark = pytest.mark.integration
@@ -159,20 +160,20 @@ def test_a_changed_project_holds_its_batches_until_repaired(label_studio, object
                           journal_prefix=f"g-{tag}/journal", annotators_prefix=f"g-{tag}/annotators"),
         annotation=AnnotationConfig(project_title=f"guard-{tag}", handout="parallel"),
     )
-    flow = Flow(params, object_store, f"nightly-{tag}", label_studio=lambda: LabelStudioClient(admin.url, admin.token))
+    env = RunEnv(params, object_store, f"nightly-{tag}", label_studio=lambda: LabelStudioClient(admin.url, admin.token))
     tables = sample_tables(n_images=2, questions_per_image=2, seed=3)
     import pyarrow as pa
 
-    flow.put("manifest", 0, pa.Table.from_pylist([{**r, "uri": f"s3://{object_store.bucket}/g-{tag}/{r['image_id']}.jpg",
+    env.write_table("manifest", 0, pa.Table.from_pylist([{**r, "uri": f"s3://{object_store.bucket}/g-{tag}/{r['image_id']}.jpg",
                                                    "shard": 0} for r in tables["manifest"].to_pylist()]))
-    flow.put("questions", 0, tables["questions"])
-    batch = flow.push(0)
+    env.write_table("questions", 0, tables["questions"])
+    batch = annotation_tasks.push(env, 0)
     pid = int(batch.project_id)  # type: ignore[arg-type]
     expected = expected_state(params.annotation.project_title, 4, "parallel")
     assert check_project(admin, pid, expected) == []
 
     people = annotator_accounts(admin, f"guard{tag}-", 4)
-    register_annotators(flow, [c for _, c in people])
+    register_annotators(env, [c for _, c in people])
     truth = {q["question_id"]: q["answer"] for q in tables["questions"].to_pylist()}
     for t in admin.iter_tasks(pid, batch=batch.batch_id, fields="task_only"):
         for _, c in people:
@@ -190,26 +191,26 @@ def test_a_changed_project_holds_its_batches_until_repaired(label_studio, object
     found = {d.field for d in check_project(admin, pid, expected)}
     assert found == {"label_config", "show_annotation_history", "webhook"}
 
-    tended = flow.tend()
+    tended = annotation_tasks.tend(env)
     assert batch.batch_id in tended.held and tended.opened == 0  # journaled, not acted on
     assert tended.journaled == 4 * len(truth)
-    decided = flow.decide(flow.open_batches())
+    decided = annotation_tasks.decide(env, annotation_tasks.open_batches(env))
     reason = decided.held[batch.batch_id]
-    assert decided.batches == [] and flow.ledger.decision(batch.batch_id) is None  # no decision
+    assert decided.batches == [] and env.ledger.decision(batch.batch_id) is None  # no decision
     assert reason.startswith(f"project {pid} changed outside the platform: label_config (")
     assert "show_annotation_history false -> true" in reason and "webhook added" in reason and "\n" not in reason
-    held = flow.ledger.batch(batch.batch_id)
+    held = env.ledger.batch(batch.batch_id)
     assert held is not None and held.held == reason and held.status == "open"
     # the next night's push into the changed project is refused (no new questions go to it), one line
     from pipelines.config import Refused
 
-    flow.put("manifest", 1, flow.get("manifest", 0))
-    flow.put("questions", 1, tables["questions"])
+    env.write_table("manifest", 1, env.read_table("manifest", 0))
+    env.write_table("questions", 1, tables["questions"])
     with pytest.raises(Refused, match=f"push refused: project {pid} changed outside the platform"):
-        flow.push(1)
+        annotation_tasks.push(env, 1)
     from pipelines.ledger import batch_id_for
 
-    assert flow.ledger.batch(batch_id_for(flow.run_id, 1)) is None  # nothing recorded as pushed
+    assert env.ledger.batch(batch_id_for(env.run_id, 1)) is None  # nothing recorded as pushed
 
     monkeypatch.setenv("HOPCHAIN_LS_URL", admin.url)
     monkeypatch.setenv("HOPCHAIN_LS_TOKEN", admin.token)
@@ -231,9 +232,9 @@ def test_a_changed_project_holds_its_batches_until_repaired(label_studio, object
     assert all(h.get("id") != hook.id for h in admin.webhooks(pid))
     assert main([*args, "project", "check"]) == 0
 
-    decided = flow.decide(flow.open_batches())
+    decided = annotation_tasks.decide(env, annotation_tasks.open_batches(env))
     assert decided.batches == [batch.batch_id] and decided.accepted == len(truth) and not decided.held
-    assert flow.ledger.batch(batch.batch_id).held is None  # type: ignore[union-attr]
+    assert env.ledger.batch(batch.batch_id).held is None  # type: ignore[union-attr]
     for _, c in people:
         c.close()
     admin.close()

@@ -20,8 +20,9 @@ import psutil
 import pytest
 
 from hopchain_demo.samples import write_samples
-from pipelines.flow import Flow
+from pipelines.runner import RunEnv
 from pipelines.store import KeyError_, safe_key
+from tests.support import nightly
 from tests.support.faults import ls_client, stack_store
 from tests.support.stack import REPO_ROOT
 
@@ -151,16 +152,16 @@ def test_ingest_of_hostile_file_names_stays_inside_the_input_prefix(
     added = set(store.list("")) - before
     assert len(added) == len(hostile) and all(k.startswith(prefix + "/") for k in added), added
 
-    flow = Flow(local_stack.params, store, f"security_{tmp_path.name}")
-    assert flow.ingest(prefix.removeprefix("inputs/")) == [0]
-    manifest = flow.get("manifest", 0).to_pylist() + flow.get("quarantine", 0).to_pylist()
+    env = RunEnv(local_stack.params, store, f"security_{tmp_path.name}")
+    assert nightly.ingest(env, prefix.removeprefix("inputs/")) == [0]
+    manifest = env.read_table("manifest", 0).to_pylist() + env.read_table("quarantine", 0).to_pylist()
     assert len(manifest) == len(hostile)
     assert all(r["uri"].startswith(f"s3://{store.bucket}/{prefix}/") for r in manifest)
     for escaping in ("../../runs", "/runs", "..\\..\\releases", "../" * 5 + "batches"):
-        uri = flow.input_uri(escaping)
+        uri = env.input_uri(escaping)
         assert uri.startswith(f"s3://{store.bucket}/inputs/"), uri
     store.delete_prefix(prefix + "/")
-    store.delete_prefix(safe_key("runs", flow.run_id) + "/")
+    store.delete_prefix(safe_key("runs", env.run_id) + "/")
 
 
 # -- Label Studio webhooks ---------------------------------------------------------------------------

@@ -108,13 +108,15 @@ def annotator_accounts(admin, prefix: str, count: int) -> list:  # type: ignore[
     return out
 
 
-def register_annotators(flow, clients, kind: str = "person") -> None:  # type: ignore[no-untyped-def]
+def register_annotators(env, clients, kind: str = "person") -> None:  # type: ignore[no-untyped-def]
     """Register the accounts of ``clients`` (Label Studio clients on their own tokens) as annotators of
-    ``flow``'s deployment (what `hopchain annotators register` does), so their answers count."""
+    the deployment of ``env`` (a :class:`pipelines.runner.RunEnv`; what `hopchain annotators register` does),
+    so their answers count."""
     from pipelines.annotation.registry import save
+    from pipelines.annotation.tasks import load_registry
 
-    registry = flow.registry()
+    registry = load_registry(env)
     for client in clients:
         me = client.whoami()
         registry.register(int(me["id"]), str(me.get("email") or me["id"]), kind)
-    save(flow.store, flow.ledger.annotators_key, registry)
+    save(env.store, env.ledger.annotators_key, registry)

@@ -51,16 +51,16 @@ def test_hopchain_validate_writes_under_the_stack_home(tables, tmp_path) -> None
 
 
 def test_the_dag_validation_path_writes_only_to_the_store(tables, monkeypatch) -> None:
-    """What the Airflow tasks run (``Flow.validate`` then the run's summary), from the repository root:
-    Data Docs and results land in the store; nothing in the checkout changes."""
-    from pipelines.flow import Flow
+    """What the Airflow tasks run (the runner's ``validate`` then the run's summary), from the repository
+    root: Data Docs and results land in the store; nothing in the checkout changes."""
+    from pipelines.runner import RunEnv, summarize, validate
 
     monkeypatch.chdir(REPO)
     store = MemoryStore()
     before = _status()
-    flow = Flow(params=load_params(), store=store, run_id="checkout-check")  # type: ignore[arg-type]
-    flow.validate("shard-00000", [("questions", tables["questions"], {"manifest": tables["manifest"]})])
-    summary = flow.summary()
+    env = RunEnv(params=load_params(), store=store, run_id="checkout-check")  # type: ignore[arg-type]
+    validate(env, "shard-00000", [("questions", tables["questions"], {"manifest": tables["manifest"]})])
+    summary = summarize(env)
     assert _status() == before
     assert summary.datadocs == "runs/checkout-check/datadocs/index.html"
     assert b"questions/shard-00000/index.html" in store.objects[summary.datadocs]

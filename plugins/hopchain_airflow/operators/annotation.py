@@ -6,7 +6,7 @@ is complete or past its deadline. It returns the trigger's per-batch results, JS
 ``{"events": [BatchResult, ...]}`` (one per waited batch; ``[]`` when nothing is open). A batch past its
 deadline is a result, not a failure (its complete items go on, the rest stay pending); an event whose
 status is neither ``complete`` nor ``deadline`` fails the task. Everything it needs comes in its
-``batches`` argument (the upstream task's :class:`pipelines.flow.OpenBatches` as JSON: the batches,
+``batches`` argument (the upstream task's :class:`pipelines.annotation.tasks.OpenBatches` as JSON: the batches,
 ``poll_interval_s``, ``annotators_required``, ``early_stop``; its ``handout`` is the labeling pass's
 business and is not read) and its connection id; it reads no configuration file.
 """
@@ -29,7 +29,7 @@ WaitResult = dict[str, list["BatchResult"]]
 class AnnotationWaitOperator(BaseOperator):
     """Wait (deferred) until every open batch is complete or past its deadline.
 
-    ``batches``: the :class:`pipelines.flow.OpenBatches` JSON (templated; usually the upstream task's
+    ``batches``: the :class:`pipelines.annotation.tasks.OpenBatches` JSON (templated; usually the upstream task's
     XCom): ``{"batches": [{"batch_id", "project_id", "deadline", ...}], "poll_interval_s",
     "annotators_required", "early_stop"}``. A batch without a ``project_id`` (nothing was pushed) is not
     waited for. ``conn_id``: the Label Studio connection, resolved in the triggerer.

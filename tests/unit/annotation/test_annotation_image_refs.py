@@ -54,10 +54,11 @@ def test_image_storage_is_created_once_and_repaired_on_drift():
 
 
 def test_the_push_gives_label_studio_the_read_only_key(caplog):
-    """The flow's image storage carries the reader key when one is configured; only without one does it
+    """The push's image storage carries the reader key when one is configured; only without one does it
     fall back to the platform's own key, and it says so."""
+    from pipelines.annotation.tasks import _image_refs
     from pipelines.config import load_params
-    from pipelines.flow import Flow
+    from pipelines.runner import RunEnv
     from pipelines.store import S3Credentials
     from tests.support.memory_store import MemoryStore
 
@@ -67,9 +68,9 @@ def test_the_push_gives_label_studio_the_read_only_key(caplog):
     uris = {"a": "s3://memory/inputs/a.png"}
     for image_reader, key in ((lambda: reader, "reader-key"), (None, "platform-key")):
         fake = FakeStorages()
-        flow = Flow(load_params(), store, "run-1", image_reader=image_reader)  # type: ignore[arg-type]
+        env = RunEnv(load_params(), store, "run-1", image_reader=image_reader)  # type: ignore[arg-type]
         caplog.clear()
-        kind, ref = flow._image_refs(fake, 3, uris)
+        kind, ref = _image_refs(env, fake, 3, uris)
         assert kind == "s3" and ref("a") == "s3://memory/inputs/a.png"
         assert fake.storages[0]["aws_access_key_id"] == key
         assert ("read-write key" in caplog.text) == (key == "platform-key")

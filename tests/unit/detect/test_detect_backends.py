@@ -13,7 +13,7 @@ from PIL import Image
 
 from pipelines.config import DetectConfig, ModelRef, OpenAIEndpoint, VLMConfig
 from pipelines.contracts import DETECTIONS, REJECTS
-from pipelines.detect.stage import DetectStage, ImageItem
+from pipelines.detect.stage import Detector, ImageItem
 from pipelines.vlm import VLMBackend, VLMRequest
 from pipelines.vlm.backends import OpenAIBackend, Qwen3VLBackend, VLMRequestError
 from tests.support.fake_openai import FakeChatServer
@@ -51,7 +51,7 @@ def test_tiny_qwen3vl_generates_batched_with_left_padding(tiny_qwen3vl: Path) ->
 def test_detect_stage_with_tiny_qwen_rejects_gibberish_after_one_repair(tiny_qwen3vl: Path) -> None:
     """Random weights answer gibberish: each image is asked twice, then rejected with its raw text."""
     vlm = VLMConfig(backend="qwen3vl", qwen3vl=ModelRef(model=str(tiny_qwen3vl), device="cpu"))
-    stage = DetectStage(DetectConfig(backend="vlm", max_new_tokens=5), vlm)
+    stage = Detector(DetectConfig(backend="vlm", max_new_tokens=5), vlm)
     stage.setup()
     try:
         res = stage.process([ImageItem("img-a", _image(100, 80)), ImageItem("img-b", _image(80, 100, 1))])
@@ -96,7 +96,7 @@ def test_detect_stage_repairs_once_then_rejects() -> None:
             "empty": ["[]"],
         }
     )
-    stage = DetectStage(DetectConfig(backend="vlm"), backend=vlm)
+    stage = Detector(DetectConfig(backend="vlm"), backend=vlm)
     stage.setup()
     res = stage.process([_tagged(k, 200, 100) for k in ("good", "fixable", "hopeless", "empty")])
     rows = res.detections.to_pylist()
@@ -176,7 +176,7 @@ def test_detect_stage_writes_each_malformed_item_as_a_reject_with_its_code() -> 
         '```json\n[{"bbox_2d": [0, 0, 500, 500], "label": "dog"}, {"bbox_2d": [1, 2, 3], "label": "cat"}, '
         '{"bbox_2d": [0, 0, 10, 10]}, "!!!", 42]\n```'
     )
-    stage = DetectStage(DetectConfig(backend="vlm"), backend=ScriptedVLM({"mixed": [answer]}))
+    stage = Detector(DetectConfig(backend="vlm"), backend=ScriptedVLM({"mixed": [answer]}))
     stage.setup()
     res = stage.process([_tagged("mixed", 200, 100)])
     assert res.detections.column("category").to_pylist() == ["dog"]

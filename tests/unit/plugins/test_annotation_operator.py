@@ -26,7 +26,7 @@ def in_seconds(s: float) -> str:
 
 
 def open_batches(*batches: dict[str, Any], **options: Any) -> dict[str, Any]:
-    """``pipelines.flow.OpenBatches`` as the upstream task's XCom carries it."""
+    """``pipelines.annotation.tasks.OpenBatches`` as the upstream task's XCom carries it."""
     return {"batches": list(batches), "poll_interval_s": 7, "annotators_required": 3, "handout": "serial",
             "early_stop": False, **options}
 

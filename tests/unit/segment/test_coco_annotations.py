@@ -12,8 +12,9 @@ from pycocotools import mask as mask_utils
 
 from hopchain_demo.samples import write_samples
 from pipelines.cli import main
+from pipelines.config import load_params
 from pipelines.contracts import REJECTS, read_parquet, to_table
-from pipelines.ingest.sources import load_tables
+from pipelines.runner import open_root
 from pipelines.segment.annotations import export_coco, import_coco, match_coco_instances
 from pipelines.segment.masks import decode_rle, encode_mask, suppress_duplicates
 from tests.support.checks import check_instances
@@ -158,8 +159,8 @@ def test_samples_through_cli_import_and_export(tmp_path: Path) -> None:
     coco_path = write_samples(tmp_path / "samples", count=9)
     assert main(["import-coco", "--coco", str(coco_path), "--images", str(tmp_path / "samples" / "images"),
                  "--out", str(tmp_path / "run")]) == 0
-    manifest = load_tables(str(tmp_path / "run"), "manifest", "manifest")
-    instances = load_tables(str(tmp_path / "run"), "instances", "instances")
+    run = open_root(str(tmp_path / "run"), load_params())  # the layout of a run in the bucket
+    manifest, instances = run.read_all("manifest"), run.read_all("instances")
     assert manifest.num_rows == 9 and read_parquet(tmp_path / "run" / "quarantine" / "shard-00000.parquet").num_rows == 0
     check_instances(instances, {r["image_id"]: (r["height"], r["width"]) for r in manifest.to_pylist()})
     per_image = {i: instances["image_id"].to_pylist().count(i) for i in manifest["image_id"].to_pylist()}
@@ -170,6 +171,25 @@ def test_samples_through_cli_import_and_export(tmp_path: Path) -> None:
     assert main(["export-coco", "--root", str(tmp_path / "run"), "--coco", str(tmp_path / "out.json")]) == 0
     exported = json.loads((tmp_path / "out.json").read_text())
     assert sorted(a["segmentation"]["counts"] for a in exported["annotations"]) == original
+
+
+def test_an_imported_root_runs_the_questions_command_in_the_run_layout(tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """``import-coco --out ROOT`` then ``questions --root ROOT``: tables, rejects and stats where a DAG run keeps
+    them in the bucket; a second call with ``--resume`` does nothing."""
+    coco_path = write_samples(tmp_path / "samples", count=4)
+    root = str(tmp_path / "run")
+    assert main(["--profile", "demo", "import-coco", "--coco", str(coco_path), "--images",
+                 str(tmp_path / "samples" / "images"), "--out", root]) == 0
+    capsys.readouterr()
+    assert main(["--profile", "demo", "questions", "--root", root]) == 0
+    out = json.loads(capsys.readouterr().out)
+    run = open_root(root, load_params())
+    assert out["shards"] == [0] and out["questions"] == run.read_all("questions").num_rows > 0
+    assert run.store.get_json(run.keys.stats("questions", 0))["questions"] == out["questions"]
+    assert run.read_rejects("questions").num_rows == out["rejected"]
+    assert main(["--profile", "demo", "questions", "--root", root, "--resume"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"shards": []}  # shard 0 is done: nothing ran
 
 
 def test_samples_are_deterministic_with_varied_scenes(tmp_path: Path) -> None:

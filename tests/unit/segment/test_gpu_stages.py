@@ -15,7 +15,7 @@ from PIL import Image
 from pipelines.config import ModelRef, SegmentConfig
 from pipelines.contracts import to_table
 from pipelines.detect.stage import ImageItem
-from pipelines.segment.stage import SegmentStage
+from pipelines.segment.stage import Segmenter
 from pipelines.vlm import VLMRequest
 from tests.support.checks import check_instances
 
@@ -44,7 +44,7 @@ def test_sam3_segments_on_cuda_to_valid_instances(tiny_sam3: Path) -> None:
     items = _items()
     dets = to_table([{"image_id": i.image_id, "category": "cup", "bbox": None, "score": 1.0, "source": "t"}
                      for i in items], "detections")
-    stage = SegmentStage(SegmentConfig(backend="sam3", sam3=ModelRef(model=str(tiny_sam3), device="cuda",
+    stage = Segmenter(SegmentConfig(backend="sam3", sam3=ModelRef(model=str(tiny_sam3), device="cuda",
                                                                      dtype="bfloat16"),
                                        score_threshold=0.0, min_area=1, dedup_iou=0.99))
     stage.setup()

@@ -10,9 +10,9 @@ import yaml
 from PIL import Image
 
 from pipelines.cli import main
-from pipelines.config import DEFAULT_PARAMS
+from pipelines.config import DEFAULT_PARAMS, load_params
 from pipelines.contracts import to_table, write_parquet_atomic
-from pipelines.ingest.sources import load_tables
+from pipelines.runner import open_root
 from tests.support.checks import check_instances
 
 pytestmark = pytest.mark.unit
@@ -44,8 +44,8 @@ def test_ingest_detect_segment_commands(tmp_path: Path, tiny_qwen3vl: Path, tiny
     assert main(["--params", str(params), "ingest", "--source", str(src), "--out", root, "--plan"]) == 0
     assert json.loads(capsys.readouterr().out) == [0, 1, 2]
     assert main(["--params", str(params), "ingest", "--source", str(src), "--out", root]) == 0
-    manifest = load_tables(root, "manifest", "manifest")
-    quarantine = load_tables(root, "quarantine", "quarantine")
+    run = open_root(root, load_params())  # the layout of a run in the bucket
+    manifest, quarantine = run.read_all("manifest"), run.read_all("quarantine")
     # sorted listing: copy.png (shard 0) keeps the bytes, img0.png (shard 1) is the duplicate
     assert sorted(Path(u).name for u in manifest["uri"].to_pylist()) == ["copy.png", "img1.png", "img2.png"]
     refused = {Path(r["uri"]).name: r for r in quarantine.to_pylist()}
@@ -54,8 +54,7 @@ def test_ingest_detect_segment_commands(tmp_path: Path, tiny_qwen3vl: Path, tiny
     assert json.loads(capsys.readouterr().out)["duplicate"] == 1
 
     assert main(["--params", str(params), "detect", "--root", root]) == 0
-    detections = load_tables(root, "detections", "detections")
-    rejects = load_tables(root, "detect_rejects", "rejects")
+    detections, rejects = run.read_all("detections"), run.read_rejects("detect")
     # random weights: every image is either detected or rejected with its raw answer, none lost
     unparseable = {r["item_id"] for r in rejects.to_pylist() if r["code"] == "answer.unparseable"}
     assert set(detections["image_id"].to_pylist()) | unparseable == set(manifest["image_id"].to_pylist())
@@ -66,6 +65,6 @@ def test_ingest_detect_segment_commands(tmp_path: Path, tiny_qwen3vl: Path, tiny
         rows = [{"image_id": i, "category": "thing", "bbox": None, "score": 1.0, "source": "t"} for i in ids]
         write_parquet_atomic(to_table(rows, "detections"), Path(root) / "detections" / f"shard-{shard:05d}.parquet")
     assert main(["--params", str(params), "segment", "--root", root]) == 0
-    instances = load_tables(root, "instances", "instances")
+    instances = run.read_all("instances")
     check_instances(instances, {r["image_id"]: (r["height"], r["width"]) for r in manifest.to_pylist()})
     assert set(instances["image_id"].to_pylist()) == set(manifest["image_id"].to_pylist())

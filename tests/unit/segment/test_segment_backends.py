@@ -12,7 +12,7 @@ from PIL import Image
 from pipelines.config import ModelRef, SegmentConfig
 from pipelines.contracts import to_table
 from pipelines.detect.stage import ImageItem
-from pipelines.segment.stage import SegmentStage
+from pipelines.segment.stage import Segmenter
 from tests.support.checks import check_instances
 from tests.support.tiny_models import Sam2Checkpoint
 
@@ -46,7 +46,7 @@ def assert_valid_instances(table: pa.Table, items: list[ImageItem]) -> None:
 
 
 def _run(cfg: SegmentConfig) -> tuple[pa.Table, dict]:
-    stage = SegmentStage(cfg)
+    stage = Segmenter(cfg)
     stage.setup()
     try:
         result = stage.process(_items(), _detections())
@@ -94,7 +94,7 @@ def test_sam2_transformers_box_prompts(tiny_sam2_hf: Path) -> None:
 
 def test_box_backend_rejects_boxless_detections(tiny_sam2_hf: Path) -> None:
     dets = to_table([{"image_id": "wide", "category": "cup", "bbox": None, "score": 1.0, "source": "t"}], "detections")
-    stage = SegmentStage(SegmentConfig(backend="sam2_hf", sam2_hf=ModelRef(model=str(tiny_sam2_hf), device="cpu")))
+    stage = Segmenter(SegmentConfig(backend="sam2_hf", sam2_hf=ModelRef(model=str(tiny_sam2_hf), device="cpu")))
     stage.setup()
     result = stage.process(_items()[:1], dets)
     assert result.instances.num_rows == 0

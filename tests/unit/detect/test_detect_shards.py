@@ -1,4 +1,4 @@
-"""One shard runner for detect and segment: one batch-size rule, every reject kept, counts summed."""
+"""The shard loop of detect and segment (the stages' ``process``): one batch-size rule, every reject kept, counts summed."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ from PIL import Image
 
 from pipelines.config import ModelRef, OpenAIEndpoint, Params, SegmentConfig, VLMConfig
 from pipelines.contracts import to_table
+from pipelines.detect.stage import batch_size, detect_shard
 from pipelines.ingest.decode import ImageItem
 from pipelines.rejects import Reject
-from pipelines.shards import batch_size, run_detect, run_segment
+from pipelines.segment.stage import segment_shard
 
 pytestmark = pytest.mark.unit
 
@@ -71,25 +72,25 @@ def test_one_batch_size_rule_for_both_stages() -> None:
 
 def test_detect_shard_runs_in_batches_and_keeps_every_reject() -> None:
     stage = RecordingStage()
-    out = run_detect(stage, _manifest(8), _params(vlm_batch=3), _load)
+    table, rejects, counts = detect_shard(stage, _manifest(8), batch_size(_params(vlm_batch=3), "detect"), _load)
     assert stage.batches == [["img0", "img1", "img2"], ["img3", "img4", "img5"], ["img6"]]
-    assert len(out.table) == 7
-    codes = out.rejects["code"].to_pylist()
+    assert len(table) == 7
+    codes = rejects["code"].to_pylist()
     assert codes.count("image.changed") == 1 and codes.count("model.unparseable") == 3
-    assert out.counts == {"repaired": 3, "images": 8, "detections": 7, "rejected": 4}
+    assert counts == {"repaired": 3, "images": 8, "detections": 7, "rejected": 4}
 
 
 def test_segment_shard_gives_each_batch_only_its_images_detections() -> None:
     stage = RecordingStage()
     detections = to_table([{"image_id": f"img{i}", "category": "cup", "bbox": None, "score": 1.0, "source": "t"}
                            for i in range(5)], "detections")
-    out = run_segment(stage, _manifest(5), detections, _params(seg_batch=2), _load)
+    table, rejects, counts = segment_shard(stage, _manifest(5), detections, batch_size(_params(seg_batch=2), "segment"), _load)
     assert stage.batches == [["img0", "img1"], ["img2", "img3"]]
     assert stage.detections_seen == [["img0", "img1"], ["img2", "img3"]]
-    assert out.counts["images"] == 5 and out.counts["model_s"] == 0.5 and out.counts["rejected"] == 3
+    assert counts["images"] == 5 and counts["model_s"] == 0.5 and counts["rejected"] == 3
 
 
 def test_an_empty_shard_makes_empty_tables_of_the_contract() -> None:
-    out = run_detect(RecordingStage(), _manifest(1), _params(), _load)  # its one image is refused
-    assert len(out.table) == 0 and out.table.schema == to_table([], "detections").schema
-    assert out.rejects["code"].to_pylist() == ["image.changed"]
+    table, rejects, _ = detect_shard(RecordingStage(), _manifest(1), batch_size(_params(), "detect"), _load)  # its one image is refused
+    assert len(table) == 0 and table.schema == to_table([], "detections").schema
+    assert rejects["code"].to_pylist() == ["image.changed"]
