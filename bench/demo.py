@@ -154,7 +154,7 @@ def main() -> int:
     args = ap.parse_args()
 
     from hopchain_demo.run import DAGS, run_demo
-    from pipelines.airflow_api import AirflowAPI
+    from pipelines.ops.airflow_api import AirflowAPI
     from pipelines.stack import LocalStack
     from tests.support.stack import free_ports, params_with_ports
 

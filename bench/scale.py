@@ -155,7 +155,7 @@ def coco_for(entries: list[dict[str, Any]]) -> dict[str, Any]:
 
 def upload_inputs(store: Any, params: Any, prefix: str, folder: Path, entries: list[dict[str, Any]]) -> float:
     """Images under ``inputs/<prefix>/images/`` + ``instances.json`` (as hopchain_demo.run seeds them)."""
-    from pipelines.layout import BucketLayout
+    from pipelines.store.layout import BucketLayout
 
     layout = BucketLayout(params.store)
     t0 = time.monotonic()
@@ -410,7 +410,7 @@ class Session:
 
     def night(self, label: str, prefix: str, folder: Path, entries: list[dict[str, Any]],
               shard_size: int, timeout_s: float, replay_shards: int = 1) -> dict[str, Any]:
-        from pipelines.ledger import Ledger
+        from pipelines.store.ledger import Ledger
 
         api, store = self.api, self.store
         night: dict[str, Any] = {"label": label, "images": len(entries)}
@@ -471,8 +471,8 @@ def run_stack(sizes_here: list[tuple[str, str, list[dict[str, Any]]]], folder: P
               filler_before_last: int) -> dict[str, Any]:
     from demo import TaskMemorySampler
 
-    from pipelines.airflow_api import AirflowAPI
     from pipelines.config import load_params
+    from pipelines.ops.airflow_api import AirflowAPI
     from pipelines.stack import LocalStack
     from pipelines.store import ObjectStore, S3Credentials
     from tests.support.stack import free_ports, params_with_ports

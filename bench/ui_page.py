@@ -55,7 +55,7 @@ class AppClient:
 
         from hopchain_airflow.ui.app import create_app
         from hopchain_airflow.ui.security import require_hopchain_read
-        from pipelines.ledger import Ledger
+        from pipelines.store.ledger import Ledger
 
         app = create_app(params=self.params, ledger=lambda: Ledger(self.store, self.params.store))
         app.dependency_overrides[require_hopchain_read] = lambda: object()

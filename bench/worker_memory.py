@@ -84,10 +84,10 @@ def main() -> int:
 
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
     from hopchain_demo.samples import write_samples
-    from pipelines.layout import BucketLayout
     from pipelines.runner import RunEnv
     from pipelines.stack.services import SeaweedS3
     from pipelines.store import ObjectStore, S3Credentials
+    from pipelines.store.layout import BucketLayout
     from tests.support import nightly
     from tests.support.stack import free_ports, params_with_ports
 

@@ -12,7 +12,7 @@ Contract of :func:`validate`:
 4. The full result (GX's JSON plus a summary) is written — to ``out_dir`` and, given a store, to
    ``runs/<run_id>/validation/<suite>/<label|result>.json`` — and Data Docs are built with GX's
    own site builder and uploaded under ``runs/<run_id>/datadocs/<suite>[/<label>]/`` with a marker
-   of their own (keys: :class:`pipelines.layout.RunKeys`; the run's index is merged from the markers
+   of their own (keys: :class:`pipelines.store.layout.RunKeys`; the run's index is merged from the markers
    on read, :func:`docs_sites`); all of this happens *before* anything is raised.
 5. Then, if a ``critical`` expectation failed, :class:`ValidationFailed` is raised (naming the
    failing expectations); failed ``warning`` expectations are only reported.
@@ -32,15 +32,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from expectations.checks import REFERENCES, Check, References
-from pipelines.files import write_atomic
+from pipelines.contracts.files import write_atomic
 
 if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
     from pipelines.config import Params
-    from pipelines.layout import RunKeys
     from pipelines.store import ObjectStore
+    from pipelines.store.layout import RunKeys
 
 log = logging.getLogger(__name__)
 Severity = Literal["critical", "warning"]
@@ -330,7 +330,7 @@ def publish_docs_site(store: ObjectStore, run: RunKeys, suite: str, label: str |
     ``<runs>/<run_id>/datadocs/<suite>[/<label>]/``, then its marker; returns the site's ``index.html`` key.
 
     The run's index is never read-modified-written here: each validation writes only its own site
-    and its own marker (:meth:`~pipelines.layout.RunKeys.datadocs_site_marker`), so validations of
+    and its own marker (:meth:`~pipelines.store.layout.RunKeys.datadocs_site_marker`), so validations of
     parallel shards cannot drop each other's entries; :func:`docs_sites` merges the markers on read.
     """
     uploaded = set()
@@ -373,7 +373,7 @@ def validate(
     and ``raise_on_critical``.
     """
     from expectations.suites import get_suite
-    from pipelines.layout import RunKeys
+    from pipelines.store.layout import RunKeys
 
     started = time.perf_counter()
     spec = get_suite(suite)

@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 
 from pipelines.contracts import canonical_number, to_table
-from pipelines.rejects import DECISION_UNANIMOUS
+from pipelines.contracts.rejects import DECISION_UNANIMOUS
 
 CATEGORIES = ("cat", "dog", "cup", "traffic light", "person")
 

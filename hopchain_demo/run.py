@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pipelines.airflow_api import AirflowAPI, AirflowAPIError
 from pipelines.config import Params
+from pipelines.ops.airflow_api import AirflowAPI, AirflowAPIError
 from pipelines.stack import LocalStack, StackError
 from pipelines.stack.services import AIRFLOW_COMPONENTS
 
@@ -38,8 +38,8 @@ class Progress:
 def seed_samples(stack: LocalStack, params: Params, count: int = 24) -> int:
     """Upload the demo images + COCO instances to ``inputs/demo/`` (idempotent)."""
     from hopchain_demo.samples import write_samples
-    from pipelines.layout import BucketLayout
     from pipelines.store import ObjectStore, S3Credentials
+    from pipelines.store.layout import BucketLayout
 
     creds = stack.s3.credentials()
     store = ObjectStore(S3Credentials(creds["endpoint"], creds["access_key"], creds["secret_key"]),
@@ -162,8 +162,8 @@ def run_demo(params: Params, timeout_s: float = 840.0, images: int = 24, stack: 
 
 
 def _release_record(stack: LocalStack, params: Params) -> dict[str, Any]:
-    from pipelines.ledger import Ledger
     from pipelines.store import ObjectStore, S3Credentials
+    from pipelines.store.ledger import Ledger
 
     c = stack.s3.credentials()
     store = ObjectStore(S3Credentials(c["endpoint"], c["access_key"], c["secret_key"]), params.store.bucket)

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from pipelines.files import write_atomic
+from pipelines.contracts.files import write_atomic
 from pipelines.segment.masks import encode_mask
 
 VOC_NAMES = {"diningtable": "dining table", "pottedplant": "potted plant", "tvmonitor": "tv monitor"}

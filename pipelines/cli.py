@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from pipelines.config import Params
-    from pipelines.doctor import Services
+    from pipelines.ops.doctor import Services
     from pipelines.runner import Runner
 
 # Modules that contribute sub-commands (each has ``register(subparsers)``).
@@ -78,7 +78,7 @@ def explain(err: BaseException) -> Explained | None:
     if isinstance(err, ConfigError):
         return Explained(USAGE, f"error: {err}")
     if isinstance(err, ContractError):
-        return Explained(USAGE, f"error: {err} (the table must follow its contract: docs/ and pipelines/contracts.py)")
+        return Explained(USAGE, f"error: {err} (the table must follow its contract: docs/ and pipelines/contracts/)")
     if isinstance(err, StackError):
         return Explained(FAILURE, f"error: {err}")
     if isinstance(err, FileNotFoundError | IsADirectoryError | NotADirectoryError | PermissionError):
@@ -173,11 +173,11 @@ def root_shards(runner: Runner, shard: int | None, table: str = "manifest") -> l
     return shards
 
 
-# -- hopchain doctor (the checks are pipelines.doctor; only the command line reaches the local stack) --------
+# -- hopchain doctor (the checks are pipelines.ops.doctor; only the command line reaches the local stack) --------
 def _doctor_services(params: Params) -> Services:
     """Credentials as the other commands find them: the environment, else the local stack's files."""
     from pipelines.annotation.client import LabelStudioCredentials
-    from pipelines.doctor import Services
+    from pipelines.ops.doctor import Services
     from pipelines.store import S3Credentials
 
     services = Services()
@@ -206,7 +206,7 @@ def _doctor_services(params: Params) -> Services:
 
 def _doctor(args: argparse.Namespace) -> int:
     from pipelines.config import load_params
-    from pipelines.doctor import profile_checks, run_checks, summary_line
+    from pipelines.ops.doctor import profile_checks, run_checks, summary_line
 
     params = load_params(args.params, args.profile)
     print(f"hopchain doctor: profile {params.profile}", flush=True)

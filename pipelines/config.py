@@ -6,7 +6,7 @@ when a profile is selected. Unknown keys are refused everywhere (``extra="forbid
 error names the offending key path.
 
 Secrets never live here: credentials come from the environment (``HOPCHAIN_S3_*``,
-``HOPCHAIN_LS_*``, all listed in :mod:`pipelines.deploy`) or from Airflow connections.
+``HOPCHAIN_LS_*``, all listed in :mod:`pipelines.ops.deploy`) or from Airflow connections.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ class StackConfig(_Model):
 
 
 class StoreConfig(_Model):
-    """The platform bucket's layout (the keys under each prefix: :mod:`pipelines.ledger`)."""
+    """The platform bucket's layout (the keys under each prefix: :mod:`pipelines.store.ledger`)."""
 
     bucket: str = "hopchain"
     runs_prefix: str = "runs"

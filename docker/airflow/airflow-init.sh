@@ -1,6 +1,6 @@
 #!/bin/bash
 # One-shot Airflow initialisation (compose service airflow-init). Idempotent.
-#  1. check the platform settings (pipelines.deploy.DeploymentSettings; prints no secret),
+#  1. check the platform settings (pipelines.ops.deploy.DeploymentSettings; prints no secret),
 #  2. migrate the metadata database,
 #  3. write the SimpleAuthManager password file (mode 0600) from AIRFLOW_ADMIN_PASSWORD,
 #  4. create/update the `gpu` pool (slots = GPUs across the gpu workers).
@@ -8,7 +8,7 @@
 set -euo pipefail
 : "${AIRFLOW_ADMIN_USER:?}" "${AIRFLOW_ADMIN_PASSWORD:?}" "${AIRFLOW_GPU_POOL_SLOTS:?}"
 
-python -m pipelines.deploy check
+python -m pipelines.ops.deploy check
 airflow db migrate
 python - <<'PY'
 import json, os

@@ -15,7 +15,7 @@ from expectations.checks import Check, References, SuiteSpec
 from expectations.suites.common import CANONICAL_DECIMAL, null_check, reasons, schema_checks
 from pipelines.config import Params
 from pipelines.contracts import ANNOTATIONS, ANSWERS_SOURCES, CONSENSUS, canonical_number
-from pipelines.rejects import DECISION_CODES
+from pipelines.contracts.rejects import DECISION_CODES
 
 STATUSES = ("accepted", "rejected", "pending")
 
@@ -117,7 +117,7 @@ def consensus_checks(params: Params) -> list[Check]:
     return [
         *schema_checks(s, CONSENSUS, nullable=["agreed_answer", "matches_generated", "reason", "answers_source",
                                                 "reason_code"]),
-        Check(f"{s}.reason_code_known", "range", "reason_code is a decision code of pipelines.rejects.REASONS (or "
+        Check(f"{s}.reason_code_known", "range", "reason_code is a decision code of rejects.REASONS (or "
               "null: decided before it was recorded)",
               lambda gxe, _c: gxe.ExpectColumnValuesToBeInSet(column="reason_code", value_set=list(DECISION_CODES))),
         Check(f"{s}.answers_source_known", "range", "answers_source is people, simulated or mixed (or null: "

@@ -9,7 +9,7 @@ from expectations.checks import Check, References, SuiteSpec
 from expectations.suites.common import SHA256_HEX, null_check, reasons, schema_checks
 from pipelines.config import Params
 from pipelines.contracts import INSTANCES, MANIFEST, QUARANTINE
-from pipelines.rejects import QUARANTINE_CODE_PATTERN
+from pipelines.contracts.rejects import QUARANTINE_CODE_PATTERN
 
 # Lowercase noun phrase: words of lowercase letters/digits joined by single spaces, hyphens or '.
 CATEGORY_PATTERN = r"^[a-z0-9]+(?:[ '\-][a-z0-9]+)*$"

@@ -123,8 +123,8 @@ def _registry_context(args: argparse.Namespace):  # -> (store, key)
     """The platform bucket (HOPCHAIN_S3_* or the local stack) and the registry key."""
     from pipelines.cli import CommandError, _doctor_services
     from pipelines.config import load_params
-    from pipelines.ledger import Ledger
     from pipelines.store import ObjectStore
+    from pipelines.store.ledger import Ledger
 
     params = load_params(args.params, args.profile)
     services = _doctor_services(params)
@@ -274,7 +274,7 @@ def _consensus(args: argparse.Namespace) -> int:
     from pipelines.annotation.consensus import decide, records_from_table
     from pipelines.config import load_params
     from pipelines.contracts import read_parquet, write_parquet_atomic
-    from pipelines.rejects import rejects_table
+    from pipelines.contracts.rejects import rejects_table
 
     cfg = load_params(args.params, args.profile).annotation
     required = args.required or cfg.annotators_required

@@ -43,7 +43,7 @@ from pipelines.annotation.validate import (
     parse_time,
 )
 from pipelines.contracts import canonical_number, to_table
-from pipelines.rejects import (
+from pipelines.contracts.rejects import (
     DECISION_AMBIGUOUS,
     DECISION_DISAGREEMENT,
     DECISION_NOT_ANSWERABLE,
@@ -167,7 +167,7 @@ def count_answers(
 
 @dataclass(frozen=True)
 class StopReason:
-    """Why a question is rejected: ``code`` (``decision.*``, :data:`pipelines.rejects.REASONS`) and the
+    """Why a question is rejected: ``code`` (``decision.*``, :data:`pipelines.contracts.rejects.REASONS`) and the
     human ``detail`` (``disagreement (3 vs 1: 1, 2)``)."""
 
     code: str

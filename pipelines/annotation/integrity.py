@@ -29,7 +29,7 @@ from typing import Any
 from pipelines.annotation.journal import JournalView
 from pipelines.annotation.registry import AnnotatorRegistry, Kind
 from pipelines.annotation.validate import annotation_reject
-from pipelines.rejects import Reject
+from pipelines.contracts.rejects import Reject
 
 UNREGISTERED = "integrity.unregistered_annotator"
 PLATFORM_ACCOUNT = "integrity.platform_account"

@@ -6,7 +6,7 @@ decision) appends the annotations it has not seen *in this form* to the journal,
 decided from the store alone (:meth:`JournalView.tasks` rebuilds the tasks as Label Studio served
 them) and every change an account made after the platform first saw an answer is on record.
 
-Layout (one folder per batch; keys from :class:`pipelines.layout.BucketLayout`)::
+Layout (one folder per batch; keys from :class:`pipelines.store.layout.BucketLayout`)::
 
     <journal_prefix>/<project_id>/<batch_id>/<seen_at>-<sha256>.jsonl        a segment
     <journal_prefix>/<project_id>/<batch_id>/<seen_at>-<sha256>.ckpt.jsonl   a checkpoint (see Journal)
@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from pipelines.layout import BucketLayout
+from pipelines.store.layout import BucketLayout
 
 #: The annotation fields a snapshot keeps (Label Studio 1.23 task JSON, ``fields=all``).
 FIELDS = ("id", "completed_by", "updated_by", "created_at", "updated_at", "was_cancelled", "lead_time", "result")

@@ -25,7 +25,7 @@ from pipelines.annotation.push import tasks_with
 from pipelines.annotation.registry import AnnotatorRegistry
 from pipelines.annotation.validate import AnnotationRecord, validate_task_annotations
 from pipelines.contracts import ANNOTATIONS
-from pipelines.rejects import Reject, rejects_table
+from pipelines.contracts.rejects import Reject, rejects_table
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 These are not table stages, and are not forced into the shard contract of :mod:`pipelines.runner`:
 
 * :func:`push` takes one shard's questions but writes no table: its output is a Label Studio batch and
-  its ledger record (:class:`~pipelines.ledger.BatchRecord`, kept on a retry);
+  its ledger record (:class:`~pipelines.store.ledger.BatchRecord`, kept on a retry);
 * :func:`open_batches`, :func:`simulate_annotators`, :func:`tend` and :func:`decide` work on the open
   batches of every run so far (the ledger), not on a shard of this run;
 * :func:`decide` writes each batch's tables under the consensus keys of the ledger and checks them.
@@ -24,8 +24,8 @@ import httpx
 from pydantic import BaseModel
 
 from pipelines.contracts import SCHEMAS
-from pipelines.ledger import BatchRecord, ConsensusRecord, batch_id_for, utc_now
 from pipelines.runner import RunEnv, validate, write_docs_index
+from pipelines.store.ledger import BatchRecord, ConsensusRecord, batch_id_for, utc_now
 
 log = logging.getLogger(__name__)
 

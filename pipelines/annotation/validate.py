@@ -3,7 +3,7 @@
 An annotation's ``result`` may only hold the fields of the labeling config
 (:data:`~pipelines.annotation.labeling.KNOWN_FIELDS`): a numeric ``answer``, one ``answerable``
 verdict and an optional ``comment``. Label Studio's API accepts anything, so everything is
-checked here; every refused annotation becomes a :class:`~pipelines.rejects.Reject` (stage
+checked here; every refused annotation becomes a :class:`~pipelines.contracts.rejects.Reject` (stage
 ``annotation``) with its code and the raw JSON. Codes: ``annotation.no_annotator``,
 ``annotation.cancelled``, ``annotation.bad_created_at`` and, for a ``result`` that breaks the
 labeling contract, the ``result.*`` codes of :class:`InvalidAnnotation`.
@@ -27,7 +27,7 @@ from pipelines.annotation.labeling import (
     VERDICT_FIELD,
     VERDICTS,
 )
-from pipelines.rejects import Reject
+from pipelines.contracts.rejects import Reject
 
 STAGE = "annotation"
 MALFORMED = "result.malformed"

@@ -28,9 +28,9 @@ import pyarrow as pa
 
 from pipelines.config import DetectConfig, Params, VLMConfig
 from pipelines.contracts import empty_table, to_table
+from pipelines.contracts.rejects import Reject, rejects_table
 from pipelines.detect.parser import ParsedAnswer, parse_grounding
 from pipelines.ingest.decode import ImageItem
-from pipelines.rejects import Reject, rejects_table
 from pipelines.runner import RunEnv, Shard, ShardResult, StageBase
 from pipelines.vlm import VLMBackend, VLMRequest
 

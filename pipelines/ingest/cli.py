@@ -1,7 +1,7 @@
 """``hopchain ingest``: raw images → the manifest and quarantine shards of a run root.
 
 A run root is a local folder or ``s3://bucket/<runs>/<run id>``, laid out as the DAGs' runs are in the
-bucket (:class:`pipelines.ledger.RunKeys`): ``manifest/shard-NNNNN.parquet``, ``quarantine/…``,
+bucket (:class:`pipelines.store.ledger.RunKeys`): ``manifest/shard-NNNNN.parquet``, ``quarantine/…``,
 ``stats/ingest/…``, ``ingest/plan.json``; the later stages add their tables, ``rejects/<stage>/…`` and
 ``stats/<stage>/…``.
 """

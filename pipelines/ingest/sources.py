@@ -19,7 +19,7 @@ from pipelines.store import ObjectStore, S3Credentials
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from pipelines.rejects import Reject
+    from pipelines.contracts.rejects import Reject
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +99,8 @@ def load_images(
     """Decode every manifest image (as ingest did) → ImageItems, and rejects for images that can
     no longer be read (``image.unreadable``), decoded (``image.<refusal code>``, e.g.
     ``image.truncated_or_corrupt``) or that changed size since ingest (``image.changed``)."""
+    from pipelines.contracts.rejects import Reject
     from pipelines.ingest.decode import UNREADABLE, ImageRefused, decode_image
-    from pipelines.rejects import Reject
 
     source = source or ImageSource()
     items: list[ImageItem] = []

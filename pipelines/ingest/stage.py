@@ -4,7 +4,7 @@
 bucket's inputs), plans shards of ``ingest.shard_size`` sorted uris, checks each shard's images
 (:func:`check_images`) and, across the shards of one call, collapses duplicates
 (:func:`collapse_duplicates`: the first uri in shard order keeps the image). A refused input never
-stops the shard: it becomes a quarantine row (:class:`~pipelines.rejects.Quarantined`: ``code`` one of
+stops the shard: it becomes a quarantine row (:class:`~pipelines.contracts.rejects.Quarantined`: ``code`` one of
 :data:`pipelines.ingest.decode.REFUSAL_CODES`, plus a ``detail`` sentence). The manifest and the
 quarantine are checked (Great Expectations) before any later stage reads them.
 """
@@ -21,9 +21,9 @@ import pyarrow as pa
 
 from pipelines.config import IngestConfig
 from pipelines.contracts import to_table
+from pipelines.contracts.rejects import Quarantined, count_codes, quarantine_table
 from pipelines.ingest.decode import DUPLICATE, UNREADABLE, ImageRefused, decode_image
 from pipelines.ingest.sources import ImageSource
-from pipelines.rejects import Quarantined, count_codes, quarantine_table
 from pipelines.runner import Check, RunEnv, Shard, ShardResult, StageBase
 
 log = logging.getLogger(__name__)

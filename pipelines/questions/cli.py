@@ -42,7 +42,7 @@ def _working(text: str):
     nothing elsewhere."""
     import contextlib
 
-    from pipelines.progress import interactive
+    from pipelines.runner.progress import interactive
 
     if not interactive():
         return contextlib.nullcontext()

@@ -12,10 +12,10 @@ from typing import Any
 
 from PIL import Image
 
+from pipelines.contracts.rejects import Reject
 from pipelines.questions.generator import Question
 from pipelines.questions.prompts import load_prompt
 from pipelines.questions.scene import question_reject
-from pipelines.rejects import Reject
 from pipelines.reward import extract_answer
 from pipelines.vlm import VLMBackend, VLMRequest
 

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from pipelines.rejects import Reject
+from pipelines.contracts.rejects import Reject
 
 DEFAULT_MIN_SCORE = 0.5
 DEFAULT_MIN_AREA = 32
@@ -270,7 +270,7 @@ def scenes_from_tables(
     from the RLE runs (:func:`rle_stats`); the mask's own pixel count is the instance's area.
     ``images(image_id)`` gives the image as an (H, W, 3) uint8 array (or ``None``) for colour
     naming; without it no instance has a colour. Left out, each with a
-    :class:`~pipelines.rejects.Reject` of code: instances with ``score < min_score``
+    :class:`~pipelines.contracts.rejects.Reject` of code: instances with ``score < min_score``
     (``scene.low_score``; those with ``score >= shadow_score`` make their category uncountable) or
     ``area < min_area`` (``scene.small_area``), masks whose size differs from the image
     (``scene.mask_size_mismatch``), undecodable masks (``scene.bad_mask``), repeated instance ids

@@ -4,7 +4,7 @@ Airflow tasks and the ``hopchain questions`` command run; :func:`run_questions` 
 one shard's tables.
 
 Every image is accounted for: it yields questions or a reject saying why not; every refused
-instance, model output, balanced-out or too-easy question is a :class:`~pipelines.rejects.Reject`
+instance, model output, balanced-out or too-easy question is a :class:`~pipelines.contracts.rejects.Reject`
 with its dotted code (``scene.*``, ``image.*``, ``no_question.*``, ``balance.*``, the writer's
 ``parse.*``/``structure.*``/..., ``difficulty.*``, ``leakage.blind_solvable``); ``stats["rejects"]``
 counts them by code.
@@ -26,12 +26,12 @@ from PIL import Image
 
 from pipelines.config import QuestionsConfig
 from pipelines.contracts import to_table
+from pipelines.contracts.rejects import Reject, count_codes, rejects_table
 from pipelines.questions.generator import Question, generate, select_balanced
 from pipelines.questions.program import Margins, margins_of
 from pipelines.questions.report import question_report
 from pipelines.questions.scene import Scene, question_reject, scenes_from_tables
 from pipelines.questions.variants import derive_variants
-from pipelines.rejects import Reject, count_codes, rejects_table
 from pipelines.runner import RunEnv, Shard, ShardResult, StageBase
 from pipelines.vlm import VLMBackend
 

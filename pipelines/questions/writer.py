@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from pipelines.contracts import canonical_number
+from pipelines.contracts.rejects import Reject
 from pipelines.questions import program as P
 from pipelines.questions.degenerate import check_not_degenerate
 from pipelines.questions.generator import Question, make_question
@@ -29,7 +30,6 @@ from pipelines.questions.ops import writer_ops_text
 from pipelines.questions.program import Margins, ProgramError
 from pipelines.questions.prompts import load_prompt
 from pipelines.questions.scene import Scene, question_reject
-from pipelines.rejects import Reject
 from pipelines.vlm import VLMBackend, VLMRequest
 
 

@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipelines.contracts import canonical_number, read_parquet
-from pipelines.rejects import Reject
+from pipelines.contracts.rejects import Reject
 
 Split = Literal["train", "eval"]
 SPLITS: tuple[Split, ...] = ("train", "eval")

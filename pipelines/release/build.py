@@ -28,7 +28,7 @@ import yaml
 
 from pipelines.config import ReleaseConfig, params_from_dict
 from pipelines.contracts import read_parquet, write_parquet_atomic
-from pipelines.files import replacing_folder, write_atomic
+from pipelines.contracts.files import replacing_folder, write_atomic
 from pipelines.release.assemble import (
     META_DIR,
     SPLITS,

@@ -36,8 +36,8 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from pipelines.config import ReleaseConfig
-from pipelines.files import replacing_folder, write_atomic
-from pipelines.rejects import reason_label
+from pipelines.contracts.files import replacing_folder, write_atomic
+from pipelines.contracts.rejects import reason_label
 from pipelines.release.assemble import PROVENANCE_FILE, REJECTS_FILE, SPLITS, read_meta_table, read_removals
 from pipelines.release.build import read_release_config
 from pipelines.reward import MIN_VERSIONS, REWARD_VERSION
@@ -197,7 +197,8 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 
 def _labelled(counts: Counter[str]) -> list[tuple[str, str, int]]:
-    """``(code, label, n)`` rows, most frequent first: a code with its label from :data:`pipelines.rejects.REASONS`."""
+    """``(code, label, n)`` rows, most frequent first: a code with its label from
+    :data:`pipelines.contracts.rejects.REASONS`."""
     return [(code, reason_label(code).label, n) for code, n in counts.most_common()]
 
 

@@ -2,8 +2,8 @@
 
 A release is the dataset as of now: all accepted questions of every decided batch (a batch
 decided again after a carry-over replaces its earlier decision). The tables of those batches are
-gathered from the ledger (:mod:`pipelines.ledger`) into one snapshot, :func:`pipelines.release.registry.publish`
-builds, pushes, verifies and tags it, and the ledger gets a :class:`~pipelines.ledger.ReleaseRecord` plus the
+gathered from the ledger (:mod:`pipelines.store.ledger`) into one snapshot, :func:`pipelines.release.registry.publish`
+builds, pushes, verifies and tags it, and the ledger gets a :class:`~pipelines.store.ledger.ReleaseRecord` plus the
 dataset card (linked from the Airflow plugin page).
 """
 
@@ -21,9 +21,9 @@ import pyarrow.parquet as pq
 
 from pipelines.config import Params
 from pipelines.contracts import SIMULATED_SOURCES, conform
-from pipelines.ledger import Ledger, ReleaseRecord, utc_now
-from pipelines.rejects import reason_label
+from pipelines.contracts.rejects import reason_label
 from pipelines.store import ObjectStore
+from pipelines.store.ledger import Ledger, ReleaseRecord, utc_now
 
 if TYPE_CHECKING:
     from pipelines.runner import RunEnv

@@ -42,10 +42,10 @@ from urllib.parse import urlparse
 import yaml
 
 from pipelines.config import REPO_ROOT, Params
-from pipelines.layout import dvc_remote_object
 from pipelines.release.dvc import ToolError, dvc, git, tool_env
 from pipelines.release.snapshot import PartSummary, ReleaseSources, SourceReader, append_part, compact_parts
 from pipelines.store import S3Credentials
+from pipelines.store.layout import dvc_remote_object
 
 TAG_RE = re.compile(r"^v(\d{4})\.(\d{2})\.(\d{2})(?:\.(\d+))?$")
 DVC_YAML = REPO_ROOT / "dvc.yaml"

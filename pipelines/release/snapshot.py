@@ -35,7 +35,7 @@ import pyarrow.parquet as pq
 
 from pipelines.config import SIMULATED_ENV, Refused, ReleaseConfig, simulated_allowed
 from pipelines.contracts import SIMULATED_SOURCES, conform, to_table, write_parquet_atomic
-from pipelines.files import write_atomic
+from pipelines.contracts.files import write_atomic
 from pipelines.release.assemble import (
     INPUT_TABLES,
     META_DIR,

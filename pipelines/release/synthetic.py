@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from pipelines.contracts import to_table, write_parquet_atomic
-from pipelines.rejects import DECISION_DISAGREEMENT, DECISION_PENDING, DECISION_UNANIMOUS
+from pipelines.contracts.rejects import DECISION_DISAGREEMENT, DECISION_PENDING, DECISION_UNANIMOUS
 
 CATEGORIES = ("cup", "book", "chair", "bottle", "plant", "lamp")
 

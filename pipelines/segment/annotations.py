@@ -7,7 +7,7 @@ decodes to the image's size), polygons and uncompressed RLE are encoded once wit
 ``area`` and ``bbox`` are recomputed from the mask (COCO's polygon ``area`` differs from the mask
 pixel count the contract uses). Crowd regions (``iscrowd=1``) are not instances: reject rows.
 
-Refusals are data (:class:`~pipelines.rejects.Reject`, stage ``annotations``; quarantine rows for
+Refusals are data (:class:`~pipelines.contracts.rejects.Reject`, stage ``annotations``; quarantine rows for
 image files): an annotation of an image id the JSON does not list (``coco.unknown_image``), a crowd
 region (``coco.crowd_region``), an unknown category (``coco.unknown_category``), an invalid or empty
 segmentation (``coco.invalid_segmentation``, ``coco.empty_mask``) and every annotation of a
@@ -37,12 +37,12 @@ import pyarrow as pa
 from pycocotools import mask as mask_utils
 
 from pipelines.contracts import to_table
+from pipelines.contracts.rejects import Quarantined, Reject, count_codes, quarantine_table, rejects_table
 from pipelines.detect.parser import normalize_label
 from pipelines.ingest.decode import DUPLICATE, UNREADABLE, ImageRefused, decode_image
 from pipelines.ingest.stage import sha256_hex
-from pipelines.layout import BucketLayout
-from pipelines.rejects import Quarantined, Reject, count_codes, quarantine_table, rejects_table
 from pipelines.segment.masks import EncodedMask, from_rle
+from pipelines.store.layout import BucketLayout
 
 if TYPE_CHECKING:
     from pipelines.runner import RunEnv

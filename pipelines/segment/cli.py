@@ -81,7 +81,7 @@ def _import_coco(args: argparse.Namespace) -> int:
 
 def _export_coco(args: argparse.Namespace) -> int:
     from pipelines.config import load_params
-    from pipelines.files import write_atomic
+    from pipelines.contracts.files import write_atomic
     from pipelines.runner import open_root
     from pipelines.segment.annotations import export_coco
 

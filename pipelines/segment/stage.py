@@ -29,8 +29,8 @@ import pyarrow.compute as pc
 
 from pipelines.config import SegmentConfig
 from pipelines.contracts import empty_table, to_table
+from pipelines.contracts.rejects import Reject, rejects_table
 from pipelines.detect.stage import ImageItem, ImageLoader, batch_size, batches, sum_counts
-from pipelines.rejects import Reject, rejects_table
 from pipelines.runner import Check, RunEnv, Shard, ShardResult, StageBase
 from pipelines.segment.backends import Prompt, SegmentBackend, make_segment_backend
 from pipelines.segment.masks import encode_masks, suppress_duplicates

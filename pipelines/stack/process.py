@@ -20,7 +20,7 @@ from pathlib import Path
 
 import psutil
 
-from pipelines.files import write_atomic
+from pipelines.contracts.files import write_atomic
 
 
 class StackError(RuntimeError):

@@ -20,8 +20,8 @@ from typing import Any
 import httpx
 
 from pipelines.config import Params
-from pipelines.deploy import airflow_connections
-from pipelines.files import write_atomic
+from pipelines.contracts.files import write_atomic
+from pipelines.ops.deploy import airflow_connections
 from pipelines.stack.process import ManagedProcess, StackError, port_in_use, wait_until
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

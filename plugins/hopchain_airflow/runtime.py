@@ -134,7 +134,7 @@ GPU_POOL = "gpu"
 
 
 def _connection_check(conn_id: str) -> Any:
-    from pipelines.doctor import Check, CheckFailed
+    from pipelines.ops.doctor import Check, CheckFailed
 
     def probe() -> str:
         from airflow.sdk import BaseHook
@@ -158,7 +158,7 @@ def _pool_check(timeout_s: float = 10.0) -> Any:
     import subprocess
     import sys
 
-    from pipelines.doctor import Check, CheckFailed
+    from pipelines.ops.doctor import Check, CheckFailed
 
     def probe() -> str:
         exe = shutil.which("airflow") or os.path.join(os.path.dirname(sys.executable), "airflow")
@@ -180,7 +180,7 @@ def _pool_check(timeout_s: float = 10.0) -> Any:
 def preflight_checks(params: Any, *, pool: bool = True) -> list[Any]:
     """The ``hopchain doctor`` checks of ``params`` with this deployment's connections, plus the
     connections themselves and the ``gpu`` pool."""
-    from pipelines.doctor import Services, profile_checks
+    from pipelines.ops.doctor import Services, profile_checks
 
     services = Services(s3_origin=f" (connection {S3_CONN_ID})",
                         label_studio_origin=f" (connection {LABEL_STUDIO_CONN_ID})")
@@ -208,7 +208,7 @@ def preflight(context: dict[str, Any], *, pool: bool = True) -> dict[str, Any]:
 
     from airflow.sdk.exceptions import AirflowFailException
 
-    from pipelines.doctor import run_checks, summary_line
+    from pipelines.ops.doctor import run_checks, summary_line
 
     log = logging.getLogger("hopchain.preflight")
     params = run_params(context, "preflight")

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipelines.deploy import read_env_file
+from pipelines.ops.deploy import read_env_file
 
 pytestmark = pytest.mark.integration
 

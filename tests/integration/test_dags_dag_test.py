@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.deploy import airflow_connections
+from pipelines.ops.deploy import airflow_connections
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]

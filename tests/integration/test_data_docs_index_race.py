@@ -23,8 +23,8 @@ from typing import Any
 import pytest
 
 from expectations.runner import docs_sites, publish_docs_site, write_docs_index
-from pipelines.layout import RunKeys, shard_label
 from pipelines.store import ObjectStore
+from pipelines.store.layout import RunKeys, shard_label
 
 pytestmark = pytest.mark.integration
 SHARDS = 24

@@ -66,7 +66,7 @@ def test_refused_s3_keys_fail_with_their_fix(local_stack, monkeypatch, capsys) -
 
 def test_the_preflight_pool_check_finds_the_gpu_pool(local_stack, monkeypatch) -> None:
     from hopchain_airflow.runtime import _pool_check
-    from pipelines.doctor import run_check
+    from pipelines.ops.doctor import run_check
 
     for k, v in local_stack.airflow.env().items():
         monkeypatch.setenv(k, v)

@@ -15,8 +15,8 @@ import time
 import psutil
 import pytest
 
-from pipelines.ledger import batch_id_for
 from pipelines.store import safe_key
+from pipelines.store.ledger import batch_id_for
 from tests.support.faults import (
     airflow_api,
     dags_paused,

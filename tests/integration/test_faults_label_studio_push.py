@@ -18,9 +18,9 @@ from hopchain_demo.samples import write_samples
 from pipelines.annotation import tasks as annotation_tasks
 from pipelines.annotation.client import LabelStudioClient
 from pipelines.config import load_params
-from pipelines.ledger import batch_id_for
 from pipelines.runner import RunEnv
 from pipelines.store import ObjectStore, safe_key
+from pipelines.store.ledger import batch_id_for
 from tests.support import nightly
 from tests.support.faults import kill_group
 

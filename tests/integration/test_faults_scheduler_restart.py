@@ -17,8 +17,8 @@ from pipelines.annotation import tasks as annotation_tasks
 from pipelines.annotation.completion import summarize_completion
 from pipelines.annotation.simulated import run_simulation, simulated_annotators
 from pipelines.config import load_params
-from pipelines.ledger import BatchRecord
 from pipelines.runner import RunEnv
+from pipelines.store.ledger import BatchRecord
 from tests.support import nightly
 from tests.support.faults import (
     airflow_api,

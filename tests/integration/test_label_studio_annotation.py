@@ -338,8 +338,8 @@ def test_decide_on_a_project_of_many_closed_batches_fetches_only_the_open_batch(
     from expectations.samples import sample_tables
     from pipelines.annotation import tasks as annotation_tasks
     from pipelines.config import AnnotationConfig, Params, StoreConfig
-    from pipelines.ledger import BatchRecord, utc_now
     from pipelines.runner import RunEnv
+    from pipelines.store.ledger import BatchRecord, utc_now
 
     tag = uuid.uuid4().hex[:8]
     params = Params(

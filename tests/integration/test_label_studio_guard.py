@@ -208,7 +208,7 @@ def test_a_changed_project_holds_its_batches_until_repaired(label_studio, object
     env.write_table("questions", 1, tables["questions"])
     with pytest.raises(Refused, match=f"push refused: project {pid} changed outside the platform"):
         annotation_tasks.push(env, 1)
-    from pipelines.ledger import batch_id_for
+    from pipelines.store.ledger import batch_id_for
 
     assert env.ledger.batch(batch_id_for(env.run_id, 1)) is None  # nothing recorded as pushed
 

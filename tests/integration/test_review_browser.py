@@ -40,7 +40,7 @@ SCRIPT_TEXT = "<script>document.title='pwned'</script> How many cups are there?"
 @pytest.fixture(scope="module")
 def seeded(local_stack, demo_release):  # type: ignore[no-untyped-def]
     """A decided synthetic batch in the stack's ledger (older than the demo's), removed afterwards."""
-    from pipelines.ledger import Ledger, NewestFirst
+    from pipelines.store.ledger import Ledger, NewestFirst
     from tests.support.faults import stack_store
     from tests.support.review_data import seed_batch
 
@@ -100,8 +100,8 @@ def test_the_overlay_is_drawn_on_the_instance_the_hop_picked(local_stack, demo_r
     from PIL import Image
     from pycocotools import mask as mask_utils
 
-    from pipelines.ledger import Ledger
     from pipelines.review import OVERLAY_ALPHA, PALETTE
+    from pipelines.store.ledger import Ledger
     from tests.support.faults import stack_store
 
     base = f"{local_stack.airflow.url()}/hopchain"

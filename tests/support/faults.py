@@ -18,8 +18,8 @@ from typing import Any
 import psutil
 import pyarrow.parquet as pq
 
-from pipelines.airflow_api import AirflowAPI
 from pipelines.annotation.client import LabelStudioClient
+from pipelines.ops.airflow_api import AirflowAPI
 from pipelines.stack.process import ManagedProcess
 from pipelines.store import ObjectStore, S3Credentials
 

@@ -18,13 +18,13 @@ import pyarrow as pa
 
 from pipelines.config import StoreConfig
 from pipelines.contracts import SCHEMAS, parquet_bytes
-from pipelines.ledger import BatchRecord, ConsensusRecord, Ledger, batch_id_for
-from pipelines.rejects import (
+from pipelines.contracts.rejects import (
     DECISION_DISAGREEMENT,
     DECISION_NOT_ANSWERABLE,
     DECISION_PENDING,
     DECISION_UNANIMOUS,
 )
+from pipelines.store.ledger import BatchRecord, ConsensusRecord, Ledger, batch_id_for
 
 W, H = 160, 120
 #: the two instances of every image: id -> (category, [x, y, w, h])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from pipelines.airflow_api import AirflowAPI, AirflowAPIError
+from pipelines.ops.airflow_api import AirflowAPI, AirflowAPIError
 
 pytestmark = pytest.mark.unit
 
@@ -29,14 +29,14 @@ def api_answering(*answers: int) -> tuple[AirflowAPI, list[str]]:
 
 def test_an_idempotent_call_is_retried_through_a_locked_metadata_database(monkeypatch):
     sleeps: list[float] = []
-    monkeypatch.setattr("pipelines.airflow_api.time.sleep", sleeps.append)
+    monkeypatch.setattr("pipelines.ops.airflow_api.time.sleep", sleeps.append)
     api, seen = api_answering(500, 500)
     api.unpause("hopchain_annotations")  # HTTP 500 ("database is locked") twice, then fine
     assert len(seen) == 3 and sleeps == [1.0, 2.0]
 
 
 def test_a_post_is_not_retried_and_errors_name_the_call(monkeypatch):
-    monkeypatch.setattr("pipelines.airflow_api.time.sleep", lambda s: None)
+    monkeypatch.setattr("pipelines.ops.airflow_api.time.sleep", lambda s: None)
     api, seen = api_answering(500)
     with pytest.raises(AirflowAPIError, match="POST /dags/d/dagRuns: HTTP 500"):
         api.request("POST", "/dags/d/dagRuns", json={})

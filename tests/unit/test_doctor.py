@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.config import ModelRef, load_params, params_from_dict
-from pipelines.doctor import (
+from pipelines.ops.doctor import (
     CheckResult,
     cuda_check,
     model_check,
@@ -190,7 +190,7 @@ def test_a_dead_s3_endpoint_fails_fast() -> None:
 
 
 def test_a_check_that_hangs_is_cut_at_its_timeout() -> None:
-    from pipelines.doctor import Check
+    from pipelines.ops.doctor import Check
 
     t0 = time.monotonic()
     res = run_check(Check("slow service", lambda: time.sleep(30) or "never", timeout_s=0.5))
@@ -206,7 +206,7 @@ def test_the_gpu_profile_checks_every_model_and_device() -> None:
 
 
 def test_checks_run_side_by_side(tmp_path: Path) -> None:
-    from pipelines.doctor import Check
+    from pipelines.ops.doctor import Check
 
     checks = [Check(f"c{i}", lambda: time.sleep(0.5) or "fine") for i in range(6)]
     t0 = time.monotonic()

@@ -1,7 +1,7 @@
 """The house has three floors — ``dags/`` → ``plugins/`` → ``pipelines/`` (+ ``expectations/``) — with
 no arrow back up and no circle, counting imports inside functions too (a lazy import hides a
 dependency from the reader, not from this test). And one rule of where things live: only
-``pipelines/layout.py`` builds object keys."""
+``pipelines/store/layout.py`` builds object keys."""
 
 from __future__ import annotations
 
@@ -126,7 +126,7 @@ _HTML_TAG = re.compile(r"(?i:<!doctype html)|</?(?:" + "|".join(HTML_TAGS) + r")
 
 
 # -- keys in one place ------------------------------------------------------------------------------
-LAYOUT_MODULE = "pipelines/layout.py"
+LAYOUT_MODULE = "pipelines/store/layout.py"
 KEY_SCOPE = ("pipelines", "expectations", "plugins", "dags", "hopchain_demo", "bench")
 # key segments only the layout names (a constant equal to one of these is a key being spelled out)
 LAYOUT_SEGMENTS = frozenset({"_index", "newest-first", "_sites", "built.json", "pseudonym.key", "summary.json",
@@ -228,14 +228,14 @@ def key_building(source: str, prefixes: tuple[str, ...]) -> list[str]:
 
 
 def test_no_object_key_is_built_outside_the_layout_module() -> None:
-    """Only :mod:`pipelines.layout` builds object keys; every other module asks it."""
+    """Only :mod:`pipelines.store.layout` builds object keys; every other module asks it."""
     prefixes = _bucket_prefixes()
     bad = []
     for path in _files(*KEY_SCOPE):
         rel = path.relative_to(REPO).as_posix()
         if rel != LAYOUT_MODULE:
             bad += [f"{rel} {hit}" for hit in key_building(path.read_text(), prefixes)]
-    assert not bad, "object keys built outside pipelines/layout.py:\n" + "\n".join(bad)
+    assert not bad, "object keys built outside pipelines/store/layout.py:\n" + "\n".join(bad)
 
 
 @pytest.mark.parametrize("planted", [

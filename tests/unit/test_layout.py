@@ -1,4 +1,4 @@
-"""The bucket's key layout, pinned: every key family of :mod:`pipelines.layout` with one example.
+"""The bucket's key layout, pinned: every key family of :mod:`pipelines.store.layout` with one example.
 
 Stored data of earlier runs is found by these keys, so a change here must be deliberate (and come
 with a migration). Each expected string below is what the code wrote before the layout moved into
@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 import pytest
 
 from pipelines.config import StoreConfig
-from pipelines.layout import (
+from pipelines.store.layout import (
     SHARD_GLOB,
     BucketLayout,
     KeyError_,
@@ -150,11 +150,11 @@ def test_an_empty_key_is_refused() -> None:
 
 
 def test_the_ledger_and_the_store_still_export_what_they_did() -> None:
-    from pipelines.ledger import Ledger
-    from pipelines.ledger import RunKeys as LedgerRunKeys
-    from pipelines.ledger import batch_id_for as ledger_batch_id_for
     from pipelines.store import run_key
     from pipelines.store import safe_key as store_safe_key
+    from pipelines.store.ledger import Ledger
+    from pipelines.store.ledger import RunKeys as LedgerRunKeys
+    from pipelines.store.ledger import batch_id_for as ledger_batch_id_for
 
     assert LedgerRunKeys is RunKeys and ledger_batch_id_for is batch_id_for and store_safe_key is safe_key
     assert run_key("runs", "r", "questions", 2) == "runs/r/questions/shard-00002.parquet"
@@ -165,7 +165,7 @@ def test_the_ledger_and_the_store_still_export_what_they_did() -> None:
 
 
 def test_newest_first_markers_sort_newest_first() -> None:
-    from pipelines.ledger import NewestFirst
+    from pipelines.store.ledger import NewestFirst
 
     index = NewestFirst(store=None, prefix="runs")  # type: ignore[arg-type]
     old, new = datetime(2025, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, tzinfo=UTC)

@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from pipelines.config import StoreConfig
-from pipelines.ledger import BatchRecord, ConsensusRecord, Ledger, ReleaseRecord, RunSummary, batch_id_for
+from pipelines.store.ledger import BatchRecord, ConsensusRecord, Ledger, ReleaseRecord, RunSummary, batch_id_for
 from tests.support.memory_store import MemoryStore
 
 pytestmark = pytest.mark.unit

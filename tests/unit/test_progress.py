@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from pipelines.progress import ItemProgress
+from pipelines.runner.progress import ItemProgress
 
 pytestmark = pytest.mark.unit
 

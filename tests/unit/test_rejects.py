@@ -7,7 +7,7 @@ import pytest
 from pydantic import ValidationError
 
 from pipelines.contracts import QUARANTINE, REJECTS, conform, to_table
-from pipelines.rejects import (
+from pipelines.contracts.rejects import (
     MAX_RAW,
     Quarantined,
     Reject,
@@ -96,7 +96,7 @@ def test_quarantine_rows_split_code_and_detail() -> None:
 def test_every_code_of_the_table_is_well_formed_and_every_decision_code_has_a_label() -> None:
     import re
 
-    from pipelines.rejects import CODE_PATTERN, DECISION_CODES, REASONS, REJECTION_FAMILIES, reason_label
+    from pipelines.contracts.rejects import CODE_PATTERN, DECISION_CODES, REASONS, REJECTION_FAMILIES, reason_label
 
     assert all(re.fullmatch(CODE_PATTERN, code) for code in REASONS)
     assert set(DECISION_CODES) <= set(REASONS)
@@ -109,6 +109,6 @@ def test_every_code_of_the_table_is_well_formed_and_every_decision_code_has_a_la
 
 def test_the_integrity_codes_of_the_annotation_stage_are_all_labelled() -> None:
     from pipelines.annotation.integrity import CODES
-    from pipelines.rejects import REASONS
+    from pipelines.contracts.rejects import REASONS
 
     assert {REASONS[c].family for c in CODES} == {"integrity"}

@@ -13,7 +13,7 @@ import pytest
 
 from pipelines.config import load_params
 from pipelines.contracts import ContractError, to_table
-from pipelines.rejects import Reject, rejects_table
+from pipelines.contracts.rejects import Reject, rejects_table
 from pipelines.runner import Check, RunEnv, Runner, Shard, ShardResult, SourceStage, Stage, StageBase, open_root
 from tests.support.memory_store import MemoryStore
 

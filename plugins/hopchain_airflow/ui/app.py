@@ -4,7 +4,7 @@ and the review workspace (questions with their hop traces, annotators, trends; :
 Mounted by the plugin at ``/hopchain``; every route depends on
 :func:`~hopchain_airflow.ui.security.require_hopchain_read`: no token is 401, a user without read
 access to the HopChain DAGs 403 (the UI's iframe carries the user's ``_token`` cookie). Data
-comes from the ledger the DAGs write (:mod:`pipelines.ledger`, through the ``hopchain_s3``
+comes from the ledger the DAGs write (:mod:`pipelines.store.ledger`, through the ``hopchain_s3``
 connection's hook) and, for live progress, from Label Studio (the ``hopchain_label_studio``
 connection's hook). Data Docs and dataset cards are proxied from the object store so they need
 no public bucket. When the object store does not answer, the page and the API say 502.
@@ -26,8 +26,8 @@ from hopchain_airflow.ui.security import HopChainReader
 
 if TYPE_CHECKING:
     from pipelines.config import Params
-    from pipelines.ledger import Ledger
     from pipelines.review import Review
+    from pipelines.store.ledger import Ledger
 
 #: how long a page of the Status tab is served from the app's cache, and how many pages it keeps
 STATUS_TTL_S, STATUS_PAGES = 5.0, 32
@@ -47,7 +47,7 @@ def _load_params() -> Params:
 def _connect_ledger(params: Params) -> Ledger:
     """The ledger through the ``hopchain_s3`` connection; short timeouts, no retries (a page must not hang)."""
     from hopchain_airflow.hooks.object_store import ObjectStoreHook
-    from pipelines.ledger import Ledger
+    from pipelines.store.ledger import Ledger
 
     return Ledger(ObjectStoreHook().get_store(params.store.bucket, timeout_s=5, retries=0), params.store)
 
@@ -107,7 +107,7 @@ def collect_status(
 ) -> dict[str, Any]:
     """One page of what the page shows, as JSON (also served at ``/hopchain/api/status?page=N``): the
     newest ``per_page`` runs, batches, decisions and releases after skipping ``page * per_page`` of
-    each (:meth:`~pipelines.ledger.Ledger.view`), so a request reads a bounded part of the ledger.
+    each (:meth:`~pipelines.store.ledger.Ledger.view`), so a request reads a bounded part of the ledger.
 
     Raises :class:`BackendDown` when the object store does not answer."""
     try:

@@ -19,7 +19,7 @@ from urllib.parse import quote, urlencode
 
 import jinja2
 
-from pipelines.rejects import reason_label
+from pipelines.contracts.rejects import reason_label
 from pipelines.review import REASON_KINDS, AnnotatorRow, HopStep, QuestionFilter, QuestionPage, QuestionRow, TrendRow
 
 TEMPLATES = Path(__file__).parent / "templates"

@@ -150,7 +150,7 @@ def test_tables_conform_to_contracts():
 
 
 def test_every_decision_carries_its_code_beside_its_sentence() -> None:
-    from pipelines.rejects import REASONS
+    from pipelines.contracts.rejects import REASONS
 
     cases = {
         "decision.unanimous": four("q", ["3", "3", "3", "3"]),

@@ -156,7 +156,7 @@ def test_annotation_cost_per_accepted_and_saved():
 
 
 def test_consensus_records_written_before_the_cost_fields_still_read():
-    from pipelines.ledger import ConsensusRecord
+    from pipelines.store.ledger import ConsensusRecord
 
     old = {"batch_id": "b", "run_id": "r", "decided_by": "r", "accepted": 1, "rejected": 0, "pending": 0,
            "annotations_rejected": 0, "agreement_rate": 1.0, "decided_at": "2026-01-01T00:00:00Z", "keys": {}}

@@ -10,9 +10,9 @@ from PIL import Image
 
 from pipelines.config import ModelRef, OpenAIEndpoint, Params, SegmentConfig, VLMConfig
 from pipelines.contracts import to_table
+from pipelines.contracts.rejects import Reject
 from pipelines.detect.stage import batch_size, detect_shard
 from pipelines.ingest.decode import ImageItem
-from pipelines.rejects import Reject
 from pipelines.segment.stage import segment_shard
 
 pytestmark = pytest.mark.unit

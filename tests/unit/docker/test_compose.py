@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from pipelines.deploy import DeploymentSettings, read_env_file
+from pipelines.ops.deploy import DeploymentSettings, read_env_file
 from tests.support.secret_scan import scan_file, scan_tree
 
 pytestmark = pytest.mark.unit
@@ -332,7 +332,7 @@ def test_compose_connections_are_the_local_stack_connections(
 ) -> None:
     config, env = rendered
     settings = DeploymentSettings.from_env(env)
-    expected = settings.airflow_connections()  # pipelines.deploy.airflow_connections
+    expected = settings.airflow_connections()  # pipelines.ops.deploy.airflow_connections
     for conn in expected.values():
         conn["extra"] = json.loads(conn["extra"])
     for name in AIRFLOW_COMPONENTS | {"airflow-worker-default", "airflow-worker-gpu", "airflow-init"}:

@@ -1,6 +1,6 @@
 """Acceptance 3: the local stack and the compose deployment read the same configuration model.
 
-``pipelines.deploy.DeploymentSettings`` is loaded from the compose env template (docker/env.example)
+``pipelines.ops.deploy.DeploymentSettings`` is loaded from the compose env template (docker/env.example)
 and from the local stack's generated credentials; both give the same params.yaml profiles, the same
 connection ids and connection layout, and only endpoints and credentials differ.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.config import ConfigError, load_params, profile_names
-from pipelines.deploy import LABEL_STUDIO_CONN_ID, S3_CONN_ID, DeploymentSettings, main, read_env_file
+from pipelines.ops.deploy import LABEL_STUDIO_CONN_ID, S3_CONN_ID, DeploymentSettings, main, read_env_file
 
 pytestmark = pytest.mark.unit
 
@@ -58,7 +58,7 @@ def test_the_compose_env_template_loads_into_the_settings_model() -> None:
 
 
 def test_local_stack_and_compose_give_the_same_connections_and_profiles(local_stack) -> None:
-    from pipelines.deploy import airflow_connections
+    from pipelines.ops.deploy import airflow_connections
 
     s3, ls = local_stack.s3.credentials(), local_stack.labelstudio.credentials()
     local = DeploymentSettings.from_credentials(s3, ls, profile="demo")

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from pipelines.config import Params
-from pipelines.ledger import Ledger
 from pipelines.review import OVERLAY_ALPHA, PALETTE, Cursor, QuestionFilter, Review, render_overlay
+from pipelines.store.ledger import Ledger
 from tests.support.memory_store import MemoryStore
 from tests.support.review_data import BOXES, image_png, seed_batch, seed_runs
 
@@ -241,7 +241,7 @@ def test_the_dag_run_link_opens_the_questions_of_that_run() -> None:
 
 
 def test_release_trends_read_the_cost_fields_when_the_metrics_have_them() -> None:
-    from pipelines.ledger import ReleaseRecord
+    from pipelines.store.ledger import ReleaseRecord
 
     params, store = Params(), MemoryStore()
     ledger = Ledger(store, params.store)  # type: ignore[arg-type]
@@ -263,8 +263,8 @@ def test_the_kind_of_a_decision_comes_from_its_code_never_from_its_sentence() ->
     import pyarrow as pa
 
     from pipelines.contracts import SCHEMAS
-    from pipelines.ledger import BatchRecord
     from pipelines.review import join_batch
+    from pipelines.store.ledger import BatchRecord
 
     t = datetime(2026, 11, 2, tzinfo=UTC)
     batch = BatchRecord(batch_id="r.shard-00000", run_id="r", shard=0, questions=4, project_id=1, status="closed",

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from pipelines.ledger import RunSummary
+from pipelines.store.ledger import RunSummary
 
 pytestmark = pytest.mark.unit
 

@@ -85,7 +85,7 @@ def app_with():  # type: ignore[no-untyped-def]
 
     from hopchain_airflow.ui import app as ui
     from pipelines.config import Params
-    from pipelines.ledger import Ledger
+    from pipelines.store.ledger import Ledger
 
     def make(store, params: Params | None = None):  # type: ignore[no-untyped-def]
         params = params or Params()
@@ -114,7 +114,7 @@ def test_the_page_uses_the_configured_annotator_count(app_with) -> None:  # type
     from datetime import UTC, datetime
 
     from pipelines.config import AnnotationConfig, Params
-    from pipelines.ledger import BatchRecord, Ledger
+    from pipelines.store.ledger import BatchRecord, Ledger
     from tests.support.memory_store import MemoryStore
 
     params = Params(annotation=AnnotationConfig(annotators_required=3))
@@ -134,7 +134,7 @@ def test_the_page_shows_the_newest_records_a_page_at_a_time(app_with) -> None:  
     from datetime import UTC, datetime, timedelta
 
     from pipelines.config import Params
-    from pipelines.ledger import BatchRecord, Ledger
+    from pipelines.store.ledger import BatchRecord, Ledger
     from tests.support.memory_store import MemoryStore
 
     params = Params()

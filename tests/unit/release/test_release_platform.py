@@ -10,8 +10,8 @@ import pytest
 
 from pipelines.config import Params, Refused, load_params
 from pipelines.contracts import to_table
-from pipelines.ledger import BatchRecord, ConsensusRecord, Ledger, utc_now
 from pipelines.release.platform import accepted_digest, gather_tables, release_from_store, simulated_refusal
+from pipelines.store.ledger import BatchRecord, ConsensusRecord, Ledger, utc_now
 from tests.support.memory_store import MemoryStore
 
 pytestmark = pytest.mark.unit

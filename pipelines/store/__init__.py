@@ -1,6 +1,6 @@
 """Object store access (S3 API via the minio SDK: SeaweedFS locally, MinIO in production).
 
-Keys are built by :mod:`pipelines.layout` (the one module that builds keys; :func:`safe_key` is
+Keys are built by :mod:`pipelines.store.layout` (the one module that builds keys; :func:`safe_key` is
 re-exported here for callers that import it from this module). A single ``put_object`` is atomic on
 S3 (readers see the old object or the complete new one, never a partial one), so a retried task
 simply overwrites its own keys.
@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipelines.contracts import conform, parquet_bytes
-from pipelines.layout import KeyError_, RunKeys, safe_key
+from pipelines.store.layout import KeyError_, RunKeys, safe_key
 
 __all__ = ["KeyError_", "ObjectStore", "S3Credentials", "run_key", "safe_key"]
 
@@ -177,7 +177,8 @@ class ObjectStore:
 
 
 def run_key(runs_prefix: str, run_id: str, stage: str, shard: int | None = None, name: str | None = None) -> str:
-    """``runs/<run_id>/<stage>/shard-NNNNN.parquet`` (or ``.../<name>``); see :class:`pipelines.layout.RunKeys`."""
+    """``runs/<run_id>/<stage>/shard-NNNNN.parquet`` (or ``.../<name>``); see
+    :class:`pipelines.store.layout.RunKeys`."""
     keys = RunKeys(runs_prefix, run_id)
     return keys.table(stage, int(shard or 0)) if name is None else keys.stage_file(stage, name)
 
@@ -186,8 +187,8 @@ class FolderStore(ObjectStore):
     """A local folder used as a bucket: the object ``<key>`` is the file ``<root>/<key>``.
 
     The ``hopchain`` command's local mode: the same keys as the object store (the run layout of
-    :class:`pipelines.ledger.RunKeys`), so a folder written by the command and a bucket written by the
-    DAGs hold the same files. Each put is atomic (:func:`pipelines.files.write_atomic`: a reader sees
+    :class:`pipelines.store.ledger.RunKeys`), so a folder written by the command and a bucket written by the
+    DAGs hold the same files. Each put is atomic (:func:`pipelines.contracts.files.write_atomic`: a reader sees
     the old file or the new one). There is no server and no credentials (``creds`` is None).
     """
 
@@ -212,7 +213,7 @@ class FolderStore(ObjectStore):
         return path
 
     def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> str:
-        from pipelines.files import write_atomic
+        from pipelines.contracts.files import write_atomic
 
         write_atomic(self.path(key), data)
         return key

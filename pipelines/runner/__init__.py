@@ -25,7 +25,7 @@ The **runner** (:class:`Runner`) does the rest for every stage alike: reads the 
 runs the life cycle, writes each output, the rejects and the stats with one atomic put each (a retried
 task overwrites only its own shard's keys; ``resume`` skips shards whose stats, written last, exist),
 runs the stage's checks, and returns a JSON-able :class:`StageRun`. Keys come from
-:class:`pipelines.ledger.RunKeys`, the same for the object store (Airflow) and a local folder
+:class:`pipelines.store.ledger.RunKeys`, the same for the object store (Airflow) and a local folder
 (:class:`pipelines.store.FolderStore`, the command's local mode): one layout.
 
 What is not shard-shaped is a plain function of the :class:`RunEnv`: the Label Studio push of one shard,
@@ -50,9 +50,9 @@ from pydantic import BaseModel
 
 from pipelines.config import ConfigError, Params
 from pipelines.contracts import SCHEMAS
-from pipelines.layout import is_segment, shard_label, shard_of
-from pipelines.ledger import Ledger, RunKeys, RunSummary, utc_now
 from pipelines.store import FolderStore, ObjectStore, S3Credentials
+from pipelines.store.layout import is_segment, shard_label, shard_of
+from pipelines.store.ledger import Ledger, RunKeys, RunSummary, utc_now
 
 if TYPE_CHECKING:
     from pipelines.ingest.sources import ImageSource
@@ -460,7 +460,7 @@ class Runner:
         report.checks[shard_label(shard)] = validate(self.env, shard_label(shard), plan)
 
     def _bar(self, stage: Stage, total: int) -> Any:
-        from pipelines.progress import ItemProgress
+        from pipelines.runner.progress import ItemProgress
 
         return ItemProgress(stage.name, total, unit="shards", enabled=None if self.progress else False)
 

@@ -3,7 +3,7 @@ with their consensus, the counted annotations and their hop programs; hop overla
 stored RLE; per-annotator quality; trends per run and per release. No Airflow import here.
 
 Bounded reads. Questions are read a batch at a time, newest batch first, through the ledger's
-newest-first index (:meth:`~pipelines.ledger.Ledger.view`), and a page stops as soon as it holds
+newest-first index (:meth:`~pipelines.store.ledger.Ledger.view`), and a page stops as soon as it holds
 ``per_page`` questions or has looked at ``max_batches`` batches. A :class:`Cursor` says where the next
 page starts (index page, position in it, row in the batch), so page N costs what page 1 costs, whatever
 the ledger holds. Each batch's joined rows are cached (:class:`Review` keeps the newest ``cache_batches``),
@@ -32,9 +32,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel, Field
 
-from pipelines.ledger import BatchRecord, ConsensusRecord, Ledger, NewestFirst, batch_id_for
-from pipelines.rejects import DECISION_PENDING, DECISION_UNANIMOUS, REJECTION_FAMILIES, reason_label
+from pipelines.contracts.rejects import DECISION_PENDING, DECISION_UNANIMOUS, REJECTION_FAMILIES, reason_label
 from pipelines.reward import canonical_number
+from pipelines.store.ledger import BatchRecord, ConsensusRecord, Ledger, NewestFirst, batch_id_for
 
 __all__ = [
     "AnnotatorRow", "AnswerRow", "Cursor", "HopStep", "ImageRefused", "QuestionFilter", "QuestionPage",
@@ -42,7 +42,8 @@ __all__ = [
 ]
 
 Status = Literal["accepted", "rejected", "pending"]
-#: rejection reasons, by kind: the families of the ``decision.*`` rejection codes (:data:`pipelines.rejects.REASONS`)
+#: rejection reasons, by kind: the families of the ``decision.*`` rejection codes
+#: (:data:`pipelines.contracts.rejects.REASONS`)
 REASON_KINDS = REJECTION_FAMILIES
 #: overlay colours, one per picked instance in turn (RGB); the fill is blended at :data:`OVERLAY_ALPHA`
 PALETTE = ((255, 0, 255), (0, 200, 255), (255, 200, 0), (0, 255, 100), (255, 80, 0), (120, 80, 255))
@@ -64,7 +65,7 @@ def reason_code(status: str, code: str | None) -> str | None:
 
 
 def reason_kind(status: str, code: str | None) -> str:
-    """The kind of a decision, from its code (:func:`pipelines.rejects.reason_label`): ``not answerable``,
+    """The kind of a decision, from its code (:func:`pipelines.contracts.rejects.reason_label`): ``not answerable``,
     ``ambiguous``, ``disagreement`` for a rejected question, ``unanimous`` for an accepted one, ``pending``;
     ``unrecorded`` for a rejection decided before codes were recorded."""
     return reason_label(reason_code(status, code)).family
@@ -112,7 +113,7 @@ class QuestionRow(BaseModel):
     status: Status
     reason: str  # the decision's sentence, as the consensus wrote it (shown, never parsed)
     reason_code: str | None  # decision.* (None: a rejection decided before codes were recorded)
-    reason_kind: str  # the code's family (:func:`pipelines.rejects.reason_label`)
+    reason_kind: str  # the code's family (:func:`pipelines.contracts.rejects.reason_label`)
     agreed_answer: str | None = None
     matches_generated: bool | None = None
     answers: list[AnswerRow] = []

@@ -1,6 +1,6 @@
 """The platform's ledger: the records of runs, batches, decisions and releases, and their indexes.
 
-The key layout lives in :mod:`pipelines.layout` (the one module that builds keys; its docstring
+The key layout lives in :mod:`pipelines.store.layout` (the one module that builds keys; its docstring
 draws the whole tree); this module owns the typed records the DAGs pass between tasks (as JSON), the
 Airflow page shows and the release reads, and where each is kept:
 
@@ -37,8 +37,8 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipelines.config import StoreConfig
-from pipelines.layout import BucketLayout, RunKeys, batch_id_for
 from pipelines.store import ObjectStore
+from pipelines.store.layout import BucketLayout, RunKeys, batch_id_for
 
 __all__ = [
     "BatchRecord", "ConsensusRecord", "Ledger", "LedgerView", "ReleaseRecord", "RunKeys", "RunSummary",

@@ -37,7 +37,7 @@ environment; a missing secret is reported by name, never guessed. The Airflow co
 here are exactly those of the local stack (:func:`airflow_connections`, which the local stack uses too):
 ``hopchain_s3`` and ``hopchain_label_studio``.
 
-``python -m pipelines.deploy check [docker/.env]`` validates an env file or the environment
+``python -m pipelines.ops.deploy check [docker/.env]`` validates an env file or the environment
 (prints no secret).
 """
 
@@ -300,7 +300,7 @@ def read_env_file(path: str | Path) -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m pipelines.deploy check [ENV_FILE]``: validate the settings (of ``ENV_FILE``, else
+    """``python -m pipelines.ops.deploy check [ENV_FILE]``: validate the settings (of ``ENV_FILE``, else
     of this process's environment) against params.yaml and print a summary without secrets.
 
     Exit status: 0 valid and complete, 1 invalid, 2 usage, 3 valid but secrets missing.
@@ -309,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if not 1 <= len(argv) <= 2 or argv[0] != "check":
-        print("usage: python -m pipelines.deploy check [ENV_FILE]", file=sys.stderr)
+        print("usage: python -m pipelines.ops.deploy check [ENV_FILE]", file=sys.stderr)
         return 2
     try:
         if len(argv) == 2:

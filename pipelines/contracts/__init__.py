@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel
 
-from pipelines.files import write_atomic
+from pipelines.contracts.files import write_atomic
 from pipelines.reward import canonical_number as canonical_number  # the one rule, kept importable here
 
 MANIFEST = pa.schema(
@@ -35,7 +35,7 @@ MANIFEST = pa.schema(
     ]
 )
 
-# why an input file was refused: ``code`` is one lowercase snake-case word (pipelines.rejects.Quarantined)
+# why an input file was refused: ``code`` is one lowercase snake-case word (pipelines.contracts.rejects.Quarantined)
 QUARANTINE = pa.schema([("uri", pa.string()), ("code", pa.string()), ("detail", pa.string())])
 
 INSTANCES = pa.schema(
@@ -63,7 +63,7 @@ DETECTIONS = pa.schema(
     ]
 )
 
-# one refused item per row, written from pipelines.rejects.Reject: ``code`` is a dotted machine code
+# one refused item per row, written from pipelines.contracts.rejects.Reject: ``code`` is a dotted machine code
 # (``item.bad_box``), ``detail`` the human sentence, ``raw`` the offending input (<= rejects.MAX_RAW chars)
 REJECTS = pa.schema(
     [
@@ -107,7 +107,7 @@ CONSENSUS = pa.schema(
         ("agreed_answer", pa.string()),
         ("matches_generated", pa.bool_()),
         ("reason", pa.string()),  # the human sentence ("disagreement (3 vs 1: 1, 2)"); never parsed
-        # the decision's code (pipelines.rejects.REASONS: decision.*); null: decided before it was recorded
+        # the decision's code (pipelines.contracts.rejects.REASONS: decision.*); null: decided before it was recorded
         ("reason_code", pa.string()),
         # who gave the counted answers: "people", "simulated" or "mixed" (null: decided before it was recorded)
         ("answers_source", pa.string()),
@@ -137,7 +137,7 @@ def empty_table(name: str) -> pa.Table:
 
 
 def to_table(rows: Sequence[Mapping[str, Any] | BaseModel], name: str) -> pa.Table:
-    """Rows (dicts, or typed records such as :class:`pipelines.rejects.Reject`) → an Arrow table
+    """Rows (dicts, or typed records such as :class:`pipelines.contracts.rejects.Reject`) → an Arrow table
     with the contract's schema (extra keys refused)."""
     schema = SCHEMAS[name]
     dicts = [r.model_dump() if isinstance(r, BaseModel) else dict(r) for r in rows]
@@ -217,7 +217,7 @@ def parquet_bytes(table: pa.Table) -> bytes:
 
 
 def write_parquet_atomic(table: pa.Table, path: str | Path) -> Path:
-    """Write ``table`` as zstd Parquet to ``path`` atomically (:func:`pipelines.files.write_atomic`)."""
+    """Write ``table`` as zstd Parquet to ``path`` atomically (:func:`pipelines.contracts.files.write_atomic`)."""
     return write_atomic(path, parquet_bytes(table))
 
 
