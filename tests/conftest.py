@@ -32,6 +32,7 @@ from tests.support.stack import free_ports, params_with_ports, running_label_stu
 SHARED_SERVERS = {"local_stack": "stack", "demo_release": "stack", "label_studio": "label_studio"}
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the xdist_group markers
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         used = set(getattr(item, "fixturenames", ()))
