@@ -91,7 +91,7 @@ def test_task_runner_fails_the_task_without_retry_and_downstream_does_not_run(
     from airflow.sdk.exceptions import AirflowFailException
 
     from hopchain_airflow.runtime import run_task
-    from pipelines.runner import validate
+    from pipelines.runner import summarize, validate
 
     run_id = f"op-{uuid.uuid4().hex[:8]}"
     context = {"run_id": run_id, "params": {}}
@@ -111,7 +111,7 @@ def test_task_runner_fails_the_task_without_retry_and_downstream_does_not_run(
     assert object_store.get_json(f"runs/{run_id}/validation/questions/bad.json")["report"]["success"] is False
     # the run's summary (trigger rule all_done: it runs after a failed task too) renders the Data Docs
     # index from the sites the validations marked, and links both
-    summary = run_task(context, lambda flow: flow.summary())
+    summary = run_task(context, summarize)
     assert summary["datadocs"] == f"runs/{run_id}/datadocs/index.html"
     index = object_store.get_bytes(summary["datadocs"]).decode()
     assert "questions/good" in index and "questions/bad" in index
