@@ -7,7 +7,10 @@ pid at the end of the session. Tests never reach the network: HF hub offline, no
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
@@ -28,17 +31,37 @@ import pytest  # noqa: E402
 from tests.support.stack import free_ports, params_with_ports, running_label_studio, running_s3_server  # noqa: E402
 
 #: Session servers that are expensive to start: with ``pytest -n N --dist loadgroup`` (``make test``) every
-#: test that uses one runs on the same worker, so each starts once; the other tests spread over the rest.
+#: test module that uses one runs on one worker, so each starts once; the other tests spread one by one.
 SHARED_SERVERS = {"local_stack": "stack", "demo_release": "stack", "label_studio": "label_studio"}
+_TESTS = Path(__file__).resolve().parent
+_DEF = re.compile(r"def \w+\(([^)]*)\)")
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the xdist_group markers
+def _group_of_module(text: str) -> str | None:
+    """The shared server a test module's functions take as a fixture ("stack" wins: it has its own LS)."""
+    used = {name.split(":")[0].strip() for params in _DEF.findall(text) for name in params.split(",")}
+    return next((g for f, g in SHARED_SERVERS.items() if f in used), None)
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadgroup``: pytest-xdist 3.8 groups by ``item._nodeid``, which pytest 9 no longer reads, so
+    its own groups are lost; this scheduler groups by module instead (the modules of one shared server are
+    one scope, sent to one worker; every other test is a scope of its own)."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    groups = {p.relative_to(_TESTS.parent).as_posix(): g for p in _TESTS.rglob("test_*.py")
+              if (g := _group_of_module(p.read_text()))}
+
+    class SharedServerScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return groups.get(nodeid.split("::", 1)[0], nodeid)
+
+    return SharedServerScheduling(config, log)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    for item in items:
-        used = set(getattr(item, "fixturenames", ()))
-        group = next((g for f, g in SHARED_SERVERS.items() if f in used), None)  # "stack" wins: it has its own LS
-        if group:
-            item.add_marker(pytest.mark.xdist_group(group))
     try:
         import torch
 
