@@ -160,6 +160,15 @@ class Detector:
 ImageLoader = Callable[[pa.Table, str], tuple[list[ImageItem], list[Reject]]]
 
 
+def image_loader(env: RunEnv) -> ImageLoader:
+    """How a model stage (detect, segment) decodes a shard's images: as ingest did, with the run's image
+    source and pixel limit."""
+    from pipelines.ingest.sources import load_images
+
+    images, max_pixels = env.images, env.params.ingest.max_pixels
+    return lambda manifest, stage: load_images(manifest, max_pixels, images, stage=stage)
+
+
 def batch_size(params: Params, stage: str) -> int:
     """Images per model call — the one rule for detect and segment.
 
@@ -215,12 +224,9 @@ class DetectStage(StageBase):
         self.detector: Detector | None = None
 
     def setup(self, env: RunEnv) -> None:
-        from pipelines.ingest.sources import load_images
-
         self.backend = env.params.detect.backend
         self.batch = batch_size(env.params, "detect")
-        images, max_pixels = env.images, env.params.ingest.max_pixels
-        self.load: ImageLoader = lambda manifest, stage: load_images(manifest, max_pixels, images, stage=stage)
+        self.load = image_loader(env)
         if self.backend == "annotations":
             from pipelines.segment.annotations import ShippedInstances
 

@@ -30,7 +30,7 @@ import pyarrow.compute as pc
 from pipelines.config import SegmentConfig
 from pipelines.contracts import empty_table, to_table
 from pipelines.contracts.rejects import Reject, rejects_table
-from pipelines.detect.stage import ImageItem, ImageLoader, batch_size, batches, sum_counts
+from pipelines.detect.stage import ImageItem, ImageLoader, batch_size, batches, image_loader, sum_counts
 from pipelines.runner import Check, RunEnv, Shard, ShardResult, StageBase
 from pipelines.segment.backends import Prompt, SegmentBackend, make_segment_backend
 from pipelines.segment.masks import encode_masks, suppress_duplicates
@@ -178,12 +178,9 @@ class SegmentStage(StageBase):
         self.segmenter: Segmenter | None = None
 
     def setup(self, env: RunEnv) -> None:
-        from pipelines.ingest.sources import load_images
-
         self.backend = env.params.segment.backend
         self.batch = batch_size(env.params, "segment")
-        images, max_pixels = env.images, env.params.ingest.max_pixels
-        self.load: ImageLoader = lambda manifest, stage: load_images(manifest, max_pixels, images, stage=stage)
+        self.load = image_loader(env)
         if self.backend == "annotations":
             from pipelines.segment.annotations import ShippedInstances
 
