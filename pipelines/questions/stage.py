@@ -69,147 +69,167 @@ def run_questions(
 ) -> StageResult:
     """Questions for every image of ``manifest`` (see the module docstring).
 
-    ``cfg.writer == "vlm"`` needs ``writer_backend``; ``cfg.difficulty.enabled`` needs
-    ``solver_backend`` (both already ``setup()``). Deterministic for the program writer.
+    The stage is five steps over one :class:`_Work`: build the scenes, write the full questions (the
+    program or the VLM writer), derive and balance the variants, calibrate against the solver, and
+    account for every image left without a question. ``cfg.writer == "vlm"`` needs ``writer_backend``;
+    ``cfg.difficulty.enabled`` needs ``solver_backend`` (both already ``setup()``). Deterministic for
+    the program writer.
     """
-    margins = margins_of(cfg)
-    rows_by_id = {r["image_id"]: r for r in manifest.to_pylist()}
-    image_rejects: list[Reject] = []
-    # each image is read once: kept for the VLM writer and the solver when they will need it again
-    keep_images = cfg.writer == "vlm" or cfg.difficulty.enabled
-    loaded: dict[str, Image.Image] = {}
+    if cfg.writer == "vlm" and writer_backend is None:
+        raise ValueError("questions.writer is 'vlm' but no writer backend was given")
+    if cfg.difficulty.enabled and solver_backend is None:
+        raise ValueError("questions.difficulty.enabled but no solver backend was given")
+    work = _Work(cfg, manifest, image_loader)
+    work.build_scenes(instances)
+    if cfg.writer == "program":
+        full = _program_questions(work)
+    else:
+        assert writer_backend is not None
+        full = _vlm_questions(work, instances, writer_backend)
+    questions = _with_variants(work, full)
+    if solver_backend is not None and cfg.difficulty.enabled:
+        questions = _calibrated(work, questions, solver_backend)
+    _account_for_silent_images(work, questions)
+    return work.result(questions)
 
-    def image_of(image_id: str) -> Image.Image:
-        if image_id in loaded:
-            return loaded[image_id]
-        image = image_loader(rows_by_id[image_id]).convert("RGB")
-        if keep_images:
-            loaded[image_id] = image
+
+class _Work:
+    """What the steps of :func:`run_questions` share: the config, the margins, the scenes, the images
+    (each read once, kept only when a later step needs it again), and the rejects and stats so far."""
+
+    def __init__(self, cfg: QuestionsConfig, manifest: pa.Table, image_loader: ImageLoader) -> None:
+        self.cfg = cfg
+        self.margins: Margins = margins_of(cfg)
+        self.manifest = manifest
+        self._rows = {r["image_id"]: r for r in manifest.to_pylist()}
+        self._load = image_loader
+        self._keep = cfg.writer == "vlm" or cfg.difficulty.enabled
+        self._loaded: dict[str, Image.Image] = {}
+        self.scenes: list[Scene] = []
+        self.rejects: list[Reject] = []
+        self.explained: set[str] = set()  # images whose lack of questions a no_question.* reject explains
+        self.stats: dict[str, Any] = {}
+
+    def image(self, image_id: str) -> Image.Image:
+        if image_id in self._loaded:
+            return self._loaded[image_id]
+        image = self._load(self._rows[image_id]).convert("RGB")
+        if self._keep:
+            self._loaded[image_id] = image
         return image
 
-    def pixels(image_id: str) -> np.ndarray | None:
+    def _pixels(self, image_id: str) -> np.ndarray | None:
         """The image's pixels for colour naming; an unreadable image only loses its colours."""
         try:
-            return np.asarray(image_of(image_id))
+            return np.asarray(self.image(image_id))
         except (OSError, ValueError) as err:
-            image_rejects.append(question_reject(image_id, "image.colors_unavailable", f"colours not computed: {err}"))
+            self.rejects.append(question_reject(image_id, "image.colors_unavailable", f"colours not computed: {err}"))
             return None
 
-    scenes, scene_rejects = scenes_from_tables(
-        instances,
-        manifest,
-        min_score=cfg.min_score,
-        min_area=cfg.min_area,
-        shadow_score=cfg.shadow_score,
-        images=pixels if cfg.colors else None,
-        visible_area_frac=cfg.visible_area_frac,
-        occlusion_overlap=cfg.occlusion_overlap,
+    def build_scenes(self, instances: pa.Table) -> None:
+        cfg = self.cfg
+        self.scenes, scene_rejects = scenes_from_tables(
+            instances,
+            self.manifest,
+            min_score=cfg.min_score,
+            min_area=cfg.min_area,
+            shadow_score=cfg.shadow_score,
+            images=self._pixels if cfg.colors else None,
+            visible_area_frac=cfg.visible_area_frac,
+            occlusion_overlap=cfg.occlusion_overlap,
+        )
+        self.rejects[:0] = scene_rejects
+        self.stats.update(images=len(self.scenes), instances_left_out=len(scene_rejects))
+
+    def balanced_out(self, dropped: list[Question], what: str) -> None:
+        """Questions the answer-share caps left out, each a ``balance.answer_share`` reject."""
+        self.rejects += [question_reject(q.question_id, "balance.answer_share", what.format(q=q)) for q in dropped]
+
+    def result(self, questions: list[Question]) -> StageResult:
+        self.stats.update(
+            questions=len(questions),
+            by_variant=dict(Counter(q.variant for q in questions)),
+            by_num_hops=dict(sorted(Counter(q.num_hops for q in questions if q.variant == "full").items())),
+            by_family=dict(Counter(q.family for q in questions if q.variant == "full")),
+            report=question_report([q.to_row() for q in questions]),
+            rejects=count_codes(self.rejects),
+        )
+        rows = [q.to_row() for q in questions]
+        return StageResult(to_table(rows, "questions"), rejects_table(self.rejects), self.stats)
+
+
+def _program_questions(work: _Work) -> list[Question]:
+    """The program writer's full questions; why an image got none is a ``no_question.*`` reject."""
+    cfg = work.cfg
+    res = generate(
+        work.scenes,
+        seed=cfg.seed,
+        per_image=cfg.per_image,
+        min_hops=cfg.min_hops,
+        max_hops=cfg.max_hops,
+        max_share=cfg.max_answer_share,
+        margins=work.margins,
+        max_skeleton_share=cfg.max_skeleton_answer_share,
     )
-    rejects: list[Reject] = scene_rejects + image_rejects
-    explained: set[str] = set()  # images whose lack of questions a no_question.* reject explains
-    by_id = {s.image_id: s for s in scenes}
-    stats: dict[str, Any] = {"images": len(scenes), "instances_left_out": len(scene_rejects)}
+    gen = {k: v for k, v in vars(res.stats).items() if k not in ("reasons", "attempt_reasons", "no_question")}
+    gen["reasons"] = dict(res.stats.reasons)
+    gen["attempt_reasons"] = dict(res.stats.attempt_reasons)
+    work.stats["generator"] = gen
+    for image_id, why in res.stats.no_question.items():
+        tried = sum(why.values())
+        if why:
+            work.explained.add(image_id)
+        for reason, n in why.most_common():
+            work.rejects.append(question_reject(image_id, f"no_question.{reason}", f"stopped {n} of {tried} attempts"))
+    work.balanced_out(
+        res.balanced_out,
+        f"answer {{q.answer}} over the {cfg.max_answer_share:g} batch share cap "
+        f"or the {cfg.max_skeleton_answer_share:g} share cap within its skeleton",
+    )
+    return res.questions
 
-    if cfg.writer == "program":
-        res = generate(
-            scenes,
-            seed=cfg.seed,
-            per_image=cfg.per_image,
-            min_hops=cfg.min_hops,
-            max_hops=cfg.max_hops,
-            max_share=cfg.max_answer_share,
-            margins=margins,
-            max_skeleton_share=cfg.max_skeleton_answer_share,
-        )
-        full, dropped = res.questions, res.balanced_out
-        stats["generator"] = {
-            k: v for k, v in vars(res.stats).items() if k not in ("reasons", "attempt_reasons", "no_question")
-        }
-        stats["generator"]["reasons"] = dict(res.stats.reasons)
-        stats["generator"]["attempt_reasons"] = dict(res.stats.attempt_reasons)
-        for image_id, why in res.stats.no_question.items():
-            tried = sum(why.values())
-            if why:
-                explained.add(image_id)
-            for reason, n in why.most_common():
-                rejects.append(question_reject(image_id, f"no_question.{reason}", f"stopped {n} of {tried} attempts"))
-    else:
-        if writer_backend is None:
-            raise ValueError("questions.writer is 'vlm' but no writer backend was given")
-        full, dropped, writer_rejects = _vlm_questions(
-            scenes, instances, cfg, writer_backend, margins, image_of
-        )
-        rejects += writer_rejects
-    rejects += [
-        question_reject(
-            q.question_id,
-            "balance.answer_share",
-            f"answer {q.answer} over the {cfg.max_answer_share:g} batch share cap "
-            f"or the {cfg.max_skeleton_answer_share:g} share cap within its skeleton",
-        )
-        for q in dropped
-    ]
 
-    variants, missing = derive_variants(full, by_id, [v for v in cfg.variants if v != "full"], margins)
-    kept_variants: list[Question] = []
+def _with_variants(work: _Work, full: list[Question]) -> list[Question]:
+    """The full questions (when asked for) and the balanced variants derived from them."""
+    cfg = work.cfg
+    by_id = {s.image_id: s for s in work.scenes}
+    variants, missing = derive_variants(full, by_id, [v for v in cfg.variants if v != "full"], work.margins)
+    kept: list[Question] = []
     for v in sorted({q.variant for q in variants}):
         group = [q for q in variants if q.variant == v]
-        sel, out = select_balanced(_by_image(group, scenes), cfg.per_image, cfg.max_answer_share)
-        kept_variants += sel
-        rejects += [
-            question_reject(q.question_id, "balance.answer_share", f"{v} answer {q.answer} over the share cap")
-            for q in out
-        ]
-    stats["variants_not_derivable"] = missing
-    questions = (full if "full" in cfg.variants else []) + kept_variants
+        sel, out = select_balanced(_by_image(group, work.scenes), cfg.per_image, cfg.max_answer_share)
+        kept += sel
+        work.balanced_out(out, f"{v} answer {{q.answer}} over the share cap")
+    work.stats["variants_not_derivable"] = missing
+    return (full if "full" in cfg.variants else []) + kept
 
-    if cfg.difficulty.enabled:
-        if solver_backend is None:
-            raise ValueError("questions.difficulty.enabled but no solver backend was given")
-        from pipelines.questions.difficulty import calibrate
 
-        d = cfg.difficulty
-        questions, too_easy = calibrate(
-            questions,
-            image_of,
-            solver_backend,
-            k=d.k,
-            temperature=d.temperature,
-            drop_at_pass_rate=d.drop_at_pass_rate,
-            prompt_version=cfg.vlm_prompt_version,
-        )
-        rejects += too_easy
-        if cfg.blind.enabled:
-            from pipelines.questions.difficulty import BLIND_SOLVABLE, blind_test
+def _calibrated(work: _Work, questions: list[Question], solver: VLMBackend) -> list[Question]:
+    """Drop what the solver finds too easy (``difficulty.*``) and, when asked, what it answers without
+    the image (``leakage.blind_solvable``)."""
+    from pipelines.questions.difficulty import BLIND_SOLVABLE, blind_test, calibrate
 
-            b = cfg.blind
-            questions, blind_solvable = blind_test(
-                questions,
-                solver_backend,
-                k=b.k,
-                temperature=b.temperature,
-                drop_at_accuracy=b.drop_at_accuracy,
-                prompt_version=cfg.vlm_prompt_version,
-            )
-            rejects += blind_solvable
-            stats["blind_solvable"] = count_codes(blind_solvable).get(BLIND_SOLVABLE, 0)
+    cfg, d = work.cfg, work.cfg.difficulty
+    questions, too_easy = calibrate(questions, work.image, solver, k=d.k, temperature=d.temperature,
+                                    drop_at_pass_rate=d.drop_at_pass_rate, prompt_version=cfg.vlm_prompt_version)
+    work.rejects += too_easy
+    if cfg.blind.enabled:
+        b = cfg.blind
+        questions, blind_solvable = blind_test(questions, solver, k=b.k, temperature=b.temperature,
+                                               drop_at_accuracy=b.drop_at_accuracy,
+                                               prompt_version=cfg.vlm_prompt_version)
+        work.rejects += blind_solvable
+        work.stats["blind_solvable"] = count_codes(blind_solvable).get(BLIND_SOLVABLE, 0)
+    return questions
 
+
+def _account_for_silent_images(work: _Work, questions: list[Question]) -> None:
+    """Every image yields questions or a reject saying why not."""
     with_q = Counter(q.image_id for q in questions)
-    for s in scenes:
-        if not with_q[s.image_id] and s.image_id not in explained:
-            rejects.append(
-                question_reject(s.image_id, "no_question.none_verified",
-                                f"no verified question for a scene of {s.n} instances")
-            )
-    stats.update(
-        questions=len(questions),
-        by_variant=dict(Counter(q.variant for q in questions)),
-        by_num_hops=dict(sorted(Counter(q.num_hops for q in questions if q.variant == "full").items())),
-        by_family=dict(Counter(q.family for q in questions if q.variant == "full")),
-        report=question_report([q.to_row() for q in questions]),
-        rejects=count_codes(rejects),
-    )
-    return StageResult(to_table([q.to_row() for q in questions], "questions"), rejects_table(rejects), stats)
+    for s in work.scenes:
+        if not with_q[s.image_id] and s.image_id not in work.explained:
+            work.rejects.append(question_reject(s.image_id, "no_question.none_verified",
+                                                f"no verified question for a scene of {s.n} instances"))
 
 
 def _by_image(questions: list[Question], scenes: list[Scene]) -> list[list[Question]]:
@@ -219,17 +239,48 @@ def _by_image(questions: list[Question], scenes: list[Scene]) -> list[list[Quest
     return list(groups.values())
 
 
-def _vlm_questions(
-    scenes: list[Scene],
-    instances: pa.Table,
-    cfg: QuestionsConfig,
-    backend: VLMBackend,
-    margins: Margins,
-    image_of: Callable[[str], Image.Image],
-) -> tuple[list[Question], list[Question], list[Reject]]:
-    from pycocotools import mask as mask_utils
-
+def _vlm_questions(work: _Work, instances: pa.Table, backend: VLMBackend) -> list[Question]:
+    """The VLM writer's full questions over the scenes it can be shown (two instances or more, a
+    loadable image), each image's instances marked from their masks."""
     from pipelines.questions.writer import VLMQuestionWriter, WriterItem
+
+    cfg = work.cfg
+    masks = _masks_by_image(instances)
+    items: list[WriterItem] = []
+    for s in work.scenes:
+        if s.n < 2:
+            work.rejects.append(question_reject(s.image_id, "scene.too_few_instances", f"{s.n} instances in the scene"))
+            continue
+        try:
+            image = work.image(s.image_id)
+        except (OSError, ValueError) as err:
+            work.rejects.append(question_reject(s.image_id, "image.unavailable", f"image not loadable: {err}"))
+            continue
+        items.append(WriterItem(s, image, masks.get(s.image_id, {})))
+    writer = VLMQuestionWriter(
+        backend,
+        prompt_version=cfg.vlm_prompt_version,
+        margins=work.margins,
+        min_hops=cfg.min_hops,
+        max_hops=cfg.max_hops,
+        samples_per_image=cfg.vlm_samples_per_image,
+        max_new_tokens=cfg.vlm_max_new_tokens,
+    )
+    written, writer_rejects = writer.write(items)
+    work.rejects += writer_rejects
+    selected, dropped = select_balanced(_by_image(written, work.scenes), cfg.per_image, cfg.max_answer_share)
+    work.balanced_out(
+        dropped,
+        f"answer {{q.answer}} over the {cfg.max_answer_share:g} batch share cap "
+        f"or the {cfg.max_skeleton_answer_share:g} share cap within its skeleton",
+    )
+    return selected
+
+
+def _masks_by_image(instances: pa.Table) -> dict[str, dict[int, Any]]:
+    """Decoded masks by image and instance, for the writer's marks (an undecodable mask, already
+    rejected by the scene builder, is simply not drawn)."""
+    from pycocotools import mask as mask_utils
 
     masks: dict[str, dict[int, Any]] = {}
     for r in instances.to_pylist():
@@ -238,30 +289,7 @@ def _vlm_questions(
             masks.setdefault(r["image_id"], {})[r["instance_id"]] = mask_utils.decode(rle)
         except Exception as err:  # noqa: BLE001 - already rejected by the scene builder; no mark drawn
             log.debug("mask of %s#%s not drawable: %s", r["image_id"], r["instance_id"], err)
-    items: list[WriterItem] = []
-    rejects: list[Reject] = []
-    for s in scenes:
-        if s.n < 2:
-            rejects.append(question_reject(s.image_id, "scene.too_few_instances", f"{s.n} instances in the scene"))
-            continue
-        try:
-            image = image_of(s.image_id)
-        except (OSError, ValueError) as err:
-            rejects.append(question_reject(s.image_id, "image.unavailable", f"image not loadable: {err}"))
-            continue
-        items.append(WriterItem(s, image, masks.get(s.image_id, {})))
-    writer = VLMQuestionWriter(
-        backend,
-        prompt_version=cfg.vlm_prompt_version,
-        margins=margins,
-        min_hops=cfg.min_hops,
-        max_hops=cfg.max_hops,
-        samples_per_image=cfg.vlm_samples_per_image,
-        max_new_tokens=cfg.vlm_max_new_tokens,
-    )
-    written, writer_rejects = writer.write(items)
-    selected, dropped = select_balanced(_by_image(written, scenes), cfg.per_image, cfg.max_answer_share)
-    return selected, dropped, rejects + writer_rejects
+    return masks
 
 
 class QuestionsStage(StageBase):
