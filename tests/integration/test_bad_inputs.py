@@ -91,7 +91,7 @@ def make_inputs(folder: Path) -> tuple[dict[str, bytes], dict, dict[str, str]]:
         "truncated.jpg": ("truncated_or_corrupt", files[photo][: len(files[photo]) // 2]),
         "notes.jpg": ("not_an_image", b"this is a text file, not a photograph\n" * 20),
         "empty.png": ("empty", b""),
-        "bomb.png": ("too_large", _png(Image.new("1", (10000, 9000)))),  # 90 M pixels > max_pixels
+        "bomb.png": ("too_many_pixels", _png(Image.new("1", (10000, 9000)))),  # 90 M pixels > max_pixels
         "copy.jpg": ("duplicate", files[photo]),
     }
     for name, (_, data) in refused.items():
