@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -50,6 +50,26 @@ def _too_many_bytes(uri: str, size: int | None, max_bytes: int) -> ImageRefused:
     if size is None:
         return ImageRefused(TOO_MANY_BYTES, f"more than max_bytes {max_bytes} bytes read from {uri}; read stopped")
     return ImageRefused(TOO_MANY_BYTES, f"{size} bytes > max_bytes {max_bytes}; {uri} not read")
+
+
+def read_at_most(read: Callable[[int], bytes], limit: int, stated: int | None) -> bytes:
+    """At most ``limit + 1`` bytes from ``read`` (a file's or an HTTP body's ``read(n)``), in chunks: the
+    first asks for the ``stated`` size and one byte more, so no buffer of the limit's size is allocated
+    for a small file (``read(n)`` preallocates ``n`` bytes); more than ``limit`` bytes means refuse."""
+    chunks: list[bytes] = []
+    got = 0
+    want = min(limit, stated or 0) + 1
+    while got <= limit:
+        chunk = read(min(want, limit + 1 - got))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        got += len(chunk)
+        want = _CHUNK
+    return b"".join(chunks)
+
+
+_CHUNK = 1 << 20
 
 
 def inside_folder(uri: str, root: str) -> Path:
@@ -124,7 +144,7 @@ class ImageSource:
             size = os.fstat(fh.fileno()).st_size
             if size > max_bytes:
                 raise _too_many_bytes(uri, size, max_bytes)
-            data = fh.read(max_bytes + 1)
+            data = read_at_most(fh.read, max_bytes, size)
         if len(data) > max_bytes:
             raise _too_many_bytes(uri, None, max_bytes)
         return data
@@ -139,7 +159,7 @@ class ImageSource:
             return b""  # a range of an empty object is unsatisfiable (HTTP 416)
         resp = client.get_object(bucket, key, offset=0, length=max_bytes + 1)
         try:
-            data = resp.read(max_bytes + 1)
+            data = read_at_most(resp.read, max_bytes, size)
         finally:
             resp.close()
             resp.release_conn()
