@@ -67,10 +67,19 @@ class StoreConfig(_Model):
 
 
 class IngestConfig(_Model):
+    """Ingest, and the limits on one input, each checked before the input is decoded or rasterised
+    (a violation is a quarantine row or a reject with its reason; docs/security.md, "Inputs: size,
+    shape and paths")."""
+
     shard_size: int = Field(200, ge=1, le=5000)
-    max_pixels: int = Field(89_478_485, ge=1)  # Pillow's own bomb limit
-    max_bytes: int = Field(50 * 1024 * 1024, ge=1)
+    # pixels per image, from the header: Pillow's own MAX_IMAGE_PIXELS; above 2x it Pillow refuses anyway
+    max_pixels: int = Field(89_478_485, ge=1, le=178_956_970)
+    max_bytes: int = Field(50 * 1024 * 1024, ge=1)  # bytes per image file, from its stat/HEAD before reading
     extensions: list[str] = [".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"]
+    max_instances: int = Field(1000, ge=1)  # annotated instances per image (COCO import)
+    max_polygon_vertices: int = Field(10_000, ge=3)  # per instance, all its polygon rings together
+    polygon_margin: float = Field(0.1, ge=0, le=1)  # polygon coordinates within [-m, 1+m] x the image size
+    max_polygon_path: float = Field(10.0, gt=0)  # an instance's total edge length, in image perimeters
 
 
 class ModelRef(_Model):

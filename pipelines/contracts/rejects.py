@@ -82,6 +82,19 @@ REASONS: Final[MappingProxyType[str, ReasonLabel]] = MappingProxyType({
     "release.image_altered": ReasonLabel("release", "image bytes changed"),
     "release.withdrawn_decision": ReasonLabel("release", "decision changed after release"),
     "release.withdrawn_image": ReasonLabel("release", "image withdrawn"),
+    # inputs over a limit or out of shape (ingest.* limits; docs/security.md, "Inputs: size, shape and paths");
+    # an image a stage reloads is refused as image.<quarantine code> (pipelines.ingest.sources.load_images)
+    "image.too_many_bytes": ReasonLabel("image", "image file larger than ingest.max_bytes"),
+    "image.too_many_pixels": ReasonLabel("image", "image larger than ingest.max_pixels (decompression bomb)"),
+    "image.outside_images_folder": ReasonLabel("image", "image path resolves outside its input folder"),
+    "instance.too_many": ReasonLabel("instance", "more instances on the image than ingest.max_instances"),
+    "polygon.non_finite": ReasonLabel("polygon", "polygon coordinate is inf or NaN"),
+    "polygon.out_of_bounds": ReasonLabel("polygon", "polygon coordinate far outside the image"),
+    "polygon.too_many_vertices": ReasonLabel("polygon", "polygon with more vertices than ingest.max_polygon_vertices"),
+    "polygon.too_long": ReasonLabel("polygon", "polygon edges longer than ingest.max_polygon_path"),
+    "mask.rle_size_mismatch": ReasonLabel("mask", "RLE mask does not cover the image's size"),
+    "mask.rle_malformed": ReasonLabel("mask", "RLE mask counts are malformed"),
+    "coco.invalid_score": ReasonLabel("coco", "annotation score is not a number in 0..1"),
 })
 #: the families a rejected question can have (the review page's reason filter), in the table's order
 REJECTION_FAMILIES: Final = tuple(REASONS[c].family for c in (

@@ -162,11 +162,11 @@ ImageLoader = Callable[[pa.Table, str], tuple[list[ImageItem], list[Reject]]]
 
 def image_loader(env: RunEnv) -> ImageLoader:
     """How a model stage (detect, segment) decodes a shard's images: as ingest did, with the run's image
-    source and pixel limit."""
+    source and its pixel and byte limits."""
     from pipelines.ingest.sources import load_images
 
-    images, max_pixels = env.images, env.params.ingest.max_pixels
-    return lambda manifest, stage: load_images(manifest, max_pixels, images, stage=stage)
+    images, max_pixels, max_bytes = env.images, env.params.ingest.max_pixels, env.params.ingest.max_bytes
+    return lambda manifest, stage: load_images(manifest, max_pixels, images, stage=stage, max_bytes=max_bytes)
 
 
 def batch_size(params: Params, stage: str) -> int:

@@ -21,11 +21,14 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 EMPTY: Final = "empty"
 NOT_AN_IMAGE: Final = "not_an_image"
 CORRUPT: Final = "truncated_or_corrupt"
-TOO_LARGE: Final = "too_large"
+TOO_MANY_BYTES: Final = "too_many_bytes"  # the file is larger than ingest.max_bytes (refused before reading)
+TOO_MANY_PIXELS: Final = "too_many_pixels"  # the header declares more than ingest.max_pixels (a decompression bomb)
+OUTSIDE_FOLDER: Final = "outside_images_folder"  # the path resolves outside the input folder (symlink, ``..``)
 UNSUPPORTED_MODE: Final = "unsupported_mode"
 DUPLICATE: Final = "duplicate"
 UNREADABLE: Final = "unreadable"
-REFUSAL_CODES: Final = (EMPTY, NOT_AN_IMAGE, CORRUPT, TOO_LARGE, UNSUPPORTED_MODE, DUPLICATE, UNREADABLE)
+REFUSAL_CODES: Final = (EMPTY, NOT_AN_IMAGE, CORRUPT, TOO_MANY_BYTES, TOO_MANY_PIXELS, UNSUPPORTED_MODE, DUPLICATE,
+                        UNREADABLE, OUTSIDE_FOLDER)
 
 # Modes we can map to RGB faithfully. Anything else (LAB, HSV, F, I;16S, ...) is refused.
 _DIRECT_MODES: Final = {"RGB", "L", "P", "CMYK", "YCbCr", "1"}
@@ -90,23 +93,26 @@ def _to_rgb(im: Image.Image) -> Image.Image:
 def decode_image(data: bytes, *, max_pixels: int, max_bytes: int | None = None) -> DecodedImage:
     """Decode ``data`` to RGB with the EXIF orientation applied.
 
-    ``max_pixels`` bounds width x height *before* any pixel is decoded (decompression bombs).
-    The check is done here, per call: Pillow's process-wide ``Image.MAX_IMAGE_PIXELS`` is never
-    changed (its own hard refusal at 2x that value still applies and is reported as too large).
-    Raises :class:`ImageRefused`.
+    ``max_pixels`` bounds width x height from the header, *before* any pixel is decoded
+    (decompression bombs: a few kB of PNG can declare 30000 x 30000). The check is done here, per
+    call: Pillow's process-wide ``Image.MAX_IMAGE_PIXELS`` is never changed; Pillow's own guard
+    (its ``DecompressionBombError`` above 2x that value, 178,956,970 pixels, raised by ``open`` or
+    ``load``) is caught and refused the same way, so a bomb is a refusal, never a crash, and
+    ``DecompressionBombWarning`` is silenced because this limit replaces it. ``max_bytes`` is a
+    second line behind the source's own size check (:meth:`ImageSource.read`). Raises
+    :class:`ImageRefused` (``too_many_bytes``, ``too_many_pixels``, ``not_an_image``, ...).
     """
     if not data:
         raise ImageRefused(EMPTY, "0 bytes")
     if max_bytes is not None and len(data) > max_bytes:
-        raise ImageRefused(TOO_LARGE, f"{len(data)} bytes > max_bytes {max_bytes}")
+        raise ImageRefused(TOO_MANY_BYTES, f"{len(data)} bytes > max_bytes {max_bytes}")
     with warnings.catch_warnings():
-        # our own limit below replaces Pillow's warning; Pillow's hard error still raises
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         im: Image.Image
         try:
             im = Image.open(io.BytesIO(data))
         except Image.DecompressionBombError as err:
-            raise ImageRefused(TOO_LARGE, str(err)) from None
+            raise ImageRefused(TOO_MANY_PIXELS, str(err)) from None
         except UnidentifiedImageError:
             raise ImageRefused(NOT_AN_IMAGE, "Pillow cannot identify the format") from None
         except (OSError, SyntaxError, ValueError) as err:
@@ -115,11 +121,14 @@ def decode_image(data: bytes, *, max_pixels: int, max_bytes: int | None = None) 
         if width <= 0 or height <= 0:
             raise ImageRefused(CORRUPT, f"size {width}x{height}")
         if width * height > max_pixels:
-            raise ImageRefused(TOO_LARGE, f"{width}x{height} = {width * height} pixels > max_pixels {max_pixels}")
+            raise ImageRefused(TOO_MANY_PIXELS,
+                               f"{width}x{height} = {width * height} pixels > max_pixels {max_pixels}")
         fmt = im.format or "UNKNOWN"
         try:
             im.load()
             im = ImageOps.exif_transpose(im)
-        except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as err:
+        except Image.DecompressionBombError as err:  # a later frame or tile of a multi-part file
+            raise ImageRefused(TOO_MANY_PIXELS, str(err)) from None
+        except (OSError, SyntaxError, ValueError, EOFError) as err:
             raise ImageRefused(CORRUPT, str(err) or type(err).__name__) from None
     return DecodedImage(image=_to_rgb(im), format=fmt)

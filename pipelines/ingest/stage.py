@@ -40,18 +40,25 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def check_images(config: IngestConfig, source: ImageSource, shard: int, uris: Sequence[str]) -> IngestResult:
+def check_images(
+    config: IngestConfig, source: ImageSource, shard: int, uris: Sequence[str], *, root: str = ""
+) -> IngestResult:
     """Hash and decode-check every image of one shard (pure function of config, uris and bytes):
     manifest rows for the good ones, quarantine rows for the others; a duplicate inside the shard
-    keeps the first uri in sorted order."""
+    keeps the first uri in sorted order. Each file is read within ``config.max_bytes`` (refused by its
+    size before it is read) and, for a local folder ``root`` (the listed source), only when its real
+    path lies inside it (``outside_images_folder`` otherwise: a symlink out is never followed)."""
     manifest: list[dict] = []
     quarantine: list[Quarantined] = []
     seen: dict[str, str] = {}
     for uri in sorted(uris):
         try:
-            data = source.read(uri)
+            data = source.read(uri, max_bytes=config.max_bytes, root=root)
         except OSError as err:
             quarantine.append(Quarantined(uri=uri, code=UNREADABLE, detail=str(err) or type(err).__name__))
+            continue
+        except ImageRefused as err:
+            quarantine.append(Quarantined(uri=uri, code=err.code, detail=err.detail))
             continue
         image_id = sha256_hex(data)
         if image_id in seen:
@@ -117,7 +124,7 @@ class IngestStage(StageBase):
         return dict(enumerate(assign_shards(uris, self.config.shard_size)))
 
     def process(self, shard: Shard) -> ShardResult:
-        res = check_images(self.config, self.images, shard.number, shard.items)
+        res = check_images(self.config, self.images, shard.number, shard.items, root=self.uri)
         return ShardResult({"manifest": res.manifest, "quarantine": res.quarantine}, None, res.counts)
 
     def merge(self, results: dict[int, ShardResult]) -> dict[int, ShardResult]:
@@ -182,4 +189,4 @@ def ingest_shard(
     source = source or ImageSource()
     shards = assign_shards(source.list(source_uri, config.extensions), config.shard_size)
     uris = shards[shard] if 0 <= shard < len(shards) else []
-    return check_images(config, source, shard, uris)
+    return check_images(config, source, shard, uris, root=source_uri)

@@ -10,8 +10,20 @@ pixel count the contract uses). Crowd regions (``iscrowd=1``) are not instances:
 Refusals are data (:class:`~pipelines.contracts.rejects.Reject`, stage ``annotations``; quarantine rows for
 image files): an annotation of an image id the JSON does not list (``coco.unknown_image``), a crowd
 region (``coco.crowd_region``), an unknown category (``coco.unknown_category``), an invalid or empty
-segmentation (``coco.invalid_segmentation``, ``coco.empty_mask``) and every annotation of a
-quarantined image (``coco.image_quarantined``). A ``file_name`` that is absolute or resolves outside
+segmentation (``coco.invalid_segmentation``, ``coco.empty_mask``), a score that is not a number in
+0..1 (``coco.invalid_score``) and every annotation of a quarantined image (``coco.image_quarantined``).
+
+Nothing from the file reaches pycocotools' rasteriser or decoder unchecked (the limits are
+``ingest.*`` of :class:`~pipelines.config.IngestConfig`): an image with more than ``max_instances``
+annotations has all of them refused (``instance.too_many``: a partial set would make every count
+wrong); a polygon with more than ``max_polygon_vertices`` vertices (``polygon.too_many_vertices``), a
+coordinate that is ``inf``/``NaN`` (``polygon.non_finite``) or outside the image by more than
+``polygon_margin`` of its size (``polygon.out_of_bounds``), or a total edge length above
+``max_polygon_path`` image perimeters (``polygon.too_long``: the rasteriser allocates per pixel of
+edge) is refused before it is rasterised; an RLE whose stated size is not the image's, or whose runs do
+not cover exactly height x width pixels, is ``mask.rle_size_mismatch``, and one that is not well-formed
+``mask.rle_malformed`` (:func:`pipelines.segment.masks.rle_counts`: pycocotools decodes corrupt counts
+into arbitrary pixels). A ``file_name`` that is absolute or resolves outside
 the images folder (``../../etc/hostname``, a symlink that points out) is quarantined with code
 :data:`OUTSIDE_IMAGES_FOLDER` and never opened.
 
@@ -27,21 +39,25 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pyarrow as pa
 from pycocotools import mask as mask_utils
 
+from pipelines.config import IngestConfig
 from pipelines.contracts import to_table
 from pipelines.contracts.rejects import Quarantined, Reject, count_codes, quarantine_table, rejects_table
 from pipelines.detect.parser import normalize_label
-from pipelines.ingest.decode import DUPLICATE, UNREADABLE, ImageRefused, decode_image
+from pipelines.ingest.decode import DUPLICATE, OUTSIDE_FOLDER, UNREADABLE, ImageRefused, decode_image
+from pipelines.ingest.sources import ImageSource
 from pipelines.ingest.stage import sha256_hex
-from pipelines.segment.masks import EncodedMask, from_rle
+from pipelines.segment.masks import RLE_MALFORMED, RLE_SIZE_MISMATCH, EncodedMask, RLEError, from_rle, rle_counts
 from pipelines.store.layout import BucketLayout
 
 if TYPE_CHECKING:
@@ -50,8 +66,23 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 STAGE = "annotations"
 SIZE_MISMATCH = "size_mismatch"  # quarantine code: the decoded image is not the annotated size
-OUTSIDE_IMAGES_FOLDER = "outside_images_folder"  # quarantine code: file_name escapes the images folder
+OUTSIDE_IMAGES_FOLDER = OUTSIDE_FOLDER  # quarantine code: file_name escapes the images folder
 UNKNOWN_IMAGE = "coco.unknown_image"  # reject code: annotation of an image id the JSON does not list
+INVALID_SEGMENTATION = "coco.invalid_segmentation"
+TOO_MANY_INSTANCES = "instance.too_many"
+POLYGON_NON_FINITE = "polygon.non_finite"
+POLYGON_OUT_OF_BOUNDS = "polygon.out_of_bounds"
+POLYGON_TOO_MANY_VERTICES = "polygon.too_many_vertices"
+POLYGON_TOO_LONG = "polygon.too_long"
+DEFAULT_LIMITS = IngestConfig()
+
+
+class SegmentationRefused(ValueError):
+    """A COCO ``segmentation`` refused before it is rasterised or decoded; ``code`` is its reject code."""
+
+    def __init__(self, code: str, detail: str):
+        super().__init__(detail)
+        self.code = code
 
 
 def _reject(item_id: str, code: str, detail: str, raw: Any) -> Reject:
@@ -67,43 +98,119 @@ class CocoImport:
     counts: dict[str, int] = field(default_factory=dict)
 
 
-def segmentation_to_mask(segmentation: Any, height: int, width: int) -> EncodedMask:
+def polygon_rings(segmentation: list[Any], height: int, width: int,
+                  limits: IngestConfig = DEFAULT_LIMITS) -> list[list[float]]:
+    """The rings of a COCO polygon segmentation as float lists, checked for what pycocotools'
+    rasteriser cannot survive: it casts coordinates to ``int`` (``inf``/``NaN`` is undefined
+    behaviour, a segfault in practice) and allocates memory per pixel of edge length (a coordinate of
+    1e12 is an out-of-memory kill). Raises :class:`SegmentationRefused` (``polygon.*`` codes,
+    ``coco.invalid_segmentation``); the checks use only the numbers, never the rasteriser."""
+    if not segmentation or any(not isinstance(p, list) or len(p) < 6 or len(p) % 2 for p in segmentation):
+        raise SegmentationRefused(INVALID_SEGMENTATION, "polygon needs at least 3 points (6 numbers) per ring")
+    vertices = sum(len(p) for p in segmentation) // 2
+    if vertices > limits.max_polygon_vertices:
+        raise SegmentationRefused(POLYGON_TOO_MANY_VERTICES,
+                                  f"{vertices} vertices > max_polygon_vertices {limits.max_polygon_vertices}")
+    try:
+        rings = [np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in segmentation]
+    except OverflowError:
+        raise SegmentationRefused(POLYGON_NON_FINITE, "a coordinate too large for a float") from None
+    except (TypeError, ValueError) as err:
+        raise SegmentationRefused(INVALID_SEGMENTATION, f"polygon coordinates are not numbers: {err}") from None
+    points = np.concatenate(rings)
+    if not np.isfinite(points).all():
+        raise SegmentationRefused(POLYGON_NON_FINITE, "a polygon coordinate is inf or NaN")
+    m = limits.polygon_margin
+    lo, hi = points.min(axis=0), points.max(axis=0)
+    if lo[0] < -m * width or lo[1] < -m * height or hi[0] > (1 + m) * width or hi[1] > (1 + m) * height:
+        raise SegmentationRefused(
+            POLYGON_OUT_OF_BOUNDS, f"coordinates span x {lo[0]:.6g}..{hi[0]:.6g}, y {lo[1]:.6g}..{hi[1]:.6g}: "
+                                   f"outside the {width}x{height} image by more than polygon_margin {m}")
+    # what the rasteriser walks: each edge (the ring closed) for max(|dx|, |dy|) pixels
+    path = sum(float(np.abs(np.diff(r, axis=0, append=r[:1])).max(axis=1).sum()) for r in rings)
+    budget = limits.max_polygon_path * 2 * (width + height)
+    if path > budget:
+        raise SegmentationRefused(POLYGON_TOO_LONG, f"edges {path:.0f} px long > max_polygon_path "
+                                                    f"{limits.max_polygon_path} image perimeters ({budget:.0f} px)")
+    return [r.reshape(-1).tolist() for r in rings]
+
+
+def _rle_size(segmentation: dict[str, Any], height: int, width: int) -> None:
+    try:
+        size = [int(v) for v in segmentation["size"]]
+    except (TypeError, ValueError) as err:
+        raise SegmentationRefused(INVALID_SEGMENTATION, f"RLE size is not [height, width]: {err}") from None
+    if size != [height, width]:
+        raise SegmentationRefused(RLE_SIZE_MISMATCH, f"RLE size {size} != image size [{height}, {width}]")
+
+
+def _uncompressed_counts(counts: list[Any], height: int, width: int) -> None:
+    """Uncompressed RLE runs: non-negative integers covering exactly ``height`` x ``width`` pixels."""
+    if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts):
+        raise SegmentationRefused(RLE_MALFORMED, "uncompressed RLE counts must be non-negative integers")
+    if sum(counts) != height * width:
+        raise SegmentationRefused(RLE_SIZE_MISMATCH,
+                                  f"RLE runs cover {sum(counts)} pixels, not {height}x{width} = {height * width}")
+
+
+def segmentation_to_mask(segmentation: Any, height: int, width: int,
+                         limits: IngestConfig = DEFAULT_LIMITS) -> EncodedMask:
     """A COCO ``segmentation`` (polygon list, uncompressed or compressed RLE) → EncodedMask.
 
-    Compressed ``counts`` strings are kept as given; raises ValueError when the segmentation does
-    not describe a ``height`` x ``width`` mask."""
+    Compressed ``counts`` strings are kept as given. Every segmentation is checked before pycocotools
+    sees it (polygons: :func:`polygon_rings`; RLE: stated size == the image's, runs covering exactly
+    ``height`` x ``width`` pixels). Raises :class:`SegmentationRefused` (a ``ValueError``) with the reject
+    code when the segmentation does not describe a ``height`` x ``width`` mask within ``limits``."""
     if isinstance(segmentation, list):
-        if not segmentation or any(len(p) < 6 or len(p) % 2 for p in segmentation):
-            raise ValueError("polygon needs at least 3 points (6 numbers) per ring")
-        rles = mask_utils.frPyObjects([list(map(float, p)) for p in segmentation], height, width)
+        rles = mask_utils.frPyObjects(polygon_rings(segmentation, height, width, limits), height, width)
         return from_rle(mask_utils.merge(rles))
     if isinstance(segmentation, dict) and "counts" in segmentation and "size" in segmentation:
-        if [int(v) for v in segmentation["size"]] != [height, width]:
-            raise ValueError(f"RLE size {segmentation['size']} != image size [{height}, {width}]")
+        _rle_size(segmentation, height, width)
         counts = segmentation["counts"]
         if isinstance(counts, list):
-            rle = mask_utils.frPyObjects(segmentation, height, width)
-        else:
-            rle = {"size": [height, width], "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
-            decoded = mask_utils.decode(rle)  # validates the string
-            if decoded.shape != (height, width):
-                raise ValueError("RLE does not decode to the image size")
-        return from_rle(rle)
-    raise ValueError(f"unsupported segmentation: {type(segmentation).__name__}")
+            _uncompressed_counts(counts, height, width)
+            return from_rle(mask_utils.frPyObjects({"size": [height, width], "counts": counts}, height, width))
+        if not isinstance(counts, (str, bytes)):
+            raise SegmentationRefused(RLE_MALFORMED, f"RLE counts of type {type(counts).__name__}")
+        try:
+            rle_counts(counts, height, width)
+            raw = counts.encode("ascii") if isinstance(counts, str) else counts
+        except RLEError as err:
+            raise SegmentationRefused(err.code, str(err)) from None
+        except UnicodeEncodeError:
+            raise SegmentationRefused(RLE_MALFORMED, "RLE counts are not ASCII") from None
+        return from_rle({"size": [height, width], "counts": raw})
+    raise SegmentationRefused(INVALID_SEGMENTATION, f"unsupported segmentation: {type(segmentation).__name__}")
+
+
+def _score(ann: dict[str, Any]) -> float:
+    try:
+        score = float(ann.get("score", 1.0))
+    except (TypeError, ValueError, OverflowError):
+        score = math.nan
+    if not 0.0 <= score <= 1.0:  # NaN fails too
+        raise SegmentationRefused("coco.invalid_score", f"score {ann.get('score')!r} is not a number in 0..1")
+    return score
 
 
 def image_instances(
     annotations: list[dict[str, Any]], categories: dict[Any, str], image_id: str, height: int, width: int,
-    source: str,
+    source: str, limits: IngestConfig = DEFAULT_LIMITS,
 ) -> tuple[list[dict[str, Any]], list[Reject]]:
     """One image's COCO annotations → INSTANCES rows (ids 1..n in annotation-id order) and rejects.
 
     Crowd regions (``coco.crowd_region``), unknown categories (``coco.unknown_category``), invalid
-    (``coco.invalid_segmentation``) or empty (``coco.empty_mask``) segmentations are rejects.
+    (``coco.invalid_segmentation``) or empty (``coco.empty_mask``) segmentations, bad scores and the
+    limits of :func:`segmentation_to_mask` are rejects; more than ``limits.max_instances``
+    annotations refuse all of them (``instance.too_many``).
     """
+    ordered = sorted(annotations, key=lambda a: a.get("id", 0))
+    if len(ordered) > limits.max_instances:
+        detail = f"{len(ordered)} annotations on the image > max_instances {limits.max_instances}"
+        return [], [_reject(str(a.get("id")), TOO_MANY_INSTANCES, detail, a) for a in ordered]
     rows: list[dict[str, Any]] = []
     rejects: list[Reject] = []
-    for ann in sorted(annotations, key=lambda a: a.get("id", 0)):
+    for ann in ordered:
         refusal: tuple[str, str] | None = None
         category = categories.get(ann.get("category_id"), "")
         if ann.get("iscrowd", 0):
@@ -112,17 +219,20 @@ def image_instances(
             refusal = ("coco.unknown_category", f"unknown category_id {ann.get('category_id')!r}")
         else:
             try:
-                enc = segmentation_to_mask(ann.get("segmentation"), height, width)
+                score = _score(ann)
+                enc = segmentation_to_mask(ann.get("segmentation"), height, width, limits)
                 if enc.area == 0:
                     refusal = ("coco.empty_mask", "empty mask")
+            except SegmentationRefused as err:
+                refusal = (err.code, f"invalid segmentation: {err}")
             except (ValueError, TypeError) as err:
-                refusal = ("coco.invalid_segmentation", f"invalid segmentation: {err}")
+                refusal = (INVALID_SEGMENTATION, f"invalid segmentation: {err}")
         if refusal:
             rejects.append(_reject(str(ann.get("id")), *refusal, ann))
             continue
         rows.append({
             "image_id": image_id, "instance_id": len(rows) + 1, "category": category, "bbox": list(enc.bbox),
-            "area": enc.area, "score": float(ann.get("score", 1.0)), "mask_rle": enc.counts,
+            "area": enc.area, "score": score, "mask_rle": enc.counts,
             "mask_height": enc.height, "mask_width": enc.width, "source": source,
         })
     return rows, rejects
@@ -146,16 +256,20 @@ def image_path(images_dir: Path, file_name: Any) -> Path:
 
 
 def import_coco(
-    coco_path: str | Path, images_dir: str | Path, *, shard_size: int = 200, max_pixels: int = 89_478_485,
-    source: str | None = None,
+    coco_path: str | Path, images_dir: str | Path, *, shard_size: int = 200, max_pixels: int | None = None,
+    source: str | None = None, limits: IngestConfig = DEFAULT_LIMITS,
 ) -> CocoImport:
     """COCO JSON + image folder → manifest, instances, quarantine and rejects tables.
 
     Images are sorted by file name and sharded by ``shard_size``; ``image_id`` is the sha256 of
     each file; ``source`` defaults to ``annotations:<json file name>``; ``score`` is the
     annotation's ``score`` if present, else 1.0 (human annotations). Only files inside
-    ``images_dir`` are read (see :func:`image_path`). ``counts`` holds the totals and the number of
-    quarantine rows and rejects per code."""
+    ``images_dir`` are read (see :func:`image_path`), each within ``limits.max_bytes`` (refused by its
+    size, unread) and ``max_pixels`` (default ``limits.max_pixels``); the annotations are checked against
+    ``limits`` (see the module doc). ``counts`` holds the totals and the number of quarantine rows and
+    rejects per code."""
+    max_pixels = limits.max_pixels if max_pixels is None else max_pixels
+    reader = ImageSource()
     coco = json.loads(Path(coco_path).read_text())
     images_dir = Path(images_dir)
     source = source or f"annotations:{Path(coco_path).name}"
@@ -181,7 +295,7 @@ def import_coco(
             path = image_path(images_dir, im.get("file_name"))
             uri = str(path)
             try:
-                data = path.read_bytes()
+                data = reader.read(str(path), max_bytes=limits.max_bytes)
             except OSError as err:
                 raise ImageRefused(UNREADABLE, str(err) or type(err).__name__) from None
             image_id = sha256_hex(data)
@@ -204,7 +318,7 @@ def import_coco(
         manifest.append({"image_id": image_id, "uri": uri, "width": decoded.width, "height": decoded.height,
                          "format": decoded.format, "shard": index // shard_size})
         rows, bad = image_instances(anns_by_image.get(im["id"], []), categories, image_id, decoded.height,
-                                    decoded.width, source)
+                                    decoded.width, source, limits)
         instances += rows
         rejects += bad
     counts = {"images": len(manifest), "instances": len(instances), "quarantined": len(quarantine),
@@ -216,14 +330,15 @@ def import_coco(
 
 def match_coco_instances(
     coco: dict[str, Any], manifest: pa.Table, relative_path: Callable[[str], str],
-    *, source: str = "annotations:instances.json",
+    *, source: str = "annotations:instances.json", limits: IngestConfig = DEFAULT_LIMITS,
 ) -> tuple[pa.Table, pa.Table]:
     """Instances of a manifest shard's images from a loaded COCO instances dict → (INSTANCES, REJECTS).
 
     Each manifest image is matched to a COCO image by ``relative_path(uri)`` (its path relative to
     the folder the JSON describes), else by its base name. An image with no entry is a reject
     (``coco.image_not_listed``), as is one whose annotated size differs from the manifest's
-    (``coco.size_mismatch``); the matched images' annotations go through :func:`image_instances`."""
+    (``coco.size_mismatch``); the matched images' annotations go through :func:`image_instances`
+    (within ``limits``)."""
     cats = {c["id"]: normalize_label(c["name"]) for c in coco.get("categories", [])}
     by_file = {im["file_name"]: im for im in coco.get("images", [])}
     anns: dict[Any, list[dict]] = {}
@@ -243,7 +358,8 @@ def match_coco_instances(
                                    f"annotated size {im['width']}x{im['height']} != image {m['width']}x{m['height']}",
                                    m["uri"]))
             continue
-        got, bad = image_instances(anns.get(im["id"], []), cats, m["image_id"], m["height"], m["width"], source)
+        got, bad = image_instances(anns.get(im["id"], []), cats, m["image_id"], m["height"], m["width"], source,
+                                   limits)
         rows += got
         rejects += bad
     return to_table(rows, "instances"), rejects_table(rejects)
@@ -294,4 +410,5 @@ class ShippedInstances:
             self._input = str(self.env.store.get_json(self.env.keys.plan())["input"]).rstrip("/")
             self._coco = json.loads(self.env.images.read(BucketLayout.coco_instances(self._input)))
         base = self._input + "/"
-        return match_coco_instances(self._coco, manifest, lambda uri: uri.removeprefix(base))
+        return match_coco_instances(self._coco, manifest, lambda uri: uri.removeprefix(base),
+                                    limits=self.env.params.ingest)

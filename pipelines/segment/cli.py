@@ -60,8 +60,7 @@ def _import_coco(args: argparse.Namespace) -> int:
         raise InputError(args.images, "no such image folder", "--images is the folder the JSON's file_name "
                          "entries are relative to")
     try:
-        res = import_coco(args.coco, args.images, shard_size=params.ingest.shard_size,
-                          max_pixels=params.ingest.max_pixels)
+        res = import_coco(args.coco, args.images, shard_size=params.ingest.shard_size, limits=params.ingest)
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise InputError(args.coco, f"not a COCO JSON file ({err})", "give the instances JSON") from None
     except AttributeError as err:  # a JSON that is not an object with images/annotations

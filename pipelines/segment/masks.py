@@ -15,6 +15,17 @@ from typing import Any
 import numpy as np
 from pycocotools import mask as mask_utils
 
+RLE_MALFORMED = "mask.rle_malformed"  # reject code: counts that are not a well-formed compressed RLE
+RLE_SIZE_MISMATCH = "mask.rle_size_mismatch"  # reject code: runs that do not cover exactly height x width
+
+
+class RLEError(ValueError):
+    """A mask RLE that cannot be trusted; ``code`` is :data:`RLE_MALFORMED` or :data:`RLE_SIZE_MISMATCH`."""
+
+    def __init__(self, code: str, detail: str):
+        super().__init__(detail)
+        self.code = code
+
 
 @dataclass(frozen=True)
 class EncodedMask:
@@ -101,8 +112,9 @@ def rle_counts(counts: bytes | str, height: int, width: int) -> np.ndarray:
     ``rleFrString``), decoded with numpy (int64 array).
 
     Runs alternate background / foreground, starting with background, in column-major pixel
-    order. Raises ``ValueError`` on a truncated or malformed string, or one that does not cover
-    exactly ``height x width`` pixels: pycocotools itself does not validate — it decodes a corrupt
+    order. Raises :class:`RLEError` (a ``ValueError``) on a truncated or malformed string
+    (:data:`RLE_MALFORMED`), or one that does not cover exactly ``height x width`` pixels
+    (:data:`RLE_SIZE_MISMATCH`): pycocotools itself does not validate — it decodes a corrupt
     string into arbitrary (even non-deterministic) pixels — so every mask read from outside is
     checked with this first.
     """
@@ -111,26 +123,29 @@ def rle_counts(counts: bytes | str, height: int, width: int) -> np.ndarray:
     if c.shape[0] == 0:
         if height * width == 0:
             return np.zeros(0, dtype=np.int64)
-        raise ValueError("empty RLE counts")
+        raise RLEError(RLE_MALFORMED, "empty RLE counts")
     if c.min() < 0 or c.max() >= 64:
-        raise ValueError("invalid character in RLE counts")
+        raise RLEError(RLE_MALFORMED, "invalid character in RLE counts")
     more = (c & 0x20) != 0
     if more[-1]:
-        raise ValueError("truncated RLE counts")
+        raise RLEError(RLE_MALFORMED, "truncated RLE counts")
     last = np.flatnonzero(~more)
     first = np.concatenate(([0], last[:-1] + 1))
     group = np.repeat(np.arange(first.shape[0]), last - first + 1)
     k = np.arange(c.shape[0]) - first[group]
     if k.max() > 11:
-        raise ValueError("RLE count out of range")
+        raise RLEError(RLE_MALFORMED, "RLE count out of range")
     x = np.add.reduceat((c & 0x1F) << (5 * k), first)
     negative = (c[last] & 0x10) != 0
     x = np.where(negative, x - (np.int64(1) << (5 * (last - first + 1))), x)
     runs = x.copy()
     runs[1::2] = np.cumsum(x[1::2])
     runs[2::2] = np.cumsum(x[2::2])
-    if runs.min() < 0 or int(runs.sum()) != height * width:
-        raise ValueError("RLE counts do not cover the mask size")
+    if runs.min() < 0:
+        raise RLEError(RLE_MALFORMED, "negative run in RLE counts")
+    if int(runs.sum()) != height * width:
+        raise RLEError(RLE_SIZE_MISMATCH,
+                       f"RLE runs cover {int(runs.sum())} pixels, not {height}x{width} = {height * width}")
     return runs
 
 

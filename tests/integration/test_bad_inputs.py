@@ -91,8 +91,10 @@ def make_inputs(folder: Path) -> tuple[dict[str, bytes], dict, dict[str, str]]:
         "truncated.jpg": ("truncated_or_corrupt", files[photo][: len(files[photo]) // 2]),
         "notes.jpg": ("not_an_image", b"this is a text file, not a photograph\n" * 20),
         "empty.png": ("empty", b""),
-        "bomb.png": ("too_large", _png(Image.new("1", (10000, 9000)))),  # 90 M pixels > max_pixels
+        "bomb.png": ("too_many_pixels", _png(Image.new("1", (10000, 9000)))),  # 90 M pixels > max_pixels
         "copy.jpg": ("duplicate", files[photo]),
+        # over ingest.max_bytes (set below to the largest other file): refused by its HEAD size, unread
+        "huge.jpg": ("too_many_bytes", files[photo] + bytes(max(map(len, files.values())) + 1)),
     }
     for name, (_, data) in refused.items():
         files[name] = data
@@ -122,7 +124,8 @@ def test_mixed_bad_inputs_run_completes_and_the_card_reconciles(s3_creds, label_
         base = load_params(None, "demo")
         params = base.model_copy(update={
             "store": base.store.model_copy(update={"bucket": bucket}),
-            "ingest": base.ingest.model_copy(update={"shard_size": 8}),
+            "ingest": base.ingest.model_copy(update={
+                "shard_size": 8, "max_bytes": max(len(d) for n, d in files.items() if n != "huge.jpg")}),
             "vlm": VLMConfig(backend="openai", openai=OpenAIEndpoint(base_url=model.base_url, model="fake-vlm")),
             "detect": base.detect.model_copy(update={"backend": "vlm"}),
             "annotation": base.annotation.model_copy(update={"project_title": f"HopChain bad inputs {tag}"}),

@@ -48,3 +48,38 @@ def test_ingest_s3_prefix_to_s3_run_root(object_store, s3_creds, monkeypatch) ->
     assert [i.image.size for i in items] == [(30, 20), (20, 30)] and rejects == []
     object_store.delete_prefix(prefix)
     object_store.delete_prefix(root.removeprefix("s3://hopchain/"))
+
+
+def test_s3_prefix_is_a_folder_and_over_size_objects_are_refused_unread(object_store, s3_creds) -> None:  # type: ignore[no-untyped-def]
+    """Issue 30 item 2 on the real S3 server: ``…/batch-1`` never lists ``…/batch-10/``, and an object
+    over ``max_bytes`` is refused from its HEAD size (a ranged GET bounds the read anyway); the other
+    images of the shard go through."""
+    import numpy as np
+
+    from pipelines.ingest.decode import ImageRefused
+    from pipelines.ingest.stage import ingest_shard
+
+    base = f"inputs/test-{uuid.uuid4().hex[:8]}"
+    noise = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(noise).save(buf, "PNG")
+    big = buf.getvalue()
+    object_store.put_bytes(f"{base}/batch-1/a.png", _png((255, 0, 0), (30, 20)))
+    object_store.put_bytes(f"{base}/batch-1/big.png", big)
+    object_store.put_bytes(f"{base}/batch-10/sibling.png", _png((0, 255, 0), (20, 30)))
+    object_store.put_bytes(f"{base}/batch-1x.png", _png((0, 0, 255), (20, 20)))
+    source = ImageSource(s3_creds)
+    try:
+        src = f"s3://hopchain/{base}/batch-1"  # no trailing slash: still the folder batch-1/
+        assert source.list(src, [".png"]) == [f"{src}/a.png", f"{src}/big.png"]
+        result = ingest_shard(IngestConfig(max_bytes=10_000), src, 0, source)
+        assert result.manifest["uri"].to_pylist() == [f"{src}/a.png"]
+        rows = result.quarantine.to_pylist()
+        assert [(r["uri"], r["code"]) for r in rows] == [(f"{src}/big.png", "too_many_bytes")]
+        assert f"{len(big)} bytes > max_bytes 10000" in rows[0]["detail"] and "not read" in rows[0]["detail"]
+        # within the limit the ranged read returns the whole object, byte for byte
+        assert source.read(f"{src}/big.png", max_bytes=len(big)) == big
+        with pytest.raises(ImageRefused):
+            source.read(f"{src}/big.png", max_bytes=len(big) - 1)
+    finally:
+        object_store.delete_prefix(base + "/")

@@ -80,9 +80,9 @@ def test_shard_with_every_kind_of_bad_input(awkward_folder: Path) -> None:
     codes = {Path(r["uri"]).name: r["code"] for r in result.quarantine.to_pylist()}
     details = {Path(r["uri"]).name: r["detail"] for r in result.quarantine.to_pylist()}
     assert codes == {"b_truncated.jpg": "truncated_or_corrupt", "c_text.jpg": "not_an_image", "d_empty.jpg": "empty",
-                     "e_bomb.png": "too_large", "i_duplicate.jpg": "duplicate", "j_lab.tif": "unsupported_mode"}
+                     "e_bomb.png": "too_many_pixels", "i_duplicate.jpg": "duplicate", "j_lab.tif": "unsupported_mode"}
     assert "a_good.jpg" in details["i_duplicate.jpg"] and all(details.values())
-    assert result.counts["quarantined"] == 6 and result.counts["too_large"] == 1
+    assert result.counts["quarantined"] == 6 and result.counts["too_many_pixels"] == 1
     rows = {Path(r["uri"]).name: r for r in result.manifest.to_pylist()}
     assert set(rows) == {"a_good.jpg", "f_cmyk.jpg", "g_16bit.png", "h_exif_rotated.jpg"}
     assert all(r["shard"] == 0 for r in rows.values())
@@ -116,7 +116,7 @@ def test_pixel_limit_is_per_call_and_global_limit_untouched() -> None:
     data = _png(Image.new("RGB", (200, 200)))
     with pytest.raises(ImageRefused) as err:
         decode_image(data, max_pixels=10_000)
-    assert err.value.code == "too_large" and "40000" in err.value.detail
+    assert err.value.code == "too_many_pixels" and "40000" in err.value.detail
     assert decode_image(data, max_pixels=40_000).width == 200
     assert Image.MAX_IMAGE_PIXELS == before
 
@@ -153,10 +153,10 @@ def test_duplicates_across_shards_are_collapsed(tmp_path: Path) -> None:
 
 def test_unreadable_file_is_quarantined(tmp_path: Path) -> None:
     class Flaky(ImageSource):
-        def read(self, uri: str) -> bytes:
+        def read(self, uri: str, *, max_bytes: int | None = None, root: str = "") -> bytes:
             if uri.endswith("b.png"):
                 raise OSError("connection reset")
-            return super().read(uri)
+            return super().read(uri, max_bytes=max_bytes, root=root)
 
     (tmp_path / "a.png").write_bytes(_png(Image.new("RGB", (8, 8))))
     (tmp_path / "b.png").write_bytes(_png(Image.new("RGB", (9, 9))))
