@@ -92,11 +92,27 @@ class ModelRef(_Model):
 
 
 class OpenAIEndpoint(_Model):
+    """A served model (vLLM/SGLang). ``concurrency``: the most requests in flight at once (the
+    backend's bound, and the back-pressure limit); ``max_retries`` per request, on connection errors,
+    408/409/429 and 5xx, waiting ``retry_backoff_s`` doubled per attempt (at most ``retry_backoff_max_s``)
+    or the server's ``Retry-After`` (at most ``max_retry_after_s``; a 429's holds every request);
+    ``seed``: sent with each request, so sampling on a server that honours it repeats."""
+
     base_url: str = ""
     model: str = ""
     timeout_s: float = Field(60.0, gt=0)
     max_retries: int = Field(3, ge=0)
     concurrency: int = Field(8, ge=1)
+    retry_backoff_s: float = Field(0.5, ge=0)
+    retry_backoff_max_s: float = Field(30.0, ge=0)
+    max_retry_after_s: float = Field(120.0, ge=0)
+    seed: int | None = None
+
+    @property
+    def requests_per_call(self) -> int:
+        """Requests a caller hands one ``generate`` call: four rounds of ``concurrency``, so the pool
+        stays full while a call's slowest answers come back."""
+        return 4 * self.concurrency
 
 
 class VLMConfig(_Model):

@@ -8,7 +8,9 @@ shipped with the input images (:class:`pipelines.segment.annotations.ShippedInst
 ``Detector(config, vlm)`` → ``setup()`` loads the VLM once per worker → ``process(items)`` for each
 batch → ``teardown()``. Per image: one grounding prompt; an unreadable answer gets **one** repair
 request (the model sees its own answer and is asked for valid JSON only); if that is unreadable
-too, a reject row (code :data:`UNPARSEABLE`) keeps both raw answers. A readable empty list means
+too, a reject row (code :data:`UNPARSEABLE`) keeps both raw answers. A request a served model could not
+answer after its retries (:class:`pipelines.vlm.VLMFailure`) is a reject row (:data:`REQUEST_FAILED`)
+with the reason; the other images of the batch keep their answers. A readable empty list means
 "no objects". Each unusable item of a readable answer (no label, a bad box, ...) is a reject row of
 its own, ``item_id = "<image_id>#item<k>"`` (k = its index in the answer), with its ``item.*`` code
 (:data:`pipelines.detect.parser.ITEM_CODES`) and the item as ``raw``.
@@ -32,11 +34,12 @@ from pipelines.contracts.rejects import Reject, rejects_table
 from pipelines.detect.parser import ParsedAnswer, parse_grounding
 from pipelines.ingest.decode import ImageItem
 from pipelines.runner import RunEnv, Shard, ShardResult, StageBase
-from pipelines.vlm import VLMBackend, VLMRequest
+from pipelines.vlm import VLMBackend, VLMFailure, VLMRequest, generate_outcomes
 
 __all__ = ["DetectResult", "DetectStage", "Detector", "ImageItem", "batch_size", "batches", "detect_shard"]
 log = logging.getLogger(__name__)
 UNPARSEABLE = "answer.unparseable"  # no JSON could be read, even after the repair request
+REQUEST_FAILED = "answer.request_failed"  # the model server did not answer, even after its retries
 
 GROUNDING_PROMPT = (
     "Locate every distinct object in the image. Output a JSON list with one entry per object "
@@ -98,28 +101,37 @@ class Detector:
 
     def process(self, items: Sequence[ImageItem]) -> DetectResult:
         prompt = GROUNDING_PROMPT if self.config.boxes else CATEGORIES_PROMPT
-        answers = [
-            s[0]
-            for s in self.backend.generate(
-                [VLMRequest(i.image, prompt) for i in items], max_new_tokens=self.config.max_new_tokens
-            )
-        ]
+        first = generate_outcomes(self.backend, [VLMRequest(i.image, prompt) for i in items],
+                                  max_new_tokens=self.config.max_new_tokens)
+        failed: dict[int, tuple[VLMFailure, str]] = {
+            k: (o, "") for k, o in enumerate(first) if isinstance(o, VLMFailure)}
+        answers = ["" if isinstance(o, VLMFailure) else o[0] for o in first]
         parsed = [self._parse(a, i) for a, i in zip(answers, items, strict=True)]
-        broken = [k for k, p in enumerate(parsed) if not p.ok]
+        broken = [k for k, p in enumerate(parsed) if not p.ok and k not in failed]
         repaired: dict[int, tuple[str, ParsedAnswer]] = {}
         if broken:
             repair_requests = [
                 VLMRequest(items[k].image, prompt + "\n\n" + REPAIR_PROMPT.format(answer=answers[k][:4000]))
                 for k in broken
             ]
-            second = self.backend.generate(repair_requests, max_new_tokens=self.config.max_new_tokens)
+            second = generate_outcomes(self.backend, repair_requests, max_new_tokens=self.config.max_new_tokens)
             for k, samples in zip(broken, second, strict=True):
-                repaired[k] = (samples[0], self._parse(samples[0], items[k]))
+                if isinstance(samples, VLMFailure):
+                    failed[k] = (samples, answers[k])
+                else:
+                    repaired[k] = (samples[0], self._parse(samples[0], items[k]))
         rows: list[dict] = []
         rejects: list[Reject] = []
-        counts = {"images": len(items), "repaired": 0, "rejected": 0, "dropped_items": 0}
+        counts = {"images": len(items), "repaired": 0, "rejected": 0, "dropped_items": 0, "request_failed": 0}
         for k, item in enumerate(items):
             result = parsed[k]
+            if k in failed:
+                failure, raw = failed[k]
+                counts["rejected"] += 1
+                counts["request_failed"] += 1
+                rejects.append(Reject(stage=self.name, item_id=item.image_id, code=REQUEST_FAILED,
+                                      detail=failure.detail, raw=raw))
+                continue
             if k in repaired:
                 text2, result = repaired[k]
                 if not result.ok:
@@ -172,11 +184,13 @@ def image_loader(env: RunEnv) -> ImageLoader:
 def batch_size(params: Params, stage: str) -> int:
     """Images per model call — the one rule for detect and segment.
 
-    detect: the VLM's batch (``vlm.qwen3vl.batch_size``, or ``vlm.openai.concurrency`` requests
-    in flight); segment: the backend's ``batch_size`` (``segment.<backend>.batch_size``).
+    detect: the VLM's batch (``vlm.qwen3vl.batch_size``), or for a served model four rounds of its
+    ``vlm.openai.concurrency`` (so its pool stays full between calls); segment: the backend's
+    ``batch_size`` (``segment.<backend>.batch_size``).
     """
     if stage == "detect":
-        return max(1, params.vlm.batch_size)
+        vlm = params.vlm
+        return max(1, vlm.openai.requests_per_call if vlm.backend == "openai" else vlm.batch_size)
     seg = params.segment
     return max(1, getattr(seg, seg.backend).batch_size) if seg.backend != "annotations" else 1
 

@@ -17,7 +17,7 @@ from pipelines.questions.generator import Question
 from pipelines.questions.prompts import load_prompt
 from pipelines.questions.scene import question_reject
 from pipelines.reward import extract_answer
-from pipelines.vlm import VLMBackend, VLMRequest
+from pipelines.vlm import VLMBackend, VLMFailure, VLMRequest, generate_outcomes, requests_per_call
 
 TOO_EASY = "difficulty.too_easy"
 SOLVER_ERROR = "difficulty.solver_error"
@@ -38,12 +38,14 @@ def _solve(
     *,
     k: int,
     temperature: float,
-    batch_size: int,
+    batch_size: int | None,
     max_new_tokens: int,
     what: str,
 ) -> Iterator[tuple[Question, list[str] | None, str]]:
     """(question, its ``k`` completions — or ``None`` when the solver failed —, failure reason) per
-    question, in batches; ``image_of=None`` asks without the image."""
+    question, in batches (``None``: as many as the solver takes at once); ``image_of=None`` asks without the
+    image."""
+    batch_size = batch_size or requests_per_call(solver, 8)
     for start in range(0, len(questions), batch_size):
         batch = list(questions[start : start + batch_size])
         try:
@@ -51,7 +53,8 @@ def _solve(
                 VLMRequest(image_of(q.image_id) if image_of else None, template.substitute(question=q.question))
                 for q in batch
             ]
-            outs = solver.generate(reqs, max_new_tokens=max_new_tokens, temperature=temperature, num_samples=k)
+            outs = generate_outcomes(solver, reqs, max_new_tokens=max_new_tokens, temperature=temperature,
+                                     num_samples=k)
             if len(outs) != len(batch):
                 raise RuntimeError(f"solver returned {len(outs)} results for {len(batch)} requests")
         except Exception as err:  # noqa: BLE001 - recorded per question, questions kept
@@ -59,7 +62,10 @@ def _solve(
                 yield q, None, f"{what}{type(err).__name__}: {err}"
             continue
         for q, texts in zip(batch, outs, strict=True):
-            yield q, texts, ""
+            if isinstance(texts, VLMFailure):  # this question's request failed after its retries
+                yield q, None, f"{what}{texts.detail}"
+            else:
+                yield q, texts, ""
 
 
 def _judge(
@@ -97,7 +103,7 @@ def calibrate(
     temperature: float = 1.0,
     drop_at_pass_rate: float = 0.75,
     prompt_version: str = "v1",
-    batch_size: int = 8,
+    batch_size: int | None = None,
     max_new_tokens: int = 256,
 ) -> tuple[list[Question], list[Reject]]:
     """(kept questions with ``pass_rate`` set, rejects for the too-easy and the unscorable).
@@ -125,7 +131,7 @@ def blind_test(
     temperature: float = 1.0,
     drop_at_accuracy: float = 0.5,
     prompt_version: str = "v1",
-    batch_size: int = 8,
+    batch_size: int | None = None,
     max_new_tokens: int = 256,
 ) -> tuple[list[Question], list[Reject]]:
     """The blind test (as MMStar and Video-HopChain do): the solver answers each question *without

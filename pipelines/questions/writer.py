@@ -30,7 +30,7 @@ from pipelines.questions.ops import writer_ops_text
 from pipelines.questions.program import Margins, ProgramError
 from pipelines.questions.prompts import load_prompt
 from pipelines.questions.scene import Scene, question_reject
-from pipelines.vlm import VLMBackend, VLMRequest
+from pipelines.vlm import VLMBackend, VLMFailure, VLMRequest, generate_outcomes, requests_per_call
 
 
 class ParseError(ProgramError):
@@ -221,7 +221,7 @@ class VLMQuestionWriter:
         margins: Margins = P.DEFAULT_MARGINS,
         min_hops: int = 3,
         max_hops: int = 6,
-        batch_size: int = 4,
+        batch_size: int | None = None,
     ) -> None:
         self.backend = backend
         self.prompt_version = prompt_version
@@ -230,7 +230,7 @@ class VLMQuestionWriter:
         self.max_new_tokens = max_new_tokens
         self.margins = margins
         self.min_hops, self.max_hops = min_hops, max_hops
-        self.batch_size = batch_size
+        self.batch_size = batch_size or requests_per_call(backend, 4)  # a served model: enough to fill its pool
         self.generator = f"vlm:{backend.name}:prompt-{prompt_version}"
         self.request_prompt_marker = "Answer with JSON only"  # a line every writer prompt version keeps
 
@@ -255,7 +255,8 @@ class VLMQuestionWriter:
         for start in range(0, len(items), self.batch_size):
             batch = list(items[start : start + self.batch_size])
             try:
-                outputs = self.backend.generate(
+                outputs = generate_outcomes(
+                    self.backend,
                     [self.request(it) for it in batch],
                     max_new_tokens=self.max_new_tokens,
                     temperature=self.temperature,
@@ -270,6 +271,9 @@ class VLMQuestionWriter:
                 ]
                 continue
             for item, texts in zip(batch, outputs, strict=True):
+                if isinstance(texts, VLMFailure):  # this image's request failed after its retries
+                    rejects.append(question_reject(item.scene.image_id, "writer.backend_error", texts.detail))
+                    continue
                 q, r = self.check_outputs(item.scene, texts)
                 questions += q
                 rejects += r

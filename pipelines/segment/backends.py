@@ -115,6 +115,26 @@ class _TransformersBackend:
         self.processor = None
 
 
+def _float32_row(out: Any, row: int) -> Any:
+    """Row ``row`` of a ``Sam3Model`` output, with the four tensors post-processing reads in float32.
+
+    Why: ``post_process_instance_segmentation`` computes ``sigmoid`` and the bilinear resize in the
+    tensors' own dtype and then binarises with ``> mask_threshold``. In bfloat16 (8 significant bits)
+    every probability within ~0.002 of 0.5 rounds to exactly 0.5, so ``> 0.5`` is false for every pixel
+    whose mask logit is small: a model in bfloat16 gave empty masks (0 instances after ``min_area``)
+    where float32 gave masks. The logits themselves keep their sign in bfloat16; computing from them in
+    float32 gives float32's masks (tests/unit/segment/test_sam3_bf16.py). One row at a time, so the
+    float32 copy of the masks is one prompt's (queries x 288 x 288 at full size), not the batch's.
+    """
+    from transformers.models.sam3.modeling_sam3 import Sam3ImageSegmentationOutput
+
+    def f32(t: Any) -> Any:
+        return None if t is None else t[row : row + 1].float()
+
+    return Sam3ImageSegmentationOutput(pred_masks=f32(out.pred_masks), pred_boxes=f32(out.pred_boxes),
+                                       pred_logits=f32(out.pred_logits), presence_logits=f32(out.presence_logits))
+
+
 class Sam3Backend(_TransformersBackend):
     needs_boxes = False
     kind, config_key, model_class, processor_class = "sam3", "sam3", "Sam3Model", "Sam3Processor"
@@ -155,10 +175,13 @@ class Sam3Backend(_TransformersBackend):
                     with torch.inference_mode():
                         out = self.model(vision_embeds=shared, input_ids=text.input_ids,
                                          attention_mask=text.attention_mask)
-                    post = self.processor.post_process_instance_segmentation(
-                        out, threshold=self.score_threshold, mask_threshold=self.mask_threshold,
-                        target_sizes=[(h, w)] * n,
-                    )
+                    post = [
+                        self.processor.post_process_instance_segmentation(
+                            _float32_row(out, k), threshold=self.score_threshold,
+                            mask_threshold=self.mask_threshold, target_sizes=[(h, w)],
+                        )[0]
+                        for k in range(n)
+                    ]
                     for name, res in zip(names, post, strict=True):
                         masks = res["masks"].bool()  # stays on the device until RLE encoding
                         scores = res["scores"].float().cpu().numpy()

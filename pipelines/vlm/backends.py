@@ -5,10 +5,11 @@
   the :class:`~pipelines.config.ModelRef` says otherwise; the model is loaded once in ``setup()``.
 * :class:`OpenAIBackend` — an OpenAI-compatible ``/v1/chat/completions`` endpoint (how vLLM and
   SGLang serve large Qwen3-VL checkpoints), images sent inline as base64 ``data:`` URLs, with a
-  per-request timeout, retries with backoff (the ``openai`` client's, on connection errors, 408,
-  409, 429 and 5xx) and at most ``concurrency`` requests in flight. A request that still fails
-  raises :class:`VLMRequestError`: that is an infrastructure failure, so the task fails and is
-  retried (idempotently), rather than producing a reject row.
+  per-request timeout, bounded retries with backoff on connection errors, 408, 409, 429 and 5xx,
+  ``Retry-After`` honoured (a 429 pauses every request: :class:`BackPressure`) and at most
+  ``concurrency`` requests in flight. A request that still fails is a :class:`~pipelines.vlm.VLMFailure`
+  in its place (``generate`` raises :class:`~pipelines.vlm.VLMBatchError` with every outcome): the
+  caller writes a reject row for it and keeps the other answers.
 
 Both return, for each request, ``num_samples`` completions in request order.
 """
@@ -16,22 +17,23 @@ Both return, for each request, ``num_samples`` completions in request order.
 from __future__ import annotations
 
 import base64
+import email.utils
 import io
 import logging
 import os
+import random
+import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from pipelines.config import ModelRef, OpenAIEndpoint, VLMConfig
-from pipelines.vlm import VLMBackend, VLMRequest
+from pipelines.vlm import Outcome, VLMBackend, VLMBatchError, VLMFailure, VLMRequest
+from pipelines.vlm import VLMRequestError as VLMRequestError  # re-exported: callers catch it from here
 
 log = logging.getLogger(__name__)
-
-
-class VLMRequestError(RuntimeError):
-    """A request that failed after all retries (endpoint down, timeouts, 4xx)."""
 
 
 # -- where a configured model is, without downloading ---------------------------------------------
@@ -161,6 +163,7 @@ class Qwen3VLBackend:
             raise ValueError("Qwen3VLBackend needs ModelRef.model (a local path or model id)")
         self.ref = ref
         self.name = f"qwen3vl:{ref.model}"
+        self.requests_per_call = ref.batch_size
         self.model: Any = None
         self.processor: Any = None
         self.device = ""
@@ -243,8 +246,65 @@ def encode_image_data_url(image: Any, fmt: str = "JPEG", quality: int = 95) -> s
     return f"data:{mime};base64,{base64.b64encode(buf.getvalue()).decode('ascii')}"
 
 
+#: HTTP statuses worth another attempt: request timeout, conflict, too many requests, server errors
+RETRYABLE_STATUS = frozenset({408, 409, 429})
+
+
+def retry_after_s(headers: Any, now: float | None = None) -> float | None:
+    """Seconds a response asks the client to wait: ``retry-after-ms``, else ``Retry-After`` as seconds
+    or as an HTTP date; ``None`` when absent or unreadable."""
+    ms = headers.get("retry-after-ms")
+    if ms is not None:
+        try:
+            return max(0.0, float(ms) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+class BackPressure:
+    """A gate every worker passes before sending: when the server says "too many requests, retry
+    after N s", no request of this backend is sent for N s, not just the one that was refused."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._not_before = 0.0
+
+    def hold(self, seconds: float) -> None:
+        """No request leaves before ``seconds`` from now (a later hold already set is kept)."""
+        with self._lock:
+            self._not_before = max(self._not_before, time.monotonic() + seconds)
+
+    def wait(self) -> None:
+        while True:
+            with self._lock:
+                delay = self._not_before - time.monotonic()
+            if delay <= 0:
+                return
+            time.sleep(delay)
+
+
 class OpenAIBackend:
-    """An OpenAI-compatible chat endpoint with image input.
+    """An OpenAI-compatible chat endpoint with image input (see the module docstring).
+
+    At most ``endpoint.concurrency`` requests are in flight (a thread pool of that size; a request
+    waiting out a backoff keeps its slot, so retries never raise the load). Each request gets
+    ``max_retries`` more attempts on connection errors, timeouts, 408/409/429 and 5xx, with exponential
+    backoff or the server's ``Retry-After``; a 429's wait holds every request (:class:`BackPressure`).
+    Results come back in request order. A request that still fails is a :class:`VLMFailure` in its
+    place, and ``generate`` raises :class:`VLMBatchError` carrying every outcome
+    (:func:`pipelines.vlm.generate_outcomes` unpacks it, so callers write reject rows).
 
     The API key comes from ``HOPCHAIN_VLM_API_KEY`` (or ``OPENAI_API_KEY``), never from params;
     local vLLM/SGLang servers usually accept any key.
@@ -255,10 +315,13 @@ class OpenAIBackend:
             raise ValueError("OpenAIBackend needs vlm.openai.base_url and vlm.openai.model")
         self.endpoint = endpoint
         self.name = f"openai:{endpoint.model}"
+        self.requests_per_call = endpoint.requests_per_call
         self._api_key = api_key
         self._image_format = image_format
         self._client: Any = None
         self._pool: ThreadPoolExecutor | None = None
+        self._gate = BackPressure()
+        self._jitter = random.Random(0)  # spreads retries; never touches what is generated
 
     def setup(self) -> None:
         if self._client is not None:
@@ -266,12 +329,9 @@ class OpenAIBackend:
         from openai import OpenAI
 
         key = self._api_key or os.environ.get("HOPCHAIN_VLM_API_KEY") or os.environ.get("OPENAI_API_KEY") or "none"
-        self._client = OpenAI(
-            base_url=self.endpoint.base_url,
-            api_key=key,
-            timeout=self.endpoint.timeout_s,
-            max_retries=self.endpoint.max_retries,
-        )
+        # retries are ours (shared back-pressure, bounded backoff), so the client's own are off
+        self._client = OpenAI(base_url=self.endpoint.base_url, api_key=key, timeout=self.endpoint.timeout_s,
+                              max_retries=0)
         self._pool = ThreadPoolExecutor(max_workers=self.endpoint.concurrency, thread_name_prefix="vlm")
 
     def teardown(self) -> None:
@@ -282,9 +342,8 @@ class OpenAIBackend:
             self._client.close()
             self._client = None
 
-    def _one(self, request: VLMRequest, max_new_tokens: int, temperature: float, num_samples: int) -> list[str]:
-        import openai
-
+    def _body(self, request: VLMRequest, max_new_tokens: int, temperature: float, num_samples: int
+              ) -> dict[str, Any]:
         messages: list[dict[str, Any]] = []
         if request.system:
             messages.append({"role": "system", "content": request.system})
@@ -293,21 +352,51 @@ class OpenAIBackend:
             url = encode_image_data_url(request.image, self._image_format)
             content.insert(0, {"type": "image_url", "image_url": {"url": url}})
         messages.append({"role": "user", "content": content})
-        try:
-            resp = self._client.chat.completions.create(
-                model=self.endpoint.model,
-                messages=messages,
-                max_tokens=max_new_tokens,
-                temperature=temperature,
-                n=num_samples,
-            )
-        except openai.OpenAIError as err:
-            raise VLMRequestError(f"{self.name}: {type(err).__name__}: {err}") from err
-        choices = sorted(resp.choices, key=lambda c: c.index)
-        texts = [c.message.content or "" for c in choices]
-        if len(texts) != num_samples:
-            raise VLMRequestError(f"{self.name}: asked for {num_samples} samples, got {len(texts)}")
-        return texts
+        body: dict[str, Any] = {"model": self.endpoint.model, "messages": messages, "max_tokens": max_new_tokens,
+                                "temperature": temperature, "n": num_samples}
+        if self.endpoint.seed is not None:
+            body["seed"] = self.endpoint.seed
+        return body
+
+    def _backoff(self, attempt: int) -> float:
+        base = min(self.endpoint.retry_backoff_max_s, self.endpoint.retry_backoff_s * 2.0 ** attempt)
+        return base * (0.75 + 0.25 * self._jitter.random())
+
+    def _one(self, request: VLMRequest, max_new_tokens: int, temperature: float, num_samples: int) -> Outcome:
+        """One request with its retries; never raises for a failed request (a :class:`VLMFailure`)."""
+        import openai
+
+        body = self._body(request, max_new_tokens, temperature, num_samples)
+        attempts = self.endpoint.max_retries + 1
+        why = ""
+        for attempt in range(attempts):
+            self._gate.wait()
+            try:
+                resp = self._client.chat.completions.create(**body)
+            except openai.APIStatusError as err:
+                why = f"HTTP {err.status_code}: {_one_line(err.message)}"
+                if err.status_code not in RETRYABLE_STATUS and err.status_code < 500:
+                    return VLMFailure(f"{self.name}: {why}")
+                asked = retry_after_s(err.response.headers)
+                wait = min(asked, self.endpoint.max_retry_after_s) if asked is not None else self._backoff(attempt)
+                if err.status_code == 429:
+                    self._gate.hold(wait)  # the server is full: nobody sends until it said
+                    wait = 0.0
+            except openai.APIConnectionError as err:  # refused, dropped, timed out (APITimeoutError)
+                why = f"{type(err).__name__}: {_one_line(str(err))}"
+                wait = self._backoff(attempt)
+            except openai.OpenAIError as err:  # a malformed response: another attempt will not help
+                return VLMFailure(f"{self.name}: {type(err).__name__}: {_one_line(str(err))}")
+            else:
+                texts = [c.message.content or "" for c in sorted(resp.choices, key=lambda c: c.index)]
+                if len(texts) != num_samples:
+                    return VLMFailure(f"{self.name}: asked for {num_samples} samples, got {len(texts)}")
+                return texts
+            if attempt + 1 < attempts:
+                log.info("%s: attempt %d/%d failed (%s); retrying in %.2f s", self.name, attempt + 1, attempts,
+                         why, wait)
+                time.sleep(wait)
+        return VLMFailure(f"{self.name}: failed after {attempts} attempts: {why}")
 
     def generate(
         self,
@@ -320,7 +409,14 @@ class OpenAIBackend:
         if self._pool is None:
             raise RuntimeError("OpenAIBackend.setup() was not called")
         futures = [self._pool.submit(self._one, r, max_new_tokens, temperature, num_samples) for r in requests]
-        return [f.result() for f in futures]
+        outcomes = [f.result() for f in futures]
+        if any(isinstance(o, VLMFailure) for o in outcomes):
+            raise VLMBatchError(self.name, outcomes)
+        return [o for o in outcomes if not isinstance(o, VLMFailure)]
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())[:300]
 
 
 def make_vlm_backend(config: VLMConfig) -> VLMBackend:

@@ -1,9 +1,16 @@
-"""An in-process fake OpenAI-compatible chat server on 127.0.0.1 (for backend tests).
+"""An in-process fake OpenAI-compatible chat server on 127.0.0.1 (for backend tests and bench/served.py).
 
-``FakeChatServer(reply, models=[...])`` serves ``POST /v1/chat/completions`` and ``GET /v1/models``
-(the ids in ``models``); ``reply(body, attempt)`` returns
-either the completion text, or ``(status_code, text)`` to simulate errors. It records every
-request body and the highest number of requests in flight at once.
+``FakeChatServer(reply, models=[...], delay_s=...)`` serves ``POST /v1/chat/completions`` and
+``GET /v1/models`` (the ids in ``models``); every chat request waits ``delay_s`` (a model's latency),
+then ``reply(body, attempt)`` (``attempt``: 1-based count of chat requests so far) returns one of:
+
+* the completion text (200);
+* ``(status_code, text)`` — an error answer, with ``retry-after-ms: 20`` so client backoff stays short;
+* ``(status_code, text, headers)`` — an error answer with exactly these headers (e.g. ``Retry-After``);
+* :data:`DROP` — the connection is closed without an answer (a server that died mid-request).
+
+It records every request body, its arrival time (``arrivals``, ``time.monotonic()``), the number of
+requests in flight now (``in_flight``) and the highest number ever in flight at once (``max_in_flight``).
 """
 
 from __future__ import annotations
@@ -15,7 +22,8 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-Reply = Callable[[dict[str, Any], int], "str | tuple[int, str]"]
+DROP = object()  # reply sentinel: close the connection without answering
+Reply = Callable[[dict[str, Any], int], Any]
 
 
 class FakeChatServer:
@@ -24,11 +32,16 @@ class FakeChatServer:
         self.models = tuple(models)
         self.delay_s = delay_s
         self.requests: list[dict[str, Any]] = []
+        self.arrivals: list[float] = []
         self.max_in_flight = 0
         self._in_flight = 0
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
 
     @property
     def base_url(self) -> str:
@@ -60,6 +73,7 @@ class FakeChatServer:
                 body = json.loads(self.rfile.read(length) or b"{}")
                 with server._lock:
                     server.requests.append(body)
+                    server.arrivals.append(time.monotonic())
                     attempt = len(server.requests)
                     server._in_flight += 1
                     server.max_in_flight = max(server.max_in_flight, server._in_flight)
@@ -67,7 +81,14 @@ class FakeChatServer:
                     if server.delay_s:
                         time.sleep(server.delay_s)
                     result = server.reply(body, attempt)
-                    status, text = result if isinstance(result, tuple) else (200, result)
+                    if result is DROP:
+                        self.close_connection = True
+                        return
+                    headers: dict[str, str] = {"retry-after-ms": "20"}
+                    if isinstance(result, tuple) and len(result) == 3:
+                        status, text, headers = result
+                    else:
+                        status, text = result if isinstance(result, tuple) else (200, result)
                     if status != 200:
                         payload = {"error": {"message": text, "type": "server_error"}}
                     else:
@@ -88,7 +109,8 @@ class FakeChatServer:
                     self.send_response(status)
                     self.send_header("Content-Type", "application/json")
                     if status != 200:
-                        self.send_header("retry-after-ms", "20")  # keep client backoff short in tests
+                        for name, value in headers.items():
+                            self.send_header(name, value)
                     self.send_header("Content-Length", str(len(data)))
                     self.end_headers()
                     self.wfile.write(data)

@@ -110,7 +110,8 @@ def test_detect_stage_repairs_once_then_rejects() -> None:
     assert "I cannot see anything" in rejects[0]["raw"] and "still no json" in rejects[0]["raw"]
     assert len(vlm.calls) == 2 and len(vlm.calls[1]) == 2  # one repair round for the two broken answers
     assert "could not be parsed" in vlm.calls[1][0]
-    assert res.counts == {"images": 4, "repaired": 1, "rejected": 1, "dropped_items": 0, "detections": 2}
+    assert res.counts == {"images": 4, "repaired": 1, "rejected": 1, "dropped_items": 0, "request_failed": 0,
+                          "detections": 2}
 
 
 def test_openai_backend_sends_base64_images_and_keeps_order() -> None:

@@ -67,7 +67,7 @@ def test_one_batch_size_rule_for_both_stages() -> None:
     assert batch_size(_params(seg_batch=2), "segment") == 2
     endpoint = Params(vlm=VLMConfig(backend="openai", openai=OpenAIEndpoint(base_url="http://h", model="m",
                                                                             concurrency=7)))
-    assert batch_size(endpoint, "detect") == 7  # requests in flight
+    assert batch_size(endpoint, "detect") == 4 * 7  # four rounds of the requests in flight: the pool stays full
 
 
 def test_detect_shard_runs_in_batches_and_keeps_every_reject() -> None:
