@@ -133,10 +133,13 @@ class Service:
 class SeaweedS3(Service):
     """SeaweedFS ``weed mini`` (master + volume + filer + S3 in one process) with credentials."""
 
-    def __init__(self, params: Params, home: Path):
+    def __init__(self, params: Params, home: Path, reader_buckets: tuple[str, ...] | None = None):
         super().__init__(params, home, "s3")
         self.processes = [ManagedProcess("seaweedfs", home)]
         self.data_dir = home / "seaweedfs"
+        # what the read-only key may read and list: the platform bucket; ("*",): every bucket (a test
+        # server, whose tests each make their own bucket)
+        self.reader_buckets = reader_buckets or (params.store.bucket,)
 
     def ports(self) -> dict[str, int]:
         p = self.params.stack.ports
@@ -184,7 +187,8 @@ class SeaweedS3(Service):
                         "name": "hopchain-images-reader",
                         "credentials": [{"accessKey": creds["reader_access_key"],
                                          "secretKey": creds["reader_secret_key"]}],
-                        "actions": [f"Read:{self.params.store.bucket}", f"List:{self.params.store.bucket}"],
+                        "actions": ["Read", "List"] if self.reader_buckets == ("*",) else
+                                   [f"{a}:{b}" for b in self.reader_buckets for a in ("Read", "List")],
                     },
                 ]
             },
