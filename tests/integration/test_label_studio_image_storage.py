@@ -116,7 +116,9 @@ def test_without_a_read_only_key_the_push_stops_and_the_batch_is_pushed_later(la
     assert batch.created_tasks == 4 and batch.image_refs == "s3"
     with make() as admin:
         (storage,) = admin.s3_import_storages(pid)
-        assert storage["aws_access_key_id"] == s3["reader_access_key"] and storage["presign"] is False
+        # (Label Studio returns neither half of the key: which key it holds shows in what it can read,
+        # the local-stack test below)
+        assert storage["presign"] is False and str(storage).count(s3["reader_secret_key"]) == 0
         data = [t["data"] for t in admin.iter_tasks(pid, fields="task_only")]
     assert all("X-Amz" not in str(d) and s3["access_key"] not in str(d) for d in data)
 
