@@ -499,7 +499,7 @@ class Airflow(Service):
         for comp in components:
             self.process(comp).start(self._command(comp), env, cwd=self.airflow_home)
         if set(components) >= set(AIRFLOW_COMPONENTS):
-            write_atomic(self._code_stamp(), code_fingerprint().encode())
+            write_atomic(self._code_stamp(), code_fingerprint().encode(), mode=0o600)
 
     def _code_stamp(self) -> Path:
         return self.airflow_home / "code-fingerprint"
