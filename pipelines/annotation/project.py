@@ -53,34 +53,44 @@ IMAGE_STORAGE_TITLE = "hopchain-images"
 
 @dataclass(frozen=True)
 class ImageStorage:
-    """The object store Label Studio signs image references against (an S3 *source storage* of the
+    """The object store Label Studio reads image references from (an S3 *source storage* of the
     project, never synced: it only resolves ``s3://<bucket>/<key>`` in task data).
 
-    ``endpoint`` must be reachable by the annotators' browsers (the presigned URLs point there);
-    ``access_key`` / ``secret_key`` should be a read-only key of ``bucket`` in production. They are
-    stored in Label Studio's database, never in task data. ``presign_ttl_min``: each signature's
-    lifetime, counted from the moment a task is opened (Label Studio signs on every open)."""
+    ``access_key`` / ``secret_key`` are a read-only key of ``bucket`` (the push proves it:
+    :mod:`pipelines.annotation.image_key`); they are stored in Label Studio's database, never in task
+    data. ``endpoint`` is where Label Studio reaches the store; None names none, so Label Studio uses its
+    own ``S3_ENDPOINT`` setting: the one endpoint its SSRF guard trusts while every private address stays
+    banned for the endpoints its users type in (storages, webhooks).
+
+    ``presign=False`` (the default) is Label Studio's storage proxy: an annotator's browser asks Label
+    Studio (``/tasks/<id>/resolve/?fileuri=...``, with its Label Studio login) and Label Studio streams the
+    bytes: the browser never sees a signed URL, a key id or the object store's address, so the store
+    need not be reachable from annotators' networks. ``presign=True`` redirects the browser to a URL
+    signed with the key, valid ``presign_ttl_min`` minutes from each open (the store must then be
+    reachable by the browsers at ``endpoint``)."""
 
     bucket: str
-    endpoint: str
+    endpoint: str | None
     access_key: str
     secret_key: str
     region: str = "us-east-1"
     presign_ttl_min: int = 60
+    presign: bool = False
 
     def __repr__(self) -> str:
-        return f"ImageStorage(bucket={self.bucket!r}, endpoint={self.endpoint!r}, secret_key='***')"
+        return (f"ImageStorage(bucket={self.bucket!r}, endpoint={self.endpoint!r}, presign={self.presign}, "
+                "secret_key='***')")
 
     def settings(self) -> dict[str, Any]:
         return {
             "title": IMAGE_STORAGE_TITLE,
             "bucket": self.bucket,
             "prefix": "",
-            "s3endpoint": self.endpoint,
+            "s3endpoint": self.endpoint or "",  # "": Label Studio's own S3_ENDPOINT
             "region_name": self.region,
             "aws_access_key_id": self.access_key,
             "aws_secret_access_key": self.secret_key,
-            "presign": True,
+            "presign": self.presign,
             "presign_ttl": int(self.presign_ttl_min),
             "use_blob_urls": True,
             "recursive_scan": False,
@@ -103,7 +113,7 @@ def ensure_image_storage(client: LabelStudioClient, project_id: int, storage: Im
         return created
     current = min(found, key=lambda s: int(s["id"]))
     checked = ("bucket", "s3endpoint", "region_name", "aws_access_key_id", "presign", "presign_ttl", "use_blob_urls")
-    if any(current.get(k) != wanted[k] for k in checked):
+    if any((current.get(k) or None) != (wanted[k] or None) for k in checked):  # "" and None: no endpoint
         log.info("project %s: repairing image storage %s", project_id, current["id"])
         return client.update_s3_import_storage(int(current["id"]), wanted)
     return current

@@ -10,10 +10,10 @@ once, by the batch that holds it (:func:`pipelines.annotation.pull.decide_batch`
 A task's data is ``{"image": <reference>, "question", "question_id", "image_id", "batch"}``.
 The generated answer is NOT sent: annotators must not see it. Images are never inlined as base64;
 the platform references them as ``s3://<bucket>/<key>`` (:func:`s3_image_refs`), which the project's
-S3 source storage (:func:`pipelines.annotation.project.ensure_image_storage`) signs each time a task
-is opened: no secret and no expiry in task data, so a batch carried over for weeks still shows its
-images. :func:`presigned_image_urls` (a URL signed at push time, at most 7 days) remains for a Label
-Studio without that storage.
+S3 source storage (:func:`pipelines.annotation.project.ensure_image_storage`, a read-only key, proxy
+mode) resolves each time a task is opened: no secret and no expiry in task data, so a batch carried
+over for weeks still shows its images. :func:`presigned_image_urls` (a URL signed at push time with the
+given store's key) is never used by the push: it would sign with whatever key that store holds.
 """
 
 from __future__ import annotations

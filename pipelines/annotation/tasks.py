@@ -104,30 +104,35 @@ def push(env: RunEnv, shard: int) -> BatchRecord:
 
 
 def _image_refs(env: RunEnv, client: Any, project_id: int, uris: dict[str, str]) -> tuple[str, Callable[[str], str]]:
-    """How the batch's tasks reference images: ``"s3"`` (``s3://`` URIs the project's image storage
-    signs on every open: they never expire) or, when Label Studio refuses that storage (e.g. its
-    SSRF guard bans the object store's address), ``"presigned"`` (URLs signed now, valid
-    ``annotation.image_url_expiry_s``), logged and recorded on the batch record."""
+    """How the batch's tasks reference images: ``"s3"``, ``s3://`` URIs that the project's image storage
+    resolves on every open, through Label Studio's storage proxy (no signed URL reaches a browser).
+
+    Fails closed (:class:`~pipelines.annotation.image_key.ImageKeyRefused`, one line, before anything
+    is imported or recorded, so the batch is pushed again once fixed): without an image key, with one
+    that cannot read or can write (:func:`~pipelines.annotation.image_key.verify_read_only`, against the
+    real store), or when Label Studio refuses the storage. Label Studio never gets the platform's key,
+    and no URL is signed at push time."""
     from pipelines.annotation.client import LabelStudioError
+    from pipelines.annotation.image_key import ImageKeyRefused, ReaderKey, reader_store, verify_read_only
     from pipelines.annotation.project import ImageStorage, ensure_image_storage
-    from pipelines.annotation.push import presigned_image_urls, s3_image_refs
+    from pipelines.annotation.push import s3_image_refs
 
     reader = env.image_reader() if env.image_reader is not None else None
-    creds = reader or env.store.creds
     if reader is None:
-        log.warning("Label Studio's image storage gets the platform's read-write key: give it a read-only "
-                    "key of bucket %s (Airflow connection hopchain_s3_reader; in docker/.env "
-                    "HOPCHAIN_S3_READER_ACCESS_KEY / HOPCHAIN_S3_READER_SECRET_KEY)", env.store.bucket)
-    storage = ImageStorage(env.store.bucket, creds.url, creds.access_key, creds.secret_key, creds.region)
+        raise ImageKeyRefused("push refused: no read-only image key for Label Studio (Airflow connection "
+                              "hopchain_s3_reader; docker/.env HOPCHAIN_S3_READER_ACCESS_KEY / _SECRET_KEY): "
+                              "it never gets the platform's read-write key")
+    verify_read_only(env.store, reader_store(reader, env.store.bucket), env.ledger.keys.image_key_probe)
+    endpoint = reader.storage_endpoint if isinstance(reader, ReaderKey) else reader.url
+    storage = ImageStorage(env.store.bucket, endpoint, reader.access_key, reader.secret_key, reader.region)
     try:
         ensure_image_storage(client, project_id, storage)
     except LabelStudioError as err:
         if err.status_code is None or err.status_code >= 500:
             raise
-        log.warning("Label Studio refused the image storage (HTTP %s: %s); this batch's images are "
-                    "presigned URLs valid %d s", err.status_code, str(err.body)[:200],
-                    env.params.annotation.image_url_expiry_s)
-        return "presigned", presigned_image_urls(env.store, uris, env.params.annotation.image_url_expiry_s)
+        detail = " ".join(str(err.body).split())[:160]
+        raise ImageKeyRefused(f"push refused: Label Studio refused the image storage (HTTP {err.status_code}: "
+                              f"{detail}); give Label Studio the store as S3_ENDPOINT (docs/deployment.md)") from None
     return "s3", s3_image_refs(env.store.bucket, uris)
 
 

@@ -55,6 +55,9 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, m
 from pipelines.config import DEFAULT_PARAMS, REPO_ROOT, ConfigError, Params, load_params
 
 S3_CONN_ID = "hopchain_s3"
+# the reader connection's extra ``label_studio_endpoint``: Label Studio uses its own S3_ENDPOINT setting
+# (pipelines.annotation.image_key.LABEL_STUDIO_S3_ENDPOINT; not imported: this module stays light)
+LABEL_STUDIO_S3_ENDPOINT = "S3_ENDPOINT"
 LABEL_STUDIO_CONN_ID = "hopchain_label_studio"
 
 # Secrets are pasted into JSON (AIRFLOW_CONN_*) and URLs by compose: refuse what would break them.
@@ -337,18 +340,20 @@ def airflow_connections(s3: dict[str, str], ls: dict[str, str]) -> dict[str, Any
     s3_host, s3_port = s3["endpoint"].split("://", 1)[-1].rsplit(":", 1)
     ls_host, ls_port = ls["url"].split("://", 1)[-1].rsplit(":", 1)
 
-    def s3_connection(description: str, access_key: str, secret_key: str) -> dict[str, Any]:
+    def s3_connection(description: str, access_key: str, secret_key: str, **extra: str) -> dict[str, Any]:
         return {"conn_type": "hopchain_s3", "description": description, "host": s3_host, "port": int(s3_port),
                 "login": access_key, "password": secret_key,
                 "extra": json.dumps({"secure": s3["endpoint"].startswith("https"),
-                                     "region": s3.get("region", "us-east-1")})}
+                                     "region": s3.get("region", "us-east-1"), **extra})}
 
     reader = s3.get("reader_access_key", ""), s3.get("reader_secret_key", "")
     return {
         "hopchain_s3": s3_connection("Object store of the HopChain platform (S3 API)", s3["access_key"],
                                      s3["secret_key"]),
+        # Label Studio reaches the store through its own S3_ENDPOINT (pipelines.annotation.image_key)
         **({"hopchain_s3_reader": s3_connection(
-            "Read-only key of the platform bucket: Label Studio signs image URLs with it", *reader)}
+            "Read-only key of the platform bucket: Label Studio reads task images with it", *reader,
+            label_studio_endpoint=LABEL_STUDIO_S3_ENDPOINT)}
            if all(reader) else {}),
         "hopchain_label_studio": {
             "conn_type": "label_studio",

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipelines.config import Params, PortsConfig, work_home
-from pipelines.stack.process import StackError, listening_ports
+from pipelines.stack.process import StackError, listening_ports, make_private, private_dir
 from pipelines.stack.services import Airflow, LabelStudio, SeaweedS3, Service
 
 __all__ = ["LocalStack", "StackError", "stack_home", "with_port_overrides"]
@@ -57,7 +57,7 @@ class LocalStack:
         self.params = with_port_overrides(params)
         self.home = Path(home) if home else stack_home(self.params)
         self.s3 = SeaweedS3(self.params, self.home)
-        self.labelstudio = LabelStudio(self.params, self.home)
+        self.labelstudio = LabelStudio(self.params, self.home, s3_endpoint=self.s3.url())
         self.airflow = Airflow(self.params, self.home)
 
     @property
@@ -77,8 +77,10 @@ class LocalStack:
             )
         for svc in self.services:
             svc.check_ports()
-        self.home.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.home, 0o700)
+        private_dir(self.home)
+        repaired = make_private(self.home)  # a home made with a looser umask (or by an older version)
+        if repaired:
+            log(f"made {len(repaired)} files and folders of {self.home} private to their owner")
         t0 = time.monotonic()
         try:
             log("starting S3 server (SeaweedFS) ...")

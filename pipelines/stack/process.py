@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import socket
+import stat
 import subprocess
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -25,6 +26,50 @@ from pipelines.contracts.files import write_atomic
 
 class StackError(RuntimeError):
     """A clear, user-facing failure of the local stack (busy port, failed health check, ...)."""
+
+
+#: The umask of every process the stack starts: what they create (Label Studio's database, Airflow's
+#: config, database and task logs, SeaweedFS's volumes) is the owner's only, 0600 files in 0700 folders.
+PRIVATE_UMASK = 0o077
+
+
+def private_dir(path: Path) -> Path:
+    """``path`` as a folder only its owner may enter (0700), with any missing parents made the same way;
+    an existing one is repaired."""
+    path = Path(path)
+    for folder in reversed([p for p in (path, *path.parents) if not p.exists()]):
+        folder.mkdir(mode=0o700, exist_ok=True)
+    os.chmod(path, 0o700)
+    return path
+
+
+def make_private(root: Path) -> list[Path]:
+    """Repair ``root`` and everything under it: folders 0700, files without any group or other
+    permission (0600, or 0700 for executables). Symlinks are left alone (never followed). Returns what
+    was changed: a stack home made by an older version, or copied with a loose umask, is fixed on start."""
+    changed: list[Path] = []
+
+    def fix(path: Path, want: int) -> None:
+        st = os.lstat(path)
+        if stat.S_ISLNK(st.st_mode):
+            return
+        if stat.S_IMODE(st.st_mode) != want:
+            os.chmod(path, want)
+            changed.append(path)
+
+    root = Path(root)
+    if not root.exists():
+        return changed
+    fix(root, 0o700)
+    for folder, dirs, files in os.walk(root):
+        for d in dirs:
+            fix(Path(folder) / d, 0o700)
+        for f in files:
+            p = Path(folder) / f
+            st = os.lstat(p)
+            if not stat.S_ISLNK(st.st_mode):
+                fix(p, stat.S_IMODE(st.st_mode) & 0o700 | 0o600)
+    return changed
 
 
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
@@ -109,9 +154,9 @@ class ManagedProcess:
     def start(self, cmd: list[str], env: Mapping[str, str], cwd: Path | None = None) -> int:
         if self.running():
             raise StackError(f"{self.name} is already running (pid {self.pid})")
-        self.pid_file.parent.mkdir(parents=True, exist_ok=True)
-        self.log_file.parent.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_file, "ab")
+        private_dir(self.pid_file.parent)
+        private_dir(self.log_file.parent)
+        log = os.fdopen(os.open(self.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
         try:
             proc = subprocess.Popen(
                 cmd,
@@ -121,11 +166,13 @@ class ManagedProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # own process group: pgid == pid, so we stop the whole tree
+                umask=PRIVATE_UMASK,
             )
         finally:
             log.close()
         create_time = psutil.Process(proc.pid).create_time()
-        write_atomic(self.pid_file, json.dumps({"pid": proc.pid, "create_time": create_time, "cmd": cmd[:3]}))
+        write_atomic(self.pid_file, json.dumps({"pid": proc.pid, "create_time": create_time, "cmd": cmd[:3]}),
+                     mode=0o600)
         return proc.pid
 
     def exited_early(self) -> str | None:

@@ -22,14 +22,15 @@ import httpx
 from pipelines.config import Params
 from pipelines.contracts.files import write_atomic
 from pipelines.ops.deploy import airflow_connections
-from pipelines.stack.process import ManagedProcess, StackError, port_in_use, wait_until
+from pipelines.stack.process import PRIVATE_UMASK, ManagedProcess, StackError, port_in_use, private_dir, wait_until
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 
 
 def write_secret_file(path: Path, data: dict[str, Any]) -> None:
-    """Write JSON with mode 0600 (created that way, never world-readable even briefly)."""
+    """Write JSON with mode 0600 (created that way, never world-readable even briefly) in a 0700 folder."""
+    private_dir(path.parent)
     write_atomic(path, json.dumps(data, indent=2), mode=0o600)
 
 
@@ -132,10 +133,13 @@ class Service:
 class SeaweedS3(Service):
     """SeaweedFS ``weed mini`` (master + volume + filer + S3 in one process) with credentials."""
 
-    def __init__(self, params: Params, home: Path):
+    def __init__(self, params: Params, home: Path, reader_buckets: tuple[str, ...] | None = None):
         super().__init__(params, home, "s3")
         self.processes = [ManagedProcess("seaweedfs", home)]
         self.data_dir = home / "seaweedfs"
+        # what the read-only key may read and list: the platform bucket; ("*",): every bucket (a test
+        # server, whose tests each make their own bucket)
+        self.reader_buckets = reader_buckets or (params.store.bucket,)
 
     def ports(self) -> dict[str, int]:
         p = self.params.stack.ports
@@ -183,16 +187,17 @@ class SeaweedS3(Service):
                         "name": "hopchain-images-reader",
                         "credentials": [{"accessKey": creds["reader_access_key"],
                                          "secretKey": creds["reader_secret_key"]}],
-                        "actions": [f"Read:{self.params.store.bucket}", f"List:{self.params.store.bucket}"],
+                        "actions": ["Read", "List"] if self.reader_buckets == ("*",) else
+                                   [f"{a}:{b}" for b in self.reader_buckets for a in ("Read", "List")],
                     },
                 ]
             },
         )
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.data_dir)
         (self.data_dir / "mini.options").unlink(missing_ok=True)  # weed remembers old flags there
         p = self.params.stack.ports
         logdir = self.home / "logs" / "seaweedfs"
-        logdir.mkdir(parents=True, exist_ok=True)
+        private_dir(logdir)
         cmd = [
             str(VENV_BIN / "weed"), f"-logdir={logdir}", "mini",
             f"-dir={self.data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
@@ -271,9 +276,10 @@ def label_studio_bin() -> Path:
     return REPO_ROOT / ".venv-ls" / "bin" / "label-studio"
 
 
-# Label Studio's SSRF guard bans these (its own default list) for storages and webhooks. The local
-# stack's object store listens on loopback only, and the project's image storage must reach it:
-# the list without 127.0.0.0/8, every other reserved range still banned (production keeps the default).
+# Label Studio's SSRF guard bans these (its own default list) for storages and webhooks. A Label Studio
+# started alone (``s3_endpoint`` None: test fixtures whose storages name a loopback object store) gets the
+# list without 127.0.0.0/8; the local stack's keeps the whole default list and reaches its object store
+# through S3_ENDPOINT, the operator's endpoint the guard trusts (as in production).
 LS_BANNED_SUBNETS_BUT_LOOPBACK = (
     "0.0.0.0/8,10.0.0.0/8,100.64.0.0/10,169.254.0.0/16,172.16.0.0/12,192.0.0.0/24,192.0.2.0/24,"
     "192.88.99.0/24,192.168.0.0/16,198.18.0.0/15,198.51.100.0/24,203.0.113.0/24,224.0.0.0/4,"
@@ -286,10 +292,11 @@ LS_BANNED_SUBNETS_BUT_LOOPBACK = (
 class LabelStudio(Service):
     """Label Studio 1.23 (open-source) on SQLite, no outbound calls, admin + token preset."""
 
-    def __init__(self, params: Params, home: Path):
+    def __init__(self, params: Params, home: Path, s3_endpoint: str | None = None):
         super().__init__(params, home, "labelstudio")
         self.processes = [ManagedProcess("labelstudio", home)]
         self.data_dir = home / "labelstudio"
+        self.s3_endpoint = s3_endpoint  # Label Studio's S3_ENDPOINT: where image storages without one read
 
     def ports(self) -> dict[str, int]:
         return {"http": self.params.stack.ports.label_studio}
@@ -307,7 +314,7 @@ class LabelStudio(Service):
     def env(self) -> dict[str, str]:
         creds = self.credentials()
         env = base_env()
-        (self.data_dir / "home").mkdir(parents=True, exist_ok=True)
+        private_dir(self.data_dir / "home")
         env.update(
             {
                 "HOME": str(self.data_dir / "home"),
@@ -324,13 +331,16 @@ class LabelStudio(Service):
                 "DISABLE_SIGNUP_WITHOUT_LINK": "true",
                 "LABEL_STUDIO_HOST": self.url(),
                 "SSRF_PROTECTION_ENABLED": "true",
-                "USE_DEFAULT_BANNED_SUBNETS": "false",
-                "USER_ADDITIONAL_BANNED_SUBNETS": LS_BANNED_SUBNETS_BUT_LOOPBACK,
                 "DJANGO_DB": "sqlite",
                 "LOG_LEVEL": "WARNING",
                 "PYTHONUNBUFFERED": "1",
             }
         )
+        if self.s3_endpoint:
+            env["S3_ENDPOINT"] = self.s3_endpoint
+        else:
+            env.update({"USE_DEFAULT_BANNED_SUBNETS": "false",
+                        "USER_ADDITIONAL_BANNED_SUBNETS": LS_BANNED_SUBNETS_BUT_LOOPBACK})
         return env
 
     def start(self) -> None:
@@ -439,7 +449,7 @@ class Airflow(Service):
     def _cli(self, *args: str, timeout_s: float = 300) -> str:
         proc = subprocess.run(
             [str(VENV_BIN / "airflow"), *args], env=self.env(), capture_output=True, text=True,
-            timeout=timeout_s, cwd=self.airflow_home,
+            timeout=timeout_s, cwd=self.airflow_home, umask=PRIVATE_UMASK,
         )
         if proc.returncode != 0:
             raise StackError(f"`airflow {' '.join(args[:2])}` failed:\n{proc.stderr[-3000:]}")
@@ -447,15 +457,15 @@ class Airflow(Service):
 
     def provision(self, s3: dict[str, str], ls: dict[str, str]) -> None:
         """DB migration, the ``gpu`` pool and the connections to the S3 server and Label Studio."""
-        self.airflow_home.mkdir(parents=True, exist_ok=True)
+        private_dir(self.airflow_home)
         creds = self.credentials()
         write_secret_file(self.airflow_home / "simple_auth_manager_passwords.json",
                           {creds["username"]: creds["password"]})
         self._cli("db", "migrate")
         pools = self.airflow_home / "pools.json"
-        pools.write_text(json.dumps({"gpu": {"slots": self.params.stack.gpu_slots,
-                                             "description": "GPU stages (slots = GPUs)",
-                                             "include_deferred": False}}))
+        write_atomic(pools, json.dumps({"gpu": {"slots": self.params.stack.gpu_slots,
+                                                "description": "GPU stages (slots = GPUs)",
+                                                "include_deferred": False}}), mode=0o600)
         self._cli("pools", "import", str(pools))
         conns = self.airflow_home / "connections.json"
         write_secret_file(conns, airflow_connections(s3, ls))
@@ -489,7 +499,7 @@ class Airflow(Service):
         for comp in components:
             self.process(comp).start(self._command(comp), env, cwd=self.airflow_home)
         if set(components) >= set(AIRFLOW_COMPONENTS):
-            write_atomic(self._code_stamp(), code_fingerprint().encode())
+            write_atomic(self._code_stamp(), code_fingerprint().encode(), mode=0o600)
 
     def _code_stamp(self) -> Path:
         return self.airflow_home / "code-fingerprint"

@@ -29,6 +29,7 @@ give this tree (``NNNNN``: the shard number, five digits)::
     annotation-journal/<project_id>/<batch_id>/<seen_at>-<sha256>.ckpt.jsonl   a journal checkpoint
     annotators/registry.json                                  the registered annotators
     annotators/pseudonym.key                                  the generated pseudonym key (no env var set)
+    annotators/image-key-probe                                read with Label Studio's image key before a push
 
 and, in the DVC remote's bucket, ``<dvc_remote_prefix>/files/md5/<2 hex>/<30 hex>`` (DVC 3's own layout).
 
@@ -352,6 +353,12 @@ class BucketLayout:
     def pseudonym_key(self) -> str:
         """``<annotators>/pseudonym.key``: a generated key, when ``HOPCHAIN_PSEUDONYM_KEY`` is not set."""
         return safe_key(self.config.annotators_prefix, "pseudonym.key")
+
+    @property
+    def image_key_probe(self) -> str:
+        """``<annotators>/image-key-probe``: what each push proves Label Studio's image key can read and
+        cannot overwrite (:mod:`pipelines.annotation.image_key`)."""
+        return safe_key(self.config.annotators_prefix, "image-key-probe")
 
     # -- indexes of record prefixes ------------------------------------------------------------------
     @staticmethod

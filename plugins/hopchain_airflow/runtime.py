@@ -66,16 +66,25 @@ def run_env(context: dict[str, Any]) -> Any:
 
 
 def _image_reader() -> Any:
-    """The bucket's read-only key (connection ``hopchain_s3_reader``) that Label Studio's image storage
-    signs with; None where the deployment has none (the push then uses the platform's key and says so)."""
+    """Label Studio's read-only image key: connection ``hopchain_s3_reader`` as a
+    :class:`pipelines.annotation.image_key.ReaderKey` (extra ``label_studio_endpoint``: ``"S3_ENDPOINT"``
+    when Label Studio reaches the store through its own setting); None where the deployment has none,
+    and the push then refuses (it never falls back to the platform's key)."""
     from airflow.exceptions import AirflowNotFoundException
+    from airflow.sdk import BaseHook
 
     from hopchain_airflow.hooks.object_store import ObjectStoreHook
+    from pipelines.annotation.image_key import ReaderKey
 
     try:
-        return ObjectStoreHook(S3_READER_CONN_ID).get_credentials()
+        creds = ObjectStoreHook(S3_READER_CONN_ID).get_credentials()
+        extra = BaseHook.get_connection(S3_READER_CONN_ID).extra_dejson or {}
     except AirflowNotFoundException:
         return None
+    if not (creds.access_key and creds.secret_key):
+        return None
+    return ReaderKey(creds.endpoint, creds.access_key, creds.secret_key, creds.region,
+                     label_studio_endpoint=str(extra.get("label_studio_endpoint", "")))
 
 
 def to_jsonable(value: Any) -> Any:

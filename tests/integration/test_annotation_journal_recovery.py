@@ -28,6 +28,7 @@ from pipelines.release.platform import release_from_store
 from pipelines.runner import RunEnv
 from pipelines.store import ObjectStore, safe_key
 from tests.support import nightly
+from tests.support.image_reader import image_reader
 from tests.support.stack import annotator_accounts, register_annotators, running_label_studio
 
 pytestmark = pytest.mark.integration
@@ -57,7 +58,7 @@ def _data_files(home: Path, name: str) -> dict[str, str]:
             for p in sorted(data.rglob("*.parquet"))}
 
 
-def test_decision_and_release_survive_losing_label_studios_database(s3_creds, tmp_path, monkeypatch):
+def test_decision_and_release_survive_losing_label_studios_database(s3_creds, s3_server, tmp_path, monkeypatch):
     tag = uuid.uuid4().hex[:8]
     monkeypatch.setenv("HOPCHAIN_PSEUDONYM_KEY", f"deployment-key-{tag}")  # the deployment's, as in production
     base = load_params(None, "demo")
@@ -76,7 +77,7 @@ def test_decision_and_release_survive_losing_label_studios_database(s3_creds, tm
         def client() -> LabelStudioClient:
             return LabelStudioClient(creds["url"], creds["token"])
 
-        env = RunEnv(params, store_a, f"nightly-{tag}", label_studio=client)
+        env = RunEnv(params, store_a, f"nightly-{tag}", label_studio=client, image_reader=image_reader(s3_server))
         for shard in nightly.ingest(env, "in"):
             nightly.run(env, "detect", shard)
             nightly.run(env, "segment", shard)
@@ -115,7 +116,7 @@ def test_decision_and_release_survive_losing_label_studios_database(s3_creds, tm
         with client() as fresh:
             assert fresh.find_project(params.annotation.project_title) is None
 
-        env_b = RunEnv(params, store_b, f"nightly-{tag}", label_studio=client)
+        env_b = RunEnv(params, store_b, f"nightly-{tag}", label_studio=client, image_reader=image_reader(s3_server))
         decided_b = annotation_tasks.decide(env_b, annotation_tasks.open_batches(env_b))
         release_b = release_from_store(params, store_b, env_b.run_id, home=tmp_path / "home-b")
 

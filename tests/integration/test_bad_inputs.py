@@ -36,6 +36,7 @@ from pipelines.runner import RunEnv, summarize
 from pipelines.store import ObjectStore, safe_key
 from tests.support import nightly
 from tests.support.fake_openai import FakeChatServer
+from tests.support.image_reader import image_reader
 from tests.support.stack import register_annotators
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -108,7 +109,7 @@ def _garbage_for(body: dict) -> bool:
     return hashlib.sha256(urls[0].encode()).digest()[0] % 2 == 0
 
 
-def test_mixed_bad_inputs_run_completes_and_the_card_reconciles(s3_creds, label_studio, tmp_path):
+def test_mixed_bad_inputs_run_completes_and_the_card_reconciles(s3_creds, s3_server, label_studio, tmp_path):
     tag = uuid.uuid4().hex[:8]
     bucket = f"badinputs-{tag}"
     store = ObjectStore(s3_creds, bucket)
@@ -133,7 +134,7 @@ def test_mixed_bad_inputs_run_completes_and_the_card_reconciles(s3_creds, label_
         })
         ls = label_studio.credentials()
         env = RunEnv(params, store, f"bad_{tag}",
-                    label_studio=lambda: LabelStudioClient(ls["url"], ls["token"]))
+                    label_studio=lambda: LabelStudioClient(ls["url"], ls["token"]), image_reader=image_reader(s3_server))
         shards = nightly.ingest(env, "mixed")
         assert len(shards) >= 2
         for s in shards:

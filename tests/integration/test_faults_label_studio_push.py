@@ -23,6 +23,7 @@ from pipelines.store import ObjectStore, safe_key
 from pipelines.store.ledger import batch_id_for
 from tests.support import nightly
 from tests.support.faults import kill_group
+from tests.support.image_reader import image_reader
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -42,7 +43,7 @@ class DyingLabelStudio(LabelStudioClient):
         return super().import_tasks(project_id, tasks)
 
 
-def test_label_studio_down_during_push_then_the_retry_leaves_no_duplicates(label_studio, s3_creds, tmp_path):
+def test_label_studio_down_during_push_then_the_retry_leaves_no_duplicates(label_studio, s3_creds, s3_server, tmp_path):
     tag = uuid.uuid4().hex[:8]
     store = ObjectStore(s3_creds, f"faults-push-{tag}")
     store.ensure_bucket()
@@ -56,7 +57,7 @@ def test_label_studio_down_during_push_then_the_retry_leaves_no_duplicates(label
     creds = label_studio.credentials()
     ls = lambda: LabelStudioClient(creds["url"], creds["token"])
 
-    env = RunEnv(params, store, f"push_{tag}", label_studio=ls)
+    env = RunEnv(params, store, f"push_{tag}", label_studio=ls, image_reader=image_reader(s3_server))
     assert nightly.ingest(env, "push", shard_size=8) == [0]
     nightly.run(env, "detect", 0)
     nightly.run(env, "segment", 0)
@@ -65,7 +66,7 @@ def test_label_studio_down_during_push_then_the_retry_leaves_no_duplicates(label
     assert len(questions) > 10  # three import requests at least
 
     dying = DyingLabelStudio(creds["url"], creds["token"], 2, lambda: kill_group(label_studio.processes[0]))
-    failing = RunEnv(params, store, f"push_{tag}", label_studio=lambda: dying)
+    failing = RunEnv(params, store, f"push_{tag}", label_studio=lambda: dying, image_reader=image_reader(s3_server))
     with pytest.raises(httpx.ConnectError, match="[Cc]onnection refused"):
         annotation_tasks.push(failing, 0)
     assert dying.imports == 3 and not label_studio.running()

@@ -29,6 +29,7 @@ from tests.support.faults import (
     task_instance,
     wait_for,
 )
+from tests.support.image_reader import stack_image_reader
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -40,7 +41,8 @@ def _push_own_batch(stack, run_id: str, title: str) -> tuple[RunEnv, BatchRecord
     params = load_params(None, "demo")
     annotation = params.annotation.model_copy(update={"project_title": title})
     params = params.model_copy(update={"annotation": annotation})
-    env = RunEnv(params, stack_store(stack), run_id, label_studio=lambda: ls_client(stack.labelstudio))
+    env = RunEnv(params, stack_store(stack), run_id, label_studio=lambda: ls_client(stack.labelstudio),
+                 image_reader=stack_image_reader(stack))
     shards = nightly.ingest(env, "demo", max_images=4)
     assert shards == [0]
     nightly.run(env, "detect", 0)

@@ -30,6 +30,7 @@ from pipelines.annotation.project import ensure_project
 from pipelines.annotation.simulated import answer_result
 from pipelines.config import AnnotationConfig, Params, StoreConfig
 from pipelines.runner import RunEnv
+from tests.support.image_reader import image_reader
 from tests.support.stack import annotator_accounts, register_annotators
 
 pytestmark = pytest.mark.integration
@@ -147,7 +148,8 @@ def test_an_annotator_can_delete_the_project_which_is_reported_as_missing_not_as
     assert asyncio.run(_check_async(admin, pid, expected_state(title))) == [Drift("project", "present", MISSING)]
 
 
-def test_a_changed_project_holds_its_batches_until_repaired(label_studio, object_store, monkeypatch, capsys):
+def test_a_changed_project_holds_its_batches_until_repaired(label_studio, object_store, s3_server, monkeypatch,
+                                                            capsys):
     from expectations.samples import sample_tables
     from pipelines.cli import main
 
@@ -160,7 +162,8 @@ def test_a_changed_project_holds_its_batches_until_repaired(label_studio, object
                           journal_prefix=f"g-{tag}/journal", annotators_prefix=f"g-{tag}/annotators"),
         annotation=AnnotationConfig(project_title=f"guard-{tag}", handout="parallel"),
     )
-    env = RunEnv(params, object_store, f"nightly-{tag}", label_studio=lambda: LabelStudioClient(admin.url, admin.token))
+    env = RunEnv(params, object_store, f"nightly-{tag}", label_studio=lambda: LabelStudioClient(admin.url, admin.token),
+                 image_reader=image_reader(s3_server))
     tables = sample_tables(n_images=2, questions_per_image=2, seed=3)
     import pyarrow as pa
 

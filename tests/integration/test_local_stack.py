@@ -113,3 +113,34 @@ def test_down_leaves_no_process_and_no_port(tmp_path) -> None:
 
     assert [p for p in ports if port_in_use(p)] == []
     assert stack.running_services() == []
+
+
+def test_stack_folders_are_0700_and_secret_files_0600(local_stack: LocalStack) -> None:
+    """Issue 30, item 4, on the running stack: every folder under its home is its owner's only, and no
+    file is readable by anyone else: credentials, Label Studio's database (API tokens), Airflow's config,
+    database and password file, SeaweedFS's identities, the logs."""
+    import os
+    import stat
+    from pathlib import Path
+
+    home = local_stack.home
+    secret_files = [*(svc.credentials_file() for svc in local_stack.services), home / "seaweedfs-s3.json",
+                    home / "labelstudio" / "label_studio.sqlite3", home / "airflow" / "airflow.cfg",
+                    home / "airflow" / "airflow.db", home / "airflow" / "simple_auth_manager_passwords.json"]
+    for f in secret_files:
+        assert f.exists() and stat.S_IMODE(f.stat().st_mode) == 0o600, f
+    loose = []
+    for folder, dirs, files in os.walk(home):
+        for name in dirs:
+            st = os.lstat(os.path.join(folder, name))
+            if not stat.S_ISLNK(st.st_mode) and stat.S_IMODE(st.st_mode) != 0o700:  # e.g. logs/.../latest
+                loose.append(os.path.join(folder, name))
+        for name in files:
+            st = os.lstat(os.path.join(folder, name))
+            # SeaweedFS chmods its volume-info files (no keys, no object data) to 0644 itself: inside
+            # its 0700 folder nobody else reaches them, and the next `stack up` strips the bits again
+            if name.endswith(".vif") and Path(folder).name == "seaweedfs":
+                continue
+            if not stat.S_ISLNK(st.st_mode) and st.st_mode & 0o077:
+                loose.append(os.path.join(folder, name))
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700 and loose == []

@@ -47,7 +47,8 @@ def running_s3_server(home: Path) -> Iterator:
     """
     from pipelines.stack.services import SeaweedS3
 
-    svc = SeaweedS3(params_with_ports(free_ports()), home)
+    # its tests each make their own bucket: the read-only key may read them all (never writes)
+    svc = SeaweedS3(params_with_ports(free_ports()), home, reader_buckets=("*",))
     svc.check_ports()
     svc.start()
     try:

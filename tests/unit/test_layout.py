@@ -102,6 +102,7 @@ LAYOUT: list[tuple[str, Callable[[], object], object]] = [
      "annotation-journal/7/b/20260301T000000000000Z-ab.ckpt.jsonl"),
     ("BucketLayout.annotators_registry", lambda: L.annotators_registry, "annotators/registry.json"),
     ("BucketLayout.pseudonym_key", lambda: L.pseudonym_key, "annotators/pseudonym.key"),
+    ("BucketLayout.image_key_probe", lambda: L.image_key_probe, "annotators/image-key-probe"),
     # shards, batches, the DVC remote
     ("shard_label", lambda: shard_label(7), "shard-00007"),
     ("shard_file", lambda: shard_file(7), "shard-00007.parquet"),

@@ -41,36 +41,18 @@ class FakeStorages:
 
 def test_image_storage_is_created_once_and_repaired_on_drift():
     fake = FakeStorages()
-    storage = ImageStorage("hopchain", "http://127.0.0.1:9000", "AK", "very-secret")
+    storage = ImageStorage("hopchain", None, "AK", "very-secret")
     assert "very-secret" not in repr(storage)
     ensure_image_storage(fake, 3, storage)  # type: ignore[arg-type]
     ensure_image_storage(fake, 3, storage)  # type: ignore[arg-type]
     assert fake.calls == ["create"]
     got = fake.storages[0]
-    assert got["title"] == IMAGE_STORAGE_TITLE and got["presign"] is True and got["bucket"] == "hopchain"
-    fake.storages[0]["presign_ttl"] = 1  # drift
+    # the storage proxy (no signed URL reaches a browser) and Label Studio's own S3_ENDPOINT
+    assert got["title"] == IMAGE_STORAGE_TITLE and got["presign"] is False and got["bucket"] == "hopchain"
+    assert got["s3endpoint"] == ""
+    fake.storages[0]["s3endpoint"] = None  # how the server may report "none": not a drift
     ensure_image_storage(fake, 3, storage)  # type: ignore[arg-type]
-    assert fake.calls == ["create", "update"] and fake.storages[0]["presign_ttl"] == 60
-
-
-def test_the_push_gives_label_studio_the_read_only_key(caplog):
-    """The push's image storage carries the reader key when one is configured; only without one does it
-    fall back to the platform's own key, and it says so."""
-    from pipelines.annotation.tasks import _image_refs
-    from pipelines.config import load_params
-    from pipelines.runner import RunEnv
-    from pipelines.store import S3Credentials
-    from tests.support.memory_store import MemoryStore
-
-    store = MemoryStore()
-    store.creds = S3Credentials("http://127.0.0.1:9000", "platform-key", "platform-secret")  # type: ignore[attr-defined]
-    reader = S3Credentials("http://127.0.0.1:9000", "reader-key", "reader-secret")
-    uris = {"a": "s3://memory/inputs/a.png"}
-    for image_reader, key in ((lambda: reader, "reader-key"), (None, "platform-key")):
-        fake = FakeStorages()
-        env = RunEnv(load_params(), store, "run-1", image_reader=image_reader)  # type: ignore[arg-type]
-        caplog.clear()
-        kind, ref = _image_refs(env, fake, 3, uris)
-        assert kind == "s3" and ref("a") == "s3://memory/inputs/a.png"
-        assert fake.storages[0]["aws_access_key_id"] == key
-        assert ("read-write key" in caplog.text) == (key == "platform-key")
+    assert fake.calls == ["create"]
+    fake.storages[0]["presign"] = True  # drift
+    ensure_image_storage(fake, 3, storage)  # type: ignore[arg-type]
+    assert fake.calls == ["create", "update"] and fake.storages[0]["presign"] is False
