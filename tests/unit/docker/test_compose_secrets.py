@@ -52,6 +52,7 @@ EXPECTED: dict[str, set[str]] = {
                                                                      "HOPCHAIN_VLM_API_KEY"},
     "airflow-worker-gpu": GPU,
     "airflow-worker-gpu-2": GPU,
+    "vllm": {"HOPCHAIN_VLM_API_KEY"},  # the served model (profile "served") checks the key its clients send
 }
 
 _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)")
