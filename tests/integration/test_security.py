@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import json
 import mimetypes
 import subprocess
 import time
@@ -332,6 +333,9 @@ def test_a_crafted_data_docs_page_runs_no_script_in_an_admins_browser(local_stac
         assert page.url() == docs + crafted_docs["page"]  # the meta refresh did not take the admin away
         text = page.text()
         assert "questions.answer_canonical" in text and "but the program yields" in text  # still readable
+        folder = crafted_docs["page"].split("validations/")[0]  # the site: GX's index lists it only by script
+        page.goto(docs + folder)
+        assert page.evaluate(f"[...document.links].some(a => a.href === {json.dumps(docs + crafted_docs['page'])})")
         page.goto(docs + crafted_docs["card"])
         assert page.wait_for("document.getElementById('plot').complete"
                              " && document.getElementById('plot').naturalWidth", 20, what="the site's image")

@@ -17,10 +17,11 @@ answer, the page and the API say 502.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
-from fastapi import Depends, FastAPI, HTTPException
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from hopchain_airflow.ui.cache import TTLCache
@@ -126,6 +127,33 @@ def collect_status(
     return data
 
 
+#: at most this many pages in a folder's list (a run of many shards has one GX site per shard), found
+#: among at most this many keys (a request reads a bounded part of the store)
+LISTED_PAGES, SCANNED_KEYS = 500, 20_000
+
+
+def document_list(pages: Pages, request: Request, folder: str, keys: Iterable[str]) -> str:
+    """The HTML pages stored under ``folder``, each a link relative to the folder's own URL (at most
+    :data:`LISTED_PAGES`): how a reader reaches GX's validation pages now that GX's site index, which
+    lists them only through JavaScript, runs no script."""
+    found: list[tuple[str, str]] = []
+    more = False
+    for n, key in enumerate(keys):
+        if not key.endswith(".html"):
+            more = n >= SCANNED_KEYS
+            if more:
+                break
+            continue
+        if len(found) == LISTED_PAGES:
+            more = True
+            break
+        name = key[len(folder):]
+        found.append((quote(name), name))
+    base = str(request.scope.get("root_path") or "").rstrip("/")
+    return pages.env.get_template("documents.html").render(
+        base=base, active="docs", title="Stored pages", folder=folder, pages=found, more=more)
+
+
 def create_app(params: Params | None = None, ledger: Callable[[], Ledger] | None = None) -> FastAPI:
     """The HopChain app. ``params`` and ``ledger`` (a factory) default to ``params.yaml`` and the
     ``hopchain_s3`` connection, read on first use; the app owns its caches and its template environment."""
@@ -155,13 +183,16 @@ def create_app(params: Params | None = None, ledger: Callable[[], Ledger] | None
             return JSONResponse({"error": str(down)}, status_code=502)
 
     @app.get("/docs/{key:path}")
-    def proxied_document(key: str, user: HopChainReader) -> Response:
+    def proxied_document(request: Request, key: str, user: HopChainReader) -> Response:
+        """A stored document, sandboxed (:func:`stored_content`); a folder (``.../``) is a list of its pages."""
         ledger = backends.ledger()
         if ".." in key.split("/") or not key.startswith(ledger.document_prefixes):
             raise HTTPException(404, "not a Data Docs or release document")
         from minio.error import S3Error
 
         try:
+            if key.endswith("/"):
+                return HTMLResponse(document_list(pages, request, key, ledger.store.list(key)))
             data = ledger.store.get_bytes(key)
         except S3Error as err:
             if err.code in ("NoSuchKey", "NoSuchObject", "NotFound"):

@@ -164,3 +164,22 @@ def test_the_platforms_own_pages_run_no_script_and_say_nosniff(store_params, mon
         r = client.get(path)
         assert r.status_code == 200 and r.headers["x-content-type-options"] == "nosniff", path
         assert "sandbox" in r.headers["content-security-policy"], path
+
+
+def test_a_folder_lists_its_pages_so_validations_are_reachable_without_scripts(store_params, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """GX's site index lists the validation pages only through JavaScript, which no longer runs: the
+    folder's own list (a page of the platform, no script) links them."""
+    store, params = store_params
+    store.put_bytes(DOCS + "validations/questions/r1/<b>x</b>.html", CRAFTED_HTML)
+    client = _as_reader(_app(store, params), monkeypatch, allowed=True)
+    r = client.get(f"/docs/{DOCS}")
+    assert r.status_code == 200 and "sandbox" not in r.headers["content-security-policy"]
+    assert "href='index.html'" in r.text and "href='validations/questions/r1/%3Cb%3Ex%3C/b%3E.html'" in r.text
+    assert "&lt;b&gt;x&lt;/b&gt;.html" in r.text and "<b>x</b>" not in r.text  # names are data
+    assert "logo.svg" not in r.text and "<script" not in r.text.lower()
+    assert client.get("/docs/batches/").status_code == 404  # only the document prefixes
+    from hopchain_airflow.ui.app import render_page
+
+    status = render_page({"runs": [{"run_id": "r1", "datadocs": f"{DOCS}index.html"}], "batches": [],
+                          "consensus": [], "releases": []})
+    assert f"href='docs/{DOCS}' target='_blank'>all pages" in status  # the Status tab links the list
