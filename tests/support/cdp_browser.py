@@ -3,7 +3,8 @@
 Starts Debian's ``/usr/bin/chromium`` headless with a fresh profile and ``--remote-debugging-port=0``,
 reads the port Chromium picked from ``<profile>/DevToolsActivePort``, and talks to it over one
 websocket (``websockets`` sync client) with flattened target sessions. Only what the tests need:
-open a page, navigate, evaluate JavaScript, type text, wait for a condition, take a PNG screenshot.
+open a page, navigate, evaluate JavaScript, type text, wait for a condition, take a PNG screenshot, and
+sign into Airflow through its own login form (:func:`sign_in`).
 
 The browser is stopped by its own pid (and its process group, which it leads) on :meth:`close`.
 """
@@ -215,3 +216,17 @@ class Page:
         out = Path(path)
         out.write_bytes(base64.b64decode(data))
         return out
+
+
+def sign_in(page: Page, base: str, username: str, password: str, timeout_s: float = 60.0) -> None:
+    """Sign into the Airflow UI at ``base`` through its login form, as a user would; afterwards the
+    browser holds the ``_token`` session cookie that the UI and the HopChain plugin read."""
+    page.goto(f"{base}/auth/login")
+    page.wait_for("!!document.querySelector('input[name=\"password\"]')", timeout_s, what="the login form")
+    page.type_into('input[name="username"]', username)
+    page.type_into('input[name="password"]', password)
+    page.wait_for("!document.querySelector('button[type=\"submit\"]').disabled", 10, what="Sign in enabled")
+    page.click('button[type="submit"]')
+    page.wait_for("!location.pathname.startsWith('/auth/')", timeout_s, what="the redirect after signing in")
+    if not [c for c in page.cookies() if c["name"] == "_token"]:
+        raise CDPError("signing in did not set the _token cookie")

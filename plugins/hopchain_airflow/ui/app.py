@@ -2,27 +2,31 @@
 and the review workspace (questions with their hop traces, annotators, trends; :mod:`pipelines.review`).
 
 Mounted by the plugin at ``/hopchain``; every route depends on
-:func:`~hopchain_airflow.ui.security.require_hopchain_read`: no token is 401, a user without read
-access to the HopChain DAGs 403 (the UI's iframe carries the user's ``_token`` cookie). Data
+:func:`~hopchain_airflow.ui.security.require_hopchain_read` (a dependency of the app itself, so a new
+route is covered too): no token is 401, a user without read access to the HopChain DAGs 403 (the UI's
+iframe carries the user's ``_token`` cookie). FastAPI's API docs pages are off; ``/openapi.json`` is a
+guarded route. Every response carries the headers of :class:`~hopchain_airflow.ui.security.SecurityHeaders`. Data
 comes from the ledger the DAGs write (:mod:`pipelines.store.ledger`, through the ``hopchain_s3``
 connection's hook) and, for live progress, from Label Studio (the ``hopchain_label_studio``
 connection's hook). Data Docs and dataset cards are proxied from the object store so they need
-no public bucket. When the object store does not answer, the page and the API say 502.
+no public bucket; they are someone else's bytes, served sandboxed without scripts and SVG only as a
+download (:func:`~hopchain_airflow.ui.security.stored_content`). When the object store does not
+answer, the page and the API say 502.
 """
 
 from __future__ import annotations
 
-import mimetypes
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
-from fastapi import FastAPI, HTTPException
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from hopchain_airflow.ui.cache import TTLCache
 from hopchain_airflow.ui.review_pages import Pages
-from hopchain_airflow.ui.security import HopChainReader
+from hopchain_airflow.ui.security import HopChainReader, SecurityHeaders, require_hopchain_read, stored_content
 
 if TYPE_CHECKING:
     from pipelines.config import Params
@@ -123,10 +127,40 @@ def collect_status(
     return data
 
 
+#: at most this many pages in a folder's list (a run of many shards has one GX site per shard), found
+#: among at most this many keys (a request reads a bounded part of the store)
+LISTED_PAGES, SCANNED_KEYS = 500, 20_000
+
+
+def document_list(pages: Pages, request: Request, folder: str, keys: Iterable[str]) -> str:
+    """The HTML pages stored under ``folder``, each a link relative to the folder's own URL (at most
+    :data:`LISTED_PAGES`): how a reader reaches GX's validation pages now that GX's site index, which
+    lists them only through JavaScript, runs no script."""
+    found: list[tuple[str, str]] = []
+    more = False
+    for n, key in enumerate(keys):
+        if not key.endswith(".html"):
+            more = n >= SCANNED_KEYS
+            if more:
+                break
+            continue
+        if len(found) == LISTED_PAGES:
+            more = True
+            break
+        name = key[len(folder):]
+        found.append((quote(name), name))
+    base = str(request.scope.get("root_path") or "").rstrip("/")
+    return pages.env.get_template("documents.html").render(
+        base=base, active="docs", title="Stored pages", folder=folder, pages=found, more=more)
+
+
 def create_app(params: Params | None = None, ledger: Callable[[], Ledger] | None = None) -> FastAPI:
     """The HopChain app. ``params`` and ``ledger`` (a factory) default to ``params.yaml`` and the
     ``hopchain_s3`` connection, read on first use; the app owns its caches and its template environment."""
-    app = FastAPI(title="HopChain status", description="Runs, batches, annotation progress, consensus, releases")
+    app = FastAPI(title="HopChain status", description="Runs, batches, annotation progress, consensus, releases",
+                  docs_url=None, redoc_url=None, openapi_url=None,
+                  dependencies=[Depends(require_hopchain_read)])
+    app.add_middleware(SecurityHeaders)
     backends = Backends(params, ledger)
     pages = Pages()
     status_pages: TTLCache[dict[str, Any]] = TTLCache(STATUS_PAGES, STATUS_TTL_S)
@@ -136,6 +170,11 @@ def create_app(params: Params | None = None, ledger: Callable[[], Ledger] | None
         return status_pages.get_or(page, lambda: collect_status(
             backends.ledger(), backends.params().annotation.annotators_required, page=page))
 
+    @app.get("/openapi.json", include_in_schema=False)
+    def openapi_schema(user: HopChainReader) -> JSONResponse:
+        """The API's schema, for a reader only (FastAPI's own unguarded route is switched off)."""
+        return JSONResponse(app.openapi())
+
     @app.get("/api/status")
     def api_status(user: HopChainReader, page: int = 0) -> JSONResponse:
         try:
@@ -144,13 +183,16 @@ def create_app(params: Params | None = None, ledger: Callable[[], Ledger] | None
             return JSONResponse({"error": str(down)}, status_code=502)
 
     @app.get("/docs/{key:path}")
-    def proxied_document(key: str, user: HopChainReader) -> Response:
+    def proxied_document(request: Request, key: str, user: HopChainReader) -> Response:
+        """A stored document, sandboxed (:func:`stored_content`); a folder (``.../``) is a list of its pages."""
         ledger = backends.ledger()
         if ".." in key.split("/") or not key.startswith(ledger.document_prefixes):
             raise HTTPException(404, "not a Data Docs or release document")
         from minio.error import S3Error
 
         try:
+            if key.endswith("/"):
+                return HTMLResponse(document_list(pages, request, key, ledger.store.list(key)))
             data = ledger.store.get_bytes(key)
         except S3Error as err:
             if err.code in ("NoSuchKey", "NoSuchObject", "NotFound"):
@@ -158,8 +200,8 @@ def create_app(params: Params | None = None, ledger: Callable[[], Ledger] | None
             raise HTTPException(502, f"object store error ({err.code})") from None
         except Exception as exc:  # noqa: BLE001 - the page says 502, naming the error type
             raise HTTPException(502, f"object store unreachable ({type(exc).__name__})") from None
-        mime = mimetypes.guess_type(key)[0] or "application/octet-stream"
-        return Response(data, media_type=mime)
+        media_type, headers = stored_content(key)
+        return Response(data, media_type=media_type, headers=headers)
 
     from hopchain_airflow.ui.review_routes import add_review_routes
 
@@ -172,6 +214,12 @@ def create_app(params: Params | None = None, ledger: Callable[[], Ledger] | None
         except BackendDown as down:
             empty: dict[str, Any] = {"runs": [], "batches": [], "consensus": [], "releases": []}
             return HTMLResponse(pages.status(empty, str(down)), status_code=502)
+
+    @app.get("/{unknown:path}", include_in_schema=False)
+    def not_a_page(unknown: str, user: HopChainReader) -> Response:
+        """Last route: any other path (``/redoc``, ``/docs``, a typo) is 401 without login like every page,
+        and 404 only for a reader, so the plugin tells an outsider nothing about which paths exist."""
+        raise HTTPException(404, "no such HopChain page")
 
     return app
 
