@@ -15,8 +15,11 @@ on its scene under today's rules (a reach refusal = beyond reach). Both are judg
 generator's saved runs the same way.
 
 Part 2, throughput on one core: synthetic images with N instances (RLE ellipses + PNG pixels in
-memory), the whole stage per batch; the first batch of a process builds the degeneracy-verdict cache
-(cold), the second reuses it (warm).
+memory), the whole stage per batch; the first batch starts with every cache of the process emptied
+(degeneracy verdicts read or judged, plurals: cold), the second reuses them (warm). Images/s are given
+per second of wall time and per second of this process's CPU time (the machine is shared: CPU time is
+the steadier figure). ``--profile DIR`` also writes a cProfile (CPU-time clock) of each size's warm
+batch to ``DIR/questions-<N>.prof`` and prints its top functions.
 
 ``--save DIR`` writes each seed's questions/instances/manifest Parquet so another checkout's run can
 be scored with ``--score`` (how the closing note's "before" column was made).
@@ -194,9 +197,22 @@ def scored_runs(dirs: list[Path]) -> list[tuple]:
     return runs
 
 
-def throughput(sizes: list[int], n_images: int) -> list[tuple]:
-    """(instances, cold images/s, warm images/s, questions per image) per size: two batches of
-    ``n_images`` synthetic images through the whole stage in this process."""
+def _cold_start() -> None:
+    """Empty every cache a first batch of a process would find empty (works on older checkouts too)."""
+    from pipelines.questions import degenerate, english
+
+    getattr(degenerate, "clear_caches", degenerate._verdict.cache_clear)()
+    english.plural.cache_clear()
+    if hasattr(english, "known_plurals"):
+        english.known_plurals.cache_clear()
+
+
+def throughput(sizes: list[int], n_images: int, profile: Path | None = None) -> list[tuple]:
+    """(instances, cold images/s, warm images/s, questions per image, cold and warm images per CPU
+    second) per size: two batches of ``n_images`` synthetic images through the whole stage in this
+    process."""
+    import cProfile
+    import pstats
     import tempfile
 
     import pyarrow as pa
@@ -218,16 +234,22 @@ def throughput(sizes: list[int], n_images: int) -> list[tuple]:
             wanted = pa.array(part)
             batches.append((inst.filter(pc.is_in(inst["image_id"], value_set=wanted)),
                             man.filter(pc.is_in(man["image_id"], value_set=wanted))))
-        from pipelines.questions import degenerate
-
-        degenerate._verdict.cache_clear()  # cold: no program shape judged yet in this process
-        times, nq = [], 0
-        for part_inst, part_man in batches:  # then warm: the second batch reuses the verdicts
-            t0 = time.perf_counter()
+        _cold_start()  # cold: nothing judged or read yet in this process
+        times, cpu, nq = [], [], 0
+        for part_inst, part_man in batches:  # then warm: the second batch reuses the caches
+            t0, c0 = time.perf_counter(), time.process_time()
             res = run_questions(part_inst, part_man, QuestionsConfig(), image_loader=lambda r, pics=pics: pics[r["image_id"]])
             times.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)
             nq = len(res.questions)
-        out.append((n, n_images / times[0], n_images / times[1], nq / n_images))
+        if profile is not None:
+            prof = cProfile.Profile(time.process_time_ns, 1e-9)
+            prof.runcall(run_questions, *batches[1], QuestionsConfig(), image_loader=lambda r, pics=pics: pics[r["image_id"]])
+            profile.mkdir(parents=True, exist_ok=True)
+            prof.dump_stats(str(profile / f"questions-{n}.prof"))
+            print(f"\nprofile of the warm batch, {n} instances (CPU time, with profiler overhead):")
+            pstats.Stats(prof).sort_stats("cumulative").print_stats(25)
+        out.append((n, n_images / times[0], n_images / times[1], nq / n_images, n_images / cpu[0], n_images / cpu[1]))
     return out
 
 
@@ -239,6 +261,7 @@ def main() -> None:
     ap.add_argument("--save", type=Path, default=None)
     ap.add_argument("--score", type=Path, nargs="*", default=None, help="score saved runs instead")
     ap.add_argument("--json", type=Path, default=None, help="also write the numbers as JSON")
+    ap.add_argument("--profile", type=Path, default=None, help="write a cProfile of each warm batch here")
     args = ap.parse_args()
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core
@@ -263,15 +286,17 @@ def main() -> None:
     if args.sizes:
         sizes = [int(s) for s in args.sizes.split(",")]
         print(f"\nthroughput, whole questions stage, {args.images} synthetic 640x480 images per batch, one core")
-        head = f"{'instances':>9} {'cold img/s':>11} {'warm img/s':>11} {'warm vs 200/s':>14} {'q/image':>8} {'cost x':>7}"
+        rows = throughput(sizes, args.images, args.profile)
+        head = (f"{'instances':>9} {'cold img/s':>11} {'warm img/s':>11} {'warm vs 200/s':>14} {'q/image':>8} "
+                f"{'cost x':>7} {'cold img/cpu-s':>15} {'warm img/cpu-s':>15}")
         print(head + "\n" + "-" * len(head))
-        rows = throughput(sizes, args.images)
         base = rows[0][2]
-        for n, cold, warm, qpi in rows:
-            print(f"{n:>9} {cold:>11.1f} {warm:>11.1f} {warm / TARGET_IMAGES_PER_S:>14.2f} {qpi:>8.2f} {base / warm:>7.2f}")
+        for n, cold, warm, qpi, cold_cpu, warm_cpu in rows:
+            print(f"{n:>9} {cold:>11.1f} {warm:>11.1f} {warm / TARGET_IMAGES_PER_S:>14.2f} {qpi:>8.2f} {base / warm:>7.2f}"
+                  f" {cold_cpu:>15.1f} {warm_cpu:>15.1f}")
         if len(rows) > 1:
             xs = [math.log(n) for n, *_ in rows]
-            ys = [math.log(1 / w) for _, _, w, _ in rows]
+            ys = [math.log(1 / w) for _, _, w, *_ in rows]
             mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
             k = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum((x - mx) ** 2 for x in xs)
             print(f"\ncost per image grows ~ instances^{k:.2f} over {sizes[0]}..{sizes[-1]} instances")

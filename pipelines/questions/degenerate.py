@@ -35,10 +35,12 @@ randomised scenes (mirrors, swapped axes, reversed area order), so it is cached 
 from __future__ import annotations
 
 import functools
+import hashlib
 import itertools
 import json
 from collections import Counter
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -234,10 +236,101 @@ def canonical_shape(key: str) -> str:
     return min(variants)
 
 
+Verdict = tuple[str, str] | None
+
+_HERE = Path(__file__).resolve().parent
+#: the shipped verdicts (see the module docstring)
+TABLE_PATH = _HERE / "degenerate_verdicts.json"
+#: the files a verdict depends on: the randomised scenes and the check (this module), the executor and
+#: its reach rules, the scene, the colour terms and every op's executor
+STAMP_SOURCES = ("degenerate.py", "program.py", "scene.py", "color.py", "ops/*.py")
+
+
+def source_stamp() -> str:
+    """sha256 of numpy's version and of every :data:`STAMP_SOURCES` file (path and bytes)."""
+    digest = hashlib.sha256(f"numpy {np.__version__}\n".encode())
+    for pattern in STAMP_SOURCES:
+        for path in sorted(_HERE.glob(pattern)):
+            digest.update(f"{path.relative_to(_HERE).as_posix()}\n".encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def table_key(canonical: str) -> str:
+    """The table's key of a canonical shape: 24 hex digits of its sha256."""
+    return hashlib.sha256(canonical.encode()).hexdigest()[:24]
+
+
+@functools.cache
+def shipped_verdicts() -> dict[str, Verdict]:
+    """The shipped table (table key -> verdict); empty when absent or stale (its stamp is not the code's)."""
+    try:
+        data = json.loads(TABLE_PATH.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    if data.get("stamp") != source_stamp():
+        return {}
+    return {k: (str(v[0]), str(v[1])) if v else None for k, v in data["verdicts"].items()}
+
+
+def verdict_of(canonical: str) -> Verdict:
+    """The verdict of a canonical shape: from the shipped table, else judged (and cached) now."""
+    table = shipped_verdicts()
+    key = table_key(canonical)
+    return table[key] if key in table else _verdict(canonical)
+
+
+_BY_SHAPE: dict[tuple, Verdict] = {}  # the renamed program as a tuple -> verdict, a front cache
+_BY_SHAPE_MAX = 65536
+
+
+def _shape_tuple(hops: Sequence[Hop]) -> tuple:
+    """What :func:`shape_key` encodes, as a tuple (categories and colours renamed in order of first
+    appearance); equal tuples mean equal shape keys. Hashing it is much cheaper than the JSON."""
+    names: dict[tuple[str, object], str] = {}
+    n_cat = n_col = 0
+    out = []
+    for h in hops:
+        args = []
+        if any(i.__class__ is not int for i in h.inputs):
+            raise TypeError("inputs other than ints")  # JSON would tell True from 1: take that path
+        for name, value in sorted(h.args.items()):
+            if value.__class__ is not str:
+                raise TypeError("an argument other than a string")
+            if name == "category" or name == "color":
+                renamed = names.get((name, value))
+                if renamed is None:
+                    if name == "category":
+                        renamed, n_cat = f"c{n_cat}", n_cat + 1
+                    else:
+                        renamed, n_col = f"k{n_col}", n_col + 1
+                    names[(name, value)] = renamed
+                value = renamed
+            args.append((name, value))
+        out.append((h.op, tuple(args), tuple(h.inputs)))
+    return tuple(out)
+
+
+def clear_caches() -> None:
+    """Forget every verdict this process has read or judged (benches measure a cold start with it)."""
+    _BY_SHAPE.clear()
+    _verdict.cache_clear()
+    shipped_verdicts.cache_clear()
+
+
 def check_not_degenerate(hops: Sequence[Hop]) -> None:
     """Raise :class:`LeakageError` if a value of the program never changes over randomised scenes
     — or if it could not be shown to change (``leakage.undetermined``: too few executions)."""
-    verdict = _verdict(canonical_shape(shape_key(hops)))
+    try:
+        key: tuple | None = _shape_tuple(hops)
+        verdict = _BY_SHAPE[key]  # type: ignore[index]
+    except TypeError:  # an unhashable argument value: only the JSON form can say what it is
+        key, verdict = None, verdict_of(canonical_shape(shape_key(hops)))
+    except KeyError:
+        verdict = verdict_of(canonical_shape(shape_key(hops)))
+        if len(_BY_SHAPE) >= _BY_SHAPE_MAX:
+            _BY_SHAPE.clear()
+        _BY_SHAPE[key] = verdict  # type: ignore[index]
     if verdict is not None:
         raise LeakageError(*verdict)
 

@@ -167,22 +167,25 @@ class _Builder:
     # one hop ------------------------------------------------------------------------------------
     def run(self, op: str, args: dict[str, Any], inputs: tuple[int, ...]) -> Any:
         """Execute a candidate hop; its result, or ``None`` (reason counted)."""
-        key = (op, tuple(sorted(args.items())),
-               tuple(r.tobytes() if isinstance(r, np.ndarray) else r for r in (self.res[j] for j in inputs)))
+        ins = [self.res[j] for j in inputs]
+        # args in the builder's own order (another order only misses); sets by their positions' bytes
+        key = (op, tuple(args.items()), tuple(r.tobytes() if isinstance(r, np.ndarray) else r for r in ins))
         hit = self.memo.get(key)
         if hit is None:
             try:
-                hit = P.run_hop(Hop(op, args, inputs), self.res, self.scene, self.m)
+                out = P.run_op(op, args, ins, self.scene, self.m)
+                hit = (out, int(out[0]) if OPS[op].output == "instance" else None)
             except ProgramError as err:
-                hit = err
+                hit = (err, None)
             self.memo[key] = hit
-        if isinstance(hit, ProgramError):
-            self.failures[hit.reason] += 1
+        out, instance = hit
+        if isinstance(out, ProgramError):
+            self.failures[out.reason] += 1
             return None
-        if OPS[op].output == "instance" and int(hit[0]) in self.named:
+        if instance is not None and instance in self.named:
             self.failures["reach.revisit"] += 1
             return None
-        return hit
+        return out
 
     def add(self, op: str, args: dict[str, Any], inputs: tuple[int, ...], result: Any) -> int:
         self.hops.append(Hop(op, args, inputs))

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -234,10 +234,11 @@ def skeleton(hops: Sequence[Hop]) -> str:
 # ----------------------------------------------------------------------------------------- reach
 
 
-def _no_other_candidate(h: Hop, ins: list[Any], scene: Scene) -> bool:
+def _alone(args: Mapping[str, Any], ins: list[Any], scene: Scene) -> bool:
     """A ``from_reference`` hop over a category with no instance besides its reference A."""
-    members = scene.by_category.get(h.args["category"], EMPTY)
-    return not (members != int(ins[0][0])).any()
+    members = scene.by_category.get(args["category"], EMPTY)
+    a = int(ins[0][0])
+    return all(p == a for p in members.tolist())  # plain ints: a category holds a handful of members
 
 
 def check_reach(h: Hop, ins: list[Any], result: Any, named: Collection[int], scene: Scene, m: Margins) -> None:
@@ -254,8 +255,13 @@ def check_reach(h: Hop, ins: list[Any], result: Any, named: Collection[int], sce
     * ``no_candidate``: a ``from_reference`` op (``relate``/``same_color``) over a category with no
       instance besides A (its set is empty whatever the picture shows).
     """
-    spec = OPS[h.op]
-    cat = h.args.get("category")
+    _check_reach(OPS[h.op], h.args, ins, result, named, scene, m)
+
+
+def _check_reach(spec: OpSpec, args: Mapping[str, Any], ins: list[Any], result: Any, named: Collection[int],
+                 scene: Scene, m: Margins) -> None:
+    """:func:`check_reach` for an op already looked up (the generator runs this tens of thousands of times)."""
+    cat = args.get("category")
     if cat is not None:
         if cat in scene.uncountable:
             raise ReachError("uncountable_category", f"{cat!r} has instances a reader cannot enumerate")
@@ -263,12 +269,12 @@ def check_reach(h: Hop, ins: list[Any], result: Any, named: Collection[int], sce
             raise ReachError("set_too_large", f"{scene.by_category[cat].shape[0]} {cat} > {m.max_count}")
     if isinstance(result, np.ndarray) and spec.output == "set" and result.shape[0] > m.max_count:
         raise ReachError("set_too_large", f"a set of {result.shape[0]} > {m.max_count}")
-    if spec.compares_size is not None and h.args.get("key") == "area":
+    if spec.compares_size is not None and args.get("key") == "area":
         s = ins[spec.compares_size]
         if s.shape[0] > 1 and not scene.whole[s].all():
             raise ReachError("size_not_whole", "sizes compared with an instance cut by the border or hidden")
-    if spec.from_reference and _no_other_candidate(h, ins, scene):
-        raise ReachError("no_candidate", f"no {h.args['category']} other than the reference")
+    if spec.from_reference and _alone(args, ins, scene):
+        raise ReachError("no_candidate", f"no {args['category']} other than the reference")
     if spec.output == "instance" and int(result[0]) in named:
         raise ReachError("revisit", "the step returns to an instance already named")
 
@@ -283,17 +289,30 @@ def run_hop(
     function, and check its margins and reach (``named``: positions earlier instance-valued hops
     yielded; ``reach=False`` checks only ``revisit`` and ``no_candidate``, for the randomised scenes
     of the degeneracy check); raises a :class:`ProgramError` (with ``hop=None``)."""
+    if reach:
+        return run_op(h.op, h.args, [results[j] for j in h.inputs], scene, m, named)
     spec = OPS.get(h.op)
     if spec is None:
         raise ArgumentError("unknown_op", h.op)
     ins = [results[j] for j in h.inputs]
     out = spec.run(scene, ins, h.args, m)
-    if reach:
-        check_reach(h, ins, out, named, scene, m)
-    elif spec.output == "instance" and int(out[0]) in named:
+    if spec.output == "instance" and int(out[0]) in named:
         raise ReachError("revisit", "the step returns to an instance already named")
-    elif spec.from_reference and _no_other_candidate(h, ins, scene):
+    if spec.from_reference and _alone(h.args, ins, scene):
         raise ReachError("no_candidate", f"no {h.args['category']} other than the reference")
+    return out
+
+
+def run_op(
+    op: str, args: Mapping[str, Any], ins: list[Any], scene: Scene, m: Margins, named: Collection[int] = ()
+) -> Any:
+    """:func:`run_hop` (reach checked) for a hop given as its op, args and input values: what the
+    generator calls for every candidate hop, without building a :class:`Hop` first."""
+    spec = OPS.get(op)
+    if spec is None:
+        raise ArgumentError("unknown_op", op)
+    out = spec.run(scene, ins, args, m)
+    _check_reach(spec, args, ins, out, named, scene, m)
     return out
 
 
@@ -424,6 +443,7 @@ __all__ = [
     "program_to_json",
     "question_id",
     "run_hop",
+    "run_op",
     "skeleton",
     "spec_of",
     "verify",

@@ -248,6 +248,69 @@ def _rle_geometry(
 
 
 _EMPTY_I64 = np.zeros(0, dtype=np.int64)
+Geometry = tuple[int, float, float, np.ndarray]
+
+
+def _rle_geometry_many(counts: Sequence[Any], height: int, width: int, want_sample: bool) -> list[Geometry | None]:
+    """:func:`_rle_geometry` of many masks of one ``height x width`` image in one vectorised pass.
+
+    Entry ``i`` equals ``_rle_geometry(counts[i], ...)`` bit for bit, or is ``None`` where mask ``i``
+    needs the one-mask path (undecodable, or one that path would refuse: it raises the reason). The
+    sums are exact integers (in int64 here, exact in float64 there), so the floats come out the same.
+    """
+    from pipelines.questions.color import SAMPLE_PIXELS
+    from pipelines.segment.masks import rle_counts_many
+
+    n = len(counts)
+    if n == 0:
+        return []
+    h = int(height)
+    runs, offsets, clean = rle_counts_many(counts, [h * int(width)] * n)
+    string = np.repeat(np.arange(n), np.diff(offsets))
+    local = np.arange(runs.shape[0]) - offsets[string]
+    csum = np.cumsum(runs)
+    ends = csum - np.concatenate(([0], csum))[offsets[string]]  # cumulative within each mask
+    fg = (local % 2 == 1) & (runs > 0) & clean[string]
+    fg_len = runs[fg]
+    fg_start = (ends - runs)[fg]
+    fg_end = fg_start + fg_len
+    owner = string[fg]
+
+    def cols_before(p: np.ndarray) -> np.ndarray:  # sum of floor(q / h) for q < p, exactly
+        q, r = p // h, p % h
+        return h * q * (q - 1) // 2 + r * q
+
+    area = np.zeros(n, dtype=np.int64)
+    np.add.at(area, owner, fg_len)
+    sum_p2 = np.zeros(n, dtype=np.int64)  # twice the sum of the pixel indices
+    np.add.at(sum_p2, owner, (fg_start + fg_end - 1) * fg_len)
+    sum_col = np.zeros(n, dtype=np.int64)
+    np.add.at(sum_col, owner, cols_before(fg_end) - cols_before(fg_start))
+    samples: list[np.ndarray] = [_EMPTY_I64] * n
+    if want_sample:
+        m = np.minimum(area, SAMPLE_PIXELS)
+        inclusive = np.cumsum(fg_len)
+        before = np.zeros(n, dtype=np.int64)  # mask pixels of the masks before each mask
+        before[1:] = np.cumsum(area)[:-1]
+        pick = np.repeat(np.arange(n), m)
+        k = np.arange(pick.shape[0]) - np.repeat(np.cumsum(m) - m, m)
+        ratio = np.where(m > 0, area / np.maximum(m, 1), 0.0)
+        t = ((k + 0.5) * ratio[pick]).astype(np.int64)
+        run = np.searchsorted(inclusive, t + before[pick], side="right")
+        flat = fg_start[run] + t + before[pick] - (inclusive[run] - fg_len[run])
+        bounds = np.concatenate(([0], np.cumsum(m)))
+        samples = [flat[bounds[i]:bounds[i + 1]] for i in range(n)]
+    out: list[Geometry | None] = []
+    for i in range(n):
+        if not clean[i]:
+            out.append(None)
+        elif area[i] == 0:
+            out.append((0, float("nan"), float("nan"), _EMPTY_I64))
+        else:
+            a, sc = int(area[i]), int(sum_col[i])
+            sum_row = sum_p2[i] // 2 - h * sc
+            out.append((a, float(sc) / a + 0.5, float(sum_row) / a + 0.5, samples[i]))
+    return out
 
 
 ImageArrays = Callable[[str], "np.ndarray | None"]
@@ -315,7 +378,10 @@ def scenes_from_tables(
         kept: list[dict[str, Any]] = []
         stats: list[tuple[int, float, float, np.ndarray]] = []
         seen: set[int] = set()
-        for r in rows:
+        # every mask of the image in one pass; a mask it cannot vouch for takes the one-mask path
+        many = _rle_geometry_many([r["mask_rle"] for r in rows], int(img["height"]), int(img["width"]),
+                                  pixels is not None)
+        for r, geometry in zip(rows, many, strict=True):
             item = f"{iid}#{r['instance_id']}"
             if r["instance_id"] in seen:
                 rejects.append(question_reject(item, "scene.duplicate_instance_id",
@@ -323,7 +389,8 @@ def scenes_from_tables(
                 continue
             seen.add(r["instance_id"])
             try:
-                st = _rle_geometry(r["mask_rle"], int(r["mask_height"]), int(r["mask_width"]), pixels is not None)
+                st = geometry or _rle_geometry(r["mask_rle"], int(r["mask_height"]), int(r["mask_width"]),
+                                               pixels is not None)
             except (ValueError, TypeError, AttributeError, UnicodeEncodeError) as err:
                 rejects.append(question_reject(item, "scene.bad_mask", f"mask not decodable: {err}"))
                 continue
