@@ -311,6 +311,9 @@ class _Builder:
         if self.scene.categories[int(self.res[x][0])] == self.c0 and all(s != 0 for s, _ in sets):
             sets.append((0, None))
         options = [(s, k, o) for s, avoid in sets for k in P.KEYS for o in P.ORDERS if k != avoid]
+        if options and all(self.res[s].shape[0] < self.min_candidates for s, _, _ in options):
+            self.failures["reach.few_candidates"] += 1
+            return None
         for s, key, order in self.shuffled(options):
             if self.res[s].shape[0] < max(2, self.min_candidates):
                 continue
@@ -327,6 +330,9 @@ class _Builder:
         ref = int(self.res[x][0])
         cats = [c for c in self.categories()
                 if int((self.scene.by_category[c] != ref).sum()) >= self.min_candidates]
+        if not cats:
+            self.failures["reach.few_candidates"] += 1
+            return None
         if op == "relate":
             options = [{"relation": rel, "category": c} for rel in P.RELATIONS for c in cats]
         else:
