@@ -153,8 +153,8 @@ class StabilityConfig(_Model):
     question is kept only if its answer survives each perturbation of the categories it names."""
 
     enabled: bool = True
-    doubt_score: float = Field(0.7, ge=0, le=1)  # drop the lowest-scored member when below this score
-    small_area_frac: float = Field(0.003, ge=0, lt=1)  # drop the smallest member when below this share
+    doubt_score: float = Field(0.6, ge=0, le=1)  # drop the lowest-scored member when below this score
+    small_area_frac: float = Field(0.0015, ge=0, lt=1)  # drop the smallest member when below this share
     merge_iou: float = Field(0.5, gt=0, le=1)  # merge the two most overlapping members from this box IoU
 
 

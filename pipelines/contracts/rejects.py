@@ -82,6 +82,9 @@ REASONS: Final[MappingProxyType[str, ReasonLabel]] = MappingProxyType({
     "release.image_altered": ReasonLabel("release", "image bytes changed"),
     "release.withdrawn_decision": ReasonLabel("release", "decision changed after release"),
     "release.withdrawn_image": ReasonLabel("release", "image withdrawn"),
+    # questions the engine refuses (pipelines.questions: candidates, stability)
+    "reach.few_candidates": ReasonLabel("reach", "counts or ranks among fewer than three candidates"),
+    "unstable.perception": ReasonLabel("unstable", "answer changes under the detector's doubt"),
 })
 #: the families a rejected question can have (the review page's reason filter), in the table's order
 REJECTION_FAMILIES: Final = tuple(REASONS[c].family for c in (

@@ -50,8 +50,8 @@ class UnstableError(ProgramError):
 class Doubt:
     """The thresholds of the perturbations (``questions.stability`` in params.yaml)."""
 
-    doubt_score: float = 0.7
-    small_area_frac: float = 0.003
+    doubt_score: float = 0.6
+    small_area_frac: float = 0.0015
     visible_area_frac: float = 0.001
     merge_iou: float = 0.5
     occlusion_overlap: float = 0.25

@@ -6,8 +6,9 @@ one shard's tables.
 Every image is accounted for: it yields questions or a reject saying why not; every refused
 instance, model output, balanced-out or too-easy question is a :class:`~pipelines.contracts.rejects.Reject`
 with its dotted code (``scene.*``, ``image.*``, ``no_question.*``, ``balance.*``, the writer's
-``parse.*``/``structure.*``/..., ``difficulty.*``, ``leakage.blind_solvable``); ``stats["rejects"]``
-counts them by code.
+``parse.*``/``structure.*``/..., ``reach.few_candidates``, ``unstable.perception``, ``difficulty.*``,
+``leakage.blind_solvable``); ``stats["rejects"]`` counts them by code, ``stats["stability"]`` gives the
+share of candidates the stability check refused.
 """
 
 from __future__ import annotations

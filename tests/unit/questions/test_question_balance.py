@@ -131,3 +131,17 @@ def test_the_stage_reports_the_share_refused_as_unstable() -> None:
     codes = Counter(res.rejects.column("code").to_pylist())
     assert codes.get("unstable.perception", 0) == st["refused"]
     assert np.isfinite(res.stats["generator"]["answer_share_used"])
+
+
+def test_the_card_measures_answer_balance_as_the_stage_report_does() -> None:
+    from pipelines.questions.generator import generate
+    from pipelines.questions.report import question_report
+    from pipelines.release.card import BALANCE_TARGETS, _balance_line, answer_balance
+    from tests.unit.questions.test_question_generator import random_scene
+
+    rows = [q.to_row() for q in generate([random_scene(s, 14) for s in range(20)], seed=3).questions]
+    card, rep = answer_balance(rows), question_report(rows)
+    assert card["zero_share"] == round(rep["zero_share"], 4)
+    assert card["answer_entropy"] == rep["answer_entropy"] and card["prior_accuracy"] == rep["prior_accuracy"]
+    assert card["targets"] == BALANCE_TARGETS
+    assert "language-prior baseline" in _balance_line(card)
