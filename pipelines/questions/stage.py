@@ -372,7 +372,9 @@ class QuestionsStage(StageBase):
 
         self.config = self._config or env.params.questions
         images, max_pixels = env.images, env.params.ingest.max_pixels
-        self.image_loader: ImageLoader = lambda row: decode_image(images.read(row["uri"]), max_pixels=max_pixels).image
+        max_bytes = env.params.ingest.max_bytes
+        self.image_loader: ImageLoader = lambda row: decode_image(images.read(row["uri"], max_bytes=max_bytes),
+                                                                  max_pixels=max_pixels).image
         if self.config.writer == "vlm" or self.config.difficulty.enabled:  # one VLM writes and solves
             if self._given is None:
                 from pipelines.vlm.backends import make_vlm_backend
