@@ -173,6 +173,16 @@ class BlindConfig(_Model):
     drop_at_accuracy: float = Field(0.5, gt=0, le=1)
 
 
+class StabilityConfig(_Model):
+    """The perception-stability check (docs/hop-programs.md, "Stable under the detector's doubt"): a
+    question is kept only if its answer survives each perturbation of the categories it names."""
+
+    enabled: bool = True
+    doubt_score: float = Field(0.6, ge=0, le=1)  # drop the lowest-scored member when below this score
+    small_area_frac: float = Field(0.0015, ge=0, lt=1)  # drop the smallest member when below this share
+    merge_iou: float = Field(0.5, gt=0, le=1)  # merge the two most overlapping members from this box IoU
+
+
 class QuestionsConfig(_Model):
     writer: Literal["program", "vlm"] = "program"
     seed: int = 0
@@ -193,9 +203,16 @@ class QuestionsConfig(_Model):
     occlusion_overlap: float = Field(0.25, gt=0)  # box overlap that marks an instance as possibly hidden
     colors: bool = True  # name instance colours from the image pixels (reads the images)
     blind: BlindConfig = BlindConfig()
-    max_answer_share: float = Field(0.35, gt=0, le=1)
-    # within one program skeleton no answer above this share (else the question's shape predicts it)
-    max_skeleton_answer_share: float = Field(0.5, gt=0, le=1)
+    # balanced answers (docs/hop-programs.md, "Balanced answers"): no answer above this share of the batch
+    # (a cap of p keeps the answer entropy >= -log2(p) bits: 3 bits at 0.125), 0 not above its own share,
+    # and within one program skeleton no answer above its share (else the question's shape predicts it)
+    max_answer_share: float = Field(0.2, gt=0, le=1)
+    max_zero_answer_share: float = Field(0.1, gt=0, le=1)
+    max_skeleton_answer_share: float = Field(0.34, gt=0, le=1)
+    oversample: int = Field(3, ge=1)  # candidates generated per released question, for the balancer
+    # every count/rank draws on at least this many instances (docs/hop-programs.md, "The candidate rule")
+    min_candidates: int = Field(3, ge=1)
+    stability: StabilityConfig = StabilityConfig()
     variants: list[Literal["full", "half", "single"]] = ["full"]
     difficulty: DifficultyConfig = DifficultyConfig()
     vlm_prompt_version: str = "v1"

@@ -95,6 +95,9 @@ REASONS: Final[MappingProxyType[str, ReasonLabel]] = MappingProxyType({
     "mask.rle_size_mismatch": ReasonLabel("mask", "RLE mask does not cover the image's size"),
     "mask.rle_malformed": ReasonLabel("mask", "RLE mask counts are malformed"),
     "coco.invalid_score": ReasonLabel("coco", "annotation score is not a number in 0..1"),
+    # questions the engine refuses (pipelines.questions: candidates, stability)
+    "reach.few_candidates": ReasonLabel("reach", "counts or ranks among fewer than three candidates"),
+    "unstable.perception": ReasonLabel("unstable", "answer changes under the detector's doubt"),
 })
 #: the families a rejected question can have (the review page's reason filter), in the table's order
 REJECTION_FAMILIES: Final = tuple(REASONS[c].family for c in (

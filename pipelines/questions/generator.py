@@ -37,11 +37,13 @@ from typing import Any
 import numpy as np
 
 from pipelines.questions import program as P
+from pipelines.questions.candidates import MIN_CANDIDATES, check_candidates, few_candidates
 from pipelines.questions.degenerate import check_not_degenerate
 from pipelines.questions.leakage import check_needs_image, check_text
 from pipelines.questions.ops import OPS
 from pipelines.questions.program import Hop, Margins, ProgramError
 from pipelines.questions.scene import Scene
+from pipelines.questions.stability import Doubt, Perturbations, check_stable
 from pipelines.questions.templates import render
 
 GENERATOR_NAME = "program:v2"
@@ -111,7 +113,12 @@ class GenerationStats:
     candidates: int = 0
     selected: int = 0
     balanced_out: int = 0
+    same_answer: int = 0  # candidates not kept: their image had enough with that answer already
+    unstable: int = 0  # candidates refused by the stability check
     balance_unattainable: bool = False
+    answer_share_used: float = 0.0  # the share cap the balancer could meet (max_answer_share or above)
+    # (question_id, why) of each candidate refused as unstable.perception: the stage's reject rows
+    unstable_questions: list[tuple[str, str]] = field(default_factory=list)
     reasons: Counter = field(default_factory=Counter)  # refusals of built programs
     attempt_reasons: Counter = field(default_factory=Counter)  # why each failed attempt failed
     no_question: dict[str, Counter] = field(default_factory=dict)  # image -> reasons, images without one
@@ -151,9 +158,11 @@ class _Builder:
     """Grows one program hop by hop, each hop executed (margins and reach checked) on the spot."""
 
     def __init__(
-        self, scene: Scene, rng: random.Random, m: Margins, memo: dict | None = None, cats: list[str] | None = None
+        self, scene: Scene, rng: random.Random, m: Margins, memo: dict | None = None, cats: list[str] | None = None,
+        min_candidates: int = MIN_CANDIDATES,
     ) -> None:
         self.scene, self.rng, self.m = scene, rng, m
+        self.min_candidates = min_candidates
         self.cats = cats if cats is not None else usable_categories(scene, m)
         # hop results by (op, args, input values), shared by the attempts on one scene: an op's
         # result, margins and reach (all but `revisit`) depend on nothing else
@@ -193,6 +202,15 @@ class _Builder:
         if P.output_type(self.hops[-1]) == "instance":
             self.named.add(int(result[0]))
         return len(self.hops) - 1
+
+    def fair(self, i: int) -> bool:
+        """Hop ``i`` (a count or rank) draws on enough candidates (:mod:`~pipelines.questions.candidates`);
+        else it is removed and the refusal counted."""
+        if few_candidates(self.hops, self.res, i, self.scene, self.min_candidates) is None:
+            return True
+        self.failures["reach.few_candidates"] += 1
+        self.pop()
+        return False
 
     def pop(self) -> None:
         h = self.hops.pop()
@@ -296,17 +314,28 @@ class _Builder:
         if self.scene.categories[int(self.res[x][0])] == self.c0 and all(s != 0 for s, _ in sets):
             sets.append((0, None))
         options = [(s, k, o) for s, avoid in sets for k in P.KEYS for o in P.ORDERS if k != avoid]
+        if options and all(self.res[s].shape[0] < self.min_candidates for s, _, _ in options):
+            self.failures["reach.few_candidates"] += 1
+            return None
         for s, key, order in self.shuffled(options):
-            if self.res[s].shape[0] < 2:
+            if self.res[s].shape[0] < max(2, self.min_candidates):
                 continue
             r = self.run("rank", {"key": key, "order": order}, (x, s))
             if r is not None:
-                return self.add("rank", {"key": key, "order": order}, (x, s), r)
+                k = self.add("rank", {"key": key, "order": order}, (x, s), r)
+                if self.fair(k):
+                    return k
         self.failures["plan.no_rank"] += 1
         return None
 
     def counted(self, op: str, x: int) -> int | None:
-        cats = self.categories()
+        # only categories with enough candidates besides the reference (pipelines.questions.candidates)
+        ref = int(self.res[x][0])
+        cats = [c for c in self.categories()
+                if int((self.scene.by_category[c] != ref).sum()) >= self.min_candidates]
+        if not cats:
+            self.failures["reach.few_candidates"] += 1
+            return None
         if op == "relate":
             options = [{"relation": rel, "category": c} for rel in P.RELATIONS for c in cats]
         else:
@@ -318,7 +347,9 @@ class _Builder:
             s = self.add(op, args, (x,), r)
             n = self.run("count", {}, (s,))
             if n is not None:
-                return self.add("count", {}, (s,), n)
+                k = self.add("count", {}, (s,), n)
+                if self.fair(k):
+                    return k
             self.pop()
         return None
 
@@ -329,9 +360,15 @@ class _Builder:
             return self.counted("relate", x)
         if t == "SC":
             return self.counted("same_color", x)
+        if t in ("C0", "CF") and self.res[0].shape[0] < self.min_candidates:
+            self.failures["reach.few_candidates"] += 1
+            return None
         if t == "C0":
             n = self.run("count", {}, (0,))
-            return None if n is None else self.add("count", {}, (0,), n)
+            if n is None:
+                return None
+            k = self.add("count", {}, (0,), n)
+            return k if self.fair(k) else None
         if t == "CF":
             for col in self.shuffled(self.colors_in(self.res[0])):
                 f = self.run("filter_color", {"color": col}, (0,))
@@ -340,7 +377,9 @@ class _Builder:
                 fi = self.add("filter_color", {"color": col}, (0,), f)
                 n = self.run("count", {}, (fi,))
                 if n is not None:
-                    return self.add("count", {}, (fi,), n)
+                    k = self.add("count", {}, (fi,), n)
+                    if self.fair(k):
+                        return k
                 self.pop()
             return None
         raise ValueError(t)
@@ -415,11 +454,19 @@ def scene_candidates(
     margins: Margins = P.DEFAULT_MARGINS,
     stats: GenerationStats | None = None,
     max_attempts_factor: int = 4,
+    min_candidates: int = MIN_CANDIDATES,
+    doubt: Doubt | None = None,
+    max_same_answer: int | None = None,
 ) -> list[Question]:
     """Up to ``n_wanted`` distinct, verified, leak-free full-variant questions for one scene.
 
     Distinct = neither the same program nor the same text as another candidate of this image.
-    When none results, ``stats.no_question[image_id]`` counts which rule stopped each attempt.
+    Every count and rank draws on at least ``min_candidates`` instances
+    (:mod:`~pipelines.questions.candidates`); with ``doubt``, every candidate's answer survives the
+    perturbations of :mod:`~pipelines.questions.stability`. At most ``max_same_answer`` candidates
+    (default: a quarter of ``n_wanted``, at least 1) share an answer, and at most half as many are
+    0 — rejection sampling as CLEVR does it, so the batch balancer has spread answers to choose
+    from. When none results, ``stats.no_question[image_id]`` counts which rule stopped each attempt.
     """
     stats = stats if stats is not None else GenerationStats()
     rng = image_rng(seed, scene.image_id)
@@ -433,12 +480,15 @@ def scene_candidates(
     seen_text: set[str] = set()
     memo: dict = {}
     cats = usable_categories(scene, margins)
+    perturbations = Perturbations(scene, doubt) if doubt is not None else None
+    same = max_same_answer if max_same_answer is not None else max(1, n_wanted // 4)
+    per_answer: Counter = Counter()
     for _ in range(n_wanted * max_attempts_factor if plans else 0):
         if len(out) >= n_wanted:
             break
         stats.attempts += 1
         plan = rng.choice(plans[rng.choice(lengths)])
-        builder = _Builder(scene, rng, margins, memo, cats)
+        builder = _Builder(scene, rng, margins, memo, cats, min_candidates)
         hops = builder.build(plan)
         if hops is None:
             stats.failed_plans += 1
@@ -457,6 +507,7 @@ def scene_candidates(
                 raise P.StructureError("missing_hop_kind", "needs an instance-chain and a perception hop")
             check_needs_image(hops)
             check_not_degenerate(hops)
+            check_candidates(hops, scene, min_candidates)
             text = render(hops, rng)
             check_text(text, hops)
         except ProgramError as err:
@@ -467,8 +518,22 @@ def scene_candidates(
         if text in seen_text:
             stats.duplicates += 1
             continue
+        answer = P.answer_of(hops)
+        if per_answer[answer] >= (max(1, same // 2) if answer == "0" else same):
+            stats.same_answer += 1
+            continue
+        if perturbations is not None:
+            try:
+                check_stable(hops, answer, perturbations, margins)
+            except ProgramError as err:
+                stats.unstable += 1
+                stats.reasons[err.reason] += 1
+                why[err.reason] += 1
+                stats.unstable_questions.append((P.question_id(scene.image_id, hops), err.detail))
+                continue
         seen_prog.add(canon)
         seen_text.add(text)
+        per_answer[answer] += 1
         out.append(make_question(scene.image_id, hops, text))
     stats.candidates += len(out)
     if not out:
@@ -533,22 +598,50 @@ def _cap_per_skeleton(chosen: list[list[Question]], share: float, min_group: int
     return dropped
 
 
+def share_caps(counts: Counter, max_share: float, max_zero_share: float = 1.0) -> tuple[int, int, float] | None:
+    """Per-answer caps ``(x, z, share)`` that keep the most questions of ``counts`` while no answer
+    exceeds ``share`` of the kept ones and 0 not ``min(share, max_zero_share)``: ``x`` caps every
+    nonzero answer, ``z`` the answer 0. ``share`` is ``max_share`` when that is attainable by dropping
+    alone, else the smallest attainable share above it (too few distinct answers); ``None`` when
+    there is nothing to balance."""
+    if len(counts) < 2:
+        return None
+    nonzero = sorted((c for v, c in counts.items() if v != "0"), reverse=True)
+    zeros = counts.get("0", 0)
+    share = max_share
+    while True:
+        best: tuple[int, int, int] | None = None  # (kept, x, z)
+        zs = min(share, max_zero_share)
+        for x in range(1, (nonzero[0] if nonzero else 0) + 1):
+            rest = sum(min(c, x) for c in nonzero)
+            z = min(zeros, int(zs * rest / (1 - zs) + 1e-9)) if zs < 1 else zeros
+            kept = rest + z
+            if x <= share * kept + 1e-9 and (best is None or kept > best[0]):
+                best = (kept, x, z)
+        if best is not None or share >= 1.0:
+            return (best[1], best[2], share) if best is not None else None
+        share = min(1.0, share * 1.25)
+
+
 def select_balanced(
     per_image: Sequence[list[Question]],
     cap_per_image: int,
     max_share: float,
     stats: GenerationStats | None = None,
     max_skeleton_share: float = 1.0,
+    max_zero_share: float = 1.0,
 ) -> tuple[list[Question], list[Question]]:
     """Pick up to ``cap_per_image`` questions per image so that no answer value exceeds
-    ``max_share`` of the batch whenever that is attainable.
+    ``max_share`` of the batch, and the answer 0 not ``max_zero_share``, whenever that is attainable.
 
     Greedy: each image takes, one at a time, its candidate whose answer is rarest so far among
     the batch's questions of the same skeleton (then in the whole batch) — so no skeleton gives its
-    answer away; then over-represented answers are trimmed to the cap (from the images holding the most
-    questions) and freed slots are refilled from unused candidates that keep every share within
-    the limit. Last, within each skeleton no answer may exceed ``max_skeleton_share`` (when the
-    skeleton has two or more answers). Returns (selected, balanced_out) in a deterministic order.
+    answer away; then over-represented answers are trimmed, the most over its share first (from the
+    images holding the most questions), and freed slots are refilled from unused candidates that keep
+    every share within its limit. Last, within each skeleton no answer may exceed
+    ``max_skeleton_share`` (when the skeleton has two or more answers). A share cap of ``p`` bounds
+    the answer entropy from below by ``-log2(p)`` bits (3 bits at 0.125). Returns (selected,
+    balanced_out) in a deterministic order.
     """
     stats = stats if stats is not None else GenerationStats()
     counts: Counter = Counter()
@@ -568,13 +661,18 @@ def select_balanced(
             counts[q.answer] += 1
         chosen.append(mine)
         spare.append(pool)
+
     dropped: list[Question] = []
-    cap = answer_cap(counts, max_share)
-    if cap is None:
+    caps = share_caps(counts, max_share, max_zero_share)
+    if caps is None:
         stats.balance_unattainable = len(counts) > 1
     else:
+        x, z, used = caps
+        stats.balance_unattainable = used > max_share + 1e-9
+        stats.answer_share_used = max(stats.answer_share_used, used)
         for value in sorted(counts, key=lambda v: (-counts[v], v)):
-            while counts[value] > cap:
+            limit = z if value == "0" else x
+            while counts[value] > limit:
                 img = max(
                     (i for i, qs in enumerate(chosen) if any(q.answer == value for q in qs)),
                     key=lambda i: (len(chosen[i]), -i),
@@ -586,11 +684,10 @@ def select_balanced(
         for i, pool in enumerate(spare):
             keep: list[Question] = []
             for q in pool:
-                if (
-                    len(chosen[i]) < cap_per_image
-                    and counts[q.answer] + 1 <= max_share * (total + 1)
-                    and (max(counts.values(), default=0) <= max_share * (total + 1))
-                ):
+                limit = z if q.answer == "0" else x
+                share = min(used, max_zero_share) if q.answer == "0" else used
+                if (len(chosen[i]) < cap_per_image and counts[q.answer] + 1 <= limit
+                        and counts[q.answer] + 1 <= share * (total + 1) + 1e-9):
                     chosen[i].append(q)
                     counts[q.answer] += 1
                     total += 1
@@ -624,6 +721,9 @@ def generate(
     margins: Margins = P.DEFAULT_MARGINS,
     oversample: int = 2,
     max_skeleton_share: float = 1.0,
+    max_zero_share: float = 1.0,
+    min_candidates: int = MIN_CANDIDATES,
+    doubt: Doubt | None = None,
 ) -> GenerationResult:
     """Full-variant questions for a batch of scenes (deterministic for a given batch and seed)."""
     stats = GenerationStats(images=len(scenes))
@@ -636,10 +736,12 @@ def generate(
             max_hops=max_hops,
             margins=margins,
             stats=stats,
+            min_candidates=min_candidates,
+            doubt=doubt,
         )
         for s in scenes
     ]
-    selected, dropped = select_balanced(per, per_image, max_share, stats, max_skeleton_share)
+    selected, dropped = select_balanced(per, per_image, max_share, stats, max_skeleton_share, max_zero_share)
     return GenerationResult(selected, dropped, stats)
 
 

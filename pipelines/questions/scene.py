@@ -50,6 +50,18 @@ def question_reject(item_id: str, code: str, detail: str, raw: Any = "") -> Reje
     return Reject(stage=STAGE, item_id=item_id, code=code, detail=detail, raw=raw)
 
 
+@dataclass(frozen=True)
+class NearMiss:
+    """A detection just under the score threshold: not in the scene, but a reader may see it."""
+
+    category: str
+    bbox: tuple[float, float, float, float]  # COCO [x, y, w, h]
+    area: float
+    cx: float
+    cy: float
+    score: float
+
+
 @dataclass(frozen=True, eq=False)
 class Scene:
     """The scene of one image, as parallel numpy arrays indexed by *position* ``0..n-1``.
@@ -76,6 +88,11 @@ class Scene:
     whole: np.ndarray = field(default_factory=lambda: np.zeros(0, bool), repr=False)
     visible: np.ndarray = field(default_factory=lambda: np.zeros(0, bool), repr=False)
     uncountable: frozenset[str] = frozenset()
+    # the detector's confidence per position (empty: all 1.0, as for annotations)
+    score: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
+    # near-threshold detections left out of the scene (shadow_score <= score < min_score), which a
+    # reader may see: what the stability check adds back (pipelines.questions.stability)
+    near_misses: tuple[NearMiss, ...] = ()
     _dist: list[np.ndarray] = field(default_factory=list, repr=False)
 
     @property
@@ -98,6 +115,13 @@ class Scene:
     def countable(self, category: str) -> bool:
         """True when a reader can enumerate every instance of ``category`` (see the module doc)."""
         return category in self.by_category and category not in self.uncountable
+
+    def score_of(self, p: int) -> float:
+        return float(self.score[p]) if self.score.shape[0] else 1.0
+
+    def bbox(self) -> np.ndarray:
+        """COCO boxes ``[x, y, w, h]`` (n, 4) by position."""
+        return np.stack([self.x0, self.y0, self.x1 - self.x0, self.y1 - self.y0], axis=1).reshape(-1, 4)
 
     def color_of(self, p: int) -> str | None:
         return self.color[p] if self.color else None
@@ -139,11 +163,15 @@ class Scene:
         shadow: Iterable[str] = (),
         visible_area_frac: float = VISIBLE_AREA_FRAC,
         occlusion_overlap: float = OCCLUSION_OVERLAP,
+        scores: Sequence[float] | np.ndarray | None = None,
+        near_misses: Sequence[NearMiss] = (),
     ) -> Scene:
         """Build a scene from already-filtered per-instance values (``bbox`` as COCO ``[x, y, w, h]``).
 
         ``colors``: colour term per instance (``None`` entries: not clear-cut; ``None``: unknown);
-        ``shadow``: categories with a near-threshold detection left out of the scene (uncountable).
+        ``shadow``: categories with a near-threshold detection left out of the scene (uncountable);
+        ``scores``: the detector's confidence per instance (``None``: all 1.0); ``near_misses``: the
+        near-threshold detections themselves (for the stability check).
         """
         ids_a = np.asarray(ids, dtype=np.int64).reshape(-1)
         if len(set(ids_a.tolist())) != ids_a.shape[0]:
@@ -191,6 +219,8 @@ class Scene:
             whole=inside & covered,
             visible=visible,
             uncountable=frozenset(uncountable),
+            score=np.asarray(scores, dtype=np.float64).reshape(-1)[order] if scores is not None else np.zeros(0),
+            near_misses=tuple(near_misses),
         )
 
 
@@ -344,6 +374,7 @@ def scenes_from_tables(
     images_by_id = {r["image_id"]: r for r in manifest.to_pylist()}
     rows_by_image: dict[str, list[dict[str, Any]]] = {i: [] for i in images_by_id}
     shadow: dict[str, set[str]] = {i: set() for i in images_by_id}
+    near_rows: dict[str, list[dict[str, Any]]] = {i: [] for i in images_by_id}
     rejects: list[Reject] = []
     for r in instances.to_pylist():
         iid = r["image_id"]
@@ -355,6 +386,7 @@ def scenes_from_tables(
             rejects.append(question_reject(item, "scene.low_score", f"score {r['score']} < {min_score}"))
             if r["score"] is not None and r["score"] >= shadow_score:
                 shadow[iid].add(str(r["category"]).strip().lower())
+                near_rows[iid].append(r)
             continue
         img = images_by_id[iid]
         if (r["mask_height"], r["mask_width"]) != (img["height"], img["width"]):
@@ -424,6 +456,26 @@ def scenes_from_tables(
                 shadow=shadow[iid],
                 visible_area_frac=visible_area_frac,
                 occlusion_overlap=occlusion_overlap,
+                scores=[float(r["score"]) for r in kept],
+                near_misses=_near_misses(near_rows[iid], img),
             )
         )
     return scenes, rejects
+
+
+def _near_misses(rows: list[dict[str, Any]], img: dict[str, Any]) -> list[NearMiss]:
+    """The near-threshold detections of one image with their geometry (one whose mask does not fit
+    the image or does not decode is only left out: it was refused as ``scene.low_score`` already)."""
+    out: list[NearMiss] = []
+    for r in rows:
+        if (r["mask_height"], r["mask_width"]) != (img["height"], img["width"]):
+            continue
+        try:
+            area, cx, cy, _ = _rle_geometry(r["mask_rle"], int(r["mask_height"]), int(r["mask_width"]), False)
+        except (ValueError, TypeError, AttributeError, UnicodeEncodeError):
+            continue
+        if area <= 0:
+            continue
+        x, y, w, h = (float(v) for v in r["bbox"])
+        out.append(NearMiss(str(r["category"]).strip().lower(), (x, y, w, h), float(area), cx, cy, float(r["score"])))
+    return out

@@ -6,8 +6,9 @@ one shard's tables.
 Every image is accounted for: it yields questions or a reject saying why not; every refused
 instance, model output, balanced-out or too-easy question is a :class:`~pipelines.contracts.rejects.Reject`
 with its dotted code (``scene.*``, ``image.*``, ``no_question.*``, ``balance.*``, the writer's
-``parse.*``/``structure.*``/..., ``difficulty.*``, ``leakage.blind_solvable``); ``stats["rejects"]``
-counts them by code.
+``parse.*``/``structure.*``/..., ``reach.few_candidates``, ``unstable.perception``, ``difficulty.*``,
+``leakage.blind_solvable``); ``stats["rejects"]`` counts them by code, ``stats["stability"]`` gives the
+share of candidates the stability check refused.
 """
 
 from __future__ import annotations
@@ -27,10 +28,12 @@ from PIL import Image
 from pipelines.config import QuestionsConfig
 from pipelines.contracts import to_table
 from pipelines.contracts.rejects import Reject, count_codes, rejects_table
+from pipelines.questions.candidates import check_candidates
 from pipelines.questions.generator import Question, generate, select_balanced
-from pipelines.questions.program import Margins, margins_of
+from pipelines.questions.program import Margins, ProgramError, margins_of
 from pipelines.questions.report import question_report
 from pipelines.questions.scene import Scene, question_reject, scenes_from_tables
+from pipelines.questions.stability import UNSTABLE, Doubt, Perturbations, check_stable, trusting_stability
 from pipelines.questions.variants import derive_variants
 from pipelines.runner import RunEnv, Shard, ShardResult, StageBase
 from pipelines.vlm import VLMBackend
@@ -140,6 +143,24 @@ class _Work:
         )
         self.rejects[:0] = scene_rejects
         self.stats.update(images=len(self.scenes), instances_left_out=len(scene_rejects))
+        if cfg.stability.enabled:
+            self.scenes = [trusting_stability(s) for s in self.scenes]
+
+    @property
+    def doubt(self) -> Doubt | None:
+        """The stability check's thresholds, or ``None`` when it is off."""
+        st, cfg = self.cfg.stability, self.cfg
+        if not st.enabled:
+            return None
+        return Doubt(doubt_score=st.doubt_score, small_area_frac=st.small_area_frac,
+                     visible_area_frac=cfg.visible_area_frac, merge_iou=st.merge_iou,
+                     occlusion_overlap=cfg.occlusion_overlap)
+
+    def unstable(self, refused: list[tuple[str, str]], tried: int) -> None:
+        """Rows for the questions the stability check refused, and its share in the stats."""
+        self.rejects += [question_reject(qid, UNSTABLE, why) for qid, why in refused]
+        self.stats["stability"] = {"refused": len(refused), "checked": tried,
+                                   "refused_share": round(len(refused) / tried, 4) if tried else 0.0}
 
     def balanced_out(self, dropped: list[Question], what: str) -> None:
         """Questions the answer-share caps left out, each a ``balance.answer_share`` reject."""
@@ -170,8 +191,13 @@ def _program_questions(work: _Work) -> list[Question]:
         max_share=cfg.max_answer_share,
         margins=work.margins,
         max_skeleton_share=cfg.max_skeleton_answer_share,
+        max_zero_share=cfg.max_zero_answer_share,
+        oversample=cfg.oversample,
+        min_candidates=cfg.min_candidates,
+        doubt=work.doubt,
     )
-    gen = {k: v for k, v in vars(res.stats).items() if k not in ("reasons", "attempt_reasons", "no_question")}
+    gen = {k: v for k, v in vars(res.stats).items()
+           if k not in ("reasons", "attempt_reasons", "no_question", "unstable_questions")}
     gen["reasons"] = dict(res.stats.reasons)
     gen["attempt_reasons"] = dict(res.stats.attempt_reasons)
     work.stats["generator"] = gen
@@ -181,12 +207,16 @@ def _program_questions(work: _Work) -> list[Question]:
             work.explained.add(image_id)
         for reason, n in why.most_common():
             work.rejects.append(question_reject(image_id, f"no_question.{reason}", f"stopped {n} of {tried} attempts"))
-    work.balanced_out(
-        res.balanced_out,
-        f"answer {{q.answer}} over the {cfg.max_answer_share:g} batch share cap "
-        f"or the {cfg.max_skeleton_answer_share:g} share cap within its skeleton",
-    )
+    if work.doubt is not None:
+        work.unstable(res.stats.unstable_questions, res.stats.unstable + res.stats.candidates)
+    work.balanced_out(res.balanced_out, _balance_detail(cfg))
     return res.questions
+
+
+def _balance_detail(cfg: QuestionsConfig) -> str:
+    return (f"answer {{q.answer}} over the {cfg.max_answer_share:g} batch share cap (0: "
+            f"{min(cfg.max_answer_share, cfg.max_zero_answer_share):g}) or the "
+            f"{cfg.max_skeleton_answer_share:g} share cap within its skeleton")
 
 
 def _with_variants(work: _Work, full: list[Question]) -> list[Question]:
@@ -268,13 +298,40 @@ def _vlm_questions(work: _Work, instances: pa.Table, backend: VLMBackend) -> lis
     )
     written, writer_rejects = writer.write(items)
     work.rejects += writer_rejects
-    selected, dropped = select_balanced(_by_image(written, work.scenes), cfg.per_image, cfg.max_answer_share)
-    work.balanced_out(
-        dropped,
-        f"answer {{q.answer}} over the {cfg.max_answer_share:g} batch share cap "
-        f"or the {cfg.max_skeleton_answer_share:g} share cap within its skeleton",
-    )
+    written = _fair_and_stable(work, written)
+    selected, dropped = select_balanced(_by_image(written, work.scenes), cfg.per_image, cfg.max_answer_share,
+                                        max_skeleton_share=cfg.max_skeleton_answer_share,
+                                        max_zero_share=cfg.max_zero_answer_share)
+    work.balanced_out(dropped, _balance_detail(cfg))
     return selected
+
+
+def _fair_and_stable(work: _Work, written: list[Question]) -> list[Question]:
+    """The written questions that keep the candidate rule (``reach.few_candidates``) and, when the check is
+    on, survive the detector's doubt (``unstable.perception``), as the program writer's do."""
+    by_id = {s.image_id: s for s in work.scenes}
+    doubt = work.doubt
+    perturbations: dict[str, Perturbations] = {}
+    kept: list[Question] = []
+    refused: list[tuple[str, str]] = []
+    for q in written:
+        scene = by_id[q.image_id]
+        try:
+            check_candidates(q.hops, scene, work.cfg.min_candidates)
+        except ProgramError as err:
+            work.rejects.append(question_reject(q.question_id, err.reason, err.detail))
+            continue
+        if doubt is not None:
+            pert = perturbations.setdefault(q.image_id, Perturbations(scene, doubt))
+            try:
+                check_stable(q.hops, q.answer, pert, work.margins)
+            except ProgramError as err:
+                refused.append((q.question_id, err.detail))
+                continue
+        kept.append(q)
+    if doubt is not None:
+        work.unstable(refused, len(refused) + len(kept))
+    return kept
 
 
 def _masks_by_image(instances: pa.Table) -> dict[str, dict[int, Any]]:
@@ -302,7 +359,7 @@ class QuestionsStage(StageBase):
     inputs = ("manifest", "instances")
     outputs = ("questions",)
     rejects = ("scene", "image", "no_question", "balance", "writer", "parse", "program", "structure", "args",
-               "execution", "margin", "leakage", "reach", "plan", "difficulty")
+               "execution", "margin", "leakage", "reach", "plan", "difficulty", "unstable")
     metrics = ("images", "questions", "rejected")
 
     def __init__(self, config: QuestionsConfig | None = None, backend: VLMBackend | None = None) -> None:
@@ -315,7 +372,9 @@ class QuestionsStage(StageBase):
 
         self.config = self._config or env.params.questions
         images, max_pixels = env.images, env.params.ingest.max_pixels
-        self.image_loader: ImageLoader = lambda row: decode_image(images.read(row["uri"]), max_pixels=max_pixels).image
+        max_bytes = env.params.ingest.max_bytes
+        self.image_loader: ImageLoader = lambda row: decode_image(images.read(row["uri"], max_bytes=max_bytes),
+                                                                  max_pixels=max_pixels).image
         if self.config.writer == "vlm" or self.config.difficulty.enabled:  # one VLM writes and solves
             if self._given is None:
                 from pipelines.vlm.backends import make_vlm_backend

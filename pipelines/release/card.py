@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections import Counter
 from collections.abc import Sequence
@@ -44,7 +45,7 @@ from pipelines.reward import MIN_VERSIONS, REWARD_VERSION
 
 
 def _released_rows(data: Path, index: dict[str, Any]) -> list[dict[str, Any]]:
-    cols = ["question_id", "image_id", "answer", "num_hops", "variant", "generator"]
+    cols = ["question_id", "image_id", "answer", "num_hops", "hops", "variant", "generator"]
     rows: list[dict[str, Any]] = []
     for split in SPLITS:
         for shard in index["splits"].get(split, {}).get("shards", []):
@@ -56,6 +57,59 @@ def _released_rows(data: Path, index: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _rate(num: int, den: int) -> float:
     return round(num / den, 6) if den else 0.0
+
+
+#: what a text-only guesser must not be able to exploit (issue 29; docs/hop-programs.md, "Balanced answers")
+BALANCE_TARGETS = {"zero_share": 0.10, "prior_accuracy": 0.25, "answer_entropy": 3.0}
+
+
+def answer_balance(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Zero-answer share, answer entropy (bits) and the language-prior baseline of the released full
+    questions, with their targets. The baseline is the accuracy of answering each question with the most
+    common answer of the *other* questions of its program skeleton (ops and inputs, no arguments), the
+    batch's most common answer for a skeleton's only question: the measure of
+    ``pipelines.questions.report``, restated here on the contract's ``hops`` JSON so the card depends on
+    no stage code."""
+    full = [r for r in rows if (r.get("variant") or "full") == "full"]
+    answers = [str(r["answer"]) for r in full]
+    n = len(answers)
+    counts = Counter(answers)
+    entropy = -sum(c / n * math.log2(c / n) for c in counts.values()) if n else 0.0
+    by: dict[str, Counter[str]] = {}
+    for r, a in zip(full, answers, strict=True):
+        by.setdefault(_skeleton(r.get("hops")), Counter())[a] += 1
+    hits = 0
+    fallback = counts.most_common(1)[0][0] if counts else ""
+    for r, a in zip(full, answers, strict=True):
+        others = by[_skeleton(r.get("hops"))].copy()
+        others[a] -= 1
+        others = +others
+        hits += (max(sorted(others), key=lambda v: others[v]) if others else fallback) == a
+    return {"zero_share": round(counts["0"] / n, 4) if n else 0.0, "answer_entropy": round(entropy, 3),
+            "prior_accuracy": round(hits / n, 4) if n else 0.0, "targets": BALANCE_TARGETS}
+
+
+def _skeleton(hops: str | None) -> str:
+    try:
+        prog = json.loads(hops or "[]")
+        return ">".join(f"{h['op']}({','.join(map(str, h['inputs']))})" if h.get("inputs") else h["op"] for h in prog)
+    except (ValueError, TypeError, KeyError):
+        return ""
+
+
+def _balance_line(b: dict[str, Any] | None) -> str:
+    if not b:
+        return ""
+    t = b["targets"]
+
+    def mark(ok: bool) -> str:
+        return "meets" if ok else "misses"
+
+    return (f"Answer balance: zero answers {b['zero_share']:.1%} ({mark(b['zero_share'] <= t['zero_share'])} "
+            f"≤ {t['zero_share']:.0%}); language-prior baseline {b['prior_accuracy']:.1%} "
+            f"({mark(b['prior_accuracy'] <= t['prior_accuracy'])} ≤ {t['prior_accuracy']:.0%}); answer entropy "
+            f"{b['answer_entropy']:.2f} bits ({mark(b['answer_entropy'] >= t['answer_entropy'])} ≥ "
+            f"{t['answer_entropy']:g}).")
 
 
 def annotation_cost_metrics(consensus: Sequence[dict[str, Any]], required: int = 4) -> dict[str, Any]:
@@ -119,6 +173,7 @@ def compute_metrics(data: Path, release: Path) -> tuple[dict[str, Any], dict[str
                  if q["question_id"] in ids and q["pass_rate"] is not None]
         if rates:
             metrics["pass_rate_mean"] = round(sum(rates) / len(rates), 6)
+    metrics["answer_balance"] = answer_balance(rows)
     metrics["annotation_cost"] = annotation_cost_metrics(consensus)
     metrics["integrity"] = integrity_metrics(data)
     released_ids = {r["question_id"] for r in rows}
@@ -324,6 +379,8 @@ def render_card(cfg: ReleaseConfig, metrics: dict[str, Any], details: dict[str, 
         "![hop lengths](card/hop_lengths.png)",
         "",
         "## Answers",
+        _balance_line(metrics.get("answer_balance")),
+        "",
         "![answers](card/answers.png)",
         "",
         "## Categories",

@@ -1,0 +1,84 @@
+"""The candidate rule: no count or rank is a yes/no question in disguise.
+
+"How many bottles are higher up than B?" in a photo with one other bottle can only be 0 or 1: a
+reader (and a policy) answers it by a coin toss, not by looking. So every counted set is drawn from
+at least :data:`MIN_CANDIDATES` candidate instances, the members a person has to check:
+
+* ``count(find(c))`` and ``count(filter_color(find(c)))``: the instances of ``c``;
+* ``count(relate(r, c)(A))``, ``count(same_color(c)(A))``: the instances of ``c`` other than ``A``;
+
+and every ranked set holds at least :data:`MIN_CANDIDATES` members (a rank among two is "first or
+second"). A program that breaks the rule is refused as ``reach.few_candidates``
+(docs/hop-programs.md, "The candidate rule"). The rule reads only the registry's chain roles
+(``from_reference``, set-valued hops with a ``category``), never an op's name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from pipelines.questions.ops import OPS
+from pipelines.questions.ops.spec import Hop, ReachError
+from pipelines.questions.scene import Scene
+
+MIN_CANDIDATES = 3
+FEW_CANDIDATES = "reach.few_candidates"
+
+
+def candidate_pool(hops: Sequence[Hop], results: Sequence[Any], j: int, scene: Scene) -> int:
+    """How many instances a person checks to build the set of hop ``j`` (``results``: positions)."""
+    h = hops[j]
+    spec = OPS[h.op]
+    cat = h.args.get("category")
+    if cat is not None:
+        members = scene.by_category.get(cat)
+        if members is None:
+            return 0
+        if spec.from_reference and h.inputs:
+            ref = results[h.inputs[0]]
+            return int((members != int(np.asarray(ref).reshape(-1)[0])).sum())
+        return int(members.shape[0])
+    for k, t in zip(h.inputs, spec.inputs, strict=False):
+        if t == "set":
+            return candidate_pool(hops, results, k, scene)
+    return int(np.asarray(results[j]).reshape(-1).shape[0])
+
+
+def few_candidates(hops: Sequence[Hop], results: Sequence[Any], i: int, scene: Scene,
+                   minimum: int = MIN_CANDIDATES) -> str | None:
+    """Why hop ``i`` breaks the rule (a sentence), or ``None``: a ``count`` over a pool of fewer than
+    ``minimum`` candidates, a ``rank`` in a set of fewer than ``minimum`` members."""
+    h = hops[i]
+    spec = OPS[h.op]
+    if spec.output != "number" or not h.inputs:
+        return None
+    sets = [k for k, t in zip(h.inputs, spec.inputs, strict=False) if t == "set"]
+    if not sets:
+        return None
+    if "instance" in spec.inputs:  # rank: the ranked set itself is what a person orders
+        n = int(np.asarray(results[sets[0]]).reshape(-1).shape[0])
+        return None if n >= minimum else f"{h.op} in a set of {n} < {minimum} members"
+    n = candidate_pool(hops, results, sets[0], scene)
+    return None if n >= minimum else f"{h.op} over {n} < {minimum} candidate instances"
+
+
+def check_candidates(hops: Sequence[Hop], scene: Scene, minimum: int = MIN_CANDIDATES) -> None:
+    """Raise ``ReachError`` ``few_candidates`` if an executed program (values = instance ids) counts
+    or ranks among fewer than ``minimum`` candidates."""
+    results = [_positions(h.value, scene) for h in hops]
+    for i in range(len(hops)):
+        why = few_candidates(hops, results, i, scene, minimum)
+        if why is not None:
+            raise ReachError("few_candidates", why, i)
+
+
+def _positions(value: Any, scene: Scene) -> Any:
+    if isinstance(value, list):
+        return np.asarray([scene.position[int(v)] for v in value if int(v) in scene.position], dtype=np.int64)
+    return value
+
+
+__all__ = ["FEW_CANDIDATES", "MIN_CANDIDATES", "candidate_pool", "check_candidates", "few_candidates"]

@@ -1,0 +1,228 @@
+"""Stable under the detector's doubt: a question is kept only if its answer survives every
+plausible misreading of the scene.
+
+The engine cannot see an object the detector missed, but it can see where the detector doubted.
+Each program is re-executed on perturbed copies of its scene, one per kind of doubt and per
+category the program names (a perturbation of a category the program never names cannot change
+its answer: every op is scoped by the categories it names):
+
+* ``add_near_misses``: the detections of the category just under the score threshold
+  (``shadow_score <= score < min_score``) added back — a reader may see them;
+* ``drop_least_confident``: its lowest-scored member removed, when that score is below
+  ``doubt_score`` — a reader may not see it (annotations score 1.0: never doubted);
+* ``drop_smallest``: its smallest member removed, when that member covers less than
+  ``small_area_frac`` of the image — at the visible-size limit a reader may miss it;
+* ``drop_invisible``: all its members below the visible size (``visible_area_frac``) removed at
+  once — what a reader of a crowd counts;
+* ``merge_overlapping``: its two most overlapping members (box IoU at least ``merge_iou``) merged
+  into one — a reader may see one object where the detector reported two (and a split is the same
+  pair seen the other way).
+
+Any change — another answer, or a program that no longer executes within its margins and reach
+rules — refuses the question as ``unstable.perception`` (the detail names the perturbation and the
+category). The same check runs for programs the VLM writer states, with the detector's own scores.
+Perturbed scenes are built once per (scene, category, kind) and shared by every program of the
+image; the cost per program is at most (named categories x kinds) re-executions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from pipelines.questions import program as P
+from pipelines.questions.ops.spec import Hop, Margins, ProgramError
+from pipelines.questions.scene import Scene
+
+UNSTABLE = "unstable.perception"
+KINDS = ("add_near_misses", "drop_least_confident", "drop_smallest", "drop_invisible", "merge_overlapping")
+
+
+class UnstableError(ProgramError):
+    """The answer changes under a plausible misreading of the scene (``unstable.perception``)."""
+
+    family = "unstable"
+
+
+@dataclass(frozen=True)
+class Doubt:
+    """The thresholds of the perturbations (``questions.stability`` in params.yaml)."""
+
+    doubt_score: float = 0.6
+    small_area_frac: float = 0.0015
+    visible_area_frac: float = 0.001
+    merge_iou: float = 0.5
+    occlusion_overlap: float = 0.25
+
+
+@dataclass
+class Perturbations:
+    """The perturbed scenes of one scene, built on first use and shared by its programs."""
+
+    scene: Scene
+    doubt: Doubt = Doubt()
+    _cache: dict[tuple[str, str], Scene | None] = field(default_factory=dict)
+
+    def of(self, category: str) -> Iterator[tuple[str, Scene]]:
+        """(kind, perturbed scene) for every perturbation that applies to ``category``."""
+        for kind in KINDS:
+            key = (category, kind)
+            if key not in self._cache:
+                self._cache[key] = _perturb(self.scene, category, kind, self.doubt)
+            s = self._cache[key]
+            if s is not None:
+                yield kind, s
+
+
+def named_categories(hops: Sequence[Hop]) -> list[str]:
+    """The categories a program names, in order of first mention."""
+    out: list[str] = []
+    for h in hops:
+        c = h.args.get("category")
+        if isinstance(c, str) and c not in out:
+            out.append(c)
+    return out
+
+
+def check_stable(hops: Sequence[Hop], answer: str, perturbations: Perturbations, margins: Margins) -> None:
+    """Raise :class:`UnstableError` unless ``hops`` executes to ``answer`` on every perturbed scene."""
+    bare = [replace(h, value=None) for h in hops]
+    for cat in named_categories(hops):
+        for kind, s in perturbations.of(cat):
+            try:
+                got = P.answer_of(P.execute(bare, s, margins, min_hops=1, max_hops=len(bare)))
+            except ProgramError as err:
+                raise UnstableError("perception", f"{kind} of {cat!r}: no longer executes ({err.reason})") from None
+            if got != answer:
+                raise UnstableError("perception", f"{kind} of {cat!r}: the answer becomes {got}, not {answer}")
+
+
+# ------------------------------------------------------------------------------------ perturbing
+
+
+def _perturb(scene: Scene, cat: str, kind: str, d: Doubt) -> Scene | None:
+    """The scene with one doubt about ``cat`` resolved the other way, or ``None`` if it has none."""
+    members = scene.by_category.get(cat)
+    if members is None:
+        members = np.zeros(0, dtype=np.int64)
+    if kind == "add_near_misses":
+        extra = [m for m in scene.near_misses if m.category == cat]
+        return _rebuild(scene, np.arange(scene.n), extra=extra, d=d) if extra else None
+    if members.shape[0] == 0:
+        return None
+    if kind == "drop_least_confident":
+        if not scene.score.shape[0]:
+            return None
+        p = int(members[np.argmin(scene.score[members])])
+        return _without(scene, [p], d) if scene.score[p] < d.doubt_score else None
+    if kind == "drop_smallest":
+        p = int(members[np.argmin(scene.area[members])])
+        small = scene.area[p] < d.small_area_frac * scene.width * scene.height
+        return _without(scene, [p], d) if small else None
+    if kind == "drop_invisible":
+        tiny = members[scene.area[members] < d.visible_area_frac * scene.width * scene.height]
+        # a single tiny member is drop_smallest's case already
+        return _without(scene, tiny.tolist(), d) if tiny.shape[0] >= 2 else None
+    if kind == "merge_overlapping":
+        return _merged(scene, members, d)
+    raise ValueError(kind)
+
+
+def _without(scene: Scene, drop: Sequence[int], d: Doubt) -> Scene:
+    keep = np.setdiff1d(np.arange(scene.n), np.asarray(drop, dtype=np.int64))
+    return _rebuild(scene, keep, d=d)
+
+
+def _merged(scene: Scene, members: np.ndarray, d: Doubt) -> Scene | None:
+    if members.shape[0] < 2:
+        return None
+    x0, y0, x1, y1 = (a[members] for a in (scene.x0, scene.y0, scene.x1, scene.y1))
+    iw = np.clip(np.minimum(x1[:, None], x1[None, :]) - np.maximum(x0[:, None], x0[None, :]), 0, None)
+    ih = np.clip(np.minimum(y1[:, None], y1[None, :]) - np.maximum(y0[:, None], y0[None, :]), 0, None)
+    inter = iw * ih
+    own = (x1 - x0) * (y1 - y0)
+    iou = inter / np.maximum(own[:, None] + own[None, :] - inter, 1e-9)
+    np.fill_diagonal(iou, 0.0)
+    a, b = np.unravel_index(int(np.argmax(iou)), iou.shape)
+    if iou[a, b] < d.merge_iou:
+        return None
+    pa, pb = int(members[a]), int(members[b])
+    keep = np.setdiff1d(np.arange(scene.n), np.asarray([pa, pb]))
+    area = float(max(scene.area[pa], scene.area[pb]))  # the union's pixels are unknown: at least the larger
+    wa, wb = scene.area[pa], scene.area[pb]
+    cx = float((scene.cx[pa] * wa + scene.cx[pb] * wb) / (wa + wb))
+    cy = float((scene.cy[pa] * wa + scene.cy[pb] * wb) / (wa + wb))
+    bx0, by0 = float(min(scene.x0[pa], scene.x0[pb])), float(min(scene.y0[pa], scene.y0[pb]))
+    bx1, by1 = float(max(scene.x1[pa], scene.x1[pb])), float(max(scene.y1[pa], scene.y1[pb]))
+    merged = _Extra(int(scene.ids[pa]), cat_of(scene, pa), (bx0, by0, bx1 - bx0, by1 - by0), area, cx, cy,
+                    scene.color_of(pa) if scene.color_of(pa) == scene.color_of(pb) else None,
+                    min(scene.score_of(pa), scene.score_of(pb)))
+    return _rebuild(scene, keep, extra=[merged], d=d)
+
+
+def cat_of(scene: Scene, p: int) -> str:
+    return scene.categories[p]
+
+
+@dataclass(frozen=True)
+class _Extra:
+    id: int
+    category: str
+    bbox: tuple[float, float, float, float]
+    area: float
+    cx: float
+    cy: float
+    color: str | None
+    score: float
+
+
+def _rebuild(scene: Scene, keep: np.ndarray, *, extra: Sequence[object] = (), d: Doubt) -> Scene:
+    """A new scene of the positions ``keep`` plus ``extra`` instances (near misses get fresh ids)."""
+    next_id = int(scene.ids.max()) + 1 if scene.n else 1
+    ids = scene.ids[keep].tolist()
+    cats = [scene.categories[p] for p in keep.tolist()]
+    box = scene.bbox()[keep].tolist()
+    area = scene.area[keep].tolist()
+    cx, cy = scene.cx[keep].tolist(), scene.cy[keep].tolist()
+    colors = [scene.color_of(p) for p in keep.tolist()]
+    scores = [scene.score_of(p) for p in keep.tolist()]
+    for e in extra:
+        if isinstance(e, _Extra):
+            ids.append(e.id)
+            cats.append(e.category)
+            box.append(list(e.bbox))
+            area.append(e.area)
+            cx.append(e.cx)
+            cy.append(e.cy)
+            colors.append(e.color)
+            scores.append(e.score)
+        else:  # a NearMiss: no colour is known for it
+            ids.append(next_id)
+            next_id += 1
+            cats.append(e.category)  # type: ignore[attr-defined]
+            box.append(list(e.bbox))  # type: ignore[attr-defined]
+            area.append(e.area)  # type: ignore[attr-defined]
+            cx.append(e.cx)  # type: ignore[attr-defined]
+            cy.append(e.cy)  # type: ignore[attr-defined]
+            colors.append(None)
+            scores.append(e.score)  # type: ignore[attr-defined]
+    s = Scene.from_arrays(
+        scene.image_id, scene.width, scene.height, ids, cats, np.asarray(box, dtype=np.float64).reshape(-1, 4),
+        area, cx, cy, colors=colors if scene.color else None, visible_area_frac=d.visible_area_frac,
+        occlusion_overlap=d.occlusion_overlap, scores=scores,
+    )
+    # the perturbed scene reads its categories as the scene does (see trusting_stability)
+    return replace(s, uncountable=scene.uncountable & frozenset(s.by_category), _dist=[])
+
+
+def trusting_stability(scene: Scene) -> Scene:
+    """The scene with no category closed to hops for its tiny or near-threshold members: with the
+    stability check on, a question about such a category is kept only when those members cannot
+    change its answer ("the largest kite" in a crowd of kites; never "how many kites")."""
+    return replace(scene, uncountable=frozenset(), _dist=[]) if scene.uncountable else scene
+
+
+__all__ = ["KINDS", "UNSTABLE", "Doubt", "Perturbations", "UnstableError", "check_stable", "named_categories",
+           "trusting_stability"]
