@@ -8,10 +8,10 @@ pinned release, all platforms, sdist included), never from what happens to be in
 One requirement per line (``name==version --hash=sha256:... --hash=sha256:...``), so the Dockerfile can
 still split the lock with ``grep``. Comment lines and the order of the pins are kept.
 
-``--local-wheels DIR``: a machine may install a release from a wheel on disk that PyPI does not serve (this
-machine kind keeps the CPU build ``torch-2.13.0+cpu`` in /opt/wheels, published on download.pytorch.org).
-Such a file's hash is added to its pin, after PyPI's, so the same lock installs there as well; the line
-gets no other change.
+``--local-wheels DIR``: a pin with a local version label (``torch==2.13.0+cpu``: the CPU build published on
+download.pytorch.org, which this machine kind keeps in /opt/wheels) is not on PyPI; its hashes are those of
+the matching wheels in DIR, and without one the tool stops. (A plain ``==2.13.0`` pin would not do: in
+hash-checking mode pip prefers the index's candidates, whose hashes it knows in advance, over a local file.)
 
 Usage (from the repository root; uv in any throwaway environment, never in the project's venvs)::
 
@@ -68,13 +68,13 @@ def index_hashes(requirements: list[str], uv: str, index: str = INDEX) -> dict[s
 
 
 def local_wheel_hashes(dirs: list[Path], name: str, version: str) -> list[str]:
-    """Hashes of wheels on disk whose version is ``version`` with a local label (``2.13.0+cpu``)."""
+    """Hashes of the wheels on disk of exactly ``name==version`` (``torch``, ``2.13.0+cpu``)."""
     stem = canonical(name).replace("-", "_")
     found: list[str] = []
     for folder in dirs:
         for wheel in sorted(folder.glob("*.whl")):
             dist, _, rest = wheel.name.partition("-")
-            if canonical(dist).replace("-", "_") == stem and rest.startswith(f"{version}+"):
+            if canonical(dist).replace("-", "_") == stem and rest.startswith(f"{version}-"):
                 found.append(hashlib.sha256(wheel.read_bytes()).hexdigest())
     return found
 
@@ -88,11 +88,12 @@ def rewrite(text: str, hashes: dict[str, list[str]], local_dirs: list[Path]) -> 
             lines.append(line)
             continue
         name, version = pin.groups()
-        digests = hashes.get(canonical(name))
+        local = "+" in version
+        digests = local_wheel_hashes(local_dirs, name, version) if local else hashes.get(canonical(name))
         if not digests:
-            raise SystemExit(f"lock-hashes: {name}=={version} has no artefact on the index")
-        extra = [h for h in local_wheel_hashes(local_dirs, name, version) if h not in digests]
-        hash_args = " ".join(f"--hash=sha256:{h}" for h in [*digests, *extra])
+            where = "in --local-wheels" if local else "on the index"
+            raise SystemExit(f"lock-hashes: {name}=={version} has no artefact {where}")
+        hash_args = " ".join(f"--hash=sha256:{h}" for h in digests)
         lines.append(f"{requirement_of(line)} {hash_args}")
     return "\n".join(lines) + "\n"
 
@@ -109,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("lock-hashes: uv not found (set UV=/path/to/uv; install it in a throwaway venv)")
     for lock in args.locks:
         text = lock.read_text()
-        reqs = [requirement_of(line) for line in text.splitlines() if PIN.match(line)]
+        reqs = [requirement_of(line) for line in text.splitlines() if PIN.match(line) and "+" not in line.split()[0]]
         lock.write_text(rewrite(text, index_hashes(reqs, uv, args.index_url), args.local_wheels))
         print(f"{lock}: {len(reqs)} pins hashed")
     return 0

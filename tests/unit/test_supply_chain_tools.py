@@ -188,9 +188,7 @@ UV_OUTPUT = """\
 requests==2.34.2 \\
     --hash=sha256:{a} \\
     --hash=sha256:{b}
-torch==2.13.0 \\
-    --hash=sha256:{c}
-""".format(a="a" * 64, b="b" * 64, c="c" * 64)
+""".format(a="a" * 64, b="b" * 64)
 
 
 @pytest.fixture
@@ -204,33 +202,38 @@ def fake_uv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     return str(script)
 
 
-def test_lock_hashes_adds_the_index_hashes_and_a_local_build_keeping_comments(fake_uv: str, tmp_path: Path) -> None:
+def test_lock_hashes_takes_the_index_hashes_and_a_local_build_from_disk_keeping_comments(fake_uv: str, tmp_path: Path) -> None:
     lock_hashes = load_script("lock_hashes")
     wheels = tmp_path / "wheels"
     wheels.mkdir()
     (wheels / "torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl").write_bytes(b"cpu build")
     (wheels / "torch-2.12.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl").write_bytes(b"other release")
     lock = tmp_path / "x.lock"
-    lock.write_text("# header kept\nrequests==2.34.2\ntorch==2.13.0 --hash=sha256:" + "e" * 64 + "\n")
+    lock.write_text("# header kept\nrequests==2.34.2\ntorch==2.13.0+cpu --hash=sha256:" + "e" * 64 + "\n")
     assert lock_hashes.main([str(lock), "--local-wheels", str(wheels)]) == 0
     local = hashlib.sha256(b"cpu build").hexdigest()
     assert lock.read_text() == (
         "# header kept\n"
         f"requests==2.34.2 --hash=sha256:{'a' * 64} --hash=sha256:{'b' * 64}\n"
-        f"torch==2.13.0 --hash=sha256:{'c' * 64} --hash=sha256:{local}\n"
+        f"torch==2.13.0+cpu --hash=sha256:{local}\n"
     )
     args = (tmp_path / "uv-args.txt").read_text()
     assert "--no-deps --generate-hashes" in args and "--index-url https://pypi.org/simple" in args
+    assert "torch" not in (tmp_path / "uv-args.txt").read_text()  # the local build is not asked of the index
     first = lock.read_text()
     lock_hashes.main([str(lock), "--local-wheels", str(wheels)])
     assert lock.read_text() == first  # idempotent
 
 
-def test_lock_hashes_refuses_a_pin_the_index_does_not_serve(fake_uv: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("pin", "error"), [
+    ("not-on-pypi==1.0", "not-on-pypi==1.0 has no artefact on the index"),
+    ("torch==9.9.9+cpu", r"torch==9.9.9\+cpu has no artefact in --local-wheels"),
+])
+def test_lock_hashes_refuses_a_pin_it_cannot_hash(fake_uv: str, tmp_path: Path, pin: str, error: str) -> None:
     lock_hashes = load_script("lock_hashes")
     lock = tmp_path / "x.lock"
-    lock.write_text("not-on-pypi==1.0\n")
-    with pytest.raises(SystemExit, match="not-on-pypi==1.0 has no artefact on the index"):
+    lock.write_text(f"{pin}\n")
+    with pytest.raises(SystemExit, match=error):
         lock_hashes.main([str(lock)])
-    assert lock.read_text() == "not-on-pypi==1.0\n"
+    assert lock.read_text() == f"{pin}\n"
 
