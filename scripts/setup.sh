@@ -6,10 +6,14 @@
 #              tested against at versions that cannot share .venv (datasets 3.x, verl's configuration)
 #   Debian     chromium (browser tests), redis-server (Celery scale-out test), docker-compose (compose checks)
 # Each part is skipped when its stamp matches the lock file it was built from, so a second run takes ~1 s.
+# Every pip install is --require-hashes: each artefact must match a sha256 in the lock (hashes from PyPI,
+# scripts/lock-hashes), installers included (requirements/bootstrap.lock), so no index, mirror or cache can
+# swap a package. Only the project itself (the checkout) is installed without a hash.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 export PIP_DISABLE_PIP_VERSION_CHECK=1
+HASHED=(install -q --require-hashes)
 
 stamp_of() { cat "$@" | sha256sum | cut -c1-16; }
 
@@ -28,27 +32,31 @@ if ((${#need_apt[@]})); then
 fi
 
 install_ls() {
-  local want; want=$(stamp_of requirements/labelstudio.lock)
+  local want; want=$(stamp_of requirements/bootstrap.lock requirements/labelstudio.lock)
   if [ -f .venv-ls/.stamp ] && [ "$(cat .venv-ls/.stamp)" = "$want" ]; then return; fi
   echo "==> Label Studio environment (.venv-ls; log in /tmp/hopchain-setup-ls.log)"
   rm -rf .venv-ls
   $PY -m venv .venv-ls
-  .venv-ls/bin/pip install -q --upgrade pip
-  .venv-ls/bin/pip install -q -r requirements/labelstudio.lock
+  .venv-ls/bin/pip "${HASHED[@]}" -r requirements/bootstrap.lock
+  .venv-ls/bin/pip "${HASHED[@]}" -r requirements/labelstudio.lock
   echo "$want" > .venv-ls/.stamp
 }
 
 install_main() {
-  local want; want=$(stamp_of requirements/lock.txt pyproject.toml)
+  local want; want=$(stamp_of requirements/bootstrap.lock requirements/lock.txt pyproject.toml)
   if [ -f .venv/.stamp ] && [ "$(cat .venv/.stamp)" = "$want" ]; then return; fi
   echo "==> platform environment (.venv; log in /tmp/hopchain-setup-main.log)"
   {
     [ -x .venv/bin/python ] || $PY -m venv .venv
-    .venv/bin/pip install -q --upgrade pip wheel setuptools
-    .venv/bin/pip install -q -r requirements/lock.txt
-    # sam2 1.1.0 is an sdist: build it against the installed torch, without its CUDA extension.
-    SAM2_BUILD_CUDA=0 .venv/bin/pip install -q --no-build-isolation --no-deps sam2==1.1.0
-    .venv/bin/pip install -q --no-deps -e .
+    .venv/bin/pip "${HASHED[@]}" -r requirements/bootstrap.lock
+    grep -v '^sam2==' requirements/lock.txt > .venv/lock-nosam2.txt
+    .venv/bin/pip "${HASHED[@]}" -r .venv/lock-nosam2.txt
+    # sam2 (in the lock, hashed) is an sdist: built against the installed torch, without its CUDA
+    # extension, so it comes after the rest of the lock and without build isolation.
+    grep '^sam2==' requirements/lock.txt > .venv/lock-sam2.txt
+    SAM2_BUILD_CUDA=0 .venv/bin/pip "${HASHED[@]}" --no-build-isolation --no-deps -r .venv/lock-sam2.txt
+    # The project itself: the checkout, built by the hashed setuptools (no isolated build env to fetch).
+    .venv/bin/pip install -q --no-deps --no-build-isolation -e .
   } > /tmp/hopchain-setup-main.log 2>&1 || { echo "platform environment failed:"; tail -30 /tmp/hopchain-setup-main.log; exit 1; }
   echo "$want" > .venv/.stamp
 }
@@ -59,13 +67,13 @@ install_trainer_envs() {
   for lock in requirements/trainer-*.lock; do
     [ -e "$lock" ] || continue
     name=$(basename "$lock" .lock); name=${name#trainer-}
-    want=$(stamp_of "$lock")
+    want=$(stamp_of requirements/bootstrap.lock "$lock")
     if [ -f ".venv-$name/.stamp" ] && [ "$(cat ".venv-$name/.stamp")" = "$want" ]; then continue; fi
     echo "==> trainer environment .venv-$name ($lock)"
     rm -rf ".venv-$name"
     $PY -m venv ".venv-$name"
-    ".venv-$name/bin/pip" install -q --upgrade pip
-    ".venv-$name/bin/pip" install -q -r "$lock"
+    ".venv-$name/bin/pip" "${HASHED[@]}" -r requirements/bootstrap.lock
+    ".venv-$name/bin/pip" "${HASHED[@]}" -r "$lock"
     echo "$want" > ".venv-$name/.stamp"
   done
 }
