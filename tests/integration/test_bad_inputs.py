@@ -170,7 +170,7 @@ def test_mixed_bad_inputs_run_completes_and_the_card_reconciles(s3_creds, s3_ser
 
     # -- annotators: valid answers, disagreement, missing answers and garbage values ---------------
     questions = {q["question_id"]: q for s in shards for q in env.read_table("questions", s).to_pylist()}
-    assert len(questions) >= 12
+    assert len(questions) >= 8  # fewer since issue 29: no count or rank among fewer than three
     project_id = annotation_tasks.pushed_batches(env)[0].project_id
     with LabelStudioClient(ls["url"], ls["token"]) as admin:
         tasks = sorted(admin.iter_tasks(project_id, fields="task_only"),

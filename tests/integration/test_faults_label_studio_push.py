@@ -53,7 +53,7 @@ def test_label_studio_down_during_push_then_the_retry_leaves_no_duplicates(label
                         mimetypes.guess_type(f.name)[0] or "application/octet-stream")
     params = load_params(None, "demo")
     params = params.model_copy(update={"annotation": params.annotation.model_copy(
-        update={"project_title": f"HopChain push fault {tag}", "import_batch_size": 5})})
+        update={"project_title": f"HopChain push fault {tag}", "import_batch_size": 2})})
     creds = label_studio.credentials()
     ls = lambda: LabelStudioClient(creds["url"], creds["token"])
 
@@ -63,7 +63,7 @@ def test_label_studio_down_during_push_then_the_retry_leaves_no_duplicates(label
     nightly.run(env, "segment", 0)
     nightly.run(env, "questions", 0)
     questions = env.read_table("questions", 0)["question_id"].to_pylist()
-    assert len(questions) > 10  # three import requests at least
+    assert len(questions) > 4  # three import requests at least
 
     dying = DyingLabelStudio(creds["url"], creds["token"], 2, lambda: kill_group(label_studio.processes[0]))
     failing = RunEnv(params, store, f"push_{tag}", label_studio=lambda: dying, image_reader=image_reader(s3_server))

@@ -41,7 +41,16 @@ def test_segment_boundary_validation(object_store, corrupt: bool) -> None:
 
     prefix = f"boundary-{uuid.uuid4().hex[:8]}"
     _seed(object_store, prefix, corrupt)
-    env = RunEnv(params=load_params(None, "demo"), store=object_store, run_id=prefix)
+    params = load_params(None, "demo")
+    if corrupt:
+        # an impossible score no longer reaches the boundary (the importer refuses it: coco.invalid_score, a
+        # reject row), so the failing expectation is a distribution one made critical: every category must
+        # hold 10,000 instances
+        v = params.validation
+        params = params.model_copy(update={"validation": v.model_copy(update={
+            "min_category_count": 10_000, "distribution_min_rows": 0,
+            "severity": {**v.severity, "instances.category_counts": "critical"}})})
+    env = RunEnv(params=params, store=object_store, run_id=prefix)
     shards = nightly.ingest(env, prefix)
     assert shards
     nightly.run(env, "detect", shards[0])
@@ -52,7 +61,9 @@ def test_segment_boundary_validation(object_store, corrupt: bool) -> None:
         return
     with pytest.raises(ValidationFailed) as err:
         nightly.run(env, "segment", shards[0])
-    assert "instances.score" in str(err.value) or any("score" in n for n in err.value.report.critical_failures)
+    assert any("category_counts" in n for n in err.value.report.critical_failures), err.value
+    refused = object_store.get_table(env.keys.rejects("segment", shards[0])).to_pylist()
+    assert [r["code"] for r in refused if r["code"].startswith("coco.")] == ["coco.invalid_score"]
     # saved before raising: the full GX result and the site of its Data Docs, which the run's summary
     # (it runs after a failed task too) links from the run's Data Docs index
     results = [k for k in object_store.list(f"runs/{prefix}/validation/instances/")]

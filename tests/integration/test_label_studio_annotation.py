@@ -21,6 +21,7 @@ from pipelines.annotation.project import ensure_project
 from pipelines.annotation.pull import pull_and_decide
 from pipelines.annotation.push import presigned_image_urls, push_questions
 from pipelines.annotation.simulated import answer_result, run_simulation, simulated_annotators
+from tests.support.image_reader import image_reader
 from tests.support.stack import annotator_accounts, register_annotators
 
 pytestmark = pytest.mark.integration
@@ -330,7 +331,8 @@ def test_push_into_a_large_project_reads_only_the_tasks_of_its_images(admin):
     assert len(list(admin.iter_tasks(pid, batch="run-2", fields="task_only"))) == 5
 
 
-def test_decide_on_a_project_of_many_closed_batches_fetches_only_the_open_batch(admin, people, object_store):
+def test_decide_on_a_project_of_many_closed_batches_fetches_only_the_open_batch(admin, people, object_store,
+                                                                              s3_server):
     """The decision task (:func:`pipelines.annotation.tasks.decide`) against the real Label Studio and S3 server: 2,000 tasks of ten closed batches in the
     project, one open batch of 12 questions (one of them already held by a closed batch)."""
     import pyarrow as pa
@@ -351,7 +353,8 @@ def test_decide_on_a_project_of_many_closed_batches_fetches_only_the_open_batch(
     pid = int(ensure_project(admin, params.annotation.project_title)["id"])
     counter = CountingTransport()
     env = RunEnv(params, object_store, f"nightly-{tag}",
-                label_studio=lambda: LabelStudioClient(admin.url, admin.token, transport=counter))
+                 label_studio=lambda: LabelStudioClient(admin.url, admin.token, transport=counter),
+                 image_reader=image_reader(s3_server))
     tables = sample_tables(n_images=4, questions_per_image=3, seed=7)
     questions_rows = tables["questions"].to_pylist()
     filler(admin, pid, batches=10, per_batch=200)
