@@ -3,9 +3,9 @@
 Nothing is installed at test time. :class:`RedisServer` runs ``/usr/bin/redis-server`` (Debian
 package ``redis-server``) on a free 127.0.0.1 port with its own config file, no persistence and no
 daemonising; it is stopped by the pid we recorded. :class:`CeleryAirflow` is the local stack's
-:class:`~pipelines.stack.services.Airflow` service switched to the CeleryExecutor, plus one Celery
-worker per queue (``default`` and ``gpu``), each with ``--concurrency 1`` and its own Celery node
-name. The task instance ``hostname`` of a task is the name of the worker that ran it (each worker
+:class:`~pipelines.stack.services.Airflow` service switched to the CeleryExecutor, plus its Celery
+workers (by default one per queue, ``default`` and ``gpu``), each with ``--concurrency 1`` and its own
+Celery node name. The task instance ``hostname`` of a task is the name of the worker that ran it (each worker
 process gets its own ``[core] hostname_callable``), so a test can assert task placement.
 
 Usage (a scale-out test; ``s3_server``/``label_studio`` are the session fixtures of conftest)::
@@ -185,6 +185,7 @@ class CeleryAirflow(Airflow):
         self.components = ["api-server", "scheduler", "dag-processor"] + (["triggerer"] if triggerer else [])
         self.processes = [ManagedProcess(f"airflow-{c}", home) for c in self.components]
         self.workers = {name: ManagedProcess(f"celery-{name}", home) for name in self.worker_specs}
+        self.started_workers: set[str] = set()
         self.processes += list(self.workers.values())
 
     @classmethod
@@ -267,11 +268,30 @@ class CeleryAirflow(Airflow):
     def start_worker(self, name: str) -> int:
         """Start the worker ``name`` (its own process group, recorded pid); returns its pid."""
         spec = self.worker_specs[name]
+        self.started_workers.add(name)
         return self.workers[name].start(
             [str(VENV_BIN / "airflow"), "celery", "worker", "--queues", ",".join(spec.queues),
              "--concurrency", str(spec.concurrency), "--celery-hostname", f"{name}@%h", "--skip-serve-logs"],
             self.worker_env(name), cwd=self.airflow_home,
         )
+
+    def wait_healthy(self, timeout_s: float) -> None:
+        """As :meth:`Service.wait_healthy`, over the components and the workers started so far (a worker
+        left for later has no process yet, which is not an early exit)."""
+        expected = [p for p in self.processes if p not in self.workers.values()]
+        expected += [self.workers[name] for name in sorted(self.started_workers)]
+
+        def check() -> bool:
+            for p in expected:
+                tail = p.exited_early()
+                if tail is not None:
+                    raise StackError(f"{self.name}: process {p.name} exited during start-up:\n{tail}")
+            return self.healthy()
+
+        try:
+            wait_until(check, timeout_s, 0.5, what=f"{self.name} to become healthy")
+        except StackError as err:
+            raise StackError(f"{err}\n(see logs in {self.home / 'logs'})") from None
 
     def wait_workers(self, timeout_s: float = 120.0) -> None:
         """Until every running worker answers a Celery ping."""

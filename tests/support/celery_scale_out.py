@@ -34,6 +34,8 @@ DAG_ID = "hopchain_nightly"
 #: The nightly's per-shard tasks and the runner stage each runs (its stats key marks the shard done).
 SHARD_STAGES = {"shard.detect": "detect", "shard.segment": "segment", "shard.questions": "questions",
                 "shard.validate": "validate"}
+#: Stages whose runner writes a per-shard stats marker (validate's record is its validation result).
+MARKED_STAGES = ("ingest", "detect", "segment", "questions")
 #: Per-shard tasks on the ``gpu`` queue (``dags/hopchain_nightly.py``).
 GPU_SHARD_TASKS = ("shard.detect", "shard.segment")
 
