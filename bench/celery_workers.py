@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -69,27 +70,13 @@ def row(label: str, run: NightlyRun, same: str, recovered: str) -> str:
     return f"| {label} | {run.state} | {run.wall_s:.1f} | {gpu_text} | {per_worker} | {same} | {recovered} |"
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--images", type=int, default=8)
-    ap.add_argument("--shard-size", type=int, default=2)
-    ap.add_argument("--heartbeat-timeout", type=int, default=30)
-    ap.add_argument("--skip-kill", action="store_true", help="runs 1 and 2 only")
-    args = ap.parse_args()
-    load = " ".join(f"{x:.1f}" for x in os.getloadavg())
-    print(f"machine: {cpu_model()}, {os.cpu_count()} cores; load average at start {load}")
-    print(f"batch: {args.images} demo images, shard size {args.shard_size} -> {args.images // args.shard_size} shards; "
-          f"heartbeat timeout {args.heartbeat_timeout} s, retry delay 2 s")
-    conf = {"input_prefix": "bench-workers", "shard_size": args.shard_size, "max_images": args.images,
-            "profile": "demo"}
-    work = REPO / "bench" / "_work"
-    work.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="celery-workers-", dir=work) as tmp, \
-            running_s3_server(Path(tmp) / "s3") as s3, bench_label_studio() as (ls_url, ls_token):
+def bench(args: argparse.Namespace, conf: dict, tmp: Path) -> None:
+    """The three nightlies on one cluster in ``tmp``; prints the table."""
+    with running_s3_server(tmp / "s3") as s3, bench_label_studio() as (ls_url, ls_token):
         c = s3.credentials()
         store = ObjectStore(S3Credentials(c["endpoint"], c["access_key"], c["secret_key"]), "hopchain")
         seed_batch(store, "bench-workers", args.images)
-        with celery_cluster(Path(tmp), c, {"url": ls_url, "token": ls_token}, workers=gpu_scale_out(2),
+        with celery_cluster(tmp, c, {"url": ls_url, "token": ls_token}, workers=gpu_scale_out(2),
                             start_workers=("worker-default", "worker-gpu-1"),
                             heartbeat_timeout_s=args.heartbeat_timeout, retry_delay_s=2) as cluster:
             one = run_nightly(cluster, store, conf)
@@ -107,14 +94,51 @@ def main() -> int:
             print("|---|---|---|---|---|---|---|")
             print(row("1. one GPU worker", one, "reference", "-"))
             runs = [("2. two GPU workers", two)] + ([("3. two GPU workers, one killed mid-shard", killed)] if killed else [])
+            notes = []
             for label, run in runs:
-                same = "yes" if output_digests(store, run_keys(cluster, run.run_id)) == reference else "NO"
+                got = output_digests(store, run_keys(cluster, run.run_id))
+                same = "yes" if got == reference else "NO"
                 print(row(label, run, same, recovered if run is killed else "-"))
+                if got != reference:
+                    notes.append(f"{label}: differs from run 1 in {sorted(k for k in set(got) | set(reference) if got.get(k) != reference.get(k))}")
+            for label, run in [("1. one GPU worker", one), *runs]:
+                retried = [(t["task_id"], t["map_index"], t["try_number"]) for t in run.task_instances
+                           if int(t["try_number"]) > 1]
+                if retried:
+                    notes.append(f"{label}: task instances with more than one try: {retried}")
+            for note in notes:
+                print(note)
             if kill:
                 print(f"\nrun 3: killed {kill.worker} (pids {kill.pids}) during {kill.task_id}[{kill.map_index}]; "
                       f"tries: {[(t['try_number'], t['hostname'], t['state']) for t in history]}")
             print(f"speed-up of two GPU workers over one: {one.wall_s / two.wall_s:.2f}x "
                   f"({len(reference)} output objects compared)")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--images", type=int, default=8)
+    ap.add_argument("--shard-size", type=int, default=2)
+    ap.add_argument("--heartbeat-timeout", type=int, default=30)
+    ap.add_argument("--skip-kill", action="store_true", help="runs 1 and 2 only")
+    ap.add_argument("--keep", action="store_true", help="keep the work folder (logs, stores) under bench/_work")
+    args = ap.parse_args()
+    load = " ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"machine: {cpu_model()}, {os.cpu_count()} cores; load average at start {load}")
+    print(f"batch: {args.images} demo images, shard size {args.shard_size} -> {args.images // args.shard_size} shards; "
+          f"heartbeat timeout {args.heartbeat_timeout} s, retry delay 2 s")
+    conf = {"input_prefix": "bench-workers", "shard_size": args.shard_size, "max_images": args.images,
+            "profile": "demo"}
+    work = REPO / "bench" / "_work"
+    work.mkdir(parents=True, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix="celery-workers-", dir=work)
+    try:
+        bench(args, conf, Path(tmp))
+    finally:
+        if args.keep:
+            print(f"kept: {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
 
