@@ -37,8 +37,15 @@ _TESTS = Path(__file__).resolve().parent
 _DEF = re.compile(r"def \w+\(([^)]*)\)")
 
 
+#: a module that says so runs as a scope of its own even though it takes a shared server: its one long test
+#: is cheaper beside the group (its worker starts its own server) than queued behind it
+OWN_SCOPE = "# xdist: own scope"
+
+
 def _group_of_module(text: str) -> str | None:
     """The shared server a test module's functions take as a fixture ("stack" wins: it has its own LS)."""
+    if OWN_SCOPE in text:
+        return None
     used = {name.split(":")[0].strip() for params in _DEF.findall(text) for name in params.split(",")}
     return next((g for f, g in SHARED_SERVERS.items() if f in used), None)
 

@@ -38,6 +38,7 @@ from tests.support.celery_scale_out import (
     shards_per_worker,
 )
 
+# xdist: own scope (about 9 minutes: beside the Label Studio group, with a Label Studio of its own)
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 IMAGES, SHARD_SIZE = 8, 2
