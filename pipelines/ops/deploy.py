@@ -347,13 +347,16 @@ def airflow_connections(s3: dict[str, str], ls: dict[str, str]) -> dict[str, Any
                                      "region": s3.get("region", "us-east-1"), **extra})}
 
     reader = s3.get("reader_access_key", ""), s3.get("reader_secret_key", "")
+    # where Label Studio reads the images: its own S3_ENDPOINT (compose, the local stack), or, for a Label
+    # Studio started alone (``ls["image_endpoint"] == ""``), the reader key's own endpoint
+    ls_endpoint = ls.get("image_endpoint", LABEL_STUDIO_S3_ENDPOINT)
     return {
         "hopchain_s3": s3_connection("Object store of the HopChain platform (S3 API)", s3["access_key"],
                                      s3["secret_key"]),
         # Label Studio reaches the store through its own S3_ENDPOINT (pipelines.annotation.image_key)
         **({"hopchain_s3_reader": s3_connection(
             "Read-only key of the platform bucket: Label Studio reads task images with it", *reader,
-            label_studio_endpoint=LABEL_STUDIO_S3_ENDPOINT)}
+            **({"label_studio_endpoint": ls_endpoint} if ls_endpoint else {}))}
            if all(reader) else {}),
         "hopchain_label_studio": {
             "conn_type": "label_studio",

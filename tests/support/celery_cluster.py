@@ -450,7 +450,8 @@ def celery_cluster(tmp_path: Path, s3: dict[str, str], ls: dict[str, str], *, da
         cluster = CeleryAirflow.for_test(tmp_path / "stack", redis.url, dags_folder=dags_folder,
                                          triggerer=triggerer, workers=workers,
                                          heartbeat_timeout_s=heartbeat_timeout_s, retry_delay_s=retry_delay_s)
-        cluster.provision(s3, ls)
+        # the fixture's Label Studio runs without S3_ENDPOINT: it reads images at the reader key's endpoint
+        cluster.provision(s3, {**ls, "image_endpoint": ""})
         cluster.start(start_workers)
         try:
             try:
