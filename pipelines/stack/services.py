@@ -104,9 +104,16 @@ class Service:
     def start(self) -> None:
         raise NotImplementedError
 
+    def started_processes(self) -> list[ManagedProcess]:
+        """The processes whose early exit fails :meth:`wait_healthy` (all of them, unless a service starts
+        some later)."""
+        return list(self.processes)
+
     def wait_healthy(self, timeout_s: float) -> None:
+        expected = self.started_processes()
+
         def check() -> bool:
-            for p in self.processes:
+            for p in expected:
                 tail = p.exited_early()
                 if tail is not None:
                     raise StackError(f"{self.name}: process {p.name} exited during start-up:\n{tail}")

@@ -275,23 +275,11 @@ class CeleryAirflow(Airflow):
             self.worker_env(name), cwd=self.airflow_home,
         )
 
-    def wait_healthy(self, timeout_s: float) -> None:
-        """As :meth:`Service.wait_healthy`, over the components and the workers started so far (a worker
-        left for later has no process yet, which is not an early exit)."""
+    def started_processes(self) -> list[ManagedProcess]:
+        """The components and the workers started so far (a worker left for later has no process yet, which
+        is not an early exit)."""
         expected = [p for p in self.processes if p not in self.workers.values()]
-        expected += [self.workers[name] for name in sorted(self.started_workers)]
-
-        def check() -> bool:
-            for p in expected:
-                tail = p.exited_early()
-                if tail is not None:
-                    raise StackError(f"{self.name}: process {p.name} exited during start-up:\n{tail}")
-            return self.healthy()
-
-        try:
-            wait_until(check, timeout_s, 0.5, what=f"{self.name} to become healthy")
-        except StackError as err:
-            raise StackError(f"{err}\n(see logs in {self.home / 'logs'})") from None
+        return expected + [self.workers[name] for name in sorted(self.started_workers)]
 
     def wait_workers(self, timeout_s: float = 120.0) -> None:
         """Until every running worker answers a Celery ping."""

@@ -7,10 +7,8 @@ small configured ``max_bytes`` instead of a 1.5 GB file)."""
 from __future__ import annotations
 
 import io
-import struct
 import tracemalloc
 import warnings
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +22,7 @@ from pipelines.contracts.rejects import REASONS
 from pipelines.ingest.decode import ImageRefused, decode_image
 from pipelines.ingest.sources import ImageSource, folder_prefix, load_images
 from pipelines.ingest.stage import ingest_shard, plan_shards, sha256_hex
+from tests.unit.ingest.test_ingest_stage import _png_bomb
 
 pytestmark = pytest.mark.unit
 
@@ -38,15 +37,6 @@ def _noise_png(side: int, seed: int = 0) -> bytes:
     """A PNG that does not compress: about 3 * side^2 bytes."""
     rng = np.random.default_rng(seed)
     return _png(Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8)))
-
-
-def _png_bomb(width: int, height: int) -> bytes:
-    """A 70-byte PNG whose header declares ``width`` x ``height`` pixels (a decompression bomb's header)."""
-    raw = bytearray(_png(Image.new("L", (1, 1))))
-    ihdr = struct.pack(">II", width, height) + bytes(raw[24:29])
-    raw[16:29] = ihdr
-    raw[29:33] = struct.pack(">I", zlib.crc32(b"IHDR" + ihdr) & 0xFFFFFFFF)
-    return bytes(raw)
 
 
 def _codes(result) -> dict[str, str]:  # type: ignore[no-untyped-def]
