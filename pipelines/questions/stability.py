@@ -108,7 +108,9 @@ def _perturb(scene: Scene, cat: str, kind: str, d: Doubt) -> Scene | None:
     if members is None:
         members = np.zeros(0, dtype=np.int64)
     if kind == "add_near_misses":
-        extra = [m for m in scene.near_misses if m.category == cat]
+        first = int(scene.ids.max()) + 1 if scene.n else 1  # near misses get fresh ids; no colour is known
+        extra = [_Extra(first + k, m.category, m.bbox, m.area, m.cx, m.cy, None, m.score)
+                 for k, m in enumerate(m for m in scene.near_misses if m.category == cat)]
         return _rebuild(scene, np.arange(scene.n), extra=extra, d=d) if extra else None
     if members.shape[0] == 0:
         return None
@@ -156,18 +158,16 @@ def _merged(scene: Scene, members: np.ndarray, d: Doubt) -> Scene | None:
     cy = float((scene.cy[pa] * wa + scene.cy[pb] * wb) / (wa + wb))
     bx0, by0 = float(min(scene.x0[pa], scene.x0[pb])), float(min(scene.y0[pa], scene.y0[pb]))
     bx1, by1 = float(max(scene.x1[pa], scene.x1[pb])), float(max(scene.y1[pa], scene.y1[pb]))
-    merged = _Extra(int(scene.ids[pa]), cat_of(scene, pa), (bx0, by0, bx1 - bx0, by1 - by0), area, cx, cy,
+    merged = _Extra(int(scene.ids[pa]), scene.categories[pa], (bx0, by0, bx1 - bx0, by1 - by0), area, cx, cy,
                     scene.color_of(pa) if scene.color_of(pa) == scene.color_of(pb) else None,
                     min(scene.score_of(pa), scene.score_of(pb)))
     return _rebuild(scene, keep, extra=[merged], d=d)
 
 
-def cat_of(scene: Scene, p: int) -> str:
-    return scene.categories[p]
-
-
 @dataclass(frozen=True)
 class _Extra:
+    """An instance a perturbed scene has that the scene had not: a merged pair, or a near miss."""
+
     id: int
     category: str
     bbox: tuple[float, float, float, float]
@@ -178,36 +178,17 @@ class _Extra:
     score: float
 
 
-def _rebuild(scene: Scene, keep: np.ndarray, *, extra: Sequence[object] = (), d: Doubt) -> Scene:
-    """A new scene of the positions ``keep`` plus ``extra`` instances (near misses get fresh ids)."""
-    next_id = int(scene.ids.max()) + 1 if scene.n else 1
-    ids = scene.ids[keep].tolist()
-    cats = [scene.categories[p] for p in keep.tolist()]
-    box = scene.bbox()[keep].tolist()
-    area = scene.area[keep].tolist()
-    cx, cy = scene.cx[keep].tolist(), scene.cy[keep].tolist()
-    colors = [scene.color_of(p) for p in keep.tolist()]
-    scores = [scene.score_of(p) for p in keep.tolist()]
-    for e in extra:
-        if isinstance(e, _Extra):
-            ids.append(e.id)
-            cats.append(e.category)
-            box.append(list(e.bbox))
-            area.append(e.area)
-            cx.append(e.cx)
-            cy.append(e.cy)
-            colors.append(e.color)
-            scores.append(e.score)
-        else:  # a NearMiss: no colour is known for it
-            ids.append(next_id)
-            next_id += 1
-            cats.append(e.category)  # type: ignore[attr-defined]
-            box.append(list(e.bbox))  # type: ignore[attr-defined]
-            area.append(e.area)  # type: ignore[attr-defined]
-            cx.append(e.cx)  # type: ignore[attr-defined]
-            cy.append(e.cy)  # type: ignore[attr-defined]
-            colors.append(None)
-            scores.append(e.score)  # type: ignore[attr-defined]
+def _rebuild(scene: Scene, keep: np.ndarray, *, extra: Sequence[_Extra] = (), d: Doubt) -> Scene:
+    """A new scene of the positions ``keep`` plus ``extra`` instances."""
+    kept = keep.tolist()
+    ids = scene.ids[keep].tolist() + [e.id for e in extra]
+    cats = [scene.categories[p] for p in kept] + [e.category for e in extra]
+    box = scene.bbox()[keep].tolist() + [list(e.bbox) for e in extra]
+    area = scene.area[keep].tolist() + [e.area for e in extra]
+    cx = scene.cx[keep].tolist() + [e.cx for e in extra]
+    cy = scene.cy[keep].tolist() + [e.cy for e in extra]
+    colors = [scene.color_of(p) for p in kept] + [e.color for e in extra]
+    scores = [scene.score_of(p) for p in kept] + [e.score for e in extra]
     s = Scene.from_arrays(
         scene.image_id, scene.width, scene.height, ids, cats, np.asarray(box, dtype=np.float64).reshape(-1, 4),
         area, cx, cy, colors=colors if scene.color else None, visible_area_frac=d.visible_area_frac,
