@@ -16,7 +16,7 @@ import stat
 import subprocess
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
@@ -113,6 +113,9 @@ class ManagedProcess:
     name: str
     home: Path
     stop_signal: int = signal.SIGTERM
+    # what this object started (pid, create time), kept in memory too: a pid file deleted under a running
+    # process (its folder cleaned while the stack runs) must not leave the process unstoppable
+    _started: dict | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def pid_file(self) -> Path:
@@ -126,7 +129,7 @@ class ManagedProcess:
         try:
             return json.loads(self.pid_file.read_text())
         except (FileNotFoundError, json.JSONDecodeError):
-            return None
+            return self._started
 
     def process(self) -> psutil.Process | None:
         """The live process this pid file names, or None (stale files are ignored)."""
@@ -171,8 +174,8 @@ class ManagedProcess:
         finally:
             log.close()
         create_time = psutil.Process(proc.pid).create_time()
-        write_atomic(self.pid_file, json.dumps({"pid": proc.pid, "create_time": create_time, "cmd": cmd[:3]}),
-                     mode=0o600)
+        self._started = {"pid": proc.pid, "create_time": create_time, "cmd": cmd[:3]}
+        write_atomic(self.pid_file, json.dumps(self._started), mode=0o600)
         return proc.pid
 
     def exited_early(self) -> str | None:

@@ -33,6 +33,18 @@ def test_start_records_pid_and_stop_kills_the_whole_group(tmp_path: Path) -> Non
     assert proc.stop() is False  # idempotent
 
 
+def test_a_process_whose_pid_file_was_deleted_is_still_stopped_by_its_pid(tmp_path: Path) -> None:
+    """A test's temporary folder cleaned while its servers run (another pytest session rotating the basetemp
+    folders did this here) took the pid files with it: the servers could no longer be stopped and leaked."""
+    proc = ManagedProcess("orphan", tmp_path)
+    pid = proc.start(SLEEPER, env={"PATH": "/usr/bin:/bin"})
+    proc.pid_file.unlink()
+    assert proc.running() and proc.pid == pid
+    assert proc.stop(timeout_s=5)
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert not proc.running()
+
+
 def test_stale_pid_file_never_signals_an_unrelated_process(tmp_path: Path) -> None:
     proc = ManagedProcess("ghost", tmp_path)
     proc.pid_file.parent.mkdir(parents=True)
