@@ -156,7 +156,9 @@ def _enumerate_plans() -> dict[int, list[Plan]]:
             for steps in itertools.product(STEPS, repeat=k):
                 for t, ct in terminals:
                     n = ca + sum(STEPS[x] for x in steps) + ct
-                    if n <= 6:
+                    # a rank after a last `nearest` ranks in the anchor's category, which `U` names
+                    # with one member: nearest(c0) has no candidate but the anchor itself
+                    if n <= 6 and not (anchor == "U" and "K" in t and steps[-1] == "N"):
                         plans[n].append((anchor, steps, t))
     return plans
 
@@ -260,15 +262,16 @@ class _Builder:
         return None if r is None else self.add("unique", {}, (src,), r)
 
     # anchors ------------------------------------------------------------------------------------
-    def anchor(self, kind: str) -> int | None:
+    def anchor(self, kind: str, need: int = 2) -> int | None:
+        """Hops naming the first instance; ``need``: the members its category must have (not ``U``)."""
         sc = self.scene
         cats = self.categories()
         if kind == "U":
             cats = [c for c in cats if sc.by_category[c].shape[0] == 1]
         else:
-            cats = [c for c in cats if sc.by_category[c].shape[0] >= 2]
+            cats = [c for c in cats if sc.by_category[c].shape[0] >= need]
         if not cats:
-            self.failures[f"plan.no_anchor_{kind}"] += 1
+            self.failures[f"plan.no_anchor_{kind.lower()}"] += 1
             return None
         for c0 in self.shuffled(cats)[:3]:
             self.c0 = c0
@@ -449,7 +452,10 @@ class _Builder:
 
     def build(self, plan: Plan) -> list[Hop] | None:
         anchor, steps, terminal = plan
-        x = self.anchor(anchor)
+        # a rank in the anchor's set (after a last `nearest`) or its count: enough members for the
+        # candidate rule, chosen up front rather than found out at the end
+        in_c0 = ("K" in terminal and steps[-1] == "N") or "C0" in terminal
+        x = self.anchor(anchor, max(2, self.min_candidates) if in_c0 else 2)
         if x is None:
             return None
         ranks = "K" in terminal
@@ -490,8 +496,10 @@ def image_rng(seed: int, image_id: str) -> random.Random:
     return random.Random(int.from_bytes(hashlib.sha256(f"{seed}:{image_id}".encode()).digest()[:8], "big"))
 
 
-def feasible_plans(scene: Scene, min_hops: int, max_hops: int, margins: Margins) -> dict[int, list[Plan]]:
-    """The plans (by length) whose anchor this scene can provide."""
+def feasible_plans(scene: Scene, min_hops: int, max_hops: int, margins: Margins,
+                   min_candidates: int = MIN_CANDIDATES) -> dict[int, list[Plan]]:
+    """The plans (by length) whose anchor this scene can provide (an arithmetic plan ranks or counts in
+    the anchor's category: only where one has ``min_candidates`` members)."""
     counts = {c: scene.by_category[c].shape[0] for c in usable_categories(scene, margins)}
     coloured = bool(scene.color) and any(
         n >= 2 and all(scene.color[p] for p in scene.by_category[c].tolist()) for c, n in counts.items()
@@ -501,6 +509,8 @@ def feasible_plans(scene: Scene, min_hops: int, max_hops: int, margins: Margins)
     out: dict[int, list[Plan]] = {}
     for n in range(max(4, min_hops), max_hops + 1):
         plans = [p for p in PLANS.get(n, []) if ok[p[0]]]
+        if not any(k >= max(2, min_candidates) for k in counts.values()):
+            plans = [p for p in plans if p[2][0] != "A"]
         if not scene.color:
             plans = [p for p in plans if not any(x in ("SE", "SU", "SC", "CF") for x in (*p[1], *p[2]))]
         if plans:
@@ -535,7 +545,7 @@ def scene_candidates(
     stats = stats if stats is not None else GenerationStats()
     rng = image_rng(seed, scene.image_id)
     why: Counter = Counter()
-    plans = feasible_plans(scene, min_hops, max_hops, margins)
+    plans = feasible_plans(scene, min_hops, max_hops, margins, min_candidates)
     out: list[Question] = []
     if not plans:
         why[_no_plan_reason(scene, margins)] += 1
