@@ -296,7 +296,7 @@ def _shape_tuple(hops: Sequence[Hop]) -> tuple:
     n_cat = n_col = 0
     out = []
     for h in hops:
-        args = []
+        args: list[tuple[str, str | tuple[str, ...]]] = []
         if any(i.__class__ is not int for i in h.inputs):
             raise TypeError("inputs other than ints")  # JSON would tell True from 1: take that path
         for name, value in sorted(h.args.items()):

@@ -17,10 +17,13 @@ Every full program chains from one instance to another *and* has a perception-le
                two ranks of the current instance by different keys         (1 + both)
 
 with at least one step, 4..6 hops in all (3 hops cannot chain: the shortest chain is
-find -> extreme -> nearest(c0) -> rank). ``G`` counts over a *named group* (any 2..4 categories), so a scene of singletons and pairs still has counts among three or more
-candidates. An attempt draws an arithmetic plan with probability :data:`ARITH_SHARE` when the scene
-has one (they are few among the plans, and they reach the answers counts and ranks alone do not),
-until :data:`ARITH_GIVE_UP` of them failed on the scene with none built. Each hop is filled by trying its options in a seeded
+find -> extreme -> nearest(c0) -> rank). ``G`` counts over a *named group* (any 2..4 categories),
+so a scene of singletons and pairs still has counts among three or more candidates. An attempt
+draws an arithmetic plan with probability :data:`ARITH_SHARE` when the scene has one (they are few
+among the plans, and they reach the answers counts and ranks alone do not), until
+:data:`ARITH_GIVE_UP` of them failed on the scene with none built.
+
+Each hop is filled by trying its options in a seeded
 random order and keeping the first that executes within every margin and reach rule, so the
 cost per image is bounded by (options x hops); the only per-scene quadratic work is the pairwise
 distance matrix (and the box overlaps of the scene build).
