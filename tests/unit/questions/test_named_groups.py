@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ import pytest
 from pipelines.questions import degenerate as D
 from pipelines.questions import program as P
 from pipelines.questions.candidates import check_candidates, few_candidates
-from pipelines.questions.generator import GenerationStats, scene_candidates
+from pipelines.questions.generator import GenerationStats, Question, scene_candidates, select_balanced
 from pipelines.questions.leakage import check_text
 from pipelines.questions.ops import OPS, writer_ops_text
 from pipelines.questions.ops.relate_group import op_relate_group
@@ -26,6 +27,7 @@ from pipelines.questions.stability import (
     named_categories,
     trusting_stability,
 )
+from pipelines.questions.synthetic import random_scene
 from pipelines.questions.templates import render
 
 pytestmark = pytest.mark.unit
@@ -173,3 +175,29 @@ def test_a_crowd_with_tiny_members_still_serves_under_the_stability_check() -> N
     assert qs
     for q in qs:
         check_stable(q.hops, q.answer, Perturbations(trusting_stability(sc), Doubt()), P.DEFAULT_MARGINS)
+
+
+def _q(image: str, answer: str, k: int) -> Question:
+    hops = (P.Hop("find", {"category": "cup"}), P.Hop("count", {}, (0,), value=int(answer)))
+    return Question(f"{image}-{k}", image, f"q{k}", answer, hops)
+
+
+def test_the_swap_pass_trades_a_common_answer_for_a_rarer_one_of_the_same_image() -> None:
+    # image a holds spare 7s; the batch already has many 2s
+    per_image = [[_q("a", "2", 0), _q("a", "7", 1), _q("a", "7", 2)],
+                 [_q("b", "2", 0)], [_q("c", "2", 0)], [_q("d", "3", 0)]]
+    selected, _ = select_balanced(per_image, 1, 1.0)
+    assert Counter(q.answer for q in selected) == Counter({"7": 1, "2": 2, "3": 1})  # 4 kept, 2s fewer
+
+
+def test_a_rank_and_the_size_of_its_own_set_are_only_added() -> None:
+    seen = Counter()
+    for s in range(30):
+        for q in scene_candidates(random_scene(s, 16), 12, seed=s):
+            last = q.hops[-1]
+            if last.op == "arith":
+                ops = sorted(q.hops[j].op for j in last.inputs)
+                seen[(tuple(ops), last.args["fn"])] += 1
+    assert seen, "no arithmetic question in 30 scenes"
+    assert {fn for (ops, fn) in seen if ops == ("count", "rank")} == {"add"}
+    assert any(ops == ("rank", "rank") for ops, _ in seen)  # two ranks of one instance by different keys
