@@ -208,7 +208,7 @@ class QuestionsConfig(_Model):
     # and within one program skeleton no answer above its share (else the question's shape predicts it)
     max_answer_share: float = Field(0.2, gt=0, le=1)
     max_zero_answer_share: float = Field(0.1, gt=0, le=1)
-    max_skeleton_answer_share: float = Field(0.34, gt=0, le=1)
+    max_skeleton_answer_share: float = Field(0.25, gt=0, le=1)
     oversample: int = Field(3, ge=1)  # candidates generated per released question, for the balancer
     # every count/rank draws on at least this many instances (docs/hop-programs.md, "The candidate rule")
     min_candidates: int = Field(3, ge=1)

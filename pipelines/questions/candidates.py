@@ -6,11 +6,13 @@ at least :data:`MIN_CANDIDATES` candidate instances, the members a person has to
 
 * ``count(find(c))`` and ``count(filter_color(find(c)))``: the instances of ``c``;
 * ``count(relate(r, c)(A))``, ``count(same_color(c)(A))``: the instances of ``c`` other than ``A``;
+* ``count(relate_group(r, [c1, c2, ..])(A))``: the instances of every category of the named group
+  other than ``A`` (a shelf of single objects is counted over several of them);
 
 and every ranked set holds at least :data:`MIN_CANDIDATES` members (a rank among two is "first or
 second"). A program that breaks the rule is refused as ``reach.few_candidates``
 (docs/hop-programs.md, "The candidate rule"). The rule reads only the registry's chain roles
-(``from_reference``, set-valued hops with a ``category``), never an op's name.
+(``from_reference``, set-valued hops with a ``category`` or a named group), never an op's name.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from pipelines.questions.ops import OPS
-from pipelines.questions.ops.spec import Hop, ReachError
+from pipelines.questions.ops.spec import Hop, ReachError, hop_categories
 from pipelines.questions.scene import Scene
 
 MIN_CANDIDATES = 3
@@ -32,11 +34,12 @@ def candidate_pool(hops: Sequence[Hop], results: Sequence[Any], j: int, scene: S
     """How many instances a person checks to build the set of hop ``j`` (``results``: positions)."""
     h = hops[j]
     spec = OPS[h.op]
-    cat = h.args.get("category")
-    if cat is not None:
-        members = scene.by_category.get(cat)
-        if members is None:
+    cats = hop_categories(h.args)
+    if cats:  # a category, or each category of a named group
+        parts = [scene.by_category[c] for c in cats if c in scene.by_category]
+        if not parts:
             return 0
+        members = np.concatenate(parts)
         if spec.from_reference and h.inputs:
             ref = results[h.inputs[0]]
             return int((members != int(np.asarray(ref).reshape(-1)[0])).sum())

@@ -45,6 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from pipelines.questions import program as P
+from pipelines.questions.ops.spec import GROUP_ARG, hop_categories
 from pipelines.questions.program import Hop, LeakageError, Margins, ProgramError
 from pipelines.questions.scene import Scene
 
@@ -68,6 +69,10 @@ def shape_key(hops: Sequence[Hop]) -> str:
                 key = (field, args[field])
                 names.setdefault(key, f"{prefix}{sum(1 for f, _ in names if f == field)}")
                 args[field] = names[key]
+        if GROUP_ARG in args:  # a named group is a set of categories: renamed in order, then sorted
+            for c in args[GROUP_ARG]:
+                names.setdefault(("category", c), f"c{sum(1 for f, _ in names if f == 'category')}")
+            args[GROUP_ARG] = sorted(names[("category", c)] for c in args[GROUP_ARG])
         out.append({"op": h.op, "args": args, "inputs": list(h.inputs)})
     return json.dumps(out, sort_keys=True, separators=(",", ":"))
 
@@ -134,7 +139,7 @@ def _concrete(key: str) -> tuple[list[Hop], list[str], list[str]]:
     """A shape key as runnable hops — colour placeholders k0, k1, .. become the first chromatic
     terms, in order — with its categories and colours."""
     hops = P.program_from_json(key)
-    cats = list(dict.fromkeys(h.args["category"] for h in hops if "category" in h.args))
+    cats = list(dict.fromkeys(c for h in hops for c in hop_categories(h.args)))
     cols = list(dict.fromkeys(h.args["color"] for h in hops if "color" in h.args))
     real = dict(zip(cols, _CHROMATIC, strict=False))
     hops = [Hop(h.op, {**h.args, **({"color": real[h.args["color"]]} if "color" in h.args else {})}, h.inputs)
@@ -291,10 +296,18 @@ def _shape_tuple(hops: Sequence[Hop]) -> tuple:
     n_cat = n_col = 0
     out = []
     for h in hops:
-        args = []
+        args: list[tuple[str, str | tuple[str, ...]]] = []
         if any(i.__class__ is not int for i in h.inputs):
             raise TypeError("inputs other than ints")  # JSON would tell True from 1: take that path
         for name, value in sorted(h.args.items()):
+            if name == GROUP_ARG and value.__class__ in (list, tuple):
+                for c in value:  # as shape_key: the group's new categories named in its order, then sorted
+                    if c.__class__ is not str:
+                        raise TypeError("a group member other than a string")
+                    if ("category", c) not in names:
+                        names[("category", c)], n_cat = f"c{n_cat}", n_cat + 1
+                args.append((name, tuple(sorted(names[("category", c)] for c in value))))
+                continue
             if value.__class__ is not str:
                 raise TypeError("an argument other than a string")
             if name == "category" or name == "color":

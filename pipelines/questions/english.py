@@ -33,3 +33,11 @@ def plural(noun: str) -> str:
     if last.endswith("s") and word == last + "s":  # already plural: glasses, skis, jeans
         word = last
     return f"{head} {word}" if head else word
+
+
+def listing(words: list[str] | tuple[str, ...], conjunction: str = "and") -> str:
+    """Words as an English list: "books", "books and cups", "books, cups and plates" (no serial comma,
+    as the rest of the question text)."""
+    if len(words) <= 1:
+        return "".join(words)
+    return f"{', '.join(words[:-1])} {conjunction} {words[-1]}"

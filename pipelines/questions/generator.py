@@ -12,10 +12,18 @@ Every full program chains from one instance to another *and* has a perception-le
              | same_color(c) -> extreme | unique           (SE / SU, 2)
     terminal = rank of the current instance in a set holding it              (K, 1)
              | relate(r, c) -> count | same_color(c) -> count               (RC / SC, 2)
-             | arith(fn) of two of {K, RC, SC, count(c0), count(filter_color(c0))}   (1 + both)
+             | relate_group(r, [c1, .., ck]) -> count, 2 <= k <= 4          (G, 2)
+             | arith(fn) of two of {K, RC, SC, count(c0), count(filter_color(c0))}, or of
+               two ranks of the current instance by different keys         (1 + both)
 
 with at least one step, 4..6 hops in all (3 hops cannot chain: the shortest chain is
-find -> extreme -> nearest(c0) -> rank). Each hop is filled by trying its options in a seeded
+find -> extreme -> nearest(c0) -> rank). ``G`` counts over a *named group* (any 2..4 categories),
+so a scene of singletons and pairs still has counts among three or more candidates. An attempt
+draws an arithmetic plan with probability :data:`ARITH_SHARE` when the scene has one (they are few
+among the plans, and they reach the answers counts and ranks alone do not), until
+:data:`ARITH_GIVE_UP` of them failed on the scene with none built.
+
+Each hop is filled by trying its options in a seeded
 random order and keeping the first that executes within every margin and reach rule, so the
 cost per image is bounded by (options x hops); the only per-scene quadratic work is the pairwise
 distance matrix (and the box overlaps of the scene build).
@@ -41,6 +49,7 @@ from pipelines.questions.candidates import MIN_CANDIDATES, check_candidates, few
 from pipelines.questions.degenerate import check_not_degenerate
 from pipelines.questions.leakage import check_needs_image, check_text
 from pipelines.questions.ops import OPS
+from pipelines.questions.ops.spec import GROUP_ARG, GROUP_SIZES
 from pipelines.questions.program import Hop, Margins, ProgramError
 from pipelines.questions.scene import Scene
 from pipelines.questions.stability import Doubt, Perturbations, check_stable
@@ -128,15 +137,21 @@ class GenerationStats:
 
 ANCHORS = {"X": 2, "U": 2, "CU": 3, "CX": 3}
 STEPS = {"N": 1, "RE": 2, "RU": 2, "SE": 2, "SU": 2}
-TERMINALS = {"K": 1, "RC": 2, "SC": 2}
+TERMINALS = {"K": 1, "RC": 2, "SC": 2, "G": 2}
 OPERANDS = {"K": 1, "RC": 2, "SC": 2, "C0": 1, "CF": 2}
+#: operands that may appear twice in one arith (two ranks of one instance by different keys)
+TWICE = ("K",)
+#: the chance that an attempt draws an arithmetic plan (when the scene has any)
+ARITH_SHARE = 0.7
+ARITH_GIVE_UP = 4  # arithmetic plans that failed on a scene before it draws none (none built yet)
 Plan = tuple[str, tuple[str, ...], tuple[str, ...]]
 
 
 def _enumerate_plans() -> dict[int, list[Plan]]:
     """All (anchor, steps, terminal) plans by total length (4..6), each with at least one step."""
     terminals: list[tuple[tuple[str, ...], int]] = [((t,), c) for t, c in TERMINALS.items()]
-    for a, b in itertools.combinations(OPERANDS, 2):
+    pairs = [*itertools.combinations(OPERANDS, 2), *((t, t) for t in TWICE)]
+    for a, b in pairs:
         terminals.append((("A", a, b), 1 + OPERANDS[a] + OPERANDS[b]))
     plans: dict[int, list[Plan]] = {n: [] for n in range(3, 7)}
     for anchor, ca in ANCHORS.items():
@@ -144,12 +159,16 @@ def _enumerate_plans() -> dict[int, list[Plan]]:
             for steps in itertools.product(STEPS, repeat=k):
                 for t, ct in terminals:
                     n = ca + sum(STEPS[x] for x in steps) + ct
-                    if n <= 6:
+                    # a rank after a last `nearest` ranks in the anchor's category, which `U` names
+                    # with one member: nearest(c0) has no candidate but the anchor itself
+                    if n <= 6 and not (anchor == "U" and "K" in t and steps[-1] == "N"):
                         plans[n].append((anchor, steps, t))
     return plans
 
 
 PLANS = _enumerate_plans()
+GROUP_DRAWS = 3  # named groups drawn per group size
+GROUP_TRIES = 12  # (relation, group) options tried per G terminal
 
 # ------------------------------------------------------------------------------------ building
 
@@ -246,15 +265,16 @@ class _Builder:
         return None if r is None else self.add("unique", {}, (src,), r)
 
     # anchors ------------------------------------------------------------------------------------
-    def anchor(self, kind: str) -> int | None:
+    def anchor(self, kind: str, need: int = 2) -> int | None:
+        """Hops naming the first instance; ``need``: the members its category must have (not ``U``)."""
         sc = self.scene
         cats = self.categories()
         if kind == "U":
             cats = [c for c in cats if sc.by_category[c].shape[0] == 1]
         else:
-            cats = [c for c in cats if sc.by_category[c].shape[0] >= 2]
+            cats = [c for c in cats if sc.by_category[c].shape[0] >= need]
         if not cats:
-            self.failures[f"plan.no_anchor_{kind}"] += 1
+            self.failures[f"plan.no_anchor_{kind.lower()}"] += 1
             return None
         for c0 in self.shuffled(cats)[:3]:
             self.c0 = c0
@@ -313,7 +333,9 @@ class _Builder:
             sets.append((hx.inputs[0], hx.args["key"]))
         if self.scene.categories[int(self.res[x][0])] == self.c0 and all(s != 0 for s, _ in sets):
             sets.append((0, None))
-        options = [(s, k, o) for s, avoid in sets for k in P.KEYS for o in P.ORDERS if k != avoid]
+        # a second rank of the instance (arith of two ranks) orders it by another key
+        used = {h.args["key"] for h in self.hops if h.op == "rank" and h.inputs[0] == x}
+        options = [(s, k, o) for s, avoid in sets for k in P.KEYS for o in P.ORDERS if k != avoid and k not in used]
         if options and all(self.res[s].shape[0] < self.min_candidates for s, _, _ in options):
             self.failures["reach.few_candidates"] += 1
             return None
@@ -353,9 +375,46 @@ class _Builder:
             self.pop()
         return None
 
+    def grouped(self, x: int) -> int | None:
+        """``relate_group`` over a named group of 2..4 categories, then ``count``: enough candidates
+        besides the reference in all (the candidate rule), no more than a person counts (``max_count``).
+        The reference's own category may be in the group (a relation never holds the reference)."""
+        sc = self.scene
+        ref = int(self.res[x][0])
+        cats = self.categories()
+        size = {c: int((sc.by_category[c] != ref).sum()) for c in cats}
+        lo, hi = GROUP_SIZES
+        groups: list[tuple[str, ...]] = []
+        for k in range(lo, min(hi, len(cats)) + 1):
+            for _ in range(GROUP_DRAWS):
+                g = tuple(sorted(self.rng.sample(cats, k)))
+                if g not in groups and self.min_candidates <= sum(size[c] for c in g) <= self.m.max_count:
+                    groups.append(g)
+        if not groups:
+            self.failures["reach.few_candidates"] += 1
+            return None
+        # the groups with the most candidates first: larger counts, which counts over one category rarely reach
+        options = sorted(self.shuffled([(rel, g) for g in groups for rel in P.RELATIONS]),
+                         key=lambda o: -sum(size[c] for c in o[1]))
+        for rel, g in options[:GROUP_TRIES]:
+            args = {"relation": rel, GROUP_ARG: g}  # a tuple here (a memo key); a JSON list once built
+            r = self.run("relate_group", args, (x,))
+            if r is None:
+                continue
+            s = self.add("relate_group", args, (x,), r)
+            n = self.run("count", {}, (s,))
+            if n is not None:
+                k = self.add("count", {}, (s,), n)
+                if self.fair(k):
+                    return k
+            self.pop()
+        return None
+
     def terminal(self, t: str, x: int) -> int | None:
         if t == "K":
             return self.rank(x)
+        if t == "G":
+            return self.grouped(x)
         if t == "RC":
             return self.counted("relate", x)
         if t == "SC":
@@ -384,9 +443,22 @@ class _Builder:
             return None
         raise ValueError(t)
 
+    def arith_fns(self, a: int, b: int) -> tuple[str, ...]:
+        """The functions worth asking of numbers ``a`` and ``b``: a rank and the size of its own set only
+        add (the larger is always the size, the smaller the rank: ``rank_vs_size``; and the size minus
+        the rank is the rank in the opposite order, less one: a rank question in arithmetic dress)."""
+        ha, hb = self.hops[a], self.hops[b]
+        rank, count = (ha, hb) if ha.op == "rank" else (hb, ha)
+        if rank.op == "rank" and count.op == "count" and rank.inputs[1] == count.inputs[0]:
+            return ("add",)
+        return P.ARITH_FNS
+
     def build(self, plan: Plan) -> list[Hop] | None:
         anchor, steps, terminal = plan
-        x = self.anchor(anchor)
+        # a rank in the anchor's set (after a last `nearest`) or its count: enough members for the
+        # candidate rule, chosen up front rather than found out at the end
+        in_c0 = ("K" in terminal and steps[-1] == "N") or "C0" in terminal
+        x = self.anchor(anchor, max(2, self.min_candidates) if in_c0 else 2)
         if x is None:
             return None
         ranks = "K" in terminal
@@ -401,7 +473,7 @@ class _Builder:
             b = None if a is None else self.terminal(terminal[2], x)
             if a is None or b is None:
                 return None
-            fn = self.rng.choice(P.ARITH_FNS)
+            fn = self.rng.choice(self.arith_fns(a, b))
             if fn == "sub" and self.res[a] < self.res[b]:
                 a, b = b, a  # keep differences non-negative: "P minus Q" with P >= Q
             self.add("arith", {"fn": fn}, (a, b), P.op_arith(self.res[a], self.res[b], fn))
@@ -412,7 +484,8 @@ class _Builder:
         ids = self.scene.ids
         for h, r, kind in zip(self.hops, self.res, kinds, strict=True):
             v = r if isinstance(r, (int, float)) else sorted(ids[r].tolist())
-            out.append(Hop(h.op, h.args, h.inputs, kind, v))
+            args = {**h.args, GROUP_ARG: list(h.args[GROUP_ARG])} if GROUP_ARG in h.args else h.args
+            out.append(Hop(h.op, args, h.inputs, kind, v))
         return out
 
 
@@ -426,8 +499,10 @@ def image_rng(seed: int, image_id: str) -> random.Random:
     return random.Random(int.from_bytes(hashlib.sha256(f"{seed}:{image_id}".encode()).digest()[:8], "big"))
 
 
-def feasible_plans(scene: Scene, min_hops: int, max_hops: int, margins: Margins) -> dict[int, list[Plan]]:
-    """The plans (by length) whose anchor this scene can provide."""
+def feasible_plans(scene: Scene, min_hops: int, max_hops: int, margins: Margins,
+                   min_candidates: int = MIN_CANDIDATES) -> dict[int, list[Plan]]:
+    """The plans (by length) whose anchor this scene can provide (an arithmetic plan ranks or counts in
+    the anchor's category: only where one has ``min_candidates`` members)."""
     counts = {c: scene.by_category[c].shape[0] for c in usable_categories(scene, margins)}
     coloured = bool(scene.color) and any(
         n >= 2 and all(scene.color[p] for p in scene.by_category[c].tolist()) for c, n in counts.items()
@@ -437,6 +512,8 @@ def feasible_plans(scene: Scene, min_hops: int, max_hops: int, margins: Margins)
     out: dict[int, list[Plan]] = {}
     for n in range(max(4, min_hops), max_hops + 1):
         plans = [p for p in PLANS.get(n, []) if ok[p[0]]]
+        if not any(k >= max(2, min_candidates) for k in counts.values()):
+            plans = [p for p in plans if p[2][0] != "A"]
         if not scene.color:
             plans = [p for p in plans if not any(x in ("SE", "SU", "SC", "CF") for x in (*p[1], *p[2]))]
         if plans:
@@ -471,11 +548,13 @@ def scene_candidates(
     stats = stats if stats is not None else GenerationStats()
     rng = image_rng(seed, scene.image_id)
     why: Counter = Counter()
-    plans = feasible_plans(scene, min_hops, max_hops, margins)
+    plans = feasible_plans(scene, min_hops, max_hops, margins, min_candidates)
     out: list[Question] = []
     if not plans:
         why[_no_plan_reason(scene, margins)] += 1
     lengths = sorted(plans)
+    arith = [p for n in lengths for p in plans[n] if p[2][0] == "A"]
+    arith_tries = arith_built = 0
     seen_prog: set[tuple] = set()
     seen_text: set[str] = set()
     memo: dict = {}
@@ -487,9 +566,14 @@ def scene_candidates(
         if len(out) >= n_wanted:
             break
         stats.attempts += 1
-        plan = rng.choice(plans[rng.choice(lengths)])
+        plan = _draw_plan(rng, plans, lengths, arith)
         builder = _Builder(scene, rng, margins, memo, cats, min_candidates)
         hops = builder.build(plan)
+        if plan[2][0] == "A":
+            arith_tries += 1
+            arith_built += hops is not None
+            if arith_tries >= ARITH_GIVE_UP and not arith_built:
+                arith = []  # this scene cannot fill an arithmetic plan: spend the attempts elsewhere
         if hops is None:
             stats.failed_plans += 1
             if builder.failures:
@@ -541,6 +625,14 @@ def scene_candidates(
     for r, n in why.items():
         stats.attempt_reasons[r] += n
     return out
+
+
+def _draw_plan(rng: random.Random, plans: dict[int, list[Plan]], lengths: list[int], arith: list[Plan]) -> Plan:
+    """An arithmetic plan with probability :data:`ARITH_SHARE` (when there is one), else a length
+    uniformly, then a plan of that length uniformly."""
+    if arith and rng.random() < ARITH_SHARE:
+        return rng.choice(arith)
+    return rng.choice(plans[rng.choice(lengths)])
 
 
 def _no_plan_reason(scene: Scene, m: Margins) -> str:
@@ -623,6 +715,30 @@ def share_caps(counts: Counter, max_share: float, max_zero_share: float = 1.0) -
         share = min(1.0, share * 1.25)
 
 
+def _swap_toward_rare(chosen: list[list[Question]], spare: list[list[Question]], counts: Counter,
+                      by_shape: Counter) -> None:
+    """Swap a chosen question for an unused one of the same image whose answer is rarer in the batch by
+    at least two (and no more common within its skeleton), until none is left: the batch keeps its
+    size, and every swap flattens the answer distribution (the entropy rises strictly) — the greedy
+    pass spreads answers within each skeleton first, this pass across the batch."""
+    for i in range(len(chosen)):
+        changed = True
+        while changed and spare[i] and chosen[i]:
+            changed = False
+            j = max(range(len(chosen[i])), key=lambda k: (counts[chosen[i][k].answer], -k))
+            out = chosen[i][j]
+            k = min(range(len(spare[i])), key=lambda k: (counts[spare[i][k].answer], k))
+            new = spare[i][k]
+            if (counts[out.answer] - counts[new.answer] >= 2
+                    and by_shape[(new.skeleton, new.answer)] <= by_shape[(out.skeleton, out.answer)]):
+                chosen[i][j], spare[i][k] = new, out
+                counts[out.answer] -= 1
+                counts[new.answer] += 1
+                by_shape[(out.skeleton, out.answer)] -= 1
+                by_shape[(new.skeleton, new.answer)] += 1
+                changed = True
+
+
 def select_balanced(
     per_image: Sequence[list[Question]],
     cap_per_image: int,
@@ -638,7 +754,8 @@ def select_balanced(
     the batch's questions of the same skeleton (then in the whole batch) — so no skeleton gives its
     answer away; then over-represented answers are trimmed, the most over its share first (from the
     images holding the most questions), and freed slots are refilled from unused candidates that keep
-    every share within its limit. Last, within each skeleton no answer may exceed
+    every share within its limit. Before the trim, an image swaps a chosen question for an unused one
+    whose answer is rarer in the batch (:func:`_swap_toward_rare`). Last, within each skeleton no answer may exceed
     ``max_skeleton_share`` (when the skeleton has two or more answers). A share cap of ``p`` bounds
     the answer entropy from below by ``-log2(p)`` bits (3 bits at 0.125). Returns (selected,
     balanced_out) in a deterministic order.
@@ -661,6 +778,7 @@ def select_balanced(
             counts[q.answer] += 1
         chosen.append(mine)
         spare.append(pool)
+    _swap_toward_rare(chosen, spare, counts, by_shape)
 
     dropped: list[Question] = []
     caps = share_caps(counts, max_share, max_zero_share)

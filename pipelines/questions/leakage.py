@@ -21,6 +21,7 @@ import re
 from collections.abc import Sequence
 
 from pipelines.contracts import canonical_number
+from pipelines.questions.ops.spec import hop_categories
 from pipelines.questions.program import Hop, LeakageError, hop_key
 from pipelines.questions.templates import plural
 
@@ -88,9 +89,9 @@ def check_text(text: str, hops: Sequence[Hop]) -> None:
         raise LeakageError(f"{what.replace(' ', '_')}_in_text", f"text states {sorted(leaked)}")
     low = text.lower()
     for i, h in enumerate(hops):
-        cat = h.args.get("category")
-        if cat and cat.lower() not in low and plural(cat).lower() not in low:
-            raise LeakageError("category_not_in_text", f"text never names {cat!r}", i)
+        for cat in hop_categories(h.args):  # each category of a named group too
+            if cat and cat.lower() not in low and plural(cat).lower() not in low:
+                raise LeakageError("category_not_in_text", f"text never names {cat!r}", i)
 
 
 # (key, order) of an extreme -> the relation that points beyond it along the same axis
@@ -104,16 +105,16 @@ def check_needs_image(hops: Sequence[Hop]) -> None:
         for j in h.inputs:
             consumers.setdefault(j, []).append(h)
     for i, h in enumerate(hops):
-        if h.op == "relate":
+        if "relation" in h.args:  # relate, relate_group (a named group: any of its categories)
             a = hops[h.inputs[0]]
             if a.op == "extreme" and hops[a.inputs[0]].op == "find":
                 src = hops[a.inputs[0]]
                 if (
-                    src.args["category"] == h.args["category"]
+                    src.args["category"] in hop_categories(h.args)
                     and _BEYOND.get((a.args["key"], a.args["order"])) == h.args["relation"]
                 ):
                     raise LeakageError(
-                        "relate_beyond_extreme", f"no {h.args['category']} lies beyond the extreme one", i
+                        "relate_beyond_extreme", f"no {src.args['category']} lies beyond the extreme one", i
                     )
         if h.op == "count" and any(c.op == "unique" for c in consumers.get(h.inputs[0], [])):
             raise LeakageError("count_of_unique", "counts a set that is also its unique member", i)

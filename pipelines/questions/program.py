@@ -35,6 +35,8 @@ from pipelines.questions.ops.relate import RELATIONS, op_relate
 from pipelines.questions.ops.same_color import op_same_color
 from pipelines.questions.ops.spec import (
     DEFAULT_MARGINS,
+    GROUP_ARG,
+    GROUP_SIZES,
     KEYS,
     ORDERS,
     ArgumentError,
@@ -50,6 +52,7 @@ from pipelines.questions.ops.spec import (
     StructureError,
     Value,
     ValueType,
+    hop_categories,
 )
 from pipelines.questions.ops.unique import op_unique
 from pipelines.questions.scene import Scene
@@ -124,7 +127,8 @@ def canonical_program(hops: Sequence[Hop]) -> str:
 
 def hop_key(h: Hop) -> tuple:
     """A hashable identity of one hop (op, args, inputs) — cheaper than JSON for dedupe."""
-    return (h.op, tuple(sorted(h.args.items())), tuple(h.inputs))
+    return (h.op, tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in h.args.items())),
+            tuple(h.inputs))
 
 
 def question_id(image_id: str, hops: Sequence[Hop]) -> str:
@@ -190,8 +194,18 @@ def _check_args(h: Hop, spec: OpSpec, i: int) -> None:
         if options is not None and a[name] not in options:
             raise ArgumentError(f"bad_{name}", f"{a[name]!r} not in {options}", i)
     for name, options in spec.args.items():
-        if options is None and (not isinstance(a[name], str) or not a[name].strip()):
+        if options is None and name == GROUP_ARG:
+            _check_group(a[name], i)
+        elif options is None and (not isinstance(a[name], str) or not a[name].strip()):
             raise ArgumentError(f"bad_{name}", f"{a[name]!r}", i)
+
+
+def _check_group(group: Any, i: int) -> None:
+    """A named group: a list of 2..4 distinct, non-empty category names."""
+    lo, hi = GROUP_SIZES
+    if (not isinstance(group, (list, tuple)) or not lo <= len(group) <= hi
+            or not all(isinstance(c, str) and c.strip() for c in group) or len(set(group)) != len(group)):
+        raise ArgumentError(f"bad_{GROUP_ARG}", f"{group!r}: a named group is {lo}..{hi} distinct category names", i)
 
 
 def hop_kinds(hops: Sequence[Hop]) -> list[Kind]:
@@ -236,8 +250,10 @@ def skeleton(hops: Sequence[Hop]) -> str:
 
 def _alone(args: Mapping[str, Any], ins: list[Any], scene: Scene) -> bool:
     """A ``from_reference`` hop over a category with no instance besides its reference A."""
-    members = scene.by_category.get(args["category"], EMPTY)
     a = int(ins[0][0])
+    if GROUP_ARG in args:
+        return all(p == a for c in args[GROUP_ARG] for p in scene.by_category.get(c, EMPTY).tolist())
+    members = scene.by_category.get(args["category"], EMPTY)
     return all(p == a for p in members.tolist())  # plain ints: a category holds a handful of members
 
 
@@ -246,8 +262,10 @@ def check_reach(h: Hop, ins: list[Any], result: Any, named: Collection[int], sce
     (docs/hop-programs.md, "Within a person's reach"):
 
     * ``uncountable_category``: it names a category a reader cannot enumerate;
-    * ``set_too_large``: it names a category with more than ``max_count`` instances, or its set
-      has more than ``max_count`` members (every set is one a person counts, orders or scans);
+    * ``set_too_large``: it names a category (or a named group, all its categories together) with
+      more than ``max_count`` instances, or its set has more than ``max_count`` members (every set
+      is one a person counts, orders or scans); each category of a named group is held to
+      ``uncountable_category`` too;
     * ``size_not_whole``: it compares sizes (an op's ``compares_size`` set, by ``key == "area"``:
       ``extreme``/``rank``) in a set holding an instance cut by the border or possibly hidden;
     * ``revisit``: it yields an instance that an earlier instance-valued hop already named
@@ -267,6 +285,14 @@ def _check_reach(spec: OpSpec, args: Mapping[str, Any], ins: list[Any], result: 
             raise ReachError("uncountable_category", f"{cat!r} has instances a reader cannot enumerate")
         if scene.by_category.get(cat, EMPTY).shape[0] > m.max_count:
             raise ReachError("set_too_large", f"{scene.by_category[cat].shape[0]} {cat} > {m.max_count}")
+    elif GROUP_ARG in args:  # a named group: each category as above, and all its members together
+        group = hop_categories(args)
+        for c in group:
+            if c in scene.uncountable:
+                raise ReachError("uncountable_category", f"{c!r} has instances a reader cannot enumerate")
+        total = sum(scene.by_category.get(c, EMPTY).shape[0] for c in group)
+        if total > m.max_count:
+            raise ReachError("set_too_large", f"{total} members of the group {list(group)} > {m.max_count}")
     if isinstance(result, np.ndarray) and spec.output == "set" and result.shape[0] > m.max_count:
         raise ReachError("set_too_large", f"a set of {result.shape[0]} > {m.max_count}")
     if spec.compares_size is not None and args.get("key") == "area":
@@ -274,7 +300,7 @@ def _check_reach(spec: OpSpec, args: Mapping[str, Any], ins: list[Any], result: 
         if s.shape[0] > 1 and not scene.whole[s].all():
             raise ReachError("size_not_whole", "sizes compared with an instance cut by the border or hidden")
     if spec.from_reference and _alone(args, ins, scene):
-        raise ReachError("no_candidate", f"no {args['category']} other than the reference")
+        raise ReachError("no_candidate", f"no {' or '.join(hop_categories(args))} other than the reference")
     if spec.output == "instance" and int(result[0]) in named:
         raise ReachError("revisit", "the step returns to an instance already named")
 
@@ -299,7 +325,7 @@ def run_hop(
     if spec.output == "instance" and int(out[0]) in named:
         raise ReachError("revisit", "the step returns to an instance already named")
     if spec.from_reference and _alone(h.args, ins, scene):
-        raise ReachError("no_candidate", f"no {h.args['category']} other than the reference")
+        raise ReachError("no_candidate", f"no {' or '.join(hop_categories(h.args))} other than the reference")
     return out
 
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from pipelines.questions import program as P
-from pipelines.questions.ops.spec import Hop, Margins, ProgramError
+from pipelines.questions.ops.spec import Hop, Margins, ProgramError, hop_categories
 from pipelines.questions.scene import Scene
 
 UNSTABLE = "unstable.perception"
@@ -80,9 +80,9 @@ def named_categories(hops: Sequence[Hop]) -> list[str]:
     """The categories a program names, in order of first mention."""
     out: list[str] = []
     for h in hops:
-        c = h.args.get("category")
-        if isinstance(c, str) and c not in out:
-            out.append(c)
+        for c in hop_categories(h.args):  # each category of a named group too
+            if c not in out:
+                out.append(c)
     return out
 
 

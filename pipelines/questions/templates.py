@@ -18,9 +18,9 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-from pipelines.questions.english import plural
+from pipelines.questions.english import listing, plural
 from pipelines.questions.ops import OPS
-from pipelines.questions.ops.spec import Hop
+from pipelines.questions.ops.spec import GROUP_ARG, Hop
 
 LETTERS = "ABCDEFGH"
 
@@ -44,6 +44,8 @@ class Renderer:
         h = self.hops[i]
         if "category" in h.args:
             return str(h.args["category"])
+        if GROUP_ARG in h.args:  # a named group: "book or cup"
+            return listing(list(h.args[GROUP_ARG]), "or")
         return self.cat_of(h.inputs[0])
 
     # instance-valued hops -----------------------------------------------------------------------
@@ -62,7 +64,7 @@ class Renderer:
 
     def other(self, h: Hop) -> str:
         """"other " when a set from instance A is of A's own category (A itself is never in it)."""
-        return "other " if self.cat_of(h.inputs[0]) == h.args["category"] else ""
+        return "other " if self.cat_of(h.inputs[0]) == h.args.get("category") else ""
 
     # each op words itself (its module in pipelines.questions.ops) ---------------------------------
     def _phrase(self, i: int, kind: str, what: str) -> str:

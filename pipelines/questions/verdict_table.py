@@ -17,6 +17,7 @@ unit test runs the generator and fails when one is missing. The table carries th
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ from pathlib import Path
 
 from pipelines.questions import degenerate as D
 from pipelines.questions.generator import PLANS
+from pipelines.questions.ops.spec import GROUP_ARG, GROUP_SIZES
 from pipelines.questions.program import ARITH_FNS, KEYS, ORDERS, RELATIONS, Hop
 
 EXTREMES = tuple((k, o) for k in KEYS for o in ORDERS)
@@ -71,6 +73,18 @@ def _steps(kind: str, st: State, only_c0: bool) -> Iterator[State]:
                 yield (*hops, s, Hop("unique", {}, (n,))), n_cat2, n_col, n + 1, c
 
 
+def _groups(used: int) -> Iterator[tuple[list[str], int]]:
+    """Each named group a ``G`` terminal may take (with the new category count): any 2..4 categories,
+    some already named, the rest new (named in order)."""
+    lo, hi = GROUP_SIZES
+    old = [f"c{i}" for i in range(used)]
+    for k in range(lo, hi + 1):
+        for n_old in range(0, min(k, len(old)) + 1):
+            new = [f"c{used + i}" for i in range(k - n_old)]
+            for subset in itertools.combinations(old, n_old):
+                yield sorted([*subset, *new]), used + len(new)
+
+
 def _terminals(kind: str, st: State) -> Iterator[tuple[tuple[Hop, ...], int, int, int]]:
     """(hops, categories, colours, index of the number hop) for each way to fill a terminal."""
     hops, n_cat, n_col, x, x_cat = st
@@ -82,15 +96,21 @@ def _terminals(kind: str, st: State) -> Iterator[tuple[tuple[Hop, ...], int, int
             sets.append((hx.inputs[0], hx.args["key"]))
         if x_cat == "c0" and all(s != 0 for s, _ in sets):
             sets.append((0, None))
+        used = {h.args["key"] for h in hops if h.op == "rank" and h.inputs[0] == x}  # a second rank: another key
         for s, avoid in sets:
             for k, o in EXTREMES:
-                if k != avoid:
+                if k != avoid and k not in used:
                     yield (*hops, Hop("rank", {"key": k, "order": o}, (x, s))), n_cat, n_col, n
     elif kind in ("RC", "SC"):
         for c, n_cat2 in _names("c", n_cat):
             counted = ([Hop("relate", {"relation": r, "category": c}, (x,)) for r in RELATIONS] if kind == "RC"
                        else [Hop("same_color", {"category": c}, (x,))])
             for h in counted:
+                yield (*hops, h, Hop("count", {}, (n,))), n_cat2, n_col, n + 1
+    elif kind == "G":
+        for group, n_cat2 in _groups(n_cat):
+            for r in RELATIONS:
+                h = Hop("relate_group", {"relation": r, GROUP_ARG: group}, (x,))
                 yield (*hops, h, Hop("count", {}, (n,))), n_cat2, n_col, n + 1
     elif kind == "C0":
         yield (*hops, Hop("count", {}, (0,))), n_cat, n_col, n

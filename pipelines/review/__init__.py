@@ -221,6 +221,7 @@ def _picked(hops: list[dict[str, Any]], i: int, depth: int = 0) -> list[int]:
 def _steps(hops_json: str) -> tuple[list[HopStep], str, list[str]]:
     """Hop steps, the program skeleton (:func:`pipelines.questions.program.skeleton`) and categories."""
     from pipelines.questions.ops import OPS
+    from pipelines.questions.ops.spec import hop_categories
     from pipelines.questions.program import ProgramError, program_from_json, skeleton
 
     try:
@@ -231,7 +232,7 @@ def _steps(hops_json: str) -> tuple[list[HopStep], str, list[str]]:
     steps = [HopStep(index=i, op=h.op, args=dict(h.args), inputs=list(h.inputs), kind=h.kind, value=h.value,
                      value_type=OPS[h.op].output if h.op in OPS else "?", picked=_picked(raw, i))
              for i, h in enumerate(program)]
-    categories = sorted({str(h.args["category"]) for h in program if "category" in h.args})
+    categories = sorted({c for h in program for c in hop_categories(h.args)})
     return steps, skeleton(program), categories
 
 

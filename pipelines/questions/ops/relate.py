@@ -37,8 +37,14 @@ def relate_band(scene: Scene, pa: int, relation: str, m: Margins) -> tuple[np.nd
 
 
 def op_relate(scene: Scene, a: np.ndarray, relation: str, category: str, m: Margins) -> np.ndarray:
+    return relate_among(scene, a, relation, scene.by_category.get(category, EMPTY), category, m)
+
+
+def relate_among(scene: Scene, a: np.ndarray, relation: str, cand: np.ndarray, category: str,
+                 m: Margins) -> np.ndarray:
+    """The members of ``cand`` (positions; A excluded here) beyond A's edge, under the boundary margin
+    (``category``: how the candidates are named in the margin's message)."""
     pa = int(a[0])
-    cand = scene.by_category.get(category, EMPTY)
     cand = cand[cand != pa]
     coord, bound, lo, hi = relate_band(scene, pa, relation, m)
     c = coord[cand]

@@ -36,6 +36,23 @@ Overlay = Literal["value", "inputs"]
 KEYS = ("area", "cx", "cy")
 ORDERS = ("max", "min")
 
+#: the argument that holds a *named group*: a JSON list of 2..4 distinct category names whose
+#: instances an op treats as one set ("the books, scissors and soap boxes"); every rule that reads a
+#: hop's ``category`` reads each member of its group (:func:`hop_categories`)
+GROUP_ARG = "categories"
+GROUP_SIZES = (2, 4)
+
+
+def hop_categories(args: Mapping[str, Any]) -> tuple[str, ...]:
+    """The categories a hop names: its ``category``, or each member of its named group (in order)."""
+    cat = args.get("category")
+    if isinstance(cat, str):
+        return (cat,)
+    group = args.get(GROUP_ARG)
+    if isinstance(group, (list, tuple)):
+        return tuple(str(c) for c in group)
+    return ()
+
 
 @dataclass(frozen=True)
 class Margins:
@@ -174,7 +191,8 @@ class OpSpec:
     order (sets/instances as position arrays, numbers) and returns the hop's result, raising
     :class:`ExecutionError` / :class:`MarginError` (``hop=None``: the executor fills the index in)
     with a code listed in ``reasons``. ``args`` maps each argument to its allowed values, or to
-    ``None`` for a category name (a non-empty string).
+    ``None`` for a category name (a non-empty string; under :data:`GROUP_ARG`, a named group: a list
+    of 2..4 distinct category names).
 
     Chain roles (read by the structure, hop-kind and reach rules):
     ``chain_step`` — the hop steps from one instance to another (an ``instance_chain`` hop itself);

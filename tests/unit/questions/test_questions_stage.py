@@ -52,7 +52,7 @@ def test_vlm_stage_with_fake_backend_and_calibration(tmp_path: Path) -> None:
     # the fake model "writes" the program generator's question for each image, plus noise
     from pipelines.questions.generator import scene_candidates
 
-    per_image = {s.image_id: scene_candidates(s, 1, seed=1) for s in scenes}
+    per_image = {s.image_id: scene_candidates(s, 3, seed=1)[:1] for s in scenes}
     outputs = {}
     for s in scenes:
         good = [
