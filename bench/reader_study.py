@@ -1,6 +1,8 @@
 """A reader study you can repeat: do careful readers give the program's answer?
 
     .venv/bin/python bench/reader_study.py packet --out DIR [--photos 30] [--shapes 20] [--seeds 0-9]
+    .venv/bin/python bench/reader_study.py packet --perception noisy --out DIR [--photos 30] [--seeds 0-19]
+        [--noise-seed 0]
     .venv/bin/python bench/reader_study.py score --out DIR ANSWERS.txt [ANSWERS.txt ...]
 
 ``packet`` builds the demo samples (``hopchain-demo samples`` → ``import-coco`` → the questions stage,
@@ -11,6 +13,13 @@ rendered shapes (seeded; at most two per image and seed, no repeated text), and 
   ``questions.md`` (numbered questions, each naming its image file, and the instructions from
   ``docs/annotators.md`` a reader needs). No programs, no answers, no masks.
 * ``DIR/key.json`` — the program's answers (never shown to a reader).
+
+``--perception noisy`` asks about the photos only, from what a detector would have made of them
+(:mod:`hopchain_demo.perception_noise`, one noise draw per generator seed) through the real questions
+stage with the stability check on; the readers still see the plain photos. The key also records the
+noise events touching each question's categories, and ``DIR/run.json`` the share refused as
+``unstable.perception`` (noisy vs annotated photos) and how many refused and released questions a
+noise event touched.
 
 Give the packet to each reader (a person, or a helper session that sees only the packet folder)
 and ask for one line per question, ``Q7: 3`` (or ``Q7: ?`` when the question cannot be answered).
