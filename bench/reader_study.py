@@ -1,6 +1,8 @@
 """A reader study you can repeat: do careful readers give the program's answer?
 
     .venv/bin/python bench/reader_study.py packet --out DIR [--photos 30] [--shapes 20] [--seeds 0-9]
+    .venv/bin/python bench/reader_study.py packet --perception noisy --out DIR [--photos 30] [--seeds 0-19]
+        [--noise-seed 0]
     .venv/bin/python bench/reader_study.py score --out DIR ANSWERS.txt [ANSWERS.txt ...]
 
 ``packet`` builds the demo samples (``hopchain-demo samples`` → ``import-coco`` → the questions stage,
@@ -11,6 +13,13 @@ rendered shapes (seeded; at most two per image and seed, no repeated text), and 
   ``questions.md`` (numbered questions, each naming its image file, and the instructions from
   ``docs/annotators.md`` a reader needs). No programs, no answers, no masks.
 * ``DIR/key.json`` — the program's answers (never shown to a reader).
+
+``--perception noisy`` asks about the photos only, from what a detector would have made of them
+(:mod:`hopchain_demo.perception_noise`, one noise draw per generator seed) through the real questions
+stage with the stability check on; the readers still see the plain photos. The key also records the
+noise events touching each question's categories, and ``DIR/run.json`` the share refused as
+``unstable.perception`` (noisy vs annotated photos) and how many refused and released questions a
+noise event touched.
 
 Give the packet to each reader (a person, or a helper session that sees only the packet folder)
 and ask for one line per question, ``Q7: 3`` (or ``Q7: ?`` when the question cannot be answered).
@@ -30,7 +39,12 @@ import random
 import re
 import shutil
 import sys
+from collections import Counter
+from dataclasses import asdict, replace
 from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -53,36 +67,171 @@ def _parse_seeds(text: str) -> list[int]:
     return [int(x) for x in text.split(",")]
 
 
-def build_packet(out: Path, photos: int, shapes: int, seeds: list[int], sample_seed: int) -> None:
-    from PIL import Image
-
+def build_packet(out: Path, photos: int, shapes: int, seeds: list[int], sample_seed: int,
+                 perception: str = "annotations", noise_seed: int = 0) -> None:
+    """Write ``out/packet/`` and ``out/key.json`` (see the module docstring)."""
     from hopchain_demo.samples import write_samples
-    from pipelines.config import QuestionsConfig
-    from pipelines.questions.stage import run_questions
     from pipelines.segment.annotations import import_coco
 
     work = out / "work"
     coco = write_samples(work, 24)
     imp = import_coco(coco, work / "images")
     names = {r["image_id"]: Path(r["uri"]) for r in imp.manifest.to_pylist()}
-    pool: dict[str, list[dict]] = {"photo": [], "shapes": []}
-    seen_text: set[str] = set()
-    for seed in seeds:
-        res = run_questions(imp.instances, imp.manifest, QuestionsConfig(seed=seed, per_image=6))
-        per_image: dict[str, int] = {}
-        for q in res.questions.to_pylist():
-            if q["question"] in seen_text or per_image.get(q["image_id"], 0) >= 2:
-                continue
-            per_image[q["image_id"]] = per_image.get(q["image_id"], 0) + 1
-            seen_text.add(q["question"])
-            group = "shapes" if names[q["image_id"]].name.startswith("shapes-") else "photo"
-            pool[group].append(q)
+    if perception == "noisy":
+        pool, report = _noisy_pool(imp.instances, imp.manifest, names, seeds, noise_seed)
+        shapes = 0
+    else:
+        pool, report = _annotated_pool(imp.instances, imp.manifest, names, seeds), {}
     rng = random.Random(sample_seed)
     chosen = rng.sample(pool["photo"], min(photos, len(pool["photo"]))) + rng.sample(
         pool["shapes"], min(shapes, len(pool["shapes"]))
     )
     rng.shuffle(chosen)
-    packet = out / "packet"
+    key, n_images = _write_packet(out / "packet", chosen, names)
+    meta = {"perception": perception, "seeds": seeds, "sample_seed": sample_seed}
+    if perception == "noisy":
+        meta |= {"noise_seed": noise_seed, "noise_rates": report.pop("rates")}
+    (out / "key.json").write_text(json.dumps(key, indent=1))
+    (out / "run.json").write_text(json.dumps({**meta, **report}, indent=1))
+    counts = {g: sum(v["group"] == g for v in key.values()) for g in ("photo", "shapes")}
+    print(f"packet: {out / 'packet'} ({len(key)} questions: {counts}, {n_images} images); key: {out / 'key.json'}")
+    if report:
+        _print_report(report, sum(bool(v["noise_events"]) for v in key.values()), len(key))
+
+
+def _group(path: Path) -> str:
+    return "shapes" if path.name.startswith("shapes-") else "photo"
+
+
+def _take(pool: dict[str, list[dict]], seen_text: set[str], questions: list[dict], names: dict[str, Path],
+          extra: Any = None) -> None:
+    """Add one seed's questions to the pool: at most two per image, no repeated text."""
+    per_image: dict[str, int] = {}
+    for q in questions:
+        if q["question"] in seen_text or per_image.get(q["image_id"], 0) >= 2:
+            continue
+        per_image[q["image_id"]] = per_image.get(q["image_id"], 0) + 1
+        seen_text.add(q["question"])
+        pool[_group(names[q["image_id"]])].append({**q, **(extra(q) if extra else {})})
+
+
+def _annotated_pool(instances: Any, manifest: Any, names: dict[str, Path], seeds: list[int]) -> dict[str, list[dict]]:
+    """Questions from the human annotations (the default study)."""
+    from pipelines.config import QuestionsConfig
+    from pipelines.questions.stage import run_questions
+
+    pool: dict[str, list[dict]] = {"photo": [], "shapes": []}
+    seen_text: set[str] = set()
+    for seed in seeds:
+        res = run_questions(instances, manifest, QuestionsConfig(seed=seed, per_image=6))
+        _take(pool, seen_text, res.questions.to_pylist(), names)
+    return pool
+
+
+def _noisy_pool(instances: Any, manifest: Any, names: dict[str, Path], seeds: list[int],
+                noise_seed: int) -> tuple[dict[str, list[dict]], dict[str, Any]]:
+    """Questions about the photos from what a detector would have made of them
+    (:mod:`hopchain_demo.perception_noise`), through the real questions stage with the stability check on.
+
+    Generator seed ``s`` meets its own draw of the detector's errors (noise seed ``1000 * noise_seed + s``),
+    so the photos are seen through as many detector outputs as there are seeds. Each question carries the
+    noise events that touch a category it names; the report counts the stability check's refusals on the
+    noisy and, for comparison, on the annotated photos.
+    """
+    import pyarrow.compute as pc
+
+    from hopchain_demo.perception_noise import NoiseRates, perceive, touching
+    from pipelines.config import QuestionsConfig
+    from pipelines.questions.program import program_from_json
+    from pipelines.questions.stability import named_categories
+
+    photo_ids = [i for i, p in names.items() if _group(p) == "photo"]
+    manifest = manifest.filter(pc.is_in(manifest["image_id"], pa.array(photo_ids)))
+    instances = instances.filter(pc.is_in(instances["image_id"], pa.array(photo_ids)))
+    rates = NoiseRates()
+    cfg = QuestionsConfig()
+    rates = replace(rates, min_score=cfg.min_score, shadow_score=cfg.shadow_score)
+    pool: dict[str, list[dict]] = {"photo": [], "shapes": []}
+    seen_text: set[str] = set()
+    tally: Counter[str] = Counter()
+    event_kinds: Counter[str] = Counter()
+    for seed in seeds:
+        noisy = perceive(instances, rates, seed=1000 * noise_seed + seed)
+        event_kinds.update(e.kind for e in noisy.events)
+        qcfg = QuestionsConfig(seed=seed, per_image=6)
+        res = _stage(noisy.instances, manifest, qcfg)
+        clean = _stage(instances, manifest, qcfg)
+        for name, r in (("noisy", res), ("annotated", clean)):
+            tally[f"{name}_checked"] += r.stats["stability"]["checked"]
+            tally[f"{name}_refused"] += r.stats["stability"]["refused"]
+            tally[f"{name}_released"] += len(r.questions)
+        tally["noisy_instances"] += len(noisy.instances)
+        tally["annotated_instances"] += len(instances)
+        for q in res.questions.to_pylist():
+            hit = touching(noisy.events, q["image_id"], named_categories(program_from_json(q["hops"])))
+            tally["released_touched" if hit else "released_untouched"] += 1
+        for image_id, refused_cat in _refusals_by_image(noisy.instances, manifest, qcfg):
+            hit = touching(noisy.events, image_id, [refused_cat])
+            tally["refused_touched" if hit else "refused_other"] += 1
+
+        def events_of(q: dict, events: list = noisy.events, s: int = seed) -> dict:
+            cats = named_categories(program_from_json(q["hops"]))
+            return {"seed": s, "noise_events": [e.to_dict() for e in touching(events, q["image_id"], cats)]}
+
+        _take(pool, seen_text, res.questions.to_pylist(), names, events_of)
+    report = {"rates": asdict(rates), "events": dict(event_kinds), **dict(tally)}
+    return pool, report
+
+
+def _stage(instances: Any, manifest: Any, cfg: Any) -> Any:
+    from pipelines.questions.stage import run_questions
+
+    return run_questions(instances, manifest, cfg)
+
+
+_REFUSED_CAT = re.compile(r"^\w+ of '([^']*)'")
+
+
+def _refusals_by_image(instances: Any, manifest: Any, cfg: Any) -> list[tuple[str, str]]:
+    """(image, category whose perturbation changed the answer) of every ``unstable.perception``
+    refusal: the stage's rejects do not name the image, so each image is run alone (the check is per
+    image, so the refusals are the batch's — the totals are compared in the report)."""
+    import pyarrow.compute as pc
+
+    from pipelines.questions.stability import UNSTABLE
+
+    out = []
+    for image_id in manifest.column("image_id").to_pylist():
+        one = manifest.filter(pc.equal(manifest["image_id"], image_id))
+        res = _stage(instances.filter(pc.equal(instances["image_id"], image_id)), one, cfg)
+        for r in res.rejects.to_pylist():
+            m = _REFUSED_CAT.match(r["detail"]) if r["code"] == UNSTABLE else None
+            if m:
+                out.append((image_id, m.group(1)))
+    return out
+
+
+def _print_report(r: dict[str, Any], touched_in_packet: int, in_packet: int) -> None:
+    def share(a: int, b: int) -> str:
+        return f"{a}/{b} ({100 * a / max(1, b):.1f}%)"
+
+    print(f"noise events over all seeds: {r['events']}; detections {r['noisy_instances']} "
+          f"from {r['annotated_instances']} annotated instances")
+    print("refused as unstable.perception: noisy photos "
+          f"{share(r['noisy_refused'], r['noisy_checked'])}, annotated photos "
+          f"{share(r['annotated_refused'], r['annotated_checked'])} of the candidates checked")
+    refused = r.get("refused_touched", 0) + r.get("refused_other", 0)
+    print(f"refusals whose perturbed category a noise event touched: {share(r.get('refused_touched', 0), refused)}"
+          f" (per-image runs; {refused} refusals, batch runs {r['noisy_refused']})")
+    print(f"released questions naming a category a noise event touched: "
+          f"{share(r.get('released_touched', 0), r['noisy_released'])}; in the packet: "
+          f"{share(touched_in_packet, in_packet)}")
+
+
+def _write_packet(packet: Path, chosen: list[dict], names: dict[str, Path]) -> tuple[dict[str, dict], int]:
+    """The reader's folder (plain images + questions.md) and the key (never in the folder)."""
+    from PIL import Image
+
     if packet.exists():
         shutil.rmtree(packet)
     packet.mkdir(parents=True)
@@ -94,14 +243,12 @@ def build_packet(out: Path, photos: int, shapes: int, seeds: list[int], sample_s
             # PNG for every image: lossless, and every viewer shows it
             image_names[q["image_id"]] = f"img-{len(image_names) + 1:02d}.png"
             Image.open(src).convert("RGB").save(packet / image_names[q["image_id"]], "PNG")
-        group = "shapes" if src.name.startswith("shapes-") else "photo"
         lines.append(f"Q{k} (image {image_names[q['image_id']]}): {q['question']}")
-        key[f"Q{k}"] = {"answer": q["answer"], "group": group, "question": q["question"],
-                        "image": image_names[q["image_id"]], "source": src.name, "hops": q["hops"]}
+        key[f"Q{k}"] = {"answer": q["answer"], "group": _group(src), "question": q["question"],
+                        "image": image_names[q["image_id"]], "source": src.name, "hops": q["hops"],
+                        **({"seed": q["seed"], "noise_events": q["noise_events"]} if "noise_events" in q else {})}
     (packet / "questions.md").write_text("\n".join(lines) + "\n")
-    (out / "key.json").write_text(json.dumps(key, indent=1))
-    counts = {g: sum(v["group"] == g for v in key.values()) for g in ("photo", "shapes")}
-    print(f"packet: {packet} ({len(key)} questions: {counts}, {len(image_names)} images); key: {out / 'key.json'}")
+    return key, len(image_names)
 
 
 _LINE = re.compile(r"^\s*\**\s*Q(\d+)\s*\**\s*[:=.)-]\s*\**\s*([^\s*]+)", re.IGNORECASE)
@@ -158,12 +305,16 @@ def main() -> None:
     p.add_argument("--shapes", type=int, default=20)
     p.add_argument("--seeds", default="0-9")
     p.add_argument("--sample-seed", type=int, default=0)
+    p.add_argument("--perception", choices=("annotations", "noisy"), default="annotations",
+                   help="questions from the human annotations, or from a simulated detector's output (photos only)")
+    p.add_argument("--noise-seed", type=int, default=0)
     s = sub.add_parser("score")
     s.add_argument("--out", type=Path, required=True)
     s.add_argument("answers", type=Path, nargs="+")
     args = ap.parse_args()
     if args.cmd == "packet":
-        build_packet(args.out, args.photos, args.shapes, _parse_seeds(args.seeds), args.sample_seed)
+        build_packet(args.out, args.photos, args.shapes, _parse_seeds(args.seeds), args.sample_seed,
+                     args.perception, args.noise_seed)
     else:
         score(args.out, args.answers)
 
