@@ -181,6 +181,7 @@ class StabilityConfig(_Model):
     doubt_score: float = Field(0.6, ge=0, le=1)  # drop the lowest-scored member when below this score
     small_area_frac: float = Field(0.0015, ge=0, lt=1)  # drop the smallest member when below this share
     merge_iou: float = Field(0.5, gt=0, le=1)  # merge the two most overlapping members from this box IoU
+    min_fill: float = Field(0.1, ge=0, lt=1)  # drop the members whose mask fills less of their box than this
 
 
 class QuestionsConfig(_Model):

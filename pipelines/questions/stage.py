@@ -154,7 +154,7 @@ class _Work:
             return None
         return Doubt(doubt_score=st.doubt_score, small_area_frac=st.small_area_frac,
                      visible_area_frac=cfg.visible_area_frac, merge_iou=st.merge_iou,
-                     occlusion_overlap=cfg.occlusion_overlap)
+                     occlusion_overlap=cfg.occlusion_overlap, min_fill=st.min_fill)
 
     def unstable(self, refused: list[tuple[str, str]], tried: int) -> None:
         """Rows for the questions the stability check refused, and its share in the stats."""

@@ -145,3 +145,20 @@ def test_the_card_measures_answer_balance_as_the_stage_report_does() -> None:
     assert card["answer_entropy"] == rep["answer_entropy"] and card["prior_accuracy"] == rep["prior_accuracy"]
     assert card["targets"] == BALANCE_TARGETS
     assert "language-prior baseline" in _balance_line(card)
+
+
+def test_a_count_over_members_whose_masks_are_broken_up_is_unstable() -> None:
+    """Chairs behind a crowd: a few legs and a rail, a mask filling under a tenth of its box. A reader
+    may not see such a chair at all, so a count that includes one is refused; solid members are not."""
+    boxes = [(330, 100, 40, 40), (20, 100, 40, 40), (80, 100, 60, 80), (160, 100, 40, 40)]
+    solid = _scene(["dog", "chair", "chair", "chair"], boxes)
+    hops = _count_left_of(solid, "dog", "chair")
+    check_stable(hops, "3", Perturbations(solid, Doubt()), P.DEFAULT_MARGINS)
+    areas = [1280.0, 1280.0, 400.0, 1280.0]  # the middle chair fills 8% of its box (not a small one)
+    cx = [x + bw / 2 for x, _, bw, _ in boxes]
+    cy = [y + bh / 2 for _, y, _, bh in boxes]
+    broken = Scene.from_arrays("img", 400, 300, [1, 2, 3, 4], ["dog", "chair", "chair", "chair"], boxes, areas, cx, cy)
+    with pytest.raises(UnstableError, match="drop_fragmented of 'chair'"):
+        check_stable(hops, "3", Perturbations(broken, Doubt()), P.DEFAULT_MARGINS)
+    # the dog is the reference, not counted: its own broken mask changes nothing here
+    check_stable(hops, "3", Perturbations(broken, Doubt(min_fill=0.05)), P.DEFAULT_MARGINS)
