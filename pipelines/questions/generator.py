@@ -210,7 +210,7 @@ class _Builder:
                 P._check_reach(spec, args, ins, out, (), self.scene, self.m)
                 hit = (out, int(out[0]) if spec.output == "instance" else None)
             except ProgramError as err:
-                hit = (err, None)
+                hit = (err.with_traceback(None), None)  # no frames kept alive (and no cycle) by the memo
             self.memo[key] = hit
         out, instance = hit
         if out.__class__ is np.ndarray or not isinstance(out, ProgramError):

@@ -113,21 +113,19 @@ def check_stable(hops: Sequence[Hop], answer: str, perturbations: Perturbations,
         broken = err
     for cat in cats:
         for kind, s in perturbations.of(cat):
-            try:
-                if broken is not None:
-                    raise broken
-                got = _answer_on(hops, s, margins, perturbations.memo(cat, kind))
-            except ProgramError as err:
-                raise UnstableError("perception", f"{kind} of {cat!r}: no longer executes ({err.reason})") from None
+            got = broken if broken is not None else _answer_on(hops, s, margins, perturbations.memo(cat, kind))
+            if isinstance(got, ProgramError):
+                raise UnstableError("perception", f"{kind} of {cat!r}: no longer executes ({got.reason})")
             if got != answer:
                 raise UnstableError("perception", f"{kind} of {cat!r}: the answer becomes {got}, not {answer}")
 
 
-def _answer_on(hops: Sequence[Hop], scene: Scene, m: Margins, memo: dict) -> str:
+def _answer_on(hops: Sequence[Hop], scene: Scene, m: Margins, memo: dict) -> str | ProgramError:
     """The canonical answer of structurally valid ``hops`` executed on ``scene`` with every margin and
-    reach rule (what :func:`pipelines.questions.program.execute` checks hop by hop); a failing hop
-    raises its :class:`ProgramError`. ``memo`` holds (result or error) by (op, args, input values) on
-    this scene: an op's result, margins and reach other than ``revisit`` depend on nothing else."""
+    reach rule (what :func:`pipelines.questions.program.execute` checks hop by hop), or the
+    :class:`ProgramError` of the first hop that fails (returned, not raised: the memo shares it).
+    ``memo`` holds (result or error) by (op, args, input values) on this scene: an op's result,
+    margins and reach other than ``revisit`` depend on nothing else."""
     results: list[Any] = []
     named: set[int] = set()
     for h in hops:
@@ -139,19 +137,22 @@ def _answer_on(hops: Sequence[Hop], scene: Scene, m: Margins, memo: dict) -> str
             try:
                 hit = P.run_op(h.op, h.args, ins, scene, m)
             except ProgramError as err:
-                hit = err
+                hit = err.with_traceback(None)  # no frames kept alive (and no cycle) by the memo
             memo[key] = hit
         if isinstance(hit, ProgramError):
-            raise hit
+            return hit
         if P.OPS[h.op].output == "instance":
             a = int(hit[0])
             if a in named:
-                raise ReachError("revisit", "the step returns to an instance already named")
+                return ReachError("revisit", "the step returns to an instance already named")
             named.add(a)
         results.append(hit)
     r = results[-1]
     value = r if isinstance(r, (int, float)) else scene.ids_of(r.tolist())
-    return P.answer_of([replace(hops[-1], value=value)])
+    try:
+        return P.answer_of([replace(hops[-1], value=value)])
+    except ProgramError as err:
+        return err.with_traceback(None)
 
 
 # ------------------------------------------------------------------------------------ perturbing

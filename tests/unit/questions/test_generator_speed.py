@@ -20,3 +20,17 @@ def test_shuffled_is_random_shuffle_permutation_and_draws() -> None:
             a.shuffle(want)
             assert shuffled(b, items) == want and items == list(range(n))  # the input is not touched
             assert a.getstate() == b.getstate()  # the same draws: later choices stay the same
+
+
+def test_the_stage_hands_the_frozen_heap_back_even_when_it_fails() -> None:
+    import gc
+
+    from pipelines.questions.stage import _heap_frozen
+
+    before = gc.get_freeze_count()
+    with _heap_frozen():
+        assert gc.get_freeze_count() > before  # the older objects are set aside for the run
+    assert gc.get_freeze_count() == before
+    with pytest.raises(RuntimeError), _heap_frozen():
+        raise RuntimeError("a failing stage")
+    assert gc.get_freeze_count() == before
