@@ -235,18 +235,26 @@ class _Extra:
 
 
 def _rebuild(scene: Scene, keep: np.ndarray, *, extra: Sequence[_Extra] = (), d: Doubt) -> Scene:
-    """A new scene of the positions ``keep`` plus ``extra`` instances."""
+    """A new scene of the positions ``keep`` plus ``extra`` instances (the arrays handed over as
+    arrays: the values ``Scene.from_arrays`` reads are the same float64/int64 numbers either way)."""
     kept = keep.tolist()
-    ids = scene.ids[keep].tolist() + [e.id for e in extra]
+
+    def joined(a: np.ndarray, more: list[Any], dtype: type) -> np.ndarray:
+        return np.concatenate([a[keep].astype(dtype, copy=False), np.asarray(more, dtype=dtype)]) if more else a[keep]
+
+    ids = joined(scene.ids, [e.id for e in extra], np.int64)
     cats = [scene.categories[p] for p in kept] + [e.category for e in extra]
-    box = scene.bbox()[keep].tolist() + [list(e.bbox) for e in extra]
-    area = scene.area[keep].tolist() + [e.area for e in extra]
-    cx = scene.cx[keep].tolist() + [e.cx for e in extra]
-    cy = scene.cy[keep].tolist() + [e.cy for e in extra]
+    box = scene.bbox()[keep]
+    if extra:
+        box = np.concatenate([box, np.asarray([e.bbox for e in extra], dtype=np.float64).reshape(-1, 4)])
+    area = joined(scene.area, [e.area for e in extra], np.float64)
+    cx = joined(scene.cx, [e.cx for e in extra], np.float64)
+    cy = joined(scene.cy, [e.cy for e in extra], np.float64)
     colors = [scene.color_of(p) for p in kept] + [e.color for e in extra]
-    scores = [scene.score_of(p) for p in kept] + [e.score for e in extra]
+    own = scene.score if scene.score.shape[0] else np.ones(scene.n)
+    scores = joined(own, [e.score for e in extra], np.float64)
     s = Scene.from_arrays(
-        scene.image_id, scene.width, scene.height, ids, cats, np.asarray(box, dtype=np.float64).reshape(-1, 4),
+        scene.image_id, scene.width, scene.height, ids, cats, box,
         area, cx, cy, colors=colors if scene.color else None, visible_area_frac=d.visible_area_frac,
         occlusion_overlap=d.occlusion_overlap, scores=scores,
     )
