@@ -94,8 +94,9 @@ def _heap_frozen() -> Iterator[None]:
 
     The stage allocates millions of short-lived objects (hop records, memo keys, caught errors); every
     full pass of the cyclic collector would also walk every older object of the process (modules,
-    caches, the shard's rows). ``gc.freeze`` sets those aside for the run — about 15% of the stage's
-    CPU at 20 instances per image (bench/RESULTS.md, issue 29) — and ``gc.unfreeze`` hands them back
+    caches, the shard's rows). ``gc.freeze`` sets those aside for the run — with the memo's errors
+    kept without tracebacks, about a third of the stage's CPU at 20 instances per image
+    (bench/RESULTS.md, issue 29) — and ``gc.unfreeze`` hands them back
     to the oldest generation, so nothing is leaked: their cycles are collected as before, later."""
     gc.freeze()
     try:
