@@ -46,12 +46,12 @@ import numpy as np
 
 from pipelines.questions import program as P
 from pipelines.questions.candidates import MIN_CANDIDATES, check_candidates, few_candidates
-from pipelines.questions.degenerate import check_not_degenerate
 from pipelines.questions.leakage import check_needs_image, check_text
 from pipelines.questions.ops import OPS
 from pipelines.questions.ops.spec import GROUP_ARG, GROUP_SIZES
 from pipelines.questions.program import Hop, Margins, ProgramError
 from pipelines.questions.scene import Scene
+from pipelines.questions.shape_canon import check_not_degenerate
 from pipelines.questions.stability import Doubt, Perturbations, check_stable
 from pipelines.questions.templates import render
 
@@ -173,6 +173,24 @@ GROUP_TRIES = 12  # (relation, group) options tried per G terminal
 # ------------------------------------------------------------------------------------ building
 
 
+_SPECS = object()  # the memo's entry holding the registry's specs by name (memo keys are tuples otherwise)
+
+
+def shuffled(rng: random.Random, items: Iterable[Any]) -> list[Any]:
+    """``items`` as a list shuffled exactly as ``rng.shuffle`` would (same permutation, same draws from
+    ``rng``: the generator's output depends on both), without ``Random``'s per-element method calls."""
+    out = list(items)
+    getrandbits = rng.getrandbits
+    for i in range(len(out) - 1, 0, -1):  # Random.shuffle: j = _randbelow(i + 1) for i = n-1 .. 1
+        n = i + 1
+        k = n.bit_length()
+        j = getrandbits(k)
+        while j >= n:
+            j = getrandbits(k)
+        out[i], out[j] = out[j], out[i]
+    return out
+
+
 class _Builder:
     """Grows one program hop by hop, each hop executed (margins and reach checked) on the spot."""
 
@@ -186,8 +204,12 @@ class _Builder:
         # hop results by (op, args, input values), shared by the attempts on one scene: an op's
         # result, margins and reach (all but `revisit`) depend on nothing else
         self.memo: dict = memo if memo is not None else {}
+        # the registry's specs by name, looked up once per scene (the memo lives as long as the scene's attempts)
+        self.specs: dict[str, Any] = self.memo.get(_SPECS) or self.memo.setdefault(_SPECS, {s.name: s for s in OPS})
         self.hops: list[Hop] = []
         self.res: list[Any] = []
+        self.keys: list[Any] = []  # each result's memo key part (a set's positions as bytes), made once
+        self.inst: list[int | None] = []  # the position an instance-valued hop names, else None
         self.named: set[int] = set()
         self.failures: Counter = Counter()  # why options were refused (the last failing hop's)
         self.c0 = ""
@@ -195,31 +217,37 @@ class _Builder:
     # one hop ------------------------------------------------------------------------------------
     def run(self, op: str, args: dict[str, Any], inputs: tuple[int, ...]) -> Any:
         """Execute a candidate hop; its result, or ``None`` (reason counted)."""
-        ins = [self.res[j] for j in inputs]
         # args in the builder's own order (another order only misses); sets by their positions' bytes
-        key = (op, tuple(args.items()), tuple(r.tobytes() if isinstance(r, np.ndarray) else r for r in ins))
+        keys = self.keys
+        key = (op, tuple(args.items()), tuple([keys[j] for j in inputs]))
         hit = self.memo.get(key)
         if hit is None:
+            spec = self.specs[op]
+            ins = [self.res[j] for j in inputs]
             try:
-                out = P.run_op(op, args, ins, self.scene, self.m)
-                hit = (out, int(out[0]) if OPS[op].output == "instance" else None)
+                out = spec.run(self.scene, ins, args, self.m)  # P.run_op for a spec looked up once
+                P._check_reach(spec, args, ins, out, (), self.scene, self.m)
+                hit = (out, int(out[0]) if spec.output == "instance" else None)
             except ProgramError as err:
-                hit = (err, None)
+                hit = (err.with_traceback(None), None)  # no frames kept alive (and no cycle) by the memo
             self.memo[key] = hit
         out, instance = hit
-        if isinstance(out, ProgramError):
-            self.failures[out.reason] += 1
-            return None
-        if instance is not None and instance in self.named:
-            self.failures["reach.revisit"] += 1
-            return None
-        return out
+        if out.__class__ is np.ndarray or not isinstance(out, ProgramError):
+            if instance is not None and instance in self.named:
+                self.failures["reach.revisit"] += 1
+                return None
+            return out
+        self.failures[out.reason] += 1
+        return None
 
     def add(self, op: str, args: dict[str, Any], inputs: tuple[int, ...], result: Any) -> int:
         self.hops.append(Hop(op, args, inputs))
         self.res.append(result)
-        if P.output_type(self.hops[-1]) == "instance":
-            self.named.add(int(result[0]))
+        self.keys.append(result.tobytes() if isinstance(result, np.ndarray) else result)
+        at = int(result[0]) if self.specs[op].output == "instance" else None
+        self.inst.append(at)
+        if at is not None:
+            self.named.add(at)
         return len(self.hops) - 1
 
     def fair(self, i: int) -> bool:
@@ -232,15 +260,15 @@ class _Builder:
         return False
 
     def pop(self) -> None:
-        h = self.hops.pop()
-        r = self.res.pop()
-        if P.output_type(h) == "instance":
-            self.named.discard(int(r[0]))
+        self.hops.pop()
+        self.res.pop()
+        self.keys.pop()
+        at = self.inst.pop()
+        if at is not None:
+            self.named.discard(at)
 
     def shuffled(self, items: Iterable[Any]) -> list[Any]:
-        out = list(items)
-        self.rng.shuffle(out)
-        return out
+        return shuffled(self.rng, items)
 
     def categories(self) -> list[str]:
         """The categories a hop may name (a copy: callers shuffle it)."""

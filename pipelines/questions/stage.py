@@ -13,9 +13,11 @@ share of candidates the stability check refused.
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,6 +84,36 @@ def run_questions(
         raise ValueError("questions.writer is 'vlm' but no writer backend was given")
     if cfg.difficulty.enabled and solver_backend is None:
         raise ValueError("questions.difficulty.enabled but no solver backend was given")
+    with _heap_frozen():
+        return _run_questions(instances, manifest, cfg, writer_backend, solver_backend, image_loader)
+
+
+@contextmanager
+def _heap_frozen() -> Iterator[None]:
+    """Keep the collector's full passes off the objects the process held before the stage began.
+
+    The stage allocates millions of short-lived objects (hop records, memo keys, caught errors); every
+    full pass of the cyclic collector would also walk every older object of the process (modules,
+    caches, the shard's rows). ``gc.freeze`` sets those aside for the run — with the memo's errors
+    kept without tracebacks, about a third of the stage's CPU at 20 instances per image
+    (bench/RESULTS.md, issue 29) — and ``gc.unfreeze`` hands them back
+    to the oldest generation, so nothing is leaked: their cycles are collected as before, later."""
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
+def _run_questions(
+    instances: pa.Table,
+    manifest: pa.Table,
+    cfg: QuestionsConfig,
+    writer_backend: VLMBackend | None,
+    solver_backend: VLMBackend | None,
+    image_loader: ImageLoader,
+) -> StageResult:
+    """:func:`run_questions`' five steps (arguments checked)."""
     work = _Work(cfg, manifest, image_loader)
     work.build_scenes(instances)
     if cfg.writer == "program":
