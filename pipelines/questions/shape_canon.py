@@ -17,8 +17,8 @@ from __future__ import annotations
 import functools
 import itertools
 from collections.abc import Sequence
-from typing import Any
 from json.encoder import encode_basestring_ascii as _quote
+from typing import Any
 
 from pipelines.questions import degenerate as D
 from pipelines.questions.ops.spec import Hop, LeakageError
