@@ -207,7 +207,7 @@ class QuestionsConfig(_Model):
     # balanced answers (docs/hop-programs.md, "Balanced answers"): no answer above this share of the batch
     # (a cap of p keeps the answer entropy >= -log2(p) bits: 3 bits at 0.125), 0 not above its own share,
     # and within one program skeleton no answer above its share (else the question's shape predicts it)
-    max_answer_share: float = Field(0.2, gt=0, le=1)
+    max_answer_share: float = Field(0.17, gt=0, le=1)
     max_zero_answer_share: float = Field(0.1, gt=0, le=1)
     max_skeleton_answer_share: float = Field(0.25, gt=0, le=1)
     oversample: int = Field(3, ge=1)  # candidates generated per released question, for the balancer
