@@ -19,7 +19,10 @@ Per annotated instance (an *object*), in this order:
    the stability check's ``doubt_score``), large whole ones high — a spread, as detectors give.
 3. **Confusion.** With probability ``confusion`` a detection (kept or near miss) carries a sibling
    category (:data:`SIBLINGS`: horse -> cow, cup -> bowl, ...) or, for a category without a
-   sibling, another category present in the image.
+   sibling, another category present in the image. With probability ``confusion_trace`` a confused
+   kept detection also comes with its true label as a near miss on the same mask: an
+   open-vocabulary detector scores every prompt, so the right one often scores just under the
+   threshold.
 4. **Merge / split.** Two touching kept detections of one category (their masks, grown by
    ``touch_px``, overlap) are merged into one mask with probability ``merge`` (per pair, each
    object merged at most once); a large kept detection is split into two halves across its longer
@@ -44,7 +47,7 @@ Defaults (:class:`NoiseRates`), and where they come from:
   impactful false positives (e.g. dog detections confused with cat, horse, cow, sheep), and Borji &
   Iranmanesh (2020) find classification error the largest error share of modern detectors; the
   rate per detection is an *assumption*.
-* ``near_miss_share`` 0.5, ``merge`` 0.3, ``split`` 0.03, ``edge_px`` 1, ``edge_change`` 0.5,
+* ``near_miss_share`` 0.5, ``confusion_trace`` 0.5, ``merge`` 0.3, ``split`` 0.03, ``edge_px`` 1, ``edge_change`` 0.5,
   ``score_floor`` 0.2 — *assumptions* (no published per-instance rate found offline).
 """
 
@@ -86,6 +89,7 @@ class NoiseRates:
     occlusion_overlap: float = 0.25
     near_miss_share: float = 0.5  # of the missed objects, the share reported just under the threshold
     confusion: float = 0.05  # per detection: reported as a sibling category
+    confusion_trace: float = 0.5  # of the confused kept detections, the share whose true label also scores just under
     merge: float = 0.3  # per touching same-category pair of kept detections
     split: float = 0.03  # per large kept detection
     touch_px: int = 2
@@ -178,6 +182,9 @@ def perceive_image(image_id: str, rows: Sequence[dict[str, Any]], rates: NoiseRa
         if u < d:
             score = rates.min_score + (rates.max_score - rates.min_score) * d * v
             kept.append(_Detection(label, m, score, (oid,)))
+            if label != c and rng.random() < rates.confusion_trace:  # the true label's own, lower score
+                second = rates.shadow_score + (rates.min_score - rates.shadow_score) * rng.random() * 0.999
+                near.append(_Detection(c, m, second, (oid,)))
         elif rng.random() < rates.near_miss_share:
             score = rates.shadow_score + (rates.min_score - rates.shadow_score) * v * 0.999
             near.append(_Detection(label, m, score, (oid,)))

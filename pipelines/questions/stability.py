@@ -18,6 +18,10 @@ its answer: every op is scoped by the categories it names):
   at once — a mask broken up by occluders (chairs behind a crowd: a few legs and a back rail) is
   one a reader may not see as an object at all (the demo's VOC photo: readers counted one chair
   fewer than the annotation on 6 of 10 misses);
+* ``drop_contested``: its members that a near miss of *another* category covers (box IoU at least
+  ``merge_iou``) removed — the detector hesitated over the label (an open-vocabulary detector scores
+  every prompt: "cow" 0.7 and "horse" 0.4 on one white horse), and a reader may see the other
+  object ("the cow" does not exist for a reader);
 * ``merge_overlapping``: its two most overlapping members (box IoU at least ``merge_iou``) merged
   into one — a reader may see one object where the detector reported two (and a split is the same
   pair seen the other way).
@@ -43,7 +47,7 @@ from pipelines.questions.scene import Scene
 
 UNSTABLE = "unstable.perception"
 KINDS = ("add_near_misses", "drop_least_confident", "drop_smallest", "drop_invisible", "drop_fragmented",
-         "merge_overlapping")
+         "drop_contested", "merge_overlapping")
 
 
 class UnstableError(ProgramError):
@@ -193,6 +197,8 @@ def _perturb(scene: Scene, cat: str, kind: str, d: Doubt) -> Scene | None:
         box = (scene.x1[members] - scene.x0[members]) * (scene.y1[members] - scene.y0[members])
         broken = members[scene.area[members] < d.min_fill * box]
         return _without(scene, broken.tolist(), d) if broken.shape[0] else None
+    if kind == "drop_contested":
+        return _contested(scene, cat, members, d)
     if kind == "merge_overlapping":
         return _merged(scene, members, d)
     raise ValueError(kind)
@@ -201,6 +207,28 @@ def _perturb(scene: Scene, cat: str, kind: str, d: Doubt) -> Scene | None:
 def _without(scene: Scene, drop: Sequence[int], d: Doubt) -> Scene:
     keep = np.setdiff1d(np.arange(scene.n), np.asarray(drop, dtype=np.int64))
     return _rebuild(scene, keep, d=d)
+
+
+def _box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of every box of ``a`` with every box of ``b``, both (k, 4) as ``x0, y0, x1, y1``."""
+    iw = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
+    ih = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
+    inter = iw * ih
+    own_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    own_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    return inter / np.maximum(own_a[:, None] + own_b[None, :] - inter, 1e-9)
+
+
+def _contested(scene: Scene, cat: str, members: np.ndarray, d: Doubt) -> Scene | None:
+    """The scene without the members of ``cat`` that a near miss of another category covers."""
+    rivals = [m.bbox for m in scene.near_misses if m.category != cat]
+    if not rivals:
+        return None
+    r = np.asarray(rivals, dtype=np.float64).reshape(-1, 4)
+    r[:, 2:] += r[:, :2]  # x, y, w, h -> x0, y0, x1, y1
+    own = np.stack([scene.x0[members], scene.y0[members], scene.x1[members], scene.y1[members]], axis=1)
+    hit = members[(_box_iou(own, r) >= d.merge_iou).any(axis=1)]
+    return _without(scene, hit.tolist(), d) if hit.shape[0] else None
 
 
 def _merged(scene: Scene, members: np.ndarray, d: Doubt) -> Scene | None:

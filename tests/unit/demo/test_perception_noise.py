@@ -96,7 +96,22 @@ def test_touching_pairs_merge_and_large_ones_split() -> None:
 
 def test_confusion_falls_back_to_another_category_of_the_image() -> None:
     rows = [_row("a", 1, "sock pack", 10, 10, 40, 40), _row("a", 2, "wipes pack", 100, 10, 40, 40)]
-    always = NoiseRates(recall_small=1, recall_medium=1, recall_large=1, confusion=1, edge_change=0)
+    always = NoiseRates(recall_small=1, recall_medium=1, recall_large=1, confusion=1, confusion_trace=0,
+                        edge_change=0)
     out = perceive(to_table(rows, "instances"), always, seed=0)
     assert sorted(out.instances.column("category").to_pylist()) == ["sock pack", "wipes pack"]
     assert {e.categories for e in out.events} == {("sock pack", "wipes pack"), ("wipes pack", "sock pack")}
+
+
+def test_a_traced_confusion_leaves_the_true_label_just_under_the_threshold_on_the_same_box() -> None:
+    rows = [_row("a", 1, "sock pack", 10, 10, 40, 40), _row("a", 2, "wipes pack", 100, 10, 40, 40)]
+    traced = NoiseRates(recall_small=1, recall_medium=1, recall_large=1, confusion=1, confusion_trace=1,
+                        edge_change=0)
+    out = perceive(to_table(rows, "instances"), traced, seed=0).instances.to_pylist()
+    sure = [r for r in out if r["score"] >= traced.min_score]
+    second = [r for r in out if r["score"] < traced.min_score]
+    assert len(sure) == len(second) == 2
+    for r in second:
+        assert traced.shadow_score <= r["score"] < traced.min_score
+        twin = next(s for s in sure if s["bbox"] == r["bbox"])
+        assert twin["category"] != r["category"]

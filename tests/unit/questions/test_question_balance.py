@@ -162,3 +162,17 @@ def test_a_count_over_members_whose_masks_are_broken_up_is_unstable() -> None:
         check_stable(hops, "3", Perturbations(broken, Doubt()), P.DEFAULT_MARGINS)
     # the dog is the reference, not counted: its own broken mask changes nothing here
     check_stable(hops, "3", Perturbations(broken, Doubt(min_fill=0.05)), P.DEFAULT_MARGINS)
+
+
+def test_a_member_the_detector_also_named_otherwise_is_in_doubt() -> None:
+    """A white horse reported as a cow (0.7) with "horse" just under the threshold (0.4) on the same
+    box: a question through "the cow" is refused; one that never names the cow is not touched."""
+    boxes = [(330, 100, 40, 40), (20, 100, 40, 40), (90, 100, 40, 40), (160, 100, 40, 40)]
+    second = (NearMiss("horse", (330, 100, 40, 40), 1280.0, 350.0, 120.0, 0.4),)
+    sc = _scene(["cow", "dog", "dog", "dog"], boxes, near=second)
+    hops = _count_left_of(sc, "cow", "dog")
+    with pytest.raises(UnstableError, match="drop_contested of 'cow'"):
+        check_stable(hops, "3", Perturbations(sc, Doubt()), P.DEFAULT_MARGINS)
+    apart = (NearMiss("horse", (200, 220, 40, 40), 1280.0, 220.0, 240.0, 0.4),)  # elsewhere: no label doubt
+    check_stable(hops, "3", Perturbations(_scene(["cow", "dog", "dog", "dog"], boxes, near=apart), Doubt()),
+                 P.DEFAULT_MARGINS)

@@ -58,8 +58,8 @@ def _fast(hops: list[Hop], answer: str, pert: Perturbations, m: P.Margins) -> st
 
 def doubtful_scene(seed: int, n: int = 16, w: int = 640, h: int = 480) -> Scene:
     """A random scene with everything the stability check doubts: detector scores around the doubt
-    threshold, near misses, members at the visible-size limit, near-duplicate boxes (merges) and
-    broken-up masks."""
+    threshold, near misses, members at the visible-size limit, near-duplicate boxes (merges),
+    broken-up masks and a near miss of another category on a member's box."""
     rng = np.random.default_rng(seed)
     cats = [CATS[int(i)] for i in rng.integers(0, len(CATS), size=n)]
     side = np.exp(rng.uniform(np.log(12), np.log(140), size=(n, 2)))
@@ -76,6 +76,9 @@ def doubtful_scene(seed: int, n: int = 16, w: int = 640, h: int = 480) -> Scene:
     near = tuple(NearMiss(CATS[int(rng.integers(len(CATS)))], (float(x), float(y), 30.0, 30.0), 700.0,
                           float(x) + 15, float(y) + 15, float(rng.uniform(0.3, 0.5)))
                  for x, y in rng.uniform(5, 400, size=(int(rng.integers(0, 3)), 2)))
+    x, y, bw, bh = (float(v) for v in box[3])  # a second label on instance 3's box (drop_contested)
+    rival = CATS[(CATS.index(cats[3]) + 1) % len(CATS)]
+    near += (NearMiss(rival, (x, y, bw, bh), float(area[3]), x + bw / 2, y + bh / 2, 0.4),)
     return trusting_stability(Scene.from_arrays(f"doubt-{seed}", w, h, np.arange(1, n + 1), cats, box, area, cx,
                                                 cy, colors=colors, scores=scores, near_misses=near))
 
