@@ -922,7 +922,7 @@ def main() -> int:
     if args.replay:
         return replay(args.replay, args.cold)
     if args.render:
-        return render(json.loads(args.render.read_text()), args)
+        return render(from_partial(json.loads(args.render.read_text()), args), args)
 
     import signal
 
@@ -990,6 +990,20 @@ def main() -> int:
     if args.json:
         args.json.write_text(json.dumps(result, indent=1, default=str))
     return render(result, args)
+
+
+def from_partial(saved: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """A saved result as ``render`` takes it; ``scale-partial.json`` (the nights a cut-off run finished,
+    without the run's header) gets one made from this machine and the command line given."""
+    if "machine" in saved:
+        return saved
+    nights = [n for n in saved["nights"] if not str(n["label"]).startswith("+")]
+    return {"machine": {"cpu": cpu_model(), "cores": os.cpu_count(),
+                        "ram_gb": round(psutil.virtual_memory().total / 1e9, 1), "load_at_start": "n/a"},
+            "commit": "n/a", "dirty": [], "argv": ["(partial)", *sys.argv[1:]], "shard_size": args.shard_size,
+            "sizes": [n["images"] for n in nights], "nights": nights,
+            "stacks": [{"startup_s": saved.get("startup_s", 0), "wall_s": sum(n.get("wall_s", 0) for n in nights)}],
+            "total_s": sum(n.get("wall_s", 0) for n in nights), "fallback": saved.get("fallback")}
 
 
 def render(result: dict[str, Any], args: argparse.Namespace) -> int:
