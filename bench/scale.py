@@ -65,7 +65,7 @@ import tempfile
 import time
 from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -615,8 +615,11 @@ def fit_deadline(prev: dict[str, Any], step: tuple[str, str, list[dict[str, Any]
     label, prefix, entries = step
     per_image = prev["wall_s"] / prev["images"]
     hh, mm = (int(x) for x in args.deadline.split(":"))
-    now = datetime.utcnow()
-    left = (now.replace(hour=hh, minute=mm, second=0) - now).total_seconds() - 120  # the render and stop
+    now = datetime.now(UTC)
+    end = now.replace(hour=hh, minute=mm, second=0, microsecond=0)
+    if end < now - timedelta(hours=12):  # a deadline past midnight
+        end += timedelta(days=1)
+    left = (end - now).total_seconds() - 120  # the render and the stack's stop
     estimate = per_image * len(entries) * 1.1  # 10%: the per-image cost may still grow
     log(f"{label}: ~{estimate / 60:.0f} min estimated ({per_image:.3f} s/image at {prev['images']:,}), "
         f"{left / 60:.0f} min left before {args.deadline} UTC")
