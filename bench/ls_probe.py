@@ -11,6 +11,11 @@ nightly's usual case), next to an unfiltered one-task page; run it while the pro
 between the sizes of ``bench/scale.py --one-stack``) and compare. Imports are not probed here: they
 would add tasks to the project being measured (their time is in Label Studio's log, see scale.py).
 Prints one JSON line.
+
+``--log labelstudio.log --since HH:MM:SS [--until HH:MM:SS]`` instead reads a stack's Label Studio log
+(Django's access lines, written as each request ends) and estimates each request's time by the gap to the
+line before it when both belong to one caller's sequence (a lookup after a lookup or a storage check, an
+import after a lookup or an import, a PATCH after a PATCH): medians per kind in the window.
 """
 
 from __future__ import annotations
@@ -34,16 +39,64 @@ def timed(fn: Any) -> tuple[float, Any]:
     return time.perf_counter() - t0, out
 
 
+KINDS = (("lookup", "GET /api/tasks/", "image_id"), ("batch_list", "GET /api/tasks/", "batch"),
+         ("import", "POST /api/projects/", "/import"), ("patch", "PATCH /api/tasks/", ""),
+         ("next", "GET /api/projects/", "/next"), ("storage", "GET /api/storages/", ""))
+FOLLOWS = {"lookup": ("lookup", "storage"), "import": ("lookup", "import"), "patch": ("patch",),
+           "batch_list": ("batch_list",)}
+
+
+def kind_of(request: str) -> str | None:
+    for kind, head, part in KINDS:
+        if request.startswith(head) and part in request:
+            return kind
+    return None
+
+
+def log_gaps(path: Path, since: str, until: str) -> dict[str, Any]:
+    """Median gap (s) per request kind, in the window [since, until) of the log's clock."""
+    from datetime import datetime
+    from statistics import median
+
+    prev: tuple[datetime, str | None] | None = None
+    last_line = ""
+    gaps: dict[str, list[float]] = {}
+    for line in path.read_text(errors="replace").splitlines():
+        if "django.server" not in line or line == last_line:  # each access line is written twice
+            continue
+        last_line = line
+        stamp = datetime.strptime(line[1:24], "%Y-%m-%d %H:%M:%S,%f")
+        if not since <= stamp.strftime("%H:%M:%S") < until:
+            prev = None
+            continue
+        request = line.split('"')[1] if '"' in line else ""
+        kind = kind_of(request)
+        if prev is not None and kind in FOLLOWS and prev[1] in FOLLOWS[kind]:
+            gap = (stamp - prev[0]).total_seconds()
+            if gap < 30:
+                gaps.setdefault(kind, []).append(gap)
+        prev = (stamp, kind)
+    return {k: {"n": len(v), "median_s": round(median(v), 3)} for k, v in sorted(gaps.items())}
+
+
 def main() -> int:
     from pipelines.annotation.client import LabelStudioClient
     from pipelines.annotation.completion import data_in_filter
     from pipelines.annotation.push import tasks_with
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--home", type=Path, required=True, help="the stack's home (credentials/labelstudio.json)")
+    ap.add_argument("--home", type=Path, help="the stack's home (credentials/labelstudio.json)")
+    ap.add_argument("--log", type=Path, help="a Label Studio log to read instead (see the docstring)")
+    ap.add_argument("--since", default="00:00:00")
+    ap.add_argument("--until", default="24:00:00")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--chunk", type=int, default=50)
     args = ap.parse_args()
+    if args.log:
+        print(json.dumps({"window": [args.since, args.until], **log_gaps(args.log, args.since, args.until)}))
+        return 0
+    if args.home is None:
+        ap.error("--home or --log")
     creds = json.loads((args.home / "credentials" / "labelstudio.json").read_text())
     out: dict[str, Any] = {"at": time.strftime("%H:%M:%S")}
     with LabelStudioClient(creds["url"], creds["token"], timeout_s=300) as ls:

@@ -797,10 +797,13 @@ def report(result: dict[str, Any]) -> list[str]:
     for c in comps:
         row(f"peak RSS, {c} (process tree, MB)", [fmt_opt(n.get("components_mb", {}).get(c)) for n in nights])
     prs = [push_rate(n) for n in nights]
-    held = [0]
-    for pr in prs[:-1]:
-        held.append(held[-1] + pr["created"])
+    held, total = [], 0
+    for n, pr in zip(nights, prs, strict=True):
+        total += int(n.get("filler_before", 0))  # answered filler tasks imported before the night
+        held.append(total)
+        total += pr["created"]
     row("LS tasks in the project before the night's push", [f"{h:,}" for h in held])
+    row("LS tasks in the project after the night", [f"{h + p['created']:,}" for h, p in zip(held, prs, strict=True)])
     row("push, tasks/s (created / push task seconds)", [f"{p['rate']:.0f} ({p['created']:,} tasks)" for p in prs],
         "the same at every size")
     row("push, the night's first push alone, tasks/s", [f"{p['first_rate']:.0f}" for p in prs])
@@ -869,7 +872,14 @@ DEFINITIONS = [
     "one sample per step, so it is noisy and can come out below 0). The launch latency `start_date - queued_when` "
     "is shown beside it, not added: with more shards than the 2 executor slots (`airflow_parallelism: 2`) it is "
     "mostly waiting for a free slot (~0.1 s when one is free).",
-    "* **Peak RSS per worker**: LocalExecutor task process (and with its supervisor), sampled every 0.2 s.",
+    "* **per-image cost**: the sum of the stages' s/image without `wait` and `simulate`; its ratio (last size / "
+    "first) is the linearity target (<= 1.2).",
+    "* **Peak RSS per task worker**: LocalExecutor task process (and with its supervisor), sampled every 0.2 s. "
+    "**Peak RSS per component**: each service process with all its descendants except task-instance processes "
+    "(so `scheduler` is the scheduler and its executor's idle workers), sampled every 1 s, peak per night.",
+    "* **decide rate**: consensus records the night's `hopchain_annotations` run wrote / seconds of its `decide` task.",
+    "* **LS tasks in the project**: tasks the earlier nights created plus any answered filler tasks imported before "
+    "the night (counted in the row).",
     "* **Push tasks/s**: tasks created / seconds of the push task instances (Airflow durations, overhead included).",
     "* **Tasks fetched**: the `tasks_fetched` counters of the ledger's batch (push) and consensus (decide) records.",
     "* **Simulated annotators**: the bench writes their answers (same seeded decisions and error rate as "
