@@ -237,8 +237,9 @@ rows = json.load(open(sys.argv[1]))
 tasks = {t.id: t for t in Task.objects.filter(id__in={r[0] for r in rows})}
 with transaction.atomic():
     Annotation.objects.bulk_create(
-        [Annotation(task=tasks[t], project_id=tasks[t].project_id, completed_by_id=u, result=res, lead_time=lead,
-                    ground_truth=False, was_cancelled=False) for t, u, res, lead in rows], batch_size=1000)
+        [Annotation(task=tasks[t], project_id=tasks[t].project_id, completed_by_id=u, updated_by_id=u, result=res,
+                    lead_time=lead, ground_truth=False, was_cancelled=False) for t, u, res, lead in rows],
+        batch_size=1000)
     counts = Task.objects.filter(id__in=list(tasks)).annotate(n=Count("annotations__completed_by", distinct=True))
     for t in counts:
         Task.objects.filter(id=t.id).update(total_annotations=t.n, is_labeled=t.n >= t.overlap)
@@ -573,9 +574,18 @@ def run_stack(sizes_here: list[tuple[str, str, list[dict[str, Any]]]], folder: P
                 project = next(b["project_id"] for b in out["nights"][-1]["batches"] if b["project_id"])
                 out["filler"] = import_filler(stack, int(project), filler_before_last)
                 log(f"imported {filler_before_last} filler tasks in {out['filler']['seconds']}s")
+            if i == 1 and args.grow_filler:
+                # answered tasks of no batch: the sizes after the first push into (and decide in) a project
+                # that already holds this many more tasks
+                project = next(b["project_id"] for b in out["nights"][-1]["batches"] if b["project_id"])
+                grown = import_filler(stack, int(project), args.grow_filler)
+                log(f"imported {args.grow_filler} filler tasks before {label} in {grown['seconds']}s")
             second_night = i > 0 and i == len(sizes_here) - 1 and bool(filler_before_last or args.extra)
             out["nights"].append(session.night(label, prefix, folder, entries, args.shard_size, args.timeout,
                                                replay_shards=0 if second_night else 1))
+            if i == 1 and args.grow_filler:
+                out["nights"][-1]["filler_before"] = args.grow_filler
+                out["nights"][-1]["filler_s"] = grown["seconds"]
             # each night kept as it ends: a run cut off later still leaves the nights it finished
             (WORK / "scale-partial.json").write_text(json.dumps(out, indent=1, default=str))
         sampler.stop()
@@ -917,6 +927,9 @@ def main() -> int:
     ap.add_argument("--shard-size", type=int, default=250)
     ap.add_argument("--extra", type=float, default=0.05, help="second night: this share of new images (0: none)")
     ap.add_argument("--filler", type=int, default=50_000, help="extra LS tasks before the second night")
+    ap.add_argument("--grow-filler", type=int, default=0,
+                    help="with --one-stack: answered filler tasks imported after the first size (the later sizes "
+                         "push into a project this much larger)")
     ap.add_argument("--timeout", type=float, default=3600, help="seconds per DAG run")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--results", type=Path, help="write the section into this RESULTS.md")
