@@ -709,10 +709,12 @@ def push_rate(night: dict[str, Any]) -> dict[str, Any]:
 
 
 def decide_rate(night: dict[str, Any]) -> dict[str, Any]:
-    """Questions decided (consensus records of the night's annotations run) / decide task seconds."""
+    """Questions judged (accepted + rejected + pending + withdrawn over the night's consensus records, one
+    per batch) / seconds of the decide task."""
     secs = sum(float(t["duration"] or 0) for t in night["annotations"]["tis"] if t["task_id"] == "decide")
-    n = len(night["decisions"])
-    return {"decided": n, "seconds": secs, "rate": n / secs if secs else 0.0}
+    n = sum(int(c.get(k) or 0) for c in night["decisions"] for k in ("accepted", "rejected", "pending", "withdrawn"))
+    accepted = sum(int(c.get("accepted") or 0) for c in night["decisions"])
+    return {"decided": n, "accepted": accepted, "seconds": secs, "rate": n / secs if secs else 0.0}
 
 
 def fetched(night: dict[str, Any]) -> dict[str, Any]:
@@ -818,8 +820,8 @@ def report(result: dict[str, Any]) -> list[str]:
         "the same at every size")
     row("push, the night's first push alone, tasks/s", [f"{p['first_rate']:.0f}" for p in prs])
     drs = [decide_rate(n) for n in nights]
-    row("decide, questions decided / decide task seconds", [f"{d['rate']:.0f} ({d['decided']:,})" for d in drs],
-        "the same at every size")
+    row("decide, questions judged / decide task seconds (judged, accepted)",
+        [f"{d['rate']:.0f} ({d['decided']:,}, {d['accepted']:,})" for d in drs], "the same at every size")
     fs = [fetched(n) for n in nights]
     row("LS tasks fetched per push (mean / max)",
         [f"{fmt_opt(f['per_push'])} / {fmt_opt(f['per_push_max'])}" for f in fs],
@@ -887,7 +889,8 @@ DEFINITIONS = [
     "* **Peak RSS per task worker**: LocalExecutor task process (and with its supervisor), sampled every 0.2 s. "
     "**Peak RSS per component**: each service process with all its descendants except task-instance processes "
     "(so `scheduler` is the scheduler and its executor's idle workers), sampled every 1 s, peak per night.",
-    "* **decide rate**: consensus records the night's `hopchain_annotations` run wrote / seconds of its `decide` task.",
+    "* **decide rate**: questions judged (accepted + rejected + pending + withdrawn, over the consensus records the "
+    "night's `hopchain_annotations` run wrote) / seconds of its `decide` task.",
     "* **LS tasks in the project**: tasks the earlier nights created plus any answered filler tasks imported before "
     "the night (counted in the row).",
     "* **Push tasks/s**: tasks created / seconds of the push task instances (Airflow durations, overhead included).",

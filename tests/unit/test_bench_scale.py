@@ -28,7 +28,7 @@ def night(images: int, per_image_s: float, push_tasks: int) -> dict[str, Any]:
     return {"label": f"{images:,} images", "images": images, "wall_s": 0.1 * images, **by_dag,
             "summary": {"questions": images * 4}, "release_record": {"tag": f"v{images}", "questions": images},
             "batches": [{"shard": 0, "created_tasks": push_tasks, "project_id": 1, "tasks_fetched": 0}],
-            "decisions": [{"tasks_fetched": 10}] * 5, "replay": {},
+            "decisions": [{"tasks_fetched": 10, "accepted": 8, "rejected": 2}] * 5, "replay": {},
             "components_mb": {"labelstudio": 400.0 + images / 100, "scheduler": 300.0}}
 
 
