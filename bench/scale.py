@@ -1,7 +1,16 @@
-"""Nightly at scale: the three DAGs through the real scheduler at two sizes, then a second night.
+"""Nightly at scale: the three DAGs through the real scheduler at two or more sizes, then a second night.
 
     .venv/bin/python bench/scale.py [--sizes 1000,5000] [--shard-size 250] [--extra 0.05]
                                     [--filler 50000] [--json out.json] [--results bench/RESULTS.md]
+    .venv/bin/python bench/scale.py --one-stack --sizes 1000,5000,20000 --shard-size 500 --extra 0 --filler 0 \
+                                    --grow-filler 15000 --deadline 13:35 --results bench/RESULTS.md
+
+With ``--one-stack`` any number of sizes run on one stack, each pushing into the Label Studio project that
+holds the sizes before it (``--grow-filler N`` adds N answered tasks of no batch after the first size, so the
+later sizes run with a large project); ``--deadline HH:MM`` (UTC) shrinks the last size to what the night
+before it says ends by then, and says so in the output. Peak RSS is sampled per task worker and per component
+(each service's process tree), push and decide rates per size; ``bench/ls_probe.py`` times the Label Studio
+calls one push makes against the running stack.
 
 For each size a private local stack (SeaweedFS, Label Studio, Airflow; ``demo`` profile: the
 ``annotations`` backend, the program question generator, simulated annotators) starts cold on free
