@@ -1,7 +1,16 @@
-"""Nightly at scale: the three DAGs through the real scheduler at two sizes, then a second night.
+"""Nightly at scale: the three DAGs through the real scheduler at two or more sizes, then a second night.
 
     .venv/bin/python bench/scale.py [--sizes 1000,5000] [--shard-size 250] [--extra 0.05]
                                     [--filler 50000] [--json out.json] [--results bench/RESULTS.md]
+    .venv/bin/python bench/scale.py --one-stack --sizes 1000,5000,20000 --shard-size 500 --extra 0 --filler 0 \
+                                    --grow-filler 15000 --deadline 13:35 --results bench/RESULTS.md
+
+With ``--one-stack`` any number of sizes run on one stack, each pushing into the Label Studio project that
+holds the sizes before it (``--grow-filler N`` adds N answered tasks of no batch after the first size, so the
+later sizes run with a large project); ``--deadline HH:MM`` (UTC) shrinks the last size to what the night
+before it says ends by then, and says so in the output. Peak RSS is sampled per task worker and per component
+(each service's process tree), push and decide rates per size; ``bench/ls_probe.py`` times the Label Studio
+calls one push makes against the running stack.
 
 For each size a private local stack (SeaweedFS, Label Studio, Airflow; ``demo`` profile: the
 ``annotations`` backend, the program question generator, simulated annotators) starts cold on free
@@ -65,7 +74,7 @@ import tempfile
 import time
 from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -237,8 +246,9 @@ rows = json.load(open(sys.argv[1]))
 tasks = {t.id: t for t in Task.objects.filter(id__in={r[0] for r in rows})}
 with transaction.atomic():
     Annotation.objects.bulk_create(
-        [Annotation(task=tasks[t], project_id=tasks[t].project_id, completed_by_id=u, result=res, lead_time=lead,
-                    ground_truth=False, was_cancelled=False) for t, u, res, lead in rows], batch_size=1000)
+        [Annotation(task=tasks[t], project_id=tasks[t].project_id, completed_by_id=u, updated_by_id=u, result=res,
+                    lead_time=lead, ground_truth=False, was_cancelled=False) for t, u, res, lead in rows],
+        batch_size=1000)
     counts = Task.objects.filter(id__in=list(tasks)).annotate(n=Count("annotations__completed_by", distinct=True))
     for t in counts:
         Task.objects.filter(id=t.id).update(total_annotations=t.n, is_labeled=t.n >= t.overlap)
@@ -403,10 +413,59 @@ def trainer_pull(registry: str, tag1: str, tag2: str, creds: Any) -> dict[str, A
             "second_s": round(second.elapsed_s, 1)}
 
 
-# -- one stack, one or two nights ------------------------------------------------------------------
+# -- peak RSS of each long-lived component -----------------------------------------------------------
+class ComponentSampler:
+    """Every ``interval_s``: the RSS of each service's process tree (MB), peak per component since ``reset``.
+
+    Airflow's scheduler tree holds the LocalExecutor's task processes (sampled per task by
+    ``TaskMemorySampler``): they are left out of "scheduler" here, so it is the scheduler and its
+    executor's idle workers. Why: "what grows" with the project is a component's memory, not a task's.
+    """
+
+    def __init__(self, stack: Any, interval_s: float = 1.0) -> None:
+        import threading
+
+        self.stack, self.interval_s = stack, interval_s
+        self.peak: dict[str, float] = defaultdict(float)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def reset(self) -> dict[str, float]:
+        out, self.peak = dict(self.peak), defaultdict(float)
+        return out
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        from demo import UUID, tree
+
+        while not self._stop.wait(self.interval_s):
+            for svc in self.stack.services:
+                for proc in svc.processes:
+                    if not proc.pid:
+                        continue
+                    total = 0
+                    for q in tree(proc.pid):
+                        try:
+                            if UUID.search(" ".join(q.cmdline())):
+                                continue  # a task instance's process (or its supervisor)
+                            total += q.memory_info().rss
+                        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                            continue
+                    name = proc.name.removeprefix("airflow-")
+                    self.peak[name] = max(self.peak[name], total / MB)
+
+
+# -- one stack, one or more nights -----------------------------------------------------------------
 class Session:
     def __init__(self, stack: Any, params: Any, api: Any, store: Any, sampler: Any):
         self.stack, self.params, self.api, self.store, self.sampler = stack, params, api, store, sampler
+        self.components: ComponentSampler | None = None
 
     def night(self, label: str, prefix: str, folder: Path, entries: list[dict[str, Any]],
               shard_size: int, timeout_s: float, replay_shards: int = 1) -> dict[str, Any]:
@@ -414,6 +473,9 @@ class Session:
 
         api, store = self.api, self.store
         night: dict[str, Any] = {"label": label, "images": len(entries)}
+        t_night = time.monotonic()
+        if self.components is not None:
+            self.components.reset()
         night["upload_s"] = round(upload_inputs(store, self.params, prefix, folder, entries), 1)
         log(f"{label}: uploaded {len(entries)} images to inputs/{prefix}/ in {night['upload_s']}s")
         before = {d: {r["dag_run_id"] for r in api.dag_runs(d)} for d in DAGS}
@@ -464,6 +526,9 @@ class Session:
         night["remote"] = remote_objects(store, cfg.dvc_remote_bucket, cfg.dvc_remote_prefix)
         log(f"{label}: release {night['release_record'].get('tag')} "
             f"({night['release_record'].get('questions')} questions)")
+        night["wall_s"] = round(time.monotonic() - t_night, 1)
+        if self.components is not None:
+            night["components_mb"] = self.components.reset()
         return night
 
 
@@ -481,6 +546,7 @@ def run_stack(sizes_here: list[tuple[str, str, list[dict[str, Any]]]], folder: P
     params = params_with_ports(free_ports(), profile="demo")
     stack = LocalStack(params, home=home)
     sampler = None
+    components: ComponentSampler | None = None
     out: dict[str, Any] = {"nights": []}
     try:
         t0 = time.monotonic()
@@ -505,16 +571,34 @@ def run_stack(sizes_here: list[tuple[str, str, list[dict[str, Any]]]], folder: P
             time.sleep(3)
         sampler = TaskMemorySampler(stack)
         sampler.start()
+        components = ComponentSampler(stack)
+        components.start()
         session = Session(stack, load_params(None, "demo"), api, store, sampler)
+        session.components = components
         for i, (label, prefix, entries) in enumerate(sizes_here):
+            last_size = max(j for j, step in enumerate(sizes_here) if not step[0].startswith("+"))
+            if i > 0 and args.deadline and i == last_size:
+                label, prefix, entries = fit_deadline(out["nights"][-1], (label, prefix, entries), args, out)
             if i == len(sizes_here) - 1 and filler_before_last:
                 project = next(b["project_id"] for b in out["nights"][-1]["batches"] if b["project_id"])
                 out["filler"] = import_filler(stack, int(project), filler_before_last)
                 log(f"imported {filler_before_last} filler tasks in {out['filler']['seconds']}s")
+            if i == 1 and args.grow_filler:
+                # answered tasks of no batch: the sizes after the first push into (and decide in) a project
+                # that already holds this many more tasks
+                project = next(b["project_id"] for b in out["nights"][-1]["batches"] if b["project_id"])
+                grown = import_filler(stack, int(project), args.grow_filler)
+                log(f"imported {args.grow_filler} filler tasks before {label} in {grown['seconds']}s")
             second_night = i > 0 and i == len(sizes_here) - 1 and bool(filler_before_last or args.extra)
             out["nights"].append(session.night(label, prefix, folder, entries, args.shard_size, args.timeout,
                                                replay_shards=0 if second_night else 1))
+            if i == 1 and args.grow_filler:
+                out["nights"][-1]["filler_before"] = args.grow_filler
+                out["nights"][-1]["filler_s"] = grown["seconds"]
+            # each night kept as it ends: a run cut off later still leaves the nights it finished
+            (WORK / "scale-partial.json").write_text(json.dumps(out, indent=1, default=str))
         sampler.stop()
+        components.stop()
         for night in out["nights"]:
             for dag in ("nightly", "annotations", "release"):
                 for t in night[dag]["tis"]:
@@ -533,12 +617,39 @@ def run_stack(sizes_here: list[tuple[str, str, list[dict[str, Any]]]], folder: P
             out["dvc"]["pull"] = trainer_pull(r2["registry"], r1["tag"], r2["tag"], creds)
         api.close()
     finally:
+        if components is not None:
+            components.stop()
         if sampler is not None and sampler.is_alive():
             sampler.stop()
         stack.down(log=lambda *_: None)
         if not args.keep_home:
             shutil.rmtree(home, ignore_errors=True)
     return out
+
+
+def fit_deadline(prev: dict[str, Any], step: tuple[str, str, list[dict[str, Any]]], args: argparse.Namespace,
+                 out: dict[str, Any]) -> tuple[str, str, list[dict[str, Any]]]:
+    """The last size, shrunk (to whole thousands) when the previous night's wall time per image says it
+    would end after ``--deadline`` (UTC HH:MM): a result that ends in time beats one cut off."""
+    label, prefix, entries = step
+    per_image = prev["wall_s"] / prev["images"]
+    hh, mm = (int(x) for x in args.deadline.split(":"))
+    now = datetime.now(UTC)
+    end = now.replace(hour=hh, minute=mm, second=0, microsecond=0)
+    if end < now - timedelta(hours=12):  # a deadline past midnight
+        end += timedelta(days=1)
+    left = (end - now).total_seconds() - 120  # the render and the stack's stop
+    estimate = per_image * len(entries) * 1.1  # 10%: the per-image cost may still grow
+    log(f"{label}: ~{estimate / 60:.0f} min estimated ({per_image:.3f} s/image at {prev['images']:,}), "
+        f"{left / 60:.0f} min left before {args.deadline} UTC")
+    if estimate <= left:
+        return step
+    n = max(1000, int(left / (per_image * 1.1)) // 1000 * 1000)
+    out["fallback"] = (f"{len(entries):,} images were estimated at {estimate / 60:.0f} min from the "
+                       f"{prev['images']:,}-image night's {per_image:.3f} s/image wall, with {left / 60:.0f} min "
+                       f"left before {args.deadline} UTC; ran {n:,} instead")
+    log(out["fallback"])
+    return f"{n:,} images", prefix.rsplit("-", 1)[0] + f"-{n}", entries[:n]
 
 
 # -- figures ---------------------------------------------------------------------------------------
@@ -606,6 +717,15 @@ def push_rate(night: dict[str, Any]) -> dict[str, Any]:
             "first_created": created.get(first["map_index"], 0) if first else 0}
 
 
+def decide_rate(night: dict[str, Any]) -> dict[str, Any]:
+    """Questions judged (accepted + rejected + pending + withdrawn over the night's consensus records, one
+    per batch) / seconds of the decide task."""
+    secs = sum(float(t["duration"] or 0) for t in night["annotations"]["tis"] if t["task_id"] == "decide")
+    n = sum(int(c.get(k) or 0) for c in night["decisions"] for k in ("accepted", "rejected", "pending", "withdrawn"))
+    accepted = sum(int(c.get("accepted") or 0) for c in night["decisions"])
+    return {"decided": n, "accepted": accepted, "seconds": secs, "rate": n / secs if secs else 0.0}
+
+
 def fetched(night: dict[str, Any]) -> dict[str, Any]:
     pushed = [b for b in night["batches"] if b.get("project_id")]
     f_push = [int(b["tasks_fetched"]) for b in pushed if "tasks_fetched" in b]  # absent: no counter
@@ -634,79 +754,90 @@ def fmt_opt(v: float | None, f: str = "{:,.0f}") -> str:
 
 
 def report(result: dict[str, Any]) -> list[str]:
-    """The table (markdown-ish, also printed) and the definitions."""
+    """The tables (markdown-ish, also printed): one column per size, the ratio = last size / first."""
     m = result["machine"]
     nights = result["nights"]  # first night of each size, in size order
-    a, b = nights[0], nights[-1]
-    na, nb = a["images"], b["images"]
-    sa, sb = stage_seconds(a), stage_seconds(b)
+    ns = [n["images"] for n in nights]
+    qs = ", ".join(f"{n['summary'].get('questions', 0):,}" for n in nights)
+    tags = ", ".join(f"{n['release_record'].get('tag')} ({n['release_record'].get('questions')} q)" for n in nights)
+    na, nb = ns[0], ns[-1]
+    secs = [stage_seconds(n) for n in nights]
+    cols = " | ".join(f"@{n:,}" for n in ns)
+    sep = "|---" * (len(ns) + 2) + "|"
     lines = [f"machine: {m['cpu']}, {m['cores']} cores, {m['ram_gb']} GB RAM, no GPU; load average at start "
              f"{m['load_at_start']}; other work shared the machine (figures are slower than on an idle one)",
              f"code: commit {result['commit']}"
              f"{' + uncommitted edits in ' + ', '.join(result['dirty']) if result.get('dirty') else ''}; "
              f"shard size {result['shard_size']}; demo profile (annotations backend, program generator, "
              "simulated annotators)",
-             f"sizes: {na:,} and {nb:,} images -> {a['summary'].get('questions', 0):,} and "
-             f"{b['summary'].get('questions', 0):,} questions; releases {a['release_record'].get('tag')} "
-             f"({a['release_record'].get('questions')} q) and {b['release_record'].get('tag')} "
-             f"({b['release_record'].get('questions')} q)", "",
-             f"| stage (task, summed over map indexes) | s/image @{na:,} | s/image @{nb:,} | ratio (<= {LINEAR_TARGET}) |",
-             "|---|---|---|---|"]
-    tot_a = tot_b = 0.0
+             f"sizes: {', '.join(f'{n:,}' for n in ns)} images -> "
+             f"{qs} questions; releases {tags}",
+             "", f"| stage (task, summed over map indexes), s/image | {cols} | ratio @{nb:,} / @{na:,} (<= {LINEAR_TARGET}) |",
+             sep]
+    tots = [0.0] * len(nights)
     for dag_id, task in STAGE_ORDER:
         key = f"{dag_id}.{task}"
-        xa, xb = sa.get(key, 0.0) / na, sb.get(key, 0.0) / nb
-        tot_a += xa
-        tot_b += xb
-        ratio = xb / xa if xa else float("nan")
+        xs = [sec.get(key, 0.0) / n for sec, n in zip(secs, ns, strict=True)]
+        tots = [t + x for t, x in zip(tots, xs, strict=True)]
+        ratio = xs[-1] / xs[0] if xs[0] else float("nan")
         flag = "" if task in ("wait", "simulate") else (" OK" if ratio <= LINEAR_TARGET else " OVER")
-        lines.append(f"| {key} | {xa:.4f} | {xb:.4f} | {ratio:.2f}{flag} |")
-    lines.append(f"| all tasks | {tot_a:.4f} | {tot_b:.4f} | {tot_b / tot_a:.2f} |")
+        lines.append(f"| {key} | {' | '.join(f'{x:.4f}' for x in xs)} | {ratio:.2f}{flag} |")
+    work = [t - (sec.get("hopchain_annotations.wait", 0.0) + sec.get("hopchain_annotations.simulate", 0.0)) / n
+            for t, sec, n in zip(tots, secs, ns, strict=True)]
+    lines.append(f"| all tasks | {' | '.join(f'{t:.4f}' for t in tots)} | {tots[-1] / tots[0]:.2f} |")
+    lines.append(f"| **per-image cost**: all tasks but wait and simulate | {' | '.join(f'{t:.4f}' for t in work)} | "
+                 f"**{work[-1] / work[0]:.2f}** {'OK' if work[-1] / work[0] <= LINEAR_TARGET else 'OVER'} |")
     for label, key in (("hopchain_nightly run wall (s)", "nightly"), ("hopchain_annotations run wall (s)", "annotations"),
                        ("hopchain_release run wall (s)", "release")):
-        wa, wb = a[key]["wall_s"] or 0, b[key]["wall_s"] or 0
-        lines.append(f"| {label}, per image | {wa / na:.4f} | {wb / nb:.4f} | {(wb / nb) / (wa / na):.2f} |")
-    oa, ob = overhead(a), overhead(b)
-    lines += ["", f"| figure | @{na:,} | @{nb:,} | target |", "|---|---|---|---|"]
-    lines.append(f"| shards ({result['shard_size']} images) | {oa['shards']} | {ob['shards']} | - |")
-    lines.append(f"| task seconds per shard (5 task instances) | {oa['shard_task_seconds']:.1f} | "
-                 f"{ob['shard_task_seconds']:.1f} | - |")
-    lines.append(f"| steps' own time per shard, warm replay (4 steps), s | {oa['shard_step_seconds']:.1f} | "
-                 f"{ob['shard_step_seconds']:.1f} | - |")
-    lines.append(f"| launch latency per task (queued -> start), median (mean) s | {oa['launch_median_s']:.1f} "
-                 f"({oa['launch_mean_s']:.1f}) | {ob['launch_median_s']:.1f} ({ob['launch_mean_s']:.1f}) | - |")
-    lines.append(f"| in-task overhead per task (Airflow duration - warm replay), mean s | {oa['in_task_mean_s']:.1f} | "
-                 f"{ob['in_task_mean_s']:.1f} | - |")
-    lines.append(f"| of which a fresh Python process + imports (cold - warm replay), mean s | "
-                 f"{oa['process_mean_s']:.1f} | {ob['process_mean_s']:.1f} | - |")
-    lines.append(f"| of which Airflow's own (Airflow duration - cold replay), mean s | {oa['airflow_mean_s']:.1f} | "
-                 f"{ob['airflow_mean_s']:.1f} | - |")
-    lines.append(f"| **Airflow overhead per mapped shard**: 5 x in-task overhead, s | {oa['per_shard_s']:.1f} | "
-                 f"{ob['per_shard_s']:.1f} | - |")
-    lines.append(f"| the same without the fresh-process part: 5 x Airflow's own, s | "
-                 f"{oa['per_shard_airflow_s']:.1f} | {ob['per_shard_airflow_s']:.1f} | - |")
-    ra, rb = peak_rss(a), peak_rss(b)
+        ws = [(n[key]["wall_s"] or 0) / n["images"] for n in nights]
+        lines.append(f"| {label}, per image | {' | '.join(f'{w:.4f}' for w in ws)} | {ws[-1] / ws[0]:.2f} |")
+    if all("wall_s" in n for n in nights):
+        ws = [n["wall_s"] / n["images"] for n in nights]
+        lines.append(f"| the night's bench wall (upload, 3 DAGs, answers, replay), per image | "
+                     f"{' | '.join(f'{w:.4f}' for w in ws)} | {ws[-1] / ws[0]:.2f} |")
+    ovs = [overhead(n) for n in nights]
+    lines += ["", f"| figure | {cols} | target |", sep]
+
+    def row(label: str, vals: list[str], target: str = "-") -> None:
+        lines.append(f"| {label} | {' | '.join(vals)} | {target} |")
+
+    row(f"shards ({result['shard_size']} images)", [str(o["shards"]) for o in ovs])
+    row("task seconds per shard (5 task instances)", [f"{o['shard_task_seconds']:.1f}" for o in ovs])
+    row("steps' own time per shard, warm replay (4 steps), s", [f"{o['shard_step_seconds']:.1f}" for o in ovs])
+    row("launch latency per task (queued -> start), median (mean) s",
+        [f"{o['launch_median_s']:.1f} ({o['launch_mean_s']:.1f})" for o in ovs])
+    row("in-task overhead per task (Airflow duration - warm replay), mean s", [f"{o['in_task_mean_s']:.1f}" for o in ovs])
+    row("**Airflow overhead per mapped shard**: 5 x in-task overhead, s", [f"{o['per_shard_s']:.1f}" for o in ovs])
+    rss = [peak_rss(n) for n in nights]
     for label, rr in (("task", "task"), ("task + supervisor", "ti")):
-        va = max((v[rr] for v in ra.values()), default=0)
-        vb = max((v[rr] for v in rb.values()), default=0)
-        ka = max(ra, key=lambda k: ra[k][rr]) if ra else "-"
-        kb = max(rb, key=lambda k: rb[k][rr]) if rb else "-"
-        ok = "OK" if max(va, vb) <= RSS_TARGET_MB else "OVER"
-        lines.append(f"| peak RSS per worker, {label} (MB) | {va:.0f} ({ka.split('.', 1)[-1]}) | "
-                     f"{vb:.0f} ({kb.split('.', 1)[-1]}) | <= 2048 {ok} |")
-    pa, pb = push_rate(a), push_rate(b)
-    lines.append(f"| push, tasks/s (created / push seconds; the first night starts on an empty project) | {pa['rate']:.0f} "
-                 f"({pa['created']:,} tasks) | {pb['rate']:.0f} ({pb['created']:,} tasks) | - |")
-    one = result.get("second") is not None and len(result["second"]["nights"]) > 2
-    lines.append(f"| push, the night's first push alone, tasks/s{' (one stack: the 2nd size pushed into a project holding the 1st)' if one else ''} | "
-                 f"{pa['first_rate']:.0f} | {pb['first_rate']:.0f} | - |")
-    fa, fb = fetched(a), fetched(b)
-    lines.append(f"| LS tasks fetched per push (mean / max) | {fmt_opt(fa['per_push'])} / {fmt_opt(fa['per_push_max'])} "
-                 f"| {fmt_opt(fb['per_push'])} / {fmt_opt(fb['per_push_max'])} | only tasks of its own images "
-                 f"(0 when all are new; {fa['created_per_push']:.0f} / {fb['created_per_push']:.0f} created per push) |")
-    lines.append(f"| LS tasks fetched per decision (mean / max) | {fmt_opt(fa['per_decision'])} / "
-                 f"{fmt_opt(fa['per_decision_max'])} | {fmt_opt(fb['per_decision'])} / "
-                 f"{fmt_opt(fb['per_decision_max'])} | ~ tasks of the batch |")
+        vs = [max((v[rr] for v in r.values()), default=0) for r in rss]
+        ks = [max(r.items(), key=lambda kv: kv[1][rr])[0].split(".", 1)[-1] if r else "-" for r in rss]
+        row(f"peak RSS per task worker, {label} (MB)", [f"{v:.0f} ({k})" for v, k in zip(vs, ks, strict=True)],
+            f"<= 2048 {'OK' if max(vs) <= RSS_TARGET_MB else 'OVER'}")
+    comps = sorted({c for n in nights for c in n.get("components_mb", {})})
+    for c in comps:
+        row(f"peak RSS, {c} (process tree, MB)", [fmt_opt(n.get("components_mb", {}).get(c)) for n in nights])
+    prs = [push_rate(n) for n in nights]
+    held, total = [], 0
+    for n, pr in zip(nights, prs, strict=True):
+        total += int(n.get("filler_before", 0))  # answered filler tasks imported before the night
+        held.append(total)
+        total += pr["created"]
+    row("LS tasks in the project before the night's push", [f"{h:,}" for h in held])
+    row("LS tasks in the project after the night", [f"{h + p['created']:,}" for h, p in zip(held, prs, strict=True)])
+    row("push, tasks/s (created / push task seconds)", [f"{p['rate']:.0f} ({p['created']:,} tasks)" for p in prs],
+        "the same at every size")
+    row("push, the night's first push alone, tasks/s", [f"{p['first_rate']:.0f}" for p in prs])
+    drs = [decide_rate(n) for n in nights]
+    row("decide, questions judged / decide task seconds (judged, accepted)",
+        [f"{d['rate']:.0f} ({d['decided']:,}, {d['accepted']:,})" for d in drs], "the same at every size")
+    fs = [fetched(n) for n in nights]
+    row("LS tasks fetched per push (mean / max)",
+        [f"{fmt_opt(f['per_push'])} / {fmt_opt(f['per_push_max'])}" for f in fs],
+        "only tasks of its own images (0 when all are new)")
+    row("LS tasks fetched per decision (mean / max)",
+        [f"{fmt_opt(f['per_decision'])} / {fmt_opt(f['per_decision_max'])}" for f in fs],
+        "~ tasks of the batch (" + ", ".join(f"{f['created_per_push']:.0f}" for f in fs) + " created per push)")
     second = result.get("second")
     if second:
         n2 = second["nights"][-1]
@@ -762,7 +893,15 @@ DEFINITIONS = [
     "one sample per step, so it is noisy and can come out below 0). The launch latency `start_date - queued_when` "
     "is shown beside it, not added: with more shards than the 2 executor slots (`airflow_parallelism: 2`) it is "
     "mostly waiting for a free slot (~0.1 s when one is free).",
-    "* **Peak RSS per worker**: LocalExecutor task process (and with its supervisor), sampled every 0.2 s.",
+    "* **per-image cost**: the sum of the stages' s/image without `wait` and `simulate`; its ratio (last size / "
+    "first) is the linearity target (<= 1.2).",
+    "* **Peak RSS per task worker**: LocalExecutor task process (and with its supervisor), sampled every 0.2 s. "
+    "**Peak RSS per component**: each service process with all its descendants except task-instance processes "
+    "(so `scheduler` is the scheduler and its executor's idle workers), sampled every 1 s, peak per night.",
+    "* **decide rate**: questions judged (accepted + rejected + pending + withdrawn, over the consensus records the "
+    "night's `hopchain_annotations` run wrote) / seconds of its `decide` task.",
+    "* **LS tasks in the project**: tasks the earlier nights created plus any answered filler tasks imported before "
+    "the night (counted in the row).",
     "* **Push tasks/s**: tasks created / seconds of the push task instances (Airflow durations, overhead included).",
     "* **Tasks fetched**: the `tasks_fetched` counters of the ledger's batch (push) and consensus (decide) records.",
     "* **Simulated annotators**: the bench writes their answers (same seeded decisions and error rate as "
@@ -794,10 +933,15 @@ def write_results(path: Path, lines: list[str], command: str) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sizes", default="1000,5000", help="two image counts, comma-separated")
+    ap.add_argument("--sizes", default="1000,5000", help="image counts, comma-separated (two, or more with --one-stack)")
+    ap.add_argument("--deadline", help="UTC HH:MM: with --one-stack, shrink the last size to what the night before "
+                                       "it says ends by then")
     ap.add_argument("--shard-size", type=int, default=250)
     ap.add_argument("--extra", type=float, default=0.05, help="second night: this share of new images (0: none)")
     ap.add_argument("--filler", type=int, default=50_000, help="extra LS tasks before the second night")
+    ap.add_argument("--grow-filler", type=int, default=0,
+                    help="with --one-stack: answered filler tasks imported after the first size (the later sizes "
+                         "push into a project this much larger)")
     ap.add_argument("--timeout", type=float, default=3600, help="seconds per DAG run")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--results", type=Path, help="write the section into this RESULTS.md")
@@ -816,7 +960,7 @@ def main() -> int:
     if args.replay:
         return replay(args.replay, args.cold)
     if args.render:
-        return render(json.loads(args.render.read_text()), args)
+        return render(from_partial(json.loads(args.render.read_text()), args), args)
 
     import signal
 
@@ -840,16 +984,19 @@ def main() -> int:
                          else int(round(sum(sizes) * (1 + args.extra))) + 1)
     index = json.loads((folder / "index.json").read_text())
     if args.one_stack:
-        n1, n2 = sizes[0], sizes[-1]
-        extra = int(round((n1 + n2) * args.extra))
-        plan = [(f"{n1:,} images", f"scale-{n1}", index[:n1]), (f"{n2:,} images", f"scale-{n2}", index[n1:n1 + n2])]
+        plan, at = [], 0
+        for n in sizes:  # each size its own images, pushed into the project holding the sizes before it
+            plan.append((f"{n:,} images", f"scale-{n}", index[at:at + n]))
+            at += n
+        extra = int(round(at * args.extra))
         if extra:
-            plan.append((f"+{extra:,} images (second night)", f"scale-{n2}-plus", index[n1 + n2:n1 + n2 + extra]))
+            plan.append((f"+{extra:,} images (second night)", f"scale-{sizes[-1]}-plus", index[at:at + extra]))
         log(f"=== one stack: {', '.join(p[0] for p in plan)}")
         t_stack = time.monotonic()
         out = run_stack(plan, folder, args, args.filler if extra else 0)
         result["stacks"].append({"startup_s": out["startup_s"], "wall_s": time.monotonic() - t_stack})
-        result["nights"] = out["nights"][:2]
+        result["nights"] = out["nights"][:len(sizes)]
+        result["fallback"] = out.get("fallback")
         if extra:
             result["second"] = out
         sizes = []
@@ -881,6 +1028,20 @@ def main() -> int:
     if args.json:
         args.json.write_text(json.dumps(result, indent=1, default=str))
     return render(result, args)
+
+
+def from_partial(saved: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """A saved result as ``render`` takes it; ``scale-partial.json`` (the nights a cut-off run finished,
+    without the run's header) gets one made from this machine and the command line given."""
+    if "machine" in saved:
+        return saved
+    nights = [n for n in saved["nights"] if not str(n["label"]).startswith("+")]
+    return {"machine": {"cpu": cpu_model(), "cores": os.cpu_count(),
+                        "ram_gb": round(psutil.virtual_memory().total / 1e9, 1), "load_at_start": "n/a"},
+            "commit": "n/a", "dirty": [], "argv": ["(partial)", *sys.argv[1:]], "shard_size": args.shard_size,
+            "sizes": [n["images"] for n in nights], "nights": nights,
+            "stacks": [{"startup_s": saved.get("startup_s", 0), "wall_s": sum(n.get("wall_s", 0) for n in nights)}],
+            "total_s": sum(n.get("wall_s", 0) for n in nights), "fallback": saved.get("fallback")}
 
 
 def render(result: dict[str, Any], args: argparse.Namespace) -> int:
