@@ -110,15 +110,19 @@ def check_registry_url(url: str) -> None:
 
 
 def ensure_registry(url: str) -> None:
-    """Create the local bare repository at ``url`` if it is a local path that does not exist."""
+    """Create the local bare repository at ``url`` if it is a local path that does not exist.
+
+    ``--shared=0600``: git keeps every object and folder it writes there owner-only (0400/0700),
+    whatever the umask of the process that pushes (the stack's tasks run with 077, a CLI or a test
+    process may not); trainers clone it as the same user or through a server of their own."""
     check_registry_url(url)
     if not is_local_url(url):
         return
     path = Path(url)
     if (path / "HEAD").exists():
         return
-    path.mkdir(parents=True, exist_ok=True)
-    git("init", "--bare", "--quiet", f"--initial-branch={BRANCH}", str(path), cwd=None)
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    git("init", "--bare", "--quiet", "--shared=0600", f"--initial-branch={BRANCH}", str(path), cwd=None)
 
 
 def default_registry_url(params: Params, home: Path) -> str:

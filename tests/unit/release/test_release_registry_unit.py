@@ -149,3 +149,29 @@ def test_cli_release_needs_its_inputs_and_has_the_stage_commands(capsys):
     assert args.release_command == "build" and args.data == "in"
     args = build_parser().parse_args(["release", "verify", "somewhere"])
     assert args.dir == "somewhere"
+
+
+def test_the_local_registry_stays_owner_only_whatever_the_pushers_umask(tmp_path: Path) -> None:
+    """A release run from a CLI or a test process (umask 022) must not leave the registry's objects
+    readable by others: git keeps them 0700/0400 (``--shared=0600``)."""
+    import os
+    import stat
+    import subprocess
+
+    from pipelines.release.registry import ensure_registry
+
+    old = os.umask(0o022)
+    try:
+        reg = tmp_path / "registry.git"
+        ensure_registry(str(reg))
+        work = tmp_path / "work"
+        subprocess.run(["git", "init", "-q", str(work)], check=True)
+        (work / "a").write_text("a")
+        git = ["git", "-C", str(work), "-c", "user.email=a@b", "-c", "user.name=a"]
+        subprocess.run([*git, "add", "a"], check=True)
+        subprocess.run([*git, "commit", "-qm", "a"], check=True)
+        subprocess.run([*git, "push", "-q", str(reg), "HEAD:refs/heads/main"], check=True)
+    finally:
+        os.umask(old)
+    loose = [str(p) for p in [reg, *reg.rglob("*")] if stat.S_IMODE(p.stat().st_mode) & 0o077]
+    assert loose == []
