@@ -391,16 +391,24 @@ class _Builder:
         else:
             options = [{"category": c} for c in cats]
         for args in self.shuffled(options):
-            r = self.run(op, args, (x,))
-            if r is None:
-                continue
-            s = self.add(op, args, (x,), r)
-            n = self.run("count", {}, (s,))
-            if n is not None:
-                k = self.add("count", {}, (s,), n)
-                if self.fair(k):
-                    return k
-            self.pop()
+            k = self.count_of(op, args, x)
+            if k is not None:
+                return k
+        return None
+
+    def count_of(self, op: str, args: dict[str, Any], x: int) -> int | None:
+        """``op(args)`` from instance ``x``, then ``count`` over it, under the candidate rule; the
+        count's hop, or ``None`` with both hops taken back."""
+        r = self.run(op, args, (x,))
+        if r is None:
+            return None
+        s = self.add(op, args, (x,), r)
+        n = self.run("count", {}, (s,))
+        if n is not None:
+            k = self.add("count", {}, (s,), n)
+            if self.fair(k):
+                return k
+        self.pop()
         return None
 
     def grouped(self, x: int) -> int | None:
@@ -426,16 +434,9 @@ class _Builder:
                          key=lambda o: -sum(size[c] for c in o[1]))
         for rel, g in options[:GROUP_TRIES]:
             args = {"relation": rel, GROUP_ARG: g}  # a tuple here (a memo key); a JSON list once built
-            r = self.run("relate_group", args, (x,))
-            if r is None:
-                continue
-            s = self.add("relate_group", args, (x,), r)
-            n = self.run("count", {}, (s,))
-            if n is not None:
-                k = self.add("count", {}, (s,), n)
-                if self.fair(k):
-                    return k
-            self.pop()
+            counted = self.count_of("relate_group", args, x)
+            if counted is not None:
+                return counted
         return None
 
     def terminal(self, t: str, x: int) -> int | None:
