@@ -140,8 +140,7 @@ def _answer_on(hops: Sequence[Hop], scene: Scene, m: Margins, memo: dict) -> str
     named: set[int] = set()
     for h in hops:
         ins = [results[j] for j in h.inputs]
-        key = (h.op, tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in h.args.items())),
-               tuple(r.tobytes() if isinstance(r, np.ndarray) else r for r in ins))
+        key = (P.hop_key(h)[:2], tuple(r.tobytes() if isinstance(r, np.ndarray) else r for r in ins))
         hit = memo.get(key)
         if hit is None:
             try:
