@@ -397,8 +397,8 @@ class _Builder:
         return None
 
     def count_of(self, op: str, args: dict[str, Any], x: int) -> int | None:
-        """``op(args)`` from instance ``x``, then ``count`` over it, under the candidate rule; the
-        count's hop, or ``None`` with both hops taken back."""
+        """``op(args)`` on hop ``x`` (the reference instance, or a set to filter), then ``count`` over
+        it, under the candidate rule; the count's hop, or ``None`` with both hops taken back."""
         r = self.run(op, args, (x,))
         if r is None:
             return None
@@ -459,16 +459,9 @@ class _Builder:
             return k if self.fair(k) else None
         if t == "CF":
             for col in self.shuffled(self.colors_in(self.res[0])):
-                f = self.run("filter_color", {"color": col}, (0,))
-                if f is None:
-                    continue
-                fi = self.add("filter_color", {"color": col}, (0,), f)
-                n = self.run("count", {}, (fi,))
-                if n is not None:
-                    k = self.add("count", {}, (fi,), n)
-                    if self.fair(k):
-                        return k
-                self.pop()
+                counted = self.count_of("filter_color", {"color": col}, 0)
+                if counted is not None:
+                    return counted
             return None
         raise ValueError(t)
 
