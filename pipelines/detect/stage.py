@@ -252,7 +252,7 @@ class DetectStage(StageBase):
     def process(self, shard: Shard) -> ShardResult:
         manifest = shard.tables["manifest"]
         if self.backend == "annotations":
-            instances, rejects = self.shipped.match(manifest)
+            instances, rejects = self.shipped.match(manifest, shard.number)
             dets = instances.select(["image_id", "category", "bbox", "score", "source"])
             stats: dict[str, Any] = {"images": len(manifest), "detections": len(dets), "rejected": len(rejects)}
         else:

@@ -10,6 +10,7 @@ quarantine row's ``code`` column (counted) and the message its ``detail`` column
 
 from __future__ import annotations
 
+import hashlib
 import io
 import warnings
 from dataclasses import dataclass
@@ -132,3 +133,8 @@ def decode_image(data: bytes, *, max_pixels: int, max_bytes: int | None = None) 
         except (OSError, SyntaxError, ValueError, EOFError) as err:
             raise ImageRefused(CORRUPT, str(err) or type(err).__name__) from None
     return DecodedImage(image=_to_rgb(im), format=fmt)
+
+
+def sha256_hex(data: bytes) -> str:
+    """An image's id: the SHA-256 of its bytes (the same bytes under two names are one image)."""
+    return hashlib.sha256(data).hexdigest()

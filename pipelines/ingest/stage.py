@@ -11,7 +11,6 @@ quarantine are checked (Great Expectations) before any later stage reads them.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ import pyarrow as pa
 from pipelines.config import IngestConfig
 from pipelines.contracts import to_table
 from pipelines.contracts.rejects import Quarantined, count_codes, quarantine_table
-from pipelines.ingest.decode import DUPLICATE, UNREADABLE, ImageRefused, decode_image
+from pipelines.ingest.decode import DUPLICATE, UNREADABLE, ImageRefused, decode_image, sha256_hex
 from pipelines.ingest.sources import ImageSource
 from pipelines.runner import Check, RunEnv, Shard, ShardResult, StageBase
 
@@ -34,10 +33,6 @@ class IngestResult:
     manifest: pa.Table
     quarantine: pa.Table
     counts: dict[str, int] = field(default_factory=dict)
-
-
-def sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def check_images(
@@ -105,12 +100,17 @@ class IngestStage(StageBase):
         self.shard_size = int(shard_size)
         self.max_images = int(max_images)
         self.listed = 0
+        self.shipped: dict[str, Any] | None = None
 
     def setup(self, env: RunEnv) -> None:
         cfg = env.params.ingest
         self.config = cfg.model_copy(update={"shard_size": self.shard_size}) if self.shard_size else cfg
         self.images = env.images
         self.uri = self.source_uri or env.input_uri(self.input_prefix)
+        from pipelines.segment.annotations import shipped_coco
+
+        # the COCO instances shipped with the images, read once here and handed to each shard as its slice
+        self.shipped = shipped_coco(env, self.uri)
 
     def plan(self) -> dict[int, list[str]]:
         from pipelines.ingest.sources import assign_shards
@@ -141,6 +141,12 @@ class IngestStage(StageBase):
             stats = {"listed": len(mine) + len(res.tables["quarantine"]), "images": len(part),
                      "quarantined": len(quarantine), **count_codes(quarantine)}
             merged[n] = ShardResult({"manifest": part, "quarantine": quarantine}, None, stats)
+        if self.shipped is not None:
+            from pipelines.segment.annotations import SHIPPED, shipped_slices
+
+            slices = shipped_slices(self.shipped, self.uri, {n: r.tables["manifest"] for n, r in merged.items()})
+            for n, doc in slices.items():
+                merged[n].documents[SHIPPED] = doc
         images = sum(len(r.tables["manifest"]) for r in merged.values())
         if merged:
             log.info("ingest %s: %d images in %d shards, %d quarantined", self.uri, images, len(merged),

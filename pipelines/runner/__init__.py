@@ -89,11 +89,15 @@ class Shard:
 @dataclass
 class ShardResult:
     """What ``process`` returns: one table per declared output, the refused items (a ``rejects``
-    contract table; None for a stage that refuses nothing) and the shard's stats (None: none kept)."""
+    contract table; None for a stage that refuses nothing) and the shard's stats (None: none kept).
+    ``documents``: JSON documents of this shard for later stages (name → document, written at
+    :meth:`RunKeys.shard_document`), e.g. ingest's slice of the COCO instances shipped with the images, so
+    a later shard reads its own slice, not the whole night's file."""
 
     tables: dict[str, pa.Table] = field(default_factory=dict)
     rejects: pa.Table | None = None
     stats: dict[str, Any] | None = None
+    documents: dict[str, Any] = field(default_factory=dict)
 
 
 @runtime_checkable
@@ -436,9 +440,11 @@ class Runner:
         return result
 
     def _write(self, stage: Stage, shard: int, result: ShardResult, report: StageRun) -> None:
-        """Outputs, then rejects, then stats (last: they mark the shard done); one atomic put each."""
+        """Outputs and documents, then rejects, then stats (last: they mark the shard done); one atomic put each."""
         for name in stage.outputs:
             self.env.write_table(name, shard, result.tables[name])
+        for name, doc in sorted(result.documents.items()):
+            self.env.store.put_json(self.env.keys.shard_document(stage.name, name, shard), doc)
         if result.rejects is not None:
             self.env.store.put_table(self.env.keys.rejects(stage.name, shard), result.rejects, "rejects")
         if result.stats is not None:

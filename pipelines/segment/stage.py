@@ -192,7 +192,7 @@ class SegmentStage(StageBase):
     def process(self, shard: Shard) -> ShardResult:
         manifest = shard.tables["manifest"]
         if self.backend == "annotations":
-            instances, rejects = self.shipped.match(manifest)
+            instances, rejects = self.shipped.match(manifest, shard.number)
             stats: dict[str, Any] = {"images": len(manifest), "instances": len(instances), "rejected": len(rejects)}
         else:
             instances, rejects, stats = segment_shard(self.segmenter, manifest, shard.tables["detections"],

@@ -10,6 +10,7 @@ give this tree (``NNNNN``: the shard number, five digits)::
         rejects/<stage>/shard-NNNNN.parquet                   refused items (contract ``rejects``)
         stats/<stage>/shard-NNNNN.json                        counts per task
         ingest/plan.json                                      what ingest listed and sharded
+        ingest/shipped/shard-NNNNN.json                       the shard's slice of the input's instances.json
         validation/<suite>/<label|result>.json                a GX result (report + GX's JSON)
         validation/<label>.<suite>[+<suite>...].json          the outcome of one validation step
         datadocs/<suite>[/<label>]/...                        one GX Data Docs site (index.html, validations/...)
@@ -156,6 +157,11 @@ class RunKeys:
     def stage_prefix(self, stage: str) -> str:
         """``<runs>/<run_id>/<stage>/``: every shard of a stage's table."""
         return _folder(self.runs_prefix, self.run_id, stage)
+
+    def shard_document(self, stage: str, name: str, shard: int) -> str:
+        """``<runs>/<run_id>/<stage>/<name>/shard-NNNNN.json``: a JSON document a stage hands one shard of a
+        later stage (:attr:`pipelines.runner.ShardResult.documents`)."""
+        return self._key(stage, name, shard_file(shard, ".json"))
 
     def rejects(self, stage: str, shard: int) -> str:
         """``<runs>/<run_id>/rejects/<stage>/shard-NNNNN.parquet``."""

@@ -43,6 +43,8 @@ LAYOUT: list[tuple[str, Callable[[], object], object]] = [
     ("RunKeys.stats_prefix", lambda: R.stats_prefix(), f"{RUN}/stats/"),
     ("RunKeys.stats_stage", lambda: R.stats_stage(f"{RUN}/stats/detect/shard-00000.json"), "detect"),
     ("RunKeys.plan", lambda: R.plan(), f"{RUN}/ingest/plan.json"),
+    ("RunKeys.shard_document", lambda: R.shard_document("ingest", "shipped", 3),
+     f"{RUN}/ingest/shipped/shard-00003.json"),
     ("RunKeys.validation", lambda: R.validation("x.json"), f"{RUN}/validation/x.json"),
     ("RunKeys.validation_step", lambda: R.validation_step("shard-00001", ["manifest", "quarantine"]),
      f"{RUN}/validation/shard-00001.manifest+quarantine.json"),
