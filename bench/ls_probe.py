@@ -149,6 +149,12 @@ def main() -> int:
         out["batch_list_newest_s"] = round(min(r[0] for r in unbounded), 3)
         out["batch_list_newest_idbound_s"] = round(min(r[0] for r in bounded), 3)
         out["batch_list_newest_tasks"] = len(bounded[0][1])
+        # one page of one task: the filtered query's own cost per page request (Label Studio runs it ~4 times)
+        for label, bound in (("batch_page1_newest", None), ("batch_page1_newest_idbound", first)):
+            runs = [timed(lambda bound=bound: next(iter(ls.iter_tasks(pid, batch=batch, fields="all", page_size=1,
+                                                                      first_task_id=bound))))
+                    for _ in range(args.reps * 2)]
+            out[f"{label}_s"] = round(min(r[0] for r in runs), 3)
     print(json.dumps(out))
     return 0
 
