@@ -12,6 +12,11 @@ between the sizes of ``bench/scale.py --one-stack``) and compare. Imports are no
 would add tasks to the project being measured (their time is in Label Studio's log, see scale.py).
 Prints one JSON line.
 
+Batch reads (issue 31, after): ``batch_list_*`` read the project's oldest batch (the first task's), as
+before; ``batch_list_newest_s`` / ``batch_list_newest_idbound_s`` read its newest batch (the last task's:
+what an open batch is) with the ``data.batch`` filter alone and with the batch's id bound added
+(``id >= first_task_id``, :func:`pipelines.annotation.completion.batch_filter`), as the readers now do.
+
 ``--log labelstudio.log --since HH:MM:SS [--until HH:MM:SS]`` instead reads a stack's Label Studio log
 (Django's access lines, written as each request ends) and estimates each request's time by the gap to the
 line before it when both belong to one caller's sequence (a lookup after a lookup or a storage check, an
@@ -131,6 +136,25 @@ def main() -> int:
         runs = [timed(lambda: list(ls.iter_tasks(pid, batch=batch, fields="all"))) for _ in range(max(1, args.reps - 1))]
         out["batch_list_s"] = round(min(r[0] for r in runs), 3)
         out["batch_list_tasks"] = len(runs[0][1])
+        # the newest batch (an open batch is a recent one), unbounded and bounded by its first task id
+        newest = next(iter(ls.iter_tasks(pid, fields="task_only", page_size=1,
+                                         query=json.dumps({"ordering": ["-tasks:id"]}))))
+        batch = str(newest["data"].get("batch", ""))
+        reps = max(1, args.reps - 1)
+        unbounded = [timed(lambda: list(ls.iter_tasks(pid, batch=batch, fields="all"))) for _ in range(reps)]
+        first = min(int(t["id"]) for t in unbounded[0][1])  # what the batch record's first_task_id holds
+        bounded = [timed(lambda: list(ls.iter_tasks(pid, batch=batch, fields="all", first_task_id=first)))
+                   for _ in range(reps)]
+        assert len(bounded[0][1]) == len(unbounded[0][1]), "the id bound lost tasks of the batch"
+        out["batch_list_newest_s"] = round(min(r[0] for r in unbounded), 3)
+        out["batch_list_newest_idbound_s"] = round(min(r[0] for r in bounded), 3)
+        out["batch_list_newest_tasks"] = len(bounded[0][1])
+        # one page of one task: the filtered query's own cost per page request (Label Studio runs it ~4 times)
+        for label, bound in (("batch_page1_newest", None), ("batch_page1_newest_idbound", first)):
+            runs = [timed(lambda bound=bound: next(iter(ls.iter_tasks(pid, batch=batch, fields="all", page_size=1,
+                                                                      first_task_id=bound))))
+                    for _ in range(args.reps * 2)]
+            out[f"{label}_s"] = round(min(r[0] for r in runs), 3)
     print(json.dumps(out))
     return 0
 

@@ -52,6 +52,15 @@ class LabelStudioCredentials:
         return cls(str(data["url"]).rstrip("/"), str(data["token"]))
 
 
+@dataclass(frozen=True)
+class ImportedTasks:
+    """What one import created: ``count`` tasks, and their ids when the server says them (the Community
+    edition's synchronous import does; an asynchronous one, ``{"import": id}``, does not: ``None``)."""
+
+    count: int
+    task_ids: tuple[int, ...] | None = None
+
+
 def as_json(record: Any) -> dict[str, Any]:
     """An SDK record → the JSON object the server sent (unset fields left out, wire names kept)."""
     if isinstance(record, dict):
@@ -191,10 +200,15 @@ class LabelStudioClient:
         return as_json(self.sdk.import_storage.s3.update(int(storage_id), **settings))
 
     # -- tasks ----------------------------------------------------------------------------------
-    def import_tasks(self, project_id: int, tasks: list[dict[str, Any]]) -> int:
-        """Import ``tasks`` (``[{"data": {...}}, ...]``) in ONE request; returns the task count."""
-        resp = self.sdk.projects.import_tasks(project_id, request=tasks)  # type: ignore[arg-type]  # plain dicts are what the API takes
-        return int(resp.task_count if resp.task_count is not None else len(tasks))
+    def import_tasks(self, project_id: int, tasks: list[dict[str, Any]]) -> ImportedTasks:
+        """Import ``tasks`` (``[{"data": {...}}, ...]``) in ONE request; returns how many were created and
+        their ids (``return_task_ids``: the push records the lowest on its batch, see
+        :attr:`pipelines.store.ledger.BatchRecord.first_task_id`)."""
+        resp = self.sdk.projects.import_tasks(project_id, request=tasks,  # type: ignore[arg-type]  # plain dicts are what the API takes
+                                              return_task_ids=True)
+        ids = as_json(resp).get("task_ids")
+        count = int(resp.task_count if resp.task_count is not None else len(tasks))
+        return ImportedTasks(count, tuple(int(i) for i in ids) if isinstance(ids, list) else None)
 
     def iter_tasks(
         self,
@@ -203,14 +217,16 @@ class LabelStudioClient:
         fields: str = "all",
         page_size: int = 500,
         query: str | None = None,
+        first_task_id: int | None = None,
     ) -> Iterator[dict[str, Any]]:
         """Every task of the project (optionally of one ``batch``, or matching a Data Manager ``query``),
-        page by page (the SDK's pager).
+        page by page (the SDK's pager). ``first_task_id``: the batch's id bound
+        (:func:`pipelines.annotation.completion.batch_filter`; ``None`` reads the batch unbounded).
 
         With ``fields="all"`` each task carries its annotations, cancelled ones included.
         """
         pager: Iterable[Any] = self.sdk.tasks.list(
-            **tasks_query(project_id, batch, fields, page_size, query), request_options=self._read
+            **tasks_query(project_id, batch, fields, page_size, query, first_task_id), request_options=self._read
         )
         for task in pager:
             yield as_json(task)
@@ -307,10 +323,10 @@ class AsyncLabelStudioClient:
 
     async def iter_tasks(
         self, project_id: int, batch: str | None = None, fields: str = "all", page_size: int = 500,
-        query: str | None = None,
+        query: str | None = None, first_task_id: int | None = None,
     ) -> AsyncIterator[dict[str, Any]]:
-        """Like :meth:`LabelStudioClient.iter_tasks`, asynchronously."""
-        pager = await self.sdk.tasks.list(**tasks_query(project_id, batch, fields, page_size, query))
+        """Like :meth:`LabelStudioClient.iter_tasks`, asynchronously (the same query)."""
+        pager = await self.sdk.tasks.list(**tasks_query(project_id, batch, fields, page_size, query, first_task_id))
         async for task in pager:
             yield as_json(task)
 

@@ -14,14 +14,35 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+def _data_item(key: str, operator: str, value: str | list[str]) -> dict[str, Any]:
+    return {"filter": f"filter:tasks:data.{key}", "operator": operator, "type": "String", "value": value}
+
+
+def _query(*items: dict[str, Any]) -> str:
+    """Data Manager filter items joined by ``and`` (one query: Label Studio applies them together)."""
+    return json.dumps({"filters": {"conjunction": "and", "items": list(items)}})
+
+
 def _data_filter(key: str, operator: str, value: str | list[str]) -> str:
-    item = {"filter": f"filter:tasks:data.{key}", "operator": operator, "type": "String", "value": value}
-    return json.dumps({"filters": {"conjunction": "and", "items": [item]}})
+    return _query(_data_item(key, operator, value))
 
 
-def batch_filter(batch: str) -> str:
-    """A Data Manager ``query`` (JSON text) selecting the tasks whose ``data.batch`` equals ``batch``."""
-    return _data_filter("batch", "equal", batch)
+def id_at_least_item(first_task_id: int) -> dict[str, Any]:
+    """The Data Manager filter item ``id >= first_task_id``: Label Studio answers it from the primary key, so
+    its cost does not grow with the project (a ``data.*`` item is a JSON scan of every task)."""
+    if isinstance(first_task_id, bool) or int(first_task_id) < 1:
+        raise ValueError(f"not a Label Studio task id: {first_task_id!r}")
+    return {"filter": "filter:tasks:id", "operator": "greater_or_equal", "type": "Number", "value": int(first_task_id)}
+
+
+def batch_filter(batch: str, first_task_id: int | None = None) -> str:
+    """A Data Manager ``query`` (JSON text) selecting the tasks whose ``data.batch`` equals ``batch``,
+    and, with ``first_task_id`` (:attr:`pipelines.store.ledger.BatchRecord.first_task_id`), whose id is at
+    least that: the id item lets Label Studio skip the older tasks of the project, so reading a batch
+    stops growing with the project's history. ``None`` (a record written before the bound existed,
+    or a batch that holds no task) reads the batch unbounded."""
+    item = _data_item("batch", "equal", batch)
+    return _query(item) if first_task_id is None else _query(item, id_at_least_item(first_task_id))
 
 
 def data_in_filter(key: str, values: list[str]) -> str:
@@ -36,24 +57,28 @@ def ids_after_filter(task_id: int) -> str:
     """A Data Manager ``query`` (JSON text) selecting the tasks with an id above ``task_id``: Label Studio
     numbers tasks in creation order, so these are the tasks pushed after it."""
     item = {"filter": "filter:tasks:id", "operator": "greater", "type": "Number", "value": int(task_id)}
-    return json.dumps({"filters": {"conjunction": "and", "items": [item]}})
+    return _query(item)
 
 
 def tasks_query(
-    project_id: int, batch: str | None = None, fields: str = "all", page_size: int = 500, query: str | None = None
+    project_id: int, batch: str | None = None, fields: str = "all", page_size: int = 500, query: str | None = None,
+    first_task_id: int | None = None,
 ) -> dict[str, str | int]:
     """Keyword arguments of the SDK's ``tasks.list`` for a project's tasks (optionally of one batch).
 
     ``fields="all"`` includes each task's annotations (with ``completed_by``, ``was_cancelled``,
     ``lead_time``); ``"task_only"`` returns task data only (cheaper). The sync client and the
-    trigger's async client both list tasks with these arguments. ``query`` is another filter (e.g.
-    :func:`data_in_filter`), exclusive with ``batch``.
+    trigger's async client both list tasks with these arguments, so both read a batch the same way.
+    ``first_task_id`` bounds a batch's read by task id (:func:`batch_filter`); it needs ``batch``.
+    ``query`` is another filter (e.g. :func:`data_in_filter`), exclusive with ``batch``.
     """
     if batch is not None and query is not None:
         raise ValueError("give a batch or a query, not both")
+    if first_task_id is not None and batch is None:
+        raise ValueError("first_task_id bounds the read of a batch: give the batch too")
     kwargs: dict[str, str | int] = {"project": int(project_id), "fields": fields, "page_size": int(page_size)}
     if batch is not None:
-        kwargs["query"] = batch_filter(batch)
+        kwargs["query"] = batch_filter(batch, first_task_id)
     elif query is not None:
         kwargs["query"] = query
     return kwargs
@@ -135,10 +160,13 @@ def summarize_completion(
     return summary
 
 
-def batch_progress(client: Any, project_id: int, batch: str, required: int) -> dict[str, int]:
+def batch_progress(
+    client: Any, project_id: int, batch: str, required: int, first_task_id: int | None = None
+) -> dict[str, int]:
     """Tasks of a batch by number of distinct annotators, capped at ``required``
-    (``{"0": n0, ..., "4": n4}`` for four)."""
-    summary = summarize_completion(client.iter_tasks(project_id, batch=batch, fields="all"), required)
+    (``{"0": n0, ..., "4": n4}`` for four). ``first_task_id``: the batch record's id bound."""
+    summary = summarize_completion(
+        client.iter_tasks(project_id, batch=batch, fields="all", first_task_id=first_task_id), required)
     hist: dict[str, int] = {}
     for n in summary.annotators_per_task.values():
         k = str(min(n, required))

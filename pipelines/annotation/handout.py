@@ -179,11 +179,14 @@ def reconcile_batches(
     required: int = 4,
     handout: Handout = "serial",
     early_stop: bool = True,
+    first_task_ids: Mapping[str, int | None] | None = None,
 ) -> HandoutPass:
-    """:func:`reconcile` every task of ``batches`` (read per batch, ``data.batch`` filter)."""
+    """:func:`reconcile` every task of ``batches`` (read per batch, ``data.batch`` filter bounded by the
+    batch's ``first_task_ids`` entry, its record's id bound; a batch without one is read unbounded)."""
     total = HandoutPass()
+    bounds = first_task_ids or {}
     for batch in batches:
-        tasks = list(client.iter_tasks(project_id, batch=batch, fields="all"))
+        tasks = list(client.iter_tasks(project_id, batch=batch, fields="all", first_task_id=bounds.get(batch)))
         changes, summary = plan(tasks, required, handout, early_stop)
         for c in changes:
             client.set_task_overlap(c.task_id, c.overlap, c.is_labeled)

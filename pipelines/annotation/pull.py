@@ -203,8 +203,10 @@ def decide_batch(
     journal: Journal | None = None,
     registry: AnnotatorRegistry | None = None,
     platform: Iterable[int] = (),
+    first_task_id: int | None = None,
 ) -> PullResult:
-    """Decide the questions of one batch from that batch's tasks only (the ``data.batch`` filter).
+    """Decide the questions of one batch from that batch's tasks only (the ``data.batch`` filter, bounded
+    by ``first_task_id``, the batch record's id bound; None reads the batch unbounded).
 
     With a ``journal``, the tasks' annotations are journaled first and the decision reads the journal
     (so what is decided is exactly what is kept, and changes after first seen are caught).
@@ -221,7 +223,7 @@ def decide_batch(
     """
     generated = {str(q["question_id"]): q.get("answer") for q in questions}
     try:
-        tasks = list(client.iter_tasks(project_id, batch=batch, fields="all"))
+        tasks = list(client.iter_tasks(project_id, batch=batch, fields="all", first_task_id=first_task_id))
     except LabelStudioError as err:
         if err.status_code == 404:
             raise LookupError(f"project {project_id} not found in Label Studio") from err
@@ -254,15 +256,17 @@ def pull_and_decide(
     batch: str | None = None,
     early_stop: bool = True,
     handout: Handout = "serial",
+    first_task_id: int | None = None,
 ) -> PullResult:
-    """Decide the given questions: those of one ``batch`` (:func:`decide_batch`), or, with
+    """Decide the given questions: those of one ``batch`` (:func:`decide_batch`, bounded by ``first_task_id``), or, with
     ``batch=None``, from every task of the project (a whole-project read, for tools and tests; the
     platform decides per batch).
 
     ``questions`` are QUESTIONS-contract rows (``question_id``, ``answer``).
     """
     if batch is not None:
-        return decide_batch(client, project_id, batch, questions, required, early_stop=early_stop, handout=handout)
+        return decide_batch(client, project_id, batch, questions, required, early_stop=early_stop, handout=handout,
+                            first_task_id=first_task_id)
     generated = {str(q["question_id"]): q.get("answer") for q in questions}
     tasks = list(client.iter_tasks(project_id, fields="all"))
     result = decide_tasks(tasks, generated, required, annotator_names(client), early_stop)

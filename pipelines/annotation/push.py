@@ -7,6 +7,16 @@ are deterministic: the image's bytes and the program) is found there. What is re
 shard, never on how many tasks the project holds. Such a question keeps its first task and is decided
 once, by the batch that holds it (:func:`pipelines.annotation.pull.decide_batch`).
 
+The push also says the lowest task id its batch holds (:attr:`PushReport.first_task_id`, kept on the
+batch record), the bound every reader of the batch adds to its ``data.batch`` filter. It is the lowest of
+the batch's own tasks that the lookup found (an earlier try's: they are tasks of the shard's images, so the
+lookup finds them all) and of the ids this try created; Label Studio gives a new task an id above every
+existing one, so no task of the batch, earlier or later, falls below it.
+
+The lookup itself stays unbounded: a question an earlier *batch* holds may sit anywhere in the project
+(images recur across nights), and neither an id bound nor the ledger (which records a push only once it
+finished, so says nothing of a try that died mid-import) can tell where, or that it is absent.
+
 A task's data is ``{"image": <reference>, "question", "question_id", "image_id", "batch"}``.
 The generated answer is NOT sent: annotators must not see it. Images are never inlined as base64;
 the platform references them as ``s3://<bucket>/<key>`` (:func:`s3_image_refs`), which the project's
@@ -38,7 +48,9 @@ class PushReport:
     """What one push did. ``created + already_present + duplicates_in_input == len(input)``.
 
     ``held_elsewhere`` (question_id → batch) are the already-present questions whose task belongs to
-    another batch; ``tasks_fetched`` and ``lookups`` are what finding them read from Label Studio."""
+    another batch; ``tasks_fetched`` and ``lookups`` are what finding them read from Label Studio.
+    ``first_task_id``: the lowest task id the batch holds (see the module docstring); ``None`` when it
+    holds none, or when it holds only new tasks and the server did not say their ids."""
 
     project_id: int
     batch: str
@@ -49,6 +61,7 @@ class PushReport:
     tasks_fetched: int = 0
     lookups: int = 0
     held_elsewhere: dict[str, str] = field(default_factory=dict)
+    first_task_id: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -56,9 +69,11 @@ class PushReport:
 
 @dataclass
 class TaskLookup:
-    """Tasks found by :func:`tasks_with`: ``question_id`` → ``(task_id, batch)``, and what it cost."""
+    """Tasks found by :func:`tasks_with`: ``question_id`` → ``(task_id, batch)``, the lowest task id seen
+    per batch, and what it cost."""
 
     found: dict[str, tuple[int, str]] = field(default_factory=dict)
+    lowest_id: dict[str, int] = field(default_factory=dict)
     tasks_fetched: int = 0
     requests: int = 0
 
@@ -76,8 +91,10 @@ def tasks_with(
         for task in client.iter_tasks(project_id, fields="task_only", page_size=1000, query=query):
             out.tasks_fetched += 1
             data = task.get("data") or {}
+            task_id, owner = int(task["id"]), str(data.get("batch", ""))
+            out.lowest_id[owner] = min(task_id, out.lowest_id.get(owner, task_id))
             if data.get("question_id") is not None:
-                out.found.setdefault(str(data["question_id"]), (int(task["id"]), str(data.get("batch", ""))))
+                out.found.setdefault(str(data["question_id"]), (task_id, owner))
     return out
 
 
@@ -138,15 +155,19 @@ def push_questions(
             urls[image_id] = image_url(image_id)
         new.append(build_task(q, urls[image_id], batch))
     requests = 0
+    lowest = lookup.lowest_id.get(batch)  # an earlier try's tasks of this batch: new ones get higher ids
+    known = lowest is not None
     for start in range(0, len(new), batch_size):
         chunk = new[start : start + batch_size]
-        client.import_tasks(project_id, chunk)
+        imported = client.import_tasks(project_id, chunk)
         requests += 1
+        if not known:  # the first import holds the lowest new id (unknown without ids: read unbounded)
+            lowest, known = (min(imported.task_ids) if imported.task_ids else None), True
     log.info("pushed batch %s: %d new, %d already present (%d held by other batches), %d duplicate rows; "
              "%d tasks read in %d lookups", batch, len(new), already, len(held), dups, lookup.tasks_fetched,
              lookup.requests)
     return PushReport(project_id, batch, len(new), already, dups, requests, lookup.tasks_fetched, lookup.requests,
-                      held)
+                      held, lowest)
 
 
 def _object_key(store_bucket: str, image_id: str, uri: str) -> str:

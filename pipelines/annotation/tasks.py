@@ -91,6 +91,7 @@ def push(env: RunEnv, shard: int) -> BatchRecord:
         report = push_questions(client, int(project["id"]), questions.to_pylist(), image_ref, batch_id,
                                 cfg.import_batch_size)
     earlier = env.ledger.batch(batch_id)  # a retried push keeps the first push time and deadline
+    bounds = [b for b in (report.first_task_id, earlier.first_task_id if earlier else None) if b is not None]
     record = BatchRecord(
         batch_id=batch_id, run_id=env.run_id, shard=shard, questions=len(questions),
         project_id=int(project["id"]), status="open",
@@ -98,6 +99,7 @@ def push(env: RunEnv, shard: int) -> BatchRecord:
         deadline=earlier.deadline if earlier else now + timedelta(minutes=cfg.deadline_minutes),
         questions_key=env.keys.table("questions", shard), created_tasks=report.created,
         already_present=report.already_present, tasks_fetched=report.tasks_fetched, image_refs=image_refs,
+        first_task_id=min(bounds) if bounds else None,  # the id bound of every read of the batch
     )
     env.ledger.put_batch(record)
     return record
@@ -254,7 +256,7 @@ def _tending(env: RunEnv, client: Any, batches: list[BatchRecord], journal: Any)
 
     cfg = env.params.annotation
     return Tending(
-        batches=[BatchRef(int(b.project_id), b.batch_id) for b in batches if b.project_id is not None],
+        batches=[BatchRef(int(b.project_id), b.batch_id, b.first_task_id) for b in batches if b.project_id is not None],
         required=cfg.annotators_required, handout=cfg.handout, early_stop=cfg.early_stop,
         journal=journal, registry=load_registry(env), platform=frozenset({int(client.whoami()["id"])}),
         check_project=partial(project_hold, env))
@@ -317,7 +319,8 @@ def _decide_batch(env: RunEnv, client: Any, b: BatchRecord, registry: Any, names
         try:
             result = decide_batch(client, b.project_id, b.batch_id, questions.to_pylist(),
                                   cfg.annotators_required, names, cfg.early_stop, cfg.handout,
-                                  journal=journal, registry=registry, platform=platform)
+                                  journal=journal, registry=registry, platform=platform,
+                                  first_task_id=b.first_task_id)
         except LookupError as err:  # the project is gone (Label Studio's database lost)
             log.warning("batch %s: %s; deciding from the annotation journal alone", b.batch_id, err)
     if result is None:

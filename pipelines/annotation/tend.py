@@ -6,7 +6,8 @@ fresh answer when one of its annotations no longer counts) is made here, by :fun
 Airflow task runs on a schedule (DAG ``hopchain_labeling``), each decision runs once before it
 decides, and the demo's simulated annotators run between their answers. One pass:
 
-1. reads each open batch's tasks once (``data.batch`` filter, annotations included);
+1. reads each open batch's tasks once (``data.batch`` filter bounded by the batch's first task id,
+   annotations included);
 2. appends every annotation it has not seen in this form to the annotation journal in the object
    store (:mod:`pipelines.annotation.journal`), so nothing paid for lives only in Label Studio;
 3. finds the annotations that do not count (:mod:`pipelines.annotation.integrity`: changed by another
@@ -37,10 +38,11 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class BatchRef:
-    """One open batch of a Label Studio project."""
+    """One open batch of a Label Studio project; ``first_task_id`` is its record's id bound (None: unbounded)."""
 
     project_id: int
     batch_id: str
+    first_task_id: int | None = None
 
 
 class TendReport(BaseModel):
@@ -109,7 +111,8 @@ def tend(client: Any, tending: Tending) -> TendReport:
     for ref in tending.batches:
         if ref.project_id not in held:
             held[ref.project_id] = tending.check_project(client, ref.project_id) if tending.check_project else None
-        tasks = list(client.iter_tasks(ref.project_id, batch=ref.batch_id, fields="all"))
+        tasks = list(client.iter_tasks(ref.project_id, batch=ref.batch_id, fields="all",
+                                       first_task_id=ref.first_task_id))
         part = TendReport(batches=[ref.batch_id])
         if tending.journal is not None:
             view, part.journaled = tending.journal.append(ref.project_id, ref.batch_id, tasks)

@@ -83,6 +83,13 @@ class BatchRecord(_Record):
     # why the batch is held (its project changed outside the platform: no decision, no release until
     # `hopchain project repair` puts it back); None: not held
     held: str | None = None
+    # the lowest Label Studio task id the batch holds: every reader of the batch filters
+    # ``data.batch == batch_id AND id >= first_task_id`` (pipelines.annotation.completion.batch_filter), which
+    # Label Studio answers without scanning the older tasks. Correct under retries: it is the lowest id among
+    # the batch's own tasks found by the push (an earlier try's) and the ids it created, and a task created
+    # later always gets a higher id. None: pushed before this was recorded, or the batch holds no task
+    # (read unbounded)
+    first_task_id: int | None = Field(None, ge=1)
 
 
 class ConsensusRecord(_Record):

@@ -83,7 +83,12 @@ def test_label_studio_down_during_push_then_the_retry_leaves_no_duplicates(label
 
     with ls() as client:
         tasks = list(client.iter_tasks(int(record.project_id), fields="task_only"))
+        bounded = list(client.iter_tasks(int(record.project_id), batch=record.batch_id, fields="task_only",
+                                         first_task_id=record.first_task_id))
         per_question = Counter(t["data"]["question_id"] for t in tasks)
         client.delete_project(int(record.project_id))
     assert set(per_question) == set(questions)
     assert set(per_question.values()) == {1}, [q for q, n in per_question.items() if n > 1]
+    # the record's id bound is the first try's lowest task: the batch read by it is whole
+    assert record.first_task_id == again.first_task_id == min(int(t["id"]) for t in tasks)
+    assert sorted(int(t["id"]) for t in bounded) == sorted(int(t["id"]) for t in tasks)

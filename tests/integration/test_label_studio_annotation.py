@@ -373,6 +373,7 @@ def test_decide_on_a_project_of_many_closed_batches_fetches_only_the_open_batch(
     assert [b.batch_id for b in env.ledger.open_batches()] == [batch.batch_id]
     truth = {q["question_id"]: q["answer"] for q in questions_rows}
     tasks = list(admin.iter_tasks(pid, batch=batch.batch_id, fields="task_only"))
+    assert batch.first_task_id == min(int(t["id"]) for t in tasks)  # the record's id bound: its lowest task
     register_annotators(env, [client for _, client in people[:4]])
     for _, client in people[:4]:
         for t in tasks:
@@ -388,3 +389,66 @@ def test_decide_on_a_project_of_many_closed_batches_fetches_only_the_open_batch(
     consensus = object_store.get_table(record.keys["consensus"])
     assert held["question_id"] not in consensus["question_id"].to_pylist() and consensus.num_rows == 11
     assert env.ledger.open_batches() == []  # decided: closed, and out of the open index
+
+
+class FailingImports(LabelStudioClient):
+    """A client whose imports after the first ``ok`` raise: the push dies mid-way, what landed stays."""
+
+    def __init__(self, url: str, token: str, ok: int) -> None:
+        super().__init__(url, token)
+        self.ok = ok
+
+    def import_tasks(self, project_id, tasks):
+        if self.ok == 0:
+            raise httpx.ConnectError("Label Studio went away")
+        self.ok -= 1
+        return super().import_tasks(project_id, tasks)
+
+
+def test_every_reader_bounded_by_the_first_task_id_reads_the_whole_batch(admin):
+    """A batch pushed in two tries, with another batch pushed between them, three of its questions held by
+    an earlier batch, and 600 older tasks in the project: the push's ``first_task_id`` is the lowest id of
+    the batch's tasks (the first try's), and each reader, bounded by it (one ``and`` query on the real
+    Label Studio), gets exactly the batch's tasks: handout, tend, completion, pull and the wait's poll."""
+    import asyncio
+    from datetime import UTC, datetime, timedelta
+
+    from hopchain_airflow.triggers.annotation import AnnotationCompleteTrigger
+    from pipelines.annotation.client import AsyncLabelStudioClient
+    from pipelines.annotation.completion import batch_progress
+    from pipelines.annotation.pull import decide_batch
+    from pipelines.annotation.tend import BatchRef, Tending, tend
+
+    pid = project(admin)
+    filler(admin, pid, batches=2, per_batch=300)
+    push_questions(admin, pid, questions(3, "mine"), fake_url, batch="night-0")  # mine-000..002: held there
+    with FailingImports(admin.url, admin.token, ok=1) as dying, pytest.raises(httpx.ConnectError):
+        push_questions(dying, pid, questions(30, "mine"), fake_url, batch="night-1", batch_size=10)
+    between = push_questions(admin, pid, questions(12, "other"), fake_url, batch="night-2")
+    retry = push_questions(admin, pid, questions(30, "mine"), fake_url, batch="night-1", batch_size=10)
+    assert (retry.created, retry.already_present, len(retry.held_elsewhere)) == (17, 13, 3)
+
+    whole = {int(t["id"]) for t in admin.iter_tasks(pid, batch="night-1", fields="task_only")}  # unbounded
+    first = retry.first_task_id
+    assert len(whole) == 27 and first == min(whole)
+    assert between.first_task_id is not None and first < between.first_task_id < max(whole)  # ids interleave
+    bounded = {int(t["id"]) for t in admin.iter_tasks(pid, batch="night-1", fields="task_only", first_task_id=first)}
+    assert bounded == whole
+    # the server applies both items: the id item alone, and the batch item alone, would each read more
+    assert [int(t["id"]) for t in admin.iter_tasks(pid, batch="night-1", first_task_id=max(whole))] == [max(whole)]
+    assert list(admin.iter_tasks(pid, batch="night-1", first_task_id=max(whole) + 1000)) == []
+
+    assert reconcile_batches(admin, pid, ["night-1"], first_task_ids={"night-1": first}).total == 27
+    assert tend(admin, Tending([BatchRef(pid, "night-1", first)])).tasks == 27
+    assert sum(batch_progress(admin, pid, "night-1", 4, first).values()) == 27
+    decided = decide_batch(admin, pid, "night-1", questions(30, "mine"), 4, {}, first_task_id=first)
+    assert set(decided.held_elsewhere) == {"mine-000", "mine-001", "mine-002"} and decided.tasks_fetched == 30
+    assert decided.consensus.status_counts().get("pending") == 27  # every own question found, none answered
+
+    async def poll() -> int:
+        trigger = AnnotationCompleteTrigger(pid, "night-1", (datetime.now(UTC) + timedelta(hours=1)).isoformat(),
+                                            conn_id="unused")
+        async with AsyncLabelStudioClient(admin.url, admin.token) as client:
+            return (await trigger.poll_batch(client, pid, "night-1", first)).total
+
+    assert asyncio.run(poll()) == 27

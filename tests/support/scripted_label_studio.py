@@ -95,6 +95,7 @@ class ScriptedTaskReader:
     def __init__(self, script: Sequence[list[dict[str, Any]] | BaseException]) -> None:
         self.script = list(script)
         self.calls: list[tuple[int, str | None, str, int]] = []
+        self.bounds: list[int | None] = []  # the first_task_id of each call (the batch's id bound)
         self.violations: list[str] = []
         self.closed = False
 
@@ -112,8 +113,10 @@ class ScriptedTaskReader:
 
     async def iter_tasks(
         self, project_id: int, batch: str | None = None, fields: str = "all", page_size: int = 500,
+        query: str | None = None, first_task_id: int | None = None,
     ) -> AsyncIterator[dict[str, Any]]:
         self.calls.append((project_id, batch, fields, page_size))
+        self.bounds.append(first_task_id)
         step = self.script.pop(0) if len(self.script) > 1 else self.script[0]
         if isinstance(step, BaseException):
             raise step

@@ -209,3 +209,22 @@ def test_a_ledger_written_before_the_indexes_is_indexed_on_first_use() -> None:
     assert not {"batches/", "consensus/", "releases/", "runs/"} & set(store.listings)  # no full listing again
     # and the full reads still see only records, never the index objects
     assert len(again.batches()) == 30 and len(again.consensus()) == 30 and [r.run_id for r in again.runs()] == ["r00"]
+
+
+def test_a_batch_record_without_the_id_bound_still_loads_and_reads_unbounded() -> None:
+    """Records written before ``first_task_id`` existed load with None (their readers filter ``data.batch``
+    alone); a record with the bound keeps it through the store; no task id is below 1."""
+    store = MemoryStore()
+    ledger = Ledger(store, StoreConfig())  # type: ignore[arg-type]
+    legacy = _batch("old.shard-00000").to_json()
+    del legacy["first_task_id"]
+    store.put_json(ledger.batch_key("old.shard-00000"), legacy)
+    old = ledger.batch("old.shard-00000")
+    assert old is not None and old.first_task_id is None
+    ledger.put_batch(_batch("new.shard-00000", first_task_id=4321))
+    new = ledger.batch("new.shard-00000")
+    assert new is not None and new.first_task_id == 4321
+    assert {b.batch_id: b.first_task_id for b in ledger.open_batches()} == {"old.shard-00000": None,
+                                                                             "new.shard-00000": 4321}
+    with pytest.raises(ValidationError):
+        _batch(first_task_id=0)

@@ -30,7 +30,7 @@ class AnnotationWaitOperator(BaseOperator):
     """Wait (deferred) until every open batch is complete or past its deadline.
 
     ``batches``: the :class:`pipelines.annotation.tasks.OpenBatches` JSON (templated; usually the upstream task's
-    XCom): ``{"batches": [{"batch_id", "project_id", "deadline", ...}], "poll_interval_s",
+    XCom): ``{"batches": [{"batch_id", "project_id", "deadline", "first_task_id", ...}], "poll_interval_s",
     "annotators_required", "early_stop"}``. A batch without a ``project_id`` (nothing was pushed) is not
     waited for. ``conn_id``: the Label Studio connection, resolved in the triggerer.
     """
@@ -53,7 +53,7 @@ class AnnotationWaitOperator(BaseOperator):
         plan: Mapping[str, Any] = self.batches or {}
         return AnnotationCompleteTrigger(
             batches=[{"project_id": int(b["project_id"]), "batch": str(b["batch_id"]),
-                      "deadline": str(b["deadline"])} for b in pending],
+                      "deadline": str(b["deadline"]), "first_task_id": b.get("first_task_id")} for b in pending],
             conn_id=self.conn_id,
             poll_interval_s=float(plan.get("poll_interval_s", 30.0)),
             required=int(plan.get("annotators_required", 4)),

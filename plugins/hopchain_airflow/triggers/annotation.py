@@ -56,6 +56,7 @@ class TaskReader(Protocol):
 
     def iter_tasks(
         self, project_id: int, batch: str | None = None, fields: str = "all", page_size: int = 500,
+        query: str | None = None, first_task_id: int | None = None,
     ) -> AsyncIterator[dict[str, Any]]: ...
 
 
@@ -65,6 +66,9 @@ class WaitedBatch(TypedDict):
     project_id: int
     batch: str
     deadline: str  # ISO-8601 in UTC
+    # the batch record's id bound (pipelines.store.ledger.BatchRecord.first_task_id): the poll reads
+    # ``data.batch == batch AND id >= first_task_id``; None (or absent: serialized by an earlier version): unbounded
+    first_task_id: NotRequired[int | None]
 
 
 class BatchResult(TypedDict):
@@ -105,7 +109,8 @@ class AnnotationCompleteTrigger(BaseTrigger):
     """Poll (read only) until all tasks of each batch have ``required`` distinct annotators (or were
     stopped early), or that batch's deadline (ISO-8601, timezone-aware) passes.
 
-    ``batches``: ``[{"project_id": int, "batch": str, "deadline": str}]``; or one batch as
+    ``batches``: ``[{"project_id": int, "batch": str, "deadline": str, "first_task_id": int | None}]``
+    (``first_task_id`` optional: the batch's id bound, see :class:`WaitedBatch`); or one batch as
     ``project_id, batch, deadline``. ``conn_id`` names the Label Studio connection
     (``AIRFLOW_CONN_<ID>`` works too); it is resolved in the triggerer, so no token travels in the
     serialized kwargs. ``early_stop``: a task whose answers can no longer be unanimous counts as
@@ -138,11 +143,7 @@ class AnnotationCompleteTrigger(BaseTrigger):
             batches = [{"project_id": project_id, "batch": batch, "deadline": deadline}]
         if not batches:
             raise ValueError("AnnotationCompleteTrigger needs at least one batch")
-        self.batches: list[WaitedBatch] = [
-            {"project_id": int(b["project_id"]), "batch": str(b["batch"]),
-             "deadline": _parse_deadline(b["deadline"]).isoformat()}
-            for b in batches
-        ]
+        self.batches: list[WaitedBatch] = [_waited(b) for b in batches]
         self.poll_interval_s = float(poll_interval_s)
         self.required = int(required)
         self.conn_id = str(conn_id)
@@ -161,9 +162,13 @@ class AnnotationCompleteTrigger(BaseTrigger):
             "early_stop": self.early_stop,
         }
 
-    async def poll_batch(self, client: TaskReader, project_id: int, batch: str) -> CompletionSummary:
-        """Fetch every task of one batch (with annotations) and count where it stands; changes nothing."""
-        tasks = [t async for t in client.iter_tasks(project_id, batch, "all", self.page_size)]
+    async def poll_batch(
+        self, client: TaskReader, project_id: int, batch: str, first_task_id: int | None = None
+    ) -> CompletionSummary:
+        """Fetch every task of one batch (with annotations; ``data.batch`` bounded by ``first_task_id``, as the
+        sync readers do) and count where it stands; changes nothing."""
+        tasks = [t async for t in client.iter_tasks(project_id, batch, "all", self.page_size,
+                                                      first_task_id=first_task_id)]
         stopped = stopped_questions(tasks, self.required) if self.early_stop else {}
         return summarize_completion(tasks, self.required, stopped)
 
@@ -175,7 +180,7 @@ class AnnotationCompleteTrigger(BaseTrigger):
             done = summaries.get(key)
             if done is not None and done.all_complete:
                 continue
-            summaries[key] = await self.poll_batch(client, b["project_id"], b["batch"])
+            summaries[key] = await self.poll_batch(client, b["project_id"], b["batch"], b.get("first_task_id"))
 
     def event_payload(
         self, summaries: Mapping[tuple[int, str], CompletionSummary], polls: int, errors: int, last_error: str | None
@@ -252,6 +257,16 @@ class AnnotationCompleteTrigger(BaseTrigger):
                     return
                 remaining = (last_deadline - datetime.now(UTC)).total_seconds()
                 await asyncio.sleep(max(0.0, min(self.poll_interval_s, remaining)))
+
+
+def _waited(b: Mapping[str, Any]) -> WaitedBatch:
+    """One batch's serialized form; ``first_task_id`` only when the batch has one (an unbounded batch
+    serializes as earlier versions did)."""
+    waited: WaitedBatch = {"project_id": int(b["project_id"]), "batch": str(b["batch"]),
+                           "deadline": _parse_deadline(b["deadline"]).isoformat()}
+    if b.get("first_task_id") is not None:
+        waited["first_task_id"] = int(b["first_task_id"])
+    return waited
 
 
 def _parse_deadline(value: str | datetime) -> datetime:

@@ -97,7 +97,8 @@ def _label_studio_progress(batches: list[dict[str, Any]], required: int) -> dict
     try:
         with LabelStudioHook().get_conn() as client:
             for b in open_batches:
-                out[b["batch_id"]] = batch_progress(client, int(b["project_id"]), b["batch_id"], required)
+                out[b["batch_id"]] = batch_progress(client, int(b["project_id"]), b["batch_id"], required,
+                                                    b.get("first_task_id"))
     except Exception as exc:  # noqa: BLE001 - a down Label Studio must not break the page: each open batch says so
         return {b["batch_id"]: {"error": type(exc).__name__} for b in open_batches}
     return out

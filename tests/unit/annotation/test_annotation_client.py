@@ -170,3 +170,24 @@ def test_labeling_stream_and_annotations():
     body = json.loads(script.calls("POST", "/api/tasks/11/annotations/")[0].content)
     assert body == {"result": [{"from_name": "answer"}], "was_cancelled": False, "lead_time": 3.5}
     assert all(r.headers["Authorization"] == "Token secret-token" for r in script.requests)
+
+
+def test_iter_tasks_sends_the_batch_id_bound_in_its_query():
+    script = Script({("GET", "/api/tasks/"): [tasks_page([TASK], 1), httpx.Response(404, json={})]})
+    with client(script) as c:
+        assert [t["id"] for t in c.iter_tasks(7, batch="run-1", first_task_id=11)] == [11]
+    assert json.loads(script.requests[0].url.params["query"]) == json.loads(batch_filter("run-1", 11))
+
+
+def test_import_asks_for_the_created_task_ids():
+    """The Community edition's import answers ``task_ids`` when asked (``return_task_ids``); an answer
+    without them (an asynchronous import) gives ``None``, never a guess."""
+    with_ids = {"task_count": 2, "annotation_count": 0, "task_ids": [41, 42]}
+    script = Script({("POST", "/api/projects/7/import"): [httpx.Response(201, json=with_ids),
+                                                          httpx.Response(201, json={"import": 9})]})
+    with client(script) as c:
+        first = c.import_tasks(7, [{"data": {"question_id": "q1"}}, {"data": {"question_id": "q2"}}])
+        second = c.import_tasks(7, [{"data": {"question_id": "q3"}}])
+    assert (first.count, first.task_ids) == (2, (41, 42))
+    assert (second.count, second.task_ids) == (1, None)
+    assert script.requests[0].url.params["return_task_ids"] == "true"

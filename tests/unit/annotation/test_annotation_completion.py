@@ -53,3 +53,29 @@ def test_batch_query():
     assert "query" not in tasks_query(3, fields="task_only")  # the whole project
     item = json.loads(batch_filter("run-1"))["filters"]["items"][0]
     assert item["filter"] == "filter:tasks:data.batch" and item["value"] == "run-1"
+
+
+def test_batch_query_bounded_by_the_first_task_id_is_one_and_query():
+    """``data.batch == b AND id >= first``: one Data Manager query, the id item on the primary key."""
+    query = json.loads(batch_filter("run-1", 1234))["filters"]
+    assert query["conjunction"] == "and"
+    assert query["items"] == [
+        {"filter": "filter:tasks:data.batch", "operator": "equal", "type": "String", "value": "run-1"},
+        {"filter": "filter:tasks:id", "operator": "greater_or_equal", "type": "Number", "value": 1234},
+    ]
+    # the sync and async clients both list with tasks_query: the bound travels in the same query
+    assert json.loads(str(tasks_query(3, "run-1", first_task_id=1234)["query"]))["filters"] == query
+    # no bound (a record written before it existed): the unbounded filter, exactly as before
+    assert batch_filter("run-1", None) == batch_filter("run-1")
+    assert len(json.loads(batch_filter("run-1"))["filters"]["items"]) == 1
+
+
+@pytest.mark.parametrize("bad", [0, -5, True])
+def test_a_bound_that_is_no_task_id_is_refused(bad):
+    with pytest.raises(ValueError, match="task id"):
+        batch_filter("run-1", bad)
+
+
+def test_a_bound_needs_a_batch():
+    with pytest.raises(ValueError, match="batch"):
+        tasks_query(3, first_task_id=5)  # an id bound alone would read other batches' tasks

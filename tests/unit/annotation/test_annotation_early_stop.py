@@ -121,9 +121,11 @@ def test_reconcile_sends_one_patch_per_change():
     class Client:
         def __init__(self) -> None:
             self.sent: list[tuple[int, int, bool]] = []
+            self.bounds: dict[str, int | None] = {}
 
-        def iter_tasks(self, project_id, batch=None, fields="all"):
+        def iter_tasks(self, project_id, batch=None, fields="all", first_task_id=None):
             assert (project_id, fields) == (7, "all")
+            self.bounds[batch] = first_task_id
             return iter([task(1, f"{batch}-a", [(1, 3, ANSWERABLE)], overlap=1, labeled=True),
                          task(2, f"{batch}-b", [(1, 3, ANSWERABLE), (2, 4, ANSWERABLE)], overlap=3)])
 
@@ -131,7 +133,8 @@ def test_reconcile_sends_one_patch_per_change():
             self.sent.append((task_id, overlap, is_labeled))
 
     client = Client()
-    done = reconcile_batches(client, 7, ["b1", "b2"], 4, "serial")
+    done = reconcile_batches(client, 7, ["b1", "b2"], 4, "serial", first_task_ids={"b2": 90})
+    assert client.bounds == {"b1": None, "b2": 90}  # each batch read with its record's id bound, if any
     assert client.sent == [(1, 2, False), (2, 2, True)] * 2
     assert (done.opened, done.withdrawn, done.total, done.complete, done.all_complete) == (2, 2, 4, 2, False)
     assert done.reasons == {"b1-b": "disagreement (1 vs 1: 3, 4)", "b2-b": "disagreement (1 vs 1: 3, 4)"}

@@ -133,3 +133,11 @@ def test_the_event_the_trigger_fires_is_what_the_operator_returns(monkeypatch: p
     result = op.execute_complete(CONTEXT, event, **(deferred.kwargs or {}))
     assert [(r["batch"], r["status"], r["complete"], r["total"]) for r in result["events"]] == [("b1", "complete", 1, 1)]
     assert reader.violations == []
+
+
+def test_the_trigger_gets_each_batch_id_bound_from_the_ledger_record() -> None:
+    """``OpenBatches`` carries each batch record whole: its ``first_task_id`` reaches the trigger's poll."""
+    op = AnnotationWaitOperator(task_id="wait", batches=open_batches(batch("b1") | {"first_task_id": 812},
+                                                                     batch("legacy")))
+    batches = deferral(op).trigger.serialize()[1]["batches"]
+    assert [(b["batch"], b.get("first_task_id")) for b in batches] == [("b1", 812), ("legacy", None)]

@@ -294,3 +294,26 @@ def test_reaches_deadline_while_label_studio_is_down(monkeypatch: pytest.MonkeyP
     payload = only_event(AnnotationCompleteTrigger(1, "b", in_seconds(0.6), poll_interval_s=0.1, conn_id="ls_down"))
     assert payload["status"] == "deadline" and payload["errors"] >= 2 and payload["total"] is None
     assert "ConnectError" in payload["last_error"]
+
+
+def test_each_batch_is_polled_with_its_id_bound_and_the_bound_survives_serialization(
+    fake_ls: ScriptedLabelStudio,
+) -> None:
+    """The wait reads a batch as the sync readers do (``data.batch == b AND id >= first_task_id``, one query);
+    a batch without a bound (a record written before it existed) is polled unbounded."""
+    from urllib.parse import parse_qs, urlsplit
+
+    from pipelines.annotation.completion import batch_filter
+
+    fake_ls.answer("/api/tasks/", (200, tasks_page([1])), END, (200, tasks_page([2])), END)
+    deadline = in_seconds(30)
+    _, kwargs = AnnotationCompleteTrigger(
+        batches=[{"project_id": 5, "batch": "a", "deadline": deadline, "first_task_id": 40},
+                 {"project_id": 5, "batch": "b", "deadline": deadline, "first_task_id": None}],
+        poll_interval_s=0.05, required=1, conn_id="ls_test").serialize()
+    assert [b.get("first_task_id") for b in kwargs["batches"]] == [40, None]
+    assert "first_task_id" not in kwargs["batches"][1]  # an unbounded batch serializes as earlier versions did
+    assert only_event(AnnotationCompleteTrigger(**json.loads(json.dumps(kwargs))))["status"] == "complete"
+    queries = [json.loads(parse_qs(urlsplit(url).query)["query"][0]) for url, _ in fake_ls.seen
+               if "page=1" in url]
+    assert queries == [json.loads(batch_filter("a", 40)), json.loads(batch_filter("b"))]

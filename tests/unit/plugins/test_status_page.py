@@ -13,7 +13,7 @@ class FakeLabelStudio:
     def __init__(self, tasks):
         self.tasks = tasks
 
-    def iter_tasks(self, project_id, batch=None, fields="all"):
+    def iter_tasks(self, project_id, batch=None, fields="all", first_task_id=None):
         return [t for t in self.tasks if t["data"]["batch"] == batch]
 
 
