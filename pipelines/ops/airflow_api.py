@@ -102,9 +102,19 @@ class AirflowAPI:
         data = self.request("GET", f"/dags/{dag_id}/dagRuns", params={"limit": limit, "order_by": "-start_date"})
         return list(data["dag_runs"])
 
-    def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
-        data = self.request("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances", params={"limit": 1000})
-        return list(data["task_instances"])
+    def task_instances(self, dag_id: str, run_id: str, page: int = 100) -> list[dict[str, Any]]:
+        """Every task instance of a run, page by page: the API server caps a page at its
+        ``maximum_page_limit`` (100 by default) whatever ``limit`` asks, so one request for a night of
+        40 mapped shards (205 task instances) silently returned the first 100 (bench/scale.py's first
+        20,000-image run counted half its shards)."""
+        path = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances"
+        out: list[dict[str, Any]] = []
+        while True:
+            data = self.request("GET", path, params={"limit": page, "offset": len(out)})
+            got = list(data["task_instances"])
+            out += got
+            if not got or len(out) >= int(data.get("total_entries", len(out))):
+                return out
 
     def wait_for_run(self, dag_id: str, run_id: str, timeout_s: float,
                      on_poll: Callable[[dict[str, Any]], None] | None = None,

@@ -54,3 +54,23 @@ def test_an_expired_token_is_refreshed_once():
     api, seen = api_answering(401, 401)
     with pytest.raises(AirflowAPIError, match="unauthorised"):
         api.request("GET", "/dags")
+
+
+def test_task_instances_reads_every_page_when_the_server_caps_a_page_at_100():
+    """Airflow's API server caps ``limit`` at ``maximum_page_limit`` (100): a night of 40 mapped shards has
+    205 task instances, and one request returned the first 100 (the first 20,000-image scale run)."""
+    tis = [{"task_id": "shard.detect", "map_index": i} for i in range(205)]
+    asked: list[tuple[int, int]] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/auth/token":
+            return httpx.Response(201, json={"access_token": "t"})
+        limit = min(int(request.url.params["limit"]), 100)
+        offset = int(request.url.params.get("offset", 0))
+        asked.append((offset, limit))
+        return httpx.Response(200, json={"task_instances": tis[offset:offset + limit], "total_entries": len(tis)})
+
+    api = AirflowAPI("http://airflow.test", "admin", "pw")
+    api._http = httpx.Client(base_url=api.url, transport=httpx.MockTransport(handle))
+    assert api.task_instances("hopchain_nightly", "r1") == tis
+    assert asked == [(0, 100), (100, 100), (200, 100)]
