@@ -556,6 +556,7 @@ def scene_candidates(
     min_candidates: int = MIN_CANDIDATES,
     doubt: Doubt | None = None,
     max_same_answer: int | None = None,
+    attempt_budget: int | None = None,
 ) -> list[Question]:
     """Up to ``n_wanted`` distinct, verified, leak-free full-variant questions for one scene.
 
@@ -566,6 +567,12 @@ def scene_candidates(
     (default: a quarter of ``n_wanted``, at least 1) share an answer, and at most half as many are
     0 — rejection sampling as CLEVR does it, so the batch balancer has spread answers to choose
     from. When none results, ``stats.no_question[image_id]`` counts which rule stopped each attempt.
+
+    Attempts: at most ``n_wanted * max_attempts_factor``; with ``attempt_budget``, the image stops
+    once it has made that many attempts *and* has a candidate (an image still without one keeps
+    trying to the end: the budget never costs coverage). Checks run cheapest-per-refusal first:
+    the structural ones, then the stability check (it refuses most), then the wording and its
+    leakage check — a program the stability check refuses is never worded.
     """
     stats = stats if stats is not None else GenerationStats()
     rng = image_rng(seed, scene.image_id)
@@ -584,8 +591,8 @@ def scene_candidates(
     perturbations = Perturbations(scene, doubt) if doubt is not None else None
     same = max_same_answer if max_same_answer is not None else max(1, n_wanted // 4)
     per_answer: Counter = Counter()
-    for _ in range(n_wanted * max_attempts_factor if plans else 0):
-        if len(out) >= n_wanted:
+    for tried in range(n_wanted * max_attempts_factor if plans else 0):
+        if len(out) >= n_wanted or (len(out) >= 3 and attempt_budget is not None and tried >= attempt_budget):
             break
         stats.attempts += 1
         plan = _draw_plan(rng, plans, lengths, arith)
@@ -614,15 +621,10 @@ def scene_candidates(
             check_needs_image(hops)
             check_not_degenerate(hops)
             check_candidates(hops, scene, min_candidates)
-            text = render(hops, rng)
-            check_text(text, hops)
         except ProgramError as err:
             stats.leakage += 1
             stats.reasons[err.reason] += 1
             why[err.reason] += 1
-            continue
-        if text in seen_text:
-            stats.duplicates += 1
             continue
         answer = P.answer_of(hops)
         if per_answer[answer] >= (max(1, same // 2) if answer == "0" else same):
@@ -637,6 +639,17 @@ def scene_candidates(
                 why[err.reason] += 1
                 stats.unstable_questions.append((P.question_id(scene.image_id, hops), err.detail))
                 continue
+        try:
+            text = render(hops, rng)
+            check_text(text, hops)
+        except ProgramError as err:
+            stats.leakage += 1
+            stats.reasons[err.reason] += 1
+            why[err.reason] += 1
+            continue
+        if text in seen_text:
+            stats.duplicates += 1
+            continue
         seen_prog.add(canon)
         seen_text.add(text)
         per_answer[answer] += 1
@@ -864,6 +877,7 @@ def generate(
     max_zero_share: float = 1.0,
     min_candidates: int = MIN_CANDIDATES,
     doubt: Doubt | None = None,
+    attempt_budget: int | None = None,
 ) -> GenerationResult:
     """Full-variant questions for a batch of scenes (deterministic for a given batch and seed)."""
     stats = GenerationStats(images=len(scenes))
@@ -878,6 +892,7 @@ def generate(
             stats=stats,
             min_candidates=min_candidates,
             doubt=doubt,
+            attempt_budget=attempt_budget,
         )
         for s in scenes
     ]

@@ -227,6 +227,7 @@ def _program_questions(work: _Work) -> list[Question]:
         oversample=cfg.oversample,
         min_candidates=cfg.min_candidates,
         doubt=work.doubt,
+        attempt_budget=cfg.attempt_budget,
     )
     gen = {k: v for k, v in vars(res.stats).items()
            if k not in ("reasons", "attempt_reasons", "no_question", "unstable_questions")}
