@@ -52,7 +52,7 @@ from pipelines.questions.ops.spec import GROUP_ARG, GROUP_SIZES
 from pipelines.questions.program import Hop, Margins, ProgramError
 from pipelines.questions.scene import Scene
 from pipelines.questions.shape_canon import check_not_degenerate
-from pipelines.questions.stability import Doubt, Perturbations, check_stable
+from pipelines.questions.stability import Doubt, Perturbations, UnstableError, check_stable
 from pipelines.questions.templates import render
 
 GENERATOR_NAME = "program:v2"
@@ -174,6 +174,8 @@ GROUP_TRIES = 12  # (relation, group) options tried per G terminal
 
 
 _SPECS = object()  # the memo's entry holding the registry's specs by name (memo keys are tuples otherwise)
+#: a hop result the builder refuses: it names, counts or ranks among a doubtful member (see _Builder._doubted)
+DOUBTED = UnstableError("doubtful_member", "names, counts or ranks among a member the detector doubts")
 
 
 def shuffled(rng: random.Random, items: Iterable[Any]) -> list[Any]:
@@ -196,9 +198,12 @@ class _Builder:
 
     def __init__(
         self, scene: Scene, rng: random.Random, m: Margins, memo: dict | None = None, cats: list[str] | None = None,
-        min_candidates: int = MIN_CANDIDATES,
+        min_candidates: int = MIN_CANDIDATES, doubtful: np.ndarray | None = None,
     ) -> None:
         self.scene, self.rng, self.m = scene, rng, m
+        # positions a perturbation removes or merges (stability.Perturbations.doubtful): never named,
+        # counted or ranked among; None without the stability check
+        self.doubtful = doubtful if doubtful is not None and doubtful.any() else None
         self.min_candidates = min_candidates
         self.cats = cats if cats is not None else usable_categories(scene, m)
         # hop results by (op, args, input values), shared by the attempts on one scene: an op's
@@ -228,6 +233,8 @@ class _Builder:
                 out = spec.run(self.scene, ins, args, self.m)  # P.run_op for a spec looked up once
                 P._check_reach(spec, args, ins, out, (), self.scene, self.m)
                 hit = (out, int(out[0]) if spec.output == "instance" else None)
+                if self.doubtful is not None and self._doubted(op, out, ins):
+                    hit = (DOUBTED, None)
             except ProgramError as err:
                 hit = (err.with_traceback(None), None)  # no frames kept alive (and no cycle) by the memo
             self.memo[key] = hit
@@ -239,6 +246,18 @@ class _Builder:
             return out
         self.failures[out.reason] += 1
         return None
+
+    def _doubted(self, op: str, out: Any, ins: list[Any]) -> bool:
+        """The hop names a doubtful member, or counts or ranks among a set holding one: the
+        perturbation that removes it would change (or may change, for a rank) the hop's result."""
+        doubtful = self.doubtful
+        assert doubtful is not None
+        if op == "count":
+            return bool(doubtful[ins[0]].any())
+        if op == "rank":
+            return bool(doubtful[ins[1]].any())
+        return out.__class__ is np.ndarray and out.shape[0] == 1 and self.specs[op].output == "instance" \
+            and bool(doubtful[int(out[0])])
 
     def add(self, op: str, args: dict[str, Any], inputs: tuple[int, ...], result: Any) -> int:
         self.hops.append(Hop(op, args, inputs))
@@ -589,6 +608,7 @@ def scene_candidates(
     memo: dict = {}
     cats = usable_categories(scene, margins)
     perturbations = Perturbations(scene, doubt) if doubt is not None else None
+    doubtful = perturbations.doubtful if perturbations is not None else None
     same = max_same_answer if max_same_answer is not None else max(1, n_wanted // 4)
     per_answer: Counter = Counter()
     for tried in range(n_wanted * max_attempts_factor if plans else 0):
@@ -596,7 +616,7 @@ def scene_candidates(
             break
         stats.attempts += 1
         plan = _draw_plan(rng, plans, lengths, arith)
-        builder = _Builder(scene, rng, margins, memo, cats, min_candidates)
+        builder = _Builder(scene, rng, margins, memo, cats, min_candidates, doubtful)
         hops = builder.build(plan)
         if plan[2][0] == "A":
             arith_tries += 1

@@ -76,6 +76,36 @@ class Perturbations:
     doubt: Doubt = Doubt()
     _cache: dict[tuple[str, str], Scene | None] = field(default_factory=dict)
     _memos: dict[tuple[str, str], dict] = field(default_factory=dict)
+    _doubtful: list[np.ndarray] = field(default_factory=list)
+    _touched: dict[tuple[str, str], list[int]] = field(default_factory=dict)
+
+    def touched(self, category: str, kind: str) -> list[int]:
+        """What perturbation ``kind`` (not ``add_near_misses``) removes or merges in ``category``."""
+        key = (category, kind)
+        got = self._touched.get(key)
+        if got is None:
+            members = self.scene.by_category.get(category)
+            got = self._touched[key] = [] if members is None else _touched(self.scene, members, kind, self.doubt)
+        return got
+
+    @property
+    def doubtful(self) -> np.ndarray:
+        """A boolean per scene position: the members some perturbation removes or merges (the
+        lowest-scored member under ``doubt_score``, the smallest under ``small_area_frac``, the
+        invisible, fragmented and contested ones, a merged pair). A question that names one,
+        counts a set holding one or ranks among one changes its answer when the perturbation
+        applies, so the generator does not build it (``unstable.doubtful_member``); the full
+        check still runs on what it builds (near misses added back, merges that move a box)."""
+        if not self._doubtful:
+            sc = self.scene
+            out = np.zeros(sc.n, dtype=bool)
+            for category in sc.by_category:
+                for kind in KINDS[1:]:  # every kind but add_near_misses
+                    touched = self.touched(category, kind)
+                    if touched:
+                        out[touched] = True
+            self._doubtful.append(out)
+        return self._doubtful[0]
 
     def memo(self, category: str, kind: str) -> dict:
         """The hop-result memo of one perturbed scene (see :func:`_answer_on`)."""
@@ -86,7 +116,12 @@ class Perturbations:
         for kind in KINDS:
             key = (category, kind)
             if key not in self._cache:
-                self._cache[key] = _perturb(self.scene, category, kind, self.doubt)
+                if kind == "add_near_misses":
+                    self._cache[key] = _perturb(self.scene, category, kind, self.doubt)
+                else:  # the same scene _perturb builds, from the selection the doubtful set shares
+                    t = self.touched(category, kind)
+                    self._cache[key] = (None if not t else _merged(self.scene, t, self.doubt)
+                                        if kind == "merge_overlapping" else _without(self.scene, t, self.doubt))
             s = self._cache[key]
             if s is not None:
                 yield kind, s
@@ -179,27 +214,36 @@ def _perturb(scene: Scene, cat: str, kind: str, d: Doubt) -> Scene | None:
         return _rebuild(scene, np.arange(scene.n), extra=extra, d=d) if extra else None
     if members.shape[0] == 0:
         return None
+    touched = _touched(scene, members, kind, d)
+    if not touched:
+        return None
+    return _merged(scene, touched, d) if kind == "merge_overlapping" else _without(scene, touched, d)
+
+
+def _touched(scene: Scene, members: np.ndarray, kind: str, d: Doubt) -> list[int]:
+    """The positions of ``members`` (one category's) that perturbation ``kind`` (not
+    ``add_near_misses``) removes, or the pair it merges; empty when it does not apply."""
+    if members.shape[0] == 0:
+        return []
     if kind == "drop_least_confident":
         if not scene.score.shape[0]:
-            return None
+            return []
         p = int(members[np.argmin(scene.score[members])])
-        return _without(scene, [p], d) if scene.score[p] < d.doubt_score else None
+        return [p] if scene.score[p] < d.doubt_score else []
     if kind == "drop_smallest":
         p = int(members[np.argmin(scene.area[members])])
-        small = scene.area[p] < d.small_area_frac * scene.width * scene.height
-        return _without(scene, [p], d) if small else None
+        return [p] if scene.area[p] < d.small_area_frac * scene.width * scene.height else []
     if kind == "drop_invisible":
         tiny = members[scene.area[members] < d.visible_area_frac * scene.width * scene.height]
         # a single tiny member is drop_smallest's case already
-        return _without(scene, tiny.tolist(), d) if tiny.shape[0] >= 2 else None
+        return tiny.tolist() if tiny.shape[0] >= 2 else []
     if kind == "drop_fragmented":
         box = (scene.x1[members] - scene.x0[members]) * (scene.y1[members] - scene.y0[members])
-        broken = members[scene.area[members] < d.min_fill * box]
-        return _without(scene, broken.tolist(), d) if broken.shape[0] else None
+        return members[scene.area[members] < d.min_fill * box].tolist()
     if kind == "drop_contested":
-        return _contested(scene, cat, members, d)
+        return _contested(scene, members, d)
     if kind == "merge_overlapping":
-        return _merged(scene, members, d)
+        return _merge_pair(scene, members, d)
     raise ValueError(kind)
 
 
@@ -218,21 +262,24 @@ def _box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / np.maximum(own_a[:, None] + own_b[None, :] - inter, 1e-9)
 
 
-def _contested(scene: Scene, cat: str, members: np.ndarray, d: Doubt) -> Scene | None:
-    """The scene without the members of ``cat`` that a near miss of another category covers."""
+def _contested(scene: Scene, members: np.ndarray, d: Doubt) -> list[int]:
+    """The members (of one category) that a near miss of another category covers."""
+    if not scene.near_misses:
+        return []
+    cat = scene.categories[int(members[0])]
     rivals = [m.bbox for m in scene.near_misses if m.category != cat]
     if not rivals:
-        return None
+        return []
     r = np.asarray(rivals, dtype=np.float64).reshape(-1, 4)
     r[:, 2:] += r[:, :2]  # x, y, w, h -> x0, y0, x1, y1
     own = np.stack([scene.x0[members], scene.y0[members], scene.x1[members], scene.y1[members]], axis=1)
-    hit = members[(_box_iou(own, r) >= d.merge_iou).any(axis=1)]
-    return _without(scene, hit.tolist(), d) if hit.shape[0] else None
+    return members[(_box_iou(own, r) >= d.merge_iou).any(axis=1)].tolist()
 
 
-def _merged(scene: Scene, members: np.ndarray, d: Doubt) -> Scene | None:
+def _merge_pair(scene: Scene, members: np.ndarray, d: Doubt) -> list[int]:
+    """The two most overlapping members (of one category), when their box IoU is at least ``merge_iou``."""
     if members.shape[0] < 2:
-        return None
+        return []
     x0, y0, x1, y1 = (a[members] for a in (scene.x0, scene.y0, scene.x1, scene.y1))
     iw = np.clip(np.minimum(x1[:, None], x1[None, :]) - np.maximum(x0[:, None], x0[None, :]), 0, None)
     ih = np.clip(np.minimum(y1[:, None], y1[None, :]) - np.maximum(y0[:, None], y0[None, :]), 0, None)
@@ -241,9 +288,12 @@ def _merged(scene: Scene, members: np.ndarray, d: Doubt) -> Scene | None:
     iou = inter / np.maximum(own[:, None] + own[None, :] - inter, 1e-9)
     np.fill_diagonal(iou, 0.0)
     a, b = np.unravel_index(int(np.argmax(iou)), iou.shape)
-    if iou[a, b] < d.merge_iou:
-        return None
-    pa, pb = int(members[a]), int(members[b])
+    return [int(members[a]), int(members[b])] if iou[a, b] >= d.merge_iou else []
+
+
+def _merged(scene: Scene, pair: list[int], d: Doubt) -> Scene:
+    """The scene with the two positions of ``pair`` merged into one instance."""
+    pa, pb = pair
     keep = np.setdiff1d(np.arange(scene.n), np.asarray([pa, pb]))
     area = float(max(scene.area[pa], scene.area[pb]))  # the union's pixels are unknown: at least the larger
     wa, wb = scene.area[pa], scene.area[pb]

@@ -171,7 +171,8 @@ def test_a_crowd_with_tiny_members_still_serves_under_the_stability_check() -> N
                            xs + side / 2, ys + side * 0.75)
     assert sc.uncountable == {"person", "kite"}
     assert scene_candidates(sc, 12, seed=0) == []  # without the stability check: closed
-    qs = scene_candidates(trusting_stability(sc), 12, seed=0, doubt=Doubt())
+    # (the generator steers away from the tiny members, which shifts what a given seed draws: a few seeds)
+    qs = [q for seed in range(5) for q in scene_candidates(trusting_stability(sc), 12, seed=seed, doubt=Doubt())]
     assert qs
     for q in qs:
         check_stable(q.hops, q.answer, Perturbations(trusting_stability(sc), Doubt()), P.DEFAULT_MARGINS)
