@@ -118,12 +118,22 @@ def colors_of_samples(samples: list[np.ndarray]) -> list[str | None]:
     """Colour names of several instances at once: ``samples[i]`` is (N_i, 3) uint8 pixels of instance i."""
     if not samples:
         return []
-    sizes = [len(x) for x in samples]
-    terms = pixel_terms(np.concatenate(samples)) if sum(sizes) else np.zeros(0, dtype=np.int64)
-    out: list[str | None] = []
-    start = 0
-    for n in sizes:
-        t = terms[start : start + n]
-        start += n
-        out.append(dominant_color(np.bincount(t, minlength=len(COLOR_TERMS)) / n) if n else None)
-    return out
+    sizes = np.asarray([len(x) for x in samples], dtype=np.int64)
+    terms = pixel_terms(np.concatenate(samples)) if int(sizes.sum()) else np.zeros(0, dtype=np.int64)
+    return colors_of_terms(terms, sizes)
+
+
+def colors_of_terms(terms: np.ndarray, sizes: np.ndarray) -> list[str | None]:
+    """:func:`dominant_color` of consecutive groups of pixel terms (``sizes[i]`` terms of instance ``i``,
+    in order) in one pass: the same shares, the same margins, the same names."""
+    n, k = sizes.shape[0], len(COLOR_TERMS)
+    if n == 0:
+        return []
+    owner = np.repeat(np.arange(n), sizes)
+    counts = np.bincount(owner * k + terms, minlength=n * k).reshape(n, k)
+    shares = counts / np.maximum(sizes, 1)[:, None]
+    order = np.argsort(-shares, axis=1, kind="stable")
+    rows = np.arange(n)
+    first, second = shares[rows, order[:, 0]], shares[rows, order[:, 1]]
+    named = (sizes > 0) & (first >= DOMINANT_SHARE - 1e-9) & (first >= DOMINANT_RATIO * second - 1e-9)
+    return [COLOR_TERMS[int(t)] if ok else None for t, ok in zip(order[:, 0].tolist(), named.tolist(), strict=True)]

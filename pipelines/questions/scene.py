@@ -434,13 +434,15 @@ def scenes_from_tables(
             stats.append(st)
         colors = None
         if pixels is not None:
-            from pipelines.questions.color import colors_of_samples
+            from pipelines.questions.color import colors_of_terms, pixel_terms
 
             flat = pixels.reshape(-1, pixels.shape[-1])[:, :3]
             samples = [st[3] for st in stats]
-            # column-major mask index p -> row-major image index (p % h) * w + p // h
+            sizes = np.asarray([p.shape[0] for p in samples], dtype=np.int64)
+            p = np.concatenate(samples) if samples else _EMPTY_I64
+            # column-major mask index p -> row-major image index (p % h) * w + p // h, every mask at once
             h, w = int(img["height"]), int(img["width"])
-            colors = colors_of_samples([flat[(p % h) * w + p // h] for p in samples])
+            colors = colors_of_terms(pixel_terms(flat[(p % h) * w + p // h]), sizes)
         scenes.append(
             Scene.from_arrays(
                 iid,
