@@ -213,7 +213,7 @@ class QuestionsConfig(_Model):
     oversample: int = Field(3, ge=1)  # candidates generated per released question, for the balancer
     # attempts per image once it has a candidate (an image without one tries to the end: 4 x per_image x
     # oversample); docs/hop-programs.md, "Generator". The stage's cost per image is about attempts x 80 us
-    attempt_budget: int = Field(30, ge=1)
+    attempt_budget: int = Field(24, ge=1)
     # every count/rank draws on at least this many instances (docs/hop-programs.md, "The candidate rule")
     min_candidates: int = Field(3, ge=1)
     stability: StabilityConfig = StabilityConfig()

@@ -144,6 +144,7 @@ TWICE = ("K",)
 #: the chance that an attempt draws an arithmetic plan (when the scene has any)
 ARITH_SHARE = 0.7
 ARITH_GIVE_UP = 4  # arithmetic plans that failed on a scene before it draws none (none built yet)
+TERMINAL_GIVE_UP = 8  # the same for every other kind of terminal (K, RC, SC, G)
 Plan = tuple[str, tuple[str, ...], tuple[str, ...]]
 
 
@@ -602,7 +603,8 @@ def scene_candidates(
         why[_no_plan_reason(scene, margins)] += 1
     lengths = sorted(plans)
     arith = [p for n in lengths for p in plans[n] if p[2][0] == "A"]
-    arith_tries = arith_built = 0
+    tries: Counter = Counter()  # attempts and builds per terminal kind (K, RC, SC, G, A)
+    built: Counter = Counter()
     seen_prog: set[tuple] = set()
     seen_text: set[str] = set()
     memo: dict = {}
@@ -612,17 +614,22 @@ def scene_candidates(
     same = max_same_answer if max_same_answer is not None else max(1, n_wanted // 4)
     per_answer: Counter = Counter()
     for tried in range(n_wanted * max_attempts_factor if plans else 0):
-        if len(out) >= n_wanted or (len(out) >= 3 and attempt_budget is not None and tried >= attempt_budget):
+        if (not plans or len(out) >= n_wanted
+                or (len(out) >= 3 and attempt_budget is not None and tried >= attempt_budget)):
             break
         stats.attempts += 1
         plan = _draw_plan(rng, plans, lengths, arith)
         builder = _Builder(scene, rng, margins, memo, cats, min_candidates, doubtful)
         hops = builder.build(plan)
-        if plan[2][0] == "A":
-            arith_tries += 1
-            arith_built += hops is not None
-            if arith_tries >= ARITH_GIVE_UP and not arith_built:
-                arith = []  # this scene cannot fill an arithmetic plan: spend the attempts elsewhere
+        t = plan[2][0]
+        tries[t] += 1
+        built[t] += hops is not None
+        if not built[t] and tries[t] == (ARITH_GIVE_UP if t == "A" else TERMINAL_GIVE_UP):
+            # this scene cannot fill this kind of terminal: spend the attempts elsewhere
+            plans = {n: kept for n, ps in plans.items() if (kept := [p for p in ps if p[2][0] != t])}
+            lengths = sorted(plans)
+            if t == "A":
+                arith = []
         if hops is None:
             stats.failed_plans += 1
             if builder.failures:

@@ -97,14 +97,7 @@ class Perturbations:
         applies, so the generator does not build it (``unstable.doubtful_member``); the full
         check still runs on what it builds (near misses added back, merges that move a box)."""
         if not self._doubtful:
-            sc = self.scene
-            out = np.zeros(sc.n, dtype=bool)
-            for category in sc.by_category:
-                for kind in KINDS[1:]:  # every kind but add_near_misses
-                    touched = self.touched(category, kind)
-                    if touched:
-                        out[touched] = True
-            self._doubtful.append(out)
+            self._doubtful.append(_doubtful(self.scene, self.doubt))
         return self._doubtful[0]
 
     def memo(self, category: str, kind: str) -> dict:
@@ -218,6 +211,40 @@ def _perturb(scene: Scene, cat: str, kind: str, d: Doubt) -> Scene | None:
     if not touched:
         return None
     return _merged(scene, touched, d) if kind == "merge_overlapping" else _without(scene, touched, d)
+
+
+def _doubtful(scene: Scene, d: Doubt) -> np.ndarray:
+    """:attr:`Perturbations.doubtful`: the union over categories of what :func:`_touched` selects for
+    every kind but ``add_near_misses``, computed for all categories at once (the same ties: the
+    first position of a category's minimum; tests/unit/questions/test_doubtful_members.py)."""
+    n = scene.n
+    out = np.zeros(n, dtype=bool)
+    if n == 0:
+        return out
+    cat_of = np.empty(n, dtype=np.int64)
+    groups = list(scene.by_category.values())
+    for k, members in enumerate(groups):
+        cat_of[members] = k
+    pos = np.arange(n)
+    image = scene.width * scene.height
+    if scene.score.shape[0]:  # drop_least_confident: each category's lowest-scored member, under doubt_score
+        first = np.lexsort((pos, scene.score, cat_of))
+        lead = first[np.r_[True, cat_of[first][1:] != cat_of[first][:-1]]]
+        out[lead[scene.score[lead] < d.doubt_score]] = True
+    first = np.lexsort((pos, scene.area, cat_of))  # drop_smallest: each category's smallest, when small
+    lead = first[np.r_[True, cat_of[first][1:] != cat_of[first][:-1]]]
+    out[lead[scene.area[lead] < d.small_area_frac * image]] = True
+    tiny = scene.area < d.visible_area_frac * image  # drop_invisible: two or more in the category
+    out |= tiny & (np.bincount(cat_of[tiny], minlength=len(groups))[cat_of] >= 2)
+    box = (scene.x1 - scene.x0) * (scene.y1 - scene.y0)  # drop_fragmented
+    out |= scene.area < d.min_fill * box
+    for members in groups:
+        if len(members) >= 2 or scene.near_misses:
+            for kind in ("drop_contested", "merge_overlapping"):
+                touched = _touched(scene, members, kind, d)
+                if touched:
+                    out[touched] = True
+    return out
 
 
 def _touched(scene: Scene, members: np.ndarray, kind: str, d: Doubt) -> list[int]:
