@@ -124,6 +124,7 @@ class GenerationStats:
     balanced_out: int = 0
     same_answer: int = 0  # candidates not kept: their image had enough with that answer already
     unstable: int = 0  # candidates refused by the stability check
+    checked: int = 0  # candidates the stability check ran on (with generate(): only those the balancer selected)
     balance_unattainable: bool = False
     answer_share_used: float = 0.0  # the share cap the balancer could meet (max_answer_share or above)
     # (question_id, why) of each candidate refused as unstable.perception: the stage's reject rows
@@ -577,6 +578,8 @@ def scene_candidates(
     doubt: Doubt | None = None,
     max_same_answer: int | None = None,
     attempt_budget: int | None = None,
+    perturbations: Perturbations | None = None,
+    verify: bool = True,
 ) -> list[Question]:
     """Up to ``n_wanted`` distinct, verified, leak-free full-variant questions for one scene.
 
@@ -592,7 +595,10 @@ def scene_candidates(
     once it has made that many attempts *and* has a candidate (an image still without one keeps
     trying to the end: the budget never costs coverage). Checks run cheapest-per-refusal first:
     the structural ones, then the stability check (it refuses most), then the wording and its
-    leakage check — a program the stability check refuses is never worded.
+    leakage check — a program the stability check refuses is never worded. With ``verify=False``
+    the candidates are steered away from doubtful members but not yet checked for stability:
+    :func:`generate` checks only the ones the balancer selects (``perturbations``: the scene's,
+    shared with that check).
     """
     stats = stats if stats is not None else GenerationStats()
     rng = image_rng(seed, scene.image_id)
@@ -609,7 +615,8 @@ def scene_candidates(
     seen_text: set[str] = set()
     memo: dict = {}
     cats = usable_categories(scene, margins)
-    perturbations = Perturbations(scene, doubt) if doubt is not None else None
+    if perturbations is None and doubt is not None:
+        perturbations = Perturbations(scene, doubt)
     doubtful = perturbations.doubtful if perturbations is not None else None
     same = max_same_answer if max_same_answer is not None else max(1, n_wanted // 4)
     per_answer: Counter = Counter()
@@ -657,7 +664,8 @@ def scene_candidates(
         if per_answer[answer] >= (max(1, same // 2) if answer == "0" else same):
             stats.same_answer += 1
             continue
-        if perturbations is not None:
+        if perturbations is not None and verify:
+            stats.checked += 1
             try:
                 check_stable(hops, answer, perturbations, margins)
             except ProgramError as err:
@@ -908,6 +916,7 @@ def generate(
 ) -> GenerationResult:
     """Full-variant questions for a batch of scenes (deterministic for a given batch and seed)."""
     stats = GenerationStats(images=len(scenes))
+    pert = {s.image_id: Perturbations(s, doubt) for s in scenes} if doubt is not None else {}
     per = [
         scene_candidates(
             s,
@@ -920,11 +929,63 @@ def generate(
             min_candidates=min_candidates,
             doubt=doubt,
             attempt_budget=attempt_budget,
+            perturbations=pert.get(s.image_id),
+            verify=False,
         )
         for s in scenes
     ]
-    selected, dropped = select_balanced(per, per_image, max_share, stats, max_skeleton_share, max_zero_share)
+    if doubt is None:
+        selected, dropped = select_balanced(per, per_image, max_share, stats, max_skeleton_share, max_zero_share)
+    else:
+        selected, dropped = _select_stable(per, pert, margins, stats, per_image, max_share, max_skeleton_share,
+                                           max_zero_share)
     return GenerationResult(selected, dropped, stats)
+
+
+def _select_stable(per: list[list[Question]], pert: dict[str, Perturbations], margins: Margins,
+                   stats: GenerationStats, per_image: int, max_share: float, max_skeleton_share: float,
+                   max_zero_share: float) -> tuple[list[Question], list[Question]]:
+    """:func:`select_balanced` over candidates not yet checked for stability, checking only what it
+    selects: a selected question the check refuses leaves the pool and the batch is balanced again,
+    until every selected question is stable (each round removes at least one candidate). The result
+    is the balancer's choice among the stable candidates it needed to look at; candidates it never
+    selected are never checked (most of the check's cost, now that the builder steers away from
+    doubtful members and most checks pass)."""
+    verdict: dict[str, bool] = {}
+    refused_by_image: Counter = Counter()
+    while True:
+        trial = GenerationStats()
+        selected, dropped = select_balanced(per, per_image, max_share, trial, max_skeleton_share, max_zero_share)
+        refused: set[int] = set()
+        for q in selected:
+            ok = verdict.get(q.question_id)
+            if ok is None:
+                try:
+                    check_stable(q.hops, q.answer, pert[q.image_id], margins)
+                    ok = True
+                except ProgramError as err:
+                    ok = False
+                    stats.unstable += 1
+                    stats.reasons[err.reason] += 1
+                    stats.unstable_questions.append((q.question_id, err.detail))
+                    refused_by_image[q.image_id] += 1
+                verdict[q.question_id] = ok
+            if not ok:
+                refused.add(id(q))
+        if not refused:
+            break
+        per = [[q for q in qs if id(q) not in refused] for qs in per]
+    stats.checked += len(verdict)
+    stats.candidates -= stats.unstable  # candidates = the stable ones and those never selected
+    stats.selected += trial.selected
+    stats.balanced_out += trial.balanced_out
+    stats.balance_unattainable = trial.balance_unattainable
+    stats.answer_share_used = max(stats.answer_share_used, trial.answer_share_used)
+    kept = Counter(q.image_id for q in selected)
+    for image_id, n in refused_by_image.items():
+        if not kept[image_id]:  # every candidate the balancer wanted from it was unstable
+            stats.no_question.setdefault(image_id, Counter())["unstable.perception"] += n
+    return selected, dropped
 
 
 def answer_shares(questions: Iterable[Question]) -> dict[str, float]:

@@ -241,7 +241,7 @@ def _program_questions(work: _Work) -> list[Question]:
         for reason, n in why.most_common():
             work.rejects.append(question_reject(image_id, f"no_question.{reason}", f"stopped {n} of {tried} attempts"))
     if work.doubt is not None:
-        work.unstable(res.stats.unstable_questions, res.stats.unstable + res.stats.candidates)
+        work.unstable(res.stats.unstable_questions, res.stats.checked)
     work.balanced_out(res.balanced_out, _balance_detail(cfg))
     return res.questions
 

@@ -77,7 +77,7 @@ def test_solver_failure_keeps_questions_unscored_with_reject_rows() -> None:
         def generate(self, *a, **k):  # type: ignore[override]
             raise RuntimeError("CUDA out of memory")
 
-    qs = generate([random_scene(1, 14), random_scene(2, 14)], seed=0, per_image=1).questions
+    qs = generate([random_scene(2, 14), random_scene(3, 14)], seed=0, per_image=1).questions
     assert len(qs) == 2
     out, rejects = calibrate(qs, lambda _: Image.new("RGB", (8, 8)), Broken(0))
     assert [q.pass_rate for q in out] == [None, None]
