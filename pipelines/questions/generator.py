@@ -203,8 +203,9 @@ class _Builder:
         min_candidates: int = MIN_CANDIDATES, doubtful: np.ndarray | None = None,
     ) -> None:
         self.scene, self.rng, self.m = scene, rng, m
-        # positions a perturbation removes or merges (stability.Perturbations.doubtful): never named,
-        # counted or ranked among; None without the stability check
+        # positions a perturbation removes or merges (stability.Perturbations.doubtful): never named, nor
+        # counted or ranked among (a perturbation that removes one changes, or may change, the hop's
+        # result); None without the stability check
         self.doubtful = doubtful if doubtful is not None and doubtful.any() else None
         self.min_candidates = min_candidates
         self.cats = cats if cats is not None else usable_categories(scene, m)
@@ -231,14 +232,18 @@ class _Builder:
         if hit is None:
             spec = self.specs[op]
             ins = [self.res[j] for j in inputs]
-            try:
-                out = spec.run(self.scene, ins, args, self.m)  # P.run_op for a spec looked up once
-                P._check_reach(spec, args, ins, out, (), self.scene, self.m)
-                hit = (out, int(out[0]) if spec.output == "instance" else None)
-                if self.doubtful is not None and self._doubted(op, out, ins):
-                    hit = (DOUBTED, None)
-            except ProgramError as err:
-                hit = (err.with_traceback(None), None)  # no frames kept alive (and no cycle) by the memo
+            doubtful = self.doubtful
+            if doubtful is not None and (op == "count" or op == "rank") and doubtful[ins[op == "rank"]].any():
+                hit = (DOUBTED, None)  # counts or ranks among a doubtful member: refused before it runs
+            else:
+                try:
+                    out = spec.run(self.scene, ins, args, self.m)  # P.run_op for a spec looked up once
+                    P._check_reach(spec, args, ins, out, (), self.scene, self.m)
+                    at = int(out[0]) if spec.output == "instance" else None
+                    # an instance the detector doubts is never named
+                    hit = (DOUBTED, None) if at is not None and doubtful is not None and doubtful[at] else (out, at)
+                except ProgramError as err:
+                    hit = (err.with_traceback(None), None)  # no frames kept alive (and no cycle) by the memo
             self.memo[key] = hit
         out, instance = hit
         if out.__class__ is np.ndarray or not isinstance(out, ProgramError):
@@ -248,18 +253,6 @@ class _Builder:
             return out
         self.failures[out.reason] += 1
         return None
-
-    def _doubted(self, op: str, out: Any, ins: list[Any]) -> bool:
-        """The hop names a doubtful member, or counts or ranks among a set holding one: the
-        perturbation that removes it would change (or may change, for a rank) the hop's result."""
-        doubtful = self.doubtful
-        assert doubtful is not None
-        if op == "count":
-            return bool(doubtful[ins[0]].any())
-        if op == "rank":
-            return bool(doubtful[ins[1]].any())
-        return out.__class__ is np.ndarray and out.shape[0] == 1 and self.specs[op].output == "instance" \
-            and bool(doubtful[int(out[0])])
 
     def add(self, op: str, args: dict[str, Any], inputs: tuple[int, ...], result: Any) -> int:
         self.hops.append(Hop(op, args, inputs))

@@ -148,7 +148,8 @@ class _Work:
     def image(self, image_id: str) -> Image.Image:
         if image_id in self._loaded:
             return self._loaded[image_id]
-        image = self._load(self._rows[image_id]).convert("RGB")
+        image = self._load(self._rows[image_id])
+        image = image if image.mode == "RGB" else image.convert("RGB")
         if self._keep:
             self._loaded[image_id] = image
         return image
