@@ -753,6 +753,25 @@ def _cap_per_skeleton(chosen: list[list[Question]], share: float, min_group: int
     return dropped
 
 
+def _cap_zeros(chosen: list[list[Question]], share: float) -> list[Question]:
+    """Drop answers 0 until they are at most ``share`` of the batch again: the per-skeleton cap runs
+    last and drops only over-represented answers, which can lift the share of 0 over its cap.
+    Surplus leaves the images holding most questions."""
+    if share >= 1.0:
+        return []
+    total = sum(len(qs) for qs in chosen)
+    zeros = sum(q.answer == "0" for qs in chosen for q in qs)
+    dropped: list[Question] = []
+    while zeros and zeros > share * total + 1e-9:
+        img = max((i for i, qs in enumerate(chosen) if any(q.answer == "0" for q in qs)),
+                  key=lambda i: (len(chosen[i]), -i))
+        j = max(k for k, q in enumerate(chosen[img]) if q.answer == "0")
+        dropped.append(chosen[img].pop(j))
+        zeros -= 1
+        total -= 1
+    return dropped
+
+
 def share_caps(counts: Counter, max_share: float, max_zero_share: float = 1.0) -> tuple[int, int, float] | None:
     """Per-answer caps ``(x, z, share)`` that keep the most questions of ``counts`` while no answer
     exceeds ``share`` of the kept ones and 0 not ``min(share, max_zero_share)``: ``x`` caps every
@@ -878,6 +897,7 @@ def select_balanced(
         refilled = {id(q) for qs in chosen for q in qs}
         dropped = [q for q in dropped if id(q) not in refilled]
     dropped += _cap_per_skeleton(chosen, max_skeleton_share)
+    dropped += _cap_zeros(chosen, max_zero_share)
     selected = [q for qs in chosen for q in qs]
     stats.selected += len(selected)
     stats.balanced_out += len(dropped)
