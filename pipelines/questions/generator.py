@@ -40,7 +40,7 @@ import random
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -195,6 +195,15 @@ def shuffled(rng: random.Random, items: Iterable[Any]) -> list[Any]:
     return out
 
 
+class _Draft(NamedTuple):
+    """A hop while the builder grows the program (the fields of :class:`Hop` it reads): a tuple is made
+    several times faster than the frozen dataclass, and most drafts are taken back."""
+
+    op: str
+    args: dict[str, Any]
+    inputs: tuple[int, ...]
+
+
 class _Builder:
     """Grows one program hop by hop, each hop executed (margins and reach checked) on the spot."""
 
@@ -214,7 +223,7 @@ class _Builder:
         self.memo: dict = memo if memo is not None else {}
         # the registry's specs by name, looked up once per scene (the memo lives as long as the scene's attempts)
         self.specs: dict[str, Any] = self.memo.get(_SPECS) or self.memo.setdefault(_SPECS, {s.name: s for s in OPS})
-        self.hops: list[Hop] = []
+        self.hops: list[Any] = []  # _Draft records; Hop records only for the finished program
         self.res: list[Any] = []
         self.keys: list[Any] = []  # each result's memo key part (a set's positions as bytes), made once
         self.inst: list[int | None] = []  # the position an instance-valued hop names, else None
@@ -255,7 +264,7 @@ class _Builder:
         return None
 
     def add(self, op: str, args: dict[str, Any], inputs: tuple[int, ...], result: Any) -> int:
-        self.hops.append(Hop(op, args, inputs))
+        self.hops.append(_Draft(op, args, inputs))
         self.res.append(result)
         self.keys.append(result.tobytes() if isinstance(result, np.ndarray) else result)
         at = int(result[0]) if self.specs[op].output == "instance" else None
@@ -642,6 +651,10 @@ def scene_candidates(
         if canon in seen_prog:
             stats.duplicates += 1
             continue
+        answer = P.answer_of(hops)
+        if per_answer[answer] >= (max(1, same // 2) if answer == "0" else same):
+            stats.same_answer += 1  # the image has enough with this answer: no check is worth running
+            continue
         try:
             if not P.has_both_kinds(hops):
                 raise P.StructureError("missing_hop_kind", "needs an instance-chain and a perception hop")
@@ -652,10 +665,6 @@ def scene_candidates(
             stats.leakage += 1
             stats.reasons[err.reason] += 1
             why[err.reason] += 1
-            continue
-        answer = P.answer_of(hops)
-        if per_answer[answer] >= (max(1, same // 2) if answer == "0" else same):
-            stats.same_answer += 1
             continue
         if perturbations is not None and verify:
             stats.checked += 1

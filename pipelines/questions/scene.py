@@ -442,7 +442,7 @@ def scenes_from_tables(
             p = np.concatenate(samples) if samples else _EMPTY_I64
             # column-major mask index p -> row-major image index (p % h) * w + p // h, every mask at once
             h, w = int(img["height"]), int(img["width"])
-            colors = colors_of_terms(pixel_terms(flat[(p % h) * w + p // h]), sizes)
+            colors = colors_of_terms(pixel_terms(np.take(flat, (p % h) * w + p // h, axis=0)), sizes)
         scenes.append(
             Scene.from_arrays(
                 iid,
