@@ -403,9 +403,9 @@ class _Builder:
 
     def counted(self, op: str, x: int) -> int | None:
         # only categories with enough candidates besides the reference (pipelines.questions.candidates)
-        ref = int(self.res[x][0])
-        cats = [c for c in self.categories()
-                if int((self.scene.by_category[c] != ref).sum()) >= self.min_candidates]
+        ref_cat = self.scene.categories[int(self.res[x][0])]
+        by = self.scene.by_category
+        cats = [c for c in self.categories() if by[c].shape[0] - (c == ref_cat) >= self.min_candidates]
         if not cats:
             self.failures["reach.few_candidates"] += 1
             return None
@@ -439,9 +439,9 @@ class _Builder:
         besides the reference in all (the candidate rule), no more than a person counts (``max_count``).
         The reference's own category may be in the group (a relation never holds the reference)."""
         sc = self.scene
-        ref = int(self.res[x][0])
+        ref_cat = sc.categories[int(self.res[x][0])]
         cats = self.categories()
-        size = {c: int((sc.by_category[c] != ref).sum()) for c in cats}
+        size = {c: sc.by_category[c].shape[0] - (c == ref_cat) for c in cats}  # members besides the reference
         lo, hi = GROUP_SIZES
         groups: list[tuple[str, ...]] = []
         for k in range(lo, min(hi, len(cats)) + 1):

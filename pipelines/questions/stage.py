@@ -157,7 +157,8 @@ class _Work:
     def _pixels(self, image_id: str) -> np.ndarray | None:
         """The image's pixels for colour naming; an unreadable image only loses its colours."""
         try:
-            return np.asarray(self.image(image_id))
+            image = self.image(image_id)  # RGB: its bytes as an array (np.asarray(image) copies them twice)
+            return np.frombuffer(image.tobytes(), dtype=np.uint8).reshape(image.height, image.width, 3)
         except (OSError, ValueError) as err:
             self.rejects.append(question_reject(image_id, "image.colors_unavailable", f"colours not computed: {err}"))
             return None
