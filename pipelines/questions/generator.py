@@ -34,6 +34,7 @@ other images in the batch. Batch-level answer balancing is deterministic given t
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import random
@@ -77,8 +78,8 @@ class Question:
     def num_hops(self) -> int:
         return len(self.hops)
 
-    @property
-    def skeleton(self) -> str:
+    @functools.cached_property
+    def skeleton(self) -> str:  # the balancer reads it in its inner loops: made once per question
         return P.skeleton(self.hops)
 
     @property

@@ -94,6 +94,9 @@ class Scene:
     # reader may see: what the stability check adds back (pipelines.questions.stability)
     near_misses: tuple[NearMiss, ...] = ()
     _dist: list[np.ndarray] = field(default_factory=list, repr=False)
+    # per (reference, relation, gap): which positions lie in the boundary band and which beyond it
+    # (pipelines.questions.ops.relate); geometry only, so a scene replaced with other flags shares it
+    _bands: dict[tuple[int, str, float], tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
 
     @property
     def n(self) -> int:

@@ -238,12 +238,20 @@ def _doubtful(scene: Scene, d: Doubt) -> np.ndarray:
     out |= tiny & (np.bincount(cat_of[tiny], minlength=len(groups))[cat_of] >= 2)
     box = (scene.x1 - scene.x0) * (scene.y1 - scene.y0)  # drop_fragmented
     out |= scene.area < d.min_fill * box
-    for members in groups:
-        if len(members) >= 2 or scene.near_misses:
-            for kind in ("drop_contested", "merge_overlapping"):
-                touched = _touched(scene, members, kind, d)
-                if touched:
-                    out[touched] = True
+    if scene.near_misses:  # drop_contested
+        for members in groups:
+            out[_contested(scene, members, d)] = True
+    if n >= 2:  # merge_overlapping: each category's most overlapping pair, when its IoU reaches merge_iou
+        box = np.stack([scene.x0, scene.y0, scene.x1, scene.y1], axis=1)
+        iou = _box_iou(box, box)
+        np.fill_diagonal(iou, 0.0)
+        iou[cat_of[:, None] != cat_of[None, :]] = 0.0
+        for members in groups:
+            if members.shape[0] >= 2:
+                sub = iou[np.ix_(members, members)]
+                a, b = np.unravel_index(int(np.argmax(sub)), sub.shape)
+                if sub[a, b] >= d.merge_iou:
+                    out[[int(members[a]), int(members[b])]] = True
     return out
 
 

@@ -46,17 +46,19 @@ def relate_among(scene: Scene, a: np.ndarray, relation: str, cand: np.ndarray, c
     (``category``: how the candidates are named in the margin's message)."""
     pa = int(a[0])
     cand = cand[cand != pa]
-    coord, bound, lo, hi = relate_band(scene, pa, relation, m)
-    c = coord[cand]
-    if cand.shape[0]:
-        inside = (c > lo) & (c < hi)
-        if inside.any():
-            raise MarginError(
-                "relate_boundary",
-                f"a {category} centroid lies between the {relation} boundary and the reference's centre",
-            )
-    keep = c < bound if relation in ("left_of", "above") else c > bound
-    return cand[keep]
+    key = (pa, relation, m.relate_gap)
+    band = scene._bands.get(key)
+    if band is None:  # every position's side of A, once per (A, relation): options differ only in cand
+        coord, bound, lo, hi = relate_band(scene, pa, relation, m)
+        beyond = coord < bound if relation in ("left_of", "above") else coord > bound
+        band = scene._bands[key] = ((coord > lo) & (coord < hi), beyond)
+    inside, beyond = band
+    if cand.shape[0] and inside[cand].any():
+        raise MarginError(
+            "relate_boundary",
+            f"a {category} centroid lies between the {relation} boundary and the reference's centre",
+        )
+    return cand[beyond[cand]]
 
 
 def _run(scene: Scene, ins: list[Any], args: Mapping[str, Any], m: Margins) -> np.ndarray:
