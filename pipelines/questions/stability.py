@@ -149,16 +149,19 @@ def check_stable(hops: Sequence[Hop], answer: str, perturbations: Perturbations,
         broken: ProgramError | None = None
     except ProgramError as err:  # no scene repairs the structure: every perturbation "no longer executes"
         broken = err
+    # each hop's memo key part and whether it names an instance: the same on every perturbed scene
+    plan = [(P.hop_key(h)[:2], P.OPS[h.op].output == "instance") for h in hops] if broken is None else []
     for cat in cats:
         for kind, s in perturbations.of(cat):
-            got = broken if broken is not None else _answer_on(hops, s, margins, perturbations.memo(cat, kind))
+            got = broken if broken is not None else _answer_on(hops, s, margins, perturbations.memo(cat, kind), plan)
             if isinstance(got, ProgramError):
                 raise UnstableError("perception", f"{kind} of {cat!r}: no longer executes ({got.reason})")
             if got != answer:
                 raise UnstableError("perception", f"{kind} of {cat!r}: the answer becomes {got}, not {answer}")
 
 
-def _answer_on(hops: Sequence[Hop], scene: Scene, m: Margins, memo: dict) -> str | ProgramError:
+def _answer_on(hops: Sequence[Hop], scene: Scene, m: Margins, memo: dict,
+               plan: Sequence[tuple[tuple, bool]] | None = None) -> str | ProgramError:
     """The canonical answer of structurally valid ``hops`` executed on ``scene`` with every margin and
     reach rule (what :func:`pipelines.questions.program.execute` checks hop by hop), or the
     :class:`ProgramError` of the first hop that fails (returned, not raised: the memo shares it).
@@ -166,9 +169,11 @@ def _answer_on(hops: Sequence[Hop], scene: Scene, m: Margins, memo: dict) -> str
     margins and reach other than ``revisit`` depend on nothing else."""
     results: list[Any] = []
     named: set[int] = set()
-    for h in hops:
+    if plan is None:
+        plan = [(P.hop_key(h)[:2], P.OPS[h.op].output == "instance") for h in hops]
+    for h, (hop, names) in zip(hops, plan, strict=True):
         ins = [results[j] for j in h.inputs]
-        key = (P.hop_key(h)[:2], tuple(r.tobytes() if isinstance(r, np.ndarray) else r for r in ins))
+        key = (hop, tuple(r.tobytes() if isinstance(r, np.ndarray) else r for r in ins))
         hit = memo.get(key)
         if hit is None:
             try:
@@ -178,7 +183,7 @@ def _answer_on(hops: Sequence[Hop], scene: Scene, m: Margins, memo: dict) -> str
             memo[key] = hit
         if isinstance(hit, ProgramError):
             return hit
-        if P.OPS[h.op].output == "instance":
+        if names:
             a = int(hit[0])
             if a in named:
                 return ReachError("revisit", "the step returns to an instance already named")
