@@ -211,9 +211,10 @@ class QuestionsConfig(_Model):
     max_zero_answer_share: float = Field(0.1, gt=0, le=1)
     max_skeleton_answer_share: float = Field(0.25, gt=0, le=1)
     oversample: int = Field(3, ge=1)  # candidates generated per released question, for the balancer
-    # attempts per image once it has a candidate (an image without one tries to the end: 4 x per_image x
-    # oversample); docs/hop-programs.md, "Generator". The stage's cost per image is about attempts x 80 us
-    attempt_budget: int = Field(24, ge=1)
+    # attempts per image once it has 3 candidates (one with fewer tries to the end: 4 x per_image x oversample);
+    # docs/hop-programs.md, "Generator". The stage's cost is about attempts x 80 us per image: a larger budget
+    # buys more questions per image (bench/RESULTS.md, "200 images/s per core")
+    attempt_budget: int = Field(20, ge=1)
     # every count/rank draws on at least this many instances (docs/hop-programs.md, "The candidate rule")
     min_candidates: int = Field(3, ge=1)
     stability: StabilityConfig = StabilityConfig()
