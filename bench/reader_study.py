@@ -194,8 +194,9 @@ _REFUSED_CAT = re.compile(r"^\w+ of '([^']*)'")
 
 def _refusals_by_image(instances: Any, manifest: Any, cfg: Any) -> list[tuple[str, str]]:
     """(image, category whose perturbation changed the answer) of every ``unstable.perception``
-    refusal: the stage's rejects do not name the image, so each image is run alone (the check is per
-    image, so the refusals are the batch's — the totals are compared in the report)."""
+    refusal of each image run alone: the stage's rejects do not name the image. The stability check
+    runs on what the batch balancer selects, and an image alone is balanced differently, so these
+    refusals are close to the batch's but not the same ones (the report prints both totals)."""
     import pyarrow.compute as pc
 
     from pipelines.questions.stability import UNSTABLE
