@@ -595,10 +595,11 @@ def scene_candidates(
     from. When none results, ``stats.no_question[image_id]`` counts which rule stopped each attempt.
 
     Attempts: at most ``n_wanted * max_attempts_factor``; with ``attempt_budget``, the image stops
-    once it has made that many attempts *and* has a candidate (an image still without one keeps
-    trying to the end: the budget never costs coverage). Checks run cheapest-per-refusal first:
-    the structural ones, then the stability check (it refuses most), then the wording and its
-    leakage check — a program the stability check refuses is never worded. With ``verify=False``
+    once it has made that many attempts *and* has 3 candidates (an image with fewer keeps trying to
+    the end: the budget never costs coverage). A kind of terminal that failed ``ARITH_GIVE_UP`` (A)
+    or ``TERMINAL_GIVE_UP`` times with none built is drawn no more. Checks run cheapest per refusal
+    first: the per-image answer caps, the structural ones, the stability check (it refuses most),
+    then the wording and its leakage check — a refused program is never worded. With ``verify=False``
     the candidates are steered away from doubtful members but not yet checked for stability:
     :func:`generate` checks only the ones the balancer selects (``perturbations``: the scene's,
     shared with that check).
