@@ -4,6 +4,7 @@
     .venv/bin/python bench/reader_study.py packet --perception noisy --out DIR [--photos 30] [--seeds 0-19]
         [--noise-seed 0]
     .venv/bin/python bench/reader_study.py score --out DIR ANSWERS.txt [ANSWERS.txt ...]
+    .venv/bin/python bench/reader_study.py truth [--seeds 0-19] [--noise-seeds 3,4,5]
 
 ``packet`` builds the demo samples (``hopchain-demo samples`` → ``import-coco`` → the questions stage,
 over the seeds), samples ``--photos`` questions about the photographs and ``--shapes`` about the
@@ -26,6 +27,13 @@ and ask for one line per question, ``Q7: 3`` (or ``Q7: ?`` when the question can
 ``score`` compares each answer file with the key and prints, per reader and per group
 (photos/shapes), the share of questions answered the program's way, plus the share on which
 *all* readers gave the program's answer (what unanimity would accept), and lists the misses.
+
+``truth`` needs no reader: every question the stage releases on simulated perception (each noise
+seed x each generator seed) is re-executed on the annotated scene of its photo, and the bench prints how
+many give the same answer there, by terminal (a count over one category or a named group, a rank,
+arithmetic). An answer that no longer executes within the margins on the truth counts as a
+disagreement, so the figure is harsher than readers; it moves with the engine on hundreds of
+questions where a packet has thirty.
 
 Protocol (docs/annotators.md, "Reader study"): readers work independently, see only the
 packet, answer every question, and are told nothing about how questions are made.
@@ -297,6 +305,61 @@ def score(out: Path, files: list[Path]) -> None:
                   + ", ".join(f"{n} {x}" for n, x in got.items()))
 
 
+def truth_agreement(seeds: list[int], noise_seeds: list[int]) -> dict[str, Any]:
+    """(see the module docstring) ``{"questions", "agree", "by_terminal": {terminal: [agree, n]}}``."""
+    import tempfile
+
+    import numpy as np
+    import pyarrow.compute as pc
+    from PIL import Image
+
+    from hopchain_demo.perception_noise import NoiseRates, perceive
+    from hopchain_demo.samples import write_samples
+    from pipelines.config import QuestionsConfig
+    from pipelines.questions import program as P
+    from pipelines.questions.scene import scenes_from_tables
+    from pipelines.questions.stability import trusting_stability
+    from pipelines.questions.stage import run_questions
+    from pipelines.segment.annotations import import_coco
+
+    work = Path(tempfile.mkdtemp(prefix="reader-truth-"))
+    imp = import_coco(write_samples(work, 24), work / "images")
+    names = {r["image_id"]: Path(r["uri"]) for r in imp.manifest.to_pylist()}
+    photos = pa.array([i for i, p in names.items() if _group(p) == "photo"])
+    manifest = imp.manifest.filter(pc.is_in(imp.manifest["image_id"], photos))
+    instances = imp.instances.filter(pc.is_in(imp.instances["image_id"], photos))
+    pixels = {i: np.asarray(Image.open(names[i]).convert("RGB")) for i in photos.to_pylist()}
+    truth = {s.image_id: trusting_stability(s)
+             for s in scenes_from_tables(instances, manifest, images=lambda i: pixels[i])[0]}
+    cfg = QuestionsConfig()
+    margins = P.margins_of(cfg)
+    rates = replace(NoiseRates(), min_score=cfg.min_score, shadow_score=cfg.shadow_score)
+    by: dict[str, list[int]] = {}
+    for ns in noise_seeds:
+        for seed in seeds:
+            noisy = perceive(instances, rates, seed=1000 * ns + seed)
+            res = run_questions(noisy.instances, manifest, QuestionsConfig(seed=seed, per_image=6))
+            for q in res.questions.to_pylist():
+                hops = [replace(h, value=None) for h in P.program_from_json(q["hops"])]
+                last = hops[-1]
+                term = f"count<{hops[last.inputs[0]].op}" if last.op == "count" else last.op
+                try:
+                    got = P.answer_of(P.execute(hops, truth[q["image_id"]], margins, min_hops=1,
+                                                max_hops=len(hops)))
+                except P.ProgramError:
+                    got = None
+                tally = by.setdefault(term, [0, 0])
+                tally[0] += got == q["answer"]
+                tally[1] += 1
+    agree, n = sum(a for a, _ in by.values()), sum(m for _, m in by.values())
+    print(f"released on simulated perception: {n} questions (noise seeds {noise_seeds}, seeds "
+          f"{seeds[0]}..{seeds[-1]}); the same answer on the annotated scene: {agree}/{n} "
+          f"({100 * agree / max(1, n):.1f}%)")
+    for term, (a, m) in sorted(by.items()):
+        print(f"  {term:<22} {a}/{m} ({100 * a / max(1, m):.1f}%)")
+    return {"questions": n, "agree": agree, "by_terminal": by}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -312,10 +375,15 @@ def main() -> None:
     s = sub.add_parser("score")
     s.add_argument("--out", type=Path, required=True)
     s.add_argument("answers", type=Path, nargs="+")
+    t = sub.add_parser("truth")
+    t.add_argument("--seeds", default="0-19")
+    t.add_argument("--noise-seeds", default="3,4,5")
     args = ap.parse_args()
     if args.cmd == "packet":
         build_packet(args.out, args.photos, args.shapes, _parse_seeds(args.seeds), args.sample_seed,
                      args.perception, args.noise_seed)
+    elif args.cmd == "truth":
+        truth_agreement(_parse_seeds(args.seeds), [int(x) for x in args.noise_seeds.split(",")])
     else:
         score(args.out, args.answers)
 

@@ -69,3 +69,11 @@ def test_the_noisy_packet_is_seeded(tmp_path: Path) -> None:
         rs.build_packet(tmp_path / name, photos=30, shapes=0, seeds=[0], sample_seed=0, perception="noisy")
     assert (tmp_path / "a" / "key.json").read_text() == (tmp_path / "b" / "key.json").read_text()
     assert (tmp_path / "a/packet/questions.md").read_text() == (tmp_path / "b/packet/questions.md").read_text()
+
+
+def test_the_truth_proxy_re_executes_every_released_question_on_the_annotated_scene(capsys) -> None:  # type: ignore[no-untyped-def]
+    out = _reader_study().truth_agreement([0, 1], [3])
+    assert out["questions"] > 0 and 0 < out["agree"] <= out["questions"]
+    assert sum(n for _, n in out["by_terminal"].values()) == out["questions"]
+    assert all(0 <= a <= n for a, n in out["by_terminal"].values())
+    assert "the same answer on the annotated scene" in capsys.readouterr().out
