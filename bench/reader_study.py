@@ -178,7 +178,7 @@ def _noisy_pool(instances: Any, manifest: Any, names: dict[str, Path], seeds: li
         for q in res.questions.to_pylist():
             hit = touching(noisy.events, q["image_id"], named_categories(program_from_json(q["hops"])))
             tally["released_touched" if hit else "released_untouched"] += 1
-        for image_id, refused_cat in _refusals_by_image(noisy.instances, manifest, qcfg):
+        for image_id, refused_cat in _refusals_by_image(res.rejects):
             hit = touching(noisy.events, image_id, [refused_cat])
             tally["refused_touched" if hit else "refused_other"] += 1
 
@@ -200,23 +200,16 @@ def _stage(instances: Any, manifest: Any, cfg: Any) -> Any:
 _REFUSED_CAT = re.compile(r"^\w+ of '([^']*)'")
 
 
-def _refusals_by_image(instances: Any, manifest: Any, cfg: Any) -> list[tuple[str, str]]:
+def _refusals_by_image(rejects: Any) -> list[tuple[str, str]]:
     """(image, category whose perturbation changed the answer) of every ``unstable.perception``
-    refusal of each image run alone: the stage's rejects do not name the image. The stability check
-    runs on what the batch balancer selects, and an image alone is balanced differently, so these
-    refusals are close to the batch's but not the same ones (the report prints both totals)."""
-    import pyarrow.compute as pc
-
+    refusal of the batch: the reject row's ``raw`` is the image, its detail names the category."""
     from pipelines.questions.stability import UNSTABLE
 
     out = []
-    for image_id in manifest.column("image_id").to_pylist():
-        one = manifest.filter(pc.equal(manifest["image_id"], image_id))
-        res = _stage(instances.filter(pc.equal(instances["image_id"], image_id)), one, cfg)
-        for r in res.rejects.to_pylist():
-            m = _REFUSED_CAT.match(r["detail"]) if r["code"] == UNSTABLE else None
-            if m:
-                out.append((image_id, m.group(1)))
+    for r in rejects.to_pylist():
+        m = _REFUSED_CAT.match(r["detail"]) if r["code"] == UNSTABLE else None
+        if m:
+            out.append((r["raw"], m.group(1)))
     return out
 
 
@@ -231,7 +224,7 @@ def _print_report(r: dict[str, Any], touched_in_packet: int, in_packet: int) -> 
           f"{share(r['annotated_refused'], r['annotated_checked'])} of the candidates checked")
     refused = r.get("refused_touched", 0) + r.get("refused_other", 0)
     print(f"refusals whose perturbed category a noise event touched: {share(r.get('refused_touched', 0), refused)}"
-          f" (per-image runs; {refused} refusals, batch runs {r['noisy_refused']})")
+          f" ({refused} refusals)")
     print(f"released questions naming a category a noise event touched: "
           f"{share(r.get('released_touched', 0), r['noisy_released'])}; in the packet: "
           f"{share(touched_in_packet, in_packet)}")

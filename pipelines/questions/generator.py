@@ -128,8 +128,8 @@ class GenerationStats:
     checked: int = 0  # candidates the stability check ran on (with generate(): only those the balancer selected)
     balance_unattainable: bool = False
     answer_share_used: float = 0.0  # the share cap the balancer could meet (max_answer_share or above)
-    # (question_id, why) of each candidate refused as unstable.perception: the stage's reject rows
-    unstable_questions: list[tuple[str, str]] = field(default_factory=list)
+    # (question_id, why, image_id) of each candidate refused as unstable.perception: the stage's reject rows
+    unstable_questions: list[tuple[str, str, str]] = field(default_factory=list)
     reasons: Counter = field(default_factory=Counter)  # refusals of built programs
     attempt_reasons: Counter = field(default_factory=Counter)  # why each failed attempt failed
     no_question: dict[str, Counter] = field(default_factory=dict)  # image -> reasons, images without one
@@ -676,7 +676,7 @@ def scene_candidates(
                 stats.unstable += 1
                 stats.reasons[err.reason] += 1
                 why[err.reason] += 1
-                stats.unstable_questions.append((P.question_id(scene.image_id, hops), err.detail))
+                stats.unstable_questions.append((P.question_id(scene.image_id, hops), err.detail, scene.image_id))
                 continue
         try:
             text = render(hops, rng)
@@ -991,7 +991,7 @@ def _select_stable(per: list[list[Question]], pert: dict[str, Perturbations], ma
                     ok = False
                     stats.unstable += 1
                     stats.reasons[err.reason] += 1
-                    stats.unstable_questions.append((q.question_id, err.detail))
+                    stats.unstable_questions.append((q.question_id, err.detail, q.image_id))
                     refused_by_image[q.image_id] += 1
                 verdict[q.question_id] = ok
             if not ok:

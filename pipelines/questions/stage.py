@@ -190,9 +190,10 @@ class _Work:
                      visible_area_frac=cfg.visible_area_frac, merge_iou=st.merge_iou,
                      occlusion_overlap=cfg.occlusion_overlap, min_fill=st.min_fill)
 
-    def unstable(self, refused: list[tuple[str, str]], tried: int) -> None:
-        """Rows for the questions the stability check refused, and its share in the stats."""
-        self.rejects += [question_reject(qid, UNSTABLE, why) for qid, why in refused]
+    def unstable(self, refused: list[tuple[str, str, str]], tried: int) -> None:
+        """Rows for the questions the stability check refused (``raw``: the image whose scene the
+        perturbation changed), and its share in the stats."""
+        self.rejects += [question_reject(qid, UNSTABLE, why, image_id) for qid, why, image_id in refused]
         self.stats["stability"] = {"refused": len(refused), "checked": tried,
                                    "refused_share": round(len(refused) / tried, 4) if tried else 0.0}
 
@@ -348,7 +349,7 @@ def _fair_and_stable(work: _Work, written: list[Question]) -> list[Question]:
     doubt = work.doubt
     perturbations: dict[str, Perturbations] = {}
     kept: list[Question] = []
-    refused: list[tuple[str, str]] = []
+    refused: list[tuple[str, str, str]] = []
     for q in written:
         scene = by_id[q.image_id]
         try:
@@ -361,7 +362,7 @@ def _fair_and_stable(work: _Work, written: list[Question]) -> list[Question]:
             try:
                 check_stable(q.hops, q.answer, pert, work.margins)
             except ProgramError as err:
-                refused.append((q.question_id, err.detail))
+                refused.append((q.question_id, err.detail, q.image_id))
                 continue
         kept.append(q)
     if doubt is not None:

@@ -109,7 +109,7 @@ def test_the_batch_checks_only_what_the_balancer_selects_and_releases_only_stabl
     res = generate(scenes, seed=1, per_image=2, oversample=3, doubt=Doubt())
     st = res.stats
     assert res.questions and st.unstable > 0  # near misses and merges still refuse some: the check is live
-    refused = {qid for qid, _ in st.unstable_questions}
+    refused = {qid for qid, _, _ in st.unstable_questions}
     by_id = {s.image_id: s for s in scenes}
     for q in res.questions:
         assert q.question_id not in refused
