@@ -76,17 +76,14 @@ class Perturbations:
     doubt: Doubt = Doubt()
     _cache: dict[tuple[str, str], Scene | None] = field(default_factory=dict)
     _memos: dict[tuple[str, str], dict] = field(default_factory=dict)
+    _selected: list[dict[tuple[str, str], list[int]]] = field(default_factory=list)
     _doubtful: list[np.ndarray] = field(default_factory=list)
-    _touched: dict[tuple[str, str], list[int]] = field(default_factory=dict)
 
     def touched(self, category: str, kind: str) -> list[int]:
         """What perturbation ``kind`` (not ``add_near_misses``) removes or merges in ``category``."""
-        key = (category, kind)
-        got = self._touched.get(key)
-        if got is None:
-            members = self.scene.by_category.get(category)
-            got = self._touched[key] = [] if members is None else _touched(self.scene, members, kind, self.doubt)
-        return got
+        if not self._selected:
+            self._selected.append(_selections(self.scene, self.doubt))
+        return self._selected[0].get((category, kind), [])
 
     @property
     def doubtful(self) -> np.ndarray:
@@ -97,7 +94,11 @@ class Perturbations:
         applies, so the generator does not build it (``unstable.doubtful_member``); the full
         check still runs on what it builds (near misses added back, merges that move a box)."""
         if not self._doubtful:
-            self._doubtful.append(_doubtful(self.scene, self.doubt))
+            out = np.zeros(self.scene.n, dtype=bool)
+            self.touched("", "")  # every selection of the scene, made once
+            for positions in self._selected[0].values():
+                out[positions] = True
+            self._doubtful.append(out)
         return self._doubtful[0]
 
     def memo(self, category: str, kind: str) -> dict:
@@ -210,81 +211,62 @@ def _perturb(scene: Scene, cat: str, kind: str, d: Doubt) -> Scene | None:
         extra = [_Extra(first + k, m.category, m.bbox, m.area, m.cx, m.cy, None, m.score)
                  for k, m in enumerate(m for m in scene.near_misses if m.category == cat)]
         return _rebuild(scene, np.arange(scene.n), extra=extra, d=d) if extra else None
-    if members.shape[0] == 0:
-        return None
-    touched = _touched(scene, members, kind, d)
+    touched = _selections(scene, d).get((cat, kind), []) if members.shape[0] else []
     if not touched:
         return None
     return _merged(scene, touched, d) if kind == "merge_overlapping" else _without(scene, touched, d)
 
 
-def _doubtful(scene: Scene, d: Doubt) -> np.ndarray:
-    """:attr:`Perturbations.doubtful`: the union over categories of what :func:`_touched` selects for
-    every kind but ``add_near_misses``, computed for all categories at once (the same ties: the
-    first position of a category's minimum; tests/unit/questions/test_doubtful_members.py)."""
+def _selections(scene: Scene, d: Doubt) -> dict[tuple[str, str], list[int]]:
+    """``(category, kind) -> positions`` for every kind but ``add_near_misses`` that applies: what it
+    removes from the category, or the pair it merges (in that order: the merged instance keeps the
+    first one's id). All categories at once; within a category, ties go to the first position."""
     n = scene.n
-    out = np.zeros(n, dtype=bool)
+    out: dict[tuple[str, str], list[int]] = {}
     if n == 0:
         return out
+    names = list(scene.by_category)
+    groups = [scene.by_category[c] for c in names]
     cat_of = np.empty(n, dtype=np.int64)
-    groups = list(scene.by_category.values())
     for k, members in enumerate(groups):
         cat_of[members] = k
     pos = np.arange(n)
     image = scene.width * scene.height
-    if scene.score.shape[0]:  # drop_least_confident: each category's lowest-scored member, under doubt_score
-        first = np.lexsort((pos, scene.score, cat_of))
-        lead = first[np.r_[True, cat_of[first][1:] != cat_of[first][:-1]]]
-        out[lead[scene.score[lead] < d.doubt_score]] = True
-    first = np.lexsort((pos, scene.area, cat_of))  # drop_smallest: each category's smallest, when small
-    lead = first[np.r_[True, cat_of[first][1:] != cat_of[first][:-1]]]
-    out[lead[scene.area[lead] < d.small_area_frac * image]] = True
-    tiny = scene.area < d.visible_area_frac * image  # drop_invisible: two or more in the category
-    out |= tiny & (np.bincount(cat_of[tiny], minlength=len(groups))[cat_of] >= 2)
-    box = (scene.x1 - scene.x0) * (scene.y1 - scene.y0)  # drop_fragmented
-    out |= scene.area < d.min_fill * box
-    if scene.near_misses:  # drop_contested
-        for members in groups:
-            out[_contested(scene, members, d)] = True
-    if n >= 2:  # merge_overlapping: each category's most overlapping pair, when its IoU reaches merge_iou
+
+    def leads(values: np.ndarray) -> np.ndarray:  # each category's first minimum
+        first = np.lexsort((pos, values, cat_of))
+        return first[np.r_[True, cat_of[first][1:] != cat_of[first][:-1]]]
+
+    if scene.score.shape[0]:  # the lowest-scored member, under doubt_score
+        for p in leads(scene.score).tolist():
+            if scene.score[p] < d.doubt_score:
+                out[(names[cat_of[p]], "drop_least_confident")] = [p]
+    for p in leads(scene.area).tolist():  # the smallest member, when small
+        if scene.area[p] < d.small_area_frac * image:
+            out[(names[cat_of[p]], "drop_smallest")] = [p]
+    tiny = scene.area < d.visible_area_frac * image
+    fragmented = scene.area < d.min_fill * ((scene.x1 - scene.x0) * (scene.y1 - scene.y0))
+    iou = np.zeros((0, 0))
+    if n >= 2:
         box = np.stack([scene.x0, scene.y0, scene.x1, scene.y1], axis=1)
         iou = _box_iou(box, box)
         np.fill_diagonal(iou, 0.0)
-        iou[cat_of[:, None] != cat_of[None, :]] = 0.0
-        for members in groups:
-            if members.shape[0] >= 2:
-                sub = iou[np.ix_(members, members)]
-                a, b = np.unravel_index(int(np.argmax(sub)), sub.shape)
-                if sub[a, b] >= d.merge_iou:
-                    out[[int(members[a]), int(members[b])]] = True
+    for c, members in zip(names, groups, strict=True):
+        small = members[tiny[members]]
+        if small.shape[0] >= 2:  # one tiny member is drop_smallest's case already
+            out[(c, "drop_invisible")] = small.tolist()
+        broken = members[fragmented[members]]
+        if broken.shape[0]:
+            out[(c, "drop_fragmented")] = broken.tolist()
+        contested = _contested(scene, members, d)
+        if contested:
+            out[(c, "drop_contested")] = contested
+        if members.shape[0] >= 2:  # its two most overlapping members, when their IoU reaches merge_iou
+            sub = iou[np.ix_(members, members)]
+            a, b = np.unravel_index(int(np.argmax(sub)), sub.shape)
+            if sub[a, b] >= d.merge_iou:
+                out[(c, "merge_overlapping")] = [int(members[a]), int(members[b])]
     return out
-
-
-def _touched(scene: Scene, members: np.ndarray, kind: str, d: Doubt) -> list[int]:
-    """The positions of ``members`` (one category's) that perturbation ``kind`` (not
-    ``add_near_misses``) removes, or the pair it merges; empty when it does not apply."""
-    if members.shape[0] == 0:
-        return []
-    if kind == "drop_least_confident":
-        if not scene.score.shape[0]:
-            return []
-        p = int(members[np.argmin(scene.score[members])])
-        return [p] if scene.score[p] < d.doubt_score else []
-    if kind == "drop_smallest":
-        p = int(members[np.argmin(scene.area[members])])
-        return [p] if scene.area[p] < d.small_area_frac * scene.width * scene.height else []
-    if kind == "drop_invisible":
-        tiny = members[scene.area[members] < d.visible_area_frac * scene.width * scene.height]
-        # a single tiny member is drop_smallest's case already
-        return tiny.tolist() if tiny.shape[0] >= 2 else []
-    if kind == "drop_fragmented":
-        box = (scene.x1[members] - scene.x0[members]) * (scene.y1[members] - scene.y0[members])
-        return members[scene.area[members] < d.min_fill * box].tolist()
-    if kind == "drop_contested":
-        return _contested(scene, members, d)
-    if kind == "merge_overlapping":
-        return _merge_pair(scene, members, d)
-    raise ValueError(kind)
 
 
 def _without(scene: Scene, drop: Sequence[int], d: Doubt) -> Scene:
@@ -314,21 +296,6 @@ def _contested(scene: Scene, members: np.ndarray, d: Doubt) -> list[int]:
     r[:, 2:] += r[:, :2]  # x, y, w, h -> x0, y0, x1, y1
     own = np.stack([scene.x0[members], scene.y0[members], scene.x1[members], scene.y1[members]], axis=1)
     return members[(_box_iou(own, r) >= d.merge_iou).any(axis=1)].tolist()
-
-
-def _merge_pair(scene: Scene, members: np.ndarray, d: Doubt) -> list[int]:
-    """The two most overlapping members (of one category), when their box IoU is at least ``merge_iou``."""
-    if members.shape[0] < 2:
-        return []
-    x0, y0, x1, y1 = (a[members] for a in (scene.x0, scene.y0, scene.x1, scene.y1))
-    iw = np.clip(np.minimum(x1[:, None], x1[None, :]) - np.maximum(x0[:, None], x0[None, :]), 0, None)
-    ih = np.clip(np.minimum(y1[:, None], y1[None, :]) - np.maximum(y0[:, None], y0[None, :]), 0, None)
-    inter = iw * ih
-    own = (x1 - x0) * (y1 - y0)
-    iou = inter / np.maximum(own[:, None] + own[None, :] - inter, 1e-9)
-    np.fill_diagonal(iou, 0.0)
-    a, b = np.unravel_index(int(np.argmax(iou)), iou.shape)
-    return [int(members[a]), int(members[b])] if iou[a, b] >= d.merge_iou else []
 
 
 def _merged(scene: Scene, pair: list[int], d: Doubt) -> Scene:
