@@ -112,36 +112,15 @@ def quality(runs: list[tuple], margins) -> dict:  # type: ignore[no-untyped-def]
         "zero_share": answers.count("0") / n,
         "entropy": entropy_bits(answers),
         "prior_accuracy": prior_accuracy(list(zip(sk, answers, strict=True))),
-        "prior_accuracy_by_image": prior_by_image([(q["image_id"], s, a) for (q, _), s, a in zip(full, sk, answers,
-                                                                                            strict=True)]),
+        # held out by image: the demo pools its 24 images over many seeds, and an image asked the same
+        # program under two seeds gives one question id; leaving out only the question lets the guesser
+        # read the answer off its twin from another seed, which measures repetition, not the prior
+        "prior_accuracy_by_image": prior_accuracy(list(zip(sk, answers, strict=True)),
+                                                  [q["image_id"] for q, _ in full]),
         "distinct_questions": len({q["question_id"] for q, _ in full}),
         "ops": dict(Counter(h.op for _, hs in full for h in hs).most_common()),
         "hops": dict(sorted(Counter(len(h) for _, h in full).items())),
     }
-
-
-def prior_by_image(rows: list[tuple[str, str, str]]) -> float:
-    """The language-prior baseline on a split held out by image: each question is guessed as the most
-    common answer of its skeleton among the questions of the *other* images (the batch's most common
-    answer when no other image has the skeleton). The demo pools the same 24 images over many seeds,
-    and an image asked the same question under two seeds has one question id: leaving out only the
-    question itself lets the guesser read the answer off its twin from another seed (a third of the
-    pooled questions are such twins), which measures repetition, not the language prior."""
-    by: dict[str, Counter] = {}
-    by_image: dict[tuple[str, str], Counter] = {}
-    overall: Counter = Counter()
-    for image, sk, a in rows:
-        by.setdefault(sk, Counter())[a] += 1
-        by_image.setdefault((sk, image), Counter())[a] += 1
-        overall[a] += 1
-    if not rows:
-        return 0.0
-    fallback = overall.most_common(1)[0][0]
-    hits = 0
-    for image, sk, a in rows:
-        others = by[sk] - by_image[(sk, image)]
-        hits += (max(sorted(others), key=lambda v: others[v]) if others else fallback) == a
-    return hits / len(rows)
 
 
 def print_quality(label: str, m: dict, ips: float | None) -> None:

@@ -19,24 +19,26 @@ from typing import Any
 from pipelines.questions import program as P
 
 
-def prior_accuracy(rows: Sequence[tuple[str, str]]) -> float:
+def prior_accuracy(rows: Sequence[tuple[str, str]], groups: Sequence[str] | None = None) -> float:
     """Accuracy of guessing each question's answer as the most common answer among the *other*
     questions of its skeleton (leave-one-out; the batch's most common answer when the question is
     its skeleton's only one), over ``(skeleton, answer)`` pairs. Leave-one-out, so that many small
-    skeleton groups do not score their own answers."""
+    skeleton groups do not score their own answers. With ``groups`` (one per row, e.g. the image),
+    the whole group is left out, not only the question: a split held out by group."""
     by: dict[str, Counter] = defaultdict(Counter)
+    by_group: dict[tuple[str, str], Counter] = defaultdict(Counter)
     overall: Counter = Counter()
-    for sk, ans in rows:
+    keys = list(groups) if groups is not None else [str(i) for i in range(len(rows))]
+    for (sk, ans), g in zip(rows, keys, strict=True):
         by[sk][ans] += 1
+        by_group[(sk, g)][ans] += 1
         overall[ans] += 1
     if not rows:
         return 0.0
     fallback = overall.most_common(1)[0][0]
     hits = 0
-    for sk, ans in rows:
-        others = by[sk].copy()
-        others[ans] -= 1
-        others = +others
+    for (sk, ans), g in zip(rows, keys, strict=True):
+        others = by[sk] - by_group[(sk, g)]
         guess = max(sorted(others), key=lambda a: others[a]) if others else fallback
         hits += guess == ans
     return hits / len(rows)

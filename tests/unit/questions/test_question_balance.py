@@ -189,3 +189,13 @@ def test_a_member_the_detector_also_named_otherwise_is_in_doubt() -> None:
     apart = (NearMiss("horse", (200, 220, 40, 40), 1280.0, 220.0, 240.0, 0.4),)  # elsewhere: no label doubt
     check_stable(hops, "3", Perturbations(_scene(["cow", "dog", "dog", "dog"], boxes, near=apart), Doubt()),
                  P.DEFAULT_MARGINS)
+
+
+def test_the_prior_held_out_by_group_does_not_read_a_twin_of_the_same_image() -> None:
+    from pipelines.questions.report import prior_accuracy
+
+    # image a asked the same question under three seeds: leave-one-out reads each copy off the others
+    rows = [("S", "4"), ("S", "4"), ("S", "4"), ("S", "1"), ("S", "2")]
+    assert prior_accuracy(rows) == 0.6
+    assert prior_accuracy(rows, ["a", "a", "a", "b", "c"]) == 0.0  # held out by image: the twins are not seen
+    assert prior_accuracy(rows, ["a", "b", "c", "d", "e"]) == prior_accuracy(rows)
