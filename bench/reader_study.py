@@ -76,7 +76,7 @@ def _parse_seeds(text: str) -> list[int]:
 
 
 def build_packet(out: Path, photos: int, shapes: int, seeds: list[int], sample_seed: int,
-                 perception: str = "annotations", noise_seed: int = 0) -> None:
+                 perception: str = "annotations", noise_seed: int = 0, recall: bool = True) -> None:
     """Write ``out/packet/`` and ``out/key.json`` (see the module docstring)."""
     from hopchain_demo.samples import write_samples
     from pipelines.segment.annotations import import_coco
@@ -86,7 +86,7 @@ def build_packet(out: Path, photos: int, shapes: int, seeds: list[int], sample_s
     imp = import_coco(coco, work / "images")
     names = {r["image_id"]: Path(r["uri"]) for r in imp.manifest.to_pylist()}
     if perception == "noisy":
-        pool, report = _noisy_pool(imp.instances, imp.manifest, names, seeds, noise_seed)
+        pool, report = _noisy_pool(imp.instances, imp.manifest, names, seeds, noise_seed, recall)
         shapes = 0
     else:
         pool, report = _annotated_pool(imp.instances, imp.manifest, names, seeds), {}
@@ -96,7 +96,8 @@ def build_packet(out: Path, photos: int, shapes: int, seeds: list[int], sample_s
     )
     rng.shuffle(chosen)
     key, n_images = _write_packet(out / "packet", chosen, names)
-    meta = {"perception": perception, "seeds": seeds, "sample_seed": sample_seed}
+    meta = {"perception": perception, "seeds": seeds, "sample_seed": sample_seed,
+            **({"recall": recall} if perception == "noisy" else {})}
     if perception == "noisy":
         meta |= {"noise_seed": noise_seed, "noise_rates": report.pop("rates")}
     (out / "key.json").write_text(json.dumps(key, indent=1))
@@ -136,8 +137,18 @@ def _annotated_pool(instances: Any, manifest: Any, names: dict[str, Path], seeds
     return pool
 
 
+def detector_config(rates: Any, seed: int, recall: bool = True) -> Any:
+    """The questions stage's configuration for the simulated detector's output: the demo's, with the
+    stability check told the detector's recall by size (``recall``; else it assumes none is missed)."""
+    from pipelines.config import QuestionsConfig, StabilityConfig
+
+    st = StabilityConfig(recall_small=rates.recall_small, recall_medium=rates.recall_medium,
+                         recall_large=rates.recall_large) if recall else StabilityConfig()
+    return QuestionsConfig(seed=seed, per_image=6, stability=st)
+
+
 def _noisy_pool(instances: Any, manifest: Any, names: dict[str, Path], seeds: list[int],
-                noise_seed: int) -> tuple[dict[str, list[dict]], dict[str, Any]]:
+                noise_seed: int, recall: bool = True) -> tuple[dict[str, list[dict]], dict[str, Any]]:
     """Questions about the photos from what a detector would have made of them
     (:mod:`hopchain_demo.perception_noise`), through the real questions stage with the stability check on.
 
@@ -166,7 +177,7 @@ def _noisy_pool(instances: Any, manifest: Any, names: dict[str, Path], seeds: li
     for seed in seeds:
         noisy = perceive(instances, rates, seed=1000 * noise_seed + seed)
         event_kinds.update(e.kind for e in noisy.events)
-        qcfg = QuestionsConfig(seed=seed, per_image=6)
+        qcfg = detector_config(rates, seed, recall)
         res = _stage(noisy.instances, manifest, qcfg)
         clean = _stage(instances, manifest, qcfg)
         for name, r in (("noisy", res), ("annotated", clean)):
@@ -298,7 +309,7 @@ def score(out: Path, files: list[Path]) -> None:
                   + ", ".join(f"{n} {x}" for n, x in got.items()))
 
 
-def truth_agreement(seeds: list[int], noise_seeds: list[int]) -> dict[str, Any]:
+def truth_agreement(seeds: list[int], noise_seeds: list[int], recall: bool = True) -> dict[str, Any]:
     """(see the module docstring) ``{"questions", "agree", "by_terminal": {terminal: [agree, n]}}``."""
     import tempfile
 
@@ -331,7 +342,7 @@ def truth_agreement(seeds: list[int], noise_seeds: list[int]) -> dict[str, Any]:
     for ns in noise_seeds:
         for seed in seeds:
             noisy = perceive(instances, rates, seed=1000 * ns + seed)
-            res = run_questions(noisy.instances, manifest, QuestionsConfig(seed=seed, per_image=6))
+            res = run_questions(noisy.instances, manifest, detector_config(rates, seed, recall))
             for q in res.questions.to_pylist():
                 hops = [replace(h, value=None) for h in P.program_from_json(q["hops"])]
                 last = hops[-1]
@@ -365,18 +376,21 @@ def main() -> None:
     p.add_argument("--perception", choices=("annotations", "noisy"), default="annotations",
                    help="questions from the human annotations, or from a simulated detector's output (photos only)")
     p.add_argument("--noise-seed", type=int, default=0)
+    for a in (p, t := sub.add_parser("truth")):
+        a.add_argument("--no-recall", dest="recall", action="store_false",
+                       help="noisy: do not tell the stability check the detector's recall (the rule before issue 29's "
+                            "missed-member rule)")
     s = sub.add_parser("score")
     s.add_argument("--out", type=Path, required=True)
     s.add_argument("answers", type=Path, nargs="+")
-    t = sub.add_parser("truth")
     t.add_argument("--seeds", default="0-19")
     t.add_argument("--noise-seeds", default="3,4,5")
     args = ap.parse_args()
     if args.cmd == "packet":
         build_packet(args.out, args.photos, args.shapes, _parse_seeds(args.seeds), args.sample_seed,
-                     args.perception, args.noise_seed)
+                     args.perception, args.noise_seed, args.recall)
     elif args.cmd == "truth":
-        truth_agreement(_parse_seeds(args.seeds), [int(x) for x in args.noise_seeds.split(",")])
+        truth_agreement(_parse_seeds(args.seeds), [int(x) for x in args.noise_seeds.split(",")], args.recall)
     else:
         score(args.out, args.answers)
 

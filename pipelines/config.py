@@ -182,6 +182,15 @@ class StabilityConfig(_Model):
     small_area_frac: float = Field(0.0015, ge=0, lt=1)  # drop the smallest member when below this share
     merge_iou: float = Field(0.5, gt=0, le=1)  # merge the two most overlapping members from this box IoU
     min_fill: float = Field(0.1, ge=0, lt=1)  # drop the members whose mask fills less of their box than this
+    # the detector's recall by COCO size bin (small < 32² px, medium < 96² px, large above), measured on an
+    # annotated sample of your own images; 1.0 (the default): it misses nothing, and the missed-member rule
+    # is off. With it set, a count or rank that has to assume more than max_missed objects the detector
+    # likely missed, or a category that likely hides more than max_missed_category, is refused.
+    recall_small: float = Field(1.0, gt=0, le=1)
+    recall_medium: float = Field(1.0, gt=0, le=1)
+    recall_large: float = Field(1.0, gt=0, le=1)
+    max_missed: float = Field(0.5, ge=0)
+    max_missed_category: float = Field(0.5, ge=0)
 
 
 class QuestionsConfig(_Model):

@@ -53,7 +53,7 @@ from pipelines.questions.ops.spec import GROUP_ARG, GROUP_SIZES
 from pipelines.questions.program import Hop, Margins, ProgramError
 from pipelines.questions.scene import Scene
 from pipelines.questions.shape_canon import check_not_degenerate
-from pipelines.questions.stability import Doubt, Perturbations, UnstableError, check_stable
+from pipelines.questions.stability import Doubt, Perturbations, UnstableError, check_stable, missed_in_rank
 from pipelines.questions.templates import render
 
 GENERATOR_NAME = "program:v2"
@@ -179,6 +179,8 @@ GROUP_TRIES = 12  # (relation, group) options tried per G terminal
 _SPECS = object()  # the memo's entry holding the registry's specs by name (memo keys are tuples otherwise)
 #: a hop result the builder refuses: it names, counts or ranks among a doubtful member (see _Builder._doubted)
 DOUBTED = UnstableError("doubtful_member", "names, counts or ranks among a member the detector doubts")
+#: a count or rank that has to assume too many members the detector likely missed (stability.check_missed)
+MISSES = UnstableError("missed_members", "counts or ranks where the detector likely missed members")
 
 
 def shuffled(rng: random.Random, items: Iterable[Any]) -> list[Any]:
@@ -211,12 +213,17 @@ class _Builder:
     def __init__(
         self, scene: Scene, rng: random.Random, m: Margins, memo: dict | None = None, cats: list[str] | None = None,
         min_candidates: int = MIN_CANDIDATES, doubtful: np.ndarray | None = None,
+        missed: np.ndarray | None = None, max_missed: float = 0.0,
     ) -> None:
         self.scene, self.rng, self.m = scene, rng, m
         # positions a perturbation removes or merges (stability.Perturbations.doubtful): never named, nor
         # counted or ranked among (a perturbation that removes one changes, or may change, the hop's
         # result); None without the stability check
         self.doubtful = doubtful if doubtful is not None and doubtful.any() else None
+        # per position, the objects like it the detector likely missed (stability.missed_weights): a count
+        # or rank assuming more than max_missed of them is refused as the full check would; None: none
+        self.missed = missed if missed is not None and missed.any() else None
+        self.max_missed = max_missed
         self.min_candidates = min_candidates
         self.cats = cats if cats is not None else usable_categories(scene, m)
         # hop results by (op, args, input values), shared by the attempts on one scene: an op's
@@ -243,8 +250,14 @@ class _Builder:
             spec = self.specs[op]
             ins = [self.res[j] for j in inputs]
             doubtful = self.doubtful
+            missed = self.missed
             if doubtful is not None and (op == "count" or op == "rank") and doubtful[ins[op == "rank"]].any():
                 hit = (DOUBTED, None)  # counts or ranks among a doubtful member: refused before it runs
+            elif missed is not None and op == "count" and float(missed[ins[0]].sum()) > self.max_missed:
+                hit = (MISSES, None)
+            elif missed is not None and op == "rank" and missed_in_rank(
+                    self.scene, missed, int(ins[0][0]), ins[1], args["key"], args["order"]) > self.max_missed:
+                hit = (MISSES, None)
             else:
                 try:
                     out = spec.run(self.scene, ins, args, self.m)  # P.run_op for a spec looked up once
@@ -622,6 +635,10 @@ def scene_candidates(
     if perturbations is None and doubt is not None:
         perturbations = Perturbations(scene, doubt)
     doubtful = perturbations.doubtful if perturbations is not None else None
+    missed = perturbations.missed if perturbations is not None else None
+    if perturbations is not None and perturbations.unreliable:
+        cats = [c for c in cats if c not in perturbations.unreliable]
+    max_missed = perturbations.doubt.max_missed if perturbations is not None else 0.0
     same = max_same_answer if max_same_answer is not None else max(1, n_wanted // 4)
     per_answer: Counter = Counter()
     for tried in range(n_wanted * max_attempts_factor if plans else 0):
@@ -630,7 +647,7 @@ def scene_candidates(
             break
         stats.attempts += 1
         plan = _draw_plan(rng, plans, lengths, arith)
-        builder = _Builder(scene, rng, margins, memo, cats, min_candidates, doubtful)
+        builder = _Builder(scene, rng, margins, memo, cats, min_candidates, doubtful, missed, max_missed)
         hops = builder.build(plan)
         t = plan[2][0]
         tries[t] += 1

@@ -26,6 +26,14 @@ its answer: every op is scoped by the categories it names):
   into one — a reader may see one object where the detector reported two (and a split is the same
   pair seen the other way).
 
+No perturbation shows an object the detector never reported, but the detector's recall says how many
+to expect (``recall_small`` / ``_medium`` / ``_large``, by COCO size bin; 1.0, the default, turns this
+off): each detection of recall ``r`` stands for ``(1 - r) / r`` missed objects like it (the
+Horvitz-Thompson estimate, :func:`missed_weights`). A program naming a category whose members add up to
+more than ``max_missed_category``, or counting or ranking where more than ``max_missed`` would change the
+answer, is refused (:func:`check_missed`; the detail starts ``missed_members of``). Annotations (score
+1.0) miss nothing.
+
 Any change — another answer, or a program that no longer executes within its margins and reach
 rules — refuses the question as ``unstable.perception`` (the detail names the perturbation and the
 category). The same check runs for programs the VLM writer states, with the detector's own scores.
@@ -66,6 +74,82 @@ class Doubt:
     merge_iou: float = 0.5
     occlusion_overlap: float = 0.25
     min_fill: float = 0.1
+    # the detector's recall by COCO size bin (pixels: small < 32², medium < 96², large above; 1.0: it
+    # misses nothing, the rule is off) and the most missed objects a count or rank may have to assume,
+    # and a category may hide (see missed_weights)
+    recall_small: float = 1.0
+    recall_medium: float = 1.0
+    recall_large: float = 1.0
+    max_missed: float = 0.5
+    max_missed_category: float = 0.5
+
+
+SMALL_AREA = 32 * 32  # COCO's size bins ("Detection Evaluation"), pixels
+MEDIUM_AREA = 96 * 96
+MISSED = "missed_members"  # the detail's kind for a count or rank that likely misses members
+
+
+def missed_weights(scene: Scene, d: Doubt) -> np.ndarray:
+    """Per scene position, how many objects like it the detector is expected to have missed:
+    ``(1 - r) / r`` with ``r`` the detector's recall for its size bin (``recall_small`` / ``_medium``
+    / ``_large``). Each found object of recall ``r`` stands for ``1 / r`` objects (the
+    Horvitz-Thompson estimate), so the sum over a counted set is the expected number of objects the
+    count leaves out. Annotations (score 1.0, or no scores) miss nothing: 0."""
+    w = np.zeros(scene.n)
+    if not scene.score.shape[0] or not scene.n:
+        return w
+    area = scene.area
+    r = np.where(area < SMALL_AREA, d.recall_small, np.where(area < MEDIUM_AREA, d.recall_medium, d.recall_large))
+    detected = scene.score < 1.0
+    w[detected] = (1.0 - r[detected]) / np.maximum(r[detected], 1e-9)
+    return w
+
+
+def missed_in_rank(scene: Scene, weights: np.ndarray, x: int, s: np.ndarray, key: str, order: str) -> float:
+    """The expected number of missed objects that would move instance ``x``'s rank in ``s``: those
+    like the members ranked before it, and like ``x`` itself (a missed twin of ``x`` may rank before)."""
+    v = scene.key(key)
+    before = v[s] > v[x] if order == "max" else v[s] < v[x]
+    return float(weights[s[before]].sum() + weights[x])
+
+
+def check_missed(hops: Sequence[Hop], perturbations: Perturbations) -> None:
+    """Raise :class:`UnstableError` if executed ``hops`` (values: instance ids) name a category that
+    likely hides more than ``max_missed_category`` objects the detector missed (the sum of
+    :func:`missed_weights` over its members), or count or rank where more than ``max_missed`` would
+    change the answer (the sum over the counted set; over the members ranked before the instance and
+    the instance itself): a reader counts the people the detector never reported."""
+    w = perturbations.missed
+    if not w.any():
+        return
+    scene, limit = perturbations.scene, perturbations.doubt.max_missed
+    for cat in named_categories(hops):
+        if cat in perturbations.unreliable:
+            raise UnstableError("perception", f"{MISSED} of {cat!r}: the detector likely missed about "
+                                f"{perturbations.unreliable[cat]:.2f} of its members "
+                                f"(> {perturbations.doubt.max_missed_category})")
+    for h in hops:
+        if h.op == "count":
+            pos = _positions(scene, hops[h.inputs[0]].value)
+            lam = float(w[pos].sum())
+        elif h.op == "rank":
+            pos = _positions(scene, hops[h.inputs[1]].value)
+            x = _positions(scene, hops[h.inputs[0]].value)
+            lam = missed_in_rank(scene, w, int(x[0]), pos, h.args["key"], h.args["order"]) if x.shape[0] else 0.0
+        else:
+            continue
+        if lam > limit:
+            share: dict[str, float] = {}
+            for p in pos.tolist():
+                share[scene.categories[p]] = share.get(scene.categories[p], 0.0) + float(w[p])
+            cat = max(share, key=lambda c: (share[c], c)) if share else ""
+            raise UnstableError("perception", f"{MISSED} of {cat!r}: the {h.op} assumes about {lam:.2f} objects "
+                                f"the detector likely missed (> {limit})")
+
+
+def _positions(scene: Scene, value: Any) -> np.ndarray:
+    ids = value if isinstance(value, list) else [value]
+    return np.asarray([scene.position[int(i)] for i in ids if int(i) in scene.position], dtype=np.int64)
 
 
 @dataclass
@@ -78,6 +162,25 @@ class Perturbations:
     _memos: dict[tuple[str, str], dict] = field(default_factory=dict)
     _selected: list[dict[tuple[str, str], list[int]]] = field(default_factory=list)
     _doubtful: list[np.ndarray] = field(default_factory=list)
+    _missed: list[np.ndarray] = field(default_factory=list)
+    _unreliable: list[dict[str, float]] = field(default_factory=list)
+
+    @property
+    def missed(self) -> np.ndarray:
+        """:func:`missed_weights` of the scene, computed once."""
+        if not self._missed:
+            self._missed.append(missed_weights(self.scene, self.doubt))
+        return self._missed[0]
+
+    @property
+    def unreliable(self) -> dict[str, float]:
+        """The categories whose members the detector likely missed more than ``max_missed_category``
+        of (the sum of :attr:`missed` over the category), with that sum: never named."""
+        if not self._unreliable:
+            w = self.missed
+            hidden = {c: float(w[m].sum()) for c, m in self.scene.by_category.items()}
+            self._unreliable.append({c: x for c, x in hidden.items() if x > self.doubt.max_missed_category})
+        return self._unreliable[0]
 
     def touched(self, category: str, kind: str) -> list[int]:
         """What perturbation ``kind`` (not ``add_near_misses``) removes or merges in ``category``."""
@@ -145,6 +248,7 @@ def check_stable(hops: Sequence[Hop], answer: str, perturbations: Perturbations,
     cats = named_categories(hops)
     if not cats:
         return
+    check_missed(hops, perturbations)
     try:
         P.check_structure(hops, 1, len(hops))
         broken: ProgramError | None = None
@@ -363,5 +467,5 @@ def trusting_stability(scene: Scene) -> Scene:
     return replace(scene, uncountable=frozenset(), _dist=[]) if scene.uncountable else scene
 
 
-__all__ = ["KINDS", "UNSTABLE", "Doubt", "Perturbations", "UnstableError", "check_stable", "named_categories",
-           "trusting_stability"]
+__all__ = ["KINDS", "MISSED", "UNSTABLE", "Doubt", "Perturbations", "UnstableError", "check_missed", "check_stable",
+           "missed_in_rank", "missed_weights", "named_categories", "trusting_stability"]

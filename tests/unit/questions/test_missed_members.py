@@ -1,0 +1,137 @@
+"""Issue 29 item 3: counts and ranks that would have to assume objects the detector missed are refused.
+
+A detector finds an object of size bin ``b`` with recall ``r_b``; each object it found stands for
+``1 / r_b`` objects (the Horvitz-Thompson estimate), so ``(1 - r_b) / r_b`` of its like are expected to
+be missing. A count sums that over the set it counts, a rank over the members ranked before the
+instance and the instance itself; a named category over all its members. Past ``max_missed``
+(``max_missed_category``) the question is refused as ``unstable.perception`` ("missed_members of ..."),
+and the builder does not build it. Annotations (score 1.0) miss nothing, and a recall of 1.0 (the
+default) switches the rule off.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from pipelines.config import QuestionsConfig, StabilityConfig
+from pipelines.questions import program as P
+from pipelines.questions.generator import GenerationStats, scene_candidates
+from pipelines.questions.scene import Scene
+from pipelines.questions.stability import (
+    Doubt,
+    Perturbations,
+    UnstableError,
+    check_missed,
+    check_stable,
+    missed_in_rank,
+    missed_weights,
+    named_categories,
+)
+from pipelines.questions.stage import run_questions
+from pipelines.questions.synthetic import synthetic_tables
+from tests.unit.questions.test_stability_fast import doubtful_scene
+
+pytestmark = pytest.mark.unit
+
+DETECTOR = Doubt(recall_small=0.8, recall_medium=0.95, recall_large=0.99, max_missed=0.3, max_missed_category=0.6)
+
+
+def _scene(scores: list[float] | None) -> Scene:
+    box = np.array([[10, 10, 20, 20], [100, 10, 50, 50], [200, 10, 120, 120], [400, 10, 20, 25]], dtype=float)
+    area = np.array([300.0, 2000.0, 12000.0, 1030.0])
+    cx, cy = box[:, 0] + box[:, 2] / 2, box[:, 1] + box[:, 3] / 2
+    return Scene.from_arrays("s", 640, 480, np.arange(1, 5), ["cup"] * 4, box, area, cx, cy, scores=scores)
+
+
+def test_each_detection_stands_for_its_size_bins_missed_objects_and_annotations_for_none() -> None:
+    d = Doubt(recall_small=0.4, recall_medium=0.72, recall_large=0.9)
+    w = missed_weights(_scene([0.9, 0.9, 0.9, 0.9]), d)
+    assert w == pytest.approx([0.6 / 0.4, 0.28 / 0.72, 0.1 / 0.9, 0.28 / 0.72])  # 1030 px is medium (>= 32²)
+    assert not missed_weights(_scene([1.0, 1.0, 1.0, 1.0]), d).any()  # annotations
+    assert not missed_weights(_scene(None), d).any()  # no scores: annotations
+    assert not missed_weights(_scene([0.9] * 4), Doubt()).any()  # recall 1.0: the rule is off
+    scene = _scene([0.9] * 4)
+    # ranked by cx from the left: instance 2 (position 1) has instance 1 before it
+    assert missed_in_rank(scene, w, 1, np.arange(4), "cx", "min") == pytest.approx(w[0] + w[1])
+    assert missed_in_rank(scene, w, 1, np.arange(4), "cx", "max") == pytest.approx(w[1] + w[2] + w[3])
+
+
+def _rule_holds(q, pert: Perturbations) -> None:  # type: ignore[no-untyped-def]
+    scene, w, limit = pert.scene, pert.missed, pert.doubt.max_missed
+    for h in q.hops:
+        if h.op == "count":
+            assert w[[scene.position[i] for i in q.hops[h.inputs[0]].value]].sum() <= limit
+        if h.op == "rank":
+            s = np.asarray([scene.position[i] for i in q.hops[h.inputs[1]].value])
+            x = scene.position[q.hops[h.inputs[0]].value[0]]
+            assert missed_in_rank(scene, w, x, s, h.args["key"], h.args["order"]) <= limit
+    assert not set(named_categories(q.hops)) & set(pert.unreliable)
+
+
+def test_no_candidate_assumes_more_missed_objects_than_allowed_and_the_rule_binds() -> None:
+    stats = GenerationStats()
+    kept = refused_without = 0
+    for seed in range(30):
+        scene = doubtful_scene(seed)
+        pert = Perturbations(scene, DETECTOR)
+        for q in scene_candidates(scene, 10, seed=seed, doubt=DETECTOR, stats=stats):
+            _rule_holds(q, pert)
+            check_stable(q.hops, q.answer, pert, P.DEFAULT_MARGINS)  # and the full check holds
+            kept += 1
+        # the same scene with the rule off: some candidates the rule refuses, each refused by the full check
+        for q in scene_candidates(scene, 10, seed=seed, doubt=Doubt()):
+            try:
+                check_missed(q.hops, pert)
+            except UnstableError as err:
+                refused_without += 1
+                assert err.reason == "unstable.perception" and err.detail.startswith("missed_members of ")
+                with pytest.raises(UnstableError, match="missed_members"):
+                    check_stable(q.hops, q.answer, pert, P.DEFAULT_MARGINS)
+    assert kept >= 15
+    assert refused_without >= 10  # the rule binds: without it, the builder builds what the check refuses
+
+
+def test_a_category_that_likely_hides_a_member_is_never_named() -> None:
+    d = dataclasses.replace(DETECTOR, max_missed_category=0.45)
+    named = unreliable = 0
+    for seed in range(20):
+        scene = doubtful_scene(seed)
+        pert = Perturbations(scene, d)
+        assert pert.unreliable == {c: pytest.approx(float(pert.missed[m].sum())) for c, m in scene.by_category.items()
+                                   if pert.missed[m].sum() > 0.45}
+        unreliable += len(pert.unreliable)
+        for q in scene_candidates(scene, 10, seed=seed, doubt=d):
+            assert not set(named_categories(q.hops)) & set(pert.unreliable)
+            named += 1
+    assert named > 0 and unreliable > 0
+
+
+def test_annotated_scenes_are_untouched_by_the_detectors_recall() -> None:
+    for seed in range(10):
+        scene = dataclasses.replace(doubtful_scene(seed), score=np.zeros(0), _dist=[])  # annotations: no scores
+        a = [(q.question_id, q.answer) for q in scene_candidates(scene, 10, seed=seed, doubt=Doubt())]
+        b = [(q.question_id, q.answer) for q in scene_candidates(scene, 10, seed=seed, doubt=DETECTOR)]
+        assert a == b and a
+
+
+def test_the_stage_reads_the_recall_from_its_configuration() -> None:
+    instances, manifest = synthetic_tables(3, 12, 12)
+    st = StabilityConfig(recall_small=0.5, recall_medium=0.85, recall_large=0.97, max_missed=0.5,
+                         max_missed_category=1.0)
+    off = run_questions(instances, manifest, QuestionsConfig(seed=1))
+    on = run_questions(instances, manifest, QuestionsConfig(seed=1, stability=st))
+    assert {q["question_id"] for q in on.questions.to_pylist()} != {q["question_id"] for q in off.questions.to_pylist()}
+    from pipelines.questions.scene import scenes_from_tables
+    from pipelines.questions.stability import trusting_stability
+
+    scenes = {s.image_id: trusting_stability(s) for s in scenes_from_tables(instances, manifest)[0]}
+    d = Doubt(recall_small=0.5, recall_medium=0.85, recall_large=0.97, max_missed=0.5, max_missed_category=1.0)
+    pert = {i: Perturbations(s, d) for i, s in scenes.items()}
+    for q in on.questions.to_pylist():
+        if q["variant"] != "full":
+            continue
+        hops = P.program_from_json(q["hops"])
+        check_missed(hops, pert[q["image_id"]])  # every released question keeps the rule
