@@ -4,7 +4,7 @@
     .venv/bin/python bench/reader_study.py packet --perception noisy --out DIR [--photos 30] [--seeds 0-19]
         [--noise-seed 0]
     .venv/bin/python bench/reader_study.py score --out DIR ANSWERS.txt [ANSWERS.txt ...]
-    .venv/bin/python bench/reader_study.py truth [--seeds 0-19] [--noise-seeds 3,4,5]
+    .venv/bin/python bench/reader_study.py truth [--seeds 0-19] [--noise-seeds 3,4,5] [--no-recall]
 
 ``packet`` builds the demo samples (``hopchain-demo samples`` → ``import-coco`` → the questions stage,
 over the seeds), samples ``--photos`` questions about the photographs and ``--shapes`` about the
@@ -17,7 +17,8 @@ rendered shapes (seeded; at most two per image and seed, no repeated text), and 
 
 ``--perception noisy`` asks about the photos only, from what a detector would have made of them
 (:mod:`hopchain_demo.perception_noise`, one noise draw per generator seed) through the real questions
-stage with the stability check on; the readers still see the plain photos. The key also records the
+stage with the stability check on, told the simulated detector's recall by size (``--no-recall``: not
+told); the readers still see the plain photos. The key also records the
 noise events touching each question's categories, and ``DIR/run.json`` the share refused as
 ``unstable.perception`` (noisy vs annotated photos) and how many refused and released questions a
 noise event touched.
@@ -31,7 +32,7 @@ and ask for one line per question, ``Q7: 3`` (or ``Q7: ?`` when the question can
 ``truth`` needs no reader: every question the stage releases on simulated perception (each noise
 seed x each generator seed) is re-executed on the annotated scene of its photo, and the bench prints how
 many give the same answer there, by terminal (a count over one category or a named group, a rank,
-arithmetic). An answer that no longer executes within the margins on the truth counts as a
+arithmetic), and how many of the photo runs got a question. An answer that no longer executes within the margins on the truth counts as a
 disagreement, so the figure is harsher than readers; it moves with the engine on hundreds of
 questions where a packet has thirty.
 
@@ -339,10 +340,12 @@ def truth_agreement(seeds: list[int], noise_seeds: list[int], recall: bool = Tru
     margins = P.margins_of(cfg)
     rates = replace(NoiseRates(), min_score=cfg.min_score, shadow_score=cfg.shadow_score)
     by: dict[str, list[int]] = {}
+    covered: Counter[str] = Counter()  # per photo: the runs (noise seed x seed) it got a question in
     for ns in noise_seeds:
         for seed in seeds:
             noisy = perceive(instances, rates, seed=1000 * ns + seed)
             res = run_questions(noisy.instances, manifest, detector_config(rates, seed, recall))
+            covered.update({q["image_id"] for q in res.questions.to_pylist()})
             for q in res.questions.to_pylist():
                 hops = [replace(h, value=None) for h in P.program_from_json(q["hops"])]
                 last = hops[-1]
@@ -361,7 +364,10 @@ def truth_agreement(seeds: list[int], noise_seeds: list[int], recall: bool = Tru
           f"({100 * agree / max(1, n):.1f}%)")
     for term, (a, m) in sorted(by.items()):
         print(f"  {term:<22} {a}/{m} ({100 * a / max(1, m):.1f}%)")
-    return {"questions": n, "agree": agree, "by_terminal": by}
+    runs = len(noise_seeds) * len(seeds)
+    print(f"photos with a question: {sum(covered.values())}/{runs * len(photos)} runs; per photo: "
+          + ", ".join(f"{names[i].name} {covered[i]}/{runs}" for i in sorted(photos.to_pylist(), key=lambda i: names[i].name)))
+    return {"questions": n, "agree": agree, "by_terminal": by, "covered": dict(covered), "runs": runs}
 
 
 def main() -> None:
