@@ -135,3 +135,43 @@ def test_the_stage_reads_the_recall_from_its_configuration() -> None:
             continue
         hops = P.program_from_json(q["hops"])
         check_missed(hops, pert[q["image_id"]])  # every released question keeps the rule
+
+
+def test_the_vlm_writers_programs_go_through_the_same_rule(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from tests.support.fake_vlm import FakeVLM
+
+    d = Doubt(recall_small=0.8, recall_medium=0.95, recall_large=0.99, max_missed=0.3, max_missed_category=0.6)
+    instances, manifest = synthetic_tables(4, 8, 14, image_dir=tmp_path)
+    from pipelines.questions.scene import scenes_from_tables
+    from pipelines.questions.stability import trusting_stability
+
+    scenes = [trusting_stability(s) for s in scenes_from_tables(instances, manifest)[0]]
+    # the "model" states programs that are stable under every perturbation but written without the rule
+    canned = {s.image_id: scene_candidates(s, 4, seed=2, doubt=Doubt()) for s in scenes}
+    expected_refused = set()
+    for s in scenes:
+        for q in canned[s.image_id]:
+            try:
+                check_missed(q.hops, Perturbations(s, d))
+            except UnstableError:
+                expected_refused.add(q.question_id)
+    assert expected_refused  # the rule has something to refuse
+
+    class Canned(FakeVLM):
+        def generate(self, requests, **kw):  # type: ignore[no-untyped-def, override]
+            self.calls.append(requests)  # one request per image: the model's samples, one program each
+            return [[f"```json\n{json.dumps({'question': q.question, 'hops': [h.to_dict() for h in q.hops], 'answer': q.answer})}\n```"
+                     for q in canned[self.current.pop(0)]] for _ in requests]
+
+    backend = Canned([])
+    backend.current = [s.image_id for s in scenes if s.n >= 2]
+    st = StabilityConfig(recall_small=d.recall_small, recall_medium=d.recall_medium, recall_large=d.recall_large,
+                         max_missed=d.max_missed, max_missed_category=d.max_missed_category)
+    cfg = QuestionsConfig(writer="vlm", per_image=4, max_answer_share=1.0, max_skeleton_answer_share=1.0,
+                          max_zero_answer_share=1.0, blind={"enabled": False}, stability=st)
+    res = run_questions(instances, manifest, cfg, writer_backend=backend)
+    refused = [r for r in res.rejects.to_pylist() if r["code"] == "unstable.perception"]
+    assert {r["item_id"] for r in refused if r["detail"].startswith("missed_members of ")} == expected_refused
+    assert not {q["question_id"] for q in res.questions.to_pylist()} & expected_refused
