@@ -45,6 +45,7 @@ import httpx
 
 from hopchain_airflow.dag_defaults import RETRY_DELAY_ENV
 from pipelines.config import Params, load_params
+from pipelines.ops.airflow_api import AirflowAPI
 from pipelines.stack.process import ManagedProcess, StackError, free_port, port_in_use, wait_until
 from pipelines.stack.services import REPO_ROOT, VENV_BIN, Airflow, base_env
 
@@ -356,12 +357,14 @@ class CeleryAirflow(Airflow):
         return state["v"]
 
     def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
-        """Task instances of a run (REST API), including mapped ones: task_id, map_index, state,
-        queue, pool, hostname."""
-        r = httpx.get(f"{self.url()}/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances",
-                      headers=self._headers(), params={"limit": 1000}, timeout=10)
-        r.raise_for_status()
-        return list(r.json()["task_instances"])
+        """Every task instance of a run (REST API, page by page: :meth:`AirflowAPI.task_instances`),
+        including mapped ones: task_id, map_index, state, queue, pool, hostname."""
+        c = self.credentials()
+        api = AirflowAPI(self.url(), c["username"], c["password"])
+        try:
+            return api.task_instances(dag_id, run_id)
+        finally:
+            api.close()
 
     def task_hostnames(self, dag_id: str, run_id: str) -> dict[str, str]:
         """``{task_id or task_id[map_index]: hostname}`` for every task instance of the run."""
