@@ -53,7 +53,14 @@ from pipelines.questions.ops.spec import GROUP_ARG, GROUP_SIZES
 from pipelines.questions.program import Hop, Margins, ProgramError
 from pipelines.questions.scene import Scene
 from pipelines.questions.shape_canon import check_not_degenerate
-from pipelines.questions.stability import Doubt, Perturbations, UnstableError, check_stable, missed_in_rank
+from pipelines.questions.stability import (
+    Doubt,
+    Perturbations,
+    UnstableError,
+    check_stable,
+    missed_in_rank,
+    missed_refusal,
+)
 from pipelines.questions.templates import render
 
 GENERATOR_NAME = "program:v2"
@@ -181,6 +188,8 @@ _SPECS = object()  # the memo's entry holding the registry's specs by name (memo
 DOUBTED = UnstableError("doubtful_member", "names, counts or ranks among a member the detector doubts")
 #: a count or rank that has to assume too many members the detector likely missed (stability.check_missed)
 MISSES = UnstableError("missed_members", "counts or ranks where the detector likely missed members")
+#: the ops whose result depends on every member of the set or category they read (stability.missed_refusal)
+_DEPENDS_ON_ALL = frozenset({"nearest", "unique", "count", "rank", "extreme"})
 
 
 def shuffled(rng: random.Random, items: Iterable[Any]) -> list[Any]:
@@ -213,7 +222,7 @@ class _Builder:
     def __init__(
         self, scene: Scene, rng: random.Random, m: Margins, memo: dict | None = None, cats: list[str] | None = None,
         min_candidates: int = MIN_CANDIDATES, doubtful: np.ndarray | None = None,
-        missed: np.ndarray | None = None, max_missed: float = 0.0,
+        missed: np.ndarray | None = None, max_missed: float = 0.0, unreliable: dict[str, float] | None = None,
     ) -> None:
         self.scene, self.rng, self.m = scene, rng, m
         # positions a perturbation removes or merges (stability.Perturbations.doubtful): never named, nor
@@ -224,6 +233,10 @@ class _Builder:
         # or rank assuming more than max_missed of them is refused as the full check would; None: none
         self.missed = missed if missed is not None and missed.any() else None
         self.max_missed = max_missed
+        # categories that likely hide members (stability.Perturbations.unreliable): found and narrowed,
+        # but nothing may depend on all of their members (stability.missed_refusal); checked outside the
+        # memo, since it depends on where a set came from, not only on its members
+        self.unreliable = unreliable or {}
         self.min_candidates = min_candidates
         self.cats = cats if cats is not None else usable_categories(scene, m)
         # hop results by (op, args, input values), shared by the attempts on one scene: an op's
@@ -242,6 +255,22 @@ class _Builder:
     # one hop ------------------------------------------------------------------------------------
     def run(self, op: str, args: dict[str, Any], inputs: tuple[int, ...]) -> Any:
         """Execute a candidate hop; its result, or ``None`` (reason counted)."""
+        if not self.unreliable or op not in _DEPENDS_ON_ALL:
+            return self._run(op, args, inputs)
+        largest = op == "extreme" and args.get("key") == "area" and args.get("order") == "max"
+        draft = [*self.hops, _Draft(op, args, inputs)]
+        w = self.missed if self.missed is not None else np.zeros(self.scene.n)
+        if not largest and missed_refusal(draft, len(self.hops), self.unreliable, w, self.max_missed) is not None:
+            self.failures["unstable.missed_members"] += 1
+            return None
+        out = self._run(op, args, inputs)
+        if out is not None and largest and missed_refusal(draft, len(self.hops), self.unreliable, w,
+                                                          self.max_missed, int(out[0])) is not None:
+            self.failures["unstable.missed_members"] += 1
+            return None
+        return out
+
+    def _run(self, op: str, args: dict[str, Any], inputs: tuple[int, ...]) -> Any:
         # args in the builder's own order (another order only misses); sets by their positions' bytes
         keys = self.keys
         key = (op, tuple(args.items()), tuple([keys[j] for j in inputs]))
@@ -636,8 +665,7 @@ def scene_candidates(
         perturbations = Perturbations(scene, doubt)
     doubtful = perturbations.doubtful if perturbations is not None else None
     missed = perturbations.missed if perturbations is not None else None
-    if perturbations is not None and perturbations.unreliable:
-        cats = [c for c in cats if c not in perturbations.unreliable]
+    unreliable = perturbations.unreliable if perturbations is not None else {}
     max_missed = perturbations.doubt.max_missed if perturbations is not None else 0.0
     same = max_same_answer if max_same_answer is not None else max(1, n_wanted // 4)
     per_answer: Counter = Counter()
@@ -647,7 +675,7 @@ def scene_candidates(
             break
         stats.attempts += 1
         plan = _draw_plan(rng, plans, lengths, arith)
-        builder = _Builder(scene, rng, margins, memo, cats, min_candidates, doubtful, missed, max_missed)
+        builder = _Builder(scene, rng, margins, memo, cats, min_candidates, doubtful, missed, max_missed, unreliable)
         hops = builder.build(plan)
         t = plan[2][0]
         tries[t] += 1

@@ -43,7 +43,7 @@ image; the cost per program is at most (named categories x kinds) re-executions.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -113,22 +113,62 @@ def missed_in_rank(scene: Scene, weights: np.ndarray, x: int, s: np.ndarray, key
     return float(weights[s[before]].sum() + weights[x])
 
 
+def source_categories(hops: Sequence[Any], i: int) -> tuple[str, ...]:
+    """The categories hop ``i``'s result is drawn from: those its arguments name (``find``, ``relate``,
+    ``relate_group``, ``nearest``, ``same_color``), else those of the set it narrows (``filter_color``,
+    ``extreme``, ``unique``). ``hops`` are :class:`Hop` records or anything with ``op``, ``args`` and
+    ``inputs``."""
+    h = hops[i]
+    cats = hop_categories(h.args)
+    if cats or not h.inputs:
+        return cats
+    return source_categories(hops, h.inputs[0])
+
+
+def missed_refusal(hops: Sequence[Any], i: int, unreliable: Mapping[str, float], weights: np.ndarray,
+                   limit: float, winner: int | None = None) -> str | None:
+    """Why hop ``i`` may not use a category that likely hides members (``unreliable``), or ``None``.
+
+    Such a category may be found and narrowed (``find``, ``relate``, ``filter_color``), but nothing may
+    depend on all of its members being there: no ``nearest`` among it, no ``unique``, ``count`` or
+    ``rank`` over a set drawn from it, and no ``extreme`` but the largest (``key`` area, ``order`` max),
+    and that only when the winner itself (position ``winner``) stands for at most ``limit`` missed
+    objects: a missed object like the smaller members cannot be the largest ("the largest kite" in a
+    crowd of small kites)."""
+    h = hops[i]
+    op = h.op
+    if op == "nearest":
+        hit = [c for c in hop_categories(h.args) if c in unreliable]
+    elif op in ("unique", "count", "rank", "extreme"):
+        hit = [c for c in source_categories(hops, h.inputs[-1]) if c in unreliable]
+        if hit and op == "extreme" and h.args.get("key") == "area" and h.args.get("order") == "max" \
+                and winner is not None and weights[winner] <= limit:
+            return None
+    else:
+        return None
+    if not hit:
+        return None
+    return (f"{MISSED} of {hit[0]!r}: the detector likely missed about {unreliable[hit[0]]:.2f} of its members, "
+            f"and the {op} depends on all of them")
+
+
 def check_missed(hops: Sequence[Hop], perturbations: Perturbations) -> None:
-    """Raise :class:`UnstableError` if executed ``hops`` (values: instance ids) name a category that
-    likely hides more than ``max_missed_category`` objects the detector missed (the sum of
-    :func:`missed_weights` over its members), or count or rank where more than ``max_missed`` would
-    change the answer (the sum over the counted set; over the members ranked before the instance and
-    the instance itself): a reader counts the people the detector never reported."""
+    """Raise :class:`UnstableError` if executed ``hops`` (values: instance ids) depend on every member
+    of a category that likely hides more than ``max_missed_category`` objects the detector missed (the
+    sum of :func:`missed_weights` over its members; :func:`missed_refusal`), or count or rank where more
+    than ``max_missed`` would change the answer (the sum over the counted set; over the members ranked
+    before the instance and the instance itself): a reader counts the people the detector never reported."""
     w = perturbations.missed
     if not w.any():
         return
     scene, limit = perturbations.scene, perturbations.doubt.max_missed
-    for cat in named_categories(hops):
-        if cat in perturbations.unreliable:
-            raise UnstableError("perception", f"{MISSED} of {cat!r}: the detector likely missed about "
-                                f"{perturbations.unreliable[cat]:.2f} of its members "
-                                f"(> {perturbations.doubt.max_missed_category})")
-    for h in hops:
+    unreliable = perturbations.unreliable
+    for i, h in enumerate(hops):
+        if unreliable:
+            at = _positions(scene, h.value) if h.op == "extreme" else None
+            why = missed_refusal(hops, i, unreliable, w, limit, int(at[0]) if at is not None and at.shape[0] else None)
+            if why is not None:
+                raise UnstableError("perception", why)
         if h.op == "count":
             pos = _positions(scene, hops[h.inputs[0]].value)
             lam = float(w[pos].sum())
@@ -175,7 +215,8 @@ class Perturbations:
     @property
     def unreliable(self) -> dict[str, float]:
         """The categories whose members the detector likely missed more than ``max_missed_category``
-        of (the sum of :attr:`missed` over the category), with that sum: never named."""
+        of (the sum of :attr:`missed` over the category), with that sum: nothing may depend on all of
+        their members (:func:`missed_refusal`)."""
         if not self._unreliable:
             w = self.missed
             hidden = {c: float(w[m].sum()) for c, m in self.scene.by_category.items()}
@@ -468,4 +509,5 @@ def trusting_stability(scene: Scene) -> Scene:
 
 
 __all__ = ["KINDS", "MISSED", "UNSTABLE", "Doubt", "Perturbations", "UnstableError", "check_missed", "check_stable",
-           "missed_in_rank", "missed_weights", "named_categories", "trusting_stability"]
+           "missed_in_rank", "missed_refusal", "missed_weights", "named_categories", "source_categories",
+           "trusting_stability"]

@@ -47,8 +47,10 @@ def test_the_annotated_packet_holds_no_answers_or_programs(tmp_path: Path) -> No
 
 
 def test_the_noisy_packet_runs_end_to_end(tmp_path: Path) -> None:
+    # without the detector's recall: the perturbations, not the missed-member steering, refuse some of
+    # these three seeds' candidates, and every refusal is attributed
     _reader_study().build_packet(tmp_path, photos=30, shapes=20, seeds=[0, 1, 2], sample_seed=0,
-                                 perception="noisy", noise_seed=5)
+                                 perception="noisy", noise_seed=5, recall=False)
     key = _assert_reader_sees_no_answers(tmp_path)
     assert {v["group"] for v in key.values()} == {"photo"}  # photos only: the shapes are rendered truth
     assert all(isinstance(v["noise_events"], list) and v["seed"] in (0, 1, 2) for v in key.values())
@@ -56,6 +58,7 @@ def test_the_noisy_packet_runs_end_to_end(tmp_path: Path) -> None:
     assert events and all(set(e) == {"image_id", "kind", "categories", "objects", "detail"} for e in events)
     run = json.loads((tmp_path / "run.json").read_text())
     assert run["perception"] == "noisy" and run["noise_seed"] == 5 and run["noise_rates"]["recall_small"] > 0
+    assert run["recall"] is False
     assert 0 < run["noisy_refused"] <= run["noisy_checked"]
     assert run["refused_touched"] + run.get("refused_other", 0) == run["noisy_refused"]
     assert run["noisy_released"] >= len(key)
