@@ -79,9 +79,7 @@ def check_candidates(hops: Sequence[Hop], scene: Scene, minimum: int = MIN_CANDI
 
 
 def _positions(value: Any, scene: Scene) -> Any:
-    if isinstance(value, list):
-        return np.asarray([scene.position[int(v)] for v in value if int(v) in scene.position], dtype=np.int64)
-    return value
+    return scene.positions_of(value) if isinstance(value, list) else value
 
 
 __all__ = ["FEW_CANDIDATES", "MIN_CANDIDATES", "candidate_pool", "check_candidates", "few_candidates"]

@@ -133,6 +133,11 @@ class Scene:
         """Sorted instance ids of ``positions``."""
         return sorted(int(self.ids[p]) for p in positions)
 
+    def positions_of(self, ids: Iterable[int]) -> np.ndarray:
+        """The positions of instance ``ids`` (an executed hop's value), in their order; ids the scene
+        does not hold are left out."""
+        return np.asarray([self.position[int(i)] for i in ids if int(i) in self.position], dtype=np.int64)
+
     def table(self) -> list[dict[str, Any]]:
         """One dict per instance (id, category, box edges, area, centroid, colour or None, whole)
         for prompts and reports."""

@@ -29,8 +29,9 @@ its answer: every op is scoped by the categories it names):
 No perturbation shows an object the detector never reported, but the detector's recall says how many
 to expect (``recall_small`` / ``_medium`` / ``_large``, by COCO size bin; 1.0, the default, turns this
 off): each detection of recall ``r`` stands for ``(1 - r) / r`` missed objects like it (the
-Horvitz-Thompson estimate, :func:`missed_weights`). A program naming a category whose members add up to
-more than ``max_missed_category``, or counting or ranking where more than ``max_missed`` would change the
+Horvitz-Thompson estimate, :func:`missed_weights`). A program that depends on every member of a
+category whose members add up to more than ``max_missed_category`` (:func:`missed_refusal`: it may still
+serve through its largest member), or counts or ranks where more than ``max_missed`` would change the
 answer, is refused (:func:`check_missed`; the detail starts ``missed_members of``). Annotations (score
 1.0) miss nothing.
 
@@ -75,8 +76,8 @@ class Doubt:
     occlusion_overlap: float = 0.25
     min_fill: float = 0.1
     # the detector's recall by COCO size bin (pixels: small < 32², medium < 96², large above; 1.0: it
-    # misses nothing, the rule is off) and the most missed objects a count or rank may have to assume,
-    # and a category may hide (see missed_weights)
+    # misses nothing, the rule is off), the most missed objects a count or rank may have to assume, and
+    # the most a category may hide before nothing may depend on all its members (see check_missed)
     recall_small: float = 1.0
     recall_medium: float = 1.0
     recall_large: float = 1.0
@@ -188,8 +189,7 @@ def check_missed(hops: Sequence[Hop], perturbations: Perturbations) -> None:
 
 
 def _positions(scene: Scene, value: Any) -> np.ndarray:
-    ids = value if isinstance(value, list) else [value]
-    return np.asarray([scene.position[int(i)] for i in ids if int(i) in scene.position], dtype=np.int64)
+    return scene.positions_of(value if isinstance(value, list) else [value])
 
 
 @dataclass
