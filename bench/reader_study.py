@@ -382,13 +382,14 @@ def main() -> None:
     p.add_argument("--perception", choices=("annotations", "noisy"), default="annotations",
                    help="questions from the human annotations, or from a simulated detector's output (photos only)")
     p.add_argument("--noise-seed", type=int, default=0)
-    for a in (p, t := sub.add_parser("truth")):
-        a.add_argument("--no-recall", dest="recall", action="store_false",
-                       help="noisy: do not tell the stability check the detector's recall (the rule before issue 29's "
-                            "missed-member rule)")
     s = sub.add_parser("score")
     s.add_argument("--out", type=Path, required=True)
     s.add_argument("answers", type=Path, nargs="+")
+    t = sub.add_parser("truth")
+    for a in (p, t):
+        a.add_argument("--no-recall", dest="recall", action="store_false",
+                       help="noisy: do not tell the stability check the detector's recall (the missed-member "
+                            "rule off)")
     t.add_argument("--seeds", default="0-19")
     t.add_argument("--noise-seeds", default="3,4,5")
     args = ap.parse_args()

@@ -185,7 +185,8 @@ class StabilityConfig(_Model):
     # the detector's recall by COCO size bin (small < 32² px, medium < 96² px, large above), measured on an
     # annotated sample of your own images; 1.0 (the default): it misses nothing, and the missed-member rule
     # is off. With it set, a count or rank that has to assume more than max_missed objects the detector
-    # likely missed, or a category that likely hides more than max_missed_category, is refused.
+    # likely missed is refused, and so is anything that depends on every member of a category that likely
+    # hides more than max_missed_category (its largest member may still serve).
     recall_small: float = Field(1.0, gt=0, le=1)
     recall_medium: float = Field(1.0, gt=0, le=1)
     recall_large: float = Field(1.0, gt=0, le=1)

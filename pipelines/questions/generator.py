@@ -261,12 +261,12 @@ class _Builder:
         draft = [*self.hops, _Draft(op, args, inputs)]
         w = self.missed if self.missed is not None else np.zeros(self.scene.n)
         if not largest and missed_refusal(draft, len(self.hops), self.unreliable, w, self.max_missed) is not None:
-            self.failures["unstable.missed_members"] += 1
+            self.failures[MISSES.reason] += 1
             return None
         out = self._run(op, args, inputs)
         if out is not None and largest and missed_refusal(draft, len(self.hops), self.unreliable, w,
                                                           self.max_missed, int(out[0])) is not None:
-            self.failures["unstable.missed_members"] += 1
+            self.failures[MISSES.reason] += 1
             return None
         return out
 

@@ -186,11 +186,9 @@ class _Work:
         st, cfg = self.cfg.stability, self.cfg
         if not st.enabled:
             return None
-        return Doubt(doubt_score=st.doubt_score, small_area_frac=st.small_area_frac,
-                     visible_area_frac=cfg.visible_area_frac, merge_iou=st.merge_iou,
-                     occlusion_overlap=cfg.occlusion_overlap, min_fill=st.min_fill,
-                     recall_small=st.recall_small, recall_medium=st.recall_medium, recall_large=st.recall_large,
-                     max_missed=st.max_missed, max_missed_category=st.max_missed_category)
+        # every threshold of questions.stability, plus the two the scene shares with the stage
+        return Doubt(visible_area_frac=cfg.visible_area_frac, occlusion_overlap=cfg.occlusion_overlap,
+                     **st.model_dump(exclude={"enabled"}))
 
     def unstable(self, refused: list[tuple[str, str, str]], tried: int) -> None:
         """Rows for the questions the stability check refused (``raw``: the image whose scene the
