@@ -184,10 +184,11 @@ GROUP_TRIES = 12  # (relation, group) options tried per G terminal
 
 
 _SPECS = object()  # the memo's entry holding the registry's specs by name (memo keys are tuples otherwise)
-#: a hop result the builder refuses: it names, counts or ranks among a doubtful member (see _Builder._doubted)
+#: a hop result the builder refuses: it names, counts or ranks among a doubtful member (see _Builder.doubtful)
 DOUBTED = UnstableError("doubtful_member", "names, counts or ranks among a member the detector doubts")
-#: a count or rank that has to assume too many members the detector likely missed (stability.check_missed)
-MISSES = UnstableError("missed_members", "counts or ranks where the detector likely missed members")
+#: a hop the missed-member rule refuses (stability.check_missed): a count or rank that has to assume too many
+#: objects the detector likely missed, or a hop that depends on every member of a category likely hiding one
+MISSES = UnstableError("missed_members", "depends on members the detector likely missed")
 #: the ops whose result depends on every member of the set or category they read (stability.missed_refusal)
 _DEPENDS_ON_ALL = frozenset({"nearest", "unique", "count", "rank", "extreme"})
 
