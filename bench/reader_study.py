@@ -138,6 +138,21 @@ def _annotated_pool(instances: Any, manifest: Any, names: dict[str, Path], seeds
     return pool
 
 
+def _photos_and_detector(instances: Any, manifest: Any, names: dict[str, Path]) -> tuple[Any, Any, Any]:
+    """The photos' (instances, manifest), and the simulated detector's rates with the questions
+    stage's own score thresholds (what :func:`_noisy_pool` and :func:`truth_agreement` both perceive)."""
+    import pyarrow.compute as pc
+
+    from hopchain_demo.perception_noise import NoiseRates
+    from pipelines.config import QuestionsConfig
+
+    photo_ids = pa.array([i for i, p in names.items() if _group(p) == "photo"])
+    cfg = QuestionsConfig()
+    return (instances.filter(pc.is_in(instances["image_id"], photo_ids)),
+            manifest.filter(pc.is_in(manifest["image_id"], photo_ids)),
+            replace(NoiseRates(), min_score=cfg.min_score, shadow_score=cfg.shadow_score))
+
+
 def detector_config(rates: Any, seed: int, recall: bool = True) -> Any:
     """The questions stage's configuration for the simulated detector's output: the demo's, with the
     stability check told the detector's recall by size (``recall``; else it assumes none is missed)."""
@@ -158,19 +173,11 @@ def _noisy_pool(instances: Any, manifest: Any, names: dict[str, Path], seeds: li
     noise events that touch a category it names; the report counts the stability check's refusals on the
     noisy and, for comparison, on the annotated photos.
     """
-    import pyarrow.compute as pc
-
-    from hopchain_demo.perception_noise import NoiseRates, perceive, touching
-    from pipelines.config import QuestionsConfig
+    from hopchain_demo.perception_noise import perceive, touching
     from pipelines.questions.program import program_from_json
     from pipelines.questions.stability import named_categories
 
-    photo_ids = [i for i, p in names.items() if _group(p) == "photo"]
-    manifest = manifest.filter(pc.is_in(manifest["image_id"], pa.array(photo_ids)))
-    instances = instances.filter(pc.is_in(instances["image_id"], pa.array(photo_ids)))
-    rates = NoiseRates()
-    cfg = QuestionsConfig()
-    rates = replace(rates, min_score=cfg.min_score, shadow_score=cfg.shadow_score)
+    instances, manifest, rates = _photos_and_detector(instances, manifest, names)
     pool: dict[str, list[dict]] = {"photo": [], "shapes": []}
     seen_text: set[str] = set()
     tally: Counter[str] = Counter()
@@ -314,11 +321,15 @@ def truth_agreement(seeds: list[int], noise_seeds: list[int], recall: bool = Tru
     """(see the module docstring) ``{"questions", "agree", "by_terminal": {terminal: [agree, n]}}``."""
     import tempfile
 
+    with tempfile.TemporaryDirectory(prefix="reader-truth-") as tmp:  # the samples are written, read, removed
+        return _truth_agreement(Path(tmp), seeds, noise_seeds, recall)
+
+
+def _truth_agreement(work: Path, seeds: list[int], noise_seeds: list[int], recall: bool) -> dict[str, Any]:
     import numpy as np
-    import pyarrow.compute as pc
     from PIL import Image
 
-    from hopchain_demo.perception_noise import NoiseRates, perceive
+    from hopchain_demo.perception_noise import perceive
     from hopchain_demo.samples import write_samples
     from pipelines.config import QuestionsConfig
     from pipelines.questions import program as P
@@ -327,18 +338,14 @@ def truth_agreement(seeds: list[int], noise_seeds: list[int], recall: bool = Tru
     from pipelines.questions.stage import run_questions
     from pipelines.segment.annotations import import_coco
 
-    work = Path(tempfile.mkdtemp(prefix="reader-truth-"))
     imp = import_coco(write_samples(work, 24), work / "images")
     names = {r["image_id"]: Path(r["uri"]) for r in imp.manifest.to_pylist()}
-    photos = pa.array([i for i, p in names.items() if _group(p) == "photo"])
-    manifest = imp.manifest.filter(pc.is_in(imp.manifest["image_id"], photos))
-    instances = imp.instances.filter(pc.is_in(imp.instances["image_id"], photos))
+    instances, manifest, rates = _photos_and_detector(imp.instances, imp.manifest, names)
+    photos = manifest.column("image_id")
     pixels = {i: np.asarray(Image.open(names[i]).convert("RGB")) for i in photos.to_pylist()}
     truth = {s.image_id: trusting_stability(s)
              for s in scenes_from_tables(instances, manifest, images=lambda i: pixels[i])[0]}
-    cfg = QuestionsConfig()
-    margins = P.margins_of(cfg)
-    rates = replace(NoiseRates(), min_score=cfg.min_score, shadow_score=cfg.shadow_score)
+    margins = P.margins_of(QuestionsConfig())
     by: dict[str, list[int]] = {}
     covered: Counter[str] = Counter()  # per photo: the runs (noise seed x seed) it got a question in
     for ns in noise_seeds:
