@@ -49,7 +49,9 @@ import re
 import shutil
 import sys
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -292,29 +294,88 @@ def read_answers(path: Path) -> dict[str, str]:
 
 
 def score(out: Path, files: list[Path]) -> None:
+    """Per reader and group, the share answered the program's way; all readers at once; the mean over
+    reader pairs of "both gave it" (what a two-reader study measures, whatever the number of readers);
+    on a noisy packet, the program's answer on the annotated scene (the truth proxy) per question."""
+    from itertools import combinations
+
     key = json.loads((out / "key.json").read_text())
     readers = {f.stem: read_answers(f) for f in files}
     groups = ("photo", "shapes")
-    print(f"{'reader':<22}" + "".join(f"{g:>16}" for g in groups) + f"{'all':>16}")
-    for name, ans in readers.items():
+
+    def row(name: str, right: Callable[[str], bool]) -> None:
         cells = []
         for g in (*groups, None):
             qs = [q for q, v in key.items() if g is None or v["group"] == g]
-            ok = sum(ans.get(q) == key[q]["answer"] for q in qs)
+            ok = sum(right(q) for q in qs)
             cells.append(f"{ok}/{len(qs)} {100 * ok / max(1, len(qs)):5.1f}%")
         print(f"{name:<22}" + "".join(f"{c:>16}" for c in cells))
-    cells = []
-    for g in (*groups, None):
-        qs = [q for q, v in key.items() if g is None or v["group"] == g]
-        ok = sum(all(a.get(q) == key[q]["answer"] for a in readers.values()) for q in qs)
-        cells.append(f"{ok}/{len(qs)} {100 * ok / max(1, len(qs)):5.1f}%")
-    print(f"{'all readers agree':<22}" + "".join(f"{c:>16}" for c in cells))
+
+    print(f"{'reader':<22}" + "".join(f"{g:>16}" for g in groups) + f"{'all':>16}")
+    for name, ans in readers.items():
+        row(name, partial(_gave_program_answer, key, ans))
+    row("all readers agree", lambda q: all(a.get(q) == key[q]["answer"] for a in readers.values()))
+    pairs = list(combinations(readers.values(), 2))
+    if len(pairs) > 1:
+        both = [sum(a.get(q) == key[q]["answer"] == b.get(q) for q in key) for a, b in pairs]
+        print(f"{'pairs, both (mean)':<22}{'':>32}{sum(both) / len(pairs):>10.2f}/{len(key)} "
+              f"{100 * sum(both) / len(pairs) / max(1, len(key)):5.1f}%  (pairs: {both})")
+    truth: dict[str, str | None] = {}
+    if any("noise_events" in v for v in key.values()):
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="reader-score-") as tmp:
+            t = _Truth(Path(tmp))
+            truth = {q: t.answer(t.by_source[v["source"]], v["hops"]) for q, v in key.items()}
+        row("program = annotations", lambda q: truth[q] == key[q]["answer"])
     print("\nmisses (question: program | readers):")
     for q, v in key.items():
         got = {n: a.get(q, "-") for n, a in readers.items()}
         if any(x != v["answer"] for x in got.values()):
-            print(f"  {q} [{v['group']}, {v['source']}] {v['question']}\n      program {v['answer']} | "
+            print(f"  {q} [{v['group']}, {v['source']}] {v['question']}\n      program {v['answer']}"
+                  + (f" (annotations {truth[q]})" if truth else "") + " | "
                   + ", ".join(f"{n} {x}" for n, x in got.items()))
+
+
+def _gave_program_answer(key: dict[str, Any], answers: dict[str, str], q: str) -> bool:
+    return answers.get(q) == key[q]["answer"]
+
+
+class _Truth:
+    """The sample photos' annotated scenes (the truth the simulated detector perturbs) and a program's
+    answer on them: what ``truth`` measures over many draws and ``score`` shows per packet question."""
+
+    def __init__(self, work: Path) -> None:
+        import numpy as np
+        from PIL import Image
+
+        from hopchain_demo.samples import write_samples
+        from pipelines.config import QuestionsConfig
+        from pipelines.questions import program as P
+        from pipelines.questions.scene import scenes_from_tables
+        from pipelines.questions.stability import trusting_stability
+        from pipelines.segment.annotations import import_coco
+
+        imp = import_coco(write_samples(work, 24), work / "images")
+        self.names = {r["image_id"]: Path(r["uri"]) for r in imp.manifest.to_pylist()}
+        self.instances, self.manifest, self.rates = _photos_and_detector(imp.instances, imp.manifest, self.names)
+        pixels = {i: np.asarray(Image.open(self.names[i]).convert("RGB"))
+                  for i in self.manifest.column("image_id").to_pylist()}
+        self.scenes = {s.image_id: trusting_stability(s) for s in
+                       scenes_from_tables(self.instances, self.manifest, images=lambda i: pixels[i])[0]}
+        self.by_source = {p.name: i for i, p in self.names.items()}
+        self._margins = P.margins_of(QuestionsConfig())
+
+    def answer(self, image_id: str, hops_json: str) -> str | None:
+        """The program re-executed on the annotated scene (None: it fails there, e.g. a margin)."""
+        from pipelines.questions import program as P
+
+        hops = [replace(h, value=None) for h in P.program_from_json(hops_json)]
+        try:
+            return P.answer_of(P.execute(hops, self.scenes[image_id], self._margins, min_hops=1,
+                                         max_hops=len(hops)))
+        except P.ProgramError:
+            return None
 
 
 def truth_agreement(seeds: list[int], noise_seeds: list[int], recall: bool = True) -> dict[str, Any]:
@@ -326,26 +387,13 @@ def truth_agreement(seeds: list[int], noise_seeds: list[int], recall: bool = Tru
 
 
 def _truth_agreement(work: Path, seeds: list[int], noise_seeds: list[int], recall: bool) -> dict[str, Any]:
-    import numpy as np
-    from PIL import Image
-
     from hopchain_demo.perception_noise import perceive
-    from hopchain_demo.samples import write_samples
-    from pipelines.config import QuestionsConfig
     from pipelines.questions import program as P
-    from pipelines.questions.scene import scenes_from_tables
-    from pipelines.questions.stability import trusting_stability
     from pipelines.questions.stage import run_questions
-    from pipelines.segment.annotations import import_coco
 
-    imp = import_coco(write_samples(work, 24), work / "images")
-    names = {r["image_id"]: Path(r["uri"]) for r in imp.manifest.to_pylist()}
-    instances, manifest, rates = _photos_and_detector(imp.instances, imp.manifest, names)
+    t = _Truth(work)
+    names, instances, manifest, rates = t.names, t.instances, t.manifest, t.rates
     photos = manifest.column("image_id")
-    pixels = {i: np.asarray(Image.open(names[i]).convert("RGB")) for i in photos.to_pylist()}
-    truth = {s.image_id: trusting_stability(s)
-             for s in scenes_from_tables(instances, manifest, images=lambda i: pixels[i])[0]}
-    margins = P.margins_of(QuestionsConfig())
     by: dict[str, list[int]] = {}
     covered: Counter[str] = Counter()  # per photo: the runs (noise seed x seed) it got a question in
     for ns in noise_seeds:
@@ -354,14 +402,10 @@ def _truth_agreement(work: Path, seeds: list[int], noise_seeds: list[int], recal
             res = run_questions(noisy.instances, manifest, detector_config(rates, seed, recall))
             covered.update({q["image_id"] for q in res.questions.to_pylist()})
             for q in res.questions.to_pylist():
-                hops = [replace(h, value=None) for h in P.program_from_json(q["hops"])]
+                hops = P.program_from_json(q["hops"])
                 last = hops[-1]
                 term = f"count<{hops[last.inputs[0]].op}" if last.op == "count" else last.op
-                try:
-                    got = P.answer_of(P.execute(hops, truth[q["image_id"]], margins, min_hops=1,
-                                                max_hops=len(hops)))
-                except P.ProgramError:
-                    got = None
+                got = t.answer(q["image_id"], q["hops"])
                 tally = by.setdefault(term, [0, 0])
                 tally[0] += got == q["answer"]
                 tally[1] += 1

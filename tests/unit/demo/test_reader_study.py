@@ -78,3 +78,26 @@ def test_the_truth_proxy_re_executes_every_released_question_on_the_annotated_sc
     assert sum(n for _, n in out["by_terminal"].values()) == out["questions"]
     assert all(0 <= a <= n for a, n in out["by_terminal"].values())
     assert "the same answer on the annotated scene" in capsys.readouterr().out
+
+
+def test_score_reports_each_reader_all_readers_pairs_and_the_truth_on_a_noisy_packet(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    rs = _reader_study()
+    rs.build_packet(tmp_path, photos=30, shapes=0, seeds=[0, 1], sample_seed=0, perception="noisy", noise_seed=3)
+    key = json.loads((tmp_path / "key.json").read_text())
+    qs = sorted(key, key=lambda q: int(q[1:]))
+    right = {q: key[q]["answer"] for q in qs}
+    files = []
+    for name, wrong in (("a", set()), ("b", {qs[0]}), ("c", {qs[0], qs[1]})):
+        f = tmp_path / f"{name}.txt"
+        f.write_text("".join(f"{q}: {'?' if q in wrong else right[q]}\n" for q in qs))
+        files.append(f)
+    rs.score(tmp_path, files)
+    out = capsys.readouterr().out
+    n = len(qs)
+    assert re.search(rf"^all readers agree\s+{n - 2}/{n} ", out, re.M), out
+    # pairs (a,b), (a,c), (b,c) both right on n-1, n-2, n-2: the mean is what two readers would score
+    assert f"{(3 * n - 5) / 3:.2f}/{n}" in out and f"(pairs: [{n - 1}, {n - 2}, {n - 2}])" in out
+    # the truth proxy per question: each program re-executed on the annotated scene
+    truth = re.search(r"^program = annotations\s+(\d+)/(\d+) ", out, re.M)
+    assert truth and int(truth.group(2)) == n and 0 < int(truth.group(1)) <= n
+    assert "(annotations " in out  # beside each miss
