@@ -9,8 +9,8 @@ ledger records are removed afterwards, so the shared stack's releases are not to
 ``hopchain_labeling`` (the every-minute pass that opens a task to its next annotator) is paused too, and
 the kill waits until no pass is in flight: a pass killed with the scheduler's LocalExecutor stays
 "running" until Airflow's task heartbeat timeout (5 minutes), and its DAG runs one at a time, so every
-later pass waited behind it — longer than the annotators wait for a task (CI, 2026-12-05: 6 of 20
-answers). The test runs the same pass itself (:func:`pipelines.annotation.tasks.tend`) between answers,
+later pass waits behind it — longer than the annotators wait for a task (the likely cause of CI's
+failure on 2026-12-05, 6 of 20 answers; not reproduced here). The test runs the same pass itself (:func:`pipelines.annotation.tasks.tend`) between answers,
 as the demo's simulation does; what it checks is the deferred wait surviving the crash.
 """
 
