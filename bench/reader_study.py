@@ -72,6 +72,7 @@ def instructions() -> str:
 
 
 def _parse_seeds(text: str) -> list[int]:
+    """``0-19`` (a range) or ``3,4,5`` (a list)."""
     if "-" in text:
         a, b = text.split("-")
         return list(range(int(a), int(b) + 1))
@@ -313,8 +314,8 @@ def score(out: Path, files: list[Path]) -> None:
 
     print(f"{'reader':<22}" + "".join(f"{g:>16}" for g in groups) + f"{'all':>16}")
     for name, ans in readers.items():
-        row(name, partial(_gave_program_answer, key, ans))
-    row("all readers agree", lambda q: all(a.get(q) == key[q]["answer"] for a in readers.values()))
+        row(name, partial(_all_gave_program_answer, key, [ans]))
+    row("all readers agree", partial(_all_gave_program_answer, key, list(readers.values())))
     pairs = list(combinations(readers.values(), 2))
     if len(pairs) > 1:
         both = [sum(a.get(q) == key[q]["answer"] == b.get(q) for q in key) for a, b in pairs]
@@ -337,8 +338,8 @@ def score(out: Path, files: list[Path]) -> None:
                   + ", ".join(f"{n} {x}" for n, x in got.items()))
 
 
-def _gave_program_answer(key: dict[str, Any], answers: dict[str, str], q: str) -> bool:
-    return answers.get(q) == key[q]["answer"]
+def _all_gave_program_answer(key: dict[str, Any], readers: list[dict[str, str]], q: str) -> bool:
+    return all(a.get(q) == key[q]["answer"] for a in readers)
 
 
 class _Truth:
@@ -448,7 +449,7 @@ def main() -> None:
         build_packet(args.out, args.photos, args.shapes, _parse_seeds(args.seeds), args.sample_seed,
                      args.perception, args.noise_seed, args.recall)
     elif args.cmd == "truth":
-        truth_agreement(_parse_seeds(args.seeds), [int(x) for x in args.noise_seeds.split(",")], args.recall)
+        truth_agreement(_parse_seeds(args.seeds), _parse_seeds(args.noise_seeds), args.recall)
     else:
         score(args.out, args.answers)
 
